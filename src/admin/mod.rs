@@ -1,0 +1,451 @@
+//! Management commands (users, clients, keys, audit) as one executor. The CLI calls it
+//! directly when the server is stopped, and through the admin socket ([`socket`]) when it
+//! runs: one code path either way. Bad input is an [`AdminError`] with exit code 2 that
+//! names the field, and nothing is written.
+
+pub mod socket;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::{Config, PasswordParams};
+use crate::model::{Address, Client, Group, User, valid_email, valid_username};
+use crate::oidc::registration::{ClientSpec, build_client, valid_group_name};
+use crate::store::{Store, StoreError};
+
+/// Members of this group may use the admin pages.
+pub const ADMIN_GROUP: &str = "admin";
+/// Metadata key of the one-time setup link: `<sha256 of token>:<expiry>`.
+pub const SETUP_TOKEN_KEY: &str = "setup_token";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminError {
+    pub message: String,
+    /// 2 for bad input, 1 for anything else.
+    pub exit_code: i32,
+}
+
+impl AdminError {
+    pub fn input(message: impl Into<String>) -> Self {
+        AdminError { message: message.into(), exit_code: 2 }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => AdminError::input(m),
+            other => AdminError { message: other.to_string(), exit_code: 1 },
+        }
+    }
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Profile fields of a new user.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub phone: Option<String>,
+    pub address: Address,
+    pub groups: Vec<String>,
+}
+
+/// Changes to a client; absent or empty fields keep their value.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientPatch {
+    pub name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub skip_consent: Option<bool>,
+    pub require_pkce: Option<bool>,
+    pub id_token_alg: Option<String>,
+    pub policy: Option<String>,
+    pub allowed_groups: Option<Vec<String>>,
+}
+
+/// One management command. Passwords travel only over the owner-only admin socket.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Command {
+    UserAdd { user: NewUser, password: String, admin: bool },
+    UserList,
+    UserShow { username: String },
+    UserPasswd { username: String, password: String },
+    UserDisable { username: String },
+    UserEnable { username: String },
+    UserDelete { username: String },
+    UserGroupAdd { username: String, group: String },
+    UserGroupDel { username: String, group: String },
+    ClientAdd { spec: ClientSpec },
+    ClientList,
+    ClientShow { client_id: String },
+    ClientUpdate { client_id: String, patch: ClientPatch },
+    ClientRotateSecret { client_id: String },
+    ClientDelete { client_id: String },
+    KeysList,
+    Audit { since: i64, user: Option<String>, limit: usize },
+}
+
+impl Command {
+    /// Name for the audit log (never includes arguments, which may hold passwords).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::UserAdd { .. } => "user.add",
+            Command::UserList => "user.list",
+            Command::UserShow { .. } => "user.show",
+            Command::UserPasswd { .. } => "user.passwd",
+            Command::UserDisable { .. } => "user.disable",
+            Command::UserEnable { .. } => "user.enable",
+            Command::UserDelete { .. } => "user.delete",
+            Command::UserGroupAdd { .. } => "user.group_add",
+            Command::UserGroupDel { .. } => "user.group_del",
+            Command::ClientAdd { .. } => "client.add",
+            Command::ClientList => "client.list",
+            Command::ClientShow { .. } => "client.show",
+            Command::ClientUpdate { .. } => "client.update",
+            Command::ClientRotateSecret { .. } => "client.rotate_secret",
+            Command::ClientDelete { .. } => "client.delete",
+            Command::KeysList => "keys.list",
+            Command::Audit { .. } => "audit",
+        }
+    }
+
+    fn changes_state(&self) -> bool {
+        !matches!(self, Command::UserList | Command::UserShow { .. } | Command::ClientList | Command::ClientShow { .. } | Command::KeysList | Command::Audit { .. })
+    }
+}
+
+/// Whether any enabled user is in the admin group.
+pub fn admin_exists(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.users()?.iter().any(|u| !u.disabled && u.groups.iter().any(|g| g == ADMIN_GROUP)))
+}
+
+fn clean(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), AdminError> {
+    if let Some(v) = v
+        && (v.chars().count() > max || v.chars().any(char::is_control))
+    {
+        return Err(AdminError::input(format!("{field}: at most {max} printable characters")));
+    }
+    Ok(())
+}
+
+/// Validates and stores a new user; the password is hashed with the configured argon2id
+/// parameters (slow: call it off the async runtime).
+pub fn create_user(store: &dyn Store, params: &PasswordParams, new: NewUser, password: &str, now: i64) -> Result<User, AdminError> {
+    let username = new.username.trim().to_string();
+    if !valid_username(&username) {
+        return Err(AdminError::input("username: 1-64 letters, digits or .-_@, starting with a letter or digit"));
+    }
+    let email = new.email.trim().to_string();
+    if !valid_email(&email) {
+        return Err(AdminError::input("email: not a valid email address"));
+    }
+    let given_name = clean(new.given_name);
+    let family_name = clean(new.family_name);
+    let phone = clean(new.phone);
+    check_text("given_name", &given_name, 100)?;
+    check_text("family_name", &family_name, 100)?;
+    check_text("phone", &phone, 32)?;
+    let a = new.address;
+    let address = Address {
+        street_address: clean(a.street_address),
+        locality: clean(a.locality),
+        region: clean(a.region),
+        postal_code: clean(a.postal_code),
+        country: clean(a.country),
+    };
+    for (f, v) in [
+        ("street_address", &address.street_address),
+        ("locality", &address.locality),
+        ("region", &address.region),
+        ("postal_code", &address.postal_code),
+        ("country", &address.country),
+    ] {
+        check_text(f, v, 200)?;
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for g in new.groups {
+        if !valid_group_name(&g) {
+            return Err(AdminError::input(format!("group: {g:?} is not a valid group name")));
+        }
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    crate::keys::password::check_policy(password, &username).map_err(AdminError::input)?;
+    if store.user_by_name(&username)?.is_some() {
+        return Err(AdminError::input(format!("username: {username:?} is taken")));
+    }
+    let password_hash = crate::keys::password::hash(password, params).map_err(|e| AdminError { message: e, exit_code: 1 })?;
+    let user = User {
+        id: crate::clock::random_id(),
+        username,
+        email,
+        email_verified: false,
+        given_name,
+        family_name,
+        phone,
+        address: (!address.is_empty()).then_some(address),
+        groups,
+        password_hash,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    ensure_groups(store, &user.groups)?;
+    store.create_user(&user)?;
+    Ok(user)
+}
+
+fn ensure_groups(store: &dyn Store, groups: &[String]) -> Result<(), AdminError> {
+    let known = store.groups()?;
+    for g in groups {
+        if !known.iter().any(|k| &k.name == g) {
+            store.put_group(&Group { name: g.clone(), description: String::new() })?;
+        }
+    }
+    Ok(())
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "phone": u.phone,
+        "address": u.address,
+        "groups": u.groups,
+        "disabled": u.disabled,
+        "created_at": u.created_at,
+        "updated_at": u.updated_at,
+    })
+}
+
+fn client_json(c: &Client) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "public": c.is_public(),
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "scopes": c.scopes,
+        "grant_types": c.grant_types,
+        "response_types": c.response_types,
+        "token_endpoint_auth_method": c.token_endpoint_auth_method.as_str(),
+        "policy": c.policy,
+        "skip_consent": c.skip_consent,
+        "id_token_alg": c.id_token_alg.as_str(),
+        "require_pkce": c.require_pkce,
+        "allowed_groups": c.allowed_groups,
+        "declared": c.declared,
+        "created_at": c.created_at,
+    })
+}
+
+fn find_user(store: &dyn Store, username: &str) -> Result<User, AdminError> {
+    store.user_by_name(username)?.ok_or_else(|| AdminError::input(format!("username: no user {username:?}")))
+}
+
+fn find_client(store: &dyn Store, config: &Config, client_id: &str) -> Result<Client, AdminError> {
+    if config.declared_clients.contains_key(client_id) {
+        return Err(AdminError::input(format!(
+            "client_id: {client_id:?} is declared in the configuration file; change it there"
+        )));
+    }
+    store.client(client_id)?.ok_or_else(|| AdminError::input(format!("client_id: no client {client_id:?}")))
+}
+
+/// Runs one command. `actor` names who asked (for the audit log).
+pub fn execute(store: &dyn Store, config: &Config, cmd: Command, actor: &str, now: i64) -> Result<Value, AdminError> {
+    let name = cmd.name();
+    let changes = cmd.changes_state();
+    let out = run(store, config, cmd, now)?;
+    if changes {
+        let subject = out.get("username").or_else(|| out.get("client_id")).and_then(Value::as_str).unwrap_or("");
+        let e = crate::model::AuditEvent {
+            time: now,
+            kind: format!("admin.{name}"),
+            user: Some(actor.to_string()),
+            client: None,
+            ip: None,
+            detail: subject.to_string(),
+        };
+        if let Err(err) = store.append_audit(&e) {
+            tracing::warn!(error = %err, "could not record audit event");
+        }
+    }
+    Ok(out)
+}
+
+fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Value, AdminError> {
+    match cmd {
+        Command::UserAdd { mut user, password, admin } => {
+            if admin && !user.groups.iter().any(|g| g == ADMIN_GROUP) {
+                user.groups.push(ADMIN_GROUP.to_string());
+            }
+            let u = create_user(store, &config.password, user, &password, now)?;
+            Ok(user_json(&u))
+        }
+        Command::UserList => Ok(Value::Array(store.users()?.iter().map(user_json).collect())),
+        Command::UserShow { username } => Ok(user_json(&find_user(store, &username)?)),
+        Command::UserPasswd { username, password } => {
+            let mut u = find_user(store, &username)?;
+            crate::keys::password::check_policy(&password, &u.username).map_err(AdminError::input)?;
+            u.password_hash = crate::keys::password::hash(&password, &config.password).map_err(|e| AdminError { message: e, exit_code: 1 })?;
+            u.updated_at = now;
+            store.update_user(&u)?;
+            // A new password ends every existing sign-in of the account.
+            store.delete_user_sessions(&u.id)?;
+            Ok(user_json(&u))
+        }
+        Command::UserDisable { username } => set_disabled(store, &username, true, now),
+        Command::UserEnable { username } => set_disabled(store, &username, false, now),
+        Command::UserDelete { username } => {
+            let u = find_user(store, &username)?;
+            store.delete_user(&u.id)?;
+            Ok(json!({"username": u.username, "deleted": true}))
+        }
+        Command::UserGroupAdd { username, group } => {
+            if !valid_group_name(&group) {
+                return Err(AdminError::input(format!("group: {group:?} is not a valid group name")));
+            }
+            let mut u = find_user(store, &username)?;
+            if !u.groups.contains(&group) {
+                u.groups.push(group);
+                u.updated_at = now;
+                ensure_groups(store, &u.groups)?;
+                store.update_user(&u)?;
+            }
+            Ok(user_json(&u))
+        }
+        Command::UserGroupDel { username, group } => {
+            let mut u = find_user(store, &username)?;
+            if !u.groups.contains(&group) {
+                return Err(AdminError::input(format!("group: {} is not in {group:?}", u.username)));
+            }
+            u.groups.retain(|g| g != &group);
+            u.updated_at = now;
+            store.update_user(&u)?;
+            Ok(user_json(&u))
+        }
+        Command::ClientAdd { spec } => {
+            let public = spec.public;
+            let mut client = build_client(crate::clock::random_id(), spec, now).map_err(AdminError::input)?;
+            let secret = (!public).then(crate::clock::random_token);
+            client.secret_hash = secret.as_deref().map(crate::keys::client_secret_hash);
+            store.create_client(&client)?;
+            let mut out = client_json(&client);
+            if let (Some(s), Value::Object(o)) = (secret, &mut out) {
+                o.insert("client_secret".into(), json!(s));
+            }
+            Ok(out)
+        }
+        Command::ClientList => {
+            let mut all: Vec<Client> = config.declared_clients.values().cloned().collect();
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            all.extend(store.clients()?);
+            Ok(Value::Array(all.iter().map(client_json).collect()))
+        }
+        Command::ClientShow { client_id } => match config.declared_clients.get(&client_id) {
+            Some(c) => Ok(client_json(c)),
+            None => Ok(client_json(&find_client(store, config, &client_id)?)),
+        },
+        Command::ClientUpdate { client_id, patch } => {
+            let old = find_client(store, config, &client_id)?;
+            let or = |v: Vec<String>, old: &Vec<String>| if v.is_empty() { old.clone() } else { v };
+            let spec = ClientSpec {
+                name: patch.name.unwrap_or_else(|| old.name.clone()),
+                redirect_uris: or(patch.redirect_uris, &old.redirect_uris),
+                post_logout_redirect_uris: or(patch.post_logout_redirect_uris, &old.post_logout_redirect_uris),
+                scopes: or(patch.scopes, &old.scopes),
+                grant_types: or(patch.grant_types, &old.grant_types),
+                response_types: or(patch.response_types, &old.response_types),
+                public: old.is_public(),
+                token_endpoint_auth_method: Some(old.token_endpoint_auth_method.as_str().to_string()),
+                policy: patch.policy.or_else(|| Some(serde_json::to_value(old.policy).ok()?.as_str()?.to_string())),
+                skip_consent: patch.skip_consent.unwrap_or(old.skip_consent),
+                id_token_alg: Some(patch.id_token_alg.unwrap_or_else(|| old.id_token_alg.as_str().to_string())),
+                require_pkce: patch.require_pkce.unwrap_or(old.require_pkce),
+                allowed_groups: patch.allowed_groups.unwrap_or_else(|| old.allowed_groups.clone()),
+                ..ClientSpec::default()
+            };
+            let mut client = build_client(client_id, spec, old.created_at).map_err(AdminError::input)?;
+            client.secret_hash = old.secret_hash;
+            store.update_client(&client)?;
+            Ok(client_json(&client))
+        }
+        Command::ClientRotateSecret { client_id } => {
+            let mut client = find_client(store, config, &client_id)?;
+            if client.is_public() {
+                return Err(AdminError::input("client_id: public clients have no secret"));
+            }
+            let secret = crate::clock::random_token();
+            client.secret_hash = Some(crate::keys::client_secret_hash(&secret));
+            store.update_client(&client)?;
+            Ok(json!({"client_id": client.client_id, "client_secret": secret}))
+        }
+        Command::ClientDelete { client_id } => {
+            find_client(store, config, &client_id)?;
+            store.delete_client(&client_id)?;
+            Ok(json!({"client_id": client_id, "deleted": true}))
+        }
+        Command::KeysList => {
+            let mut keys = store.keys()?;
+            keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+            Ok(Value::Array(
+                keys.iter()
+                    .map(|k| {
+                        json!({
+                            "kid": k.kid,
+                            "alg": k.alg.as_str(),
+                            "state": k.state,
+                            "created_at": k.created_at,
+                            "age_days": (now - k.created_at) / 86_400,
+                        })
+                    })
+                    .collect(),
+            ))
+        }
+        Command::Audit { since, user, limit } => {
+            let events = store.audit(since, limit.clamp(1, 100_000))?;
+            Ok(Value::Array(
+                events
+                    .into_iter()
+                    .filter(|e| user.as_ref().is_none_or(|u| e.user.as_deref() == Some(u.as_str())))
+                    .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+                    .collect(),
+            ))
+        }
+    }
+}
+
+fn set_disabled(store: &dyn Store, username: &str, disabled: bool, now: i64) -> Result<Value, AdminError> {
+    let mut u = find_user(store, username)?;
+    u.disabled = disabled;
+    u.updated_at = now;
+    store.update_user(&u)?;
+    if disabled {
+        store.delete_user_sessions(&u.id)?;
+    }
+    Ok(user_json(&u))
+}
+
+#[cfg(test)]
+mod tests;

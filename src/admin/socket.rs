@@ -1,0 +1,93 @@
+//! The admin socket: a Unix socket in the data directory, mode 0600, through which the CLI
+//! runs management commands while the server holds the database. One JSON request line,
+//! one JSON response line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use super::{AdminError, Command, execute};
+use crate::config::Config;
+use crate::store::Store;
+
+/// Largest request line accepted.
+const MAX_REQUEST: u64 = 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Ok(Value),
+    Error(AdminError),
+}
+
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Binds the socket (replacing a stale one) with owner-only permissions.
+pub fn bind(data_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    let p = path(data_dir);
+    if p.exists() {
+        std::fs::remove_file(&p)?;
+    }
+    let listener = tokio::net::UnixListener::bind(&p)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves commands until the listener fails.
+pub async fn serve(listener: tokio::net::UnixListener, store: Arc<dyn Store>, config: Arc<Config>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket accept failed");
+                continue;
+            }
+        };
+        let (store, config) = (store.clone(), config.clone());
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let reply = match serde_json::from_str::<Command>(&line) {
+                Err(e) => Reply::Error(AdminError::input(format!("bad admin request: {e}"))),
+                Ok(cmd) => {
+                    let now = crate::clock::now();
+                    let result = tokio::task::spawn_blocking(move || execute(store.as_ref(), &config, cmd, "cli", now)).await;
+                    match result {
+                        Ok(Ok(v)) => Reply::Ok(v),
+                        Ok(Err(e)) => Reply::Error(e),
+                        Err(_) => Reply::Error(AdminError { message: "command failed".into(), exit_code: 1 }),
+                    }
+                }
+            };
+            let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+            out.push(b'\n');
+            let _ = write.write_all(&out).await;
+        });
+    }
+}
+
+/// Sends a command to a running server. `Err` when no server listens on the socket.
+pub fn call(data_dir: &Path, cmd: &Command) -> std::io::Result<Result<Value, AdminError>> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path(data_dir))?;
+    let mut line = serde_json::to_vec(cmd).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    match serde_json::from_str::<Reply>(&reply) {
+        Ok(Reply::Ok(v)) => Ok(Ok(v)),
+        Ok(Reply::Error(e)) => Ok(Err(e)),
+        Err(e) => Err(std::io::Error::other(format!("bad reply from the server: {e}"))),
+    }
+}

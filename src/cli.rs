@@ -1,0 +1,491 @@
+//! Command-line arguments (argh structs only; opens no files). `main.rs` turns them into
+//! admin commands or a server run.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+#[derive(FromArgs)]
+/// Latchkey: a single-binary OpenID Connect Provider.
+pub struct Cli {
+    #[argh(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum Cmd {
+    Serve(Serve),
+    User(UserCmd),
+    Client(ClientCmd),
+    Keys(KeysCmd),
+    Audit(Audit),
+    CheckConfig(CheckConfig),
+    Version(Version),
+}
+
+#[derive(FromArgs)]
+/// Run the server.
+#[argh(subcommand, name = "serve")]
+pub struct Serve {
+    /// configuration file (default: $LATCHKEY_CONFIG or /etc/latchkey/latchkey.toml)
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Validate the configuration without starting.
+#[argh(subcommand, name = "check-config")]
+pub struct CheckConfig {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Print the version.
+#[argh(subcommand, name = "version")]
+pub struct Version {}
+
+#[derive(FromArgs)]
+/// Manage users.
+#[argh(subcommand, name = "user")]
+pub struct UserCmd {
+    #[argh(subcommand)]
+    pub action: UserAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum UserAction {
+    Add(UserAdd),
+    List(UserList),
+    Show(UserNamed<0>),
+    Passwd(UserPasswd),
+    Disable(UserNamed<1>),
+    Enable(UserNamed<2>),
+    Delete(UserNamed<3>),
+    GroupAdd(UserGroup<0>),
+    GroupDel(UserGroup<1>),
+}
+
+#[derive(FromArgs)]
+/// Add a user.
+#[argh(subcommand, name = "add")]
+pub struct UserAdd {
+    /// username
+    #[argh(positional)]
+    pub name: String,
+    /// email address
+    #[argh(option)]
+    pub email: Option<String>,
+    /// read the password from the first line of standard input
+    #[argh(switch)]
+    pub password_stdin: bool,
+    /// given name
+    #[argh(option)]
+    pub given_name: Option<String>,
+    /// family name
+    #[argh(option)]
+    pub family_name: Option<String>,
+    /// phone number
+    #[argh(option)]
+    pub phone: Option<String>,
+    /// street address
+    #[argh(option)]
+    pub street_address: Option<String>,
+    /// city or locality
+    #[argh(option)]
+    pub locality: Option<String>,
+    /// region or state
+    #[argh(option)]
+    pub region: Option<String>,
+    /// postal code
+    #[argh(option)]
+    pub postal_code: Option<String>,
+    /// country
+    #[argh(option)]
+    pub country: Option<String>,
+    /// group (repeatable)
+    #[argh(option)]
+    pub group: Vec<String>,
+    /// make the user an administrator (group "admin")
+    #[argh(switch)]
+    pub admin: bool,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// List users.
+#[argh(subcommand, name = "list")]
+pub struct UserList {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// A command on one user: show (0), disable (1), enable (2), delete (3).
+pub struct UserNamed<const K: u8> {
+    pub name: String,
+    pub config: Option<PathBuf>,
+    pub json: bool,
+}
+
+macro_rules! user_named {
+    ($k:literal, $name:literal, $doc:literal) => {
+        #[derive(FromArgs)]
+        #[doc = $doc]
+        #[argh(subcommand, name = $name)]
+        struct Raw {
+            /// username
+            #[argh(positional)]
+            name: String,
+            /// configuration file
+            #[argh(option)]
+            config: Option<PathBuf>,
+            /// print JSON
+            #[argh(switch)]
+            json: bool,
+        }
+        impl argh::SubCommand for UserNamed<$k> {
+            const COMMAND: &'static argh::CommandInfo = Raw::COMMAND;
+        }
+        impl FromArgs for UserNamed<$k> {
+            fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+                let r = Raw::from_args(command_name, args)?;
+                Ok(UserNamed { name: r.name, config: r.config, json: r.json })
+            }
+        }
+    };
+}
+
+mod named_show {
+    use super::*;
+    user_named!(0, "show", "Show a user.");
+}
+mod named_disable {
+    use super::*;
+    user_named!(1, "disable", "Disable a user (their sessions end at once).");
+}
+mod named_enable {
+    use super::*;
+    user_named!(2, "enable", "Enable a user.");
+}
+mod named_delete {
+    use super::*;
+    user_named!(3, "delete", "Delete a user.");
+}
+
+#[derive(FromArgs)]
+/// Set a user's password.
+#[argh(subcommand, name = "passwd")]
+pub struct UserPasswd {
+    /// username
+    #[argh(positional)]
+    pub name: String,
+    /// read the password from the first line of standard input
+    #[argh(switch)]
+    pub password_stdin: bool,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Add (0) or remove (1) a group membership.
+pub struct UserGroup<const K: u8> {
+    pub name: String,
+    pub group: String,
+    pub config: Option<PathBuf>,
+    pub json: bool,
+}
+
+macro_rules! user_group {
+    ($k:literal, $name:literal, $doc:literal) => {
+        #[derive(FromArgs)]
+        #[doc = $doc]
+        #[argh(subcommand, name = $name)]
+        struct Raw {
+            /// username
+            #[argh(positional)]
+            name: String,
+            /// group name
+            #[argh(positional)]
+            group: String,
+            /// configuration file
+            #[argh(option)]
+            config: Option<PathBuf>,
+            /// print JSON
+            #[argh(switch)]
+            json: bool,
+        }
+        impl argh::SubCommand for UserGroup<$k> {
+            const COMMAND: &'static argh::CommandInfo = Raw::COMMAND;
+        }
+        impl FromArgs for UserGroup<$k> {
+            fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+                let r = Raw::from_args(command_name, args)?;
+                Ok(UserGroup { name: r.name, group: r.group, config: r.config, json: r.json })
+            }
+        }
+    };
+}
+
+mod group_add {
+    use super::*;
+    user_group!(0, "group-add", "Add a user to a group.");
+}
+mod group_del {
+    use super::*;
+    user_group!(1, "group-del", "Remove a user from a group.");
+}
+
+#[derive(FromArgs)]
+/// Manage OpenID applications (clients).
+#[argh(subcommand, name = "client")]
+pub struct ClientCmd {
+    #[argh(subcommand)]
+    pub action: ClientAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum ClientAction {
+    Add(ClientAdd),
+    List(ClientList),
+    Show(ClientOne<0>),
+    Update(ClientUpdate),
+    RotateSecret(ClientOne<1>),
+    Delete(ClientOne<2>),
+}
+
+#[derive(FromArgs)]
+/// Register an application; prints its client_id and (once) its secret.
+#[argh(subcommand, name = "add")]
+pub struct ClientAdd {
+    /// display name
+    #[argh(option)]
+    pub name: Option<String>,
+    /// redirect URI, matched exactly (repeatable)
+    #[argh(option)]
+    pub redirect_uri: Vec<String>,
+    /// scope the client may receive (repeatable; default openid profile email groups offline_access)
+    #[argh(option)]
+    pub scope: Vec<String>,
+    /// public client: no secret, PKCE required
+    #[argh(switch)]
+    pub public: bool,
+    /// grant type (repeatable; default authorization_code refresh_token)
+    #[argh(option)]
+    pub grant_type: Vec<String>,
+    /// post-logout redirect URI (repeatable)
+    #[argh(option)]
+    pub post_logout_redirect_uri: Vec<String>,
+    /// one_factor or two_factor
+    #[argh(option)]
+    pub policy: Option<String>,
+    /// do not ask users for consent (first-party applications)
+    #[argh(switch)]
+    pub skip_consent: bool,
+    /// client_secret_basic, client_secret_post or none
+    #[argh(option)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// response type (repeatable; default code)
+    #[argh(option)]
+    pub response_type: Vec<String>,
+    /// RS256 or ES256
+    #[argh(option)]
+    pub id_token_alg: Option<String>,
+    /// require PKCE (always on for public clients)
+    #[argh(switch)]
+    pub require_pkce: bool,
+    /// back-channel logout URI
+    #[argh(option)]
+    pub backchannel_logout_uri: Option<String>,
+    /// front-channel logout URI
+    #[argh(option)]
+    pub frontchannel_logout_uri: Option<String>,
+    /// group whose members may use the application (repeatable)
+    #[argh(option)]
+    pub allowed_group: Vec<String>,
+    /// JWKS file for private_key_jwt
+    #[argh(option)]
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URI for private_key_jwt
+    #[argh(option)]
+    pub jwks_uri: Option<String>,
+    /// require pushed authorization requests
+    #[argh(switch)]
+    pub require_par: bool,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// List applications.
+#[argh(subcommand, name = "list")]
+pub struct ClientList {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// A command on one client: show (0), rotate-secret (1), delete (2).
+pub struct ClientOne<const K: u8> {
+    pub client_id: String,
+    pub config: Option<PathBuf>,
+    pub json: bool,
+}
+
+macro_rules! client_one {
+    ($k:literal, $name:literal, $doc:literal) => {
+        #[derive(FromArgs)]
+        #[doc = $doc]
+        #[argh(subcommand, name = $name)]
+        struct Raw {
+            /// client_id
+            #[argh(positional)]
+            client_id: String,
+            /// configuration file
+            #[argh(option)]
+            config: Option<PathBuf>,
+            /// print JSON
+            #[argh(switch)]
+            json: bool,
+        }
+        impl argh::SubCommand for ClientOne<$k> {
+            const COMMAND: &'static argh::CommandInfo = Raw::COMMAND;
+        }
+        impl FromArgs for ClientOne<$k> {
+            fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+                let r = Raw::from_args(command_name, args)?;
+                Ok(ClientOne { client_id: r.client_id, config: r.config, json: r.json })
+            }
+        }
+    };
+}
+
+mod client_show {
+    use super::*;
+    client_one!(0, "show", "Show an application.");
+}
+mod client_rotate {
+    use super::*;
+    client_one!(1, "rotate-secret", "Issue a new client secret (printed once); the old one stops working.");
+}
+mod client_delete {
+    use super::*;
+    client_one!(2, "delete", "Delete an application with its consents and refresh tokens.");
+}
+
+#[derive(FromArgs)]
+/// Change an application; options not given keep their value.
+#[argh(subcommand, name = "update")]
+pub struct ClientUpdate {
+    /// client_id
+    #[argh(positional)]
+    pub client_id: String,
+    /// display name
+    #[argh(option)]
+    pub name: Option<String>,
+    /// redirect URIs (replace the list; repeatable)
+    #[argh(option)]
+    pub redirect_uri: Vec<String>,
+    /// post-logout redirect URIs (replace the list; repeatable)
+    #[argh(option)]
+    pub post_logout_redirect_uri: Vec<String>,
+    /// scopes (replace the list; repeatable)
+    #[argh(option)]
+    pub scope: Vec<String>,
+    /// grant types (replace the list; repeatable)
+    #[argh(option)]
+    pub grant_type: Vec<String>,
+    /// stop asking users for consent
+    #[argh(switch)]
+    pub skip_consent: bool,
+    /// ask users for consent again
+    #[argh(switch)]
+    pub ask_consent: bool,
+    /// require PKCE
+    #[argh(switch)]
+    pub require_pkce: bool,
+    /// RS256 or ES256
+    #[argh(option)]
+    pub id_token_alg: Option<String>,
+    /// allowed groups (replace the list; repeatable)
+    #[argh(option)]
+    pub allowed_group: Vec<String>,
+    /// allow every user again (clear the allowed groups)
+    #[argh(switch)]
+    pub any_group: bool,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Signing keys.
+#[argh(subcommand, name = "keys")]
+pub struct KeysCmd {
+    #[argh(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum KeysAction {
+    List(KeysList),
+}
+
+#[derive(FromArgs)]
+/// List signing keys with their state and age.
+#[argh(subcommand, name = "list")]
+pub struct KeysList {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Print the audit log, newest first.
+#[argh(subcommand, name = "audit")]
+pub struct Audit {
+    /// only events newer than this: seconds since the epoch, or an age such as 30m, 24h, 7d
+    #[argh(option)]
+    pub since: Option<String>,
+    /// only events of this user
+    #[argh(option)]
+    pub user: Option<String>,
+    /// at most this many events (default 100)
+    #[argh(option, default = "100")]
+    pub limit: usize,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}

@@ -1,0 +1,509 @@
+//! Configuration: the TOML file (every field optional) plus environment overrides, turned
+//! into a validated [`Config`] in two phases (`RawConfig` → `Config::validate`). Parsing is
+//! pure; only [`load`] touches the file system and the environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::Client;
+use crate::oidc::registration::{ClientSpec, build_client};
+
+/// Where `serve` and the management commands look for the file when `--config` is absent.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/latchkey/latchkey.toml";
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: Option<String>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    instance_name: Option<String>,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    tokens: RawTokens,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    login: RawLogin,
+    #[serde(default)]
+    password: RawPassword,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    mode: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    code_ttl_secs: Option<i64>,
+    access_token_ttl_secs: Option<i64>,
+    id_token_ttl_secs: Option<i64>,
+    refresh_token_idle_ttl_secs: Option<i64>,
+    refresh_token_absolute_ttl_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    idle_ttl_secs: Option<i64>,
+    absolute_ttl_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogin {
+    ip_max_failures: Option<u32>,
+    ip_window_secs: Option<i64>,
+    ip_block_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassword {
+    memory_kib: Option<u32>,
+    iterations: Option<u32>,
+    parallelism: Option<u32>,
+    pool_threads: Option<usize>,
+    pool_queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: String,
+    name: Option<String>,
+    secret_hash: Option<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    grant_types: Vec<String>,
+    #[serde(default)]
+    response_types: Vec<String>,
+    token_endpoint_auth_method: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    skip_consent: bool,
+    id_token_alg: Option<String>,
+    #[serde(default)]
+    require_pkce: bool,
+    backchannel_logout_uri: Option<String>,
+    frontchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    allowed_groups: Vec<String>,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    require_par: bool,
+}
+
+/// How the listener speaks: its own self-signed certificate, the administrator's files, or
+/// plain HTTP behind a TLS-terminating reverse proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsMode {
+    SelfSigned,
+    Files { cert: PathBuf, key: PathBuf },
+    Off,
+}
+
+/// Lifetimes in seconds (SPEC §6 defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifetimes {
+    pub code: i64,
+    pub access_token: i64,
+    pub id_token: i64,
+    pub refresh_idle: i64,
+    pub refresh_absolute: i64,
+    pub session_idle: i64,
+    pub session_absolute: i64,
+}
+
+/// Per-source-address throttling (per-username throttling follows a fixed schedule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginLimits {
+    pub ip_max_failures: u32,
+    pub ip_window: i64,
+    pub ip_block: i64,
+}
+
+/// argon2id parameters and the size of the hashing pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswordParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub pool_threads: usize,
+    pub pool_queue: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// No trailing slash; `iss` of every token and the base of every endpoint URL.
+    pub issuer: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub instance_name: String,
+    pub tls: TlsMode,
+    pub lifetimes: Lifetimes,
+    pub login: LoginLimits,
+    pub password: PasswordParams,
+    /// `[[clients]]` from the file, keyed by client_id.
+    pub declared_clients: HashMap<String, Client>,
+}
+
+/// What the environment contributes; a struct so tests need not touch the process env.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    pub issuer: Option<String>,
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    /// systemd's `STATE_DIRECTORY`.
+    pub state_directory: Option<String>,
+    pub hostname: String,
+    /// Whether `/var/lib/latchkey` can be used as the default data directory.
+    pub var_lib_writable: bool,
+}
+
+impl Env {
+    /// Reads the process environment and the host name.
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        Env {
+            issuer: var("LATCHKEY_ISSUER"),
+            listen: var("LATCHKEY_LISTEN"),
+            data_dir: var("LATCHKEY_DATA_DIR"),
+            state_directory: var("STATE_DIRECTORY"),
+            hostname,
+            var_lib_writable: dir_writable(Path::new("/var/lib/latchkey")),
+        }
+    }
+}
+
+fn dir_writable(p: &Path) -> bool {
+    let probe = p.join(".latchkey-write-probe");
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Finds the file: `--config`, then `LATCHKEY_CONFIG`, then the default path if it exists.
+/// Returns `None` when no file is used (every field then has its default).
+pub fn resolve_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Ok(p) = std::env::var("LATCHKEY_CONFIG")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
+    }
+    let default = Path::new(DEFAULT_CONFIG_PATH);
+    default.exists().then(|| default.to_path_buf())
+}
+
+/// Reads and validates the configuration from the file (if any) and the environment.
+pub fn load(flag: Option<&Path>) -> Result<Config, ConfigError> {
+    let text = match resolve_path(flag) {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    parse(text.as_deref(), &Env::from_process())
+}
+
+/// Parses TOML text (or nothing) with the given environment into a validated [`Config`].
+pub fn parse(text: Option<&str>, env: &Env) -> Result<Config, ConfigError> {
+    let raw: RawConfig = match text {
+        Some(t) => toml::from_str(t).map_err(|e| ConfigError(format!("config: {e}")))?,
+        None => RawConfig::default(),
+    };
+    validate(raw, env)
+}
+
+fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
+    let listen_text = env
+        .listen
+        .clone()
+        .or(raw.listen)
+        .unwrap_or_else(|| "0.0.0.0:8443".to_string());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| ConfigError(format!("listen: {listen_text:?} is not an address:port")))?;
+
+    let tls = match raw.tls.mode.as_deref().unwrap_or("self-signed") {
+        "self-signed" => TlsMode::SelfSigned,
+        "off" => TlsMode::Off,
+        "files" => match (raw.tls.cert, raw.tls.key) {
+            (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            _ => return err("tls: mode \"files\" needs both `cert` and `key`"),
+        },
+        other => {
+            return err(format!(
+                "tls.mode: {other:?} is not one of \"self-signed\", \"files\", \"off\""
+            ));
+        }
+    };
+
+    let default_scheme = if tls == TlsMode::Off { "http" } else { "https" };
+    let issuer = env.issuer.clone().or(raw.issuer).unwrap_or_else(|| {
+        format!("{default_scheme}://{}:{}", env.hostname, listen.port())
+    });
+    let issuer = validate_issuer(&issuer)?;
+
+    let data_dir = env
+        .data_dir
+        .as_ref()
+        .map(PathBuf::from)
+        .or(raw.data_dir)
+        .or_else(|| env.state_directory.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| {
+            if env.var_lib_writable {
+                PathBuf::from("/var/lib/latchkey")
+            } else {
+                PathBuf::from("./latchkey-data")
+            }
+        });
+
+    let t = raw.tokens;
+    let s = raw.session;
+    let lifetimes = Lifetimes {
+        code: positive("tokens.code_ttl_secs", t.code_ttl_secs, 60, 600)?,
+        access_token: positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs, 900, 86_400)?,
+        id_token: positive("tokens.id_token_ttl_secs", t.id_token_ttl_secs, 900, 86_400)?,
+        refresh_idle: positive(
+            "tokens.refresh_token_idle_ttl_secs",
+            t.refresh_token_idle_ttl_secs,
+            14 * 86_400,
+            365 * 86_400,
+        )?,
+        refresh_absolute: positive(
+            "tokens.refresh_token_absolute_ttl_secs",
+            t.refresh_token_absolute_ttl_secs,
+            30 * 86_400,
+            365 * 86_400,
+        )?,
+        session_idle: positive("session.idle_ttl_secs", s.idle_ttl_secs, 1800, 30 * 86_400)?,
+        session_absolute: positive("session.absolute_ttl_secs", s.absolute_ttl_secs, 12 * 3600, 90 * 86_400)?,
+    };
+
+    let l = raw.login;
+    let login = LoginLimits {
+        ip_max_failures: l.ip_max_failures.unwrap_or(30).max(1),
+        ip_window: positive("login.ip_window_secs", l.ip_window_secs, 300, 86_400)?,
+        ip_block: positive("login.ip_block_secs", l.ip_block_secs, 300, 86_400)?,
+    };
+
+    let p = raw.password;
+    let password = PasswordParams {
+        memory_kib: p.memory_kib.unwrap_or(65_536),
+        iterations: p.iterations.unwrap_or(3),
+        parallelism: p.parallelism.unwrap_or(1),
+        pool_threads: p.pool_threads.unwrap_or(2).clamp(1, 64),
+        pool_queue: p.pool_queue.unwrap_or(8).min(1024),
+    };
+    // SPEC §8 / OWASP floor: below m=19 MiB, t=2 the hashes are too cheap to crack offline.
+    if password.memory_kib < 19_456 {
+        return err("password.memory_kib: below the floor of 19456 KiB (19 MiB)");
+    }
+    if password.iterations < 2 {
+        return err("password.iterations: below the floor of 2");
+    }
+    if !(1..=16).contains(&password.parallelism) {
+        return err("password.parallelism: must be between 1 and 16");
+    }
+
+    let mut declared_clients = HashMap::new();
+    for (i, rc) in raw.clients.into_iter().enumerate() {
+        let id = rc.client_id.clone();
+        let client = declared_client(rc).map_err(|e| ConfigError(format!("clients[{i}] ({id}): {e}")))?;
+        if declared_clients.insert(id.clone(), client).is_some() {
+            return err(format!("clients[{i}]: client_id {id:?} is declared twice"));
+        }
+    }
+
+    Ok(Config {
+        issuer,
+        listen,
+        data_dir,
+        instance_name: raw.instance_name.unwrap_or_else(|| "Latchkey".to_string()),
+        tls,
+        lifetimes,
+        login,
+        password,
+        declared_clients,
+    })
+}
+
+/// OIDC Discovery §3: the issuer is an https URL (http allowed here for a reverse proxy
+/// set-up and tests) with a host, no query and no fragment. A trailing slash is removed.
+fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(issuer).map_err(|e| ConfigError(format!("issuer: {issuer:?}: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return err(format!("issuer: {issuer:?} must be an https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return err(format!("issuer: {issuer:?} must not have a query, fragment or user info"));
+    }
+    Ok(issuer.trim_end_matches('/').to_string())
+}
+
+fn positive(field: &str, v: Option<i64>, default: i64, max: i64) -> Result<i64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v <= 0 || v > max {
+        return err(format!("{field}: must be between 1 and {max} seconds"));
+    }
+    Ok(v)
+}
+
+fn declared_client(rc: RawClient) -> Result<Client, String> {
+    if let Some(h) = &rc.secret_hash
+        && !(h.starts_with("$argon2id$") || crate::keys::is_sha256_secret_hash(h))
+    {
+        return Err("secret_hash: must be an argon2id PHC string or sha256:<64 hex digits>".into());
+    }
+    let spec = ClientSpec {
+        name: rc.name.unwrap_or_else(|| rc.client_id.clone()),
+        redirect_uris: rc.redirect_uris,
+        post_logout_redirect_uris: rc.post_logout_redirect_uris,
+        scopes: rc.scopes,
+        grant_types: rc.grant_types,
+        response_types: rc.response_types,
+        public: rc.secret_hash.is_none(),
+        token_endpoint_auth_method: rc.token_endpoint_auth_method,
+        policy: rc.policy,
+        skip_consent: rc.skip_consent,
+        id_token_alg: rc.id_token_alg,
+        require_pkce: rc.require_pkce,
+        backchannel_logout_uri: rc.backchannel_logout_uri,
+        frontchannel_logout_uri: rc.frontchannel_logout_uri,
+        allowed_groups: rc.allowed_groups,
+        jwks: None,
+        jwks_uri: rc.jwks_uri,
+        require_par: rc.require_par,
+    };
+    let mut client = build_client(rc.client_id, spec, 0)?;
+    client.secret_hash = rc.secret_hash;
+    client.declared = true;
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env { hostname: "op.example".into(), ..Env::default() }
+    }
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let c = parse(None, &env()).unwrap();
+        assert_eq!(c.issuer, "https://op.example:8443");
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.data_dir, PathBuf::from("./latchkey-data"));
+        assert_eq!(c.tls, TlsMode::SelfSigned);
+        assert_eq!(c.lifetimes.code, 60);
+        assert_eq!(c.lifetimes.access_token, 900);
+        assert_eq!(c.lifetimes.refresh_idle, 14 * 86_400);
+        assert_eq!(c.password.memory_kib, 65_536);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse(Some("isser = \"https://x\"\n"), &env()).unwrap_err();
+        assert!(e.0.contains("isser"), "{e}");
+        let e = parse(Some("[tls]\nmod = \"off\"\n"), &env()).unwrap_err();
+        assert!(e.0.contains("mod"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let mut env = env();
+        env.issuer = Some("https://id.example/".into());
+        env.listen = Some("127.0.0.1:9000".into());
+        let c = parse(Some("issuer = \"https://other\"\nlisten = \"0.0.0.0:1\"\n"), &env).unwrap();
+        assert_eq!(c.issuer, "https://id.example");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn argon2_floor_is_enforced() {
+        let e = parse(Some("[password]\nmemory_kib = 1024\n"), &env()).unwrap_err();
+        assert!(e.0.contains("memory_kib"));
+        let e = parse(Some("[password]\niterations = 1\n"), &env()).unwrap_err();
+        assert!(e.0.contains("iterations"));
+    }
+
+    #[test]
+    fn issuer_with_query_is_refused() {
+        assert!(parse(Some("issuer = \"https://x/?a=b\"\n"), &env()).is_err());
+        assert!(parse(Some("issuer = \"ftp://x\"\n"), &env()).is_err());
+    }
+
+    #[test]
+    fn tls_files_needs_both_paths() {
+        assert!(parse(Some("[tls]\nmode = \"files\"\ncert = \"/c\"\n"), &env()).is_err());
+        let c = parse(Some("[tls]\nmode = \"off\"\n"), &env()).unwrap();
+        assert_eq!(c.issuer, "http://op.example:8443");
+    }
+
+    #[test]
+    fn declared_clients_are_validated() {
+        let good = r#"
+[[clients]]
+client_id = "grafana"
+name = "Grafana"
+secret_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+redirect_uris = ["https://grafana.example/login/generic_oauth"]
+"#;
+        let c = parse(Some(good), &env()).unwrap();
+        let g = &c.declared_clients["grafana"];
+        assert!(g.declared);
+        assert!(!g.is_public());
+        let bad = good.replace("https://grafana.example/login/generic_oauth", "not a url");
+        let e = parse(Some(&bad), &env()).unwrap_err();
+        assert!(e.0.contains("redirect_uri"), "{e}");
+        let bad = good.replace("sha256:0000", "plain");
+        assert!(parse(Some(&bad), &env()).unwrap_err().0.contains("secret_hash"));
+    }
+}

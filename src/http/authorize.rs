@@ -1,0 +1,241 @@
+//! The authorization endpoint (GET and POST) and its resumption after the login and
+//! consent pages. Parsing and decisions are `oidc::authorize`; this file looks things up,
+//! stores codes and turns decisions into redirects and pages.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use super::interaction::Interaction;
+use super::response::{self, Fail, Resp};
+use super::{App, Req, SignedIn};
+use crate::model::{AuthCode, Client};
+use crate::oidc::authorize::{self as authz, AuthRequest, Context, Decision, Delivery, PageError, RedirectError, SessionView};
+use crate::oidc::{ErrorCode, OidcError};
+
+/// Where the login and consent pages send the browser back to.
+pub(super) const RESUME: &str = "/api/v1/oauth/authorize/resume";
+
+pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let params = if req.method == Method::POST {
+        if !req.is_form() {
+            return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The authorization request must be form-encoded.");
+        }
+        req.form()
+    } else {
+        req.query_params()
+    };
+    let page = |e: PageError| app.error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.0);
+    let (client_id, redirect_uri) = match authz::identify(&params) {
+        Ok(x) => x,
+        Err(e) => return page(e),
+    };
+    let client = match app.client(&client_id) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return app.error_page(StatusCode::BAD_REQUEST, "Unknown application", "No application is registered with this client_id.");
+        }
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let redirect_uri = match authz::check_redirect_uri(&client, redirect_uri.as_deref()) {
+        Ok(u) => u,
+        Err(e) => return page(e),
+    };
+    match authz::parse(&params, &client, &redirect_uri) {
+        Ok(request) => proceed(app, req, &client, request, None, now),
+        Err(e) => redirect_error(app, e),
+    }
+}
+
+/// Back from the login or consent page.
+pub(super) async fn resume(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let params = req.query_params();
+    let Some(id) = params.get_lenient("interaction").map(str::to_string) else {
+        return expired(app);
+    };
+    let Some(interaction) = app.interactions.get(&id, now) else {
+        return expired(app);
+    };
+    let client = match app.client(&interaction.request.client_id) {
+        Ok(Some(c)) => c,
+        Ok(None) => return app.error_page(StatusCode::BAD_REQUEST, "Unknown application", "The application was removed."),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let request = interaction.request.clone();
+    proceed(app, req, &client, request, Some((id, interaction)), now)
+}
+
+pub(super) fn expired(app: &App) -> Resp {
+    app.error_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        "This sign-in request has expired or was already completed. Return to the application and start again.",
+    )
+}
+
+fn proceed(app: &Arc<App>, req: &Req, client: &Client, request: AuthRequest, interaction: Option<(String, Interaction)>, now: i64) -> Resp {
+    match try_proceed(app, req, client, request.clone(), interaction, now) {
+        Ok(r) => r,
+        Err(f) => redirect_error(
+            app,
+            RedirectError {
+                error: f.to_oidc(),
+                redirect_uri: request.redirect_uri,
+                response_mode: request.response_mode,
+                state: request.state,
+            },
+        ),
+    }
+}
+
+fn try_proceed(
+    app: &Arc<App>,
+    req: &Req,
+    client: &Client,
+    request: AuthRequest,
+    interaction: Option<(String, Interaction)>,
+    now: i64,
+) -> Result<Resp, Fail> {
+    let fail = |e: OidcError| RedirectError {
+        error: e,
+        redirect_uri: request.redirect_uri.clone(),
+        response_mode: request.response_mode,
+        state: request.state.clone(),
+    };
+    let signed_in = app.signed_in(req, now)?;
+    let hint_subject = match &request.id_token_hint {
+        None => None,
+        Some(hint) => match hint_subject(app, hint) {
+            Some(sub) => Some(sub),
+            None => return Ok(redirect_error(app, fail(OidcError::invalid_request("id_token_hint is not a valid ID token from this issuer")))),
+        },
+    };
+    let consent = match &signed_in {
+        Some(s) => app.store.consent(&s.user.id, &client.client_id)?,
+        None => None,
+    };
+    let ctx = Context {
+        now,
+        session: signed_in.as_ref().map(|s| SessionView {
+            user_id: s.user.id.clone(),
+            auth_time: s.session.auth_time,
+            user_groups: s.user.groups.clone(),
+        }),
+        consent: consent.as_ref(),
+        interaction_started: interaction.as_ref().map(|(_, i)| i.started),
+        consent_given: interaction.as_ref().is_some_and(|(_, i)| i.consent_given),
+        hint_subject,
+    };
+    let interaction_id = |app: &App| match &interaction {
+        Some((id, _)) => id.clone(),
+        None => app.interactions.start(request.clone(), now),
+    };
+    let finish = |app: &App| {
+        if let Some((id, _)) = &interaction {
+            app.interactions.finish(id);
+        }
+    };
+    Ok(match authz::decide(&request, client, &ctx) {
+        Decision::Login => response::redirect(&format!("/login?interaction={}", interaction_id(app))),
+        Decision::Consent { .. } => response::redirect(&format!("/consent?interaction={}", interaction_id(app))),
+        Decision::Forbidden => {
+            finish(app);
+            let user = signed_in.as_ref().map(|s| s.user.username.as_str());
+            app.audit("authorize.denied", user, Some(&client.client_id), Some(req.peer), "not in an allowed group", now);
+            app.error_page(
+                StatusCode::FORBIDDEN,
+                "Access denied",
+                &format!("Your account is not allowed to use {}. Ask your administrator for access.", client.name),
+            )
+        }
+        Decision::Error(e) => {
+            finish(app);
+            redirect_error(app, fail(e))
+        }
+        Decision::Issue { scopes } => {
+            let Some(s) = signed_in else {
+                return Err(Fail::Internal("issue decided without a session".into()));
+            };
+            let code = issue_code(app, &s, client, &request, scopes, now)?;
+            finish(app);
+            deliver(app, authz::deliver(
+                &request.redirect_uri,
+                request.response_mode,
+                authz::success_params(&code, request.state.as_deref(), &app.config.issuer),
+            ))
+        }
+    })
+}
+
+/// `sub` of an ID token this issuer signed (expired ones are accepted: OIDC Core §3.1.2.1
+/// uses the hint only to identify the user).
+fn hint_subject(app: &App, hint: &str) -> Option<String> {
+    let (header, claims) = app.keys().verify(hint).ok()?;
+    if header.get("typ").and_then(|t| t.as_str()) == Some("at+jwt") {
+        return None;
+    }
+    if claims.get("iss").and_then(|v| v.as_str()) != Some(app.config.issuer.as_str()) {
+        return None;
+    }
+    claims.get("sub").and_then(|v| v.as_str()).map(str::to_string)
+}
+
+fn issue_code(app: &App, s: &SignedIn, client: &Client, request: &AuthRequest, scopes: Vec<String>, now: i64) -> Result<String, Fail> {
+    let code = crate::clock::random_token();
+    let record = AuthCode {
+        client_id: client.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        user_id: s.user.id.clone(),
+        scopes,
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        grant_id: crate::clock::random_id(),
+        auth_time: s.session.auth_time,
+        amr: s.session.amr.clone(),
+        acr: s.session.acr.clone(),
+        sid: s.session.sid.clone(),
+        session_hash: s.hash.clone(),
+        expires_at: now + app.config.lifetimes.code,
+        used: false,
+    };
+    app.store.put_code(&crate::keys::token_hash(&code), &record)?;
+    app.touch_session(s, now)?;
+    Ok(code)
+}
+
+/// An error for a verified redirect_uri, in the request's response mode.
+pub(super) fn redirect_error(app: &App, e: RedirectError) -> Resp {
+    tracing::info!(error = e.error.code.as_str(), description = %e.error.description, "authorization request refused");
+    let params = authz::error_params(&e.error, e.state.as_deref(), &app.config.issuer);
+    deliver(app, authz::deliver(&e.redirect_uri, e.response_mode, params))
+}
+
+/// Turns a delivery into a 303 or an auto-submitting form (response_mode=form_post).
+pub(super) fn deliver(app: &App, d: Delivery) -> Resp {
+    match d {
+        Delivery::Redirect(location) => response::redirect(&location),
+        Delivery::FormPost { action, fields } => {
+            let origin = url::Url::parse(&action).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+            let form_action = if origin.is_empty() || origin == "null" { String::new() } else { format!(" form-action {origin};") };
+            let csp = format!(
+                "default-src 'none'; script-src 'self'; style-src 'self';{form_action} frame-ancestors 'none'; base-uri 'none'"
+            );
+            let body = app.pages.render("form_post.html", &json!({"title": "Continue", "action": action, "fields": fields}));
+            response::html_with_csp(StatusCode::OK, body, csp)
+        }
+    }
+}
+
+/// A user denied consent: access_denied to the client (RFC 6749 §4.1.2.1).
+pub(super) fn denied(app: &App, request: &AuthRequest) -> Resp {
+    redirect_error(
+        app,
+        RedirectError {
+            error: OidcError::new(ErrorCode::AccessDenied, "the user denied the request"),
+            redirect_uri: request.redirect_uri.clone(),
+            response_mode: request.response_mode,
+            state: request.state.clone(),
+        },
+    )
+}

@@ -1,0 +1,333 @@
+//! The pages people see: sign-in, consent, first-run setup and the landing page. Each form
+//! carries a CSRF token; every failure shows the same generic message.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::response::{self, Fail, Resp};
+use super::{App, Req, authorize, check_password};
+use crate::keys::Secret;
+use crate::model::{Consent, Session, User};
+use crate::oidc::scope;
+
+const GENERIC_FAILURE: &str = "Incorrect username or password.";
+
+fn with_cookie(resp: Resp, cookie: Option<String>) -> Resp {
+    match cookie {
+        Some(c) => response::with_header(resp, "set-cookie", &c),
+        None => resp,
+    }
+}
+
+struct LoginView<'a> {
+    interaction: Option<&'a str>,
+    username: &'a str,
+    error: Option<&'a str>,
+    status: StatusCode,
+}
+
+fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
+    let (csrf, cookie) = app.csrf_token(req);
+    let client_name = v
+        .interaction
+        .and_then(|id| app.interactions.get(id, now))
+        .and_then(|i| app.client(&i.request.client_id).ok().flatten())
+        .map(|c| c.name);
+    let body = app.pages.render(
+        "login.html",
+        &json!({
+            "title": "Sign in",
+            "csrf": csrf,
+            "interaction": v.interaction,
+            "client_name": client_name,
+            "username": v.username,
+            "error": v.error,
+        }),
+    );
+    with_cookie(response::html(v.status, body), cookie)
+}
+
+pub(super) fn login_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let q = req.query_params();
+    let interaction = q.get_lenient("interaction").and_then(|id| app.interactions.get(id, now).map(|i| (id, i)));
+    let hint = interaction.as_ref().and_then(|(_, i)| i.request.login_hint.clone()).unwrap_or_default();
+    let view = LoginView {
+        interaction: interaction.as_ref().map(|(id, _)| *id),
+        username: &hint,
+        error: None,
+        status: StatusCode::OK,
+    };
+    render_login(app, req, view, now)
+}
+
+pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    if !req.is_form() {
+        return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The sign-in form must be form-encoded.");
+    }
+    let form = req.form();
+    let interaction = form.get_lenient("interaction").filter(|id| app.interactions.get(id, now).is_some());
+    let username: String = form.get_lenient("username").unwrap_or("").trim().chars().take(128).collect();
+    let view = |error, status| LoginView { interaction, username: &username, error: Some(error), status };
+    if !app.csrf_ok(req, &form) {
+        return render_login(app, req, view("The form expired. Please sign in again.", StatusCode::BAD_REQUEST), now);
+    }
+    if let Err(wait) = app.throttle.check(&username, req.peer, now) {
+        app.audit("login.throttled", Some(&username), None, Some(req.peer), "", now);
+        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+        return render_login(app, req, view(&msg, StatusCode::TOO_MANY_REQUESTS), now);
+    }
+    // Passwords longer than the policy allows cannot match; they are not hashed at length.
+    let raw = form.get_lenient("password").unwrap_or("");
+    let password = Secret::new(if raw.len() > 4 * crate::keys::password::MAX_LEN { String::new() } else { raw.to_string() });
+
+    let user = match app.store.user_by_name(&username) {
+        Ok(u) => u,
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let ok = match check_password(app, user.as_ref(), Secret::new(password.expose().clone())).await {
+        Ok(ok) => ok,
+        Err(Fail::Busy) => {
+            return render_login(app, req, view("The server is busy. Try again in a moment.", StatusCode::SERVICE_UNAVAILABLE), now);
+        }
+        Err(f) => return app.fail_page(f),
+    };
+    let Some(user) = user.clone().filter(|_| ok) else {
+        app.throttle.failure(&username, req.peer, now);
+        let reason = match &user {
+            None => "unknown user",
+            Some(u) if u.disabled => "account disabled",
+            Some(_) => "wrong password",
+        };
+        app.audit("login.failure", Some(&username), None, Some(req.peer), reason, now);
+        return render_login(app, req, view(GENERIC_FAILURE, StatusCode::UNAUTHORIZED), now);
+    };
+    app.throttle.success(&username);
+    rehash_if_needed(app, &user, password).await;
+
+    let resp = match start_session(app, req, &user, now) {
+        Ok(cookie) => {
+            let target = match interaction {
+                Some(id) => format!("{}?interaction={id}", authorize::RESUME),
+                None => "/".to_string(),
+            };
+            response::with_header(response::redirect(&target), "set-cookie", &cookie)
+        }
+        Err(f) => return app.fail_page(f),
+    };
+    app.audit("login.success", Some(&user.username), None, Some(req.peer), "password", now);
+    resp
+}
+
+/// SPEC §8: a hash made with older parameters is replaced after a successful sign-in.
+async fn rehash_if_needed(app: &Arc<App>, user: &User, password: Secret<String>) {
+    let params = app.config.password.clone();
+    if !crate::keys::password::needs_rehash(&user.password_hash, &params) {
+        return;
+    }
+    let Ok(Ok(new_hash)) = app.pool.run(move || crate::keys::password::hash(password.expose(), &params)).await else {
+        return;
+    };
+    if let Ok(Some(mut fresh)) = app.store.user(&user.id) {
+        fresh.password_hash = new_hash;
+        if let Err(e) = app.store.update_user(&fresh) {
+            tracing::warn!(error = %e, "could not store the rehashed password");
+        }
+    }
+}
+
+/// Creates a new SSO session (always a new id: no session fixation) and ends the one the
+/// browser had. Returns the `Set-Cookie` value.
+fn start_session(app: &App, req: &Req, user: &User, now: i64) -> Result<String, Fail> {
+    if let Some(old) = req.cookie(&app.cookie_name("session")) {
+        app.store.delete_session(&crate::keys::token_hash(&old))?;
+    }
+    let raw = crate::clock::random_token();
+    let l = &app.config.lifetimes;
+    let session = Session {
+        user_id: user.id.clone(),
+        sid: crate::clock::random_id(),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        acr: "1".into(),
+        created_at: now,
+        last_seen: now,
+        expires_at: now + l.session_idle.min(l.session_absolute),
+    };
+    app.store.put_session(&crate::keys::token_hash(&raw), &session)?;
+    Ok(app.set_cookie("session", &raw, None, "Lax"))
+}
+
+pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let q = req.query_params();
+    let Some((id, interaction)) = q.get_lenient("interaction").and_then(|id| app.interactions.get(id, now).map(|i| (id, i))) else {
+        return authorize::expired(app);
+    };
+    let signed_in = match app.signed_in(req, now) {
+        Ok(Some(s)) => s,
+        Ok(None) => return response::redirect(&format!("/login?interaction={id}")),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let client = match app.client(&interaction.request.client_id) {
+        Ok(Some(c)) => c,
+        Ok(None) => return authorize::expired(app),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let granted = scope::grant(&interaction.request.scopes, &client.scopes);
+    let described: Vec<&str> = granted.iter().filter_map(|s| scope::describe(s)).collect();
+    let (csrf, cookie) = app.csrf_token(req);
+    let body = app.pages.render(
+        "consent.html",
+        &json!({
+            "title": "Allow access",
+            "csrf": csrf,
+            "interaction": id,
+            "client_name": client.name,
+            "username": signed_in.user.username,
+            "scopes": described,
+        }),
+    );
+    with_cookie(response::html(StatusCode::OK, body), cookie)
+}
+
+pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    if !req.is_form() {
+        return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The consent form must be form-encoded.");
+    }
+    let form = req.form();
+    if !app.csrf_ok(req, &form) {
+        return app.error_page(StatusCode::BAD_REQUEST, "Form expired", "The form expired. Go back to the application and start again.");
+    }
+    let Some((id, interaction)) = form.get_lenient("interaction").and_then(|id| app.interactions.get(id, now).map(|i| (id, i))) else {
+        return authorize::expired(app);
+    };
+    let signed_in = match app.signed_in(req, now) {
+        Ok(Some(s)) => s,
+        Ok(None) => return response::redirect(&format!("/login?interaction={id}")),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let request = &interaction.request;
+    let client = match app.client(&request.client_id) {
+        Ok(Some(c)) => c,
+        Ok(None) => return authorize::expired(app),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let user = &signed_in.user;
+    match form.get_lenient("decision") {
+        Some("allow") => {
+            let mut scopes = scope::grant(&request.scopes, &client.scopes);
+            // Remember the union with what was consented before, so asking for less
+            // later does not forget an earlier, wider consent.
+            if let Ok(Some(previous)) = app.store.consent(&user.id, &client.client_id) {
+                scopes = scope::grant(&[scopes, previous.scopes].concat(), &client.scopes);
+            }
+            let consent = Consent { user_id: user.id.clone(), client_id: client.client_id.clone(), scopes, granted_at: now };
+            if let Err(e) = app.store.put_consent(&consent) {
+                return app.fail_page(e.into());
+            }
+            app.interactions.mark_consented(id);
+            app.audit("consent.given", Some(&user.username), Some(&client.client_id), Some(req.peer), &scope::join(&consent.scopes), now);
+            response::redirect(&format!("{}?interaction={id}", authorize::RESUME))
+        }
+        Some("deny") => {
+            app.interactions.finish(id);
+            app.audit("consent.denied", Some(&user.username), Some(&client.client_id), Some(req.peer), "", now);
+            authorize::denied(app, request)
+        }
+        _ => app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "Choose Allow or Deny."),
+    }
+}
+
+pub(super) fn home(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let body = match app.signed_in(req, now) {
+        Ok(Some(s)) => app.pages.message("Signed in", &format!("You are signed in as {}.", s.user.username), None),
+        Ok(None) => app.pages.message("Welcome", "This is the sign-in service of your organisation.", Some(("/login", "Sign in"))),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    response::html(StatusCode::OK, body)
+}
+
+/// The setup token is valid while no administrator exists and it has not expired.
+fn setup_token_valid(app: &App, token: &str, now: i64) -> Result<bool, Fail> {
+    let Some(stored) = app.store.meta(crate::admin::SETUP_TOKEN_KEY)? else { return Ok(false) };
+    let Some((hash, expires)) = stored.split_once(':') else { return Ok(false) };
+    let unexpired = expires.parse::<i64>().is_ok_and(|e| now < e);
+    let matches = crate::keys::ct_eq(crate::keys::token_hash(token).as_bytes(), hash.as_bytes());
+    Ok(unexpired && matches && !crate::admin::admin_exists(app.store.as_ref())?)
+}
+
+fn render_setup(app: &App, req: &Req, token: &str, username: &str, email: &str, error: Option<&str>, status: StatusCode) -> Resp {
+    let (csrf, cookie) = app.csrf_token(req);
+    let body = app.pages.render(
+        "setup.html",
+        &json!({"title": "Set up", "csrf": csrf, "token": token, "username": username, "email": email, "error": error}),
+    );
+    with_cookie(response::html(status, body), cookie)
+}
+
+fn setup_gone(app: &App) -> Resp {
+    app.error_page(
+        StatusCode::NOT_FOUND,
+        "Setup link not valid",
+        "This setup link has expired or was already used. Restart the server to print a new one, or run `latchkey user add NAME --admin`.",
+    )
+}
+
+pub(super) fn setup_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let q = req.query_params();
+    let token = q.get_lenient("token").unwrap_or("");
+    match setup_token_valid(app, token, now) {
+        Ok(true) => render_setup(app, req, token, "", "", None, StatusCode::OK),
+        Ok(false) => setup_gone(app),
+        Err(f) => app.fail_page(f),
+    }
+}
+
+pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    if !req.is_form() {
+        return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The form must be form-encoded.");
+    }
+    let form = req.form();
+    let token = form.get_lenient("token").unwrap_or("");
+    match setup_token_valid(app, token, now) {
+        Ok(true) => {}
+        Ok(false) => return setup_gone(app),
+        Err(f) => return app.fail_page(f),
+    }
+    let username = form.get_lenient("username").unwrap_or("").trim().to_string();
+    let email = form.get_lenient("email").unwrap_or("").trim().to_string();
+    let again = |msg: &str| render_setup(app, req, token, &username, &email, Some(msg), StatusCode::BAD_REQUEST);
+    if !app.csrf_ok(req, &form) {
+        return again("The form expired. Please try again.");
+    }
+    let password = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
+    if form.get_lenient("password2").unwrap_or("") != password.expose() {
+        return again("The two passwords differ.");
+    }
+    let params = app.config.password.clone();
+    let new = crate::admin::NewUser {
+        username: username.clone(),
+        email: email.clone(),
+        groups: vec![crate::admin::ADMIN_GROUP.to_string()],
+        ..crate::admin::NewUser::default()
+    };
+    let store = app.store.clone();
+    let created = app
+        .pool
+        .run(move || crate::admin::create_user(store.as_ref(), &params, new, password.expose(), now))
+        .await;
+    let user = match created {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => return again(&e.message),
+        Err(_) => return again("The server is busy. Try again in a moment."),
+    };
+    if let Err(e) = app.store.delete_meta(crate::admin::SETUP_TOKEN_KEY) {
+        return app.fail_page(e.into());
+    }
+    app.audit("setup.admin_created", Some(&user.username), None, Some(req.peer), "", now);
+    match start_session(app, req, &user, now) {
+        Ok(cookie) => response::with_header(response::redirect("/"), "set-cookie", &cookie),
+        Err(f) => app.fail_page(f),
+    }
+}

@@ -1,0 +1,336 @@
+//! HTTP: the [`App`] service that turns a request into a response, the router, bounded
+//! parsing of queries, forms and cookies, and one file per endpoint. With `server.rs`, the
+//! only code that names hyper. Tests call [`App::respond`] directly, without a socket.
+
+mod authorize;
+pub mod interaction;
+mod login;
+pub mod pool;
+pub mod response;
+pub mod throttle;
+mod token;
+mod userinfo;
+mod well_known;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::config::{Config, TlsMode};
+use crate::keys::{KeySet, MacKey};
+use crate::model::{AuditEvent, Client, Session, User};
+use crate::oidc::discovery::paths;
+use crate::oidc::params::Params;
+use crate::pages::Pages;
+use crate::store::{Store, StoreError};
+
+use interaction::Interactions;
+use pool::HashPool;
+use response::{Fail, Resp};
+use throttle::Throttle;
+
+/// Largest request body accepted (security baseline §4.7: forms ≤ 16 KiB; a little more
+/// for long request URIs posted to the authorization endpoint).
+pub const MAX_BODY: usize = 32 * 1024;
+/// Time a client gets to send its body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A request with its body read, as the handlers see it.
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: IpAddr,
+}
+
+impl Req {
+    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn query_params(&self) -> Params {
+        Params::parse(self.query.as_bytes())
+    }
+
+    /// Whether the body is `application/x-www-form-urlencoded` (parameters allowed).
+    pub fn is_form(&self) -> bool {
+        self.header(header::CONTENT_TYPE).is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        })
+    }
+
+    pub fn form(&self) -> Params {
+        Params::parse(&self.body)
+    }
+
+    /// The value of a cookie sent by the browser.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// Everything a request handler needs, shared by all connections.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    keys: RwLock<Arc<KeySet>>,
+    pub pages: Pages,
+    pub pool: HashPool,
+    pub throttle: Throttle,
+    pub interactions: Interactions,
+    csrf_key: MacKey,
+    dummy_hash: String,
+}
+
+/// A signed-in browser: the stored session (with its hash) and its user.
+pub struct SignedIn {
+    pub hash: String,
+    pub session: Session,
+    pub user: User,
+}
+
+impl App {
+    /// Builds the service from a validated configuration and an initialised store (keys
+    /// and the CSRF secret exist: see `server::prepare`).
+    pub fn new(config: Config, store: Arc<dyn Store>, keys: KeySet, csrf_secret: &[u8], dummy_hash: String) -> Result<App, String> {
+        let pages = Pages::new(&config.instance_name)?;
+        Ok(App {
+            pool: HashPool::new(config.password.pool_threads, config.password.pool_queue),
+            throttle: Throttle::new(config.login.clone()),
+            interactions: Interactions::default(),
+            keys: RwLock::new(Arc::new(keys)),
+            csrf_key: MacKey::new(csrf_secret),
+            dummy_hash,
+            pages,
+            config,
+            store,
+        })
+    }
+
+    /// The current key set (cheap clone of an `Arc`; no lock is held afterwards).
+    pub fn keys(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A declared client or one from the store.
+    pub fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        if let Some(c) = self.config.declared_clients.get(id) {
+            return Ok(Some(c.clone()));
+        }
+        self.store.client(id)
+    }
+
+    fn secure(&self) -> bool {
+        self.config.issuer.starts_with("https://")
+    }
+
+    /// `__Host-` cookies need Secure; an http issuer (tests, local trials) uses plain names.
+    pub fn cookie_name(&self, base: &str) -> String {
+        if self.secure() { format!("__Host-latchkey_{base}") } else { format!("latchkey_{base}") }
+    }
+
+    /// A `Set-Cookie` value: HttpOnly, Path=/, no Domain, Secure when the issuer is https.
+    pub fn set_cookie(&self, base: &str, value: &str, max_age: Option<i64>, same_site: &str) -> String {
+        let mut c = format!("{}={value}; Path=/; HttpOnly; SameSite={same_site}", self.cookie_name(base));
+        if self.secure() {
+            c.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        c
+    }
+
+    /// The valid SSO session of this browser, if any.
+    pub fn signed_in(&self, req: &Req, now: i64) -> Result<Option<SignedIn>, StoreError> {
+        let Some(raw) = req.cookie(&self.cookie_name("session")) else { return Ok(None) };
+        let hash = crate::keys::token_hash(&raw);
+        let Some(session) = self.store.session(&hash)? else { return Ok(None) };
+        if session.expires_at <= now {
+            return Ok(None);
+        }
+        match self.store.user(&session.user_id)? {
+            Some(user) if !user.disabled => Ok(Some(SignedIn { hash, session, user })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Extends the idle lifetime of a session in use (never past the absolute limit).
+    pub fn touch_session(&self, s: &SignedIn, now: i64) -> Result<(), StoreError> {
+        let l = &self.config.lifetimes;
+        let mut session = s.session.clone();
+        session.last_seen = now;
+        session.expires_at = (now + l.session_idle).min(session.created_at + l.session_absolute);
+        self.store.put_session(&s.hash, &session)
+    }
+
+    /// CSRF: a per-browser random cookie, and in each form its HMAC under the server key.
+    /// Returns the form token and, when the cookie is new, the `Set-Cookie` to send.
+    pub fn csrf_token(&self, req: &Req) -> (String, Option<String>) {
+        match req.cookie(&self.cookie_name("csrf")).filter(|c| c.len() == 43) {
+            Some(c) => (self.csrf_key.tag(&c), None),
+            None => {
+                let c = crate::clock::random_token();
+                (self.csrf_key.tag(&c), Some(self.set_cookie("csrf", &c, None, "Strict")))
+            }
+        }
+    }
+
+    pub fn csrf_ok(&self, req: &Req, form: &Params) -> bool {
+        match (req.cookie(&self.cookie_name("csrf")), form.get_lenient("csrf")) {
+            (Some(cookie), Some(token)) => self.csrf_key.verify(&cookie, token),
+            _ => false,
+        }
+    }
+
+    /// Records an audit event; a failure to record is logged, never fatal to the request.
+    pub fn audit(&self, kind: &str, user: Option<&str>, client: Option<&str>, ip: Option<IpAddr>, detail: &str, now: i64) {
+        let e = AuditEvent {
+            time: now,
+            kind: kind.to_string(),
+            user: user.map(str::to_string),
+            client: client.map(str::to_string),
+            ip: ip.map(|i| i.to_string()),
+            detail: detail.to_string(),
+        };
+        if let Err(err) = self.store.append_audit(&e) {
+            tracing::warn!(error = %err, kind, "could not record audit event");
+        }
+    }
+
+    pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> Resp {
+        response::html(status, self.pages.error(title, message))
+    }
+
+    /// A failure on a page: a generic error page; the detail is logged under a request id.
+    pub fn fail_page(&self, f: Fail) -> Resp {
+        let e = f.to_oidc();
+        let status = if matches!(f, Fail::Busy) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+        self.error_page(status, "Something went wrong", &e.description)
+    }
+
+    /// Routes a request. Never panics on input; unknown paths get 404, known paths with
+    /// another method 405.
+    pub async fn respond(self: &Arc<Self>, req: Req) -> Resp {
+        let now = crate::clock::now();
+        let m = &req.method;
+        let is = |x: &Method| m == x;
+        let resp = match req.path.as_str() {
+            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA if is(&Method::GET) => well_known::discovery(self),
+            paths::JWKS if is(&Method::GET) => well_known::jwks(self),
+            "/healthz" if is(&Method::GET) => well_known::health(self),
+            "/assets/style.css" if is(&Method::GET) => response::asset("text/css; charset=utf-8", crate::pages::STYLE_CSS),
+            "/assets/form_post.js" if is(&Method::GET) => {
+                response::asset("text/javascript; charset=utf-8", crate::pages::FORM_POST_JS)
+            }
+            paths::AUTHORIZE | paths::AUTHORIZE_ALIAS if is(&Method::GET) || is(&Method::POST) => {
+                authorize::authorize(self, &req, now).await
+            }
+            authorize::RESUME if is(&Method::GET) => authorize::resume(self, &req, now).await,
+            paths::TOKEN | paths::TOKEN_ALIAS if is(&Method::POST) => token::token(self, &req, now).await,
+            paths::USERINFO if is(&Method::GET) || is(&Method::POST) => userinfo::userinfo(self, &req, now),
+            "/login" if is(&Method::GET) => login::login_page(self, &req, now),
+            "/login" if is(&Method::POST) => login::login_submit(self, &req, now).await,
+            "/consent" if is(&Method::GET) => login::consent_page(self, &req, now),
+            "/consent" if is(&Method::POST) => login::consent_submit(self, &req, now),
+            "/setup" if is(&Method::GET) => login::setup_page(self, &req, now),
+            "/setup" if is(&Method::POST) => login::setup_submit(self, &req, now).await,
+            "/" if is(&Method::GET) => login::home(self, &req, now),
+            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA | paths::JWKS | paths::USERINFO | paths::TOKEN
+            | paths::TOKEN_ALIAS
+                if is(&Method::OPTIONS) =>
+            {
+                well_known::preflight()
+            }
+            paths::OIDC_DISCOVERY
+            | paths::OAUTH_METADATA
+            | paths::JWKS
+            | "/healthz"
+            | paths::AUTHORIZE
+            | paths::AUTHORIZE_ALIAS
+            | paths::TOKEN
+            | paths::TOKEN_ALIAS
+            | paths::USERINFO
+            | "/login"
+            | "/consent"
+            | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => response::plain(StatusCode::NOT_FOUND, "not found"),
+        };
+        self.finish(&req, resp)
+    }
+
+    /// Headers every response gets: HSTS when served over TLS, CORS on the endpoints that
+    /// relying parties call from browsers with a bearer token (never with cookies).
+    fn finish(&self, req: &Req, mut resp: Resp) -> Resp {
+        let h = resp.headers_mut();
+        if self.config.tls != TlsMode::Off && self.secure() {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, header::HeaderValue::from_static("max-age=31536000"));
+        }
+        if matches!(
+            req.path.as_str(),
+            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA | paths::JWKS | paths::USERINFO | paths::TOKEN | paths::TOKEN_ALIAS
+        ) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+        }
+        resp
+    }
+}
+
+/// The hyper entry point: reads the body within its size and time limits, then calls
+/// [`App::respond`].
+pub async fn serve_hyper(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return Ok(response::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
+        Err(_) => return Ok(response::plain(StatusCode::REQUEST_TIMEOUT, "request body too slow")),
+    };
+    let req = Req {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+        peer: peer.ip(),
+    };
+    Ok(app.respond(req).await)
+}
+
+/// Builds a response body type for code outside this module (server errors).
+pub fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
+    response::plain(status, "")
+}
+
+/// Verifies a password on the hashing pool against a user's hash, or against a dummy
+/// hash when there is no such user, so both cases take the same time (SPEC §8).
+pub async fn check_password(app: &Arc<App>, user: Option<&User>, password: crate::keys::Secret<String>) -> Result<bool, Fail> {
+    let (hash, real) = match user {
+        Some(u) if !u.disabled => (u.password_hash.clone(), true),
+        _ => (app.dummy_hash.clone(), false),
+    };
+    let ok = app
+        .pool
+        .run(move || crate::keys::password::verify(password.expose(), &hash))
+        .await
+        .map_err(|_| Fail::Busy)?;
+    Ok(ok && real)
+}

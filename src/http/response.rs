@@ -1,0 +1,168 @@
+//! Response builders with the security headers of the security baseline §4.6, and the one
+//! mapping from internal failures to what a client sees (detail goes to the log only).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::oidc::{ErrorCode, OidcError};
+use crate::store::StoreError;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// CSP of HTML pages: no inline script or style anywhere. `form-action` is left out on
+/// purpose: browsers apply it to the redirect chain after a form POST, which ends at the
+/// relying party's origin.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                        frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+/// A JSON response (`Cache-Control: no-store`, framing forbidden).
+pub fn json(status: StatusCode, v: &Value) -> Resp {
+    let mut r = base(status, "application/json", v.to_string());
+    r.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    r
+}
+
+/// JSON that relying parties may cache for a few minutes (discovery, JWKS).
+pub fn json_cacheable(v: &Value) -> Resp {
+    let mut r = json(StatusCode::OK, v);
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+/// An HTML page with the full set of page headers.
+pub fn html(status: StatusCode, body: String) -> Resp {
+    html_with_csp(status, body, PAGE_CSP.to_string())
+}
+
+pub fn html_with_csp(status: StatusCode, body: String, csp: String) -> Resp {
+    let mut r = base(status, "text/html; charset=utf-8", body);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    r
+}
+
+/// 303 See Other: after a POST the browser follows with GET, and credentials in the body
+/// are never forwarded as with 307 (security baseline T27).
+pub fn redirect(location: &str) -> Resp {
+    let mut r = base(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", Bytes::new());
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect target"),
+    }
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> Resp {
+    base(status, "text/plain; charset=utf-8", text)
+}
+
+/// Static asset from the binary, cacheable.
+pub fn asset(content_type: &'static str, body: &'static [u8]) -> Resp {
+    let mut r = base(StatusCode::OK, content_type, Bytes::from_static(body));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
+}
+
+pub fn with_header(mut r: Resp, name: &'static str, value: &str) -> Resp {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().append(name, v);
+    }
+    r
+}
+
+/// RFC 6749 §5.2 error: 400, or 401 with `WWW-Authenticate` for invalid_client.
+pub fn token_error(e: &OidcError) -> Resp {
+    let body = json!({"error": e.code.as_str(), "error_description": e.description});
+    match e.code {
+        ErrorCode::InvalidClient => {
+            let r = json(StatusCode::UNAUTHORIZED, &body);
+            with_header(r, "www-authenticate", "Basic realm=\"latchkey\", charset=\"UTF-8\"")
+        }
+        ErrorCode::ServerError => json(StatusCode::INTERNAL_SERVER_ERROR, &body),
+        ErrorCode::TemporarilyUnavailable => json(StatusCode::SERVICE_UNAVAILABLE, &body),
+        _ => json(StatusCode::BAD_REQUEST, &body),
+    }
+}
+
+/// RFC 6750 §3: a Bearer challenge. `None` when no token was sent at all.
+pub fn bearer_error(e: Option<&OidcError>) -> Resp {
+    match e {
+        None => with_header(
+            json(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_request", "error_description": "no access token"})),
+            "www-authenticate",
+            "Bearer realm=\"latchkey\"",
+        ),
+        Some(e) => {
+            let status = match e.code {
+                ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+                ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let challenge = format!(
+                "Bearer realm=\"latchkey\", error=\"{}\", error_description=\"{}\"",
+                e.code.as_str(),
+                e.description
+            );
+            let body = json!({"error": e.code.as_str(), "error_description": e.description});
+            with_header(json(status, &body), "www-authenticate", &challenge)
+        }
+    }
+}
+
+/// A failure that is not the client's fault.
+#[derive(Debug)]
+pub enum Fail {
+    Store(StoreError),
+    /// The hashing pool is full.
+    Busy,
+    Internal(String),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<crate::keys::JwtError> for Fail {
+    fn from(e: crate::keys::JwtError) -> Self {
+        Fail::Internal(e.to_string())
+    }
+}
+
+impl Fail {
+    /// Logs the detail under a request id and returns the client-safe protocol error.
+    pub fn to_oidc(&self) -> OidcError {
+        match self {
+            Fail::Busy => OidcError::new(ErrorCode::TemporarilyUnavailable, "the server is busy, try again shortly"),
+            other => {
+                let id = crate::clock::random_id();
+                tracing::error!(request_id = %id, error = ?other, "request failed");
+                OidcError::new(ErrorCode::ServerError, format!("internal error (request id {id})"))
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The token endpoint (RFC 6749 §3.2): client authentication, then the
+//! authorization_code and refresh_token grants. Rules are in `oidc::token`; this file
+//! looks records up, signs tokens and stores them.
+
+use std::sync::Arc;
+
+use hyper::header;
+use serde_json::Value;
+
+use super::response::{self, Fail, Resp};
+use super::{App, Req};
+use crate::model::{AccessTokenRecord, Client, Grant, RefreshToken, User};
+use crate::oidc::claims::{self, AuthFacts};
+use crate::oidc::params::Params;
+use crate::oidc::token::{self as rules, TokenResponse};
+use crate::oidc::{ErrorCode, OidcError, scope};
+use crate::store::{Consumed, Issued};
+
+enum Outcome {
+    Ok(TokenResponse),
+    Err(OidcError),
+}
+
+impl From<OidcError> for Outcome {
+    fn from(e: OidcError) -> Self {
+        Outcome::Err(e)
+    }
+}
+
+pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let outcome = match handle(app, req, now).await {
+        Ok(o) => o,
+        Err(f) => Outcome::Err(f.to_oidc()),
+    };
+    match outcome {
+        Outcome::Ok(body) => {
+            let v = serde_json::to_value(&body).unwrap_or(Value::Null);
+            let r = response::json(hyper::StatusCode::OK, &v);
+            response::with_header(r, "pragma", "no-cache")
+        }
+        Outcome::Err(e) => {
+            tracing::info!(error = e.code.as_str(), description = %e.description, "token request refused");
+            response::with_header(response::token_error(&e), "pragma", "no-cache")
+        }
+    }
+}
+
+async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
+    if !req.is_form() {
+        return Ok(OidcError::invalid_request("the body must be application/x-www-form-urlencoded").into());
+    }
+    let form = req.form();
+    let client = match authenticate(app, req, &form).await? {
+        Ok(c) => c,
+        Err(e) => return Ok(e.into()),
+    };
+    let grant_type = match form.get("grant_type") {
+        Err(_) => return Ok(OidcError::invalid_request("grant_type was sent more than once").into()),
+        Ok(None) => return Ok(OidcError::invalid_request("grant_type is missing").into()),
+        Ok(Some(g)) => g,
+    };
+    match grant_type {
+        "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => {
+            Ok(OidcError::new(ErrorCode::UnauthorizedClient, format!("the client may not use {grant_type}")).into())
+        }
+        "authorization_code" => authorization_code(app, req, &client, &form, now),
+        "refresh_token" => refresh(app, req, &client, &form, now),
+        _ => Ok(OidcError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
+    }
+}
+
+/// RFC 6749 §2.3. Unknown clients and wrong secrets give the same invalid_client.
+async fn authenticate(app: &Arc<App>, req: &Req, form: &Params) -> Result<Result<Client, OidcError>, Fail> {
+    let presented = match rules::presented_client(req.header(header::AUTHORIZATION), form) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let bad = || OidcError::new(ErrorCode::InvalidClient, "client authentication failed");
+    let Some(client) = app.client(&presented.client_id)? else {
+        return Ok(Err(bad()));
+    };
+    if let Err(e) = rules::method_allowed(&client, &presented) {
+        return Ok(Err(e));
+    }
+    if client.is_public() {
+        return Ok(Ok(client));
+    }
+    let (Some(secret), Some(stored)) = (presented.secret.clone(), client.secret_hash.clone()) else {
+        return Ok(Err(bad()));
+    };
+    let secret = crate::keys::Secret::new(secret);
+    let ok = if crate::keys::is_sha256_secret_hash(&stored) {
+        crate::keys::verify_client_secret(secret.expose(), &stored)
+    } else {
+        // argon2id hashes of declared clients run on the bounded pool.
+        app.pool.run(move || crate::keys::verify_client_secret(secret.expose(), &stored)).await.map_err(|_| Fail::Busy)?
+    };
+    Ok(if ok { Ok(client) } else { Err(bad()) })
+}
+
+fn authorization_code(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Result<Outcome, Fail> {
+    let get = |name: &str| form.get(name).map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)));
+    let (code, redirect_uri, verifier) = match (get("code"), get("redirect_uri"), get("code_verifier")) {
+        (Ok(Some(c)), Ok(r), Ok(v)) => (c, r, v),
+        (Ok(None), _, _) => return Ok(OidcError::invalid_request("code is missing").into()),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(e.into()),
+    };
+    let hash = crate::keys::token_hash(code);
+    let Some(record) = app.store.code(&hash)? else {
+        return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
+    };
+    if record.used && record.client_id == client.client_id {
+        return Ok(replayed_code(app, req, &record, now)?.into());
+    }
+    if let Err(e) = rules::check_code(&record, &client.client_id, redirect_uri, verifier, now) {
+        return Ok(e.into());
+    }
+    let record = match app.store.consume_code(&hash)? {
+        Consumed::Fresh(r) => r,
+        // Lost a race with a concurrent redemption: that is a replay too.
+        Consumed::Replayed(r) => return Ok(replayed_code(app, req, &r, now)?.into()),
+        Consumed::Missing => return Ok(OidcError::invalid_grant("the code is invalid or expired").into()),
+    };
+    let Some(user) = app.store.user(&record.user_id)?.filter(|u| !u.disabled) else {
+        return Ok(OidcError::invalid_grant("the user no longer exists or is disabled").into());
+    };
+    let grant = Grant {
+        grant_id: record.grant_id.clone(),
+        client_id: client.client_id.clone(),
+        user_id: user.id.clone(),
+        created_at: now,
+        revoked: false,
+    };
+    let issue = Issue {
+        client,
+        user: &user,
+        scopes: &record.scopes,
+        auth_time: record.auth_time,
+        amr: &record.amr,
+        acr: &record.acr,
+        sid: &record.sid,
+        nonce: record.nonce.as_deref(),
+        grant_id: &record.grant_id,
+        now,
+    };
+    let minted = mint(app, &issue)?;
+    let refresh = rules::issues_refresh_token(client).then(|| {
+        let l = &app.config.lifetimes;
+        let rt = RefreshToken {
+            grant_id: record.grant_id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: user.id.clone(),
+            scopes: record.scopes.clone(),
+            auth_time: record.auth_time,
+            amr: record.amr.clone(),
+            acr: record.acr.clone(),
+            sid: record.sid.clone(),
+            session_hash: record.session_hash.clone(),
+            offline: scope::contains(&record.scopes, "offline_access"),
+            nonce: record.nonce.clone(),
+            issued_at: now,
+            expires_at: now + l.refresh_idle.min(l.refresh_absolute),
+            absolute_expires_at: now + l.refresh_absolute,
+            used: false,
+        };
+        (crate::clock::random_token(), rt)
+    });
+    let refresh_hash = refresh.as_ref().map(|(t, _)| crate::keys::token_hash(t));
+    app.store.put_tokens(&Issued {
+        grant: &grant,
+        access_jti: &minted.jti,
+        access: &minted.record,
+        refresh: refresh.as_ref().zip(refresh_hash.as_deref()).map(|((_, rt), h)| (h, rt)),
+    })?;
+    app.audit("token.issued", Some(&user.username), Some(&client.client_id), Some(req.peer), "authorization_code", now);
+    Ok(Outcome::Ok(minted.response(refresh.map(|(t, _)| t))))
+}
+
+/// OIDC Core §3.1.3.2 / RFC 6749 §4.1.2: a second use of a code revokes every token
+/// issued from it.
+fn replayed_code(app: &App, req: &Req, record: &crate::model::AuthCode, now: i64) -> Result<OidcError, Fail> {
+    app.store.revoke_grant(&record.grant_id, &record.client_id, &record.user_id, now)?;
+    tracing::warn!(client = %record.client_id, grant = %crate::keys::log_tag(&record.grant_id), "authorization code replayed; grant revoked");
+    app.audit("token.code_replayed", Some(&record.user_id), Some(&record.client_id), Some(req.peer), "grant revoked", now);
+    Ok(OidcError::invalid_grant("the code was already used"))
+}
+
+fn refresh(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Result<Outcome, Fail> {
+    let (token, requested_scope) = match (form.get("refresh_token"), form.get("scope")) {
+        (Ok(Some(t)), Ok(s)) => (t, s),
+        (Ok(None), _) => return Ok(OidcError::invalid_request("refresh_token is missing").into()),
+        (Err(d), _) | (_, Err(d)) => return Ok(OidcError::invalid_request(format!("{} was sent more than once", d.0)).into()),
+    };
+    let hash = crate::keys::token_hash(token);
+    let invalid = || OidcError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let Some(old) = app.store.refresh_token(&hash)? else {
+        return Ok(invalid().into());
+    };
+    if old.client_id != client.client_id {
+        return Ok(OidcError::invalid_grant("the refresh token was issued to another client").into());
+    }
+    if old.used {
+        return Ok(replayed_refresh(app, req, &old, now)?.into());
+    }
+    if app.store.grant(&old.grant_id)?.is_none_or(|g| g.revoked) {
+        return Ok(invalid().into());
+    }
+    let session_alive = app.store.session(&old.session_hash)?.is_some_and(|s| s.expires_at > now);
+    let scopes = match rules::check_refresh(&old, &client.client_id, requested_scope, session_alive, now) {
+        Ok(s) => s,
+        Err(e) => return Ok(e.into()),
+    };
+    let Some(user) = app.store.user(&old.user_id)?.filter(|u| !u.disabled) else {
+        return Ok(invalid().into());
+    };
+    let issue = Issue {
+        client,
+        user: &user,
+        scopes: &scopes,
+        auth_time: old.auth_time,
+        amr: &old.amr,
+        acr: &old.acr,
+        sid: &old.sid,
+        nonce: old.nonce.as_deref(),
+        grant_id: &old.grant_id,
+        now,
+    };
+    let minted = mint(app, &issue)?;
+    let l = &app.config.lifetimes;
+    let new_token = crate::clock::random_token();
+    // The successor keeps the original scope, so asking for less now does not narrow
+    // what later refreshes may ask for (RFC 6749 §6).
+    let successor = RefreshToken {
+        issued_at: now,
+        expires_at: (now + l.refresh_idle).min(old.absolute_expires_at),
+        used: false,
+        ..old.clone()
+    };
+    let new_hash = crate::keys::token_hash(&new_token);
+    match app.store.rotate_refresh_token(&hash, &new_hash, &successor, &minted.jti, &minted.record)? {
+        Consumed::Fresh(_) => {}
+        Consumed::Replayed(r) => return Ok(replayed_refresh(app, req, &r, now)?.into()),
+        Consumed::Missing => return Ok(invalid().into()),
+    }
+    app.audit("token.issued", Some(&user.username), Some(&client.client_id), Some(req.peer), "refresh_token", now);
+    Ok(Outcome::Ok(minted.response(Some(new_token))))
+}
+
+/// RFC 9700 §4.14.2: a refresh token used twice means one copy was stolen; the whole
+/// family is revoked.
+fn replayed_refresh(app: &App, req: &Req, rt: &RefreshToken, now: i64) -> Result<OidcError, Fail> {
+    app.store.revoke_grant(&rt.grant_id, &rt.client_id, &rt.user_id, now)?;
+    tracing::warn!(client = %rt.client_id, grant = %crate::keys::log_tag(&rt.grant_id), "refresh token reused; family revoked");
+    app.audit("token.refresh_replayed", Some(&rt.user_id), Some(&rt.client_id), Some(req.peer), "grant revoked", now);
+    Ok(OidcError::invalid_grant("the refresh token was already used"))
+}
+
+struct Issue<'a> {
+    client: &'a Client,
+    user: &'a User,
+    scopes: &'a [String],
+    auth_time: i64,
+    amr: &'a [String],
+    acr: &'a str,
+    sid: &'a str,
+    nonce: Option<&'a str>,
+    grant_id: &'a str,
+    now: i64,
+}
+
+struct Minted {
+    access_token: String,
+    id_token: Option<String>,
+    jti: String,
+    record: AccessTokenRecord,
+    expires_in: i64,
+    scope: String,
+}
+
+impl Minted {
+    fn response(self, refresh_token: Option<String>) -> TokenResponse {
+        TokenResponse {
+            access_token: self.access_token,
+            token_type: "Bearer",
+            expires_in: self.expires_in,
+            refresh_token,
+            id_token: self.id_token,
+            scope: self.scope,
+        }
+    }
+}
+
+/// Signs the access token and, for openid requests, the ID token (with `at_hash`).
+fn mint(app: &App, i: &Issue<'_>) -> Result<Minted, Fail> {
+    let l = &app.config.lifetimes;
+    let facts = AuthFacts {
+        issuer: &app.config.issuer,
+        client_id: &i.client.client_id,
+        user: i.user,
+        scopes: i.scopes,
+        auth_time: i.auth_time,
+        amr: i.amr,
+        acr: i.acr,
+        sid: i.sid,
+        now: i.now,
+    };
+    let keys = app.keys();
+    let jti = crate::clock::random_id();
+    let access_token = keys.sign(i.client.id_token_alg, "at+jwt", &claims::access_token(&facts, l.access_token, &jti))?;
+    let id_token = if scope::contains(i.scopes, "openid") {
+        let at_hash = crate::keys::half_hash(&access_token);
+        Some(keys.sign(i.client.id_token_alg, "JWT", &claims::id_token(&facts, l.id_token, i.nonce, Some(&at_hash)))?)
+    } else {
+        None
+    };
+    Ok(Minted {
+        access_token,
+        id_token,
+        record: AccessTokenRecord {
+            grant_id: i.grant_id.to_string(),
+            client_id: i.client.client_id.clone(),
+            user_id: i.user.id.clone(),
+            scopes: i.scopes.to_vec(),
+            expires_at: i.now + l.access_token,
+            revoked: false,
+        },
+        jti,
+        expires_in: l.access_token,
+        scope: scope::join(i.scopes),
+    })
+}

@@ -1,0 +1,71 @@
+//! The UserInfo endpoint (OIDC Core §5.3) with bearer tokens per RFC 6750: in the
+//! Authorization header (GET or POST) or as `access_token` in a form body (POST), never
+//! both. Tokens are our RFC 9068 JWTs, checked against the issued-token record so that
+//! revocation and disabling take effect at once.
+
+use hyper::{Method, StatusCode, header};
+use serde_json::Value;
+
+use super::response::{self, Resp};
+use super::{App, Req};
+use crate::oidc::{ErrorCode, OidcError, claims, scope};
+
+fn invalid_token(d: &str) -> OidcError {
+    OidcError::new(ErrorCode::InvalidToken, d)
+}
+
+pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
+    let from_header = req.header(header::AUTHORIZATION).map(|h| match h.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(()),
+    });
+    let from_body = if req.method == Method::POST && req.is_form() {
+        match req.form().get("access_token") {
+            Ok(t) => t.map(str::to_string),
+            Err(_) => return response::bearer_error(Some(&OidcError::invalid_request("access_token was sent more than once"))),
+        }
+    } else {
+        None
+    };
+    let token = match (from_header, from_body) {
+        (Some(_), Some(_)) => {
+            return response::bearer_error(Some(&OidcError::invalid_request("the token was sent in more than one way")));
+        }
+        (Some(Err(())), None) => return response::bearer_error(Some(&invalid_token("the Authorization header is not a Bearer token"))),
+        (Some(Ok(t)), None) | (None, Some(t)) => t,
+        (None, None) => return response::bearer_error(None),
+    };
+    match claims_for(app, &token, now) {
+        Ok(v) => response::json(StatusCode::OK, &v),
+        Err(e) => response::bearer_error(Some(&e)),
+    }
+}
+
+fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
+    let (header, claims) = app.keys().verify(token).map_err(|_| invalid_token("the access token is not valid"))?;
+    if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+        return Err(invalid_token("not an access token"));
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str()) {
+        return Err(invalid_token("the access token is from another issuer"));
+    }
+    if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now) {
+        return Err(invalid_token("the access token has expired"));
+    }
+    let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(|| invalid_token("the access token has no jti"))?;
+    let store_err = |e: crate::store::StoreError| super::response::Fail::Store(e).to_oidc();
+    let record = app.store.access_token(jti).map_err(store_err)?.ok_or_else(|| invalid_token("the access token is not known"))?;
+    if record.revoked || app.store.grant(&record.grant_id).map_err(store_err)?.is_none_or(|g| g.revoked) {
+        return Err(invalid_token("the access token was revoked"));
+    }
+    let user = app
+        .store
+        .user(&record.user_id)
+        .map_err(store_err)?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| invalid_token("the user no longer exists or is disabled"))?;
+    if !scope::contains(&record.scopes, "openid") {
+        return Err(OidcError::new(ErrorCode::InsufficientScope, "the access token lacks the openid scope"));
+    }
+    Ok(Value::Object(claims::userinfo(&user, &record.scopes)))
+}

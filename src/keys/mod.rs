@@ -1,0 +1,156 @@
+//! Keys and secrets: signing keys and JWTs ([`signing`]), password hashing ([`password`]),
+//! the [`Secret`] wrapper, hashing of random tokens for storage and constant-time
+//! comparison. The only module that names a crypto crate; it knows nothing of HTTP or redb.
+
+pub mod password;
+pub mod signing;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+pub use signing::{JwtError, KeySet};
+
+/// A value that must not reach logs: zeroized on drop, `Debug` prints `Secret(..)`, no
+/// `Display` or `Serialize`; [`Secret::expose`] is the only way in.
+pub struct Secret<T: Zeroize>(T);
+
+impl<T: Zeroize> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Secret(v)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Zeroize> Drop for Secret<T> {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl<T: Zeroize> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Constant-time equality for secrets, PKCE values, CSRF tokens and hashes. Lengths are
+/// not secret here (every compared value has a public, fixed format).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// The storage key of a random token (code, refresh token, session id): hex SHA-256.
+/// The tokens carry 256 bits of entropy, so a fast hash is enough (RFC 9700 §4.14).
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// A short, non-reversible tag of a secret for log lines (first 8 hex digits of SHA-256).
+pub fn log_tag(secret: &str) -> String {
+    token_hash(secret)[..8].to_string()
+}
+
+/// OIDC Core §3.1.3.6 / §3.3.2.11: base64url of the left half of SHA-256 (the hash of
+/// RS256 and ES256), for `at_hash` and `c_hash`.
+pub fn half_hash(value: &str) -> String {
+    let d = Sha256::digest(value.as_bytes());
+    URL_SAFE_NO_PAD.encode(&d[..16])
+}
+
+/// How a generated client secret is stored: `sha256:<hex>`.
+pub fn client_secret_hash(secret: &str) -> String {
+    format!("sha256:{}", token_hash(secret))
+}
+
+pub fn is_sha256_secret_hash(h: &str) -> bool {
+    h.strip_prefix("sha256:").is_some_and(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether `secret` matches a stored client secret hash. `sha256:` hashes compare in
+/// constant time; argon2id PHC strings (declared clients) go through argon2.
+pub fn verify_client_secret(secret: &str, stored: &str) -> bool {
+    if let Some(hex_digest) = stored.strip_prefix("sha256:") {
+        let computed = token_hash(secret);
+        ct_eq(computed.as_bytes(), hex_digest.to_ascii_lowercase().as_bytes())
+    } else {
+        password::verify(secret, stored)
+    }
+}
+
+/// An HMAC-SHA256 key for tags the server checks later (CSRF tokens).
+pub struct MacKey(aws_lc_rs::hmac::Key);
+
+impl MacKey {
+    pub fn new(secret: &[u8]) -> MacKey {
+        MacKey(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret))
+    }
+
+    /// base64url tag of `data`.
+    pub fn tag(&self, data: &str) -> String {
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.0, data.as_bytes()).as_ref())
+    }
+
+    /// Constant-time check of a tag.
+    pub fn verify(&self, data: &str, tag: &str) -> bool {
+        ct_eq(self.tag(data).as_bytes(), tag.as_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_hides_the_value() {
+        let s = Secret::new(String::from("hunter2"));
+        assert_eq!(format!("{s:?}"), "Secret(..)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn mac_tags_verify_only_for_their_data() {
+        let k = MacKey::new(b"0123456789abcdef0123456789abcdef");
+        let t = k.tag("cookie-value");
+        assert!(k.verify("cookie-value", &t));
+        assert!(!k.verify("other", &t));
+        assert!(!MacKey::new(b"another key").verify("cookie-value", &t));
+    }
+
+    #[test]
+    fn ct_eq_basics() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn client_secret_round_trip() {
+        let h = client_secret_hash("s3cret");
+        assert!(is_sha256_secret_hash(&h));
+        assert!(verify_client_secret("s3cret", &h));
+        assert!(!verify_client_secret("s3cre", &h));
+        assert!(verify_client_secret("s3cret", &h.to_uppercase().replace("SHA256:", "sha256:")));
+    }
+
+    #[test]
+    fn half_hash_matches_oidc_example_shape() {
+        // OIDC Core §A.3 example: at_hash of "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y".
+        assert_eq!(half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+}

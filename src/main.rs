@@ -1,0 +1,264 @@
+//! Latchkey's entry point: arguments → configuration → a server run or one management
+//! command. Errors become exit codes here: 2 for bad input, 1 for everything else.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+use latchkey::admin::{self, AdminError, ClientPatch, Command, NewUser};
+use latchkey::cli::{self, ClientAction, Cmd, KeysAction, UserAction};
+use latchkey::model::Address;
+use latchkey::oidc::registration::ClientSpec;
+use latchkey::{clock, config, output, server};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cli = match cli::Cli::from_args(&strs[..1], &strs[1..]) {
+        Ok(c) => c,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}", early.output.trim_end());
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    match cli.command {
+        Cmd::Serve(s) => serve(s.config.as_deref()),
+        Cmd::CheckConfig(c) => match config::load(c.config.as_deref()) {
+            Ok(cfg) => {
+                println!(
+                    "configuration is valid: issuer {}, listen {}, data_dir {}, {} declared client(s)",
+                    cfg.issuer,
+                    cfg.listen,
+                    cfg.data_dir.display(),
+                    cfg.declared_clients.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(2, &e.to_string()),
+        },
+        Cmd::Version(_) => {
+            println!("latchkey {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Cmd::User(u) => user(u.action),
+        Cmd::Client(c) => client(c.action),
+        Cmd::Keys(k) => match k.action {
+            KeysAction::List(l) => manage(l.config.as_deref(), l.json, Command::KeysList),
+        },
+        Cmd::Audit(a) => {
+            let since = match a.since.as_deref().map(parse_since) {
+                None => 0,
+                Some(Ok(s)) => s,
+                Some(Err(e)) => return fail(2, &e),
+            };
+            manage(a.config.as_deref(), a.json, Command::Audit { since, user: a.user, limit: a.limit })
+        }
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("latchkey: {message}");
+    ExitCode::from(code)
+}
+
+fn serve(config_path: Option<&Path>) -> ExitCode {
+    let config = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(match std::env::var("LATCHKEY_LOG").as_deref() {
+            Ok("debug") => tracing::Level::DEBUG,
+            Ok("warn") => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        })
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("runtime: {e}")),
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e),
+    }
+}
+
+/// `--since`: Unix seconds, or an age like `30m`, `24h`, `7d`.
+fn parse_since(s: &str) -> Result<i64, String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| format!("since: {s:?} is not seconds or an age such as 24h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("since: {s:?} is not seconds or an age such as 24h")),
+    };
+    Ok(clock::now() - secs)
+}
+
+fn read_password(stdin_flag: bool) -> Result<String, String> {
+    if !stdin_flag {
+        return Err("password: pass --password-stdin and write the password on standard input".into());
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("password: {e}"))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn user(action: UserAction) -> ExitCode {
+    let (config, json, cmd) = match action {
+        UserAction::Add(a) => {
+            let password = match read_password(a.password_stdin) {
+                Ok(p) => p,
+                Err(e) => return fail(2, &e),
+            };
+            let Some(email) = a.email else { return fail(2, "email: --email is required") };
+            let user = NewUser {
+                username: a.name,
+                email,
+                given_name: a.given_name,
+                family_name: a.family_name,
+                phone: a.phone,
+                address: Address {
+                    street_address: a.street_address,
+                    locality: a.locality,
+                    region: a.region,
+                    postal_code: a.postal_code,
+                    country: a.country,
+                },
+                groups: a.group,
+            };
+            (a.config, a.json, Command::UserAdd { user, password, admin: a.admin })
+        }
+        UserAction::List(l) => (l.config, l.json, Command::UserList),
+        UserAction::Show(n) => (n.config, n.json, Command::UserShow { username: n.name }),
+        UserAction::Disable(n) => (n.config, n.json, Command::UserDisable { username: n.name }),
+        UserAction::Enable(n) => (n.config, n.json, Command::UserEnable { username: n.name }),
+        UserAction::Delete(n) => (n.config, n.json, Command::UserDelete { username: n.name }),
+        UserAction::Passwd(p) => {
+            let password = match read_password(p.password_stdin) {
+                Ok(p) => p,
+                Err(e) => return fail(2, &e),
+            };
+            (p.config, p.json, Command::UserPasswd { username: p.name, password })
+        }
+        UserAction::GroupAdd(g) => (g.config, g.json, Command::UserGroupAdd { username: g.name, group: g.group }),
+        UserAction::GroupDel(g) => (g.config, g.json, Command::UserGroupDel { username: g.name, group: g.group }),
+    };
+    manage(config.as_deref(), json, cmd)
+}
+
+fn client(action: ClientAction) -> ExitCode {
+    let (config, json, cmd) = match action {
+        ClientAction::Add(a) => {
+            let Some(name) = a.name else { return fail(2, "name: --name is required") };
+            let jwks = match &a.jwks_file {
+                None => None,
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(s) => Some(s),
+                    Err(e) => return fail(2, &format!("jwks_file: {}: {e}", p.display())),
+                },
+            };
+            let spec = ClientSpec {
+                name,
+                redirect_uris: a.redirect_uri,
+                post_logout_redirect_uris: a.post_logout_redirect_uri,
+                scopes: a.scope,
+                grant_types: a.grant_type,
+                response_types: a.response_type,
+                public: a.public,
+                token_endpoint_auth_method: a.token_endpoint_auth_method,
+                policy: a.policy,
+                skip_consent: a.skip_consent,
+                id_token_alg: a.id_token_alg,
+                require_pkce: a.require_pkce,
+                backchannel_logout_uri: a.backchannel_logout_uri,
+                frontchannel_logout_uri: a.frontchannel_logout_uri,
+                allowed_groups: a.allowed_group,
+                jwks,
+                jwks_uri: a.jwks_uri,
+                require_par: a.require_par,
+            };
+            (a.config, a.json, Command::ClientAdd { spec })
+        }
+        ClientAction::List(l) => (l.config, l.json, Command::ClientList),
+        ClientAction::Show(o) => (o.config, o.json, Command::ClientShow { client_id: o.client_id }),
+        ClientAction::RotateSecret(o) => (o.config, o.json, Command::ClientRotateSecret { client_id: o.client_id }),
+        ClientAction::Delete(o) => (o.config, o.json, Command::ClientDelete { client_id: o.client_id }),
+        ClientAction::Update(u) => {
+            if u.skip_consent && u.ask_consent {
+                return fail(2, "skip_consent: --skip-consent and --ask-consent contradict each other");
+            }
+            if u.any_group && !u.allowed_group.is_empty() {
+                return fail(2, "allowed_group: --any-group and --allowed-group contradict each other");
+            }
+            let patch = ClientPatch {
+                name: u.name,
+                redirect_uris: u.redirect_uri,
+                post_logout_redirect_uris: u.post_logout_redirect_uri,
+                scopes: u.scope,
+                grant_types: u.grant_type,
+                response_types: vec![],
+                skip_consent: if u.skip_consent { Some(true) } else if u.ask_consent { Some(false) } else { None },
+                require_pkce: u.require_pkce.then_some(true),
+                id_token_alg: u.id_token_alg,
+                policy: None,
+                allowed_groups: if u.any_group {
+                    Some(vec![])
+                } else if u.allowed_group.is_empty() {
+                    None
+                } else {
+                    Some(u.allowed_group)
+                },
+            };
+            (u.config, u.json, Command::ClientUpdate { client_id: u.client_id, patch })
+        }
+    };
+    manage(config.as_deref(), json, cmd)
+}
+
+/// Runs a management command through the running server's admin socket, or on the
+/// database directly when no server runs; prints the result.
+fn manage(config_path: Option<&Path>, json: bool, cmd: Command) -> ExitCode {
+    let config = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let result = match admin::socket::call(&config.data_dir, &cmd) {
+        Ok(r) => r,
+        Err(_) => direct(&config, cmd),
+    };
+    match result {
+        Ok(v) => {
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", output::human(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code.clamp(1, 2) as u8, &e.message),
+    }
+}
+
+fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, AdminError> {
+    let io = |m: String| AdminError { message: m, exit_code: 1 };
+    server::ensure_data_dir(&config.data_dir).map_err(io)?;
+    let store = server::open_store(&config.data_dir).map_err(io)?;
+    admin::execute(&store, config, cmd, "cli", clock::now())
+}

@@ -1,0 +1,363 @@
+//! Plain data shared by every layer: users, clients, codes, sessions, consents, grants,
+//! tokens and keys as they are stored. No behaviour beyond small accessors; the rules live
+//! in `oidc/`, persistence in `store/`.
+
+use serde::{Deserialize, Serialize};
+
+/// A person who signs in. `id` is the stable, opaque `sub`; `username` may change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub family_name: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    #[serde(default)]
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl User {
+    /// The `name` claim: given and family name, or the username when neither is set.
+    pub fn display_name(&self) -> String {
+        let parts: Vec<&str> = [self.given_name.as_deref(), self.family_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
+        if parts.is_empty() {
+            self.username.clone()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// OIDC Core §5.1.1 address claim.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+impl Address {
+    pub fn is_empty(&self) -> bool {
+        self == &Address::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Sign-in strength a client demands (issue 4 adds the second factor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    #[default]
+    OneFactor,
+    TwoFactor,
+}
+
+/// RFC 7591 §2 token_endpoint_auth_method values Latchkey implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "none" => Some(AuthMethod::None),
+            _ => None,
+        }
+    }
+}
+
+/// JWS algorithms Latchkey signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Alg {
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl Alg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RS256" => Some(Alg::RS256),
+            "ES256" => Some(Alg::ES256),
+            _ => None,
+        }
+    }
+}
+
+/// A registered relying party.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// `sha256:<hex>` of a generated secret, or an argon2id PHC string for declared clients.
+    /// `None` for public clients.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub skip_consent: bool,
+    #[serde(default)]
+    pub id_token_alg: Alg,
+    #[serde(default)]
+    pub require_pkce: bool,
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    #[serde(default)]
+    pub jwks: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub require_par: bool,
+    /// Declared in the configuration file: read-only for the CLI and admin pages.
+    #[serde(default)]
+    pub declared: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == AuthMethod::None
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+/// An authorization code (stored under the SHA-256 of the code itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    /// The grant every token issued from this code belongs to.
+    pub grant_id: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    /// Public session id (`sid` claim) and the stored hash of the SSO session.
+    pub sid: String,
+    pub session_hash: String,
+    pub expires_at: i64,
+    /// Set on first redemption; a second redemption revokes the grant.
+    #[serde(default)]
+    pub used: bool,
+}
+
+/// A server-side SSO session (stored under the SHA-256 of the cookie value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub user_id: String,
+    /// Public identifier used as the `sid` claim; never the cookie value.
+    pub sid: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+    /// The earlier of the idle and the absolute expiry.
+    pub expires_at: i64,
+}
+
+/// Remembered consent for (user, client).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    pub user_id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
+}
+
+/// One authorization: the tokens of a code exchange and all their refresh descendants.
+/// Revoking it revokes every access and refresh token issued under it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A refresh token (stored under its SHA-256).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scopes: Vec<String>,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub sid: String,
+    /// Hash of the SSO session; tokens without `offline_access` end with it.
+    pub session_hash: String,
+    pub offline: bool,
+    pub nonce: Option<String>,
+    pub issued_at: i64,
+    /// Idle expiry: renewed on each rotation, never past `absolute_expires_at`.
+    pub expires_at: i64,
+    pub absolute_expires_at: i64,
+    #[serde(default)]
+    pub used: bool,
+}
+
+/// Record of an issued JWT access token, keyed by its `jti`, so revocation and user
+/// disabling take effect before the token expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scopes: Vec<String>,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// Lifecycle of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Active,
+    Retired,
+}
+
+/// A signing key pair as stored (private part as PKCS#8 DER, base64).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: Alg,
+    pub pkcs8_b64: String,
+    pub created_at: i64,
+    pub state: KeyState,
+    #[serde(default)]
+    pub retired_at: Option<i64>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub time: i64,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// Usernames: 1-64 characters of letters, digits and `.-_@`, starting with a letter or
+/// digit (safe in URLs, logs and every relying party's user table).
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
+}
+
+/// A plausible email address: one `@`, something on both sides, a dot in the domain, no
+/// white space, at most 254 characters. Delivery is not checked.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    email.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["alice", "a", "bob.smith", "x_y-z", "j@corp"] {
+            assert!(valid_username(ok), "{ok}");
+        }
+        for bad in ["", ".alice", "a b", "ålice", "<script>", &"a".repeat(65)] {
+            assert!(!valid_username(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert!(valid_email("alice@example.com"));
+        for bad in ["alice", "@example.com", "a@b", "a@.b.c", "a b@c.d", "a@b@c.d"] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The authorization endpoint (RFC 6749 §4.1, OIDC Core §3.1.2) in three pure steps:
+//! [`identify`] finds client_id and redirect_uri (errors here show a page and never
+//! redirect), [`parse`] validates the rest of the request (errors go back to the verified
+//! redirect_uri), and [`decide`] says whether to sign in, ask consent, or issue a code.
+
+use crate::model::{Client, Consent};
+
+use super::params::Params;
+use super::{ErrorCode, OidcError, pkce, scope};
+
+/// Longest `state` / `nonce` accepted; longer values are refused rather than echoed.
+pub const MAX_ECHO_LEN: usize = 2048;
+
+/// How the response travels back (OAuth 2.0 Multiple Response Types §2.1, Form Post
+/// Response Mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ResponseMode {
+    Query,
+    Fragment,
+    FormPost,
+}
+
+impl ResponseMode {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "query" => Some(ResponseMode::Query),
+            "fragment" => Some(ResponseMode::Fragment),
+            "form_post" => Some(ResponseMode::FormPost),
+            _ => None,
+        }
+    }
+}
+
+/// OIDC Core §3.1.2.1 `prompt`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+    pub select_account: bool,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub id_token_hint: Option<String>,
+    pub acr_values: Vec<String>,
+}
+
+/// An error shown on the OP's own page: the client or redirect_uri cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageError(pub String);
+
+/// An error returned to the client's verified redirect_uri.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedirectError {
+    pub error: OidcError,
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub state: Option<String>,
+}
+
+/// Step 1: the client_id and the redirect_uri as sent.
+pub fn identify(p: &Params) -> Result<(String, Option<String>), PageError> {
+    let client_id = p
+        .get("client_id")
+        .map_err(|_| PageError("client_id was sent more than once".into()))?
+        .ok_or_else(|| PageError("The request has no client_id.".into()))?;
+    let redirect_uri = p
+        .get("redirect_uri")
+        .map_err(|_| PageError("redirect_uri was sent more than once".into()))?;
+    Ok((client_id.to_string(), redirect_uri.map(str::to_string)))
+}
+
+/// Step 1b: the redirect_uri must equal one registered for the client, character for
+/// character (RFC 9700 §4.1.3). OIDC Core §3.1.2.1 makes the parameter required.
+pub fn check_redirect_uri(client: &Client, redirect_uri: Option<&str>) -> Result<String, PageError> {
+    let uri = redirect_uri.ok_or_else(|| PageError("The request has no redirect_uri.".into()))?;
+    if client.redirect_uris.iter().any(|r| r == uri) {
+        Ok(uri.to_string())
+    } else {
+        Err(PageError("The redirect_uri is not registered for this application.".into()))
+    }
+}
+
+/// Step 2: everything else. The redirect_uri has been verified, so errors redirect.
+pub fn parse(p: &Params, client: &Client, redirect_uri: &str) -> Result<AuthRequest, RedirectError> {
+    // The response mode is needed to deliver errors, so it is settled first.
+    let state_raw = p.get_lenient("state").map(str::to_string);
+    let state = state_raw.filter(|s| s.len() <= MAX_ECHO_LEN);
+    let mut response_mode = ResponseMode::Query;
+    let fail = |e: OidcError, mode: ResponseMode| RedirectError {
+        error: e,
+        redirect_uri: redirect_uri.to_string(),
+        response_mode: mode,
+        state: state.clone(),
+    };
+    let get = |name: &str| -> Result<Option<&str>, OidcError> {
+        p.get(name).map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
+    };
+    let requested_mode = get("response_mode").map_err(|e| fail(e, response_mode))?;
+    if let Some(m) = requested_mode {
+        response_mode = ResponseMode::parse(m)
+            .ok_or_else(|| fail(OidcError::invalid_request("unsupported response_mode"), ResponseMode::Query))?;
+    }
+    let fail = |e: OidcError| fail(e, response_mode);
+    let get = |name: &str| get(name).map_err(fail);
+
+    if p.get("state").is_err() {
+        return Err(fail(OidcError::invalid_request("state was sent more than once")));
+    }
+    if p.get_lenient("state").is_some_and(|s| s.len() > MAX_ECHO_LEN) {
+        return Err(fail(OidcError::invalid_request("state is too long")));
+    }
+    // OIDC Core §6: request objects are not supported, and say so (discovery advertises
+    // request_parameter_supported=false, request_uri_parameter_supported=false).
+    if get("request")?.is_some() {
+        return Err(fail(OidcError::new(ErrorCode::RequestNotSupported, "request objects are not supported")));
+    }
+    if get("request_uri")?.is_some() {
+        return Err(fail(OidcError::new(ErrorCode::RequestUriNotSupported, "request_uri is not supported")));
+    }
+
+    let response_type = get("response_type")?.ok_or_else(|| fail(OidcError::invalid_request("response_type is missing")))?;
+    let mut rt: Vec<&str> = response_type.split(' ').filter(|s| !s.is_empty()).collect();
+    rt.sort_unstable();
+    if rt != ["code"] {
+        return Err(fail(OidcError::new(
+            ErrorCode::UnsupportedResponseType,
+            "only response_type=code is supported",
+        )));
+    }
+    if !client.response_types.iter().any(|r| r == "code") {
+        return Err(fail(OidcError::new(ErrorCode::UnauthorizedClient, "client may not use response_type=code")));
+    }
+
+    let scope_text = get("scope")?.ok_or_else(|| fail(OidcError::new(ErrorCode::InvalidScope, "scope is missing")))?;
+    let scopes = scope::parse(scope_text).map_err(|e| fail(OidcError::new(ErrorCode::InvalidScope, e)))?;
+    if !scope::contains(&scopes, "openid") {
+        return Err(fail(OidcError::new(ErrorCode::InvalidScope, "scope must include openid")));
+    }
+
+    let nonce = get("nonce")?.map(str::to_string);
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_ECHO_LEN) {
+        return Err(fail(OidcError::invalid_request("nonce is too long")));
+    }
+
+    let code_challenge = pkce::check_challenge(
+        get("code_challenge")?,
+        get("code_challenge_method")?,
+        client.require_pkce || client.is_public(),
+    )
+    .map_err(fail)?;
+
+    let mut prompt = Prompt::default();
+    if let Some(text) = get("prompt")? {
+        for v in text.split(' ').filter(|s| !s.is_empty()) {
+            match v {
+                "none" => prompt.none = true,
+                "login" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                "select_account" => prompt.select_account = true,
+                _ => return Err(fail(OidcError::invalid_request(format!("unknown prompt value {v}")))),
+            }
+        }
+        // OIDC Core §3.1.2.1: none must not be combined with any other value.
+        if prompt.none && (prompt.login || prompt.consent || prompt.select_account) {
+            return Err(fail(OidcError::invalid_request("prompt=none cannot be combined with other values")));
+        }
+    }
+
+    let max_age = match get("max_age")? {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| fail(OidcError::invalid_request("max_age must be a non-negative integer")))?,
+        ),
+    };
+
+    let acr_values = get("acr_values")?
+        .map(|s| s.split(' ').filter(|v| !v.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+
+    // display, ui_locales, claims_locales, claims and unknown parameters are accepted and
+    // need nothing from the OP beyond not failing (OIDC Core §3.1.2.1, §5.5).
+    Ok(AuthRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        response_mode,
+        scopes,
+        state: state.clone(),
+        nonce,
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: get("login_hint")?.map(|s| s.chars().take(256).collect()),
+        id_token_hint: get("id_token_hint")?.map(str::to_string),
+        acr_values,
+    })
+}
+
+/// What the OP knows about the browser's SSO session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionView {
+    pub user_id: String,
+    pub auth_time: i64,
+    pub user_groups: Vec<String>,
+}
+
+/// Facts gathered by the caller for [`decide`].
+#[derive(Debug, Clone, Default)]
+pub struct Context<'a> {
+    pub now: i64,
+    pub session: Option<SessionView>,
+    pub consent: Option<&'a Consent>,
+    /// When this request came back from the login page: the time the interaction began.
+    /// A session authenticated at or after it satisfies prompt=login and max_age.
+    pub interaction_started: Option<i64>,
+    /// The user approved the consent page during this interaction.
+    pub consent_given: bool,
+    /// `sub` of a verified id_token_hint, if one was sent.
+    pub hint_subject: Option<String>,
+}
+
+/// The outcome of an authorization request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Show the login page.
+    Login,
+    /// Show the consent page for these scopes.
+    Consent { scopes: Vec<String> },
+    /// The signed-in user is not in any of the client's allowed groups.
+    Forbidden,
+    /// Issue a code for these scopes.
+    Issue { scopes: Vec<String> },
+    /// Return this error to the client.
+    Error(OidcError),
+}
+
+/// Step 3: OIDC Core §3.1.2.3-§3.1.2.4 for a valid request.
+pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision {
+    let fresh = |s: &SessionView| ctx.interaction_started.is_some_and(|t| s.auth_time >= t);
+    let needs_login = match &ctx.session {
+        None => true,
+        Some(s) if fresh(s) => false,
+        Some(s) => {
+            req.prompt.login
+                || req.prompt.select_account
+                || req.max_age.is_some_and(|m| ctx.now - s.auth_time > m)
+                || ctx.hint_subject.as_ref().is_some_and(|sub| *sub != s.user_id)
+        }
+    };
+    if needs_login {
+        if req.prompt.none {
+            return Decision::Error(OidcError::new(ErrorCode::LoginRequired, "the user is not signed in"));
+        }
+        return Decision::Login;
+    }
+    let Some(session) = &ctx.session else {
+        return Decision::Login;
+    };
+    if !client.allowed_groups.is_empty() && !client.allowed_groups.iter().any(|g| session.user_groups.contains(g)) {
+        return Decision::Forbidden;
+    }
+
+    let scopes = scope::grant(&req.scopes, &client.scopes);
+    let remembered = ctx.consent.is_some_and(|c| scope::is_subset(&scopes, &c.scopes));
+    let needs_consent = !ctx.consent_given && !client.skip_consent && (req.prompt.consent || !remembered);
+    if needs_consent {
+        if req.prompt.none {
+            return Decision::Error(OidcError::new(ErrorCode::ConsentRequired, "the user has not consented"));
+        }
+        return Decision::Consent { scopes };
+    }
+    Decision::Issue { scopes }
+}
+
+/// Where and how to deliver an authorization response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// 303 to this URL (query or fragment mode).
+    Redirect(String),
+    /// An auto-submitting form posting these fields to the redirect_uri.
+    FormPost { action: String, fields: Vec<(String, String)> },
+}
+
+/// Success parameters: code, state (untouched), iss (RFC 9207).
+pub fn success_params(code: &str, state: Option<&str>, issuer: &str) -> Vec<(String, String)> {
+    let mut p = vec![("code".to_string(), code.to_string())];
+    if let Some(s) = state {
+        p.push(("state".into(), s.to_string()));
+    }
+    p.push(("iss".into(), issuer.to_string()));
+    p
+}
+
+/// Error parameters per RFC 6749 §4.1.2.1 plus iss (RFC 9207).
+pub fn error_params(e: &OidcError, state: Option<&str>, issuer: &str) -> Vec<(String, String)> {
+    let mut p = vec![
+        ("error".to_string(), e.code.as_str().to_string()),
+        ("error_description".to_string(), e.description.clone()),
+    ];
+    if let Some(s) = state {
+        p.push(("state".into(), s.to_string()));
+    }
+    p.push(("iss".into(), issuer.to_string()));
+    p
+}
+
+/// Builds the response for a mode. Query parameters already in the registered URI are
+/// kept (RFC 6749 §3.1.2).
+pub fn deliver(redirect_uri: &str, mode: ResponseMode, params: Vec<(String, String)>) -> Delivery {
+    let encoded = || {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &params {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    };
+    match mode {
+        ResponseMode::Query => {
+            let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+            Delivery::Redirect(format!("{redirect_uri}{sep}{}", encoded()))
+        }
+        ResponseMode::Fragment => Delivery::Redirect(format!("{redirect_uri}#{}", encoded())),
+        ResponseMode::FormPost => Delivery::FormPost { action: redirect_uri.to_string(), fields: params },
+    }
+}
+
+#[cfg(test)]
+mod tests;

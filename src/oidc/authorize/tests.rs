@@ -1,0 +1,221 @@
+use super::*;
+use crate::oidc::registration::{ClientSpec, build_client};
+
+const CB: &str = "https://rp.example/cb";
+const NOW: i64 = 1_700_000_000;
+
+fn client() -> Client {
+    build_client(
+        "rp".into(),
+        ClientSpec { name: "RP".into(), redirect_uris: vec![CB.into()], ..ClientSpec::default() },
+        0,
+    )
+    .unwrap()
+}
+
+fn params(q: &str) -> Params {
+    Params::parse(q.as_bytes())
+}
+
+fn base() -> String {
+    format!("client_id=rp&redirect_uri={}&response_type=code&scope=openid+email&state=s-._~1", urlenc(CB))
+}
+
+fn urlenc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn parsed(extra: &str) -> Result<AuthRequest, RedirectError> {
+    parse(&params(&format!("{}{extra}", base())), &client(), CB)
+}
+
+fn session(auth_time: i64) -> Option<SessionView> {
+    Some(SessionView { user_id: "u1".into(), auth_time, user_groups: vec![] })
+}
+
+fn consent(scopes: &[&str]) -> Consent {
+    Consent {
+        user_id: "u1".into(),
+        client_id: "rp".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        granted_at: 0,
+    }
+}
+
+#[test]
+fn identify_errors_never_redirect() {
+    assert!(identify(&params("redirect_uri=x")).is_err());
+    assert!(identify(&params("client_id=a&client_id=b")).is_err());
+    let c = client();
+    for bad in [
+        "https://rp.example/cb/xyz",
+        "https://rp.example/cb?x=1",
+        "https://RP.example/cb",
+        "https://rp.example/cb#",
+        "https://rp.example/c%62",
+        "https://rp.example/cb/",
+        "https://evil@rp.example/cb",
+    ] {
+        assert!(check_redirect_uri(&c, Some(bad)).is_err(), "{bad}");
+    }
+    assert!(check_redirect_uri(&c, None).is_err());
+    assert_eq!(check_redirect_uri(&c, Some(CB)).unwrap(), CB);
+}
+
+#[test]
+fn valid_request_parses_and_ignores_unknown_parameters() {
+    let r = parsed("&nonce=n-._~&extra=foobar&display=popup&ui_locales=se&claims_locales=se&acr_values=1+2").unwrap();
+    assert_eq!(r.state.as_deref(), Some("s-._~1"));
+    assert_eq!(r.nonce.as_deref(), Some("n-._~"));
+    assert_eq!(r.response_mode, ResponseMode::Query);
+    assert_eq!(r.scopes, vec!["openid", "email"]);
+    assert_eq!(r.acr_values, vec!["1", "2"]);
+}
+
+#[test]
+fn errors_redirect_with_the_right_code() {
+    let cases = [
+        ("&response_type=code", ErrorCode::InvalidRequest),
+        ("&request=eyJ", ErrorCode::RequestNotSupported),
+        ("&request_uri=https://x", ErrorCode::RequestUriNotSupported),
+        ("&prompt=none+login", ErrorCode::InvalidRequest),
+        ("&prompt=bogus", ErrorCode::InvalidRequest),
+        ("&max_age=-1", ErrorCode::InvalidRequest),
+        ("&max_age=abc", ErrorCode::InvalidRequest),
+        ("&code_challenge=abc&code_challenge_method=plain", ErrorCode::InvalidRequest),
+        ("&response_mode=jwt", ErrorCode::InvalidRequest),
+    ];
+    for (extra, code) in cases {
+        let e = parsed(extra).unwrap_err();
+        assert_eq!(e.error.code, code, "{extra}");
+        assert_eq!(e.state.as_deref(), Some("s-._~1"), "{extra}");
+        assert_eq!(e.redirect_uri, CB);
+    }
+    let no_rt = format!("client_id=rp&redirect_uri={}&scope=openid&state=x", urlenc(CB));
+    let e = parse(&params(&no_rt), &client(), CB).unwrap_err();
+    assert_eq!(e.error.code, ErrorCode::InvalidRequest);
+    let token = format!("client_id=rp&redirect_uri={}&scope=openid&response_type=token", urlenc(CB));
+    assert_eq!(parse(&params(&token), &client(), CB).unwrap_err().error.code, ErrorCode::UnsupportedResponseType);
+    let no_openid = format!("client_id=rp&redirect_uri={}&scope=email&response_type=code", urlenc(CB));
+    assert_eq!(parse(&params(&no_openid), &client(), CB).unwrap_err().error.code, ErrorCode::InvalidScope);
+}
+
+#[test]
+fn form_post_mode_is_used_for_errors_too() {
+    let e = parsed("&response_mode=form_post&prompt=bogus").unwrap_err();
+    assert_eq!(e.response_mode, ResponseMode::FormPost);
+}
+
+#[test]
+fn public_clients_must_use_pkce() {
+    let public = build_client(
+        "pub".into(),
+        ClientSpec { name: "P".into(), redirect_uris: vec![CB.into()], public: true, ..ClientSpec::default() },
+        0,
+    )
+    .unwrap();
+    let q = format!("client_id=pub&redirect_uri={}&response_type=code&scope=openid", urlenc(CB));
+    assert_eq!(parse(&params(&q), &public, CB).unwrap_err().error.code, ErrorCode::InvalidRequest);
+    let ok = format!("{q}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256");
+    assert!(parse(&params(&ok), &public, CB).unwrap().code_challenge.is_some());
+}
+
+#[test]
+fn no_session_means_login_or_login_required() {
+    let c = client();
+    let r = parsed("").unwrap();
+    let ctx = Context { now: NOW, ..Context::default() };
+    assert_eq!(decide(&r, &c, &ctx), Decision::Login);
+    let r = parsed("&prompt=none").unwrap();
+    match decide(&r, &c, &ctx) {
+        Decision::Error(e) => assert_eq!(e.code, ErrorCode::LoginRequired),
+        d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn session_with_consent_issues_silently() {
+    let c = client();
+    let cons = consent(&["openid", "email"]);
+    let ctx = Context { now: NOW, session: session(NOW - 100), consent: Some(&cons), ..Context::default() };
+    for extra in ["", "&prompt=none", "&max_age=10000"] {
+        let r = parsed(extra).unwrap();
+        assert_eq!(decide(&r, &c, &ctx), Decision::Issue { scopes: vec!["openid".into(), "email".into()] }, "{extra}");
+    }
+}
+
+#[test]
+fn prompt_login_and_max_age_force_reauthentication_once() {
+    let c = client();
+    let cons = consent(&["openid", "email"]);
+    let mut ctx = Context { now: NOW, session: session(NOW - 100), consent: Some(&cons), ..Context::default() };
+    for extra in ["&prompt=login", "&max_age=1", "&max_age=0", "&prompt=select_account"] {
+        let r = parsed(extra).unwrap();
+        assert_eq!(decide(&r, &c, &ctx), Decision::Login, "{extra}");
+    }
+    // Back from the login page: the session was authenticated after the interaction began.
+    ctx.interaction_started = Some(NOW - 5);
+    ctx.session = session(NOW - 3);
+    for extra in ["&prompt=login", "&max_age=1", "&max_age=0"] {
+        let r = parsed(extra).unwrap();
+        assert!(matches!(decide(&r, &c, &ctx), Decision::Issue { .. }), "{extra}");
+    }
+}
+
+#[test]
+fn consent_rules() {
+    let c = client();
+    let partial = consent(&["openid"]);
+    let ctx = Context { now: NOW, session: session(NOW), consent: Some(&partial), ..Context::default() };
+    let r = parsed("").unwrap();
+    assert!(matches!(decide(&r, &c, &ctx), Decision::Consent { .. }));
+    let r = parsed("&prompt=none").unwrap();
+    match decide(&r, &c, &ctx) {
+        Decision::Error(e) => assert_eq!(e.code, ErrorCode::ConsentRequired),
+        d => panic!("{d:?}"),
+    }
+    let full = consent(&["openid", "email", "profile"]);
+    let ctx = Context { consent: Some(&full), ..ctx };
+    let r = parsed("&prompt=consent").unwrap();
+    assert!(matches!(decide(&r, &c, &ctx), Decision::Consent { .. }));
+    let ctx = Context { consent_given: true, ..ctx };
+    assert!(matches!(decide(&r, &c, &ctx), Decision::Issue { .. }));
+}
+
+#[test]
+fn id_token_hint_for_another_user_forces_login() {
+    let c = client();
+    let cons = consent(&["openid", "email"]);
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW),
+        consent: Some(&cons),
+        hint_subject: Some("someone-else".into()),
+        ..Context::default()
+    };
+    let r = parsed("&prompt=none").unwrap();
+    assert!(matches!(decide(&r, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::LoginRequired));
+}
+
+#[test]
+fn allowed_groups_are_enforced() {
+    let mut c = client();
+    c.allowed_groups = vec!["staff".into()];
+    let cons = consent(&["openid", "email"]);
+    let ctx = Context { now: NOW, session: session(NOW), consent: Some(&cons), ..Context::default() };
+    assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::Forbidden);
+}
+
+#[test]
+fn delivery_keeps_registered_query_and_encodes() {
+    let p = success_params("abc", Some("a b&c"), "https://op");
+    assert_eq!(
+        deliver("https://rp/cb?x=1", ResponseMode::Query, p.clone()),
+        Delivery::Redirect("https://rp/cb?x=1&code=abc&state=a+b%26c&iss=https%3A%2F%2Fop".into())
+    );
+    assert_eq!(
+        deliver("https://rp/cb", ResponseMode::Fragment, p.clone()),
+        Delivery::Redirect("https://rp/cb#code=abc&state=a+b%26c&iss=https%3A%2F%2Fop".into())
+    );
+    assert!(matches!(deliver("https://rp/cb", ResponseMode::FormPost, p), Delivery::FormPost { .. }));
+}

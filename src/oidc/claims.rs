@@ -1,0 +1,224 @@
+//! Claim sets: the ID token (OIDC Core §2), the JWT access token (RFC 9068 §2.2) and the
+//! UserInfo response (OIDC Core §5.3), with standard claims released per scope (§5.4).
+
+use serde_json::{Map, Value, json};
+
+use crate::model::User;
+
+use super::scope;
+
+/// Facts about one authentication that go into tokens.
+#[derive(Debug, Clone)]
+pub struct AuthFacts<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub user: &'a User,
+    pub scopes: &'a [String],
+    pub auth_time: i64,
+    pub amr: &'a [String],
+    pub acr: &'a str,
+    pub sid: &'a str,
+    pub now: i64,
+}
+
+/// Standard claims of the granted scopes (never `sub`, which callers add).
+pub fn scope_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
+    let mut m = Map::new();
+    if scope::contains(scopes, "profile") {
+        m.insert("name".into(), json!(user.display_name()));
+        if let Some(g) = &user.given_name {
+            m.insert("given_name".into(), json!(g));
+        }
+        if let Some(f) = &user.family_name {
+            m.insert("family_name".into(), json!(f));
+        }
+        m.insert("preferred_username".into(), json!(user.username));
+        m.insert("updated_at".into(), json!(user.updated_at));
+    }
+    if scope::contains(scopes, "email") {
+        m.insert("email".into(), json!(user.email));
+        m.insert("email_verified".into(), json!(user.email_verified));
+    }
+    if scope::contains(scopes, "phone")
+        && let Some(p) = &user.phone
+    {
+        m.insert("phone_number".into(), json!(p));
+        m.insert("phone_number_verified".into(), json!(false));
+    }
+    if scope::contains(scopes, "address")
+        && let Some(a) = user.address.as_ref().filter(|a| !a.is_empty())
+    {
+        let mut addr = serde_json::to_value(a).unwrap_or(Value::Null);
+        if let Value::Object(o) = &mut addr {
+            let formatted: Vec<&str> = [&a.street_address, &a.locality, &a.region, &a.postal_code, &a.country]
+                .into_iter()
+                .filter_map(|s| s.as_deref())
+                .collect();
+            o.insert("formatted".into(), json!(formatted.join("\n")));
+        }
+        m.insert("address".into(), addr);
+    }
+    if scope::contains(scopes, "groups") {
+        m.insert("groups".into(), json!(user.groups));
+    }
+    m
+}
+
+/// ID token claims. `at_hash` is passed in when an access token is issued alongside.
+pub fn id_token(f: &AuthFacts<'_>, ttl: i64, nonce: Option<&str>, at_hash: Option<&str>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("iss".into(), json!(f.issuer));
+    m.insert("sub".into(), json!(f.user.id));
+    m.insert("aud".into(), json!(f.client_id));
+    m.insert("exp".into(), json!(f.now + ttl));
+    m.insert("iat".into(), json!(f.now));
+    m.insert("auth_time".into(), json!(f.auth_time));
+    if let Some(n) = nonce {
+        m.insert("nonce".into(), json!(n));
+    }
+    m.insert("azp".into(), json!(f.client_id));
+    if let Some(h) = at_hash {
+        m.insert("at_hash".into(), json!(h));
+    }
+    m.insert("sid".into(), json!(f.sid));
+    m.insert("amr".into(), json!(f.amr));
+    m.insert("acr".into(), json!(f.acr));
+    // SPEC §6: the ID token also carries the claims of the granted scopes, because several
+    // common relying parties read them only from the ID token.
+    for (k, v) in scope_claims(f.user, f.scopes) {
+        m.insert(k, v);
+    }
+    m
+}
+
+/// RFC 9068 §2.2 access token claims. The audience is the issuer itself: the only
+/// protected resource Latchkey serves is its own UserInfo endpoint.
+pub fn access_token(f: &AuthFacts<'_>, ttl: i64, jti: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("iss".into(), json!(f.issuer));
+    m.insert("sub".into(), json!(f.user.id));
+    m.insert("aud".into(), json!(f.issuer));
+    m.insert("exp".into(), json!(f.now + ttl));
+    m.insert("iat".into(), json!(f.now));
+    m.insert("jti".into(), json!(jti));
+    m.insert("client_id".into(), json!(f.client_id));
+    m.insert("scope".into(), json!(scope::join(f.scopes)));
+    m.insert("auth_time".into(), json!(f.auth_time));
+    m.insert("acr".into(), json!(f.acr));
+    m.insert("amr".into(), json!(f.amr));
+    m.insert("sid".into(), json!(f.sid));
+    m
+}
+
+/// OIDC Core §5.3.2 UserInfo response.
+pub fn userinfo(user: &User, scopes: &[String]) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("sub".into(), json!(user.id));
+    for (k, v) in scope_claims(user, scopes) {
+        m.insert(k, v);
+    }
+    m
+}
+
+/// Every claim Latchkey can return (`claims_supported`).
+pub const SUPPORTED: &[&str] = &[
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "azp",
+    "at_hash",
+    "sid",
+    "amr",
+    "acr",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "updated_at",
+    "email",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "groups",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Address;
+
+    fn user() -> User {
+        User {
+            id: "sub-1".into(),
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            email_verified: true,
+            given_name: Some("Alice".into()),
+            family_name: Some("Liddell".into()),
+            phone: Some("+44 1".into()),
+            address: Some(Address { locality: Some("Oxford".into()), country: Some("UK".into()), ..Address::default() }),
+            groups: vec!["staff".into()],
+            password_hash: String::new(),
+            disabled: false,
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn openid_alone_releases_nothing_but_sub() {
+        let m = userinfo(&user(), &s(&["openid"]));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["sub"], "sub-1");
+    }
+
+    #[test]
+    fn each_scope_releases_its_claims() {
+        let m = userinfo(&user(), &s(&["openid", "profile", "email", "phone", "address", "groups"]));
+        assert_eq!(m["name"], "Alice Liddell");
+        assert_eq!(m["preferred_username"], "alice");
+        assert_eq!(m["email"], "alice@example.com");
+        assert_eq!(m["email_verified"], true);
+        assert_eq!(m["phone_number"], "+44 1");
+        assert_eq!(m["address"]["locality"], "Oxford");
+        assert_eq!(m["address"]["formatted"], "Oxford\nUK");
+        assert_eq!(m["groups"][0], "staff");
+        assert!(m.keys().all(|k| SUPPORTED.contains(&k.as_str())));
+    }
+
+    #[test]
+    fn id_token_has_the_required_claims() {
+        let u = user();
+        let scopes = s(&["openid"]);
+        let amr = s(&["pwd"]);
+        let f = AuthFacts {
+            issuer: "https://op",
+            client_id: "rp",
+            user: &u,
+            scopes: &scopes,
+            auth_time: 10,
+            amr: &amr,
+            acr: "1",
+            sid: "sid",
+            now: 100,
+        };
+        let m = id_token(&f, 900, Some("n"), Some("h"));
+        for k in ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "amr", "acr"] {
+            assert!(m.contains_key(k), "{k}");
+        }
+        assert_eq!(m["exp"], 1000);
+        assert!(!m.contains_key("email"));
+        let at = access_token(&f, 900, "j");
+        assert_eq!(at["client_id"], "rp");
+        assert_eq!(at["jti"], "j");
+    }
+}

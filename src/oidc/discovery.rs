@@ -1,0 +1,67 @@
+//! OIDC Discovery 1.0 §3 and RFC 8414 §2 metadata. Every value advertises only what this
+//! build implements; the same document is served at both well-known paths.
+
+use serde_json::{Value, json};
+
+use super::{claims, registration, scope};
+
+/// Endpoint paths (SPEC §5, following Defguard's API so its tutorials apply).
+pub mod paths {
+    pub const AUTHORIZE: &str = "/api/v1/oauth/authorize";
+    pub const AUTHORIZE_ALIAS: &str = "/api/v1/openid/authorize";
+    pub const TOKEN: &str = "/api/v1/oauth/token";
+    pub const TOKEN_ALIAS: &str = "/api/v1/openid/token";
+    pub const USERINFO: &str = "/api/v1/oauth/userinfo";
+    pub const JWKS: &str = "/api/v1/oauth/discovery/keys";
+    pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
+    pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+}
+
+/// The metadata document for `issuer` (no trailing slash).
+pub fn metadata(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
+        "token_endpoint": format!("{issuer}{}", paths::TOKEN),
+        "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
+        "jwks_uri": format!("{issuer}{}", paths::JWKS),
+        "scopes_supported": scope::SUPPORTED,
+        "response_types_supported": registration::RESPONSE_TYPES,
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "grant_types_supported": registration::GRANT_TYPES,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": claims::SUPPORTED,
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "require_request_uri_registration": false,
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "display_values_supported": ["page", "popup"],
+        "acr_values_supported": ["1"],
+        "ui_locales_supported": ["en"],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_hang_off_the_issuer() {
+        let m = metadata("https://op.example:8443");
+        assert_eq!(m["issuer"], "https://op.example:8443");
+        for (k, v) in m.as_object().unwrap() {
+            if k.ends_with("_endpoint") || k == "jwks_uri" {
+                assert!(v.as_str().unwrap().starts_with("https://op.example:8443/"), "{k}");
+            }
+        }
+        assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+        assert!(m["scopes_supported"].as_array().unwrap().contains(&json!("openid")));
+        assert!(m["grant_types_supported"].as_array().unwrap().contains(&json!("refresh_token")));
+    }
+}

@@ -1,0 +1,15 @@
+//! The protocol core: OAuth 2.0 / OpenID Connect rules as synchronous, deterministic
+//! functions. Nothing here performs I/O, reads the clock or touches storage: callers pass
+//! `now`, the client, the session and the stored records, and get back a decision.
+
+pub mod authorize;
+pub mod claims;
+pub mod discovery;
+pub mod error;
+pub mod params;
+pub mod pkce;
+pub mod registration;
+pub mod scope;
+pub mod token;
+
+pub use error::{ErrorCode, OidcError};

@@ -1,0 +1,274 @@
+//! Client registration rules shared by `client add`, `client update` and `[[clients]]`:
+//! raw fields in, a validated [`Client`] out, or one error naming the field.
+
+use crate::model::{Alg, AuthMethod, Client, Policy};
+
+use super::scope;
+
+/// Client fields as an administrator states them; `None`/empty means "the default".
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClientSpec {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub public: bool,
+    pub token_endpoint_auth_method: Option<String>,
+    pub policy: Option<String>,
+    pub skip_consent: bool,
+    pub id_token_alg: Option<String>,
+    pub require_pkce: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub frontchannel_logout_uri: Option<String>,
+    pub allowed_groups: Vec<String>,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub require_par: bool,
+}
+
+/// Grant types this version implements for registered clients.
+pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
+/// Response types this version implements.
+pub const RESPONSE_TYPES: &[&str] = &["code"];
+
+const MAX_URI_LEN: usize = 2000;
+
+/// Builds a client from a spec, applying defaults and validating every field.
+pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Client, String> {
+    if !valid_client_id(&client_id) {
+        return Err("client_id: 1-128 characters of letters, digits and -._~".into());
+    }
+    let name = spec.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err("name: must be 1-100 printable characters".into());
+    }
+
+    let grant_types = defaulted(spec.grant_types, GRANT_TYPES);
+    for g in &grant_types {
+        if !GRANT_TYPES.contains(&g.as_str()) {
+            return Err(format!("grant_type: {g:?} is not supported (supported: {})", GRANT_TYPES.join(", ")));
+        }
+    }
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err("grant_type: authorization_code is required".into());
+    }
+    let response_types = defaulted(spec.response_types, RESPONSE_TYPES);
+    for r in &response_types {
+        if !RESPONSE_TYPES.contains(&r.as_str()) {
+            return Err(format!("response_type: {r:?} is not supported (supported: code)"));
+        }
+    }
+
+    if spec.redirect_uris.is_empty() {
+        return Err("redirect_uri: at least one is required".into());
+    }
+    let mut redirect_uris = Vec::new();
+    for u in spec.redirect_uris {
+        check_redirect_uri(&u).map_err(|e| format!("redirect_uri: {u:?}: {e}"))?;
+        if !redirect_uris.contains(&u) {
+            redirect_uris.push(u);
+        }
+    }
+    let mut post_logout_redirect_uris = Vec::new();
+    for u in spec.post_logout_redirect_uris {
+        check_redirect_uri(&u).map_err(|e| format!("post_logout_redirect_uri: {u:?}: {e}"))?;
+        if !post_logout_redirect_uris.contains(&u) {
+            post_logout_redirect_uris.push(u);
+        }
+    }
+
+    let scopes = defaulted(spec.scopes, scope::DEFAULT_CLIENT_SCOPES);
+    for s in &scopes {
+        if !scope::SUPPORTED.contains(&s.as_str()) {
+            return Err(format!("scope: {s:?} is not one of {}", scope::SUPPORTED.join(", ")));
+        }
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err("scope: openid is required".into());
+    }
+
+    let method = match spec.token_endpoint_auth_method.as_deref() {
+        None if spec.public => AuthMethod::None,
+        None => AuthMethod::ClientSecretBasic,
+        Some(m) => AuthMethod::parse(m).ok_or_else(|| {
+            format!("token_endpoint_auth_method: {m:?} is not one of client_secret_basic, client_secret_post, none")
+        })?,
+    };
+    if spec.public != (method == AuthMethod::None) {
+        return Err("token_endpoint_auth_method: public clients use none, confidential clients a secret".into());
+    }
+
+    let policy = match spec.policy.as_deref() {
+        None | Some("one_factor") => Policy::OneFactor,
+        Some("two_factor") => {
+            return Err("policy: two_factor needs second-factor sign-in, which this version does not offer yet".into());
+        }
+        Some(p) => return Err(format!("policy: {p:?} is not one_factor or two_factor")),
+    };
+    let id_token_alg = match spec.id_token_alg.as_deref() {
+        None => Alg::RS256,
+        Some(a) => Alg::parse(a).ok_or_else(|| format!("id_token_alg: {a:?} is not RS256 or ES256"))?,
+    };
+
+    // Fields of later capabilities are refused rather than stored and silently ignored.
+    for (field, set) in [
+        ("backchannel_logout_uri", spec.backchannel_logout_uri.is_some()),
+        ("frontchannel_logout_uri", spec.frontchannel_logout_uri.is_some()),
+        ("jwks", spec.jwks.is_some()),
+        ("jwks_uri", spec.jwks_uri.is_some()),
+        ("require_par", spec.require_par),
+    ] {
+        if set {
+            return Err(format!("{field}: not supported by this version"));
+        }
+    }
+    for g in &spec.allowed_groups {
+        if !valid_group_name(g) {
+            return Err(format!("allowed_group: {g:?} is not a valid group name"));
+        }
+    }
+
+    Ok(Client {
+        client_id,
+        name,
+        secret_hash: None,
+        redirect_uris,
+        post_logout_redirect_uris,
+        scopes,
+        grant_types,
+        response_types,
+        token_endpoint_auth_method: method,
+        policy,
+        skip_consent: spec.skip_consent,
+        id_token_alg,
+        // OAuth 2.1 / RFC 9700 §2.1.1: public clients always use PKCE.
+        require_pkce: spec.require_pkce || spec.public,
+        backchannel_logout_uri: None,
+        frontchannel_logout_uri: None,
+        allowed_groups: spec.allowed_groups,
+        jwks: None,
+        jwks_uri: None,
+        require_par: false,
+        declared: false,
+        created_at: now,
+    })
+}
+
+fn defaulted(v: Vec<String>, default: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let src = if v.is_empty() { default.iter().map(|s| s.to_string()).collect() } else { v };
+    for s in src {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+pub fn valid_client_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Group names: 1-64 letters, digits and `-_.`.
+pub fn valid_group_name(g: &str) -> bool {
+    (1..=64).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A redirect URI as it may be registered (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §4.1):
+/// absolute, no fragment, no user info, and not a scheme that runs code in the browser.
+/// Plain http is allowed, because small offices run internal tools without TLS; matching
+/// is always exact.
+pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.len() > MAX_URI_LEN {
+        return Err("longer than 2000 characters");
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains white space or control characters");
+    }
+    let url = url::Url::parse(uri).map_err(|_| "not an absolute URL")?;
+    if url.fragment().is_some() || uri.contains('#') {
+        return Err("must not contain a fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user info");
+    }
+    match url.scheme() {
+        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" | "filesystem" => {
+            Err("scheme is not allowed")
+        }
+        "http" | "https" if url.host_str().is_none_or(str::is_empty) => Err("has no host"),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ClientSpec {
+        ClientSpec {
+            name: "Grafana".into(),
+            redirect_uris: vec!["https://grafana.example/login/generic_oauth".into()],
+            ..ClientSpec::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let c = build_client("abc".into(), spec(), 7).unwrap();
+        assert_eq!(c.grant_types, vec!["authorization_code", "refresh_token"]);
+        assert_eq!(c.response_types, vec!["code"]);
+        assert_eq!(c.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert!(c.scopes.contains(&"openid".to_string()));
+        assert!(!c.require_pkce);
+        assert_eq!(c.created_at, 7);
+    }
+
+    #[test]
+    fn public_clients_need_pkce_and_method_none() {
+        let c = build_client("abc".into(), ClientSpec { public: true, ..spec() }, 0).unwrap();
+        assert!(c.is_public());
+        assert!(c.require_pkce);
+        let e = build_client(
+            "abc".into(),
+            ClientSpec { public: true, token_endpoint_auth_method: Some("client_secret_basic".into()), ..spec() },
+            0,
+        );
+        assert!(e.unwrap_err().starts_with("token_endpoint_auth_method"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: Vec<(ClientSpec, &str)> = vec![
+            (ClientSpec { redirect_uris: vec![], ..spec() }, "redirect_uri"),
+            (ClientSpec { redirect_uris: vec!["/relative".into()], ..spec() }, "redirect_uri"),
+            (ClientSpec { redirect_uris: vec!["https://a/#frag".into()], ..spec() }, "redirect_uri"),
+            (ClientSpec { redirect_uris: vec!["javascript:alert(1)".into()], ..spec() }, "redirect_uri"),
+            (ClientSpec { redirect_uris: vec!["https://u:p@a/cb".into()], ..spec() }, "redirect_uri"),
+            (ClientSpec { scopes: vec!["email".into()], ..spec() }, "scope"),
+            (ClientSpec { scopes: vec!["openid".into(), "root".into()], ..spec() }, "scope"),
+            (ClientSpec { grant_types: vec!["password".into()], ..spec() }, "grant_type"),
+            (ClientSpec { response_types: vec!["token".into()], ..spec() }, "response_type"),
+            (ClientSpec { name: " ".into(), ..spec() }, "name"),
+            (ClientSpec { id_token_alg: Some("HS256".into()), ..spec() }, "id_token_alg"),
+            (ClientSpec { policy: Some("three".into()), ..spec() }, "policy"),
+            (ClientSpec { jwks_uri: Some("https://x".into()), ..spec() }, "jwks_uri"),
+        ];
+        for (s, field) in cases {
+            let e = build_client("abc".into(), s.clone(), 0).unwrap_err();
+            assert!(e.starts_with(field), "{s:?} gave {e}");
+        }
+        assert!(build_client("bad id".into(), spec(), 0).unwrap_err().starts_with("client_id"));
+    }
+
+    #[test]
+    fn native_app_schemes_and_loopback_are_allowed() {
+        assert!(check_redirect_uri("com.example.app:/oauth2redirect").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:8080/cb").is_ok());
+        assert!(check_redirect_uri("https://app.example/cb?x=1").is_ok());
+        assert!(check_redirect_uri("data:text/html,hi").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Scopes (RFC 6749 §3.3) and which claims each standard scope releases (OIDC Core §5.4).
+
+/// Scopes Latchkey understands, in the order they are listed in metadata and responses.
+pub const SUPPORTED: &[&str] = &["openid", "profile", "email", "phone", "address", "groups", "offline_access"];
+
+/// Registered for a client when `client add` names no scope.
+pub const DEFAULT_CLIENT_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+fn valid_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// Splits a space-delimited scope string; order and repetition are irrelevant.
+pub fn parse(s: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for tok in s.split(' ').filter(|t| !t.is_empty()) {
+        if !valid_token(tok) {
+            return Err("scope contains characters outside RFC 6749 scope-token".into());
+        }
+        if !out.iter().any(|t| t == tok) {
+            out.push(tok.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The scopes granted for a request: those requested that Latchkey supports and the
+/// client is registered for, in canonical order. Unknown scopes are ignored, as RFC 6749
+/// §3.3 lets the server grant less than was asked.
+pub fn grant(requested: &[String], client_scopes: &[String]) -> Vec<String> {
+    SUPPORTED
+        .iter()
+        .filter(|s| requested.iter().any(|r| r == *s) && client_scopes.iter().any(|c| c == *s))
+        .map(|s| s.to_string())
+        .collect()
+}
+
+pub fn join(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+pub fn contains(scopes: &[String], s: &str) -> bool {
+    scopes.iter().any(|x| x == s)
+}
+
+/// Whether every scope in `wanted` is in `have`.
+pub fn is_subset(wanted: &[String], have: &[String]) -> bool {
+    wanted.iter().all(|w| have.contains(w))
+}
+
+/// Plain-language description of what a scope releases, for the consent page.
+pub fn describe(scope: &str) -> Option<&'static str> {
+    Some(match scope {
+        "openid" => "Know who you are (a stable identifier)",
+        "profile" => "Your name and username",
+        "email" => "Your email address",
+        "phone" => "Your phone number",
+        "address" => "Your postal address",
+        "groups" => "The groups you belong to",
+        "offline_access" => "Stay signed in to the application after you sign out here",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn order_and_repetition_do_not_matter() {
+        assert_eq!(parse("email  openid email").unwrap(), v(&["email", "openid"]));
+        let a = grant(&parse("email openid").unwrap(), &v(SUPPORTED));
+        let b = grant(&parse("openid email").unwrap(), &v(SUPPORTED));
+        assert_eq!(a, b);
+        assert_eq!(a, v(&["openid", "email"]));
+    }
+
+    #[test]
+    fn unregistered_and_unknown_scopes_are_dropped() {
+        let g = grant(&v(&["openid", "phone", "frobnicate"]), &v(&["openid", "email"]));
+        assert_eq!(g, v(&["openid"]));
+    }
+
+    #[test]
+    fn invalid_characters_are_refused() {
+        assert!(parse("openid \"bad\"").is_err());
+        assert!(parse("openid\\x").is_err());
+    }
+
+    #[test]
+    fn every_supported_scope_is_described() {
+        assert!(SUPPORTED.iter().all(|s| describe(s).is_some()));
+    }
+}

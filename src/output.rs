@@ -1,0 +1,59 @@
+//! Human-readable rendering of management command results (`--json` prints them as they
+//! are). Pure: JSON in, text out.
+
+use serde_json::Value;
+
+/// Lists become one line per item; objects become `key: value` lines.
+pub fn human(v: &Value) -> String {
+    match v {
+        Value::Array(items) if items.is_empty() => "(none)\n".to_string(),
+        Value::Array(items) => items.iter().map(line).collect::<Vec<_>>().join("\n") + "\n",
+        Value::Object(o) => {
+            let mut s = String::new();
+            for (k, val) in o {
+                if val.is_null() || val.as_array().is_some_and(Vec::is_empty) {
+                    continue;
+                }
+                s.push_str(&format!("{k}: {}\n", scalar(val)));
+            }
+            if o.contains_key("client_secret") {
+                s.push_str("(the client secret is shown only now: store it in the application)\n");
+            }
+            s
+        }
+        other => format!("{}\n", scalar(other)),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(scalar).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+/// One item of a list: the identifying fields first.
+fn line(v: &Value) -> String {
+    let keys = ["username", "client_id", "kid", "time", "name", "email", "alg", "state", "kind", "user", "client", "detail", "disabled", "age_days"];
+    keys.iter()
+        .filter_map(|k| v.get(*k).filter(|x| !x.is_null()).map(|x| format!("{k}={}", scalar(x))))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_lists_and_objects() {
+        assert_eq!(human(&json!([])), "(none)\n");
+        assert_eq!(human(&json!([{"username": "a", "email": "a@x"}])), "username=a  email=a@x\n");
+        let s = human(&json!({"client_id": "c", "client_secret": "s", "scopes": ["openid", "email"]}));
+        assert!(s.contains("client_id: c\n"));
+        assert!(s.contains("scopes: openid, email\n"));
+        assert!(s.contains("shown only now"));
+    }
+}

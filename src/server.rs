@@ -1,0 +1,232 @@
+//! Start-up and the listener: prepares the data directory, store, keys and certificate
+//! (SPEC §4), then accepts connections with a cap, a TLS handshake timeout, hyper's
+//! header-read timer, and a graceful drain on SIGTERM.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::http::App;
+use crate::keys::KeySet;
+use crate::model::{Alg, KeyState};
+use crate::store::Store;
+use crate::store::redb::RedbStore;
+
+/// Security baseline §4.7.
+const MAX_CONNECTIONS: usize = 1024;
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+const SETUP_LINK_TTL: i64 = 3600;
+
+/// The database file inside the data directory.
+pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("latchkey.redb")
+}
+
+/// Creates the data directory (0700) if needed.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens the store with an error that says what to do.
+pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
+    let path = db_path(data_dir);
+    RedbStore::open(&path).map_err(|e| match e {
+        crate::store::StoreError::Locked => {
+            format!("{}: the database is in use (is another latchkey serving this data directory?)", path.display())
+        }
+        other => format!("{}: {other}", path.display()),
+    })
+}
+
+/// Everything start-up creates or loads before serving.
+pub struct Prepared {
+    pub store: Arc<RedbStore>,
+    pub keys: KeySet,
+    pub csrf_secret: Vec<u8>,
+    pub dummy_hash: String,
+    /// The one-time setup link, while no administrator exists.
+    pub setup_link: Option<String>,
+}
+
+/// First start creates keys, secrets and the setup link; later starts load them.
+pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
+    ensure_data_dir(&config.data_dir)?;
+    let store = open_store(&config.data_dir)?;
+    let err = |e: crate::store::StoreError| e.to_string();
+
+    let mut records = store.keys().map_err(err)?;
+    for alg in [Alg::RS256, Alg::ES256] {
+        if !records.iter().any(|k| k.alg == alg && k.state == KeyState::Active) {
+            let rec = crate::keys::signing::generate(alg, now).map_err(|e| e.to_string())?;
+            store.put_key(&rec).map_err(err)?;
+            tracing::info!(kid = %rec.kid, alg = alg.as_str(), "generated a signing key");
+            records.push(rec);
+        }
+    }
+    let keys = KeySet::from_records(&records).map_err(|e| format!("signing keys: {e}"))?;
+
+    let csrf_secret = match store.meta("csrf_secret").map_err(err)?.and_then(|s| STANDARD.decode(s).ok()) {
+        Some(s) if s.len() == 32 => s,
+        _ => {
+            let s = crate::clock::random_bytes::<32>().to_vec();
+            store.put_meta("csrf_secret", &STANDARD.encode(&s)).map_err(err)?;
+            s
+        }
+    };
+
+    // A hash to verify against when the username is unknown, so that failures take the
+    // same time either way; remade when the argon2 parameters change.
+    let dummy_hash = match store.meta("dummy_hash").map_err(err)? {
+        Some(h) if !crate::keys::password::needs_rehash(&h, &config.password) => h,
+        _ => {
+            let h = crate::keys::password::hash(&crate::clock::random_token(), &config.password)?;
+            store.put_meta("dummy_hash", &h).map_err(err)?;
+            h
+        }
+    };
+
+    let setup_link = if crate::admin::admin_exists(&store).map_err(err)? {
+        let _ = store.delete_meta(crate::admin::SETUP_TOKEN_KEY);
+        None
+    } else {
+        let token = crate::clock::random_token();
+        let value = format!("{}:{}", crate::keys::token_hash(&token), now + SETUP_LINK_TTL);
+        store.put_meta(crate::admin::SETUP_TOKEN_KEY, &value).map_err(err)?;
+        Some(format!("{}/setup?token={token}", config.issuer))
+    };
+
+    Ok(Prepared { store: Arc::new(store), keys, csrf_secret, dummy_hash, setup_link })
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<(), String> {
+    let now = crate::clock::now();
+    let prepared = prepare(&config, now)?;
+    let tls = crate::tls::server_config(&config, now)?.map(tokio_rustls::TlsAcceptor::from);
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let admin_listener = crate::admin::socket::bind(&config.data_dir).map_err(|e| format!("admin socket: {e}"))?;
+
+    let store: Arc<dyn Store> = prepared.store.clone();
+    let shared_config = Arc::new(config.clone());
+    let app = Arc::new(App::new(config, store.clone(), prepared.keys, &prepared.csrf_secret, prepared.dummy_hash)?);
+    tokio::spawn(crate::admin::socket::serve(admin_listener, store.clone(), shared_config.clone()));
+    tokio::spawn(maintenance(store.clone()));
+
+    tracing::info!(
+        listen = %shared_config.listen,
+        issuer = %shared_config.issuer,
+        tls = tls.is_some(),
+        data_dir = %shared_config.data_dir.display(),
+        "latchkey is ready"
+    );
+    if let Some(link) = &prepared.setup_link {
+        // The administrator needs this link; it is printed, never logged through tracing.
+        println!("No administrator exists yet. Create one within the next hour at:\n\n    {link}\n");
+        if tls.is_some() && matches!(shared_config.tls, crate::config::TlsMode::SelfSigned) {
+            let (cert, _) = crate::tls::self_signed_paths(&shared_config.data_dir);
+            println!("The certificate is self-signed; trust {} on client machines.\n", cert.display());
+        }
+    }
+
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    continue;
+                };
+                let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let _ = tcp.set_nodelay(true);
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                                connection(app, TokioIo::new(stream), peer, stop).await;
+                            }
+                        }
+                        None => connection(app, TokioIo::new(tcp), peer, stop).await,
+                    }
+                });
+            }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+
+    tracing::info!("shutting down: draining connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(MAX_CONNECTIONS as u32)).await;
+    let _ = std::fs::remove_file(crate::admin::socket::path(&shared_config.data_dir));
+    // Persists pending non-durable commits (sessions, codes) before exit.
+    let s = store.clone();
+    let _ = tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn connection<I>(app: Arc<App>, io: I, peer: std::net::SocketAddr, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| crate::http::serve_hyper(app.clone(), req, peer));
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024).keep_alive(true);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Removes expired records once a minute (and persists non-durable commits).
+async fn maintenance(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired records removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed"),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Persistence behind one trait, [`Store`]. [`redb::RedbStore`] is the embedded default;
+//! the trait is where another backend would plug in. The store keeps records; it never
+//! decides protocol questions, except the atomic check-and-set steps that must happen in
+//! one transaction (a code or refresh token is consumed exactly once).
+//!
+//! Durability per table: users, groups, clients, consents, grants, refresh tokens, keys
+//! and metadata are committed durably before the caller answers. Codes, sessions, issued
+//! access-token records and audit events use non-durable commits (a crash may lose them,
+//! which costs a user one more sign-in at worst); every durable commit and the periodic
+//! maintenance commit persist them too.
+
+pub mod redb;
+
+use crate::model::{
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord, RefreshToken, Session, User,
+};
+
+/// Version of the on-disk layout; a database with another version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A unique value is taken (username, client_id).
+    Conflict(String),
+    /// The database belongs to another schema version.
+    Schema(String),
+    /// The database is held by another process (a running server).
+    Locked,
+    /// Storage failed (I/O, corruption, full disk). The detail is for the log only.
+    Backend(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(m) => write!(f, "{m}"),
+            StoreError::Schema(m) => write!(f, "schema: {m}"),
+            StoreError::Locked => f.write_str("the database is in use by another process"),
+            StoreError::Backend(m) => write!(f, "storage: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The outcome of consuming a single-use record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Consumed<T> {
+    /// First use: the record, now marked used.
+    Fresh(T),
+    /// Already used before: replay.
+    Replayed(T),
+    Missing,
+}
+
+/// Tokens issued together in one transaction.
+#[derive(Debug, Clone)]
+pub struct Issued<'a> {
+    pub grant: &'a Grant,
+    pub access_jti: &'a str,
+    pub access: &'a AccessTokenRecord,
+    pub refresh: Option<(&'a str, &'a RefreshToken)>,
+}
+
+pub trait Store: Send + Sync {
+    fn create_user(&self, u: &User) -> Result<()>;
+    /// Saves a changed user; a new username must be free.
+    fn update_user(&self, u: &User) -> Result<()>;
+    fn user(&self, id: &str) -> Result<Option<User>>;
+    fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    fn users(&self) -> Result<Vec<User>>;
+    /// Deletes the user with their sessions and consents.
+    fn delete_user(&self, id: &str) -> Result<bool>;
+
+    fn put_group(&self, g: &Group) -> Result<()>;
+    fn groups(&self) -> Result<Vec<Group>>;
+
+    fn create_client(&self, c: &Client) -> Result<()>;
+    fn update_client(&self, c: &Client) -> Result<()>;
+    fn client(&self, id: &str) -> Result<Option<Client>>;
+    fn clients(&self) -> Result<Vec<Client>>;
+    fn delete_client(&self, id: &str) -> Result<bool>;
+
+    fn put_code(&self, hash: &str, code: &AuthCode) -> Result<()>;
+    fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
+    /// Marks a code used, atomically.
+    fn consume_code(&self, hash: &str) -> Result<Consumed<AuthCode>>;
+
+    fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
+    fn session(&self, hash: &str) -> Result<Option<Session>>;
+    fn delete_session(&self, hash: &str) -> Result<bool>;
+    /// Ends every session of a user; returns how many.
+    fn delete_user_sessions(&self, user_id: &str) -> Result<usize>;
+
+    fn put_consent(&self, c: &Consent) -> Result<()>;
+    fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>>;
+
+    /// Stores a grant with its first tokens (durably when a refresh token is included).
+    fn put_tokens(&self, issued: &Issued<'_>) -> Result<()>;
+    fn grant(&self, id: &str) -> Result<Option<Grant>>;
+    /// Revokes every token of a grant; creates a revoked record if none exists yet.
+    fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()>;
+    fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
+    fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
+    /// Marks `old` used and stores its successor and the new access token, atomically
+    /// and durably. A replay of `old` returns [`Consumed::Replayed`] and stores nothing.
+    fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new: &RefreshToken,
+        access_jti: &str,
+        access: &AccessTokenRecord,
+    ) -> Result<Consumed<RefreshToken>>;
+
+    fn put_key(&self, k: &KeyRecord) -> Result<()>;
+    fn keys(&self) -> Result<Vec<KeyRecord>>;
+
+    fn append_audit(&self, e: &AuditEvent) -> Result<()>;
+    /// Newest first, at most `limit`, at or after `since`.
+    fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditEvent>>;
+
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+    fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+    fn delete_meta(&self, key: &str) -> Result<bool>;
+
+    /// Removes expired codes, sessions and tokens; persists pending non-durable commits.
+    fn purge_expired(&self, now: i64) -> Result<usize>;
+}
+
+#[cfg(test)]
+mod tests;

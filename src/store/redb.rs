@@ -1,0 +1,437 @@
+//! The redb backend: one file, tables of JSON values keyed by strings. The only module
+//! that imports redb.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Consumed, Issued, Result, SCHEMA_VERSION, Store, StoreError};
+use crate::model::{
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord, RefreshToken, Session, User,
+};
+
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+const USERS: Table = TableDefinition::new("users");
+const USERNAMES: Table = TableDefinition::new("usernames");
+const GROUPS: Table = TableDefinition::new("groups");
+const CLIENTS: Table = TableDefinition::new("clients");
+const CODES: Table = TableDefinition::new("codes");
+const SESSIONS: Table = TableDefinition::new("sessions");
+const CONSENTS: Table = TableDefinition::new("consents");
+const GRANTS: Table = TableDefinition::new("grants");
+const ACCESS_TOKENS: Table = TableDefinition::new("access_tokens");
+const REFRESH_TOKENS: Table = TableDefinition::new("refresh_tokens");
+const KEYS: Table = TableDefinition::new("keys");
+const META: Table = TableDefinition::new("meta");
+const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
+
+const ALL: [Table; 12] =
+    [USERS, USERNAMES, GROUPS, CLIENTS, CODES, SESSIONS, CONSENTS, GRANTS, ACCESS_TOKENS, REFRESH_TOKENS, KEYS, META];
+
+/// Used codes stay this long past expiry so a late replay is still recognised and
+/// revokes the grant (OIDC conformance replays after 30 s).
+const CODE_REPLAY_WINDOW: i64 = 600;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Backend(format!("undecodable record: {e}")))
+}
+
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database file, creating every table and checking the
+    /// schema version.
+    pub fn open(path: &Path) -> Result<RedbStore> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked
+            }
+            other => StoreError::Backend(format!("{}: {other}", path.display())),
+        })?;
+        let store = RedbStore { db };
+        store.write(true, |tx| {
+            for t in ALL {
+                tx.open_table(t).map_err(backend)?;
+            }
+            tx.open_table(AUDIT).map_err(backend)?;
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            let found = meta.get("schema_version").map_err(backend)?.map(|v| v.value().to_vec());
+            match found {
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes()).map_err(backend)?;
+                }
+                Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => {}
+                Some(v) => {
+                    return Err(StoreError::Schema(format!(
+                        "database has schema version {}, this build uses {SCHEMA_VERSION}",
+                        String::from_utf8_lossy(&v)
+                    )));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
+        let mut tx = self.db.begin_write().map_err(backend)?;
+        tx.set_durability(if durable { Durability::Immediate } else { Durability::None });
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+
+    fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(t).map_err(backend)?;
+        let v = table.get(key).map_err(backend)?;
+        v.map(|g| decode(g.value())).transpose()
+    }
+
+    fn put<T: Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
+        let bytes = encode(v)?;
+        self.write(durable, |tx| {
+            tx.open_table(t).map_err(backend)?.insert(key, bytes.as_slice()).map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn remove(&self, t: Table, key: &str, durable: bool) -> Result<bool> {
+        self.write(durable, |tx| Ok(tx.open_table(t).map_err(backend)?.remove(key).map_err(backend)?.is_some()))
+    }
+
+    fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(t).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Number of records in a table (for tests and metrics).
+    pub fn count(&self, name: &str) -> Result<u64> {
+        let t = ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| backend("no such table"))?;
+        let tx = self.db.begin_read().map_err(backend)?;
+        tx.open_table(t).map_err(backend)?.len().map_err(backend)
+    }
+}
+
+fn consent_key(user_id: &str, client_id: &str) -> String {
+    format!("{user_id}\u{0}{client_id}")
+}
+
+fn tx_get<T: DeserializeOwned>(tx: &WriteTransaction, t: Table, key: &str) -> Result<Option<T>> {
+    let table = tx.open_table(t).map_err(backend)?;
+    let v = table.get(key).map_err(backend)?;
+    v.map(|g| decode(g.value())).transpose()
+}
+
+fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Result<()> {
+    let bytes = encode(v)?;
+    tx.open_table(t).map_err(backend)?.insert(key, bytes.as_slice()).map_err(backend)?;
+    Ok(())
+}
+
+/// Removes every record of a table for which `drop` says so; returns how many.
+fn tx_retain<T: DeserializeOwned>(tx: &WriteTransaction, t: Table, mut drop: impl FnMut(&str, &T) -> bool) -> Result<usize> {
+    let mut table = tx.open_table(t).map_err(backend)?;
+    let mut doomed = Vec::new();
+    for item in table.iter().map_err(backend)? {
+        let (k, v) = item.map_err(backend)?;
+        // An undecodable record is left for an operator to look at, never silently removed.
+        if let Ok(rec) = decode::<T>(v.value())
+            && drop(k.value(), &rec)
+        {
+            doomed.push(k.value().to_string());
+        }
+    }
+    for k in &doomed {
+        table.remove(k.as_str()).map_err(backend)?;
+    }
+    Ok(doomed.len())
+}
+
+impl Store for RedbStore {
+    fn create_user(&self, u: &User) -> Result<()> {
+        self.write(true, |tx| {
+            let key = u.username.to_lowercase();
+            if tx_get::<String>(tx, USERNAMES, &key)?.is_some() {
+                return Err(StoreError::Conflict(format!("username: {:?} is taken", u.username)));
+            }
+            tx_put(tx, USERNAMES, &key, &u.id)?;
+            tx_put(tx, USERS, &u.id, u)
+        })
+    }
+
+    fn update_user(&self, u: &User) -> Result<()> {
+        self.write(true, |tx| {
+            let old: Option<User> = tx_get(tx, USERS, &u.id)?;
+            let new_key = u.username.to_lowercase();
+            if let Some(old) = old {
+                let old_key = old.username.to_lowercase();
+                if old_key != new_key {
+                    if tx_get::<String>(tx, USERNAMES, &new_key)?.is_some() {
+                        return Err(StoreError::Conflict(format!("username: {:?} is taken", u.username)));
+                    }
+                    tx.open_table(USERNAMES).map_err(backend)?.remove(old_key.as_str()).map_err(backend)?;
+                }
+            }
+            tx_put(tx, USERNAMES, &new_key, &u.id)?;
+            tx_put(tx, USERS, &u.id, u)
+        })
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.get(USERS, id)
+    }
+
+    fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        match self.get::<String>(USERNAMES, &username.to_lowercase())? {
+            Some(id) => self.user(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn users(&self) -> Result<Vec<User>> {
+        let mut v: Vec<User> = self.list(USERS)?;
+        v.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(v)
+    }
+
+    fn delete_user(&self, id: &str) -> Result<bool> {
+        self.write(true, |tx| {
+            let Some(u) = tx_get::<User>(tx, USERS, id)? else { return Ok(false) };
+            tx.open_table(USERNAMES).map_err(backend)?.remove(u.username.to_lowercase().as_str()).map_err(backend)?;
+            tx.open_table(USERS).map_err(backend)?.remove(id).map_err(backend)?;
+            tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == id)?;
+            tx_retain::<Consent>(tx, CONSENTS, |_, c| c.user_id == id)?;
+            tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.user_id == id)?;
+            Ok(true)
+        })
+    }
+
+    fn put_group(&self, g: &Group) -> Result<()> {
+        self.put(GROUPS, &g.name, g, true)
+    }
+
+    fn groups(&self) -> Result<Vec<Group>> {
+        self.list(GROUPS)
+    }
+
+    fn create_client(&self, c: &Client) -> Result<()> {
+        self.write(true, |tx| {
+            if tx_get::<Client>(tx, CLIENTS, &c.client_id)?.is_some() {
+                return Err(StoreError::Conflict(format!("client_id: {:?} is taken", c.client_id)));
+            }
+            tx_put(tx, CLIENTS, &c.client_id, c)
+        })
+    }
+
+    fn update_client(&self, c: &Client) -> Result<()> {
+        self.put(CLIENTS, &c.client_id, c, true)
+    }
+
+    fn client(&self, id: &str) -> Result<Option<Client>> {
+        self.get(CLIENTS, id)
+    }
+
+    fn clients(&self) -> Result<Vec<Client>> {
+        let mut v: Vec<Client> = self.list(CLIENTS)?;
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    fn delete_client(&self, id: &str) -> Result<bool> {
+        self.write(true, |tx| {
+            let existed = tx.open_table(CLIENTS).map_err(backend)?.remove(id).map_err(backend)?.is_some();
+            tx_retain::<Consent>(tx, CONSENTS, |_, c| c.client_id == id)?;
+            tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.client_id == id)?;
+            Ok(existed)
+        })
+    }
+
+    fn put_code(&self, hash: &str, code: &AuthCode) -> Result<()> {
+        self.put(CODES, hash, code, false)
+    }
+
+    fn code(&self, hash: &str) -> Result<Option<AuthCode>> {
+        self.get(CODES, hash)
+    }
+
+    fn consume_code(&self, hash: &str) -> Result<Consumed<AuthCode>> {
+        self.write(false, |tx| {
+            let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else { return Ok(Consumed::Missing) };
+            if code.used {
+                return Ok(Consumed::Replayed(code));
+            }
+            code.used = true;
+            tx_put(tx, CODES, hash, &code)?;
+            Ok(Consumed::Fresh(code))
+        })
+    }
+
+    fn put_session(&self, hash: &str, s: &Session) -> Result<()> {
+        self.put(SESSIONS, hash, s, false)
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<Session>> {
+        self.get(SESSIONS, hash)
+    }
+
+    fn delete_session(&self, hash: &str) -> Result<bool> {
+        self.remove(SESSIONS, hash, false)
+    }
+
+    fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
+        self.write(false, |tx| tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == user_id))
+    }
+
+    fn put_consent(&self, c: &Consent) -> Result<()> {
+        self.put(CONSENTS, &consent_key(&c.user_id, &c.client_id), c, true)
+    }
+
+    fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>> {
+        self.get(CONSENTS, &consent_key(user_id, client_id))
+    }
+
+    fn put_tokens(&self, i: &Issued<'_>) -> Result<()> {
+        self.write(i.refresh.is_some(), |tx| {
+            tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
+            tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
+            if let Some((hash, rt)) = i.refresh {
+                tx_put(tx, REFRESH_TOKENS, hash, rt)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        self.get(GRANTS, id)
+    }
+
+    fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()> {
+        self.write(true, |tx| {
+            let mut g = tx_get::<Grant>(tx, GRANTS, id)?.unwrap_or_else(|| Grant {
+                grant_id: id.to_string(),
+                client_id: client_id.to_string(),
+                user_id: user_id.to_string(),
+                created_at: now,
+                revoked: false,
+            });
+            g.revoked = true;
+            tx_put(tx, GRANTS, id, &g)
+        })
+    }
+
+    fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>> {
+        self.get(ACCESS_TOKENS, jti)
+    }
+
+    fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
+        self.get(REFRESH_TOKENS, hash)
+    }
+
+    fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new: &RefreshToken,
+        access_jti: &str,
+        access: &AccessTokenRecord,
+    ) -> Result<Consumed<RefreshToken>> {
+        self.write(true, |tx| {
+            let Some(mut old) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, old_hash)? else {
+                return Ok(Consumed::Missing);
+            };
+            if old.used {
+                return Ok(Consumed::Replayed(old));
+            }
+            old.used = true;
+            tx_put(tx, REFRESH_TOKENS, old_hash, &old)?;
+            tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
+            tx_put(tx, ACCESS_TOKENS, access_jti, access)?;
+            Ok(Consumed::Fresh(old))
+        })
+    }
+
+    fn put_key(&self, k: &KeyRecord) -> Result<()> {
+        self.put(KEYS, &k.kid, k, true)
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>> {
+        self.list(KEYS)
+    }
+
+    fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        let bytes = encode(e)?;
+        self.write(false, |tx| {
+            let mut t = tx.open_table(AUDIT).map_err(backend)?;
+            let next = t.last().map_err(backend)?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            t.insert(next, bytes.as_slice()).map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditEvent>> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(AUDIT).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(backend)?.rev() {
+            let (_, v) = item.map_err(backend)?;
+            let e: AuditEvent = decode(v.value())?;
+            if e.time < since {
+                break;
+            }
+            out.push(e);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(META).map_err(backend)?;
+        let v = table.get(key).map_err(backend)?;
+        Ok(v.map(|g| String::from_utf8_lossy(g.value()).into_owned()))
+    }
+
+    fn put_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.write(true, |tx| {
+            tx.open_table(META).map_err(backend)?.insert(key, value.as_bytes()).map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn delete_meta(&self, key: &str) -> Result<bool> {
+        self.remove(META, key, true)
+    }
+
+    fn purge_expired(&self, now: i64) -> Result<usize> {
+        self.write(true, |tx| {
+            let mut n = tx_retain::<AuthCode>(tx, CODES, |_, c| c.expires_at + CODE_REPLAY_WINDOW < now)?;
+            n += tx_retain::<Session>(tx, SESSIONS, |_, s| s.expires_at < now)?;
+            n += tx_retain::<AccessTokenRecord>(tx, ACCESS_TOKENS, |_, a| a.expires_at < now)?;
+            n += tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.expires_at.min(r.absolute_expires_at) < now)?;
+            Ok(n)
+        })
+    }
+}
