@@ -57,6 +57,7 @@ pub struct UserCmd {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum UserAction {
     Add(UserAdd),
     List(UserList),
@@ -161,7 +162,11 @@ macro_rules! user_named {
         impl FromArgs for UserNamed<$k> {
             fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
                 let r = Raw::from_args(command_name, args)?;
-                Ok(UserNamed { name: r.name, config: r.config, json: r.json })
+                Ok(UserNamed {
+                    name: r.name,
+                    config: r.config,
+                    json: r.json,
+                })
             }
         }
     };
@@ -235,7 +240,12 @@ macro_rules! user_group {
         impl FromArgs for UserGroup<$k> {
             fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
                 let r = Raw::from_args(command_name, args)?;
-                Ok(UserGroup { name: r.name, group: r.group, config: r.config, json: r.json })
+                Ok(UserGroup {
+                    name: r.name,
+                    group: r.group,
+                    config: r.config,
+                    json: r.json,
+                })
             }
         }
     };
@@ -260,6 +270,7 @@ pub struct ClientCmd {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum ClientAction {
     Add(ClientAdd),
     List(ClientList),
@@ -376,7 +387,11 @@ macro_rules! client_one {
         impl FromArgs for ClientOne<$k> {
             fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
                 let r = Raw::from_args(command_name, args)?;
-                Ok(ClientOne { client_id: r.client_id, config: r.config, json: r.json })
+                Ok(ClientOne {
+                    client_id: r.client_id,
+                    config: r.config,
+                    json: r.json,
+                })
             }
         }
     };
@@ -388,11 +403,19 @@ mod client_show {
 }
 mod client_rotate {
     use super::*;
-    client_one!(1, "rotate-secret", "Issue a new client secret (printed once); the old one stops working.");
+    client_one!(
+        1,
+        "rotate-secret",
+        "Issue a new client secret (printed once); the old one stops working."
+    );
 }
 mod client_delete {
     use super::*;
-    client_one!(2, "delete", "Delete an application with its consents and refresh tokens.");
+    client_one!(
+        2,
+        "delete",
+        "Delete an application with its consents and refresh tokens."
+    );
 }
 
 #[derive(FromArgs)]

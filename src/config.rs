@@ -285,9 +285,11 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     };
 
     let default_scheme = if tls == TlsMode::Off { "http" } else { "https" };
-    let issuer = env.issuer.clone().or(raw.issuer).unwrap_or_else(|| {
-        format!("{default_scheme}://{}:{}", env.hostname, listen.port())
-    });
+    let issuer = env
+        .issuer
+        .clone()
+        .or(raw.issuer)
+        .unwrap_or_else(|| format!("{default_scheme}://{}:{}", env.hostname, listen.port()));
     let issuer = validate_issuer(&issuer)?;
 
     let data_dir = env
@@ -308,7 +310,12 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     let s = raw.session;
     let lifetimes = Lifetimes {
         code: positive("tokens.code_ttl_secs", t.code_ttl_secs, 60, 600)?,
-        access_token: positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs, 900, 86_400)?,
+        access_token: positive(
+            "tokens.access_token_ttl_secs",
+            t.access_token_ttl_secs,
+            900,
+            86_400,
+        )?,
         id_token: positive("tokens.id_token_ttl_secs", t.id_token_ttl_secs, 900, 86_400)?,
         refresh_idle: positive(
             "tokens.refresh_token_idle_ttl_secs",
@@ -323,7 +330,12 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
             365 * 86_400,
         )?,
         session_idle: positive("session.idle_ttl_secs", s.idle_ttl_secs, 1800, 30 * 86_400)?,
-        session_absolute: positive("session.absolute_ttl_secs", s.absolute_ttl_secs, 12 * 3600, 90 * 86_400)?,
+        session_absolute: positive(
+            "session.absolute_ttl_secs",
+            s.absolute_ttl_secs,
+            12 * 3600,
+            90 * 86_400,
+        )?,
     };
 
     let l = raw.login;
@@ -355,7 +367,8 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     let mut declared_clients = HashMap::new();
     for (i, rc) in raw.clients.into_iter().enumerate() {
         let id = rc.client_id.clone();
-        let client = declared_client(rc).map_err(|e| ConfigError(format!("clients[{i}] ({id}): {e}")))?;
+        let client =
+            declared_client(rc).map_err(|e| ConfigError(format!("clients[{i}] ({id}): {e}")))?;
         if declared_clients.insert(id.clone(), client).is_some() {
             return err(format!("clients[{i}]: client_id {id:?} is declared twice"));
         }
@@ -377,12 +390,17 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
 /// OIDC Discovery §3: the issuer is an https URL (http allowed here for a reverse proxy
 /// set-up and tests) with a host, no query and no fragment. A trailing slash is removed.
 fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(issuer).map_err(|e| ConfigError(format!("issuer: {issuer:?}: {e}")))?;
+    let url =
+        url::Url::parse(issuer).map_err(|e| ConfigError(format!("issuer: {issuer:?}: {e}")))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-        return err(format!("issuer: {issuer:?} must be an https URL with a host"));
+        return err(format!(
+            "issuer: {issuer:?} must be an https URL with a host"
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return err(format!("issuer: {issuer:?} must not have a query, fragment or user info"));
+        return err(format!(
+            "issuer: {issuer:?} must not have a query, fragment or user info"
+        ));
     }
     Ok(issuer.trim_end_matches('/').to_string())
 }
@@ -432,7 +450,10 @@ mod tests {
     use super::*;
 
     fn env() -> Env {
-        Env { hostname: "op.example".into(), ..Env::default() }
+        Env {
+            hostname: "op.example".into(),
+            ..Env::default()
+        }
     }
 
     #[test]
@@ -461,7 +482,11 @@ mod tests {
         let mut env = env();
         env.issuer = Some("https://id.example/".into());
         env.listen = Some("127.0.0.1:9000".into());
-        let c = parse(Some("issuer = \"https://other\"\nlisten = \"0.0.0.0:1\"\n"), &env).unwrap();
+        let c = parse(
+            Some("issuer = \"https://other\"\nlisten = \"0.0.0.0:1\"\n"),
+            &env,
+        )
+        .unwrap();
         assert_eq!(c.issuer, "https://id.example");
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
     }
@@ -504,6 +529,11 @@ redirect_uris = ["https://grafana.example/login/generic_oauth"]
         let e = parse(Some(&bad), &env()).unwrap_err();
         assert!(e.0.contains("redirect_uri"), "{e}");
         let bad = good.replace("sha256:0000", "plain");
-        assert!(parse(Some(&bad), &env()).unwrap_err().0.contains("secret_hash"));
+        assert!(
+            parse(Some(&bad), &env())
+                .unwrap_err()
+                .0
+                .contains("secret_hash")
+        );
     }
 }

@@ -61,7 +61,15 @@ fn main() -> ExitCode {
                 Some(Ok(s)) => s,
                 Some(Err(e)) => return fail(2, &e),
             };
-            manage(a.config.as_deref(), a.json, Command::Audit { since, user: a.user, limit: a.limit })
+            manage(
+                a.config.as_deref(),
+                a.json,
+                Command::Audit {
+                    since,
+                    user: a.user,
+                    limit: a.limit,
+                },
+            )
         }
     }
 }
@@ -84,7 +92,10 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
         })
         .with_ansi(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(1, &format!("runtime: {e}")),
     };
@@ -100,7 +111,9 @@ fn parse_since(s: &str) -> Result<i64, String> {
         return Ok(n);
     }
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| format!("since: {s:?} is not seconds or an age such as 24h"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("since: {s:?} is not seconds or an age such as 24h"))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -113,10 +126,15 @@ fn parse_since(s: &str) -> Result<i64, String> {
 
 fn read_password(stdin_flag: bool) -> Result<String, String> {
     if !stdin_flag {
-        return Err("password: pass --password-stdin and write the password on standard input".into());
+        return Err(
+            "password: pass --password-stdin and write the password on standard input".into(),
+        );
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("password: {e}"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("password: {e}"))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -127,7 +145,9 @@ fn user(action: UserAction) -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(2, &e),
             };
-            let Some(email) = a.email else { return fail(2, "email: --email is required") };
+            let Some(email) = a.email else {
+                return fail(2, "email: --email is required");
+            };
             let user = NewUser {
                 username: a.name,
                 email,
@@ -143,7 +163,15 @@ fn user(action: UserAction) -> ExitCode {
                 },
                 groups: a.group,
             };
-            (a.config, a.json, Command::UserAdd { user, password, admin: a.admin })
+            (
+                a.config,
+                a.json,
+                Command::UserAdd {
+                    user,
+                    password,
+                    admin: a.admin,
+                },
+            )
         }
         UserAction::List(l) => (l.config, l.json, Command::UserList),
         UserAction::Show(n) => (n.config, n.json, Command::UserShow { username: n.name }),
@@ -155,10 +183,31 @@ fn user(action: UserAction) -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(2, &e),
             };
-            (p.config, p.json, Command::UserPasswd { username: p.name, password })
+            (
+                p.config,
+                p.json,
+                Command::UserPasswd {
+                    username: p.name,
+                    password,
+                },
+            )
         }
-        UserAction::GroupAdd(g) => (g.config, g.json, Command::UserGroupAdd { username: g.name, group: g.group }),
-        UserAction::GroupDel(g) => (g.config, g.json, Command::UserGroupDel { username: g.name, group: g.group }),
+        UserAction::GroupAdd(g) => (
+            g.config,
+            g.json,
+            Command::UserGroupAdd {
+                username: g.name,
+                group: g.group,
+            },
+        ),
+        UserAction::GroupDel(g) => (
+            g.config,
+            g.json,
+            Command::UserGroupDel {
+                username: g.name,
+                group: g.group,
+            },
+        ),
     };
     manage(config.as_deref(), json, cmd)
 }
@@ -166,7 +215,9 @@ fn user(action: UserAction) -> ExitCode {
 fn client(action: ClientAction) -> ExitCode {
     let (config, json, cmd) = match action {
         ClientAction::Add(a) => {
-            let Some(name) = a.name else { return fail(2, "name: --name is required") };
+            let Some(name) = a.name else {
+                return fail(2, "name: --name is required");
+            };
             let jwks = match &a.jwks_file {
                 None => None,
                 Some(p) => match std::fs::read_to_string(p) {
@@ -197,15 +248,39 @@ fn client(action: ClientAction) -> ExitCode {
             (a.config, a.json, Command::ClientAdd { spec })
         }
         ClientAction::List(l) => (l.config, l.json, Command::ClientList),
-        ClientAction::Show(o) => (o.config, o.json, Command::ClientShow { client_id: o.client_id }),
-        ClientAction::RotateSecret(o) => (o.config, o.json, Command::ClientRotateSecret { client_id: o.client_id }),
-        ClientAction::Delete(o) => (o.config, o.json, Command::ClientDelete { client_id: o.client_id }),
+        ClientAction::Show(o) => (
+            o.config,
+            o.json,
+            Command::ClientShow {
+                client_id: o.client_id,
+            },
+        ),
+        ClientAction::RotateSecret(o) => (
+            o.config,
+            o.json,
+            Command::ClientRotateSecret {
+                client_id: o.client_id,
+            },
+        ),
+        ClientAction::Delete(o) => (
+            o.config,
+            o.json,
+            Command::ClientDelete {
+                client_id: o.client_id,
+            },
+        ),
         ClientAction::Update(u) => {
             if u.skip_consent && u.ask_consent {
-                return fail(2, "skip_consent: --skip-consent and --ask-consent contradict each other");
+                return fail(
+                    2,
+                    "skip_consent: --skip-consent and --ask-consent contradict each other",
+                );
             }
             if u.any_group && !u.allowed_group.is_empty() {
-                return fail(2, "allowed_group: --any-group and --allowed-group contradict each other");
+                return fail(
+                    2,
+                    "allowed_group: --any-group and --allowed-group contradict each other",
+                );
             }
             let patch = ClientPatch {
                 name: u.name,
@@ -214,7 +289,13 @@ fn client(action: ClientAction) -> ExitCode {
                 scopes: u.scope,
                 grant_types: u.grant_type,
                 response_types: vec![],
-                skip_consent: if u.skip_consent { Some(true) } else if u.ask_consent { Some(false) } else { None },
+                skip_consent: if u.skip_consent {
+                    Some(true)
+                } else if u.ask_consent {
+                    Some(false)
+                } else {
+                    None
+                },
                 require_pkce: u.require_pkce.then_some(true),
                 id_token_alg: u.id_token_alg,
                 policy: None,
@@ -226,7 +307,14 @@ fn client(action: ClientAction) -> ExitCode {
                     Some(u.allowed_group)
                 },
             };
-            (u.config, u.json, Command::ClientUpdate { client_id: u.client_id, patch })
+            (
+                u.config,
+                u.json,
+                Command::ClientUpdate {
+                    client_id: u.client_id,
+                    patch,
+                },
+            )
         }
     };
     manage(config.as_deref(), json, cmd)
@@ -257,7 +345,10 @@ fn manage(config_path: Option<&Path>, json: bool, cmd: Command) -> ExitCode {
 }
 
 fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, AdminError> {
-    let io = |m: String| AdminError { message: m, exit_code: 1 };
+    let io = |m: String| AdminError {
+        message: m,
+        exit_code: 1,
+    };
     server::ensure_data_dir(&config.data_dir).map_err(io)?;
     let store = server::open_store(&config.data_dir).map_err(io)?;
     admin::execute(&store, config, cmd, "cli", clock::now())

@@ -322,14 +322,21 @@ pub struct AuditEvent {
 /// digit (safe in URLs, logs and every relying party's user table).
 pub fn valid_username(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
 }
 
 /// A plausible email address: one `@`, something on both sides, a dot in the domain, no
 /// white space, at most 254 characters. Delivery is not checked.
 pub fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     email.len() <= 254
         && !local.is_empty()
         && domain.contains('.')
@@ -356,7 +363,14 @@ mod tests {
     #[test]
     fn emails() {
         assert!(valid_email("alice@example.com"));
-        for bad in ["alice", "@example.com", "a@b", "a@.b.c", "a b@c.d", "a@b@c.d"] {
+        for bad in [
+            "alice",
+            "@example.com",
+            "a@b",
+            "a@.b.c",
+            "a b@c.d",
+            "a@b@c.d",
+        ] {
             assert!(!valid_email(bad), "{bad}");
         }
     }

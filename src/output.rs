@@ -35,9 +35,28 @@ fn scalar(v: &Value) -> String {
 
 /// One item of a list: the identifying fields first.
 fn line(v: &Value) -> String {
-    let keys = ["username", "client_id", "kid", "time", "name", "email", "alg", "state", "kind", "user", "client", "detail", "disabled", "age_days"];
+    let keys = [
+        "username",
+        "client_id",
+        "kid",
+        "time",
+        "name",
+        "email",
+        "alg",
+        "state",
+        "kind",
+        "user",
+        "client",
+        "detail",
+        "disabled",
+        "age_days",
+    ];
     keys.iter()
-        .filter_map(|k| v.get(*k).filter(|x| !x.is_null()).map(|x| format!("{k}={}", scalar(x))))
+        .filter_map(|k| {
+            v.get(*k)
+                .filter(|x| !x.is_null())
+                .map(|x| format!("{k}={}", scalar(x)))
+        })
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -50,8 +69,12 @@ mod tests {
     #[test]
     fn renders_lists_and_objects() {
         assert_eq!(human(&json!([])), "(none)\n");
-        assert_eq!(human(&json!([{"username": "a", "email": "a@x"}])), "username=a  email=a@x\n");
-        let s = human(&json!({"client_id": "c", "client_secret": "s", "scopes": ["openid", "email"]}));
+        assert_eq!(
+            human(&json!([{"username": "a", "email": "a@x"}])),
+            "username=a  email=a@x\n"
+        );
+        let s =
+            human(&json!({"client_id": "c", "client_secret": "s", "scopes": ["openid", "email"]}));
         assert!(s.contains("client_id: c\n"));
         assert!(s.contains("scopes: openid, email\n"));
         assert!(s.contains("shown only now"));

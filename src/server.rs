@@ -37,11 +37,16 @@ pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
 /// Creates the data directory (0700) if needed.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     Ok(())
 }
@@ -51,7 +56,10 @@ pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
     let path = db_path(data_dir);
     RedbStore::open(&path).map_err(|e| match e {
         crate::store::StoreError::Locked => {
-            format!("{}: the database is in use (is another latchkey serving this data directory?)", path.display())
+            format!(
+                "{}: the database is in use (is another latchkey serving this data directory?)",
+                path.display()
+            )
         }
         other => format!("{}: {other}", path.display()),
     })
@@ -75,7 +83,10 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
 
     let mut records = store.keys().map_err(err)?;
     for alg in [Alg::RS256, Alg::ES256] {
-        if !records.iter().any(|k| k.alg == alg && k.state == KeyState::Active) {
+        if !records
+            .iter()
+            .any(|k| k.alg == alg && k.state == KeyState::Active)
+        {
             let rec = crate::keys::signing::generate(alg, now).map_err(|e| e.to_string())?;
             store.put_key(&rec).map_err(err)?;
             tracing::info!(kid = %rec.kid, alg = alg.as_str(), "generated a signing key");
@@ -84,11 +95,17 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
     }
     let keys = KeySet::from_records(&records).map_err(|e| format!("signing keys: {e}"))?;
 
-    let csrf_secret = match store.meta("csrf_secret").map_err(err)?.and_then(|s| STANDARD.decode(s).ok()) {
+    let csrf_secret = match store
+        .meta("csrf_secret")
+        .map_err(err)?
+        .and_then(|s| STANDARD.decode(s).ok())
+    {
         Some(s) if s.len() == 32 => s,
         _ => {
             let s = crate::clock::random_bytes::<32>().to_vec();
-            store.put_meta("csrf_secret", &STANDARD.encode(&s)).map_err(err)?;
+            store
+                .put_meta("csrf_secret", &STANDARD.encode(&s))
+                .map_err(err)?;
             s
         }
     };
@@ -109,12 +126,24 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
         None
     } else {
         let token = crate::clock::random_token();
-        let value = format!("{}:{}", crate::keys::token_hash(&token), now + SETUP_LINK_TTL);
-        store.put_meta(crate::admin::SETUP_TOKEN_KEY, &value).map_err(err)?;
+        let value = format!(
+            "{}:{}",
+            crate::keys::token_hash(&token),
+            now + SETUP_LINK_TTL
+        );
+        store
+            .put_meta(crate::admin::SETUP_TOKEN_KEY, &value)
+            .map_err(err)?;
         Some(format!("{}/setup?token={token}", config.issuer))
     };
 
-    Ok(Prepared { store: Arc::new(store), keys, csrf_secret, dummy_hash, setup_link })
+    Ok(Prepared {
+        store: Arc::new(store),
+        keys,
+        csrf_secret,
+        dummy_hash,
+        setup_link,
+    })
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -122,13 +151,26 @@ pub async fn run(config: Config) -> Result<(), String> {
     let now = crate::clock::now();
     let prepared = prepare(&config, now)?;
     let tls = crate::tls::server_config(&config, now)?.map(tokio_rustls::TlsAcceptor::from);
-    let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("listen {}: {e}", config.listen))?;
-    let admin_listener = crate::admin::socket::bind(&config.data_dir).map_err(|e| format!("admin socket: {e}"))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let admin_listener =
+        crate::admin::socket::bind(&config.data_dir).map_err(|e| format!("admin socket: {e}"))?;
 
     let store: Arc<dyn Store> = prepared.store.clone();
     let shared_config = Arc::new(config.clone());
-    let app = Arc::new(App::new(config, store.clone(), prepared.keys, &prepared.csrf_secret, prepared.dummy_hash)?);
-    tokio::spawn(crate::admin::socket::serve(admin_listener, store.clone(), shared_config.clone()));
+    let app = Arc::new(App::new(
+        config,
+        store.clone(),
+        prepared.keys,
+        &prepared.csrf_secret,
+        prepared.dummy_hash,
+    )?);
+    tokio::spawn(crate::admin::socket::serve(
+        admin_listener,
+        store.clone(),
+        shared_config.clone(),
+    ));
     tokio::spawn(maintenance(store.clone()));
 
     tracing::info!(
@@ -140,10 +182,15 @@ pub async fn run(config: Config) -> Result<(), String> {
     );
     if let Some(link) = &prepared.setup_link {
         // The administrator needs this link; it is printed, never logged through tracing.
-        println!("No administrator exists yet. Create one within the next hour at:\n\n    {link}\n");
+        println!(
+            "No administrator exists yet. Create one within the next hour at:\n\n    {link}\n"
+        );
         if tls.is_some() && matches!(shared_config.tls, crate::config::TlsMode::SelfSigned) {
             let (cert, _) = crate::tls::self_signed_paths(&shared_config.data_dir);
-            println!("The certificate is self-signed; trust {} on client machines.\n", cert.display());
+            println!(
+                "The certificate is self-signed; trust {} on client machines.\n",
+                cert.display()
+            );
         }
     }
 
@@ -189,7 +236,11 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!("shutting down: draining connections");
     drop(listener);
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(MAX_CONNECTIONS as u32)).await;
+    let _ = tokio::time::timeout(
+        DRAIN_TIMEOUT,
+        connections.acquire_many(MAX_CONNECTIONS as u32),
+    )
+    .await;
     let _ = std::fs::remove_file(crate::admin::socket::path(&shared_config.data_dir));
     // Persists pending non-durable commits (sessions, codes) before exit.
     let s = store.clone();
@@ -198,13 +249,22 @@ pub async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn connection<I>(app: Arc<App>, io: I, peer: std::net::SocketAddr, mut stop: watch::Receiver<bool>)
-where
+async fn connection<I>(
+    app: Arc<App>,
+    io: I,
+    peer: std::net::SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| crate::http::serve_hyper(app.clone(), req, peer));
+    let service =
+        hyper::service::service_fn(move |req| crate::http::serve_hyper(app.clone(), req, peer));
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024).keep_alive(true);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {

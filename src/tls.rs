@@ -20,7 +20,10 @@ pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// The rustls configuration for the listener, or `None` with `tls.mode = "off"`.
-pub fn server_config(config: &Config, now: i64) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+pub fn server_config(
+    config: &Config,
+    now: i64,
+) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
     let (cert, key) = match &config.tls {
         TlsMode::Off => return Ok(None),
         TlsMode::Files { cert, key } => (cert.clone(), key.clone()),
@@ -41,31 +44,59 @@ fn load(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("TLS certificate {}: no certificate in the file", cert.display()));
+        return Err(format!(
+            "TLS certificate {}: no certificate in the file",
+            cert.display()
+        ));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| format!("TLS certificate {} / key {}: {e}", cert.display(), key.display()))?;
+        .map_err(|e| {
+            format!(
+                "TLS certificate {} / key {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
 fn generate(issuer: &str, cert_path: &Path, key_path: &Path, now: i64) -> Result<(), String> {
-    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber};
-    let host = url::Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "localhost".into());
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let mut names: Vec<String> = vec![host.clone(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType,
+        SerialNumber,
+    };
+    let host = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "localhost".into());
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let mut names: Vec<String> = vec![
+        host.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
     names.dedup();
     let mut sans = Vec::new();
     for n in &names {
         let san = match n.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(n.clone().try_into().map_err(|e| format!("certificate name {n:?}: {e}"))?),
+            Err(_) => SanType::DnsName(
+                n.clone()
+                    .try_into()
+                    .map_err(|e| format!("certificate name {n:?}: {e}"))?,
+            ),
         };
         if !sans.contains(&san) {
             sans.push(san);
@@ -82,11 +113,15 @@ fn generate(issuer: &str, cert_path: &Path, key_path: &Path, now: i64) -> Result
     params.not_before = start;
     params.not_after = start + time::Duration::days(398);
     params.serial_number = Some(SerialNumber::from_slice(&crate::clock::random_bytes::<16>()));
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| format!("TLS key generation: {e}"))?;
-    let cert = params.self_signed(&key).map_err(|e| format!("TLS certificate generation: {e}"))?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| format!("TLS key generation: {e}"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("TLS certificate generation: {e}"))?;
     if let Some(dir) = cert_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     write_private(key_path, key.serialize_pem().as_bytes())?;
     write_private(cert_path, cert.pem().as_bytes())
@@ -102,7 +137,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
+    f.write_all(bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -122,7 +158,11 @@ mod tests {
 
     #[test]
     fn missing_files_are_named() {
-        let e = load(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
+        let e = load(
+            Path::new("/nonexistent/c.pem"),
+            Path::new("/nonexistent/k.pem"),
+        )
+        .unwrap_err();
         assert!(e.contains("/nonexistent/c.pem"), "{e}");
     }
 }

@@ -27,7 +27,10 @@ pub struct AdminError {
 
 impl AdminError {
     pub fn input(message: impl Into<String>) -> Self {
-        AdminError { message: message.into(), exit_code: 2 }
+        AdminError {
+            message: message.into(),
+            exit_code: 2,
+        }
     }
 }
 
@@ -35,7 +38,10 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => AdminError::input(m),
-            other => AdminError { message: other.to_string(), exit_code: 1 },
+            other => AdminError {
+                message: other.to_string(),
+                exit_code: 1,
+            },
         }
     }
 }
@@ -78,23 +84,59 @@ pub struct ClientPatch {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Command {
-    UserAdd { user: NewUser, password: String, admin: bool },
+    UserAdd {
+        user: NewUser,
+        password: String,
+        admin: bool,
+    },
     UserList,
-    UserShow { username: String },
-    UserPasswd { username: String, password: String },
-    UserDisable { username: String },
-    UserEnable { username: String },
-    UserDelete { username: String },
-    UserGroupAdd { username: String, group: String },
-    UserGroupDel { username: String, group: String },
-    ClientAdd { spec: ClientSpec },
+    UserShow {
+        username: String,
+    },
+    UserPasswd {
+        username: String,
+        password: String,
+    },
+    UserDisable {
+        username: String,
+    },
+    UserEnable {
+        username: String,
+    },
+    UserDelete {
+        username: String,
+    },
+    UserGroupAdd {
+        username: String,
+        group: String,
+    },
+    UserGroupDel {
+        username: String,
+        group: String,
+    },
+    ClientAdd {
+        spec: ClientSpec,
+    },
     ClientList,
-    ClientShow { client_id: String },
-    ClientUpdate { client_id: String, patch: ClientPatch },
-    ClientRotateSecret { client_id: String },
-    ClientDelete { client_id: String },
+    ClientShow {
+        client_id: String,
+    },
+    ClientUpdate {
+        client_id: String,
+        patch: ClientPatch,
+    },
+    ClientRotateSecret {
+        client_id: String,
+    },
+    ClientDelete {
+        client_id: String,
+    },
     KeysList,
-    Audit { since: i64, user: Option<String>, limit: usize },
+    Audit {
+        since: i64,
+        user: Option<String>,
+        limit: usize,
+    },
 }
 
 impl Command {
@@ -122,13 +164,24 @@ impl Command {
     }
 
     fn changes_state(&self) -> bool {
-        !matches!(self, Command::UserList | Command::UserShow { .. } | Command::ClientList | Command::ClientShow { .. } | Command::KeysList | Command::Audit { .. })
+        !matches!(
+            self,
+            Command::UserList
+                | Command::UserShow { .. }
+                | Command::ClientList
+                | Command::ClientShow { .. }
+                | Command::KeysList
+                | Command::Audit { .. }
+        )
     }
 }
 
 /// Whether any enabled user is in the admin group.
 pub fn admin_exists(store: &dyn Store) -> Result<bool, StoreError> {
-    Ok(store.users()?.iter().any(|u| !u.disabled && u.groups.iter().any(|g| g == ADMIN_GROUP)))
+    Ok(store
+        .users()?
+        .iter()
+        .any(|u| !u.disabled && u.groups.iter().any(|g| g == ADMIN_GROUP)))
 }
 
 fn clean(s: Option<String>) -> Option<String> {
@@ -139,17 +192,27 @@ fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), AdminEr
     if let Some(v) = v
         && (v.chars().count() > max || v.chars().any(char::is_control))
     {
-        return Err(AdminError::input(format!("{field}: at most {max} printable characters")));
+        return Err(AdminError::input(format!(
+            "{field}: at most {max} printable characters"
+        )));
     }
     Ok(())
 }
 
 /// Validates and stores a new user; the password is hashed with the configured argon2id
 /// parameters (slow: call it off the async runtime).
-pub fn create_user(store: &dyn Store, params: &PasswordParams, new: NewUser, password: &str, now: i64) -> Result<User, AdminError> {
+pub fn create_user(
+    store: &dyn Store,
+    params: &PasswordParams,
+    new: NewUser,
+    password: &str,
+    now: i64,
+) -> Result<User, AdminError> {
     let username = new.username.trim().to_string();
     if !valid_username(&username) {
-        return Err(AdminError::input("username: 1-64 letters, digits or .-_@, starting with a letter or digit"));
+        return Err(AdminError::input(
+            "username: 1-64 letters, digits or .-_@, starting with a letter or digit",
+        ));
     }
     let email = new.email.trim().to_string();
     if !valid_email(&email) {
@@ -181,7 +244,9 @@ pub fn create_user(store: &dyn Store, params: &PasswordParams, new: NewUser, pas
     let mut groups: Vec<String> = Vec::new();
     for g in new.groups {
         if !valid_group_name(&g) {
-            return Err(AdminError::input(format!("group: {g:?} is not a valid group name")));
+            return Err(AdminError::input(format!(
+                "group: {g:?} is not a valid group name"
+            )));
         }
         if !groups.contains(&g) {
             groups.push(g);
@@ -189,9 +254,14 @@ pub fn create_user(store: &dyn Store, params: &PasswordParams, new: NewUser, pas
     }
     crate::keys::password::check_policy(password, &username).map_err(AdminError::input)?;
     if store.user_by_name(&username)?.is_some() {
-        return Err(AdminError::input(format!("username: {username:?} is taken")));
+        return Err(AdminError::input(format!(
+            "username: {username:?} is taken"
+        )));
     }
-    let password_hash = crate::keys::password::hash(password, params).map_err(|e| AdminError { message: e, exit_code: 1 })?;
+    let password_hash = crate::keys::password::hash(password, params).map_err(|e| AdminError {
+        message: e,
+        exit_code: 1,
+    })?;
     let user = User {
         id: crate::clock::random_id(),
         username,
@@ -216,7 +286,10 @@ fn ensure_groups(store: &dyn Store, groups: &[String]) -> Result<(), AdminError>
     let known = store.groups()?;
     for g in groups {
         if !known.iter().any(|k| &k.name == g) {
-            store.put_group(&Group { name: g.clone(), description: String::new() })?;
+            store.put_group(&Group {
+                name: g.clone(),
+                description: String::new(),
+            })?;
         }
     }
     Ok(())
@@ -260,7 +333,9 @@ fn client_json(c: &Client) -> Value {
 }
 
 fn find_user(store: &dyn Store, username: &str) -> Result<User, AdminError> {
-    store.user_by_name(username)?.ok_or_else(|| AdminError::input(format!("username: no user {username:?}")))
+    store
+        .user_by_name(username)?
+        .ok_or_else(|| AdminError::input(format!("username: no user {username:?}")))
 }
 
 fn find_client(store: &dyn Store, config: &Config, client_id: &str) -> Result<Client, AdminError> {
@@ -269,16 +344,28 @@ fn find_client(store: &dyn Store, config: &Config, client_id: &str) -> Result<Cl
             "client_id: {client_id:?} is declared in the configuration file; change it there"
         )));
     }
-    store.client(client_id)?.ok_or_else(|| AdminError::input(format!("client_id: no client {client_id:?}")))
+    store
+        .client(client_id)?
+        .ok_or_else(|| AdminError::input(format!("client_id: no client {client_id:?}")))
 }
 
 /// Runs one command. `actor` names who asked (for the audit log).
-pub fn execute(store: &dyn Store, config: &Config, cmd: Command, actor: &str, now: i64) -> Result<Value, AdminError> {
+pub fn execute(
+    store: &dyn Store,
+    config: &Config,
+    cmd: Command,
+    actor: &str,
+    now: i64,
+) -> Result<Value, AdminError> {
     let name = cmd.name();
     let changes = cmd.changes_state();
     let out = run(store, config, cmd, now)?;
     if changes {
-        let subject = out.get("username").or_else(|| out.get("client_id")).and_then(Value::as_str).unwrap_or("");
+        let subject = out
+            .get("username")
+            .or_else(|| out.get("client_id"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let e = crate::model::AuditEvent {
             time: now,
             kind: format!("admin.{name}"),
@@ -296,7 +383,11 @@ pub fn execute(store: &dyn Store, config: &Config, cmd: Command, actor: &str, no
 
 fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Value, AdminError> {
     match cmd {
-        Command::UserAdd { mut user, password, admin } => {
+        Command::UserAdd {
+            mut user,
+            password,
+            admin,
+        } => {
             if admin && !user.groups.iter().any(|g| g == ADMIN_GROUP) {
                 user.groups.push(ADMIN_GROUP.to_string());
             }
@@ -307,8 +398,15 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         Command::UserShow { username } => Ok(user_json(&find_user(store, &username)?)),
         Command::UserPasswd { username, password } => {
             let mut u = find_user(store, &username)?;
-            crate::keys::password::check_policy(&password, &u.username).map_err(AdminError::input)?;
-            u.password_hash = crate::keys::password::hash(&password, &config.password).map_err(|e| AdminError { message: e, exit_code: 1 })?;
+            crate::keys::password::check_policy(&password, &u.username)
+                .map_err(AdminError::input)?;
+            u.password_hash =
+                crate::keys::password::hash(&password, &config.password).map_err(|e| {
+                    AdminError {
+                        message: e,
+                        exit_code: 1,
+                    }
+                })?;
             u.updated_at = now;
             store.update_user(&u)?;
             // A new password ends every existing sign-in of the account.
@@ -324,7 +422,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::UserGroupAdd { username, group } => {
             if !valid_group_name(&group) {
-                return Err(AdminError::input(format!("group: {group:?} is not a valid group name")));
+                return Err(AdminError::input(format!(
+                    "group: {group:?} is not a valid group name"
+                )));
             }
             let mut u = find_user(store, &username)?;
             if !u.groups.contains(&group) {
@@ -338,7 +438,10 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         Command::UserGroupDel { username, group } => {
             let mut u = find_user(store, &username)?;
             if !u.groups.contains(&group) {
-                return Err(AdminError::input(format!("group: {} is not in {group:?}", u.username)));
+                return Err(AdminError::input(format!(
+                    "group: {} is not in {group:?}",
+                    u.username
+                )));
             }
             u.groups.retain(|g| g != &group);
             u.updated_at = now;
@@ -347,7 +450,8 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::ClientAdd { spec } => {
             let public = spec.public;
-            let mut client = build_client(crate::clock::random_id(), spec, now).map_err(AdminError::input)?;
+            let mut client =
+                build_client(crate::clock::random_id(), spec, now).map_err(AdminError::input)?;
             let secret = (!public).then(crate::clock::random_token);
             client.secret_hash = secret.as_deref().map(crate::keys::client_secret_hash);
             store.create_client(&client)?;
@@ -373,20 +477,34 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             let spec = ClientSpec {
                 name: patch.name.unwrap_or_else(|| old.name.clone()),
                 redirect_uris: or(patch.redirect_uris, &old.redirect_uris),
-                post_logout_redirect_uris: or(patch.post_logout_redirect_uris, &old.post_logout_redirect_uris),
+                post_logout_redirect_uris: or(
+                    patch.post_logout_redirect_uris,
+                    &old.post_logout_redirect_uris,
+                ),
                 scopes: or(patch.scopes, &old.scopes),
                 grant_types: or(patch.grant_types, &old.grant_types),
                 response_types: or(patch.response_types, &old.response_types),
                 public: old.is_public(),
-                token_endpoint_auth_method: Some(old.token_endpoint_auth_method.as_str().to_string()),
-                policy: patch.policy.or_else(|| Some(serde_json::to_value(old.policy).ok()?.as_str()?.to_string())),
+                token_endpoint_auth_method: Some(
+                    old.token_endpoint_auth_method.as_str().to_string(),
+                ),
+                policy: patch
+                    .policy
+                    .or_else(|| Some(serde_json::to_value(old.policy).ok()?.as_str()?.to_string())),
                 skip_consent: patch.skip_consent.unwrap_or(old.skip_consent),
-                id_token_alg: Some(patch.id_token_alg.unwrap_or_else(|| old.id_token_alg.as_str().to_string())),
+                id_token_alg: Some(
+                    patch
+                        .id_token_alg
+                        .unwrap_or_else(|| old.id_token_alg.as_str().to_string()),
+                ),
                 require_pkce: patch.require_pkce.unwrap_or(old.require_pkce),
-                allowed_groups: patch.allowed_groups.unwrap_or_else(|| old.allowed_groups.clone()),
+                allowed_groups: patch
+                    .allowed_groups
+                    .unwrap_or_else(|| old.allowed_groups.clone()),
                 ..ClientSpec::default()
             };
-            let mut client = build_client(client_id, spec, old.created_at).map_err(AdminError::input)?;
+            let mut client =
+                build_client(client_id, spec, old.created_at).map_err(AdminError::input)?;
             client.secret_hash = old.secret_hash;
             store.update_client(&client)?;
             Ok(client_json(&client))
@@ -394,7 +512,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         Command::ClientRotateSecret { client_id } => {
             let mut client = find_client(store, config, &client_id)?;
             if client.is_public() {
-                return Err(AdminError::input("client_id: public clients have no secret"));
+                return Err(AdminError::input(
+                    "client_id: public clients have no secret",
+                ));
             }
             let secret = crate::clock::random_token();
             client.secret_hash = Some(crate::keys::client_secret_hash(&secret));
@@ -428,7 +548,10 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             Ok(Value::Array(
                 events
                     .into_iter()
-                    .filter(|e| user.as_ref().is_none_or(|u| e.user.as_deref() == Some(u.as_str())))
+                    .filter(|e| {
+                        user.as_ref()
+                            .is_none_or(|u| e.user.as_deref() == Some(u.as_str()))
+                    })
                     .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
                     .collect(),
             ))
@@ -436,7 +559,12 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
     }
 }
 
-fn set_disabled(store: &dyn Store, username: &str, disabled: bool, now: i64) -> Result<Value, AdminError> {
+fn set_disabled(
+    store: &dyn Store,
+    username: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<Value, AdminError> {
     let mut u = find_user(store, username)?;
     u.disabled = disabled;
     u.updated_at = now;

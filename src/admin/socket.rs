@@ -62,11 +62,17 @@ pub async fn serve(listener: tokio::net::UnixListener, store: Arc<dyn Store>, co
                 Err(e) => Reply::Error(AdminError::input(format!("bad admin request: {e}"))),
                 Ok(cmd) => {
                     let now = crate::clock::now();
-                    let result = tokio::task::spawn_blocking(move || execute(store.as_ref(), &config, cmd, "cli", now)).await;
+                    let result = tokio::task::spawn_blocking(move || {
+                        execute(store.as_ref(), &config, cmd, "cli", now)
+                    })
+                    .await;
                     match result {
                         Ok(Ok(v)) => Reply::Ok(v),
                         Ok(Err(e)) => Reply::Error(e),
-                        Err(_) => Reply::Error(AdminError { message: "command failed".into(), exit_code: 1 }),
+                        Err(_) => Reply::Error(AdminError {
+                            message: "command failed".into(),
+                            exit_code: 1,
+                        }),
                     }
                 }
             };
@@ -88,6 +94,8 @@ pub fn call(data_dir: &Path, cmd: &Command) -> std::io::Result<Result<Value, Adm
     match serde_json::from_str::<Reply>(&reply) {
         Ok(Reply::Ok(v)) => Ok(Ok(v)),
         Ok(Reply::Error(e)) => Ok(Err(e)),
-        Err(e) => Err(std::io::Error::other(format!("bad reply from the server: {e}"))),
+        Err(e) => Err(std::io::Error::other(format!(
+            "bad reply from the server: {e}"
+        ))),
     }
 }

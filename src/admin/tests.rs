@@ -6,13 +6,24 @@ use crate::testutil::TempDir;
 fn setup() -> (TempDir, RedbStore, Config) {
     let dir = TempDir::new("admin");
     let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
-    let config = parse(Some("[password]\nmemory_kib = 19456\niterations = 2\n"), &Env { hostname: "h".into(), ..Env::default() }).unwrap();
+    let config = parse(
+        Some("[password]\nmemory_kib = 19456\niterations = 2\n"),
+        &Env {
+            hostname: "h".into(),
+            ..Env::default()
+        },
+    )
+    .unwrap();
     (dir, store, config)
 }
 
 fn add_alice() -> Command {
     Command::UserAdd {
-        user: NewUser { username: "alice".into(), email: "alice@example.com".into(), ..NewUser::default() },
+        user: NewUser {
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            ..NewUser::default()
+        },
         password: "correct horse battery staple".into(),
         admin: true,
     }
@@ -29,11 +40,39 @@ fn user_lifecycle() {
     let e = execute(&s, &c, add_alice(), "test", 1).unwrap_err();
     assert_eq!(e.exit_code, 2);
     assert!(e.message.starts_with("username"));
-    execute(&s, &c, Command::UserDisable { username: "alice".into() }, "test", 2).unwrap();
+    execute(
+        &s,
+        &c,
+        Command::UserDisable {
+            username: "alice".into(),
+        },
+        "test",
+        2,
+    )
+    .unwrap();
     assert!(s.user_by_name("alice").unwrap().unwrap().disabled);
-    execute(&s, &c, Command::UserGroupAdd { username: "alice".into(), group: "staff".into() }, "test", 3).unwrap();
+    execute(
+        &s,
+        &c,
+        Command::UserGroupAdd {
+            username: "alice".into(),
+            group: "staff".into(),
+        },
+        "test",
+        3,
+    )
+    .unwrap();
     assert!(s.groups().unwrap().iter().any(|g| g.name == "staff"));
-    execute(&s, &c, Command::UserDelete { username: "alice".into() }, "test", 4).unwrap();
+    execute(
+        &s,
+        &c,
+        Command::UserDelete {
+            username: "alice".into(),
+        },
+        "test",
+        4,
+    )
+    .unwrap();
     assert!(s.user_by_name("alice").unwrap().is_none());
     let audit = s.audit(0, 10).unwrap();
     assert!(audit.iter().any(|e| e.kind == "admin.user.add"));
@@ -43,19 +82,63 @@ fn user_lifecycle() {
 fn bad_input_names_the_field_and_writes_nothing() {
     let (_d, s, c) = setup();
     let cases = [
-        (NewUser { username: "bad name".into(), email: "a@b.c".into(), ..NewUser::default() }, "correct horse battery", "username"),
-        (NewUser { username: "bob".into(), email: "nope".into(), ..NewUser::default() }, "correct horse battery", "email"),
-        (NewUser { username: "bob".into(), email: "a@b.c".into(), ..NewUser::default() }, "short", "password"),
         (
-            NewUser { username: "bob".into(), email: "a@b.c".into(), groups: vec!["bad group".into()], ..NewUser::default() },
+            NewUser {
+                username: "bad name".into(),
+                email: "a@b.c".into(),
+                ..NewUser::default()
+            },
+            "correct horse battery",
+            "username",
+        ),
+        (
+            NewUser {
+                username: "bob".into(),
+                email: "nope".into(),
+                ..NewUser::default()
+            },
+            "correct horse battery",
+            "email",
+        ),
+        (
+            NewUser {
+                username: "bob".into(),
+                email: "a@b.c".into(),
+                ..NewUser::default()
+            },
+            "short",
+            "password",
+        ),
+        (
+            NewUser {
+                username: "bob".into(),
+                email: "a@b.c".into(),
+                groups: vec!["bad group".into()],
+                ..NewUser::default()
+            },
             "correct horse battery",
             "group",
         ),
     ];
     for (user, pw, field) in cases {
-        let e = execute(&s, &c, Command::UserAdd { user, password: pw.into(), admin: false }, "t", 1).unwrap_err();
+        let e = execute(
+            &s,
+            &c,
+            Command::UserAdd {
+                user,
+                password: pw.into(),
+                admin: false,
+            },
+            "t",
+            1,
+        )
+        .unwrap_err();
         assert_eq!(e.exit_code, 2);
-        assert!(e.message.starts_with(field), "{} should name {field}", e.message);
+        assert!(
+            e.message.starts_with(field),
+            "{} should name {field}",
+            e.message
+        );
     }
     assert!(s.users().unwrap().is_empty());
     assert!(s.audit(0, 10).unwrap().is_empty());
@@ -64,24 +147,88 @@ fn bad_input_names_the_field_and_writes_nothing() {
 #[test]
 fn client_add_returns_the_secret_once_and_stores_only_its_hash() {
     let (_d, s, c) = setup();
-    let spec = ClientSpec { name: "Grafana".into(), redirect_uris: vec!["https://g.example/cb".into()], ..ClientSpec::default() };
+    let spec = ClientSpec {
+        name: "Grafana".into(),
+        redirect_uris: vec!["https://g.example/cb".into()],
+        ..ClientSpec::default()
+    };
     let out = execute(&s, &c, Command::ClientAdd { spec }, "t", 1).unwrap();
     let id = out["client_id"].as_str().unwrap().to_string();
     let secret = out["client_secret"].as_str().unwrap().to_string();
     let stored = s.client(&id).unwrap().unwrap();
-    assert!(crate::keys::verify_client_secret(&secret, stored.secret_hash.as_deref().unwrap()));
+    assert!(crate::keys::verify_client_secret(
+        &secret,
+        stored.secret_hash.as_deref().unwrap()
+    ));
     assert!(!serde_json::to_string(&stored).unwrap().contains(&secret));
-    let shown = execute(&s, &c, Command::ClientShow { client_id: id.clone() }, "t", 1).unwrap();
+    let shown = execute(
+        &s,
+        &c,
+        Command::ClientShow {
+            client_id: id.clone(),
+        },
+        "t",
+        1,
+    )
+    .unwrap();
     assert!(shown.get("client_secret").is_none());
-    let rotated = execute(&s, &c, Command::ClientRotateSecret { client_id: id.clone() }, "t", 2).unwrap();
+    let rotated = execute(
+        &s,
+        &c,
+        Command::ClientRotateSecret {
+            client_id: id.clone(),
+        },
+        "t",
+        2,
+    )
+    .unwrap();
     assert_ne!(rotated["client_secret"], secret.as_str());
-    let patch = ClientPatch { name: Some("Grafana 2".into()), ..ClientPatch::default() };
-    let updated = execute(&s, &c, Command::ClientUpdate { client_id: id.clone(), patch }, "t", 3).unwrap();
+    let patch = ClientPatch {
+        name: Some("Grafana 2".into()),
+        ..ClientPatch::default()
+    };
+    let updated = execute(
+        &s,
+        &c,
+        Command::ClientUpdate {
+            client_id: id.clone(),
+            patch,
+        },
+        "t",
+        3,
+    )
+    .unwrap();
     assert_eq!(updated["name"], "Grafana 2");
     assert_eq!(updated["redirect_uris"][0], "https://g.example/cb");
-    let bad = ClientPatch { redirect_uris: vec!["nope".into()], ..ClientPatch::default() };
-    assert_eq!(execute(&s, &c, Command::ClientUpdate { client_id: id.clone(), patch: bad }, "t", 4).unwrap_err().exit_code, 2);
-    execute(&s, &c, Command::ClientDelete { client_id: id.clone() }, "t", 5).unwrap();
+    let bad = ClientPatch {
+        redirect_uris: vec!["nope".into()],
+        ..ClientPatch::default()
+    };
+    assert_eq!(
+        execute(
+            &s,
+            &c,
+            Command::ClientUpdate {
+                client_id: id.clone(),
+                patch: bad
+            },
+            "t",
+            4
+        )
+        .unwrap_err()
+        .exit_code,
+        2
+    );
+    execute(
+        &s,
+        &c,
+        Command::ClientDelete {
+            client_id: id.clone(),
+        },
+        "t",
+        5,
+    )
+    .unwrap();
     assert!(s.client(&id).unwrap().is_none());
 }
 
@@ -89,8 +236,24 @@ fn client_add_returns_the_secret_once_and_stores_only_its_hash() {
 fn declared_clients_are_read_only() {
     let (_d, s, _) = setup();
     let toml = "[password]\nmemory_kib = 19456\niterations = 2\n[[clients]]\nclient_id = \"app\"\nredirect_uris = [\"https://a/cb\"]\n";
-    let c = parse(Some(toml), &Env { hostname: "h".into(), ..Env::default() }).unwrap();
-    let e = execute(&s, &c, Command::ClientDelete { client_id: "app".into() }, "t", 1).unwrap_err();
+    let c = parse(
+        Some(toml),
+        &Env {
+            hostname: "h".into(),
+            ..Env::default()
+        },
+    )
+    .unwrap();
+    let e = execute(
+        &s,
+        &c,
+        Command::ClientDelete {
+            client_id: "app".into(),
+        },
+        "t",
+        1,
+    )
+    .unwrap_err();
     assert!(e.message.contains("declared"));
     let list = execute(&s, &c, Command::ClientList, "t", 1).unwrap();
     assert_eq!(list[0]["declared"], true);

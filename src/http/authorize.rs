@@ -11,7 +11,9 @@ use super::interaction::Interaction;
 use super::response::{self, Fail, Resp};
 use super::{App, Req, SignedIn};
 use crate::model::{AuthCode, Client};
-use crate::oidc::authorize::{self as authz, AuthRequest, Context, Decision, Delivery, PageError, RedirectError, SessionView};
+use crate::oidc::authorize::{
+    self as authz, AuthRequest, Context, Decision, Delivery, PageError, RedirectError, SessionView,
+};
 use crate::oidc::{ErrorCode, OidcError};
 
 /// Where the login and consent pages send the browser back to.
@@ -20,7 +22,11 @@ pub(super) const RESUME: &str = "/api/v1/oauth/authorize/resume";
 pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let params = if req.method == Method::POST {
         if !req.is_form() {
-            return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The authorization request must be form-encoded.");
+            return app.error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "The authorization request must be form-encoded.",
+            );
         }
         req.form()
     } else {
@@ -34,7 +40,11 @@ pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let client = match app.client(&client_id) {
         Ok(Some(c)) => c,
         Ok(None) => {
-            return app.error_page(StatusCode::BAD_REQUEST, "Unknown application", "No application is registered with this client_id.");
+            return app.error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "No application is registered with this client_id.",
+            );
         }
         Err(e) => return app.fail_page(e.into()),
     };
@@ -59,7 +69,13 @@ pub(super) async fn resume(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     };
     let client = match app.client(&interaction.request.client_id) {
         Ok(Some(c)) => c,
-        Ok(None) => return app.error_page(StatusCode::BAD_REQUEST, "Unknown application", "The application was removed."),
+        Ok(None) => {
+            return app.error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "The application was removed.",
+            );
+        }
         Err(e) => return app.fail_page(e.into()),
     };
     let request = interaction.request.clone();
@@ -74,7 +90,14 @@ pub(super) fn expired(app: &App) -> Resp {
     )
 }
 
-fn proceed(app: &Arc<App>, req: &Req, client: &Client, request: AuthRequest, interaction: Option<(String, Interaction)>, now: i64) -> Resp {
+fn proceed(
+    app: &Arc<App>,
+    req: &Req,
+    client: &Client,
+    request: AuthRequest,
+    interaction: Option<(String, Interaction)>,
+    now: i64,
+) -> Resp {
     match try_proceed(app, req, client, request.clone(), interaction, now) {
         Ok(r) => r,
         Err(f) => redirect_error(
@@ -108,7 +131,14 @@ fn try_proceed(
         None => None,
         Some(hint) => match hint_subject(app, hint) {
             Some(sub) => Some(sub),
-            None => return Ok(redirect_error(app, fail(OidcError::invalid_request("id_token_hint is not a valid ID token from this issuer")))),
+            None => {
+                return Ok(redirect_error(
+                    app,
+                    fail(OidcError::invalid_request(
+                        "id_token_hint is not a valid ID token from this issuer",
+                    )),
+                ));
+            }
         },
     };
     let consent = match &signed_in {
@@ -137,16 +167,30 @@ fn try_proceed(
         }
     };
     Ok(match authz::decide(&request, client, &ctx) {
-        Decision::Login => response::redirect(&format!("/login?interaction={}", interaction_id(app))),
-        Decision::Consent { .. } => response::redirect(&format!("/consent?interaction={}", interaction_id(app))),
+        Decision::Login => {
+            response::redirect(&format!("/login?interaction={}", interaction_id(app)))
+        }
+        Decision::Consent { .. } => {
+            response::redirect(&format!("/consent?interaction={}", interaction_id(app)))
+        }
         Decision::Forbidden => {
             finish(app);
             let user = signed_in.as_ref().map(|s| s.user.username.as_str());
-            app.audit("authorize.denied", user, Some(&client.client_id), Some(req.peer), "not in an allowed group", now);
+            app.audit(
+                "authorize.denied",
+                user,
+                Some(&client.client_id),
+                Some(req.peer),
+                "not in an allowed group",
+                now,
+            );
             app.error_page(
                 StatusCode::FORBIDDEN,
                 "Access denied",
-                &format!("Your account is not allowed to use {}. Ask your administrator for access.", client.name),
+                &format!(
+                    "Your account is not allowed to use {}. Ask your administrator for access.",
+                    client.name
+                ),
             )
         }
         Decision::Error(e) => {
@@ -159,11 +203,14 @@ fn try_proceed(
             };
             let code = issue_code(app, &s, client, &request, scopes, now)?;
             finish(app);
-            deliver(app, authz::deliver(
-                &request.redirect_uri,
-                request.response_mode,
-                authz::success_params(&code, request.state.as_deref(), &app.config.issuer),
-            ))
+            deliver(
+                app,
+                authz::deliver(
+                    &request.redirect_uri,
+                    request.response_mode,
+                    authz::success_params(&code, request.state.as_deref(), &app.config.issuer),
+                ),
+            )
         }
     })
 }
@@ -178,10 +225,20 @@ fn hint_subject(app: &App, hint: &str) -> Option<String> {
     if claims.get("iss").and_then(|v| v.as_str()) != Some(app.config.issuer.as_str()) {
         return None;
     }
-    claims.get("sub").and_then(|v| v.as_str()).map(str::to_string)
+    claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
-fn issue_code(app: &App, s: &SignedIn, client: &Client, request: &AuthRequest, scopes: Vec<String>, now: i64) -> Result<String, Fail> {
+fn issue_code(
+    app: &App,
+    s: &SignedIn,
+    client: &Client,
+    request: &AuthRequest,
+    scopes: Vec<String>,
+    now: i64,
+) -> Result<String, Fail> {
     let code = crate::clock::random_token();
     let record = AuthCode {
         client_id: client.client_id.clone(),
@@ -199,7 +256,8 @@ fn issue_code(app: &App, s: &SignedIn, client: &Client, request: &AuthRequest, s
         expires_at: now + app.config.lifetimes.code,
         used: false,
     };
-    app.store.put_code(&crate::keys::token_hash(&code), &record)?;
+    app.store
+        .put_code(&crate::keys::token_hash(&code), &record)?;
     app.touch_session(s, now)?;
     Ok(code)
 }
@@ -208,7 +266,10 @@ fn issue_code(app: &App, s: &SignedIn, client: &Client, request: &AuthRequest, s
 pub(super) fn redirect_error(app: &App, e: RedirectError) -> Resp {
     tracing::info!(error = e.error.code.as_str(), description = %e.error.description, "authorization request refused");
     let params = authz::error_params(&e.error, e.state.as_deref(), &app.config.issuer);
-    deliver(app, authz::deliver(&e.redirect_uri, e.response_mode, params))
+    deliver(
+        app,
+        authz::deliver(&e.redirect_uri, e.response_mode, params),
+    )
 }
 
 /// Turns a delivery into a 303 or an auto-submitting form (response_mode=form_post).
@@ -216,12 +277,21 @@ pub(super) fn deliver(app: &App, d: Delivery) -> Resp {
     match d {
         Delivery::Redirect(location) => response::redirect(&location),
         Delivery::FormPost { action, fields } => {
-            let origin = url::Url::parse(&action).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-            let form_action = if origin.is_empty() || origin == "null" { String::new() } else { format!(" form-action {origin};") };
+            let origin = url::Url::parse(&action)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
+            let form_action = if origin.is_empty() || origin == "null" {
+                String::new()
+            } else {
+                format!(" form-action {origin};")
+            };
             let csp = format!(
                 "default-src 'none'; script-src 'self'; style-src 'self';{form_action} frame-ancestors 'none'; base-uri 'none'"
             );
-            let body = app.pages.render("form_post.html", &json!({"title": "Continue", "action": action, "fields": fields}));
+            let body = app.pages.render(
+                "form_post.html",
+                &json!({"title": "Continue", "action": action, "fields": fields}),
+            );
             response::html_with_csp(StatusCode::OK, body, csp)
         }
     }

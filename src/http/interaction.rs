@@ -33,11 +33,21 @@ impl Interactions {
                 m.retain(|_, i| now - i.started < TTL);
             }
             if m.len() >= MAX
-                && let Some(oldest) = m.iter().min_by_key(|(_, i)| i.started).map(|(k, _)| k.clone())
+                && let Some(oldest) = m
+                    .iter()
+                    .min_by_key(|(_, i)| i.started)
+                    .map(|(k, _)| k.clone())
             {
                 m.remove(&oldest);
             }
-            m.insert(id.clone(), Interaction { request, started: now, consent_given: false });
+            m.insert(
+                id.clone(),
+                Interaction {
+                    request,
+                    started: now,
+                    consent_given: false,
+                },
+            );
         }
         id
     }

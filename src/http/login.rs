@@ -51,8 +51,13 @@ fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
 
 pub(super) fn login_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let q = req.query_params();
-    let interaction = q.get_lenient("interaction").and_then(|id| app.interactions.get(id, now).map(|i| (id, i)));
-    let hint = interaction.as_ref().and_then(|(_, i)| i.request.login_hint.clone()).unwrap_or_default();
+    let interaction = q
+        .get_lenient("interaction")
+        .and_then(|id| app.interactions.get(id, now).map(|i| (id, i)));
+    let hint = interaction
+        .as_ref()
+        .and_then(|(_, i)| i.request.login_hint.clone())
+        .unwrap_or_default();
     let view = LoginView {
         interaction: interaction.as_ref().map(|(id, _)| *id),
         username: &hint,
@@ -64,32 +69,77 @@ pub(super) fn login_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
 pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     if !req.is_form() {
-        return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The sign-in form must be form-encoded.");
+        return app.error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The sign-in form must be form-encoded.",
+        );
     }
     let form = req.form();
-    let interaction = form.get_lenient("interaction").filter(|id| app.interactions.get(id, now).is_some());
-    let username: String = form.get_lenient("username").unwrap_or("").trim().chars().take(128).collect();
-    let view = |error, status| LoginView { interaction, username: &username, error: Some(error), status };
+    let interaction = form
+        .get_lenient("interaction")
+        .filter(|id| app.interactions.get(id, now).is_some());
+    let username: String = form
+        .get_lenient("username")
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(128)
+        .collect();
+    let view = |error, status| LoginView {
+        interaction,
+        username: &username,
+        error: Some(error),
+        status,
+    };
     if !app.csrf_ok(req, &form) {
-        return render_login(app, req, view("The form expired. Please sign in again.", StatusCode::BAD_REQUEST), now);
+        return render_login(
+            app,
+            req,
+            view(
+                "The form expired. Please sign in again.",
+                StatusCode::BAD_REQUEST,
+            ),
+            now,
+        );
     }
     if let Err(wait) = app.throttle.check(&username, req.peer, now) {
-        app.audit("login.throttled", Some(&username), None, Some(req.peer), "", now);
+        app.audit(
+            "login.throttled",
+            Some(&username),
+            None,
+            Some(req.peer),
+            "",
+            now,
+        );
         let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
         return render_login(app, req, view(&msg, StatusCode::TOO_MANY_REQUESTS), now);
     }
     // Passwords longer than the policy allows cannot match; they are not hashed at length.
     let raw = form.get_lenient("password").unwrap_or("");
-    let password = Secret::new(if raw.len() > 4 * crate::keys::password::MAX_LEN { String::new() } else { raw.to_string() });
+    let password = Secret::new(if raw.len() > 4 * crate::keys::password::MAX_LEN {
+        String::new()
+    } else {
+        raw.to_string()
+    });
 
     let user = match app.store.user_by_name(&username) {
         Ok(u) => u,
         Err(e) => return app.fail_page(e.into()),
     };
-    let ok = match check_password(app, user.as_ref(), Secret::new(password.expose().clone())).await {
+    let ok = match check_password(app, user.as_ref(), Secret::new(password.expose().clone())).await
+    {
         Ok(ok) => ok,
         Err(Fail::Busy) => {
-            return render_login(app, req, view("The server is busy. Try again in a moment.", StatusCode::SERVICE_UNAVAILABLE), now);
+            return render_login(
+                app,
+                req,
+                view(
+                    "The server is busy. Try again in a moment.",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
+                now,
+            );
         }
         Err(f) => return app.fail_page(f),
     };
@@ -100,8 +150,20 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             Some(u) if u.disabled => "account disabled",
             Some(_) => "wrong password",
         };
-        app.audit("login.failure", Some(&username), None, Some(req.peer), reason, now);
-        return render_login(app, req, view(GENERIC_FAILURE, StatusCode::UNAUTHORIZED), now);
+        app.audit(
+            "login.failure",
+            Some(&username),
+            None,
+            Some(req.peer),
+            reason,
+            now,
+        );
+        return render_login(
+            app,
+            req,
+            view(GENERIC_FAILURE, StatusCode::UNAUTHORIZED),
+            now,
+        );
     };
     app.throttle.success(&username);
     rehash_if_needed(app, &user, password).await;
@@ -116,7 +178,14 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         }
         Err(f) => return app.fail_page(f),
     };
-    app.audit("login.success", Some(&user.username), None, Some(req.peer), "password", now);
+    app.audit(
+        "login.success",
+        Some(&user.username),
+        None,
+        Some(req.peer),
+        "password",
+        now,
+    );
     resp
 }
 
@@ -126,7 +195,11 @@ async fn rehash_if_needed(app: &Arc<App>, user: &User, password: Secret<String>)
     if !crate::keys::password::needs_rehash(&user.password_hash, &params) {
         return;
     }
-    let Ok(Ok(new_hash)) = app.pool.run(move || crate::keys::password::hash(password.expose(), &params)).await else {
+    let Ok(Ok(new_hash)) = app
+        .pool
+        .run(move || crate::keys::password::hash(password.expose(), &params))
+        .await
+    else {
         return;
     };
     if let Ok(Some(mut fresh)) = app.store.user(&user.id) {
@@ -155,13 +228,17 @@ fn start_session(app: &App, req: &Req, user: &User, now: i64) -> Result<String, 
         last_seen: now,
         expires_at: now + l.session_idle.min(l.session_absolute),
     };
-    app.store.put_session(&crate::keys::token_hash(&raw), &session)?;
+    app.store
+        .put_session(&crate::keys::token_hash(&raw), &session)?;
     Ok(app.set_cookie("session", &raw, None, "Lax"))
 }
 
 pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let q = req.query_params();
-    let Some((id, interaction)) = q.get_lenient("interaction").and_then(|id| app.interactions.get(id, now).map(|i| (id, i))) else {
+    let Some((id, interaction)) = q
+        .get_lenient("interaction")
+        .and_then(|id| app.interactions.get(id, now).map(|i| (id, i)))
+    else {
         return authorize::expired(app);
     };
     let signed_in = match app.signed_in(req, now) {
@@ -193,13 +270,24 @@ pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
 pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     if !req.is_form() {
-        return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The consent form must be form-encoded.");
+        return app.error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The consent form must be form-encoded.",
+        );
     }
     let form = req.form();
     if !app.csrf_ok(req, &form) {
-        return app.error_page(StatusCode::BAD_REQUEST, "Form expired", "The form expired. Go back to the application and start again.");
+        return app.error_page(
+            StatusCode::BAD_REQUEST,
+            "Form expired",
+            "The form expired. Go back to the application and start again.",
+        );
     }
-    let Some((id, interaction)) = form.get_lenient("interaction").and_then(|id| app.interactions.get(id, now).map(|i| (id, i))) else {
+    let Some((id, interaction)) = form
+        .get_lenient("interaction")
+        .and_then(|id| app.interactions.get(id, now).map(|i| (id, i)))
+    else {
         return authorize::expired(app);
     };
     let signed_in = match app.signed_in(req, now) {
@@ -222,27 +310,58 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             if let Ok(Some(previous)) = app.store.consent(&user.id, &client.client_id) {
                 scopes = scope::grant(&[scopes, previous.scopes].concat(), &client.scopes);
             }
-            let consent = Consent { user_id: user.id.clone(), client_id: client.client_id.clone(), scopes, granted_at: now };
+            let consent = Consent {
+                user_id: user.id.clone(),
+                client_id: client.client_id.clone(),
+                scopes,
+                granted_at: now,
+            };
             if let Err(e) = app.store.put_consent(&consent) {
                 return app.fail_page(e.into());
             }
             app.interactions.mark_consented(id);
-            app.audit("consent.given", Some(&user.username), Some(&client.client_id), Some(req.peer), &scope::join(&consent.scopes), now);
+            app.audit(
+                "consent.given",
+                Some(&user.username),
+                Some(&client.client_id),
+                Some(req.peer),
+                &scope::join(&consent.scopes),
+                now,
+            );
             response::redirect(&format!("{}?interaction={id}", authorize::RESUME))
         }
         Some("deny") => {
             app.interactions.finish(id);
-            app.audit("consent.denied", Some(&user.username), Some(&client.client_id), Some(req.peer), "", now);
+            app.audit(
+                "consent.denied",
+                Some(&user.username),
+                Some(&client.client_id),
+                Some(req.peer),
+                "",
+                now,
+            );
             authorize::denied(app, request)
         }
-        _ => app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "Choose Allow or Deny."),
+        _ => app.error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "Choose Allow or Deny.",
+        ),
     }
 }
 
 pub(super) fn home(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let body = match app.signed_in(req, now) {
-        Ok(Some(s)) => app.pages.message("Signed in", &format!("You are signed in as {}.", s.user.username), None),
-        Ok(None) => app.pages.message("Welcome", "This is the sign-in service of your organisation.", Some(("/login", "Sign in"))),
+        Ok(Some(s)) => app.pages.message(
+            "Signed in",
+            &format!("You are signed in as {}.", s.user.username),
+            None,
+        ),
+        Ok(None) => app.pages.message(
+            "Welcome",
+            "This is the sign-in service of your organisation.",
+            Some(("/login", "Sign in")),
+        ),
         Err(e) => return app.fail_page(e.into()),
     };
     response::html(StatusCode::OK, body)
@@ -250,14 +369,26 @@ pub(super) fn home(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
 /// The setup token is valid while no administrator exists and it has not expired.
 fn setup_token_valid(app: &App, token: &str, now: i64) -> Result<bool, Fail> {
-    let Some(stored) = app.store.meta(crate::admin::SETUP_TOKEN_KEY)? else { return Ok(false) };
-    let Some((hash, expires)) = stored.split_once(':') else { return Ok(false) };
+    let Some(stored) = app.store.meta(crate::admin::SETUP_TOKEN_KEY)? else {
+        return Ok(false);
+    };
+    let Some((hash, expires)) = stored.split_once(':') else {
+        return Ok(false);
+    };
     let unexpired = expires.parse::<i64>().is_ok_and(|e| now < e);
     let matches = crate::keys::ct_eq(crate::keys::token_hash(token).as_bytes(), hash.as_bytes());
     Ok(unexpired && matches && !crate::admin::admin_exists(app.store.as_ref())?)
 }
 
-fn render_setup(app: &App, req: &Req, token: &str, username: &str, email: &str, error: Option<&str>, status: StatusCode) -> Resp {
+fn render_setup(
+    app: &App,
+    req: &Req,
+    token: &str,
+    username: &str,
+    email: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Resp {
     let (csrf, cookie) = app.csrf_token(req);
     let body = app.pages.render(
         "setup.html",
@@ -286,7 +417,11 @@ pub(super) fn setup_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
 pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     if !req.is_form() {
-        return app.error_page(StatusCode::BAD_REQUEST, "Invalid request", "The form must be form-encoded.");
+        return app.error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The form must be form-encoded.",
+        );
     }
     let form = req.form();
     let token = form.get_lenient("token").unwrap_or("");
@@ -295,9 +430,23 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Ok(false) => return setup_gone(app),
         Err(f) => return app.fail_page(f),
     }
-    let username = form.get_lenient("username").unwrap_or("").trim().to_string();
+    let username = form
+        .get_lenient("username")
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let email = form.get_lenient("email").unwrap_or("").trim().to_string();
-    let again = |msg: &str| render_setup(app, req, token, &username, &email, Some(msg), StatusCode::BAD_REQUEST);
+    let again = |msg: &str| {
+        render_setup(
+            app,
+            req,
+            token,
+            &username,
+            &email,
+            Some(msg),
+            StatusCode::BAD_REQUEST,
+        )
+    };
     if !app.csrf_ok(req, &form) {
         return again("The form expired. Please try again.");
     }
@@ -315,7 +464,9 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let store = app.store.clone();
     let created = app
         .pool
-        .run(move || crate::admin::create_user(store.as_ref(), &params, new, password.expose(), now))
+        .run(move || {
+            crate::admin::create_user(store.as_ref(), &params, new, password.expose(), now)
+        })
         .await;
     let user = match created {
         Ok(Ok(u)) => u,
@@ -325,7 +476,14 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     if let Err(e) = app.store.delete_meta(crate::admin::SETUP_TOKEN_KEY) {
         return app.fail_page(e.into());
     }
-    app.audit("setup.admin_created", Some(&user.username), None, Some(req.peer), "", now);
+    app.audit(
+        "setup.admin_created",
+        Some(&user.username),
+        None,
+        Some(req.peer),
+        "",
+        now,
+    );
     match start_session(app, req, &user, now) {
         Ok(cookie) => response::with_header(response::redirect("/"), "set-cookie", &cookie),
         Err(f) => app.fail_page(f),

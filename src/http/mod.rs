@@ -64,7 +64,10 @@ impl Req {
     /// Whether the body is `application/x-www-form-urlencoded` (parameters allowed).
     pub fn is_form(&self) -> bool {
         self.header(header::CONTENT_TYPE).is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         })
     }
 
@@ -108,7 +111,13 @@ pub struct SignedIn {
 impl App {
     /// Builds the service from a validated configuration and an initialised store (keys
     /// and the CSRF secret exist: see `server::prepare`).
-    pub fn new(config: Config, store: Arc<dyn Store>, keys: KeySet, csrf_secret: &[u8], dummy_hash: String) -> Result<App, String> {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        keys: KeySet,
+        csrf_secret: &[u8],
+        dummy_hash: String,
+    ) -> Result<App, String> {
         let pages = Pages::new(&config.instance_name)?;
         Ok(App {
             pool: HashPool::new(config.password.pool_threads, config.password.pool_queue),
@@ -145,12 +154,25 @@ impl App {
 
     /// `__Host-` cookies need Secure; an http issuer (tests, local trials) uses plain names.
     pub fn cookie_name(&self, base: &str) -> String {
-        if self.secure() { format!("__Host-latchkey_{base}") } else { format!("latchkey_{base}") }
+        if self.secure() {
+            format!("__Host-latchkey_{base}")
+        } else {
+            format!("latchkey_{base}")
+        }
     }
 
     /// A `Set-Cookie` value: HttpOnly, Path=/, no Domain, Secure when the issuer is https.
-    pub fn set_cookie(&self, base: &str, value: &str, max_age: Option<i64>, same_site: &str) -> String {
-        let mut c = format!("{}={value}; Path=/; HttpOnly; SameSite={same_site}", self.cookie_name(base));
+    pub fn set_cookie(
+        &self,
+        base: &str,
+        value: &str,
+        max_age: Option<i64>,
+        same_site: &str,
+    ) -> String {
+        let mut c = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite={same_site}",
+            self.cookie_name(base)
+        );
         if self.secure() {
             c.push_str("; Secure");
         }
@@ -162,14 +184,22 @@ impl App {
 
     /// The valid SSO session of this browser, if any.
     pub fn signed_in(&self, req: &Req, now: i64) -> Result<Option<SignedIn>, StoreError> {
-        let Some(raw) = req.cookie(&self.cookie_name("session")) else { return Ok(None) };
+        let Some(raw) = req.cookie(&self.cookie_name("session")) else {
+            return Ok(None);
+        };
         let hash = crate::keys::token_hash(&raw);
-        let Some(session) = self.store.session(&hash)? else { return Ok(None) };
+        let Some(session) = self.store.session(&hash)? else {
+            return Ok(None);
+        };
         if session.expires_at <= now {
             return Ok(None);
         }
         match self.store.user(&session.user_id)? {
-            Some(user) if !user.disabled => Ok(Some(SignedIn { hash, session, user })),
+            Some(user) if !user.disabled => Ok(Some(SignedIn {
+                hash,
+                session,
+                user,
+            })),
             _ => Ok(None),
         }
     }
@@ -186,24 +216,41 @@ impl App {
     /// CSRF: a per-browser random cookie, and in each form its HMAC under the server key.
     /// Returns the form token and, when the cookie is new, the `Set-Cookie` to send.
     pub fn csrf_token(&self, req: &Req) -> (String, Option<String>) {
-        match req.cookie(&self.cookie_name("csrf")).filter(|c| c.len() == 43) {
+        match req
+            .cookie(&self.cookie_name("csrf"))
+            .filter(|c| c.len() == 43)
+        {
             Some(c) => (self.csrf_key.tag(&c), None),
             None => {
                 let c = crate::clock::random_token();
-                (self.csrf_key.tag(&c), Some(self.set_cookie("csrf", &c, None, "Strict")))
+                (
+                    self.csrf_key.tag(&c),
+                    Some(self.set_cookie("csrf", &c, None, "Strict")),
+                )
             }
         }
     }
 
     pub fn csrf_ok(&self, req: &Req, form: &Params) -> bool {
-        match (req.cookie(&self.cookie_name("csrf")), form.get_lenient("csrf")) {
+        match (
+            req.cookie(&self.cookie_name("csrf")),
+            form.get_lenient("csrf"),
+        ) {
             (Some(cookie), Some(token)) => self.csrf_key.verify(&cookie, token),
             _ => false,
         }
     }
 
     /// Records an audit event; a failure to record is logged, never fatal to the request.
-    pub fn audit(&self, kind: &str, user: Option<&str>, client: Option<&str>, ip: Option<IpAddr>, detail: &str, now: i64) {
+    pub fn audit(
+        &self,
+        kind: &str,
+        user: Option<&str>,
+        client: Option<&str>,
+        ip: Option<IpAddr>,
+        detail: &str,
+        now: i64,
+    ) {
         let e = AuditEvent {
             time: now,
             kind: kind.to_string(),
@@ -224,7 +271,11 @@ impl App {
     /// A failure on a page: a generic error page; the detail is logged under a request id.
     pub fn fail_page(&self, f: Fail) -> Resp {
         let e = f.to_oidc();
-        let status = if matches!(f, Fail::Busy) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+        let status = if matches!(f, Fail::Busy) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
         self.error_page(status, "Something went wrong", &e.description)
     }
 
@@ -235,10 +286,14 @@ impl App {
         let m = &req.method;
         let is = |x: &Method| m == x;
         let resp = match req.path.as_str() {
-            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA if is(&Method::GET) => well_known::discovery(self),
+            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA if is(&Method::GET) => {
+                well_known::discovery(self)
+            }
             paths::JWKS if is(&Method::GET) => well_known::jwks(self),
             "/healthz" if is(&Method::GET) => well_known::health(self),
-            "/assets/style.css" if is(&Method::GET) => response::asset("text/css; charset=utf-8", crate::pages::STYLE_CSS),
+            "/assets/style.css" if is(&Method::GET) => {
+                response::asset("text/css; charset=utf-8", crate::pages::STYLE_CSS)
+            }
             "/assets/form_post.js" if is(&Method::GET) => {
                 response::asset("text/javascript; charset=utf-8", crate::pages::FORM_POST_JS)
             }
@@ -246,8 +301,12 @@ impl App {
                 authorize::authorize(self, &req, now).await
             }
             authorize::RESUME if is(&Method::GET) => authorize::resume(self, &req, now).await,
-            paths::TOKEN | paths::TOKEN_ALIAS if is(&Method::POST) => token::token(self, &req, now).await,
-            paths::USERINFO if is(&Method::GET) || is(&Method::POST) => userinfo::userinfo(self, &req, now),
+            paths::TOKEN | paths::TOKEN_ALIAS if is(&Method::POST) => {
+                token::token(self, &req, now).await
+            }
+            paths::USERINFO if is(&Method::GET) || is(&Method::POST) => {
+                userinfo::userinfo(self, &req, now)
+            }
             "/login" if is(&Method::GET) => login::login_page(self, &req, now),
             "/login" if is(&Method::POST) => login::login_submit(self, &req, now).await,
             "/consent" if is(&Method::GET) => login::consent_page(self, &req, now),
@@ -255,7 +314,11 @@ impl App {
             "/setup" if is(&Method::GET) => login::setup_page(self, &req, now),
             "/setup" if is(&Method::POST) => login::setup_submit(self, &req, now).await,
             "/" if is(&Method::GET) => login::home(self, &req, now),
-            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA | paths::JWKS | paths::USERINFO | paths::TOKEN
+            paths::OIDC_DISCOVERY
+            | paths::OAUTH_METADATA
+            | paths::JWKS
+            | paths::USERINFO
+            | paths::TOKEN
             | paths::TOKEN_ALIAS
                 if is(&Method::OPTIONS) =>
             {
@@ -283,13 +346,24 @@ impl App {
     fn finish(&self, req: &Req, mut resp: Resp) -> Resp {
         let h = resp.headers_mut();
         if self.config.tls != TlsMode::Off && self.secure() {
-            h.insert(header::STRICT_TRANSPORT_SECURITY, header::HeaderValue::from_static("max-age=31536000"));
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                header::HeaderValue::from_static("max-age=31536000"),
+            );
         }
         if matches!(
             req.path.as_str(),
-            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA | paths::JWKS | paths::USERINFO | paths::TOKEN | paths::TOKEN_ALIAS
+            paths::OIDC_DISCOVERY
+                | paths::OAUTH_METADATA
+                | paths::JWKS
+                | paths::USERINFO
+                | paths::TOKEN
+                | paths::TOKEN_ALIAS
         ) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                header::HeaderValue::from_static("*"),
+            );
         }
         resp
     }
@@ -297,13 +371,28 @@ impl App {
 
 /// The hyper entry point: reads the body within its size and time limits, then calls
 /// [`App::respond`].
-pub async fn serve_hyper(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+pub async fn serve_hyper(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => return Ok(response::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
-        Err(_) => return Ok(response::plain(StatusCode::REQUEST_TIMEOUT, "request body too slow")),
-    };
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => {
+                return Ok(response::plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large",
+                ));
+            }
+            Err(_) => {
+                return Ok(response::plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body too slow",
+                ));
+            }
+        };
     let req = Req {
         method: parts.method,
         path: parts.uri.path().to_string(),
@@ -322,7 +411,11 @@ pub fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
 
 /// Verifies a password on the hashing pool against a user's hash, or against a dummy
 /// hash when there is no such user, so both cases take the same time (SPEC §8).
-pub async fn check_password(app: &Arc<App>, user: Option<&User>, password: crate::keys::Secret<String>) -> Result<bool, Fail> {
+pub async fn check_password(
+    app: &Arc<App>,
+    user: Option<&User>,
+    password: crate::keys::Secret<String>,
+) -> Result<bool, Fail> {
     let (hash, real) = match user {
         Some(u) if !u.disabled => (u.password_hash.clone(), true),
         _ => (app.dummy_hash.clone(), false),

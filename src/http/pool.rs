@@ -18,11 +18,18 @@ pub struct HashPool {
 
 impl HashPool {
     pub fn new(threads: usize, queue: usize) -> HashPool {
-        HashPool { running: Arc::new(Semaphore::new(threads.max(1))), in_flight: AtomicUsize::new(0), capacity: threads.max(1) + queue }
+        HashPool {
+            running: Arc::new(Semaphore::new(threads.max(1))),
+            in_flight: AtomicUsize::new(0),
+            capacity: threads.max(1) + queue,
+        }
     }
 
     /// Runs `f` on a blocking thread once a slot is free.
-    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, PoolFull> {
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, PoolFull> {
         if self.in_flight.fetch_add(1, Ordering::SeqCst) >= self.capacity {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(PoolFull);

@@ -23,24 +23,35 @@ fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
 /// A JSON response (`Cache-Control: no-store`, framing forbidden).
 pub fn json(status: StatusCode, v: &Value) -> Resp {
     let mut r = base(status, "application/json", v.to_string());
-    r.headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
     r
 }
 
 /// JSON that relying parties may cache for a few minutes (discovery, JWKS).
 pub fn json_cacheable(v: &Value) -> Resp {
     let mut r = json(StatusCode::OK, v);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
@@ -56,14 +67,21 @@ pub fn html_with_csp(status: StatusCode, body: String, csp: String) -> Resp {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     r
 }
 
 /// 303 See Other: after a POST the browser follows with GET, and credentials in the body
 /// are never forwarded as with 307 (security baseline T27).
 pub fn redirect(location: &str) -> Resp {
-    let mut r = base(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", Bytes::new());
+    let mut r = base(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+    );
     match HeaderValue::from_str(location) {
         Ok(v) => {
             r.headers_mut().insert(header::LOCATION, v);
@@ -80,7 +98,10 @@ pub fn plain(status: StatusCode, text: &'static str) -> Resp {
 /// Static asset from the binary, cacheable.
 pub fn asset(content_type: &'static str, body: &'static [u8]) -> Resp {
     let mut r = base(StatusCode::OK, content_type, Bytes::from_static(body));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     r
 }
 
@@ -97,7 +118,11 @@ pub fn token_error(e: &OidcError) -> Resp {
     match e.code {
         ErrorCode::InvalidClient => {
             let r = json(StatusCode::UNAUTHORIZED, &body);
-            with_header(r, "www-authenticate", "Basic realm=\"latchkey\", charset=\"UTF-8\"")
+            with_header(
+                r,
+                "www-authenticate",
+                "Basic realm=\"latchkey\", charset=\"UTF-8\"",
+            )
         }
         ErrorCode::ServerError => json(StatusCode::INTERNAL_SERVER_ERROR, &body),
         ErrorCode::TemporarilyUnavailable => json(StatusCode::SERVICE_UNAVAILABLE, &body),
@@ -109,7 +134,10 @@ pub fn token_error(e: &OidcError) -> Resp {
 pub fn bearer_error(e: Option<&OidcError>) -> Resp {
     match e {
         None => with_header(
-            json(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_request", "error_description": "no access token"})),
+            json(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "invalid_request", "error_description": "no access token"}),
+            ),
             "www-authenticate",
             "Bearer realm=\"latchkey\"",
         ),
@@ -157,11 +185,17 @@ impl Fail {
     /// Logs the detail under a request id and returns the client-safe protocol error.
     pub fn to_oidc(&self) -> OidcError {
         match self {
-            Fail::Busy => OidcError::new(ErrorCode::TemporarilyUnavailable, "the server is busy, try again shortly"),
+            Fail::Busy => OidcError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server is busy, try again shortly",
+            ),
             other => {
                 let id = crate::clock::random_id();
                 tracing::error!(request_id = %id, error = ?other, "request failed");
-                OidcError::new(ErrorCode::ServerError, format!("internal error (request id {id})"))
+                OidcError::new(
+                    ErrorCode::ServerError,
+                    format!("internal error (request id {id})"),
+                )
             }
         }
     }

@@ -53,12 +53,17 @@ fn user_delay(failures: u32) -> i64 {
 
 impl Throttle {
     pub fn new(limits: LoginLimits) -> Throttle {
-        Throttle { limits, state: Mutex::new(State::default()) }
+        Throttle {
+            limits,
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// `Err(seconds)` when an attempt must wait; no password is checked then.
     pub fn check(&self, username: &str, ip: IpAddr, now: i64) -> Result<(), i64> {
-        let Ok(st) = self.state.lock() else { return Ok(()) };
+        let Ok(st) = self.state.lock() else {
+            return Ok(());
+        };
         let mut wait = 0;
         if let Some(e) = st.ips.get(&ip)
             && e.blocked_until > now
@@ -74,23 +79,41 @@ impl Throttle {
     }
 
     pub fn failure(&self, username: &str, ip: IpAddr, now: i64) {
-        let Ok(mut st) = self.state.lock() else { return };
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
         if st.users.len() + st.ips.len() > MAX_ENTRIES {
             st.users.retain(|_, u| now - u.last < USER_RESET);
-            st.ips.retain(|_, e| e.blocked_until > now || now - e.window_start < 3600);
+            st.ips
+                .retain(|_, e| e.blocked_until > now || now - e.window_start < 3600);
             if st.users.len() + st.ips.len() > MAX_ENTRIES {
                 st.users.clear();
             }
         }
-        let u = st.users.entry(username.to_lowercase()).or_insert(UserEntry { failures: 0, last: now });
+        let u = st
+            .users
+            .entry(username.to_lowercase())
+            .or_insert(UserEntry {
+                failures: 0,
+                last: now,
+            });
         if now - u.last >= USER_RESET {
             u.failures = 0;
         }
         u.failures = u.failures.saturating_add(1);
         u.last = now;
 
-        let (max, window, block) = (self.limits.ip_max_failures, self.limits.ip_window, self.limits.ip_block);
-        let e = st.ips.entry(ip).or_insert(IpEntry { failures: 0, window_start: now, blocked_until: 0, blocks: 0 });
+        let (max, window, block) = (
+            self.limits.ip_max_failures,
+            self.limits.ip_window,
+            self.limits.ip_block,
+        );
+        let e = st.ips.entry(ip).or_insert(IpEntry {
+            failures: 0,
+            window_start: now,
+            blocked_until: 0,
+            blocks: 0,
+        });
         if now - e.window_start >= window {
             e.failures = 0;
             e.window_start = now;
@@ -117,7 +140,11 @@ mod tests {
     use super::*;
 
     fn t() -> Throttle {
-        Throttle::new(LoginLimits { ip_max_failures: 5, ip_window: 300, ip_block: 300 })
+        Throttle::new(LoginLimits {
+            ip_max_failures: 5,
+            ip_window: 300,
+            ip_block: 300,
+        })
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

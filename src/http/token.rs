@@ -47,7 +47,10 @@ pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
 async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
     if !req.is_form() {
-        return Ok(OidcError::invalid_request("the body must be application/x-www-form-urlencoded").into());
+        return Ok(OidcError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )
+        .into());
     }
     let form = req.form();
     let client = match authenticate(app, req, &form).await? {
@@ -55,13 +58,19 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
         Err(e) => return Ok(e.into()),
     };
     let grant_type = match form.get("grant_type") {
-        Err(_) => return Ok(OidcError::invalid_request("grant_type was sent more than once").into()),
+        Err(_) => {
+            return Ok(OidcError::invalid_request("grant_type was sent more than once").into());
+        }
         Ok(None) => return Ok(OidcError::invalid_request("grant_type is missing").into()),
         Ok(Some(g)) => g,
     };
     match grant_type {
         "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => {
-            Ok(OidcError::new(ErrorCode::UnauthorizedClient, format!("the client may not use {grant_type}")).into())
+            Ok(OidcError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("the client may not use {grant_type}"),
+            )
+            .into())
         }
         "authorization_code" => authorization_code(app, req, &client, &form, now),
         "refresh_token" => refresh(app, req, &client, &form, now),
@@ -70,7 +79,11 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
 }
 
 /// RFC 6749 §2.3. Unknown clients and wrong secrets give the same invalid_client.
-async fn authenticate(app: &Arc<App>, req: &Req, form: &Params) -> Result<Result<Client, OidcError>, Fail> {
+async fn authenticate(
+    app: &Arc<App>,
+    req: &Req,
+    form: &Params,
+) -> Result<Result<Client, OidcError>, Fail> {
     let presented = match rules::presented_client(req.header(header::AUTHORIZATION), form) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
@@ -85,7 +98,8 @@ async fn authenticate(app: &Arc<App>, req: &Req, form: &Params) -> Result<Result
     if client.is_public() {
         return Ok(Ok(client));
     }
-    let (Some(secret), Some(stored)) = (presented.secret.clone(), client.secret_hash.clone()) else {
+    let (Some(secret), Some(stored)) = (presented.secret.clone(), client.secret_hash.clone())
+    else {
         return Ok(Err(bad()));
     };
     let secret = crate::keys::Secret::new(secret);
@@ -93,18 +107,31 @@ async fn authenticate(app: &Arc<App>, req: &Req, form: &Params) -> Result<Result
         crate::keys::verify_client_secret(secret.expose(), &stored)
     } else {
         // argon2id hashes of declared clients run on the bounded pool.
-        app.pool.run(move || crate::keys::verify_client_secret(secret.expose(), &stored)).await.map_err(|_| Fail::Busy)?
+        app.pool
+            .run(move || crate::keys::verify_client_secret(secret.expose(), &stored))
+            .await
+            .map_err(|_| Fail::Busy)?
     };
     Ok(if ok { Ok(client) } else { Err(bad()) })
 }
 
-fn authorization_code(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Result<Outcome, Fail> {
-    let get = |name: &str| form.get(name).map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)));
-    let (code, redirect_uri, verifier) = match (get("code"), get("redirect_uri"), get("code_verifier")) {
-        (Ok(Some(c)), Ok(r), Ok(v)) => (c, r, v),
-        (Ok(None), _, _) => return Ok(OidcError::invalid_request("code is missing").into()),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(e.into()),
+fn authorization_code(
+    app: &App,
+    req: &Req,
+    client: &Client,
+    form: &Params,
+    now: i64,
+) -> Result<Outcome, Fail> {
+    let get = |name: &str| {
+        form.get(name)
+            .map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
     };
+    let (code, redirect_uri, verifier) =
+        match (get("code"), get("redirect_uri"), get("code_verifier")) {
+            (Ok(Some(c)), Ok(r), Ok(v)) => (c, r, v),
+            (Ok(None), _, _) => return Ok(OidcError::invalid_request("code is missing").into()),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(e.into()),
+        };
     let hash = crate::keys::token_hash(code);
     let Some(record) = app.store.code(&hash)? else {
         return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
@@ -119,7 +146,9 @@ fn authorization_code(app: &App, req: &Req, client: &Client, form: &Params, now:
         Consumed::Fresh(r) => r,
         // Lost a race with a concurrent redemption: that is a replay too.
         Consumed::Replayed(r) => return Ok(replayed_code(app, req, &r, now)?.into()),
-        Consumed::Missing => return Ok(OidcError::invalid_grant("the code is invalid or expired").into()),
+        Consumed::Missing => {
+            return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
+        }
     };
     let Some(user) = app.store.user(&record.user_id)?.filter(|u| !u.disabled) else {
         return Ok(OidcError::invalid_grant("the user no longer exists or is disabled").into());
@@ -170,26 +199,59 @@ fn authorization_code(app: &App, req: &Req, client: &Client, form: &Params, now:
         grant: &grant,
         access_jti: &minted.jti,
         access: &minted.record,
-        refresh: refresh.as_ref().zip(refresh_hash.as_deref()).map(|((_, rt), h)| (h, rt)),
+        refresh: refresh
+            .as_ref()
+            .zip(refresh_hash.as_deref())
+            .map(|((_, rt), h)| (h, rt)),
     })?;
-    app.audit("token.issued", Some(&user.username), Some(&client.client_id), Some(req.peer), "authorization_code", now);
+    app.audit(
+        "token.issued",
+        Some(&user.username),
+        Some(&client.client_id),
+        Some(req.peer),
+        "authorization_code",
+        now,
+    );
     Ok(Outcome::Ok(minted.response(refresh.map(|(t, _)| t))))
 }
 
 /// OIDC Core §3.1.3.2 / RFC 6749 §4.1.2: a second use of a code revokes every token
 /// issued from it.
-fn replayed_code(app: &App, req: &Req, record: &crate::model::AuthCode, now: i64) -> Result<OidcError, Fail> {
-    app.store.revoke_grant(&record.grant_id, &record.client_id, &record.user_id, now)?;
+fn replayed_code(
+    app: &App,
+    req: &Req,
+    record: &crate::model::AuthCode,
+    now: i64,
+) -> Result<OidcError, Fail> {
+    app.store
+        .revoke_grant(&record.grant_id, &record.client_id, &record.user_id, now)?;
     tracing::warn!(client = %record.client_id, grant = %crate::keys::log_tag(&record.grant_id), "authorization code replayed; grant revoked");
-    app.audit("token.code_replayed", Some(&record.user_id), Some(&record.client_id), Some(req.peer), "grant revoked", now);
+    app.audit(
+        "token.code_replayed",
+        Some(&record.user_id),
+        Some(&record.client_id),
+        Some(req.peer),
+        "grant revoked",
+        now,
+    );
     Ok(OidcError::invalid_grant("the code was already used"))
 }
 
-fn refresh(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Result<Outcome, Fail> {
+fn refresh(
+    app: &App,
+    req: &Req,
+    client: &Client,
+    form: &Params,
+    now: i64,
+) -> Result<Outcome, Fail> {
     let (token, requested_scope) = match (form.get("refresh_token"), form.get("scope")) {
         (Ok(Some(t)), Ok(s)) => (t, s),
         (Ok(None), _) => return Ok(OidcError::invalid_request("refresh_token is missing").into()),
-        (Err(d), _) | (_, Err(d)) => return Ok(OidcError::invalid_request(format!("{} was sent more than once", d.0)).into()),
+        (Err(d), _) | (_, Err(d)) => {
+            return Ok(
+                OidcError::invalid_request(format!("{} was sent more than once", d.0)).into(),
+            );
+        }
     };
     let hash = crate::keys::token_hash(token);
     let invalid = || OidcError::invalid_grant("the refresh token is invalid, expired or revoked");
@@ -197,7 +259,9 @@ fn refresh(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Re
         return Ok(invalid().into());
     };
     if old.client_id != client.client_id {
-        return Ok(OidcError::invalid_grant("the refresh token was issued to another client").into());
+        return Ok(
+            OidcError::invalid_grant("the refresh token was issued to another client").into(),
+        );
     }
     if old.used {
         return Ok(replayed_refresh(app, req, &old, now)?.into());
@@ -205,11 +269,15 @@ fn refresh(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Re
     if app.store.grant(&old.grant_id)?.is_none_or(|g| g.revoked) {
         return Ok(invalid().into());
     }
-    let session_alive = app.store.session(&old.session_hash)?.is_some_and(|s| s.expires_at > now);
-    let scopes = match rules::check_refresh(&old, &client.client_id, requested_scope, session_alive, now) {
-        Ok(s) => s,
-        Err(e) => return Ok(e.into()),
-    };
+    let session_alive = app
+        .store
+        .session(&old.session_hash)?
+        .is_some_and(|s| s.expires_at > now);
+    let scopes =
+        match rules::check_refresh(&old, &client.client_id, requested_scope, session_alive, now) {
+            Ok(s) => s,
+            Err(e) => return Ok(e.into()),
+        };
     let Some(user) = app.store.user(&old.user_id)?.filter(|u| !u.disabled) else {
         return Ok(invalid().into());
     };
@@ -237,22 +305,45 @@ fn refresh(app: &App, req: &Req, client: &Client, form: &Params, now: i64) -> Re
         ..old.clone()
     };
     let new_hash = crate::keys::token_hash(&new_token);
-    match app.store.rotate_refresh_token(&hash, &new_hash, &successor, &minted.jti, &minted.record)? {
+    match app.store.rotate_refresh_token(
+        &hash,
+        &new_hash,
+        &successor,
+        &minted.jti,
+        &minted.record,
+    )? {
         Consumed::Fresh(_) => {}
         Consumed::Replayed(r) => return Ok(replayed_refresh(app, req, &r, now)?.into()),
         Consumed::Missing => return Ok(invalid().into()),
     }
-    app.audit("token.issued", Some(&user.username), Some(&client.client_id), Some(req.peer), "refresh_token", now);
+    app.audit(
+        "token.issued",
+        Some(&user.username),
+        Some(&client.client_id),
+        Some(req.peer),
+        "refresh_token",
+        now,
+    );
     Ok(Outcome::Ok(minted.response(Some(new_token))))
 }
 
 /// RFC 9700 §4.14.2: a refresh token used twice means one copy was stolen; the whole
 /// family is revoked.
 fn replayed_refresh(app: &App, req: &Req, rt: &RefreshToken, now: i64) -> Result<OidcError, Fail> {
-    app.store.revoke_grant(&rt.grant_id, &rt.client_id, &rt.user_id, now)?;
+    app.store
+        .revoke_grant(&rt.grant_id, &rt.client_id, &rt.user_id, now)?;
     tracing::warn!(client = %rt.client_id, grant = %crate::keys::log_tag(&rt.grant_id), "refresh token reused; family revoked");
-    app.audit("token.refresh_replayed", Some(&rt.user_id), Some(&rt.client_id), Some(req.peer), "grant revoked", now);
-    Ok(OidcError::invalid_grant("the refresh token was already used"))
+    app.audit(
+        "token.refresh_replayed",
+        Some(&rt.user_id),
+        Some(&rt.client_id),
+        Some(req.peer),
+        "grant revoked",
+        now,
+    );
+    Ok(OidcError::invalid_grant(
+        "the refresh token was already used",
+    ))
 }
 
 struct Issue<'a> {
@@ -306,10 +397,18 @@ fn mint(app: &App, i: &Issue<'_>) -> Result<Minted, Fail> {
     };
     let keys = app.keys();
     let jti = crate::clock::random_id();
-    let access_token = keys.sign(i.client.id_token_alg, "at+jwt", &claims::access_token(&facts, l.access_token, &jti))?;
+    let access_token = keys.sign(
+        i.client.id_token_alg,
+        "at+jwt",
+        &claims::access_token(&facts, l.access_token, &jti),
+    )?;
     let id_token = if scope::contains(i.scopes, "openid") {
         let at_hash = crate::keys::half_hash(&access_token);
-        Some(keys.sign(i.client.id_token_alg, "JWT", &claims::id_token(&facts, l.id_token, i.nonce, Some(&at_hash)))?)
+        Some(keys.sign(
+            i.client.id_token_alg,
+            "JWT",
+            &claims::id_token(&facts, l.id_token, i.nonce, Some(&at_hash)),
+        )?)
     } else {
         None
     };

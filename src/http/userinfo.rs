@@ -15,23 +15,37 @@ fn invalid_token(d: &str) -> OidcError {
 }
 
 pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
-    let from_header = req.header(header::AUTHORIZATION).map(|h| match h.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => Err(()),
-    });
+    let from_header = req
+        .header(header::AUTHORIZATION)
+        .map(|h| match h.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+                Ok(t.trim().to_string())
+            }
+            _ => Err(()),
+        });
     let from_body = if req.method == Method::POST && req.is_form() {
         match req.form().get("access_token") {
             Ok(t) => t.map(str::to_string),
-            Err(_) => return response::bearer_error(Some(&OidcError::invalid_request("access_token was sent more than once"))),
+            Err(_) => {
+                return response::bearer_error(Some(&OidcError::invalid_request(
+                    "access_token was sent more than once",
+                )));
+            }
         }
     } else {
         None
     };
     let token = match (from_header, from_body) {
         (Some(_), Some(_)) => {
-            return response::bearer_error(Some(&OidcError::invalid_request("the token was sent in more than one way")));
+            return response::bearer_error(Some(&OidcError::invalid_request(
+                "the token was sent in more than one way",
+            )));
         }
-        (Some(Err(())), None) => return response::bearer_error(Some(&invalid_token("the Authorization header is not a Bearer token"))),
+        (Some(Err(())), None) => {
+            return response::bearer_error(Some(&invalid_token(
+                "the Authorization header is not a Bearer token",
+            )));
+        }
         (Some(Ok(t)), None) | (None, Some(t)) => t,
         (None, None) => return response::bearer_error(None),
     };
@@ -42,20 +56,40 @@ pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
 }
 
 fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
-    let (header, claims) = app.keys().verify(token).map_err(|_| invalid_token("the access token is not valid"))?;
+    let (header, claims) = app
+        .keys()
+        .verify(token)
+        .map_err(|_| invalid_token("the access token is not valid"))?;
     if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
         return Err(invalid_token("not an access token"));
     }
     if claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str()) {
         return Err(invalid_token("the access token is from another issuer"));
     }
-    if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now) {
+    if claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .is_none_or(|exp| exp <= now)
+    {
         return Err(invalid_token("the access token has expired"));
     }
-    let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(|| invalid_token("the access token has no jti"))?;
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_token("the access token has no jti"))?;
     let store_err = |e: crate::store::StoreError| super::response::Fail::Store(e).to_oidc();
-    let record = app.store.access_token(jti).map_err(store_err)?.ok_or_else(|| invalid_token("the access token is not known"))?;
-    if record.revoked || app.store.grant(&record.grant_id).map_err(store_err)?.is_none_or(|g| g.revoked) {
+    let record = app
+        .store
+        .access_token(jti)
+        .map_err(store_err)?
+        .ok_or_else(|| invalid_token("the access token is not known"))?;
+    if record.revoked
+        || app
+            .store
+            .grant(&record.grant_id)
+            .map_err(store_err)?
+            .is_none_or(|g| g.revoked)
+    {
         return Err(invalid_token("the access token was revoked"));
     }
     let user = app
@@ -65,7 +99,10 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
         .filter(|u| !u.disabled)
         .ok_or_else(|| invalid_token("the user no longer exists or is disabled"))?;
     if !scope::contains(&record.scopes, "openid") {
-        return Err(OidcError::new(ErrorCode::InsufficientScope, "the access token lacks the openid scope"));
+        return Err(OidcError::new(
+            ErrorCode::InsufficientScope,
+            "the access token lacks the openid scope",
+        ));
     }
     Ok(Value::Object(claims::userinfo(&user, &record.scopes)))
 }

@@ -18,7 +18,10 @@ pub(super) fn jwks(app: &App) -> Resp {
 pub(super) fn health(app: &App) -> Resp {
     match app.store.meta("schema_version") {
         Ok(Some(_)) => response::json(StatusCode::OK, &json!({"status": "ok"})),
-        _ => response::json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable", "store": "unreachable"})),
+        _ => response::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unavailable", "store": "unreachable"}),
+        ),
     }
 }
 
@@ -27,6 +30,10 @@ pub(super) fn health(app: &App) -> Resp {
 pub(super) fn preflight() -> Resp {
     let r = response::plain(StatusCode::NO_CONTENT, "");
     let r = response::with_header(r, "access-control-allow-methods", "GET, POST, OPTIONS");
-    let r = response::with_header(r, "access-control-allow-headers", "Authorization, Content-Type");
+    let r = response::with_header(
+        r,
+        "access-control-allow-headers",
+        "Authorization, Content-Type",
+    );
     response::with_header(r, "access-control-max-age", "600")
 }

@@ -69,7 +69,8 @@ pub fn client_secret_hash(secret: &str) -> String {
 }
 
 pub fn is_sha256_secret_hash(h: &str) -> bool {
-    h.strip_prefix("sha256:").is_some_and(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()))
+    h.strip_prefix("sha256:")
+        .is_some_and(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether `secret` matches a stored client secret hash. `sha256:` hashes compare in
@@ -77,7 +78,10 @@ pub fn is_sha256_secret_hash(h: &str) -> bool {
 pub fn verify_client_secret(secret: &str, stored: &str) -> bool {
     if let Some(hex_digest) = stored.strip_prefix("sha256:") {
         let computed = token_hash(secret);
-        ct_eq(computed.as_bytes(), hex_digest.to_ascii_lowercase().as_bytes())
+        ct_eq(
+            computed.as_bytes(),
+            hex_digest.to_ascii_lowercase().as_bytes(),
+        )
     } else {
         password::verify(secret, stored)
     }
@@ -88,7 +92,10 @@ pub struct MacKey(aws_lc_rs::hmac::Key);
 
 impl MacKey {
     pub fn new(secret: &[u8]) -> MacKey {
-        MacKey(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret))
+        MacKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            secret,
+        ))
     }
 
     /// base64url tag of `data`.
@@ -145,12 +152,18 @@ mod tests {
         assert!(is_sha256_secret_hash(&h));
         assert!(verify_client_secret("s3cret", &h));
         assert!(!verify_client_secret("s3cre", &h));
-        assert!(verify_client_secret("s3cret", &h.to_uppercase().replace("SHA256:", "sha256:")));
+        assert!(verify_client_secret(
+            "s3cret",
+            &h.to_uppercase().replace("SHA256:", "sha256:")
+        ));
     }
 
     #[test]
     fn half_hash_matches_oidc_example_shape() {
         // OIDC Core §A.3 example: at_hash of "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y".
-        assert_eq!(half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(
+            half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
     }
 }

@@ -14,7 +14,8 @@ pub const MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 128;
 
 fn argon2(p: &PasswordParams) -> Result<Argon2<'static>, String> {
-    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32)).map_err(|e| e.to_string())?;
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
+        .map_err(|e| e.to_string())?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -30,7 +31,9 @@ pub fn hash(password: &str, p: &PasswordParams) -> Result<String, String> {
 /// Verifies a password against a stored PHC string (with the parameters inside it).
 pub fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -38,8 +41,12 @@ pub fn verify(password: &str, phc: &str) -> bool {
 /// Whether a stored hash was made with other parameters than the configured ones
 /// (rehash on the next successful sign-in).
 pub fn needs_rehash(phc: &str, p: &PasswordParams) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else { return true };
-    let Ok(params) = Params::try_from(&parsed) else { return true };
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return true;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return true;
+    };
     parsed.algorithm.as_str() != "argon2id"
         || params.m_cost() != p.memory_kib
         || params.t_cost() != p.iterations
@@ -87,7 +94,13 @@ mod tests {
     use super::*;
 
     fn floor() -> PasswordParams {
-        PasswordParams { memory_kib: 19_456, iterations: 2, parallelism: 1, pool_threads: 1, pool_queue: 1 }
+        PasswordParams {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            pool_threads: 1,
+            pool_queue: 1,
+        }
     }
 
     #[test]
@@ -98,18 +111,48 @@ mod tests {
         assert!(!verify("correct horse battery stapl", &h));
         assert!(!verify("x", "not a phc string"));
         assert!(!needs_rehash(&h, &floor()));
-        assert!(needs_rehash(&h, &PasswordParams { iterations: 3, ..floor() }));
+        assert!(needs_rehash(
+            &h,
+            &PasswordParams {
+                iterations: 3,
+                ..floor()
+            }
+        ));
     }
 
     #[test]
     fn policy() {
         assert!(check_policy("correct horse battery staple", "alice").is_ok());
-        assert!(check_policy("short", "alice").unwrap_err().contains("at least"));
-        assert!(check_policy(&"ab".repeat(65), "alice").unwrap_err().contains("at most"));
-        assert!(check_policy("qwerty123456", "alice").unwrap_err().contains("commonly"));
-        assert!(check_policy("QWERTY123456", "alice").unwrap_err().contains("commonly"));
-        assert!(check_policy("alice-is-my-password", "alice").unwrap_err().contains("username"));
-        assert!(check_policy("aaaaaaaaaaaaaaaa", "bob").unwrap_err().contains("repeated"));
+        assert!(
+            check_policy("short", "alice")
+                .unwrap_err()
+                .contains("at least")
+        );
+        assert!(
+            check_policy(&"ab".repeat(65), "alice")
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(
+            check_policy("qwerty123456", "alice")
+                .unwrap_err()
+                .contains("commonly")
+        );
+        assert!(
+            check_policy("QWERTY123456", "alice")
+                .unwrap_err()
+                .contains("commonly")
+        );
+        assert!(
+            check_policy("alice-is-my-password", "alice")
+                .unwrap_err()
+                .contains("username")
+        );
+        assert!(
+            check_policy("aaaaaaaaaaaaaaaa", "bob")
+                .unwrap_err()
+                .contains("repeated")
+        );
         // Twelve characters, counted as characters rather than bytes.
         assert!(check_policy("ééééééééééé1", "bob").is_ok());
     }

@@ -6,7 +6,9 @@
 //! tokens picks the key by `kid` and takes the algorithm from the key, never the header.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents, UnparsedPublicKey,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
@@ -34,6 +36,9 @@ impl std::fmt::Display for JwtError {
 }
 
 impl std::error::Error for JwtError {}
+
+/// A verified JWS: its header and its claims.
+pub type Verified = (Map<String, Value>, Map<String, Value>);
 
 enum Private {
     Rsa(RsaKeyPair),
@@ -69,12 +74,15 @@ pub fn generate(alg: Alg, now: i64) -> Result<KeyRecord, JwtError> {
     let mut rng = rand_core::OsRng;
     let der = match alg {
         Alg::RS256 => {
-            let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| JwtError::Key(e.to_string()))?;
-            rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&key).map_err(|e| JwtError::Key(e.to_string()))?
+            let key = rsa::RsaPrivateKey::new(&mut rng, 2048)
+                .map_err(|e| JwtError::Key(e.to_string()))?;
+            rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&key)
+                .map_err(|e| JwtError::Key(e.to_string()))?
         }
         Alg::ES256 => {
             let key = p256::SecretKey::random(&mut rng);
-            key.to_pkcs8_der().map_err(|e| JwtError::Key(e.to_string()))?
+            key.to_pkcs8_der()
+                .map_err(|e| JwtError::Key(e.to_string()))?
         }
     };
     let pkcs8_b64 = STANDARD.encode(der.as_bytes());
@@ -86,13 +94,24 @@ pub fn generate(alg: Alg, now: i64) -> Result<KeyRecord, JwtError> {
         state: KeyState::Active,
         retired_at: None,
     })?;
-    Ok(KeyRecord { kid: thumbprint(&loaded.jwk), alg, pkcs8_b64, created_at: now, state: KeyState::Active, retired_at: None })
+    Ok(KeyRecord {
+        kid: thumbprint(&loaded.jwk),
+        alg,
+        pkcs8_b64,
+        created_at: now,
+        state: KeyState::Active,
+        retired_at: None,
+    })
 }
 
 /// RFC 7638 JWK thumbprint (SHA-256, base64url): a stable, unique `kid`.
 fn thumbprint(jwk: &Value) -> String {
     let canonical = match jwk["kty"].as_str() {
-        Some("RSA") => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, jwk["e"].as_str().unwrap_or(""), jwk["n"].as_str().unwrap_or("")),
+        Some("RSA") => format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            jwk["e"].as_str().unwrap_or(""),
+            jwk["n"].as_str().unwrap_or("")
+        ),
         _ => format!(
             r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
             jwk["x"].as_str().unwrap_or(""),
@@ -103,7 +122,9 @@ fn thumbprint(jwk: &Value) -> String {
 }
 
 fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
-    let der = STANDARD.decode(&rec.pkcs8_b64).map_err(|_| JwtError::Key("stored key is not base64".into()))?;
+    let der = STANDARD
+        .decode(&rec.pkcs8_b64)
+        .map_err(|_| JwtError::Key("stored key is not base64".into()))?;
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let (private, public, mut jwk) = match rec.alg {
         Alg::RS256 => {
@@ -128,25 +149,43 @@ fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
             (Private::Ec(pair), Public::Ec(point), jwk)
         }
     };
-    let kid = if rec.kid.is_empty() { thumbprint(&jwk) } else { rec.kid.clone() };
+    let kid = if rec.kid.is_empty() {
+        thumbprint(&jwk)
+    } else {
+        rec.kid.clone()
+    };
     if let Value::Object(o) = &mut jwk {
         o.insert("kid".into(), json!(kid));
         o.insert("use".into(), json!("sig"));
         o.insert("alg".into(), json!(rec.alg.as_str()));
     }
-    Ok(SigningKey { kid, alg: rec.alg, state: rec.state, created_at: rec.created_at, private, public, jwk })
+    Ok(SigningKey {
+        kid,
+        alg: rec.alg,
+        state: rec.state,
+        created_at: rec.created_at,
+        private,
+        public,
+        jwk,
+    })
 }
 
 impl KeySet {
     /// Loads stored keys. Fails if a record cannot be parsed.
     pub fn from_records(records: &[KeyRecord]) -> Result<KeySet, JwtError> {
         let keys = records.iter().map(load).collect::<Result<Vec<_>, _>>()?;
-        Ok(KeySet { keys, rng: SystemRandom::new() })
+        Ok(KeySet {
+            keys,
+            rng: SystemRandom::new(),
+        })
     }
 
     /// The active key for an algorithm (the newest, if several are marked active).
     fn active(&self, alg: Alg) -> Option<&SigningKey> {
-        self.keys.iter().filter(|k| k.alg == alg && k.state == KeyState::Active).max_by_key(|k| k.created_at)
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.state == KeyState::Active)
+            .max_by_key(|k| k.created_at)
     }
 
     pub fn has_active(&self, alg: Alg) -> bool {
@@ -164,7 +203,12 @@ impl KeySet {
 
     /// Signs `claims` as a compact JWS with the active key of `alg`; `typ` is `JWT` for ID
     /// tokens and `at+jwt` for access tokens (RFC 9068 §2.1).
-    pub fn sign(&self, alg: Alg, typ: &str, claims: &Map<String, Value>) -> Result<String, JwtError> {
+    pub fn sign(
+        &self,
+        alg: Alg,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<String, JwtError> {
         let key = self.active(alg).ok_or(JwtError::UnknownKey)?;
         let header = json!({"alg": alg.as_str(), "kid": key.kid, "typ": typ});
         let signing_input = format!(
@@ -175,8 +219,13 @@ impl KeySet {
         let sig = match &key.private {
             Private::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &self.rng, signing_input.as_bytes(), &mut sig)
-                    .map_err(|_| JwtError::Key("RSA signing failed".into()))?;
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &self.rng,
+                    signing_input.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(|_| JwtError::Key("RSA signing failed".into()))?;
                 sig
             }
             Private::Ec(pair) => pair
@@ -190,9 +239,11 @@ impl KeySet {
 
     /// Verifies a compact JWS signed by one of our keys. Returns the header and claims.
     /// `alg: none`, unknown kids and algorithms that differ from the key's are refused.
-    pub fn verify(&self, token: &str) -> Result<(Map<String, Value>, Map<String, Value>), JwtError> {
+    pub fn verify(&self, token: &str) -> Result<Verified, JwtError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(JwtError::Malformed);
         };
         let decode_obj = |x: &str| -> Result<Map<String, Value>, JwtError> {
@@ -204,17 +255,29 @@ impl KeySet {
         };
         let header = decode_obj(h)?;
         let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?;
-        let kid = header.get("kid").and_then(Value::as_str).ok_or(JwtError::UnknownKey)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(JwtError::UnknownKey)?;
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(JwtError::UnknownKey)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(JwtError::UnknownKey)?;
         if header.get("alg").and_then(Value::as_str) != Some(key.alg.as_str()) {
             return Err(JwtError::BadSignature);
         }
         let input = &token.as_bytes()[..h.len() + 1 + p.len()];
         let ok = match &key.public {
-            Public::Rsa { n, e } => RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, input, &sig)
+            Public::Rsa { n, e } => RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, input, &sig)
+            .is_ok(),
+            Public::Ec(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(input, &sig)
                 .is_ok(),
-            Public::Ec(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(input, &sig).is_ok(),
         };
         if !ok {
             return Err(JwtError::BadSignature);
@@ -228,7 +291,10 @@ mod tests {
     use super::*;
 
     fn set() -> KeySet {
-        let recs = vec![generate(Alg::RS256, 1).unwrap(), generate(Alg::ES256, 1).unwrap()];
+        let recs = vec![
+            generate(Alg::RS256, 1).unwrap(),
+            generate(Alg::ES256, 1).unwrap(),
+        ];
         KeySet::from_records(&recs).unwrap()
     }
 

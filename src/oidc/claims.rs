@@ -50,10 +50,16 @@ pub fn scope_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
     {
         let mut addr = serde_json::to_value(a).unwrap_or(Value::Null);
         if let Value::Object(o) = &mut addr {
-            let formatted: Vec<&str> = [&a.street_address, &a.locality, &a.region, &a.postal_code, &a.country]
-                .into_iter()
-                .filter_map(|s| s.as_deref())
-                .collect();
+            let formatted: Vec<&str> = [
+                &a.street_address,
+                &a.locality,
+                &a.region,
+                &a.postal_code,
+                &a.country,
+            ]
+            .into_iter()
+            .filter_map(|s| s.as_deref())
+            .collect();
             o.insert("formatted".into(), json!(formatted.join("\n")));
         }
         m.insert("address".into(), addr);
@@ -65,7 +71,12 @@ pub fn scope_claims(user: &User, scopes: &[String]) -> Map<String, Value> {
 }
 
 /// ID token claims. `at_hash` is passed in when an access token is issued alongside.
-pub fn id_token(f: &AuthFacts<'_>, ttl: i64, nonce: Option<&str>, at_hash: Option<&str>) -> Map<String, Value> {
+pub fn id_token(
+    f: &AuthFacts<'_>,
+    ttl: i64,
+    nonce: Option<&str>,
+    at_hash: Option<&str>,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("iss".into(), json!(f.issuer));
     m.insert("sub".into(), json!(f.user.id));
@@ -161,7 +172,11 @@ mod tests {
             given_name: Some("Alice".into()),
             family_name: Some("Liddell".into()),
             phone: Some("+44 1".into()),
-            address: Some(Address { locality: Some("Oxford".into()), country: Some("UK".into()), ..Address::default() }),
+            address: Some(Address {
+                locality: Some("Oxford".into()),
+                country: Some("UK".into()),
+                ..Address::default()
+            }),
             groups: vec!["staff".into()],
             password_hash: String::new(),
             disabled: false,
@@ -183,7 +198,10 @@ mod tests {
 
     #[test]
     fn each_scope_releases_its_claims() {
-        let m = userinfo(&user(), &s(&["openid", "profile", "email", "phone", "address", "groups"]));
+        let m = userinfo(
+            &user(),
+            &s(&["openid", "profile", "email", "phone", "address", "groups"]),
+        );
         assert_eq!(m["name"], "Alice Liddell");
         assert_eq!(m["preferred_username"], "alice");
         assert_eq!(m["email"], "alice@example.com");
@@ -212,7 +230,20 @@ mod tests {
             now: 100,
         };
         let m = id_token(&f, 900, Some("n"), Some("h"));
-        for k in ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "amr", "acr"] {
+        for k in [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "azp",
+            "at_hash",
+            "sid",
+            "amr",
+            "acr",
+        ] {
             assert!(m.contains_key(k), "{k}");
         }
         assert_eq!(m["exp"], 1000);

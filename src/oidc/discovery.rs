@@ -57,11 +57,24 @@ mod tests {
         assert_eq!(m["issuer"], "https://op.example:8443");
         for (k, v) in m.as_object().unwrap() {
             if k.ends_with("_endpoint") || k == "jwks_uri" {
-                assert!(v.as_str().unwrap().starts_with("https://op.example:8443/"), "{k}");
+                assert!(
+                    v.as_str().unwrap().starts_with("https://op.example:8443/"),
+                    "{k}"
+                );
             }
         }
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
-        assert!(m["scopes_supported"].as_array().unwrap().contains(&json!("openid")));
-        assert!(m["grant_types_supported"].as_array().unwrap().contains(&json!("refresh_token")));
+        assert!(
+            m["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("openid"))
+        );
+        assert!(
+            m["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("refresh_token"))
+        );
     }
 }

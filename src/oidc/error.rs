@@ -80,7 +80,13 @@ impl OidcError {
         let description = description
             .into()
             .chars()
-            .map(|c| if matches!(c, ' '..='~') && c != '"' && c != '\\' { c } else { '\'' })
+            .map(|c| {
+                if matches!(c, ' '..='~') && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '\''
+                }
+            })
             .collect();
         OidcError { code, description }
     }
@@ -109,6 +115,10 @@ mod tests {
     #[test]
     fn descriptions_stay_in_the_rfc_charset() {
         let e = OidcError::invalid_request("bad \"x\"\r\n\\ é");
-        assert!(e.description.chars().all(|c| matches!(c, ' '..='~') && c != '"' && c != '\\'));
+        assert!(
+            e.description
+                .chars()
+                .all(|c| matches!(c, ' '..='~') && c != '"' && c != '\\')
+        );
     }
 }

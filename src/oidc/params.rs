@@ -13,7 +13,11 @@ pub struct Duplicate(pub String);
 impl Params {
     /// Decodes `application/x-www-form-urlencoded` text (also used for query strings).
     pub fn parse(text: &[u8]) -> Params {
-        Params(form_urlencoded::parse(text).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        Params(
+            form_urlencoded::parse(text)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
     }
 
     /// The single non-empty value of `name`, `None` when absent or empty.

@@ -28,20 +28,29 @@ pub fn check_challenge(
             "code_challenge is required for this client (PKCE with S256)",
         )),
         (None, None) => Ok(None),
-        (None, Some(_)) => Err(OidcError::invalid_request("code_challenge_method without code_challenge")),
+        (None, Some(_)) => Err(OidcError::invalid_request(
+            "code_challenge_method without code_challenge",
+        )),
         // RFC 7636 §4.3: a missing method means `plain`, which is refused.
         (Some(_), None) | (Some(_), Some("plain")) => Err(OidcError::invalid_request(
             "code_challenge_method must be S256; plain is not supported",
         )),
         (Some(c), Some("S256")) => {
             // An S256 challenge is the base64url of a SHA-256 digest: 43 characters.
-            if c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 Ok(Some(c.to_string()))
             } else {
-                Err(OidcError::invalid_request("code_challenge is not a base64url SHA-256 value"))
+                Err(OidcError::invalid_request(
+                    "code_challenge is not a base64url SHA-256 value",
+                ))
             }
         }
-        (Some(_), Some(_)) => Err(OidcError::invalid_request("unsupported code_challenge_method")),
+        (Some(_), Some(_)) => Err(OidcError::invalid_request(
+            "unsupported code_challenge_method",
+        )),
     }
 }
 
@@ -66,7 +75,10 @@ mod tests {
     #[test]
     fn rfc_7636_appendix_b_vector() {
         assert!(verify(VERIFIER, CHALLENGE));
-        assert!(!verify("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj", CHALLENGE));
+        assert!(!verify(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            CHALLENGE
+        ));
     }
 
     #[test]
@@ -86,6 +98,9 @@ mod tests {
         assert!(check_challenge(Some(CHALLENGE), Some("plain"), false).is_err());
         assert!(check_challenge(Some("short"), Some("S256"), false).is_err());
         assert!(check_challenge(None, Some("S256"), false).is_err());
-        assert_eq!(check_challenge(Some(CHALLENGE), Some("S256"), true), Ok(Some(CHALLENGE.to_string())));
+        assert_eq!(
+            check_challenge(Some(CHALLENGE), Some("S256"), true),
+            Ok(Some(CHALLENGE.to_string()))
+        );
     }
 }

@@ -48,7 +48,10 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     let grant_types = defaulted(spec.grant_types, GRANT_TYPES);
     for g in &grant_types {
         if !GRANT_TYPES.contains(&g.as_str()) {
-            return Err(format!("grant_type: {g:?} is not supported (supported: {})", GRANT_TYPES.join(", ")));
+            return Err(format!(
+                "grant_type: {g:?} is not supported (supported: {})",
+                GRANT_TYPES.join(", ")
+            ));
         }
     }
     if !grant_types.iter().any(|g| g == "authorization_code") {
@@ -57,7 +60,9 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     let response_types = defaulted(spec.response_types, RESPONSE_TYPES);
     for r in &response_types {
         if !RESPONSE_TYPES.contains(&r.as_str()) {
-            return Err(format!("response_type: {r:?} is not supported (supported: code)"));
+            return Err(format!(
+                "response_type: {r:?} is not supported (supported: code)"
+            ));
         }
     }
 
@@ -82,7 +87,10 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     let scopes = defaulted(spec.scopes, scope::DEFAULT_CLIENT_SCOPES);
     for s in &scopes {
         if !scope::SUPPORTED.contains(&s.as_str()) {
-            return Err(format!("scope: {s:?} is not one of {}", scope::SUPPORTED.join(", ")));
+            return Err(format!(
+                "scope: {s:?} is not one of {}",
+                scope::SUPPORTED.join(", ")
+            ));
         }
     }
     if !scopes.iter().any(|s| s == "openid") {
@@ -97,7 +105,10 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         })?,
     };
     if spec.public != (method == AuthMethod::None) {
-        return Err("token_endpoint_auth_method: public clients use none, confidential clients a secret".into());
+        return Err(
+            "token_endpoint_auth_method: public clients use none, confidential clients a secret"
+                .into(),
+        );
     }
 
     let policy = match spec.policy.as_deref() {
@@ -109,13 +120,21 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     };
     let id_token_alg = match spec.id_token_alg.as_deref() {
         None => Alg::RS256,
-        Some(a) => Alg::parse(a).ok_or_else(|| format!("id_token_alg: {a:?} is not RS256 or ES256"))?,
+        Some(a) => {
+            Alg::parse(a).ok_or_else(|| format!("id_token_alg: {a:?} is not RS256 or ES256"))?
+        }
     };
 
     // Fields of later capabilities are refused rather than stored and silently ignored.
     for (field, set) in [
-        ("backchannel_logout_uri", spec.backchannel_logout_uri.is_some()),
-        ("frontchannel_logout_uri", spec.frontchannel_logout_uri.is_some()),
+        (
+            "backchannel_logout_uri",
+            spec.backchannel_logout_uri.is_some(),
+        ),
+        (
+            "frontchannel_logout_uri",
+            spec.frontchannel_logout_uri.is_some(),
+        ),
         ("jwks", spec.jwks.is_some()),
         ("jwks_uri", spec.jwks_uri.is_some()),
         ("require_par", spec.require_par),
@@ -158,7 +177,11 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
 
 fn defaulted(v: Vec<String>, default: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let src = if v.is_empty() { default.iter().map(|s| s.to_string()).collect() } else { v };
+    let src = if v.is_empty() {
+        default.iter().map(|s| s.to_string()).collect()
+    } else {
+        v
+    };
     for s in src {
         if !out.contains(&s) {
             out.push(s);
@@ -169,12 +192,16 @@ fn defaulted(v: Vec<String>, default: &[&str]) -> Vec<String> {
 
 pub fn valid_client_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Group names: 1-64 letters, digits and `-_.`.
 pub fn valid_group_name(g: &str) -> bool {
-    (1..=64).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    (1..=64).contains(&g.len())
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A redirect URI as it may be registered (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §4.1):
@@ -229,12 +256,24 @@ mod tests {
 
     #[test]
     fn public_clients_need_pkce_and_method_none() {
-        let c = build_client("abc".into(), ClientSpec { public: true, ..spec() }, 0).unwrap();
+        let c = build_client(
+            "abc".into(),
+            ClientSpec {
+                public: true,
+                ..spec()
+            },
+            0,
+        )
+        .unwrap();
         assert!(c.is_public());
         assert!(c.require_pkce);
         let e = build_client(
             "abc".into(),
-            ClientSpec { public: true, token_endpoint_auth_method: Some("client_secret_basic".into()), ..spec() },
+            ClientSpec {
+                public: true,
+                token_endpoint_auth_method: Some("client_secret_basic".into()),
+                ..spec()
+            },
             0,
         );
         assert!(e.unwrap_err().starts_with("token_endpoint_auth_method"));
@@ -243,25 +282,107 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases: Vec<(ClientSpec, &str)> = vec![
-            (ClientSpec { redirect_uris: vec![], ..spec() }, "redirect_uri"),
-            (ClientSpec { redirect_uris: vec!["/relative".into()], ..spec() }, "redirect_uri"),
-            (ClientSpec { redirect_uris: vec!["https://a/#frag".into()], ..spec() }, "redirect_uri"),
-            (ClientSpec { redirect_uris: vec!["javascript:alert(1)".into()], ..spec() }, "redirect_uri"),
-            (ClientSpec { redirect_uris: vec!["https://u:p@a/cb".into()], ..spec() }, "redirect_uri"),
-            (ClientSpec { scopes: vec!["email".into()], ..spec() }, "scope"),
-            (ClientSpec { scopes: vec!["openid".into(), "root".into()], ..spec() }, "scope"),
-            (ClientSpec { grant_types: vec!["password".into()], ..spec() }, "grant_type"),
-            (ClientSpec { response_types: vec!["token".into()], ..spec() }, "response_type"),
-            (ClientSpec { name: " ".into(), ..spec() }, "name"),
-            (ClientSpec { id_token_alg: Some("HS256".into()), ..spec() }, "id_token_alg"),
-            (ClientSpec { policy: Some("three".into()), ..spec() }, "policy"),
-            (ClientSpec { jwks_uri: Some("https://x".into()), ..spec() }, "jwks_uri"),
+            (
+                ClientSpec {
+                    redirect_uris: vec![],
+                    ..spec()
+                },
+                "redirect_uri",
+            ),
+            (
+                ClientSpec {
+                    redirect_uris: vec!["/relative".into()],
+                    ..spec()
+                },
+                "redirect_uri",
+            ),
+            (
+                ClientSpec {
+                    redirect_uris: vec!["https://a/#frag".into()],
+                    ..spec()
+                },
+                "redirect_uri",
+            ),
+            (
+                ClientSpec {
+                    redirect_uris: vec!["javascript:alert(1)".into()],
+                    ..spec()
+                },
+                "redirect_uri",
+            ),
+            (
+                ClientSpec {
+                    redirect_uris: vec!["https://u:p@a/cb".into()],
+                    ..spec()
+                },
+                "redirect_uri",
+            ),
+            (
+                ClientSpec {
+                    scopes: vec!["email".into()],
+                    ..spec()
+                },
+                "scope",
+            ),
+            (
+                ClientSpec {
+                    scopes: vec!["openid".into(), "root".into()],
+                    ..spec()
+                },
+                "scope",
+            ),
+            (
+                ClientSpec {
+                    grant_types: vec!["password".into()],
+                    ..spec()
+                },
+                "grant_type",
+            ),
+            (
+                ClientSpec {
+                    response_types: vec!["token".into()],
+                    ..spec()
+                },
+                "response_type",
+            ),
+            (
+                ClientSpec {
+                    name: " ".into(),
+                    ..spec()
+                },
+                "name",
+            ),
+            (
+                ClientSpec {
+                    id_token_alg: Some("HS256".into()),
+                    ..spec()
+                },
+                "id_token_alg",
+            ),
+            (
+                ClientSpec {
+                    policy: Some("three".into()),
+                    ..spec()
+                },
+                "policy",
+            ),
+            (
+                ClientSpec {
+                    jwks_uri: Some("https://x".into()),
+                    ..spec()
+                },
+                "jwks_uri",
+            ),
         ];
         for (s, field) in cases {
             let e = build_client("abc".into(), s.clone(), 0).unwrap_err();
             assert!(e.starts_with(field), "{s:?} gave {e}");
         }
-        assert!(build_client("bad id".into(), spec(), 0).unwrap_err().starts_with("client_id"));
+        assert!(
+            build_client("bad id".into(), spec(), 0)
+                .unwrap_err()
+                .starts_with("client_id")
+        );
     }
 
     #[test]

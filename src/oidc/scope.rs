@@ -1,14 +1,25 @@
 //! Scopes (RFC 6749 §3.3) and which claims each standard scope releases (OIDC Core §5.4).
 
 /// Scopes Latchkey understands, in the order they are listed in metadata and responses.
-pub const SUPPORTED: &[&str] = &["openid", "profile", "email", "phone", "address", "groups", "offline_access"];
+pub const SUPPORTED: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "groups",
+    "offline_access",
+];
 
 /// Registered for a client when `client add` names no scope.
-pub const DEFAULT_CLIENT_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
+pub const DEFAULT_CLIENT_SCOPES: &[&str] =
+    &["openid", "profile", "email", "groups", "offline_access"];
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 fn valid_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// Splits a space-delimited scope string; order and repetition are irrelevant.
@@ -73,7 +84,10 @@ mod tests {
 
     #[test]
     fn order_and_repetition_do_not_matter() {
-        assert_eq!(parse("email  openid email").unwrap(), v(&["email", "openid"]));
+        assert_eq!(
+            parse("email  openid email").unwrap(),
+            v(&["email", "openid"])
+        );
         let a = grant(&parse("email openid").unwrap(), &v(SUPPORTED));
         let b = grant(&parse("openid email").unwrap(), &v(SUPPORTED));
         assert_eq!(a, b);
@@ -82,7 +96,10 @@ mod tests {
 
     #[test]
     fn unregistered_and_unknown_scopes_are_dropped() {
-        let g = grant(&v(&["openid", "phone", "frobnicate"]), &v(&["openid", "email"]));
+        let g = grant(
+            &v(&["openid", "phone", "frobnicate"]),
+            &v(&["openid", "email"]),
+        );
         assert_eq!(g, v(&["openid"]));
     }
 

@@ -44,8 +44,13 @@ fn invalid_client(d: &str) -> OidcError {
 /// RFC 6749 §2.3.1: HTTP Basic (with form-urlencoded id and secret inside the base64),
 /// or client_id/client_secret in the body, or client_id alone for public clients. Using
 /// more than one method is an error.
-pub fn presented_client(authorization: Option<&str>, form: &Params) -> Result<Presented, OidcError> {
-    let dup = |d: super::params::Duplicate| OidcError::invalid_request(format!("{} was sent more than once", d.0));
+pub fn presented_client(
+    authorization: Option<&str>,
+    form: &Params,
+) -> Result<Presented, OidcError> {
+    let dup = |d: super::params::Duplicate| {
+        OidcError::invalid_request(format!("{} was sent more than once", d.0))
+    };
     let form_id = form.get("client_id").map_err(dup)?;
     let form_secret = form.get("client_secret").map_err(dup)?;
     if let Some(header) = authorization {
@@ -54,25 +59,46 @@ pub fn presented_client(authorization: Option<&str>, form: &Params) -> Result<Pr
             return Err(invalid_client("unsupported Authorization scheme"));
         }
         if form_secret.is_some() {
-            return Err(OidcError::invalid_request("more than one client authentication method"));
+            return Err(OidcError::invalid_request(
+                "more than one client authentication method",
+            ));
         }
-        let raw = STANDARD.decode(rest.trim()).map_err(|_| invalid_client("malformed Basic credentials"))?;
-        let text = String::from_utf8(raw).map_err(|_| invalid_client("malformed Basic credentials"))?;
-        let (id, secret) = text.split_once(':').ok_or_else(|| invalid_client("malformed Basic credentials"))?;
+        let raw = STANDARD
+            .decode(rest.trim())
+            .map_err(|_| invalid_client("malformed Basic credentials"))?;
+        let text =
+            String::from_utf8(raw).map_err(|_| invalid_client("malformed Basic credentials"))?;
+        let (id, secret) = text
+            .split_once(':')
+            .ok_or_else(|| invalid_client("malformed Basic credentials"))?;
         let id = form_decode(id);
         let secret = form_decode(secret);
         if id.is_empty() {
             return Err(invalid_client("malformed Basic credentials"));
         }
         if form_id.is_some_and(|f| f != id) {
-            return Err(OidcError::invalid_request("client_id in the body differs from the Authorization header"));
+            return Err(OidcError::invalid_request(
+                "client_id in the body differs from the Authorization header",
+            ));
         }
-        return Ok(Presented { client_id: id, secret: Some(secret), method: AuthMethod::ClientSecretBasic });
+        return Ok(Presented {
+            client_id: id,
+            secret: Some(secret),
+            method: AuthMethod::ClientSecretBasic,
+        });
     }
     let id = form_id.ok_or_else(|| invalid_client("client authentication is required"))?;
     match form_secret {
-        Some(s) => Ok(Presented { client_id: id.into(), secret: Some(s.into()), method: AuthMethod::ClientSecretPost }),
-        None => Ok(Presented { client_id: id.into(), secret: None, method: AuthMethod::None }),
+        Some(s) => Ok(Presented {
+            client_id: id.into(),
+            secret: Some(s.into()),
+            method: AuthMethod::ClientSecretPost,
+        }),
+        None => Ok(Presented {
+            client_id: id.into(),
+            secret: None,
+            method: AuthMethod::None,
+        }),
     }
 }
 
@@ -105,20 +131,26 @@ pub fn check_code(
     now: i64,
 ) -> Result<(), OidcError> {
     if code.client_id != client_id {
-        return Err(OidcError::invalid_grant("the code was issued to another client"));
+        return Err(OidcError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if now >= code.expires_at {
         return Err(OidcError::invalid_grant("the code has expired"));
     }
     if redirect_uri != Some(code.redirect_uri.as_str()) {
-        return Err(OidcError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OidcError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     match (&code.code_challenge, verifier) {
         (Some(challenge), Some(v)) if pkce::verify(v, challenge) => Ok(()),
         (Some(_), Some(_)) => Err(OidcError::invalid_grant("code_verifier does not match")),
         (Some(_), None) => Err(OidcError::invalid_grant("code_verifier is required")),
         // A verifier for a code issued without a challenge is a downgrade attempt.
-        (None, Some(_)) => Err(OidcError::invalid_grant("code_verifier sent but the code has no challenge")),
+        (None, Some(_)) => Err(OidcError::invalid_grant(
+            "code_verifier sent but the code has no challenge",
+        )),
         (None, None) => Ok(()),
     }
 }
@@ -133,23 +165,35 @@ pub fn check_refresh(
     now: i64,
 ) -> Result<Vec<String>, OidcError> {
     if rt.client_id != client_id {
-        return Err(OidcError::invalid_grant("the refresh token was issued to another client"));
+        return Err(OidcError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
     if now >= rt.expires_at || now >= rt.absolute_expires_at {
         return Err(OidcError::invalid_grant("the refresh token has expired"));
     }
     if !rt.offline && !session_alive {
-        return Err(OidcError::invalid_grant("the sign-in session of this refresh token has ended"));
+        return Err(OidcError::invalid_grant(
+            "the sign-in session of this refresh token has ended",
+        ));
     }
     match requested_scope {
         None => Ok(rt.scopes.clone()),
         Some(s) => {
             let wanted = scope::parse(s).map_err(|e| OidcError::new(ErrorCode::InvalidScope, e))?;
             if !scope::is_subset(&wanted, &rt.scopes) {
-                return Err(OidcError::new(ErrorCode::InvalidScope, "scope exceeds the original grant"));
+                return Err(OidcError::new(
+                    ErrorCode::InvalidScope,
+                    "scope exceeds the original grant",
+                ));
             }
             // Keep canonical order and drop nothing the client asked for.
-            Ok(rt.scopes.iter().filter(|s| wanted.contains(s)).cloned().collect())
+            Ok(rt
+                .scopes
+                .iter()
+                .filter(|s| wanted.contains(s))
+                .cloned()
+                .collect())
         }
     }
 }
@@ -215,10 +259,15 @@ mod tests {
         for r in bad {
             assert_eq!(r.unwrap_err().code, ErrorCode::InvalidGrant);
         }
-        let no_pkce = AuthCode { code_challenge: None, ..code() };
+        let no_pkce = AuthCode {
+            code_challenge: None,
+            ..code()
+        };
         assert!(check_code(&no_pkce, "rp", Some("https://rp/cb"), None, NOW).is_ok());
         assert_eq!(
-            check_code(&no_pkce, "rp", Some("https://rp/cb"), Some(V), NOW).unwrap_err().code,
+            check_code(&no_pkce, "rp", Some("https://rp/cb"), Some(V), NOW)
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidGrant
         );
     }
@@ -245,12 +294,40 @@ mod tests {
 
     #[test]
     fn refresh_checks() {
-        assert_eq!(check_refresh(&rt(true), "rp", None, false, NOW).unwrap().len(), 3);
-        assert_eq!(check_refresh(&rt(true), "rp", Some("email openid"), true, NOW).unwrap(), vec!["openid", "email"]);
-        assert_eq!(check_refresh(&rt(true), "rp", Some("phone"), true, NOW).unwrap_err().code, ErrorCode::InvalidScope);
-        assert_eq!(check_refresh(&rt(true), "x", None, true, NOW).unwrap_err().code, ErrorCode::InvalidGrant);
-        assert_eq!(check_refresh(&rt(true), "rp", None, true, NOW + 100).unwrap_err().code, ErrorCode::InvalidGrant);
-        assert_eq!(check_refresh(&rt(false), "rp", None, false, NOW).unwrap_err().code, ErrorCode::InvalidGrant);
+        assert_eq!(
+            check_refresh(&rt(true), "rp", None, false, NOW)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            check_refresh(&rt(true), "rp", Some("email openid"), true, NOW).unwrap(),
+            vec!["openid", "email"]
+        );
+        assert_eq!(
+            check_refresh(&rt(true), "rp", Some("phone"), true, NOW)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidScope
+        );
+        assert_eq!(
+            check_refresh(&rt(true), "x", None, true, NOW)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            check_refresh(&rt(true), "rp", None, true, NOW + 100)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            check_refresh(&rt(false), "rp", None, false, NOW)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGrant
+        );
         assert!(check_refresh(&rt(false), "rp", None, true, NOW).is_ok());
     }
 
@@ -269,14 +346,38 @@ mod tests {
         let post = Params::parse(b"client_id=a&client_secret=b");
         let p = presented_client(None, &post).unwrap();
         assert_eq!(p.method, AuthMethod::ClientSecretPost);
-        assert_eq!(presented_client(Some(&basic("a", "b")), &post).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            presented_client(Some(&basic("a", "b")), &post)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidRequest
+        );
 
         let none = Params::parse(b"client_id=a");
-        assert_eq!(presented_client(None, &none).unwrap().method, AuthMethod::None);
-        assert_eq!(presented_client(None, &empty).unwrap_err().code, ErrorCode::InvalidClient);
-        assert_eq!(presented_client(Some("Basic %%%"), &empty).unwrap_err().code, ErrorCode::InvalidClient);
-        assert_eq!(presented_client(Some("Bearer x"), &empty).unwrap_err().code, ErrorCode::InvalidClient);
+        assert_eq!(
+            presented_client(None, &none).unwrap().method,
+            AuthMethod::None
+        );
+        assert_eq!(
+            presented_client(None, &empty).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
+        assert_eq!(
+            presented_client(Some("Basic %%%"), &empty)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidClient
+        );
+        assert_eq!(
+            presented_client(Some("Bearer x"), &empty).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
         let mismatch = Params::parse(b"client_id=other");
-        assert_eq!(presented_client(Some(&basic("a", "b")), &mismatch).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            presented_client(Some(&basic("a", "b")), &mismatch)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidRequest
+        );
     }
 }

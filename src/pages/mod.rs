@@ -5,13 +5,34 @@ use minijinja::Environment;
 use serde::Serialize;
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../assets/templates/base.html")),
-    ("login.html", include_str!("../../assets/templates/login.html")),
-    ("consent.html", include_str!("../../assets/templates/consent.html")),
-    ("error.html", include_str!("../../assets/templates/error.html")),
-    ("message.html", include_str!("../../assets/templates/message.html")),
-    ("form_post.html", include_str!("../../assets/templates/form_post.html")),
-    ("setup.html", include_str!("../../assets/templates/setup.html")),
+    (
+        "base.html",
+        include_str!("../../assets/templates/base.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../assets/templates/login.html"),
+    ),
+    (
+        "consent.html",
+        include_str!("../../assets/templates/consent.html"),
+    ),
+    (
+        "error.html",
+        include_str!("../../assets/templates/error.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../../assets/templates/message.html"),
+    ),
+    (
+        "form_post.html",
+        include_str!("../../assets/templates/form_post.html"),
+    ),
+    (
+        "setup.html",
+        include_str!("../../assets/templates/setup.html"),
+    ),
 ];
 
 /// Static files under `/assets/`.
@@ -34,15 +55,22 @@ impl Pages {
     pub fn new(instance_name: &str) -> Result<Pages, String> {
         let mut env = Environment::new();
         for (name, src) in TEMPLATES {
-            env.add_template(name, src).map_err(|e| format!("template {name}: {e}"))?;
+            env.add_template(name, src)
+                .map_err(|e| format!("template {name}: {e}"))?;
         }
-        Ok(Pages { env, instance: instance_name.to_string() })
+        Ok(Pages {
+            env,
+            instance: instance_name.to_string(),
+        })
     }
 
     /// Renders a template with `ctx` (plus `instance`). A rendering failure is a bug in a
     /// template; it is logged and a minimal page is returned instead of a stack trace.
     pub fn render<T: Serialize>(&self, name: &str, ctx: &T) -> String {
-        let full = WithInstance { instance: &self.instance, inner: ctx };
+        let full = WithInstance {
+            instance: &self.instance,
+            inner: ctx,
+        };
         match self.env.get_template(name).and_then(|t| t.render(&full)) {
             Ok(s) => s,
             Err(e) => {
@@ -53,7 +81,10 @@ impl Pages {
     }
 
     pub fn error(&self, title: &str, message: &str) -> String {
-        self.render("error.html", &serde_json::json!({"title": title, "message": message}))
+        self.render(
+            "error.html",
+            &serde_json::json!({"title": title, "message": message}),
+        )
     }
 
     pub fn message(&self, title: &str, message: &str, link: Option<(&str, &str)>) -> String {
@@ -80,7 +111,10 @@ mod tests {
         for (name, _) in TEMPLATES {
             let html = p.render(name, &ctx);
             assert!(!html.contains("<script>alert"), "{name} leaks markup");
-            assert!(html.contains("Acme &lt;Office&gt;"), "{name} misses the instance name");
+            assert!(
+                html.contains("Acme &lt;Office&gt;"),
+                "{name} misses the instance name"
+            );
             assert!(!html.contains("style="), "{name} has an inline style");
         }
         assert!(p.render("login.html", &ctx).contains("name=\"csrf\""));

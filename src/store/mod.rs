@@ -12,7 +12,8 @@
 pub mod redb;
 
 use crate::model::{
-    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord, RefreshToken, Session, User,
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord,
+    RefreshToken, Session, User,
 };
 
 /// Version of the on-disk layout; a database with another version is refused.

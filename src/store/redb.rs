@@ -3,13 +3,17 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Consumed, Issued, Result, SCHEMA_VERSION, Store, StoreError};
 use crate::model::{
-    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord, RefreshToken, Session, User,
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord,
+    RefreshToken, Session, User,
 };
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -28,8 +32,20 @@ const KEYS: Table = TableDefinition::new("keys");
 const META: Table = TableDefinition::new("meta");
 const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
 
-const ALL: [Table; 12] =
-    [USERS, USERNAMES, GROUPS, CLIENTS, CODES, SESSIONS, CONSENTS, GRANTS, ACCESS_TOKENS, REFRESH_TOKENS, KEYS, META];
+const ALL: [Table; 12] = [
+    USERS,
+    USERNAMES,
+    GROUPS,
+    CLIENTS,
+    CODES,
+    SESSIONS,
+    CONSENTS,
+    GRANTS,
+    ACCESS_TOKENS,
+    REFRESH_TOKENS,
+    KEYS,
+    META,
+];
 
 /// Used codes stay this long past expiry so a late replay is still recognised and
 /// revokes the grant (OIDC conformance replays after 30 s).
@@ -57,7 +73,9 @@ impl RedbStore {
     pub fn open(path: &Path) -> Result<RedbStore> {
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 StoreError::Locked
             }
             other => StoreError::Backend(format!("{}: {other}", path.display())),
@@ -69,10 +87,14 @@ impl RedbStore {
             }
             tx.open_table(AUDIT).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
-            let found = meta.get("schema_version").map_err(backend)?.map(|v| v.value().to_vec());
+            let found = meta
+                .get("schema_version")
+                .map_err(backend)?
+                .map(|v| v.value().to_vec());
             match found {
                 None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes()).map_err(backend)?;
+                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())
+                        .map_err(backend)?;
                 }
                 Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => {}
                 Some(v) => {
@@ -89,7 +111,11 @@ impl RedbStore {
 
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
         let mut tx = self.db.begin_write().map_err(backend)?;
-        tx.set_durability(if durable { Durability::Immediate } else { Durability::None });
+        tx.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
         let out = f(&tx)?;
         tx.commit().map_err(backend)?;
         Ok(out)
@@ -105,13 +131,23 @@ impl RedbStore {
     fn put<T: Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
         let bytes = encode(v)?;
         self.write(durable, |tx| {
-            tx.open_table(t).map_err(backend)?.insert(key, bytes.as_slice()).map_err(backend)?;
+            tx.open_table(t)
+                .map_err(backend)?
+                .insert(key, bytes.as_slice())
+                .map_err(backend)?;
             Ok(())
         })
     }
 
     fn remove(&self, t: Table, key: &str, durable: bool) -> Result<bool> {
-        self.write(durable, |tx| Ok(tx.open_table(t).map_err(backend)?.remove(key).map_err(backend)?.is_some()))
+        self.write(durable, |tx| {
+            Ok(tx
+                .open_table(t)
+                .map_err(backend)?
+                .remove(key)
+                .map_err(backend)?
+                .is_some())
+        })
     }
 
     fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
@@ -127,7 +163,10 @@ impl RedbStore {
 
     /// Number of records in a table (for tests and metrics).
     pub fn count(&self, name: &str) -> Result<u64> {
-        let t = ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| backend("no such table"))?;
+        let t = ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| backend("no such table"))?;
         let tx = self.db.begin_read().map_err(backend)?;
         tx.open_table(t).map_err(backend)?.len().map_err(backend)
     }
@@ -145,12 +184,19 @@ fn tx_get<T: DeserializeOwned>(tx: &WriteTransaction, t: Table, key: &str) -> Re
 
 fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Result<()> {
     let bytes = encode(v)?;
-    tx.open_table(t).map_err(backend)?.insert(key, bytes.as_slice()).map_err(backend)?;
+    tx.open_table(t)
+        .map_err(backend)?
+        .insert(key, bytes.as_slice())
+        .map_err(backend)?;
     Ok(())
 }
 
 /// Removes every record of a table for which `drop` says so; returns how many.
-fn tx_retain<T: DeserializeOwned>(tx: &WriteTransaction, t: Table, mut drop: impl FnMut(&str, &T) -> bool) -> Result<usize> {
+fn tx_retain<T: DeserializeOwned>(
+    tx: &WriteTransaction,
+    t: Table,
+    mut drop: impl FnMut(&str, &T) -> bool,
+) -> Result<usize> {
     let mut table = tx.open_table(t).map_err(backend)?;
     let mut doomed = Vec::new();
     for item in table.iter().map_err(backend)? {
@@ -173,7 +219,10 @@ impl Store for RedbStore {
         self.write(true, |tx| {
             let key = u.username.to_lowercase();
             if tx_get::<String>(tx, USERNAMES, &key)?.is_some() {
-                return Err(StoreError::Conflict(format!("username: {:?} is taken", u.username)));
+                return Err(StoreError::Conflict(format!(
+                    "username: {:?} is taken",
+                    u.username
+                )));
             }
             tx_put(tx, USERNAMES, &key, &u.id)?;
             tx_put(tx, USERS, &u.id, u)
@@ -188,9 +237,15 @@ impl Store for RedbStore {
                 let old_key = old.username.to_lowercase();
                 if old_key != new_key {
                     if tx_get::<String>(tx, USERNAMES, &new_key)?.is_some() {
-                        return Err(StoreError::Conflict(format!("username: {:?} is taken", u.username)));
+                        return Err(StoreError::Conflict(format!(
+                            "username: {:?} is taken",
+                            u.username
+                        )));
                     }
-                    tx.open_table(USERNAMES).map_err(backend)?.remove(old_key.as_str()).map_err(backend)?;
+                    tx.open_table(USERNAMES)
+                        .map_err(backend)?
+                        .remove(old_key.as_str())
+                        .map_err(backend)?;
                 }
             }
             tx_put(tx, USERNAMES, &new_key, &u.id)?;
@@ -217,9 +272,17 @@ impl Store for RedbStore {
 
     fn delete_user(&self, id: &str) -> Result<bool> {
         self.write(true, |tx| {
-            let Some(u) = tx_get::<User>(tx, USERS, id)? else { return Ok(false) };
-            tx.open_table(USERNAMES).map_err(backend)?.remove(u.username.to_lowercase().as_str()).map_err(backend)?;
-            tx.open_table(USERS).map_err(backend)?.remove(id).map_err(backend)?;
+            let Some(u) = tx_get::<User>(tx, USERS, id)? else {
+                return Ok(false);
+            };
+            tx.open_table(USERNAMES)
+                .map_err(backend)?
+                .remove(u.username.to_lowercase().as_str())
+                .map_err(backend)?;
+            tx.open_table(USERS)
+                .map_err(backend)?
+                .remove(id)
+                .map_err(backend)?;
             tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == id)?;
             tx_retain::<Consent>(tx, CONSENTS, |_, c| c.user_id == id)?;
             tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.user_id == id)?;
@@ -238,7 +301,10 @@ impl Store for RedbStore {
     fn create_client(&self, c: &Client) -> Result<()> {
         self.write(true, |tx| {
             if tx_get::<Client>(tx, CLIENTS, &c.client_id)?.is_some() {
-                return Err(StoreError::Conflict(format!("client_id: {:?} is taken", c.client_id)));
+                return Err(StoreError::Conflict(format!(
+                    "client_id: {:?} is taken",
+                    c.client_id
+                )));
             }
             tx_put(tx, CLIENTS, &c.client_id, c)
         })
@@ -260,7 +326,12 @@ impl Store for RedbStore {
 
     fn delete_client(&self, id: &str) -> Result<bool> {
         self.write(true, |tx| {
-            let existed = tx.open_table(CLIENTS).map_err(backend)?.remove(id).map_err(backend)?.is_some();
+            let existed = tx
+                .open_table(CLIENTS)
+                .map_err(backend)?
+                .remove(id)
+                .map_err(backend)?
+                .is_some();
             tx_retain::<Consent>(tx, CONSENTS, |_, c| c.client_id == id)?;
             tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.client_id == id)?;
             Ok(existed)
@@ -277,7 +348,9 @@ impl Store for RedbStore {
 
     fn consume_code(&self, hash: &str) -> Result<Consumed<AuthCode>> {
         self.write(false, |tx| {
-            let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else { return Ok(Consumed::Missing) };
+            let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
+                return Ok(Consumed::Missing);
+            };
             if code.used {
                 return Ok(Consumed::Replayed(code));
             }
@@ -300,7 +373,9 @@ impl Store for RedbStore {
     }
 
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
-        self.write(false, |tx| tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == user_id))
+        self.write(false, |tx| {
+            tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == user_id)
+        })
     }
 
     fn put_consent(&self, c: &Consent) -> Result<()> {
@@ -383,7 +458,11 @@ impl Store for RedbStore {
         let bytes = encode(e)?;
         self.write(false, |tx| {
             let mut t = tx.open_table(AUDIT).map_err(backend)?;
-            let next = t.last().map_err(backend)?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            let next = t
+                .last()
+                .map_err(backend)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1);
             t.insert(next, bytes.as_slice()).map_err(backend)?;
             Ok(())
         })
@@ -416,7 +495,10 @@ impl Store for RedbStore {
 
     fn put_meta(&self, key: &str, value: &str) -> Result<()> {
         self.write(true, |tx| {
-            tx.open_table(META).map_err(backend)?.insert(key, value.as_bytes()).map_err(backend)?;
+            tx.open_table(META)
+                .map_err(backend)?
+                .insert(key, value.as_bytes())
+                .map_err(backend)?;
             Ok(())
         })
     }
@@ -427,10 +509,13 @@ impl Store for RedbStore {
 
     fn purge_expired(&self, now: i64) -> Result<usize> {
         self.write(true, |tx| {
-            let mut n = tx_retain::<AuthCode>(tx, CODES, |_, c| c.expires_at + CODE_REPLAY_WINDOW < now)?;
+            let mut n =
+                tx_retain::<AuthCode>(tx, CODES, |_, c| c.expires_at + CODE_REPLAY_WINDOW < now)?;
             n += tx_retain::<Session>(tx, SESSIONS, |_, s| s.expires_at < now)?;
             n += tx_retain::<AccessTokenRecord>(tx, ACCESS_TOKENS, |_, a| a.expires_at < now)?;
-            n += tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.expires_at.min(r.absolute_expires_at) < now)?;
+            n += tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| {
+                r.expires_at.min(r.absolute_expires_at) < now
+            })?;
             Ok(n)
         })
     }

@@ -81,11 +81,17 @@ fn at(expires_at: i64) -> AccessTokenRecord {
 fn users_round_trip_with_unique_case_insensitive_names() {
     let (_d, s) = open();
     s.create_user(&user("1", "Alice")).unwrap();
-    assert!(matches!(s.create_user(&user("2", "alice")), Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_user(&user("2", "alice")),
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.user_by_name("ALICE").unwrap().unwrap().id, "1");
     s.create_user(&user("2", "bob")).unwrap();
     let mut renamed = user("2", "alice");
-    assert!(matches!(s.update_user(&renamed), Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.update_user(&renamed),
+        Err(StoreError::Conflict(_))
+    ));
     renamed.username = "robert".into();
     s.update_user(&renamed).unwrap();
     assert!(s.user_by_name("bob").unwrap().is_none());
@@ -101,17 +107,40 @@ fn a_code_is_consumed_exactly_once() {
     let (_d, s) = open();
     s.put_code("h1", &code(100)).unwrap();
     assert!(matches!(s.consume_code("h1").unwrap(), Consumed::Fresh(_)));
-    assert!(matches!(s.consume_code("h1").unwrap(), Consumed::Replayed(_)));
+    assert!(matches!(
+        s.consume_code("h1").unwrap(),
+        Consumed::Replayed(_)
+    ));
     assert_eq!(s.consume_code("nope").unwrap(), Consumed::Missing);
 }
 
 #[test]
 fn refresh_rotation_is_single_use() {
     let (_d, s) = open();
-    let g = Grant { grant_id: "g".into(), client_id: "c".into(), user_id: "u".into(), created_at: 0, revoked: false };
-    s.put_tokens(&Issued { grant: &g, access_jti: "j1", access: &at(10), refresh: Some(("r1", &rt(100))) }).unwrap();
-    assert!(matches!(s.rotate_refresh_token("r1", "r2", &rt(100), "j2", &at(10)).unwrap(), Consumed::Fresh(_)));
-    assert!(matches!(s.rotate_refresh_token("r1", "r3", &rt(100), "j3", &at(10)).unwrap(), Consumed::Replayed(_)));
+    let g = Grant {
+        grant_id: "g".into(),
+        client_id: "c".into(),
+        user_id: "u".into(),
+        created_at: 0,
+        revoked: false,
+    };
+    s.put_tokens(&Issued {
+        grant: &g,
+        access_jti: "j1",
+        access: &at(10),
+        refresh: Some(("r1", &rt(100))),
+    })
+    .unwrap();
+    assert!(matches!(
+        s.rotate_refresh_token("r1", "r2", &rt(100), "j2", &at(10))
+            .unwrap(),
+        Consumed::Fresh(_)
+    ));
+    assert!(matches!(
+        s.rotate_refresh_token("r1", "r3", &rt(100), "j3", &at(10))
+            .unwrap(),
+        Consumed::Replayed(_)
+    ));
     assert!(s.refresh_token("r3").unwrap().is_none());
     assert!(s.refresh_token("r2").unwrap().is_some());
     s.revoke_grant("g", "c", "u", 5).unwrap();
@@ -125,8 +154,20 @@ fn purge_removes_only_expired_records() {
     let (_d, s) = open();
     s.put_code("old", &code(10)).unwrap();
     s.put_code("new", &code(10_000)).unwrap();
-    let g = Grant { grant_id: "g".into(), client_id: "c".into(), user_id: "u".into(), created_at: 0, revoked: false };
-    s.put_tokens(&Issued { grant: &g, access_jti: "j", access: &at(50), refresh: Some(("r", &rt(50))) }).unwrap();
+    let g = Grant {
+        grant_id: "g".into(),
+        client_id: "c".into(),
+        user_id: "u".into(),
+        created_at: 0,
+        revoked: false,
+    };
+    s.put_tokens(&Issued {
+        grant: &g,
+        access_jti: "j",
+        access: &at(50),
+        refresh: Some(("r", &rt(50))),
+    })
+    .unwrap();
     let n = s.purge_expired(1000).unwrap();
     assert_eq!(n, 3);
     assert!(s.code("old").unwrap().is_none());
@@ -141,8 +182,13 @@ fn everything_survives_reopening_and_schema_is_checked() {
     {
         let s = RedbStore::open(&path).unwrap();
         s.create_user(&user("1", "alice")).unwrap();
-        s.put_consent(&Consent { user_id: "1".into(), client_id: "c".into(), scopes: vec!["openid".into()], granted_at: 1 })
-            .unwrap();
+        s.put_consent(&Consent {
+            user_id: "1".into(),
+            client_id: "c".into(),
+            scopes: vec!["openid".into()],
+            granted_at: 1,
+        })
+        .unwrap();
         s.put_meta("schema_version", "999").unwrap();
     }
     assert!(matches!(RedbStore::open(&path), Err(StoreError::Schema(_))));
@@ -151,8 +197,11 @@ fn everything_survives_reopening_and_schema_is_checked() {
         let db = ::redb::Database::create(&path).unwrap();
         let tx = db.begin_write().unwrap();
         {
-            let mut t = tx.open_table(::redb::TableDefinition::<&str, &[u8]>::new("meta")).unwrap();
-            t.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes()).unwrap();
+            let mut t = tx
+                .open_table(::redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            t.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())
+                .unwrap();
         }
         tx.commit().unwrap();
     }
@@ -164,15 +213,25 @@ fn everything_survives_reopening_and_schema_is_checked() {
 #[test]
 fn a_second_open_reports_locked() {
     let (dir, _s) = open();
-    assert_eq!(RedbStore::open(&dir.path().join("db.redb")).err(), Some(StoreError::Locked));
+    assert_eq!(
+        RedbStore::open(&dir.path().join("db.redb")).err(),
+        Some(StoreError::Locked)
+    );
 }
 
 #[test]
 fn audit_is_newest_first() {
     let (_d, s) = open();
     for t in 1..=5 {
-        s.append_audit(&AuditEvent { time: t, kind: format!("k{t}"), user: None, client: None, ip: None, detail: String::new() })
-            .unwrap();
+        s.append_audit(&AuditEvent {
+            time: t,
+            kind: format!("k{t}"),
+            user: None,
+            client: None,
+            ip: None,
+            detail: String::new(),
+        })
+        .unwrap();
     }
     let a = s.audit(3, 10).unwrap();
     assert_eq!(a.iter().map(|e| e.time).collect::<Vec<_>>(), vec![5, 4, 3]);

@@ -84,17 +84,26 @@ pub fn identify(p: &Params) -> Result<(String, Option<String>), PageError> {
 
 /// Step 1b: the redirect_uri must equal one registered for the client, character for
 /// character (RFC 9700 §4.1.3). OIDC Core §3.1.2.1 makes the parameter required.
-pub fn check_redirect_uri(client: &Client, redirect_uri: Option<&str>) -> Result<String, PageError> {
+pub fn check_redirect_uri(
+    client: &Client,
+    redirect_uri: Option<&str>,
+) -> Result<String, PageError> {
     let uri = redirect_uri.ok_or_else(|| PageError("The request has no redirect_uri.".into()))?;
     if client.redirect_uris.iter().any(|r| r == uri) {
         Ok(uri.to_string())
     } else {
-        Err(PageError("The redirect_uri is not registered for this application.".into()))
+        Err(PageError(
+            "The redirect_uri is not registered for this application.".into(),
+        ))
     }
 }
 
 /// Step 2: everything else. The redirect_uri has been verified, so errors redirect.
-pub fn parse(p: &Params, client: &Client, redirect_uri: &str) -> Result<AuthRequest, RedirectError> {
+pub fn parse(
+    p: &Params,
+    client: &Client,
+    redirect_uri: &str,
+) -> Result<AuthRequest, RedirectError> {
     // The response mode is needed to deliver errors, so it is settled first.
     let state_raw = p.get_lenient("state").map(str::to_string);
     let state = state_raw.filter(|s| s.len() <= MAX_ECHO_LEN);
@@ -106,32 +115,48 @@ pub fn parse(p: &Params, client: &Client, redirect_uri: &str) -> Result<AuthRequ
         state: state.clone(),
     };
     let get = |name: &str| -> Result<Option<&str>, OidcError> {
-        p.get(name).map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
+        p.get(name)
+            .map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
     };
     let requested_mode = get("response_mode").map_err(|e| fail(e, response_mode))?;
     if let Some(m) = requested_mode {
-        response_mode = ResponseMode::parse(m)
-            .ok_or_else(|| fail(OidcError::invalid_request("unsupported response_mode"), ResponseMode::Query))?;
+        response_mode = ResponseMode::parse(m).ok_or_else(|| {
+            fail(
+                OidcError::invalid_request("unsupported response_mode"),
+                ResponseMode::Query,
+            )
+        })?;
     }
     let fail = |e: OidcError| fail(e, response_mode);
     let get = |name: &str| get(name).map_err(fail);
 
     if p.get("state").is_err() {
-        return Err(fail(OidcError::invalid_request("state was sent more than once")));
+        return Err(fail(OidcError::invalid_request(
+            "state was sent more than once",
+        )));
     }
-    if p.get_lenient("state").is_some_and(|s| s.len() > MAX_ECHO_LEN) {
+    if p.get_lenient("state")
+        .is_some_and(|s| s.len() > MAX_ECHO_LEN)
+    {
         return Err(fail(OidcError::invalid_request("state is too long")));
     }
     // OIDC Core §6: request objects are not supported, and say so (discovery advertises
     // request_parameter_supported=false, request_uri_parameter_supported=false).
     if get("request")?.is_some() {
-        return Err(fail(OidcError::new(ErrorCode::RequestNotSupported, "request objects are not supported")));
+        return Err(fail(OidcError::new(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        )));
     }
     if get("request_uri")?.is_some() {
-        return Err(fail(OidcError::new(ErrorCode::RequestUriNotSupported, "request_uri is not supported")));
+        return Err(fail(OidcError::new(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        )));
     }
 
-    let response_type = get("response_type")?.ok_or_else(|| fail(OidcError::invalid_request("response_type is missing")))?;
+    let response_type = get("response_type")?
+        .ok_or_else(|| fail(OidcError::invalid_request("response_type is missing")))?;
     let mut rt: Vec<&str> = response_type.split(' ').filter(|s| !s.is_empty()).collect();
     rt.sort_unstable();
     if rt != ["code"] {
@@ -141,13 +166,21 @@ pub fn parse(p: &Params, client: &Client, redirect_uri: &str) -> Result<AuthRequ
         )));
     }
     if !client.response_types.iter().any(|r| r == "code") {
-        return Err(fail(OidcError::new(ErrorCode::UnauthorizedClient, "client may not use response_type=code")));
+        return Err(fail(OidcError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use response_type=code",
+        )));
     }
 
-    let scope_text = get("scope")?.ok_or_else(|| fail(OidcError::new(ErrorCode::InvalidScope, "scope is missing")))?;
-    let scopes = scope::parse(scope_text).map_err(|e| fail(OidcError::new(ErrorCode::InvalidScope, e)))?;
+    let scope_text = get("scope")?
+        .ok_or_else(|| fail(OidcError::new(ErrorCode::InvalidScope, "scope is missing")))?;
+    let scopes =
+        scope::parse(scope_text).map_err(|e| fail(OidcError::new(ErrorCode::InvalidScope, e)))?;
     if !scope::contains(&scopes, "openid") {
-        return Err(fail(OidcError::new(ErrorCode::InvalidScope, "scope must include openid")));
+        return Err(fail(OidcError::new(
+            ErrorCode::InvalidScope,
+            "scope must include openid",
+        )));
     }
 
     let nonce = get("nonce")?.map(str::to_string);
@@ -170,27 +203,37 @@ pub fn parse(p: &Params, client: &Client, redirect_uri: &str) -> Result<AuthRequ
                 "login" => prompt.login = true,
                 "consent" => prompt.consent = true,
                 "select_account" => prompt.select_account = true,
-                _ => return Err(fail(OidcError::invalid_request(format!("unknown prompt value {v}")))),
+                _ => {
+                    return Err(fail(OidcError::invalid_request(format!(
+                        "unknown prompt value {v}"
+                    ))));
+                }
             }
         }
         // OIDC Core §3.1.2.1: none must not be combined with any other value.
         if prompt.none && (prompt.login || prompt.consent || prompt.select_account) {
-            return Err(fail(OidcError::invalid_request("prompt=none cannot be combined with other values")));
+            return Err(fail(OidcError::invalid_request(
+                "prompt=none cannot be combined with other values",
+            )));
         }
     }
 
     let max_age = match get("max_age")? {
         None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| fail(OidcError::invalid_request("max_age must be a non-negative integer")))?,
-        ),
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            fail(OidcError::invalid_request(
+                "max_age must be a non-negative integer",
+            ))
+        })?),
     };
 
     let acr_values = get("acr_values")?
-        .map(|s| s.split(' ').filter(|v| !v.is_empty()).map(str::to_string).collect())
+        .map(|s| {
+            s.split(' ')
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
 
     // display, ui_locales, claims_locales, claims and unknown parameters are accepted and
@@ -259,28 +302,45 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
             req.prompt.login
                 || req.prompt.select_account
                 || req.max_age.is_some_and(|m| ctx.now - s.auth_time > m)
-                || ctx.hint_subject.as_ref().is_some_and(|sub| *sub != s.user_id)
+                || ctx
+                    .hint_subject
+                    .as_ref()
+                    .is_some_and(|sub| *sub != s.user_id)
         }
     };
     if needs_login {
         if req.prompt.none {
-            return Decision::Error(OidcError::new(ErrorCode::LoginRequired, "the user is not signed in"));
+            return Decision::Error(OidcError::new(
+                ErrorCode::LoginRequired,
+                "the user is not signed in",
+            ));
         }
         return Decision::Login;
     }
     let Some(session) = &ctx.session else {
         return Decision::Login;
     };
-    if !client.allowed_groups.is_empty() && !client.allowed_groups.iter().any(|g| session.user_groups.contains(g)) {
+    if !client.allowed_groups.is_empty()
+        && !client
+            .allowed_groups
+            .iter()
+            .any(|g| session.user_groups.contains(g))
+    {
         return Decision::Forbidden;
     }
 
     let scopes = scope::grant(&req.scopes, &client.scopes);
-    let remembered = ctx.consent.is_some_and(|c| scope::is_subset(&scopes, &c.scopes));
-    let needs_consent = !ctx.consent_given && !client.skip_consent && (req.prompt.consent || !remembered);
+    let remembered = ctx
+        .consent
+        .is_some_and(|c| scope::is_subset(&scopes, &c.scopes));
+    let needs_consent =
+        !ctx.consent_given && !client.skip_consent && (req.prompt.consent || !remembered);
     if needs_consent {
         if req.prompt.none {
-            return Decision::Error(OidcError::new(ErrorCode::ConsentRequired, "the user has not consented"));
+            return Decision::Error(OidcError::new(
+                ErrorCode::ConsentRequired,
+                "the user has not consented",
+            ));
         }
         return Decision::Consent { scopes };
     }
@@ -293,7 +353,10 @@ pub enum Delivery {
     /// 303 to this URL (query or fragment mode).
     Redirect(String),
     /// An auto-submitting form posting these fields to the redirect_uri.
-    FormPost { action: String, fields: Vec<(String, String)> },
+    FormPost {
+        action: String,
+        fields: Vec<(String, String)>,
+    },
 }
 
 /// Success parameters: code, state (untouched), iss (RFC 9207).
@@ -335,7 +398,10 @@ pub fn deliver(redirect_uri: &str, mode: ResponseMode, params: Vec<(String, Stri
             Delivery::Redirect(format!("{redirect_uri}{sep}{}", encoded()))
         }
         ResponseMode::Fragment => Delivery::Redirect(format!("{redirect_uri}#{}", encoded())),
-        ResponseMode::FormPost => Delivery::FormPost { action: redirect_uri.to_string(), fields: params },
+        ResponseMode::FormPost => Delivery::FormPost {
+            action: redirect_uri.to_string(),
+            fields: params,
+        },
     }
 }
 

@@ -7,7 +7,11 @@ const NOW: i64 = 1_700_000_000;
 fn client() -> Client {
     build_client(
         "rp".into(),
-        ClientSpec { name: "RP".into(), redirect_uris: vec![CB.into()], ..ClientSpec::default() },
+        ClientSpec {
+            name: "RP".into(),
+            redirect_uris: vec![CB.into()],
+            ..ClientSpec::default()
+        },
         0,
     )
     .unwrap()
@@ -18,7 +22,10 @@ fn params(q: &str) -> Params {
 }
 
 fn base() -> String {
-    format!("client_id=rp&redirect_uri={}&response_type=code&scope=openid+email&state=s-._~1", urlenc(CB))
+    format!(
+        "client_id=rp&redirect_uri={}&response_type=code&scope=openid+email&state=s-._~1",
+        urlenc(CB)
+    )
 }
 
 fn urlenc(s: &str) -> String {
@@ -30,7 +37,11 @@ fn parsed(extra: &str) -> Result<AuthRequest, RedirectError> {
 }
 
 fn session(auth_time: i64) -> Option<SessionView> {
-    Some(SessionView { user_id: "u1".into(), auth_time, user_groups: vec![] })
+    Some(SessionView {
+        user_id: "u1".into(),
+        auth_time,
+        user_groups: vec![],
+    })
 }
 
 fn consent(scopes: &[&str]) -> Consent {
@@ -64,7 +75,10 @@ fn identify_errors_never_redirect() {
 
 #[test]
 fn valid_request_parses_and_ignores_unknown_parameters() {
-    let r = parsed("&nonce=n-._~&extra=foobar&display=popup&ui_locales=se&claims_locales=se&acr_values=1+2").unwrap();
+    let r = parsed(
+        "&nonce=n-._~&extra=foobar&display=popup&ui_locales=se&claims_locales=se&acr_values=1+2",
+    )
+    .unwrap();
     assert_eq!(r.state.as_deref(), Some("s-._~1"));
     assert_eq!(r.nonce.as_deref(), Some("n-._~"));
     assert_eq!(r.response_mode, ResponseMode::Query);
@@ -82,7 +96,10 @@ fn errors_redirect_with_the_right_code() {
         ("&prompt=bogus", ErrorCode::InvalidRequest),
         ("&max_age=-1", ErrorCode::InvalidRequest),
         ("&max_age=abc", ErrorCode::InvalidRequest),
-        ("&code_challenge=abc&code_challenge_method=plain", ErrorCode::InvalidRequest),
+        (
+            "&code_challenge=abc&code_challenge_method=plain",
+            ErrorCode::InvalidRequest,
+        ),
         ("&response_mode=jwt", ErrorCode::InvalidRequest),
     ];
     for (extra, code) in cases {
@@ -91,13 +108,34 @@ fn errors_redirect_with_the_right_code() {
         assert_eq!(e.state.as_deref(), Some("s-._~1"), "{extra}");
         assert_eq!(e.redirect_uri, CB);
     }
-    let no_rt = format!("client_id=rp&redirect_uri={}&scope=openid&state=x", urlenc(CB));
+    let no_rt = format!(
+        "client_id=rp&redirect_uri={}&scope=openid&state=x",
+        urlenc(CB)
+    );
     let e = parse(&params(&no_rt), &client(), CB).unwrap_err();
     assert_eq!(e.error.code, ErrorCode::InvalidRequest);
-    let token = format!("client_id=rp&redirect_uri={}&scope=openid&response_type=token", urlenc(CB));
-    assert_eq!(parse(&params(&token), &client(), CB).unwrap_err().error.code, ErrorCode::UnsupportedResponseType);
-    let no_openid = format!("client_id=rp&redirect_uri={}&scope=email&response_type=code", urlenc(CB));
-    assert_eq!(parse(&params(&no_openid), &client(), CB).unwrap_err().error.code, ErrorCode::InvalidScope);
+    let token = format!(
+        "client_id=rp&redirect_uri={}&scope=openid&response_type=token",
+        urlenc(CB)
+    );
+    assert_eq!(
+        parse(&params(&token), &client(), CB)
+            .unwrap_err()
+            .error
+            .code,
+        ErrorCode::UnsupportedResponseType
+    );
+    let no_openid = format!(
+        "client_id=rp&redirect_uri={}&scope=email&response_type=code",
+        urlenc(CB)
+    );
+    assert_eq!(
+        parse(&params(&no_openid), &client(), CB)
+            .unwrap_err()
+            .error
+            .code,
+        ErrorCode::InvalidScope
+    );
 }
 
 #[test]
@@ -110,21 +148,42 @@ fn form_post_mode_is_used_for_errors_too() {
 fn public_clients_must_use_pkce() {
     let public = build_client(
         "pub".into(),
-        ClientSpec { name: "P".into(), redirect_uris: vec![CB.into()], public: true, ..ClientSpec::default() },
+        ClientSpec {
+            name: "P".into(),
+            redirect_uris: vec![CB.into()],
+            public: true,
+            ..ClientSpec::default()
+        },
         0,
     )
     .unwrap();
-    let q = format!("client_id=pub&redirect_uri={}&response_type=code&scope=openid", urlenc(CB));
-    assert_eq!(parse(&params(&q), &public, CB).unwrap_err().error.code, ErrorCode::InvalidRequest);
-    let ok = format!("{q}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256");
-    assert!(parse(&params(&ok), &public, CB).unwrap().code_challenge.is_some());
+    let q = format!(
+        "client_id=pub&redirect_uri={}&response_type=code&scope=openid",
+        urlenc(CB)
+    );
+    assert_eq!(
+        parse(&params(&q), &public, CB).unwrap_err().error.code,
+        ErrorCode::InvalidRequest
+    );
+    let ok = format!(
+        "{q}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+    );
+    assert!(
+        parse(&params(&ok), &public, CB)
+            .unwrap()
+            .code_challenge
+            .is_some()
+    );
 }
 
 #[test]
 fn no_session_means_login_or_login_required() {
     let c = client();
     let r = parsed("").unwrap();
-    let ctx = Context { now: NOW, ..Context::default() };
+    let ctx = Context {
+        now: NOW,
+        ..Context::default()
+    };
     assert_eq!(decide(&r, &c, &ctx), Decision::Login);
     let r = parsed("&prompt=none").unwrap();
     match decide(&r, &c, &ctx) {
@@ -137,10 +196,21 @@ fn no_session_means_login_or_login_required() {
 fn session_with_consent_issues_silently() {
     let c = client();
     let cons = consent(&["openid", "email"]);
-    let ctx = Context { now: NOW, session: session(NOW - 100), consent: Some(&cons), ..Context::default() };
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW - 100),
+        consent: Some(&cons),
+        ..Context::default()
+    };
     for extra in ["", "&prompt=none", "&max_age=10000"] {
         let r = parsed(extra).unwrap();
-        assert_eq!(decide(&r, &c, &ctx), Decision::Issue { scopes: vec!["openid".into(), "email".into()] }, "{extra}");
+        assert_eq!(
+            decide(&r, &c, &ctx),
+            Decision::Issue {
+                scopes: vec!["openid".into(), "email".into()]
+            },
+            "{extra}"
+        );
     }
 }
 
@@ -148,8 +218,18 @@ fn session_with_consent_issues_silently() {
 fn prompt_login_and_max_age_force_reauthentication_once() {
     let c = client();
     let cons = consent(&["openid", "email"]);
-    let mut ctx = Context { now: NOW, session: session(NOW - 100), consent: Some(&cons), ..Context::default() };
-    for extra in ["&prompt=login", "&max_age=1", "&max_age=0", "&prompt=select_account"] {
+    let mut ctx = Context {
+        now: NOW,
+        session: session(NOW - 100),
+        consent: Some(&cons),
+        ..Context::default()
+    };
+    for extra in [
+        "&prompt=login",
+        "&max_age=1",
+        "&max_age=0",
+        "&prompt=select_account",
+    ] {
         let r = parsed(extra).unwrap();
         assert_eq!(decide(&r, &c, &ctx), Decision::Login, "{extra}");
     }
@@ -158,7 +238,10 @@ fn prompt_login_and_max_age_force_reauthentication_once() {
     ctx.session = session(NOW - 3);
     for extra in ["&prompt=login", "&max_age=1", "&max_age=0"] {
         let r = parsed(extra).unwrap();
-        assert!(matches!(decide(&r, &c, &ctx), Decision::Issue { .. }), "{extra}");
+        assert!(
+            matches!(decide(&r, &c, &ctx), Decision::Issue { .. }),
+            "{extra}"
+        );
     }
 }
 
@@ -166,7 +249,12 @@ fn prompt_login_and_max_age_force_reauthentication_once() {
 fn consent_rules() {
     let c = client();
     let partial = consent(&["openid"]);
-    let ctx = Context { now: NOW, session: session(NOW), consent: Some(&partial), ..Context::default() };
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW),
+        consent: Some(&partial),
+        ..Context::default()
+    };
     let r = parsed("").unwrap();
     assert!(matches!(decide(&r, &c, &ctx), Decision::Consent { .. }));
     let r = parsed("&prompt=none").unwrap();
@@ -175,10 +263,16 @@ fn consent_rules() {
         d => panic!("{d:?}"),
     }
     let full = consent(&["openid", "email", "profile"]);
-    let ctx = Context { consent: Some(&full), ..ctx };
+    let ctx = Context {
+        consent: Some(&full),
+        ..ctx
+    };
     let r = parsed("&prompt=consent").unwrap();
     assert!(matches!(decide(&r, &c, &ctx), Decision::Consent { .. }));
-    let ctx = Context { consent_given: true, ..ctx };
+    let ctx = Context {
+        consent_given: true,
+        ..ctx
+    };
     assert!(matches!(decide(&r, &c, &ctx), Decision::Issue { .. }));
 }
 
@@ -194,7 +288,9 @@ fn id_token_hint_for_another_user_forces_login() {
         ..Context::default()
     };
     let r = parsed("&prompt=none").unwrap();
-    assert!(matches!(decide(&r, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::LoginRequired));
+    assert!(
+        matches!(decide(&r, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::LoginRequired)
+    );
 }
 
 #[test]
@@ -202,7 +298,12 @@ fn allowed_groups_are_enforced() {
     let mut c = client();
     c.allowed_groups = vec!["staff".into()];
     let cons = consent(&["openid", "email"]);
-    let ctx = Context { now: NOW, session: session(NOW), consent: Some(&cons), ..Context::default() };
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW),
+        consent: Some(&cons),
+        ..Context::default()
+    };
     assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::Forbidden);
 }
 
@@ -217,5 +318,8 @@ fn delivery_keeps_registered_query_and_encodes() {
         deliver("https://rp/cb", ResponseMode::Fragment, p.clone()),
         Delivery::Redirect("https://rp/cb#code=abc&state=a+b%26c&iss=https%3A%2F%2Fop".into())
     );
-    assert!(matches!(deliver("https://rp/cb", ResponseMode::FormPost, p), Delivery::FormPost { .. }));
+    assert!(matches!(
+        deliver("https://rp/cb", ResponseMode::FormPost, p),
+        Delivery::FormPost { .. }
+    ));
 }

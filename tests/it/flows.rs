@@ -1,0 +1,586 @@
+//! Whole OpenID Connect flows: code with PKCE, ID token checked against the JWKS,
+//! userinfo three ways, refresh rotation and reuse, code replay, silent re-authentication.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+struct Flow {
+    server: Server,
+    browser: Browser,
+    client_id: String,
+    secret: String,
+}
+
+async fn setup(client_extra: &[&str]) -> Flow {
+    let server = Server::new("").start().await;
+    server.add_user(
+        "alice",
+        &[
+            "--given-name",
+            "Alice",
+            "--family-name",
+            "Liddell",
+            "--group",
+            "staff",
+        ],
+    );
+    let (client_id, secret) = server.add_client(client_extra);
+    let browser = server.browser();
+    Flow {
+        server,
+        browser,
+        client_id,
+        secret,
+    }
+}
+
+/// Runs the browser part and returns the callback URL.
+async fn authorize(f: &mut Flow, extra: &str) -> String {
+    let first = f.browser.get(&authorize_url(&f.client_id, extra)).await;
+    f.browser.drive_to_callback(first, "alice").await
+}
+
+async fn exchange(f: &mut Flow, code: &str, verifier: Option<&str>) -> Resp {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", CALLBACK),
+    ];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    let auth = basic(&f.client_id, &f.secret);
+    f.browser
+        .post_form_with("/api/v1/oauth/token", &form, &[("authorization", &auth)])
+        .await
+}
+
+async fn jwks(f: &mut Flow) -> Value {
+    f.browser.get("/api/v1/oauth/discovery/keys").await.json()
+}
+
+#[tokio::test]
+async fn code_flow_with_pkce_end_to_end() {
+    let mut f = setup(&[]).await;
+    let (verifier, challenge) = pkce();
+    let cb = authorize(
+        &mut f,
+        &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+    )
+    .await;
+    let p = params_of(&cb);
+    assert_eq!(p["state"], "st-._~8");
+    assert_eq!(p["iss"], f.server.issuer);
+    let code = p["code"].clone();
+    assert!(code.len() >= 43, "code has 256 bits");
+
+    let r = exchange(&mut f, &code, Some(&verifier)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("pragma"), Some("no-cache"));
+    let t = r.json();
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 900);
+    assert_eq!(t["scope"], "openid profile email");
+    let access = t["access_token"].as_str().unwrap();
+
+    let keys = jwks(&mut f).await;
+    let (h, c) = verify_jwt(t["id_token"].as_str().unwrap(), &keys);
+    assert_eq!(h["alg"], "RS256");
+    assert_eq!(h["typ"], "JWT");
+    assert_eq!(c["iss"], f.server.issuer);
+    assert_eq!(c["aud"], f.client_id);
+    assert_eq!(c["azp"], f.client_id);
+    assert_eq!(c["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(c["at_hash"], at_hash(access));
+    assert_eq!(c["amr"][0], "pwd");
+    assert_eq!(c["acr"], "1");
+    assert_eq!(c["preferred_username"], "alice");
+    for k in ["sub", "exp", "iat", "auth_time", "sid"] {
+        assert!(!c[k].is_null(), "{k}");
+    }
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 900);
+
+    // RFC 9068 access token.
+    let (ah, ac) = verify_jwt(access, &keys);
+    assert_eq!(ah["typ"], "at+jwt");
+    assert_eq!(ac["client_id"], f.client_id);
+    assert_eq!(ac["sub"], c["sub"]);
+    assert!(ac["jti"].is_string());
+
+    // UserInfo: GET with header, POST with header, POST with form body.
+    let bearer = format!("Bearer {access}");
+    let u1 = f
+        .browser
+        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(u1.status, 200, "{}", u1.body);
+    assert!(
+        u1.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let u1 = u1.json();
+    assert_eq!(u1["sub"], c["sub"]);
+    assert_eq!(u1["email"], "alice@example.com");
+    assert_eq!(u1["name"], "Alice Liddell");
+    assert!(u1.get("groups").is_none(), "groups scope was not requested");
+    let u2 = f
+        .browser
+        .post_form_with("/api/v1/oauth/userinfo", &[], &[("authorization", &bearer)])
+        .await;
+    assert_eq!(u2.json(), u1);
+    let u3 = f
+        .browser
+        .post_form("/api/v1/oauth/userinfo", &[("access_token", access)])
+        .await;
+    assert_eq!(u3.json(), u1);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "&scope=openid%20offline_access%20email").await;
+    let code = params_of(&cb)["code"].clone();
+    let t = exchange(&mut f, &code, None).await.json();
+    let rt1 = t["refresh_token"].as_str().unwrap().to_string();
+    let (_, first) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks(&mut f).await);
+    let auth = basic(&f.client_id, &f.secret);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let t2 = r.json();
+    let rt2 = t2["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt1, rt2);
+    let (_, second) = verify_jwt(t2["id_token"].as_str().unwrap(), &jwks(&mut f).await);
+    for k in ["iss", "sub", "aud", "auth_time", "azp"] {
+        assert_eq!(first[k], second[k], "{k} kept on refresh");
+    }
+    assert!(second["iat"].as_i64() > first["iat"].as_i64());
+
+    // Narrower scope is allowed, wider is not.
+    let narrow = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &rt2),
+                ("scope", "openid profile"),
+            ],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(narrow.status, 400);
+    assert_eq!(narrow.json()["error"], "invalid_scope");
+
+    // Reuse of the first token: invalid_grant, and the whole family dies.
+    let reuse = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(reuse.status, 400);
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    let after = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(
+        after.json()["error"],
+        "invalid_grant",
+        "successor revoked with the family"
+    );
+    let bearer = format!("Bearer {}", t2["access_token"].as_str().unwrap());
+    let u = f
+        .browser
+        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(u.status, 401);
+    assert!(
+        u.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+}
+
+#[tokio::test]
+async fn refresh_token_is_bound_to_its_client() {
+    let mut f = setup(&[]).await;
+    let (other_id, other_secret) = f.server.add_client(&[]);
+    let cb = authorize(&mut f, "").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+            &[("authorization", &basic(&other_id, &other_secret))],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // The rightful client can still use it: a foreign attempt burns nothing.
+    let ok = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+            &[("authorization", &basic(&f.client_id, &f.secret))],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn code_reuse_fails_and_revokes_issued_tokens() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "").await;
+    let code = params_of(&cb)["code"].clone();
+    let t = exchange(&mut f, &code, None).await.json();
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        200
+    );
+
+    let again = exchange(&mut f, &code, None).await;
+    assert_eq!(again.status, 400);
+    assert!(
+        again
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(again.json()["error"], "invalid_grant");
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+    let r = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
+            &[("authorization", &basic(&f.client_id, &f.secret))],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn client_secret_post_and_es256_clients() {
+    let mut f = setup(&[
+        "--id-token-alg",
+        "ES256",
+        "--token-endpoint-auth-method",
+        "client_secret_post",
+    ])
+    .await;
+    let cb = authorize(&mut f, "").await;
+    let code = params_of(&cb)["code"].clone();
+    let r = f
+        .browser
+        .post_form(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("client_id", &f.client_id),
+                ("client_secret", &f.secret),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (h, _) = verify_jwt(r.json()["id_token"].as_str().unwrap(), &jwks(&mut f).await);
+    assert_eq!(h["alg"], "ES256");
+}
+
+#[tokio::test]
+async fn public_client_uses_pkce_and_no_secret() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let out = server.cli(
+        &[
+            "client",
+            "add",
+            "--name",
+            "SPA",
+            "--public",
+            "--redirect-uri",
+            CALLBACK,
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.json().get("client_secret").is_none());
+    let client_id = out.json()["client_id"].as_str().unwrap().to_string();
+    let mut b = server.browser();
+    // Without PKCE: invalid_request back to the client.
+    let r = b.get(&authorize_url(&client_id, "")).await;
+    assert_eq!(params_of(&r.location())["error"], "invalid_request");
+    let (verifier, challenge) = pkce();
+    let first = b
+        .get(&authorize_url(
+            &client_id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    let cb = b.drive_to_callback(first, "alice").await;
+    let code = params_of(&cb)["code"].clone();
+    let r = b
+        .post_form(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("client_id", &client_id),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn silent_reauthentication_prompt_login_and_max_age() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let keys = jwks(&mut f).await;
+    let (_, first) = verify_jwt(t["id_token"].as_str().unwrap(), &keys);
+
+    // prompt=none with a session and remembered consent: no UI, same sub and auth_time.
+    for extra in [
+        "&prompt=none",
+        "&max_age=10000",
+        &format!(
+            "&prompt=none&id_token_hint={}",
+            t["id_token"].as_str().unwrap()
+        ),
+    ] {
+        let r = f.browser.get(&authorize_url(&f.client_id, extra)).await;
+        let loc = r.location();
+        assert!(loc.starts_with(CALLBACK), "{extra}: {loc}");
+        let t2 = exchange(&mut f, &params_of(&loc)["code"], None)
+            .await
+            .json();
+        let (_, c) = verify_jwt(t2["id_token"].as_str().unwrap(), &keys);
+        assert_eq!(c["sub"], first["sub"]);
+        assert_eq!(c["auth_time"], first["auth_time"], "{extra}");
+    }
+
+    // prompt=login and max_age=1 show the login page again, and auth_time moves on.
+    for extra in ["&prompt=login", "&max_age=1"] {
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let r = f.browser.get(&authorize_url(&f.client_id, extra)).await;
+        assert!(r.location().starts_with("/login?"), "{extra}");
+        let cb = f.browser.drive_to_callback(r, "alice").await;
+        let t2 = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+        let (_, c) = verify_jwt(t2["id_token"].as_str().unwrap(), &keys);
+        assert!(
+            c["auth_time"].as_i64() > first["auth_time"].as_i64(),
+            "{extra}"
+        );
+    }
+
+    // prompt=consent shows the consent page even though consent is remembered.
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&prompt=consent"))
+        .await;
+    assert!(r.location().starts_with("/consent?"));
+}
+
+#[tokio::test]
+async fn prompt_none_without_session_or_consent() {
+    let mut f = setup(&[]).await;
+    let long_state = format!("{}-._~", "a".repeat(124));
+    let r = f
+        .browser
+        .get(
+            &authorize_url(&f.client_id, &format!("&prompt=none&state={long_state}"))
+                .replace("&state=st-._~8", ""),
+        )
+        .await;
+    let p = params_of(&r.location());
+    assert_eq!(p["error"], "login_required");
+    assert_eq!(p["state"], long_state);
+    assert_eq!(p["iss"], f.server.issuer);
+    assert!(!p.contains_key("code"));
+
+    // Signed in, but no consent yet for this client.
+    let first = f.browser.get(&authorize_url(&f.client_id, "")).await;
+    let login = f.browser.login(&first.location(), "alice", PASSWORD).await;
+    assert!(login.location().contains("/authorize/resume"));
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&prompt=none"))
+        .await;
+    assert_eq!(params_of(&r.location())["error"], "consent_required");
+}
+
+#[tokio::test]
+async fn consent_deny_returns_access_denied_and_allow_is_remembered() {
+    let mut f = setup(&[]).await;
+    let first = f.browser.get(&authorize_url(&f.client_id, "")).await;
+    let login = f.browser.login(&first.location(), "alice", PASSWORD).await;
+    let to_consent = f.browser.get(&login.location()).await;
+    let consent_url = to_consent.location();
+    assert!(consent_url.starts_with("/consent?"));
+    let page = f.browser.get(&consent_url).await;
+    assert!(page.body.contains("Test App"));
+    assert!(page.body.contains("Your email address"));
+    let denied = f.browser.consent(&consent_url, "deny").await;
+    let p = params_of(&denied.location());
+    assert_eq!(p["error"], "access_denied");
+    assert_eq!(p["state"], "st-._~8");
+
+    let cb = authorize(&mut f, "").await;
+    assert!(params_of(&cb).contains_key("code"));
+    // Remembered: the next request skips the consent page.
+    let r = f.browser.get(&authorize_url(&f.client_id, "")).await;
+    assert!(r.location().starts_with(CALLBACK));
+    // Asking for a scope not consented before asks again.
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&scope=openid%20groups"))
+        .await;
+    assert!(r.location().starts_with("/consent?"));
+}
+
+#[tokio::test]
+async fn skip_consent_and_response_modes() {
+    let mut f = setup(&["--skip-consent"]).await;
+    let first = f.browser.get(&authorize_url(&f.client_id, "")).await;
+    let r = f.browser.login(&first.location(), "alice", PASSWORD).await;
+    let r = f.browser.get(&r.location()).await;
+    assert!(
+        r.location().starts_with(CALLBACK),
+        "no consent page for first-party clients"
+    );
+
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&response_mode=fragment"))
+        .await;
+    let loc = r.location();
+    assert!(loc.starts_with(&format!("{CALLBACK}#code=")), "{loc}");
+
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&response_mode=form_post"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains(&format!("action=\"{}\"", CALLBACK.replace('/', "&#x2f;")))
+            || r.body.contains(&format!("action=\"{CALLBACK}\"")),
+        "{}",
+        r.body
+    );
+    assert!(r.input("code").is_some());
+    assert_eq!(r.input("state").as_deref(), Some("st-._~8"));
+    assert!(!r.body.contains("<script>"), "no inline script");
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("form-action https://rp.example")
+    );
+
+    // The authorization endpoint also accepts POST.
+    let q = authorize_url(&f.client_id, "");
+    let body = q.split_once('?').unwrap().1;
+    let r = f
+        .browser
+        .post_raw(
+            "/api/v1/oauth/authorize",
+            "application/x-www-form-urlencoded",
+            body,
+            &[],
+        )
+        .await;
+    assert!(r.location().starts_with(CALLBACK));
+    // And the Defguard alias paths work.
+    let r = f
+        .browser
+        .get(&q.replace("/oauth/authorize", "/openid/authorize"))
+        .await;
+    assert!(r.location().starts_with(CALLBACK));
+}
+
+#[tokio::test]
+async fn disabling_a_user_stops_their_tokens_at_once() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let out = f.server.cli(&["user", "disable", "alice"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+    let r = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
+            &[("authorization", &basic(&f.client_id, &f.secret))],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // The session ended too: the next authorization request asks to sign in.
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&prompt=none"))
+        .await;
+    assert_eq!(params_of(&r.location())["error"], "login_required");
+}
+
+#[tokio::test]
+async fn allowed_groups_show_an_access_denied_page() {
+    let mut f = setup(&["--allowed-group", "finance", "--skip-consent"]).await;
+    let first = f.browser.get(&authorize_url(&f.client_id, "")).await;
+    let login = f.browser.login(&first.location(), "alice", PASSWORD).await;
+    let r = f.browser.get(&login.location()).await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("location").is_none());
+    assert!(r.body.contains("not allowed"));
+}

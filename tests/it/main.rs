@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `latchkey` binary on 127.0.0.1 with a temporary data
+//! directory, driven through whole flows by a real HTTP client.
+
+#![allow(unreachable_pub)] // a test binary exports nothing
+
+mod support;
+
+mod cli;
+mod errors;
+mod flows;
+mod lifecycle;
+mod pages;
