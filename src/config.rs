@@ -470,6 +470,24 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid_and_all_commented_keys_are_known() {
+        let text = include_str!("../packaging/latchkey.toml");
+        parse(Some(text), &env()).unwrap();
+        // Uncomment every `#key = value` line: the result must still be accepted.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                Some(rest) if rest.starts_with("[[") => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let uncommented = uncommented.replace("\"sha256:...\"", &format!("\"sha256:{}\"", "0".repeat(64)));
+        parse(Some(&uncommented), &env()).unwrap();
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = parse(Some("isser = \"https://x\"\n"), &env()).unwrap_err();
         assert!(e.0.contains("isser"), "{e}");

@@ -2,6 +2,7 @@
 //! directory, driven through whole flows by a real HTTP client.
 
 #![allow(unreachable_pub)] // a test binary exports nothing
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 mod support;
 
