@@ -24,7 +24,11 @@ fn measure(name: &str, mut f: impl FnMut()) {
         n += 1;
     }
     let per = start.elapsed().as_secs_f64() / n as f64;
-    println!("{name:<36} {:>12.0} ops/s {:>10.2} µs/op", 1.0 / per, per * 1e6);
+    println!(
+        "{name:<36} {:>12.0} ops/s {:>10.2} µs/op",
+        1.0 / per,
+        per * 1e6
+    );
 }
 
 fn main() {
@@ -48,7 +52,10 @@ fn main() {
         created_at: 0,
         updated_at: 0,
     };
-    let scopes: Vec<String> = ["openid", "profile", "email", "groups"].iter().map(|s| s.to_string()).collect();
+    let scopes: Vec<String> = ["openid", "profile", "email", "groups"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let amr = vec!["pwd".to_string()];
     let facts = AuthFacts {
         issuer: "https://id.example:8443",
@@ -61,7 +68,12 @@ fn main() {
         sid: "s1",
         now: 1_700_000_010,
     };
-    let id_claims = claims::id_token(&facts, 900, Some("n-0S6_WzA2Mj"), Some("77QmUPtjPfzWtF2AnpK9RQ"));
+    let id_claims = claims::id_token(
+        &facts,
+        900,
+        Some("n-0S6_WzA2Mj"),
+        Some("77QmUPtjPfzWtF2AnpK9RQ"),
+    );
 
     measure("sign ID token RS256", || {
         black_box(keys.sign(Alg::RS256, "JWT", &id_claims).expect("sign"));
@@ -96,7 +108,8 @@ fn main() {
     measure("parse authorization request", || {
         let p = Params::parse(query.as_bytes());
         let (_, uri) = latchkey::oidc::authorize::identify(&p).expect("identify");
-        let uri = latchkey::oidc::authorize::check_redirect_uri(&client, uri.as_deref()).expect("uri");
+        let uri =
+            latchkey::oidc::authorize::check_redirect_uri(&client, uri.as_deref()).expect("uri");
         black_box(latchkey::oidc::authorize::parse(&p, &client, &uri).expect("parse"));
     });
 }

@@ -483,7 +483,8 @@ mod tests {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        let uncommented = uncommented.replace("\"sha256:...\"", &format!("\"sha256:{}\"", "0".repeat(64)));
+        let uncommented =
+            uncommented.replace("\"sha256:...\"", &format!("\"sha256:{}\"", "0".repeat(64)));
         parse(Some(&uncommented), &env()).unwrap();
     }
 
