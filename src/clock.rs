@@ -12,6 +12,13 @@ pub fn now() -> i64 {
     since.map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch (for sub-second delays such as login throttling).
+pub fn now_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)] // this is the one allowed reader of the clock
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// `N` bytes from the OS CSPRNG (through aws-lc-rs).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];

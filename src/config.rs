@@ -397,6 +397,11 @@ fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
             "issuer: {issuer:?} must be an https URL with a host"
         ));
     }
+    if url.path() != "/" {
+        return err(format!(
+            "issuer: {issuer:?} must not have a path: serve Latchkey at the root of its own host name"
+        ));
+    }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return err(format!(
             "issuer: {issuer:?} must not have a query, fragment or user info"
@@ -522,6 +527,8 @@ mod tests {
     fn issuer_with_query_is_refused() {
         assert!(parse(Some("issuer = \"https://x/?a=b\"\n"), &env()).is_err());
         assert!(parse(Some("issuer = \"ftp://x\"\n"), &env()).is_err());
+        assert!(parse(Some("issuer = \"https://x/idp\"\n"), &env()).is_err());
+        assert!(parse(Some("issuer = \"https://x/\"\n"), &env()).is_ok());
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
 /// Opens the store with an error that says what to do.
 pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
     let path = db_path(data_dir);
-    RedbStore::open(&path).map_err(|e| match e {
+    let store = RedbStore::open(&path).map_err(|e| match e {
         crate::store::StoreError::Locked => {
             format!(
                 "{}: the database is in use (is another latchkey serving this data directory?)",
@@ -62,7 +62,11 @@ pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
             )
         }
         other => format!("{}: {other}", path.display()),
-    })
+    })?;
+    // The database holds every hash and the signing keys: owner-only, like the directory.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(store)
 }
 
 /// Everything start-up creates or loads before serving.

@@ -103,7 +103,10 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             now,
         );
     }
-    if let Err(wait) = app.throttle.check(&username, req.peer, now) {
+    if let Err(wait) = app
+        .throttle
+        .check(&username, req.peer, crate::clock::now_ms())
+    {
         app.audit(
             "login.throttled",
             Some(&username),
@@ -144,7 +147,8 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(f) => return app.fail_page(f),
     };
     let Some(user) = user.clone().filter(|_| ok) else {
-        app.throttle.failure(&username, req.peer, now);
+        app.throttle
+            .failure(&username, req.peer, crate::clock::now_ms());
         let reason = match &user {
             None => "unknown user",
             Some(u) if u.disabled => "account disabled",

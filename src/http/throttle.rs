@@ -3,7 +3,8 @@
 //! 10 s after 25-99, then locked until 24 h after the last failure: no permanent lockout).
 //! Per source address, `ip_max_failures` within `ip_window` blocks the address for
 //! `ip_block`, doubling on repeat up to an hour. Counters live in memory, bounded, so a
-//! flood of failures cannot force database writes.
+//! flood of failures cannot force database writes. Times are in milliseconds, so a one
+//! second delay is a whole second.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,8 +13,9 @@ use std::sync::Mutex;
 use crate::config::LoginLimits;
 
 const MAX_ENTRIES: usize = 50_000;
-const USER_RESET: i64 = 24 * 3600;
-const MAX_IP_BLOCK: i64 = 3600;
+const SECOND: i64 = 1000;
+const USER_RESET: i64 = 24 * 3600 * SECOND;
+const MAX_IP_BLOCK: i64 = 3600 * SECOND;
 
 #[derive(Debug, Clone, Copy)]
 struct UserEntry {
@@ -43,10 +45,10 @@ pub struct Throttle {
 fn user_delay(failures: u32) -> i64 {
     match failures {
         0 => 0,
-        1..=2 => 1,
-        3..=8 => 3,
-        9..=24 => 5,
-        25..=99 => 10,
+        1..=2 => SECOND,
+        3..=8 => 3 * SECOND,
+        9..=24 => 5 * SECOND,
+        25..=99 => 10 * SECOND,
         _ => USER_RESET,
     }
 }
@@ -59,7 +61,8 @@ impl Throttle {
         }
     }
 
-    /// `Err(seconds)` when an attempt must wait; no password is checked then.
+    /// `Err(seconds)` (rounded up) when an attempt must wait; no password is checked
+    /// then. `now` is in milliseconds.
     pub fn check(&self, username: &str, ip: IpAddr, now: i64) -> Result<(), i64> {
         let Ok(st) = self.state.lock() else {
             return Ok(());
@@ -75,9 +78,14 @@ impl Throttle {
         {
             wait = wait.max(user_delay(u.failures) - (now - u.last));
         }
-        if wait > 0 { Err(wait) } else { Ok(()) }
+        if wait > 0 {
+            Err((wait + SECOND - 1) / SECOND)
+        } else {
+            Ok(())
+        }
     }
 
+    /// Records a failed attempt at `now` (milliseconds).
     pub fn failure(&self, username: &str, ip: IpAddr, now: i64) {
         let Ok(mut st) = self.state.lock() else {
             return;
@@ -85,7 +93,7 @@ impl Throttle {
         if st.users.len() + st.ips.len() > MAX_ENTRIES {
             st.users.retain(|_, u| now - u.last < USER_RESET);
             st.ips
-                .retain(|_, e| e.blocked_until > now || now - e.window_start < 3600);
+                .retain(|_, e| e.blocked_until > now || now - e.window_start < 3600 * SECOND);
             if st.users.len() + st.ips.len() > MAX_ENTRIES {
                 st.users.clear();
             }
@@ -105,8 +113,8 @@ impl Throttle {
 
         let (max, window, block) = (
             self.limits.ip_max_failures,
-            self.limits.ip_window,
-            self.limits.ip_block,
+            self.limits.ip_window * SECOND,
+            self.limits.ip_block * SECOND,
         );
         let e = st.ips.entry(ip).or_insert(IpEntry {
             failures: 0,
@@ -150,42 +158,54 @@ mod tests {
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
+    const S: i64 = SECOND;
+
     #[test]
     fn username_delay_grows_and_resets_on_success() {
         let t = t();
         assert!(t.check("alice", IP, 0).is_ok());
         t.failure("Alice", IP, 0);
         assert_eq!(t.check("alice", OTHER, 0), Err(1));
-        assert!(t.check("alice", OTHER, 1).is_ok());
-        t.failure("alice", OTHER, 1);
-        t.failure("alice", OTHER, 2);
-        assert_eq!(t.check("alice", OTHER, 2), Err(3));
+        assert_eq!(t.check("alice", OTHER, 999), Err(1));
+        assert!(t.check("alice", OTHER, S).is_ok());
+        t.failure("alice", OTHER, S);
+        t.failure("alice", OTHER, 2 * S);
+        assert_eq!(t.check("alice", OTHER, 2 * S), Err(3));
+        assert_eq!(
+            t.check("alice", OTHER, 2 * S + 500),
+            Err(3),
+            "2.5 s left rounds up"
+        );
         t.success("alice");
-        assert!(t.check("alice", OTHER, 2).is_ok());
+        assert!(t.check("alice", OTHER, 2 * S).is_ok());
     }
 
     #[test]
     fn no_permanent_lockout() {
         let t = t();
         for i in 0..100 {
-            t.failure("bob", OTHER, i * 100);
+            t.failure("bob", OTHER, i * 100 * S);
         }
-        assert!(t.check("bob", IP, 100 * 100).is_err());
-        assert!(t.check("bob", IP, 99 * 100 + USER_RESET).is_ok());
+        assert!(t.check("bob", IP, 100 * 100 * S).is_err());
+        assert!(t.check("bob", IP, 99 * 100 * S + USER_RESET).is_ok());
     }
 
     #[test]
     fn source_address_is_blocked_after_many_failures() {
         let t = t();
         for i in 0..5 {
-            t.failure(&format!("user{i}"), IP, 10);
+            t.failure(&format!("user{i}"), IP, 10 * S);
         }
-        assert_eq!(t.check("someone", IP, 10), Err(300));
-        assert!(t.check("someone", OTHER, 10).is_ok());
-        assert!(t.check("someone", IP, 310).is_ok());
+        assert_eq!(t.check("someone", IP, 10 * S), Err(300));
+        assert!(t.check("someone", OTHER, 10 * S).is_ok());
+        assert!(t.check("someone", IP, 310 * S).is_ok());
         for i in 0..5 {
-            t.failure(&format!("x{i}"), IP, 400);
+            t.failure(&format!("x{i}"), IP, 400 * S);
         }
-        assert_eq!(t.check("someone", IP, 400), Err(600));
+        assert_eq!(
+            t.check("someone", IP, 400 * S),
+            Err(600),
+            "a repeat block doubles"
+        );
     }
 }

@@ -195,7 +195,7 @@ fn authorization_code(
         (crate::clock::random_token(), rt)
     });
     let refresh_hash = refresh.as_ref().map(|(t, _)| crate::keys::token_hash(t));
-    app.store.put_tokens(&Issued {
+    let stored = app.store.put_tokens(&Issued {
         grant: &grant,
         access_jti: &minted.jti,
         access: &minted.record,
@@ -203,7 +203,14 @@ fn authorization_code(
             .as_ref()
             .zip(refresh_hash.as_deref())
             .map(|((_, rt), h)| (h, rt)),
-    })?;
+    });
+    match stored {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Conflict(_)) => {
+            return Ok(OidcError::invalid_grant("the code was already used").into());
+        }
+        Err(e) => return Err(e.into()),
+    }
     app.audit(
         "token.issued",
         Some(&user.username),

@@ -83,7 +83,9 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
         .access_token(jti)
         .map_err(store_err)?
         .ok_or_else(|| invalid_token("the access token is not known"))?;
-    if record.revoked
+    let client_gone = app.client(&record.client_id).map_err(store_err)?.is_none();
+    if client_gone
+        || record.revoked
         || app
             .store
             .grant(&record.grant_id)

@@ -173,7 +173,15 @@ fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
 impl KeySet {
     /// Loads stored keys. Fails if a record cannot be parsed.
     pub fn from_records(records: &[KeyRecord]) -> Result<KeySet, JwtError> {
-        let keys = records.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+        let mut keys = records.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+        // A stable JWKS order: RS256 first (some RPs try the first key), newest first.
+        keys.sort_by_key(|k| {
+            (
+                k.alg != Alg::RS256,
+                std::cmp::Reverse(k.created_at),
+                k.kid.clone(),
+            )
+        });
         Ok(KeySet {
             keys,
             rng: SystemRandom::new(),

@@ -212,8 +212,8 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     if uri.len() > MAX_URI_LEN {
         return Err("longer than 2000 characters");
     }
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains white space or control characters");
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without white space (percent-encode the rest)");
     }
     let url = url::Url::parse(uri).map_err(|_| "not an absolute URL")?;
     if url.fragment().is_some() || uri.contains('#') {
@@ -391,5 +391,7 @@ mod tests {
         assert!(check_redirect_uri("http://127.0.0.1:8080/cb").is_ok());
         assert!(check_redirect_uri("https://app.example/cb?x=1").is_ok());
         assert!(check_redirect_uri("data:text/html,hi").is_err());
+        assert!(check_redirect_uri("https://app.example/caf\u{e9}").is_err());
+        assert!(check_redirect_uri("https://app.example/caf%C3%A9").is_ok());
     }
 }

@@ -99,6 +99,7 @@ pub trait Store: Send + Sync {
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>>;
 
     /// Stores a grant with its first tokens (durably when a refresh token is included).
+    /// Fails with [`StoreError::Conflict`] when the grant was already revoked.
     fn put_tokens(&self, issued: &Issued<'_>) -> Result<()>;
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
     /// Revokes every token of a grant; creates a revoked record if none exists yet.

@@ -388,6 +388,10 @@ impl Store for RedbStore {
 
     fn put_tokens(&self, i: &Issued<'_>) -> Result<()> {
         self.write(i.refresh.is_some(), |tx| {
+            // A grant revoked meanwhile (a concurrent replay of its code) stays revoked.
+            if tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?.is_some_and(|g| g.revoked) {
+                return Err(StoreError::Conflict("the grant was revoked".into()));
+            }
             tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
             tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
             if let Some((hash, rt)) = i.refresh {

@@ -150,6 +150,30 @@ fn refresh_rotation_is_single_use() {
 }
 
 #[test]
+fn a_revoked_grant_is_never_revived_by_a_late_issue() {
+    let (_d, s) = open();
+    // A replay revoked the grant between the winner's redemption and its token write.
+    s.revoke_grant("g", "c", "u", 1).unwrap();
+    let g = Grant {
+        grant_id: "g".into(),
+        client_id: "c".into(),
+        user_id: "u".into(),
+        created_at: 2,
+        revoked: false,
+    };
+    let r = s.put_tokens(&Issued {
+        grant: &g,
+        access_jti: "j",
+        access: &at(50),
+        refresh: Some(("r", &rt(50))),
+    });
+    assert!(matches!(r, Err(StoreError::Conflict(_))));
+    assert!(s.grant("g").unwrap().unwrap().revoked);
+    assert!(s.access_token("j").unwrap().is_none());
+    assert!(s.refresh_token("r").unwrap().is_none());
+}
+
+#[test]
 fn purge_removes_only_expired_records() {
     let (_d, s) = open();
     s.put_code("old", &code(10)).unwrap();

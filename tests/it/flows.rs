@@ -296,6 +296,72 @@ async fn code_reuse_fails_and_revokes_issued_tokens() {
 }
 
 #[tokio::test]
+async fn concurrent_redemptions_of_one_code_let_exactly_one_through() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "").await;
+    let code = params_of(&cb)["code"].clone();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut b = f.server.browser();
+        let (code, auth) = (code.clone(), basic(&f.client_id, &f.secret));
+        tasks.push(tokio::spawn(async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", CALLBACK),
+            ];
+            b.post_form_with("/api/v1/oauth/token", &form, &[("authorization", &auth)])
+                .await
+        }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 200 {
+            ok.push(r.json());
+        } else {
+            assert_eq!(r.json()["error"], "invalid_grant");
+        }
+    }
+    assert_eq!(ok.len(), 1, "exactly one redemption succeeds");
+    // RFC 6749 §4.1.2: the replays revoked what the one success received.
+    let bearer = format!("Bearer {}", ok[0]["access_token"].as_str().unwrap());
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_client_ends_its_tokens() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        f.server.cli(&["client", "delete", &f.client_id], None).code,
+        0
+    );
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
 async fn client_secret_post_and_es256_clients() {
     let mut f = setup(&[
         "--id-token-alg",
