@@ -237,25 +237,50 @@ fn start_session(app: &App, req: &Req, user: &User, now: i64) -> Result<String, 
     Ok(app.set_cookie("session", &raw, None, "Lax"))
 }
 
-pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let q = req.query_params();
-    let Some((id, interaction)) = q
-        .get_lenient("interaction")
-        .and_then(|id| app.interactions.get(id, now).map(|i| (id, i)))
+/// What the consent page and its form need: the pending interaction, the signed-in
+/// user and the client. Anything missing becomes the response to send instead.
+struct ConsentContext<'a> {
+    id: &'a str,
+    interaction: super::interaction::Interaction,
+    signed_in: super::SignedIn,
+    client: crate::model::Client,
+}
+
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+fn consent_context<'a>(
+    app: &App,
+    req: &Req,
+    id: Option<&'a str>,
+    now: i64,
+) -> Result<ConsentContext<'a>, Resp> {
+    let Some((id, interaction)) = id.and_then(|id| app.interactions.get(id, now).map(|i| (id, i)))
     else {
-        return authorize::expired(app);
+        return Err(authorize::expired(app));
     };
     let signed_in = match app.signed_in(req, now) {
         Ok(Some(s)) => s,
-        Ok(None) => return response::redirect(&format!("/login?interaction={id}")),
-        Err(e) => return app.fail_page(e.into()),
+        Ok(None) => return Err(response::redirect(&format!("/login?interaction={id}"))),
+        Err(e) => return Err(app.fail_page(e.into())),
     };
-    let client = match app.client(&interaction.request.client_id) {
-        Ok(Some(c)) => c,
-        Ok(None) => return authorize::expired(app),
-        Err(e) => return app.fail_page(e.into()),
+    match app.client(&interaction.request.client_id) {
+        Ok(Some(client)) => Ok(ConsentContext {
+            id,
+            interaction,
+            signed_in,
+            client,
+        }),
+        Ok(None) => Err(authorize::expired(app)),
+        Err(e) => Err(app.fail_page(e.into())),
+    }
+}
+
+pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let q = req.query_params();
+    let ctx = match consent_context(app, req, q.get_lenient("interaction"), now) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
-    let granted = scope::grant(&interaction.request.scopes, &client.scopes);
+    let granted = scope::grant(&ctx.interaction.request.scopes, &ctx.client.scopes);
     let described: Vec<&str> = granted.iter().filter_map(|s| scope::describe(s)).collect();
     let (csrf, cookie) = app.csrf_token(req);
     let body = app.pages.render(
@@ -263,9 +288,9 @@ pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         &json!({
             "title": "Allow access",
             "csrf": csrf,
-            "interaction": id,
-            "client_name": client.name,
-            "username": signed_in.user.username,
+            "interaction": ctx.id,
+            "client_name": ctx.client.name,
+            "username": ctx.signed_in.user.username,
             "scopes": described,
         }),
     );
@@ -288,23 +313,16 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             "The form expired. Go back to the application and start again.",
         );
     }
-    let Some((id, interaction)) = form
-        .get_lenient("interaction")
-        .and_then(|id| app.interactions.get(id, now).map(|i| (id, i)))
-    else {
-        return authorize::expired(app);
-    };
-    let signed_in = match app.signed_in(req, now) {
-        Ok(Some(s)) => s,
-        Ok(None) => return response::redirect(&format!("/login?interaction={id}")),
-        Err(e) => return app.fail_page(e.into()),
+    let ConsentContext {
+        id,
+        interaction,
+        signed_in,
+        client,
+    } = match consent_context(app, req, form.get_lenient("interaction"), now) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
     let request = &interaction.request;
-    let client = match app.client(&request.client_id) {
-        Ok(Some(c)) => c,
-        Ok(None) => return authorize::expired(app),
-        Err(e) => return app.fail_page(e.into()),
-    };
     let user = &signed_in.user;
     match form.get_lenient("decision") {
         Some("allow") => {
@@ -324,12 +342,13 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 return app.fail_page(e.into());
             }
             app.interactions.mark_consented(id);
+            let granted = scope::join(&consent.scopes);
             app.audit(
                 "consent.given",
                 Some(&user.username),
                 Some(&client.client_id),
                 Some(req.peer),
-                &scope::join(&consent.scopes),
+                &granted,
                 now,
             );
             response::redirect(&format!("{}?interaction={id}", authorize::RESUME))

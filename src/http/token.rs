@@ -142,14 +142,6 @@ fn authorization_code(
     if let Err(e) = rules::check_code(&record, &client.client_id, redirect_uri, verifier, now) {
         return Ok(e.into());
     }
-    let record = match app.store.consume_code(&hash)? {
-        Consumed::Fresh(r) => r,
-        // Lost a race with a concurrent redemption: that is a replay too.
-        Consumed::Replayed(r) => return Ok(replayed_code(app, req, &r, now)?.into()),
-        Consumed::Missing => {
-            return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
-        }
-    };
     let Some(user) = app.store.user(&record.user_id)?.filter(|u| !u.disabled) else {
         return Ok(OidcError::invalid_grant("the user no longer exists or is disabled").into());
     };
@@ -195,7 +187,9 @@ fn authorization_code(
         (crate::clock::random_token(), rt)
     });
     let refresh_hash = refresh.as_ref().map(|(t, _)| crate::keys::token_hash(t));
-    let stored = app.store.put_tokens(&Issued {
+    // Consuming the code and storing its tokens is one transaction: of concurrent
+    // redemptions exactly one wins, and the replays then revoke what it received.
+    let issued = Issued {
         grant: &grant,
         access_jti: &minted.jti,
         access: &minted.record,
@@ -203,13 +197,13 @@ fn authorization_code(
             .as_ref()
             .zip(refresh_hash.as_deref())
             .map(|((_, rt), h)| (h, rt)),
-    });
-    match stored {
-        Ok(()) => {}
-        Err(crate::store::StoreError::Conflict(_)) => {
-            return Ok(OidcError::invalid_grant("the code was already used").into());
+    };
+    match app.store.redeem_code(&hash, &issued)? {
+        Consumed::Fresh(_) => {}
+        Consumed::Replayed(r) => return Ok(replayed_code(app, req, &r, now)?.into()),
+        Consumed::Missing => {
+            return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
         }
-        Err(e) => return Err(e.into()),
     }
     app.audit(
         "token.issued",
@@ -227,21 +221,53 @@ fn authorization_code(
 fn replayed_code(
     app: &App,
     req: &Req,
-    record: &crate::model::AuthCode,
+    c: &crate::model::AuthCode,
     now: i64,
 ) -> Result<OidcError, Fail> {
-    app.store
-        .revoke_grant(&record.grant_id, &record.client_id, &record.user_id, now)?;
-    tracing::warn!(client = %record.client_id, grant = %crate::keys::log_tag(&record.grant_id), "authorization code replayed; grant revoked");
-    app.audit(
+    revoke_replayed(
+        app,
+        req,
+        (&c.grant_id, &c.client_id, &c.user_id),
         "token.code_replayed",
-        Some(&record.user_id),
-        Some(&record.client_id),
+        now,
+    )?;
+    Ok(OidcError::invalid_grant("the code was already used"))
+}
+
+/// RFC 9700 §4.14.2: a refresh token used twice means one copy was stolen; the whole
+/// family is revoked.
+fn replayed_refresh(app: &App, req: &Req, rt: &RefreshToken, now: i64) -> Result<OidcError, Fail> {
+    revoke_replayed(
+        app,
+        req,
+        (&rt.grant_id, &rt.client_id, &rt.user_id),
+        "token.refresh_replayed",
+        now,
+    )?;
+    Ok(OidcError::invalid_grant(
+        "the refresh token was already used",
+    ))
+}
+
+/// Revokes a grant after a replay and records it; the log names the grant by a tag only.
+fn revoke_replayed(
+    app: &App,
+    req: &Req,
+    (grant, client, user): (&str, &str, &str),
+    kind: &str,
+    now: i64,
+) -> Result<(), Fail> {
+    app.store.revoke_grant(grant, client, user, now)?;
+    tracing::warn!(client, grant = %crate::keys::log_tag(grant), kind, "replay detected; grant revoked");
+    app.audit(
+        kind,
+        Some(user),
+        Some(client),
         Some(req.peer),
         "grant revoked",
         now,
     );
-    Ok(OidcError::invalid_grant("the code was already used"))
+    Ok(())
 }
 
 fn refresh(
@@ -332,25 +358,6 @@ fn refresh(
         now,
     );
     Ok(Outcome::Ok(minted.response(Some(new_token))))
-}
-
-/// RFC 9700 §4.14.2: a refresh token used twice means one copy was stolen; the whole
-/// family is revoked.
-fn replayed_refresh(app: &App, req: &Req, rt: &RefreshToken, now: i64) -> Result<OidcError, Fail> {
-    app.store
-        .revoke_grant(&rt.grant_id, &rt.client_id, &rt.user_id, now)?;
-    tracing::warn!(client = %rt.client_id, grant = %crate::keys::log_tag(&rt.grant_id), "refresh token reused; family revoked");
-    app.audit(
-        "token.refresh_replayed",
-        Some(&rt.user_id),
-        Some(&rt.client_id),
-        Some(req.peer),
-        "grant revoked",
-        now,
-    );
-    Ok(OidcError::invalid_grant(
-        "the refresh token was already used",
-    ))
 }
 
 struct Issue<'a> {

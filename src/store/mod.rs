@@ -86,8 +86,10 @@ pub trait Store: Send + Sync {
 
     fn put_code(&self, hash: &str, code: &AuthCode) -> Result<()>;
     fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
-    /// Marks a code used, atomically.
-    fn consume_code(&self, hash: &str) -> Result<Consumed<AuthCode>>;
+    /// Redeems a code: in one transaction marks it used and stores the grant with its
+    /// first tokens (durably when a refresh token is included). A code already used
+    /// returns [`Consumed::Replayed`] and stores nothing.
+    fn redeem_code(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<AuthCode>>;
 
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
     fn session(&self, hash: &str) -> Result<Option<Session>>;
@@ -98,9 +100,6 @@ pub trait Store: Send + Sync {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>>;
 
-    /// Stores a grant with its first tokens (durably when a refresh token is included).
-    /// Fails with [`StoreError::Conflict`] when the grant was already revoked.
-    fn put_tokens(&self, issued: &Issued<'_>) -> Result<()>;
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
     /// Revokes every token of a grant; creates a revoked record if none exists yet.
     fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()>;

@@ -346,8 +346,8 @@ impl Store for RedbStore {
         self.get(CODES, hash)
     }
 
-    fn consume_code(&self, hash: &str) -> Result<Consumed<AuthCode>> {
-        self.write(false, |tx| {
+    fn redeem_code(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<AuthCode>> {
+        self.write(i.refresh.is_some(), |tx| {
             let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
                 return Ok(Consumed::Missing);
             };
@@ -356,6 +356,11 @@ impl Store for RedbStore {
             }
             code.used = true;
             tx_put(tx, CODES, hash, &code)?;
+            tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
+            tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
+            if let Some((rt_hash, rt)) = i.refresh {
+                tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
+            }
             Ok(Consumed::Fresh(code))
         })
     }
@@ -384,21 +389,6 @@ impl Store for RedbStore {
 
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>> {
         self.get(CONSENTS, &consent_key(user_id, client_id))
-    }
-
-    fn put_tokens(&self, i: &Issued<'_>) -> Result<()> {
-        self.write(i.refresh.is_some(), |tx| {
-            // A grant revoked meanwhile (a concurrent replay of its code) stays revoked.
-            if tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?.is_some_and(|g| g.revoked) {
-                return Err(StoreError::Conflict("the grant was revoked".into()));
-            }
-            tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
-            tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
-            if let Some((hash, rt)) = i.refresh {
-                tx_put(tx, REFRESH_TOKENS, hash, rt)?;
-            }
-            Ok(())
-        })
     }
 
     fn grant(&self, id: &str) -> Result<Option<Grant>> {

@@ -102,45 +102,69 @@ fn users_round_trip_with_unique_case_insensitive_names() {
     assert!(s.user_by_name("robert").unwrap().is_none());
 }
 
-#[test]
-fn a_code_is_consumed_exactly_once() {
-    let (_d, s) = open();
-    s.put_code("h1", &code(100)).unwrap();
-    assert!(matches!(s.consume_code("h1").unwrap(), Consumed::Fresh(_)));
-    assert!(matches!(
-        s.consume_code("h1").unwrap(),
-        Consumed::Replayed(_)
-    ));
-    assert_eq!(s.consume_code("nope").unwrap(), Consumed::Missing);
-}
-
-#[test]
-fn refresh_rotation_is_single_use() {
-    let (_d, s) = open();
-    let g = Grant {
+fn grant() -> Grant {
+    Grant {
         grant_id: "g".into(),
         client_id: "c".into(),
         user_id: "u".into(),
         created_at: 0,
         revoked: false,
-    };
-    s.put_tokens(&Issued {
+    }
+}
+
+/// Stores a code and redeems it with an access token `jti` and refresh token `rt_hash`.
+fn issue(s: &RedbStore, code_hash: &str, jti: &str, rt_hash: &str, expires: i64) {
+    s.put_code(code_hash, &code(expires)).unwrap();
+    let g = grant();
+    let (a, r) = (at(expires), rt(expires));
+    let issued = Issued {
         grant: &g,
-        access_jti: "j1",
-        access: &at(10),
-        refresh: Some(("r1", &rt(100))),
-    })
-    .unwrap();
+        access_jti: jti,
+        access: &a,
+        refresh: Some((rt_hash, &r)),
+    };
     assert!(matches!(
-        s.rotate_refresh_token("r1", "r2", &rt(100), "j2", &at(10))
-            .unwrap(),
+        s.redeem_code(code_hash, &issued).unwrap(),
         Consumed::Fresh(_)
     ));
+}
+
+#[test]
+fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
+    let (_d, s) = open();
+    issue(&s, "h1", "j1", "r1", 100);
+    assert!(s.access_token("j1").unwrap().is_some());
+    assert!(s.refresh_token("r1").unwrap().is_some());
+    assert!(s.code("h1").unwrap().unwrap().used);
+    let g = grant();
+    let (a, r) = (at(100), rt(100));
+    let again = Issued {
+        grant: &g,
+        access_jti: "j2",
+        access: &a,
+        refresh: Some(("r2", &r)),
+    };
     assert!(matches!(
-        s.rotate_refresh_token("r1", "r3", &rt(100), "j3", &at(10))
-            .unwrap(),
+        s.redeem_code("h1", &again).unwrap(),
         Consumed::Replayed(_)
     ));
+    assert!(s.access_token("j2").unwrap().is_none());
+    assert!(s.refresh_token("r2").unwrap().is_none());
+    assert_eq!(s.redeem_code("nope", &again).unwrap(), Consumed::Missing);
+}
+
+#[test]
+fn refresh_rotation_is_single_use() {
+    let (_d, s) = open();
+    issue(&s, "h", "j1", "r1", 100);
+    let fresh = s
+        .rotate_refresh_token("r1", "r2", &rt(100), "j2", &at(10))
+        .unwrap();
+    assert!(matches!(fresh, Consumed::Fresh(_)));
+    let replay = s
+        .rotate_refresh_token("r1", "r3", &rt(100), "j3", &at(10))
+        .unwrap();
+    assert!(matches!(replay, Consumed::Replayed(_)));
     assert!(s.refresh_token("r3").unwrap().is_none());
     assert!(s.refresh_token("r2").unwrap().is_some());
     s.revoke_grant("g", "c", "u", 5).unwrap();
@@ -150,53 +174,19 @@ fn refresh_rotation_is_single_use() {
 }
 
 #[test]
-fn a_revoked_grant_is_never_revived_by_a_late_issue() {
-    let (_d, s) = open();
-    // A replay revoked the grant between the winner's redemption and its token write.
-    s.revoke_grant("g", "c", "u", 1).unwrap();
-    let g = Grant {
-        grant_id: "g".into(),
-        client_id: "c".into(),
-        user_id: "u".into(),
-        created_at: 2,
-        revoked: false,
-    };
-    let r = s.put_tokens(&Issued {
-        grant: &g,
-        access_jti: "j",
-        access: &at(50),
-        refresh: Some(("r", &rt(50))),
-    });
-    assert!(matches!(r, Err(StoreError::Conflict(_))));
-    assert!(s.grant("g").unwrap().unwrap().revoked);
-    assert!(s.access_token("j").unwrap().is_none());
-    assert!(s.refresh_token("r").unwrap().is_none());
-}
-
-#[test]
 fn purge_removes_only_expired_records() {
     let (_d, s) = open();
-    s.put_code("old", &code(10)).unwrap();
     s.put_code("new", &code(10_000)).unwrap();
-    let g = Grant {
-        grant_id: "g".into(),
-        client_id: "c".into(),
-        user_id: "u".into(),
-        created_at: 0,
-        revoked: false,
-    };
-    s.put_tokens(&Issued {
-        grant: &g,
-        access_jti: "j",
-        access: &at(50),
-        refresh: Some(("r", &rt(50))),
-    })
-    .unwrap();
+    issue(&s, "old", "j", "r", 10);
     let n = s.purge_expired(1000).unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(
+        n, 3,
+        "the used code, the access token and the refresh token"
+    );
     assert!(s.code("old").unwrap().is_none());
     assert!(s.code("new").unwrap().is_some());
     assert!(s.access_token("j").unwrap().is_none());
+    assert!(s.refresh_token("r").unwrap().is_none());
 }
 
 #[test]
