@@ -37,6 +37,8 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     instance_name: Option<String>,
     #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
     tls: RawTls,
     #[serde(default)]
     tokens: RawTokens,
@@ -172,6 +174,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub instance_name: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client address (for
+    /// throttling and the audit log). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub tls: TlsMode,
     pub lifetimes: Lifetimes,
     pub login: LoginLimits,
@@ -284,12 +289,13 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         }
     };
 
-    let default_scheme = if tls == TlsMode::Off { "http" } else { "https" };
+    // SPEC §3: the default issuer is https even with tls.mode = "off", where a reverse
+    // proxy terminates TLS in front of Latchkey.
     let issuer = env
         .issuer
         .clone()
         .or(raw.issuer)
-        .unwrap_or_else(|| format!("{default_scheme}://{}:{}", env.hostname, listen.port()));
+        .unwrap_or_else(|| format!("https://{}:{}", env.hostname, listen.port()));
     let issuer = validate_issuer(&issuer)?;
 
     let data_dir = env
@@ -364,6 +370,14 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         return err("password.parallelism: must be between 1 and 16");
     }
 
+    let mut trusted_proxies = Vec::new();
+    for p in &raw.trusted_proxies {
+        let ip = p
+            .parse()
+            .map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an IP address")))?;
+        trusted_proxies.push(ip);
+    }
+
     let mut declared_clients = HashMap::new();
     for (i, rc) in raw.clients.into_iter().enumerate() {
         let id = rc.client_id.clone();
@@ -379,6 +393,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         listen,
         data_dir,
         instance_name: raw.instance_name.unwrap_or_else(|| "Latchkey".to_string()),
+        trusted_proxies,
         tls,
         lifetimes,
         login,
@@ -392,9 +407,12 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
 fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
     let url =
         url::Url::parse(issuer).map_err(|e| ConfigError(format!("issuer: {issuer:?}: {e}")))?;
-    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
+        // OIDC Discovery §3: issuers are https URLs; plain http only for local trials.
         return err(format!(
-            "issuer: {issuer:?} must be an https URL with a host"
+            "issuer: {issuer:?} must be an https URL with a host (http only for localhost)"
         ));
     }
     if url.path() != "/" {
@@ -516,6 +534,14 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_ip_addresses() {
+        let c = parse(Some("trusted_proxies = [\"127.0.0.1\", \"::1\"]\n"), &env()).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let e = parse(Some("trusted_proxies = [\"proxy.lan\"]\n"), &env()).unwrap_err();
+        assert!(e.0.contains("trusted_proxies"));
+    }
+
+    #[test]
     fn argon2_floor_is_enforced() {
         let e = parse(Some("[password]\nmemory_kib = 1024\n"), &env()).unwrap_err();
         assert!(e.0.contains("memory_kib"));
@@ -529,13 +555,19 @@ mod tests {
         assert!(parse(Some("issuer = \"ftp://x\"\n"), &env()).is_err());
         assert!(parse(Some("issuer = \"https://x/idp\"\n"), &env()).is_err());
         assert!(parse(Some("issuer = \"https://x/\"\n"), &env()).is_ok());
+        assert!(parse(Some("issuer = \"http://id.example\"\n"), &env()).is_err());
+        assert!(parse(Some("issuer = \"http://127.0.0.1:8080\"\n"), &env()).is_ok());
+        assert!(parse(Some("issuer = \"http://[::1]:8080\"\n"), &env()).is_ok());
     }
 
     #[test]
     fn tls_files_needs_both_paths() {
         assert!(parse(Some("[tls]\nmode = \"files\"\ncert = \"/c\"\n"), &env()).is_err());
         let c = parse(Some("[tls]\nmode = \"off\"\n"), &env()).unwrap();
-        assert_eq!(c.issuer, "http://op.example:8443");
+        assert_eq!(
+            c.issuer, "https://op.example:8443",
+            "behind a proxy the issuer stays https"
+        );
     }
 
     #[test]

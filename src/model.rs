@@ -186,6 +186,11 @@ impl Client {
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
     }
+
+    /// Whether a member of `groups` may use this client (no allowed groups: everyone).
+    pub fn admits(&self, groups: &[String]) -> bool {
+        self.allowed_groups.is_empty() || self.allowed_groups.iter().any(|g| groups.contains(g))
+    }
 }
 
 /// An authorization code (stored under the SHA-256 of the code itself).

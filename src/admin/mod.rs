@@ -409,8 +409,10 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 })?;
             u.updated_at = now;
             store.update_user(&u)?;
-            // A new password ends every existing sign-in of the account.
+            // A new password ends every existing sign-in of the account and every token
+            // issued from one (ASVS V3.3.3, RFC 9700 §4.14.2).
             store.delete_user_sessions(&u.id)?;
+            store.revoke_user_grants(&u.id)?;
             Ok(user_json(&u))
         }
         Command::UserDisable { username } => set_disabled(store, &username, true, now),

@@ -154,7 +154,10 @@ fn try_proceed(
         }),
         consent: consent.as_ref(),
         interaction_started: interaction.as_ref().map(|(_, i)| i.started),
-        consent_given: interaction.as_ref().is_some_and(|(_, i)| i.consent_given),
+        consent_given: match (&interaction, &signed_in) {
+            (Some((_, i)), Some(s)) => i.consented_by.as_deref() == Some(s.user.id.as_str()),
+            _ => false,
+        },
         hint_subject,
     };
     let interaction_id = |app: &App| match &interaction {

@@ -16,7 +16,9 @@ pub struct Interaction {
     pub request: AuthRequest,
     /// When the interaction began; a sign-in at or after it counts as fresh.
     pub started: i64,
-    pub consent_given: bool,
+    /// The user who approved the consent page during this interaction. Consent counts
+    /// only for that user, so an interaction id handed to someone else grants nothing.
+    pub consented_by: Option<String>,
 }
 
 #[derive(Default)]
@@ -45,7 +47,7 @@ impl Interactions {
                 Interaction {
                     request,
                     started: now,
-                    consent_given: false,
+                    consented_by: None,
                 },
             );
         }
@@ -57,11 +59,11 @@ impl Interactions {
         m.get(id).filter(|i| now - i.started < TTL).cloned()
     }
 
-    pub fn mark_consented(&self, id: &str) {
+    pub fn mark_consented(&self, id: &str, user_id: &str) {
         if let Ok(mut m) = self.map.lock()
             && let Some(i) = m.get_mut(id)
         {
-            i.consent_given = true;
+            i.consented_by = Some(user_id.to_string());
         }
     }
 

@@ -341,7 +341,7 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             if let Err(e) = app.store.put_consent(&consent) {
                 return app.fail_page(e.into());
             }
-            app.interactions.mark_consented(id);
+            app.interactions.mark_consented(id, &user.id);
             let granted = scope::join(&consent.scopes);
             app.audit(
                 "consent.given",
@@ -494,7 +494,18 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let user = match created {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => return again(&e.message),
-        Err(_) => return again("The server is busy. Try again in a moment."),
+        Err(_) => {
+            let msg = Some("The server is busy. Try again in a moment.");
+            return render_setup(
+                app,
+                req,
+                token,
+                &username,
+                &email,
+                msg,
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
     };
     if let Err(e) = app.store.delete_meta(crate::admin::SETUP_TOKEN_KEY) {
         return app.fail_page(e.into());

@@ -18,10 +18,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 
 use crate::config::{Config, TlsMode};
 use crate::keys::{KeySet, MacKey};
@@ -96,6 +96,9 @@ pub struct App {
     pub pages: Pages,
     pub pool: HashPool,
     pub throttle: Throttle,
+    /// Failed client authentications, per client and source address.
+    pub client_throttle: Throttle,
+    pub secret_cache: crate::keys::SecretCache,
     pub interactions: Interactions,
     csrf_key: MacKey,
     dummy_hash: String,
@@ -122,6 +125,8 @@ impl App {
         Ok(App {
             pool: HashPool::new(config.password.pool_threads, config.password.pool_queue),
             throttle: Throttle::new(config.login.clone()),
+            client_throttle: Throttle::new(config.login.clone()),
+            secret_cache: crate::keys::SecretCache::default(),
             interactions: Interactions::default(),
             keys: RwLock::new(Arc::new(keys)),
             csrf_key: MacKey::new(csrf_secret),
@@ -394,19 +399,38 @@ pub async fn serve_hyper(
             }
         };
     let req = Req {
+        peer: client_ip(peer.ip(), &parts.headers, &app.config.trusted_proxies),
         method: parts.method,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,
         body,
-        peer: peer.ip(),
     };
     Ok(app.respond(req).await)
 }
 
-/// Builds a response body type for code outside this module (server errors).
-pub fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
-    response::plain(status, "")
+/// The client's address: the TCP peer, unless the peer is a trusted reverse proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not itself a trusted proxy
+/// (entries further left can be forged by the client).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<Option<IpAddr>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .map(|h| h.trim().parse().ok())
+        .collect();
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if trusted.contains(&ip) => continue,
+            Some(ip) => return ip,
+            // An entry that is not an address ends what can be trusted.
+            None => break,
+        }
+    }
+    peer
 }
 
 /// Verifies a password on the hashing pool against a user's hash, or against a dummy
@@ -426,4 +450,37 @@ pub async fn check_password(
         .await
         .map_err(|_| Fail::Busy)?;
     Ok(ok && real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 192.0.2.7, 10.0.0.1".parse().unwrap(),
+        );
+        assert_eq!(client_ip(proxy, &h, &[proxy]), client);
+        assert_eq!(
+            client_ip(client, &h, &[proxy]),
+            client,
+            "untrusted peers are taken as they are"
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &[proxy]), proxy);
+        h.insert(
+            "x-forwarded-for",
+            "192.0.2.7, junk, 198.51.100.1".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+    }
 }

@@ -133,11 +133,9 @@ pub fn token_error(e: &OidcError) -> Resp {
 /// RFC 6750 §3: a Bearer challenge. `None` when no token was sent at all.
 pub fn bearer_error(e: Option<&OidcError>) -> Resp {
     match e {
+        // RFC 6750 §3.1: no credentials (or another scheme), so no error code either.
         None => with_header(
-            json(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": "invalid_request", "error_description": "no access token"}),
-            ),
+            json(StatusCode::UNAUTHORIZED, &json!({})),
             "www-authenticate",
             "Bearer realm=\"latchkey\"",
         ),

@@ -79,6 +79,12 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
 }
 
 /// RFC 6749 §2.3. Unknown clients and wrong secrets give the same invalid_client.
+/// The user still exists, is enabled, and is in one of the client's allowed groups: a
+/// change of membership takes effect at the next token request, not at the next login.
+fn usable(client: &Client, user: &User) -> bool {
+    !user.disabled && client.admits(&user.groups)
+}
+
 async fn authenticate(
     app: &Arc<App>,
     req: &Req,
@@ -89,8 +95,26 @@ async fn authenticate(
         Err(e) => return Ok(Err(e)),
     };
     let bad = || OidcError::new(ErrorCode::InvalidClient, "client authentication failed");
+    // RFC 6749 §2.3.1: guessing client secrets is throttled per client and source address
+    // (a failure elsewhere cannot lock a client out), before any hashing.
+    let throttle_key = format!("{}@{}", presented.client_id, req.peer);
+    if app
+        .client_throttle
+        .check(&throttle_key, req.peer, crate::clock::now_ms())
+        .is_err()
+    {
+        return Ok(Err(OidcError::new(
+            ErrorCode::InvalidClient,
+            "too many failed attempts, retry later",
+        )));
+    }
+    let failed = || {
+        app.client_throttle
+            .failure(&throttle_key, req.peer, crate::clock::now_ms());
+        Ok(Err(bad()))
+    };
     let Some(client) = app.client(&presented.client_id)? else {
-        return Ok(Err(bad()));
+        return failed();
     };
     if let Err(e) = rules::method_allowed(&client, &presented) {
         return Ok(Err(e));
@@ -100,19 +124,35 @@ async fn authenticate(
     }
     let (Some(secret), Some(stored)) = (presented.secret.clone(), client.secret_hash.clone())
     else {
-        return Ok(Err(bad()));
+        return failed();
     };
     let secret = crate::keys::Secret::new(secret);
     let ok = if crate::keys::is_sha256_secret_hash(&stored) {
         crate::keys::verify_client_secret(secret.expose(), &stored)
+    } else if app
+        .secret_cache
+        .matches(&client.client_id, &stored, secret.expose())
+    {
+        true
     } else {
-        // argon2id hashes of declared clients run on the bounded pool.
-        app.pool
-            .run(move || crate::keys::verify_client_secret(secret.expose(), &stored))
+        // argon2id hashes of declared clients run on the bounded pool, once: a verified
+        // secret is remembered (as SHA-256) so later requests do not pay the slow hash.
+        let (s, h) = (
+            crate::keys::Secret::new(secret.expose().clone()),
+            stored.clone(),
+        );
+        let ok = app
+            .pool
+            .run(move || crate::keys::verify_client_secret(s.expose(), &h))
             .await
-            .map_err(|_| Fail::Busy)?
+            .map_err(|_| Fail::Busy)?;
+        if ok {
+            app.secret_cache
+                .remember(&client.client_id, &stored, secret.expose());
+        }
+        ok
     };
-    Ok(if ok { Ok(client) } else { Err(bad()) })
+    if ok { Ok(Ok(client)) } else { failed() }
 }
 
 fn authorization_code(
@@ -142,8 +182,12 @@ fn authorization_code(
     if let Err(e) = rules::check_code(&record, &client.client_id, redirect_uri, verifier, now) {
         return Ok(e.into());
     }
-    let Some(user) = app.store.user(&record.user_id)?.filter(|u| !u.disabled) else {
-        return Ok(OidcError::invalid_grant("the user no longer exists or is disabled").into());
+    let Some(user) = app
+        .store
+        .user(&record.user_id)?
+        .filter(|u| usable(client, u))
+    else {
+        return Ok(OidcError::invalid_grant("the user may no longer use this client").into());
     };
     let grant = Grant {
         grant_id: record.grant_id.clone(),
@@ -311,9 +355,11 @@ fn refresh(
             Ok(s) => s,
             Err(e) => return Ok(e.into()),
         };
-    let Some(user) = app.store.user(&old.user_id)?.filter(|u| !u.disabled) else {
+    let Some(user) = app.store.user(&old.user_id)?.filter(|u| usable(client, u)) else {
         return Ok(invalid().into());
     };
+    // A client narrowed since the grant no longer receives the scopes it lost.
+    let scopes = scope::grant(&scopes, &client.scopes);
     let issue = Issue {
         client,
         user: &user,

@@ -15,13 +15,14 @@ fn invalid_token(d: &str) -> OidcError {
 }
 
 pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
+    // Another scheme (Basic, say) carries no bearer token: it counts as no credentials.
     let from_header = req
         .header(header::AUTHORIZATION)
-        .map(|h| match h.split_once(' ') {
+        .and_then(|h| match h.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-                Ok(t.trim().to_string())
+                Some(t.trim().to_string())
             }
-            _ => Err(()),
+            _ => None,
         });
     let from_body = if req.method == Method::POST && req.is_form() {
         match req.form().get("access_token") {
@@ -41,12 +42,7 @@ pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
                 "the token was sent in more than one way",
             )));
         }
-        (Some(Err(())), None) => {
-            return response::bearer_error(Some(&invalid_token(
-                "the Authorization header is not a Bearer token",
-            )));
-        }
-        (Some(Ok(t)), None) | (None, Some(t)) => t,
+        (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return response::bearer_error(None),
     };
     match claims_for(app, &token, now) {

@@ -87,6 +87,30 @@ pub fn verify_client_secret(secret: &str, stored: &str) -> bool {
     }
 }
 
+/// Client secrets already verified against a slow (argon2id) hash, remembered as their
+/// SHA-256 so a declared client pays the slow hash once, not on every token request.
+/// An entry holds only while the stored hash is unchanged.
+#[derive(Default)]
+pub struct SecretCache(std::sync::Mutex<std::collections::HashMap<String, (String, String)>>);
+
+impl SecretCache {
+    pub fn matches(&self, client_id: &str, stored: &str, secret: &str) -> bool {
+        let Ok(map) = self.0.lock() else { return false };
+        map.get(client_id).is_some_and(|(h, digest)| {
+            h == stored && ct_eq(digest.as_bytes(), token_hash(secret).as_bytes())
+        })
+    }
+
+    pub fn remember(&self, client_id: &str, stored: &str, secret: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(
+                client_id.to_string(),
+                (stored.to_string(), token_hash(secret)),
+            );
+        }
+    }
+}
+
 /// An HMAC-SHA256 key for tags the server checks later (CSRF tokens).
 pub struct MacKey(aws_lc_rs::hmac::Key);
 
@@ -137,6 +161,20 @@ mod tests {
         assert!(k.verify("cookie-value", &t));
         assert!(!k.verify("other", &t));
         assert!(!MacKey::new(b"another key").verify("cookie-value", &t));
+    }
+
+    #[test]
+    fn secret_cache_needs_the_same_secret_and_stored_hash() {
+        let c = SecretCache::default();
+        assert!(!c.matches("app", "$argon2id$x", "s"));
+        c.remember("app", "$argon2id$x", "s");
+        assert!(c.matches("app", "$argon2id$x", "s"));
+        assert!(!c.matches("app", "$argon2id$x", "t"));
+        assert!(
+            !c.matches("app", "$argon2id$y", "s"),
+            "a changed hash invalidates the entry"
+        );
+        assert!(!c.matches("other", "$argon2id$x", "s"));
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub trait Store: Send + Sync {
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
     /// Revokes every token of a grant; creates a revoked record if none exists yet.
     fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()>;
+    /// Revokes every grant of a user (all their access and refresh tokens); returns how
+    /// many were live.
+    fn revoke_user_grants(&self, user_id: &str) -> Result<usize>;
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
     /// Marks `old` used and stores its successor and the new access token, atomically

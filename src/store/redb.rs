@@ -409,6 +409,29 @@ impl Store for RedbStore {
         })
     }
 
+    fn revoke_user_grants(&self, user_id: &str) -> Result<usize> {
+        self.write(true, |tx| {
+            let mut live = Vec::new();
+            {
+                let table = tx.open_table(GRANTS).map_err(backend)?;
+                for item in table.iter().map_err(backend)? {
+                    let (_, v) = item.map_err(backend)?;
+                    if let Ok(g) = decode::<Grant>(v.value())
+                        && g.user_id == user_id
+                        && !g.revoked
+                    {
+                        live.push(g);
+                    }
+                }
+            }
+            for mut g in live.iter().cloned() {
+                g.revoked = true;
+                tx_put(tx, GRANTS, &g.grant_id.clone(), &g)?;
+            }
+            Ok(live.len())
+        })
+    }
+
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>> {
         self.get(ACCESS_TOKENS, jti)
     }

@@ -174,6 +174,33 @@ fn refresh_rotation_is_single_use() {
 }
 
 #[test]
+fn revoking_a_users_grants_touches_no_one_else() {
+    let (_d, s) = open();
+    issue(&s, "h", "j", "r", 100);
+    let other = Grant {
+        grant_id: "g2".into(),
+        user_id: "someone".into(),
+        ..grant()
+    };
+    s.put_code("h2", &code(100)).unwrap();
+    let (a, r) = (at(100), rt(100));
+    s.redeem_code(
+        "h2",
+        &Issued {
+            grant: &other,
+            access_jti: "j2",
+            access: &a,
+            refresh: Some(("r2", &r)),
+        },
+    )
+    .unwrap();
+    assert_eq!(s.revoke_user_grants("u").unwrap(), 1);
+    assert!(s.grant("g").unwrap().unwrap().revoked);
+    assert!(!s.grant("g2").unwrap().unwrap().revoked);
+    assert_eq!(s.revoke_user_grants("u").unwrap(), 0, "already revoked");
+}
+
+#[test]
 fn purge_removes_only_expired_records() {
     let (_d, s) = open();
     s.put_code("new", &code(10_000)).unwrap();

@@ -143,29 +143,6 @@ async fn token_endpoint_errors() {
     let good = basic(&id, &secret);
     let t = "/api/v1/oauth/token";
 
-    // Client authentication failures: 401 with WWW-Authenticate.
-    for auth in [
-        basic(&id, "wrong"),
-        basic("nobody", &secret),
-        "Basic !!!".to_string(),
-    ] {
-        let r = b
-            .post_form_with(
-                t,
-                &[("grant_type", "authorization_code"), ("code", "x")],
-                &[("authorization", &auth)],
-            )
-            .await;
-        assert_eq!(r.status, 401, "{auth}");
-        assert_eq!(r.json()["error"], "invalid_client");
-        assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
-        assert_eq!(r.header("cache-control"), Some("no-store"));
-    }
-    let r = b
-        .post_form(t, &[("grant_type", "authorization_code"), ("code", "x")])
-        .await;
-    assert_eq!(r.status, 401);
-
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![], "invalid_request"),
         (
@@ -240,6 +217,30 @@ async fn token_endpoint_errors() {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_request");
+    // Client authentication failures: 401 with WWW-Authenticate. Last, because failures
+    // slow further attempts of the same client from the same address.
+    for auth in [
+        basic(&id, "wrong"),
+        basic("nobody", &secret),
+        "Basic !!!".to_string(),
+    ] {
+        let r = b
+            .post_form_with(
+                t,
+                &[("grant_type", "authorization_code"), ("code", "x")],
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(r.status, 401, "{auth}");
+        assert_eq!(r.json()["error"], "invalid_client");
+        assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let r = b
+        .post_form(t, &[("grant_type", "authorization_code"), ("code", "x")])
+        .await;
+    assert_eq!(r.status, 401);
+
     // GET is not allowed.
     assert_eq!(b.get(t).await.status, 405);
 }
@@ -319,7 +320,14 @@ async fn userinfo_errors() {
         r.header("www-authenticate"),
         Some("Bearer realm=\"latchkey\"")
     );
-    for auth in ["Bearer garbage", "Bearer a.b.c", "Basic abc"] {
+    let basic = b.get_with(u, &[("authorization", "Basic abc")]).await;
+    assert_eq!(basic.status, 401);
+    assert_eq!(
+        basic.header("www-authenticate"),
+        Some("Bearer realm=\"latchkey\""),
+        "no error code without a bearer token"
+    );
+    for auth in ["Bearer garbage", "Bearer a.b.c"] {
         let r = b.get_with(u, &[("authorization", auth)]).await;
         assert_eq!(r.status, 401, "{auth}");
         assert!(
@@ -350,4 +358,88 @@ async fn userinfo_errors() {
             .unwrap()
             .contains("invalid_request")
     );
+}
+
+#[tokio::test]
+async fn declared_clients_with_slow_hashes_and_secret_guessing() {
+    let params = latchkey::config::PasswordParams {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+        pool_threads: 1,
+        pool_queue: 1,
+    };
+    let phc = latchkey::keys::password::hash("declared-secret-value", &params).unwrap();
+    let sha = latchkey::keys::client_secret_hash("sha-secret-value");
+    let extra = format!(
+        "[[clients]]\nclient_id = \"slow\"\nsecret_hash = \"{phc}\"\nredirect_uris = [\"{CALLBACK}\"]\nskip_consent = true\n\
+         [[clients]]\nclient_id = \"fast\"\nsecret_hash = \"{sha}\"\nredirect_uris = [\"{CALLBACK}\"]\nskip_consent = true\n"
+    );
+    let server = Server::new(&extra).start().await;
+    server.add_user("alice", &[]);
+    let listed = server.cli(&["client", "list", "--json"], None).json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["declared"] == true)
+    );
+    let mut b = server.browser();
+    for (id, secret) in [
+        ("slow", "declared-secret-value"),
+        ("fast", "sha-secret-value"),
+    ] {
+        let first = b.get(&authorize_url(id, "")).await;
+        let cb = b.drive_to_callback(first, "alice").await;
+        let code = params_of(&cb)["code"].clone();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+        ];
+        let r = b
+            .post_form_with(
+                "/api/v1/oauth/token",
+                &form,
+                &[("authorization", &basic(id, secret))],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{id}: {}", r.body);
+    }
+    // A wrong secret slows the next attempt of that client from this address...
+    let form = [("grant_type", "refresh_token"), ("refresh_token", "x")];
+    let wrong = b
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &form,
+            &[("authorization", &basic("slow", "guess"))],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let right = basic("slow", "declared-secret-value");
+    let r = b
+        .post_form_with("/api/v1/oauth/token", &form, &[("authorization", &right)])
+        .await;
+    assert_eq!(r.status, 401, "throttled right after a failure");
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("too many")
+    );
+    // ...for a second, after which the right secret works again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = b
+        .post_form_with("/api/v1/oauth/token", &form, &[("authorization", &right)])
+        .await;
+    assert_eq!(
+        r.status, 400,
+        "authenticated; the refresh token itself is unknown"
+    );
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Declared clients are read-only for the CLI.
+    let out = server.cli(&["client", "rotate-secret", "slow"], None);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("declared"));
 }

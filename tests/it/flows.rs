@@ -641,6 +641,101 @@ async fn disabling_a_user_stops_their_tokens_at_once() {
 }
 
 #[tokio::test]
+async fn consent_given_by_one_user_never_counts_for_another() {
+    let mut f = setup(&[]).await;
+    f.server.add_user("mallory", &[]);
+    // Mallory starts a request, signs in and allows it...
+    let first = f.browser.get(&authorize_url(&f.client_id, "")).await;
+    let login = f
+        .browser
+        .login(&first.location(), "mallory", PASSWORD)
+        .await;
+    let to_consent = f.browser.get(&login.location()).await;
+    let consent_url = to_consent.location();
+    let page = f.browser.get(&consent_url).await;
+    let interaction = page.input("interaction").unwrap();
+    let csrf = page.input("csrf").unwrap();
+    let allowed = f
+        .browser
+        .post_form(
+            "/consent",
+            &[
+                ("csrf", &csrf),
+                ("interaction", &interaction),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let resume = allowed.location();
+    assert!(resume.contains("/authorize/resume?interaction="));
+    // ...then hands the resume link to Alice, who is signed in but never consented.
+    let mut alice = f.server.browser();
+    let first = alice
+        .get(&authorize_url(&f.client_id, "&prompt=login"))
+        .await;
+    let _ = alice.login(&first.location(), "alice", PASSWORD).await;
+    let r = alice.get(&resume).await;
+    assert!(
+        r.location().starts_with("/consent?"),
+        "Alice is asked herself: {}",
+        r.location()
+    );
+}
+
+#[tokio::test]
+async fn password_change_and_group_removal_end_existing_tokens() {
+    let mut f = setup(&["--allowed-group", "staff"]).await;
+    let cb = authorize(&mut f, "&scope=openid%20offline_access").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let refresh = |rt: String| {
+        let auth = basic(&f.client_id, &f.secret);
+        let mut b = f.server.browser();
+        async move {
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.as_str()),
+            ];
+            b.post_form_with("/api/v1/oauth/token", &form, &[("authorization", &auth)])
+                .await
+        }
+    };
+    // Leaving the client's allowed group stops refreshes at once.
+    assert_eq!(
+        f.server
+            .cli(&["user", "group-del", "alice", "staff"], None)
+            .code,
+        0
+    );
+    let r = refresh(t["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        f.server
+            .cli(&["user", "group-add", "alice", "staff"], None)
+            .code,
+        0
+    );
+    let r = refresh(t["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t2 = r.json();
+    // A new password revokes even offline refresh tokens and live access tokens.
+    let out = f.server.cli(
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some("another long passphrase\n"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r = refresh(t2["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let bearer = format!("Bearer {}", t2["access_token"].as_str().unwrap());
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
 async fn allowed_groups_show_an_access_denied_page() {
     let mut f = setup(&["--allowed-group", "finance", "--skip-consent"]).await;
     let first = f.browser.get(&authorize_url(&f.client_id, "")).await;

@@ -83,19 +83,49 @@ pub fn identify(p: &Params) -> Result<(String, Option<String>), PageError> {
 }
 
 /// Step 1b: the redirect_uri must equal one registered for the client, character for
-/// character (RFC 9700 §4.1.3). OIDC Core §3.1.2.1 makes the parameter required.
+/// character (RFC 9700 §4.1.3). OIDC Core §3.1.2.1 makes the parameter required. The one
+/// exception is RFC 8252 §7.3: a public (native) client registered with a loopback IP
+/// literal may use any port, since the operating system picks it at run time.
 pub fn check_redirect_uri(
     client: &Client,
     redirect_uri: Option<&str>,
 ) -> Result<String, PageError> {
     let uri = redirect_uri.ok_or_else(|| PageError("The request has no redirect_uri.".into()))?;
-    if client.redirect_uris.iter().any(|r| r == uri) {
+    let loopback_match = || {
+        client.is_public()
+            && without_loopback_port(uri).is_some_and(|u| {
+                client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| without_loopback_port(r).as_deref() == Some(u.as_str()))
+            })
+    };
+    if client.redirect_uris.iter().any(|r| r == uri) || loopback_match() {
         Ok(uri.to_string())
     } else {
         Err(PageError(
             "The redirect_uri is not registered for this application.".into(),
         ))
     }
+}
+
+/// `http://127.0.0.1:PORT/rest` or `http://[::1]:PORT/rest` with the port removed,
+/// compared as text (no normalisation, so `/a/../cb` never equals `/cb`).
+fn without_loopback_port(uri: &str) -> Option<String> {
+    let (host, rest) = ["http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .find_map(|h| uri.strip_prefix(h).map(|rest| (*h, rest)))?;
+    let rest = match rest.strip_prefix(':') {
+        Some(r) => {
+            let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 5 {
+                return None;
+            }
+            &r[digits..]
+        }
+        None => rest,
+    };
+    (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| format!("{host}{rest}"))
 }
 
 /// Step 2: everything else. The redirect_uri has been verified, so errors redirect.
@@ -271,7 +301,7 @@ pub struct Context<'a> {
     /// When this request came back from the login page: the time the interaction began.
     /// A session authenticated at or after it satisfies prompt=login and max_age.
     pub interaction_started: Option<i64>,
-    /// The user approved the consent page during this interaction.
+    /// The signed-in user approved the consent page during this interaction.
     pub consent_given: bool,
     /// `sub` of a verified id_token_hint, if one was sent.
     pub hint_subject: Option<String>,
@@ -320,12 +350,14 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
     let Some(session) = &ctx.session else {
         return Decision::Login;
     };
-    if !client.allowed_groups.is_empty()
-        && !client
-            .allowed_groups
-            .iter()
-            .any(|g| session.user_groups.contains(g))
-    {
+    if !client.admits(&session.user_groups) {
+        // OIDC Core §3.1.2.1: prompt=none never shows a page, not even this one.
+        if req.prompt.none {
+            return Decision::Error(OidcError::new(
+                ErrorCode::AccessDenied,
+                "the user may not use this application",
+            ));
+        }
         return Decision::Forbidden;
     }
 
@@ -334,7 +366,7 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
         .consent
         .is_some_and(|c| scope::is_subset(&scopes, &c.scopes));
     let needs_consent =
-        !ctx.consent_given && !client.skip_consent && (req.prompt.consent || !remembered);
+        !ctx.consent_given && (req.prompt.consent || (!client.skip_consent && !remembered));
     if needs_consent {
         if req.prompt.none {
             return Decision::Error(OidcError::new(

@@ -74,6 +74,47 @@ fn identify_errors_never_redirect() {
 }
 
 #[test]
+fn loopback_ports_float_only_for_public_clients() {
+    let spec = ClientSpec {
+        name: "CLI".into(),
+        redirect_uris: vec![
+            "http://127.0.0.1/callback".into(),
+            "http://[::1]:8000/cb".into(),
+        ],
+        public: true,
+        ..ClientSpec::default()
+    };
+    let public = build_client("cli".into(), spec.clone(), 0).unwrap();
+    for ok in [
+        "http://127.0.0.1:53121/callback",
+        "http://127.0.0.1/callback",
+        "http://[::1]:1/cb",
+    ] {
+        assert!(check_redirect_uri(&public, Some(ok)).is_ok(), "{ok}");
+    }
+    for bad in [
+        "http://127.0.0.1:53121/callback/x",
+        "http://127.0.0.1:53121/a/../callback",
+        "http://127.0.0.1:53121@evil.example/callback",
+        "http://127.0.0.1:5312199/callback",
+        "http://localhost:53121/callback",
+        "https://127.0.0.1:53121/callback",
+    ] {
+        assert!(check_redirect_uri(&public, Some(bad)).is_err(), "{bad}");
+    }
+    let confidential = build_client(
+        "web".into(),
+        ClientSpec {
+            public: false,
+            ..spec
+        },
+        0,
+    )
+    .unwrap();
+    assert!(check_redirect_uri(&confidential, Some("http://127.0.0.1:53121/callback")).is_err());
+}
+
+#[test]
 fn valid_request_parses_and_ignores_unknown_parameters() {
     let r = parsed(
         "&nonce=n-._~&extra=foobar&display=popup&ui_locales=se&claims_locales=se&acr_values=1+2",
@@ -305,6 +346,41 @@ fn allowed_groups_are_enforced() {
         ..Context::default()
     };
     assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::Forbidden);
+    match decide(&parsed("&prompt=none").unwrap(), &c, &ctx) {
+        Decision::Error(e) => assert_eq!(e.code, ErrorCode::AccessDenied),
+        d => panic!("prompt=none must not show a page: {d:?}"),
+    }
+    let member = Context {
+        session: Some(SessionView {
+            user_id: "u1".into(),
+            auth_time: NOW,
+            user_groups: vec!["staff".into()],
+        }),
+        ..ctx
+    };
+    assert!(matches!(
+        decide(&parsed("").unwrap(), &c, &member),
+        Decision::Issue { .. }
+    ));
+}
+
+#[test]
+fn prompt_consent_asks_even_first_party_clients() {
+    let mut c = client();
+    c.skip_consent = true;
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW),
+        ..Context::default()
+    };
+    assert!(matches!(
+        decide(&parsed("").unwrap(), &c, &ctx),
+        Decision::Issue { .. }
+    ));
+    assert!(matches!(
+        decide(&parsed("&prompt=consent").unwrap(), &c, &ctx),
+        Decision::Consent { .. }
+    ));
 }
 
 #[test]
