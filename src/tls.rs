@@ -112,6 +112,8 @@ fn generate(issuer: &str, cert_path: &Path, key_path: &Path, now: i64) -> Result
     let start = time::OffsetDateTime::from_unix_timestamp(now).map_err(|e| e.to_string())? - day;
     params.not_before = start;
     params.not_after = start + time::Duration::days(398);
+    // Clients that check the purpose of a server certificate find TLS server auth.
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params.serial_number = Some(SerialNumber::from_slice(&crate::clock::random_bytes::<16>()));
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| format!("TLS key generation: {e}"))?;
