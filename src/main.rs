@@ -329,7 +329,13 @@ fn manage(config_path: Option<&Path>, json: bool, cmd: Command) -> ExitCode {
     };
     let result = match admin::socket::call(&config.data_dir, &cmd) {
         Ok(r) => r,
-        Err(_) => direct(&config, cmd),
+        Err(admin::socket::CallError::NotRunning) => direct(&config, cmd),
+        Err(admin::socket::CallError::Broken(e)) => {
+            return fail(
+                1,
+                &format!("the running server did not answer the command: {e}"),
+            );
+        }
     };
     match result {
         Ok(v) => {

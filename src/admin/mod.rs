@@ -453,7 +453,7 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         Command::ClientAdd { spec } => {
             let public = spec.public;
             let mut client =
-                build_client(crate::clock::random_id(), spec, now).map_err(AdminError::input)?;
+                build_client(crate::clock::random_client_id(), spec, now).map_err(AdminError::input)?;
             let secret = (!public).then(crate::clock::random_token);
             client.secret_hash = secret.as_deref().map(crate::keys::client_secret_hash);
             store.create_client(&client)?;

@@ -83,19 +83,33 @@ pub async fn serve(listener: tokio::net::UnixListener, store: Arc<dyn Store>, co
     }
 }
 
-/// Sends a command to a running server. `Err` when no server listens on the socket.
-pub fn call(data_dir: &Path, cmd: &Command) -> std::io::Result<Result<Value, AdminError>> {
-    let mut stream = std::os::unix::net::UnixStream::connect(path(data_dir))?;
-    let mut line = serde_json::to_vec(cmd).map_err(std::io::Error::other)?;
+/// Why a command could not be sent to a running server.
+#[derive(Debug)]
+pub enum CallError {
+    /// No server listens on the socket: run the command on the database directly.
+    NotRunning,
+    /// A server took the command but the exchange broke off; it may have run, so it
+    /// must not be retried on the database.
+    Broken(String),
+}
+
+/// Sends a command to a running server.
+pub fn call(data_dir: &Path, cmd: &Command) -> Result<Result<Value, AdminError>, CallError> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path(data_dir))
+        .map_err(|_| CallError::NotRunning)?;
+    let broken = |e: std::io::Error| CallError::Broken(e.to_string());
+    let mut line = serde_json::to_vec(cmd).map_err(|e| CallError::Broken(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line)?;
+    stream.write_all(&line).map_err(broken)?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply)?;
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(broken)?;
     match serde_json::from_str::<Reply>(&reply) {
         Ok(Reply::Ok(v)) => Ok(Ok(v)),
         Ok(Reply::Error(e)) => Ok(Err(e)),
-        Err(e) => Err(std::io::Error::other(format!(
-            "bad reply from the server: {e}"
+        Err(e) => Err(CallError::Broken(format!(
+            "bad reply from the server ({e}): {reply:?}"
         ))),
     }
 }

@@ -348,10 +348,8 @@ async fn deleting_a_client_ends_its_tokens() {
             .status,
         200
     );
-    assert_eq!(
-        f.server.cli(&["client", "delete", &f.client_id], None).code,
-        0
-    );
+    let out = f.server.cli(&["client", "delete", &f.client_id], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         f.browser
             .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
