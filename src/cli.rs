@@ -326,6 +326,9 @@ pub struct ClientAdd {
     /// front-channel logout URI
     #[argh(option)]
     pub frontchannel_logout_uri: Option<String>,
+    /// append iss and sid to the front-channel logout URI
+    #[argh(switch)]
+    pub frontchannel_logout_session_required: bool,
     /// group whose members may use the application (repeatable)
     #[argh(option)]
     pub allowed_group: Vec<String>,
@@ -455,6 +458,12 @@ pub struct ClientUpdate {
     /// allowed groups (replace the list; repeatable)
     #[argh(option)]
     pub allowed_group: Vec<String>,
+    /// back-channel logout URI
+    #[argh(option)]
+    pub backchannel_logout_uri: Option<String>,
+    /// front-channel logout URI
+    #[argh(option)]
+    pub frontchannel_logout_uri: Option<String>,
     /// allow every user again (clear the allowed groups)
     #[argh(switch)]
     pub any_group: bool,

@@ -38,7 +38,10 @@ pub fn random_token() -> String {
 /// A client_id: 128 random bits as 32 lowercase hex digits, so it never starts with `-`
 /// (which a command line would read as an option) and survives any copy and paste.
 pub fn random_client_id() -> String {
-    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+    random_bytes::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A 128-bit identifier (subject ids, jti, sid) as unpadded base64url.

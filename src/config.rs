@@ -121,6 +121,8 @@ struct RawClient {
     backchannel_logout_uri: Option<String>,
     frontchannel_logout_uri: Option<String>,
     #[serde(default)]
+    frontchannel_logout_session_required: bool,
+    #[serde(default)]
     allowed_groups: Vec<String>,
     jwks_uri: Option<String>,
     #[serde(default)]
@@ -457,6 +459,7 @@ fn declared_client(rc: RawClient) -> Result<Client, String> {
         require_pkce: rc.require_pkce,
         backchannel_logout_uri: rc.backchannel_logout_uri,
         frontchannel_logout_uri: rc.frontchannel_logout_uri,
+        frontchannel_logout_session_required: rc.frontchannel_logout_session_required,
         allowed_groups: rc.allowed_groups,
         jwks: None,
         jwks_uri: rc.jwks_uri,

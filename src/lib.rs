@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod model;
 pub mod oidc;
+pub mod outbound;
 pub mod output;
 pub mod pages;
 pub mod server;

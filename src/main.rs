@@ -240,6 +240,7 @@ fn client(action: ClientAction) -> ExitCode {
                 require_pkce: a.require_pkce,
                 backchannel_logout_uri: a.backchannel_logout_uri,
                 frontchannel_logout_uri: a.frontchannel_logout_uri,
+                frontchannel_logout_session_required: a.frontchannel_logout_session_required,
                 allowed_groups: a.allowed_group,
                 jwks,
                 jwks_uri: a.jwks_uri,
@@ -299,6 +300,8 @@ fn client(action: ClientAction) -> ExitCode {
                 require_pkce: u.require_pkce.then_some(true),
                 id_token_alg: u.id_token_alg,
                 policy: None,
+                backchannel_logout_uri: u.backchannel_logout_uri,
+                frontchannel_logout_uri: u.frontchannel_logout_uri,
                 allowed_groups: if u.any_group {
                     Some(vec![])
                 } else if u.allowed_group.is_empty() {

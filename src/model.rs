@@ -164,6 +164,9 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     #[serde(default)]
     pub frontchannel_logout_uri: Option<String>,
+    /// OIDC Front-Channel Logout §2: append `iss` and `sid` to the logout URI.
+    #[serde(default)]
+    pub frontchannel_logout_session_required: bool,
     #[serde(default)]
     pub allowed_groups: Vec<String>,
     #[serde(default)]
@@ -229,6 +232,9 @@ pub struct Session {
     pub last_seen: i64,
     /// The earlier of the idle and the absolute expiry.
     pub expires_at: i64,
+    /// Clients that received a code in this session: the ones told about its logout.
+    #[serde(default)]
+    pub clients: Vec<String>,
 }
 
 /// Remembered consent for (user, client).
@@ -250,6 +256,12 @@ pub struct Grant {
     pub created_at: i64,
     #[serde(default)]
     pub revoked: bool,
+    /// The SSO session the grant came from; logging out of it revokes the grant unless
+    /// it is `offline` (offline_access was granted).
+    #[serde(default)]
+    pub session_hash: String,
+    #[serde(default)]
+    pub offline: bool,
 }
 
 /// A refresh token (stored under its SHA-256).

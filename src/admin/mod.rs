@@ -78,6 +78,8 @@ pub struct ClientPatch {
     pub id_token_alg: Option<String>,
     pub policy: Option<String>,
     pub allowed_groups: Option<Vec<String>>,
+    pub backchannel_logout_uri: Option<String>,
+    pub frontchannel_logout_uri: Option<String>,
 }
 
 /// One management command. Passwords travel only over the owner-only admin socket.
@@ -326,7 +328,10 @@ fn client_json(c: &Client) -> Value {
         "skip_consent": c.skip_consent,
         "id_token_alg": c.id_token_alg.as_str(),
         "require_pkce": c.require_pkce,
-        "allowed_groups": c.allowed_groups,
+                "allowed_groups": c.allowed_groups,
+        "backchannel_logout_uri": c.backchannel_logout_uri,
+        "frontchannel_logout_uri": c.frontchannel_logout_uri,
+        "frontchannel_logout_session_required": c.frontchannel_logout_session_required,
         "declared": c.declared,
         "created_at": c.created_at,
     })
@@ -452,8 +457,8 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::ClientAdd { spec } => {
             let public = spec.public;
-            let mut client =
-                build_client(crate::clock::random_client_id(), spec, now).map_err(AdminError::input)?;
+            let mut client = build_client(crate::clock::random_client_id(), spec, now)
+                .map_err(AdminError::input)?;
             let secret = (!public).then(crate::clock::random_token);
             client.secret_hash = secret.as_deref().map(crate::keys::client_secret_hash);
             store.create_client(&client)?;
@@ -503,6 +508,13 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 allowed_groups: patch
                     .allowed_groups
                     .unwrap_or_else(|| old.allowed_groups.clone()),
+                backchannel_logout_uri: patch
+                    .backchannel_logout_uri
+                    .or(old.backchannel_logout_uri.clone()),
+                frontchannel_logout_uri: patch
+                    .frontchannel_logout_uri
+                    .or(old.frontchannel_logout_uri.clone()),
+                frontchannel_logout_session_required: old.frontchannel_logout_session_required,
                 ..ClientSpec::default()
             };
             let mut client =

@@ -261,7 +261,7 @@ fn issue_code(
     };
     app.store
         .put_code(&crate::keys::token_hash(&code), &record)?;
-    app.touch_session(s, now)?;
+    app.touch_session(s, Some(&client.client_id), now)?;
     Ok(code)
 }
 

@@ -231,6 +231,7 @@ fn start_session(app: &App, req: &Req, user: &User, now: i64) -> Result<String, 
         created_at: now,
         last_seen: now,
         expires_at: now + l.session_idle.min(l.session_absolute),
+        clients: vec![],
     };
     app.store
         .put_session(&crate::keys::token_hash(&raw), &session)?;

@@ -5,6 +5,7 @@
 mod authorize;
 pub mod interaction;
 mod login;
+mod logout;
 pub mod pool;
 pub mod response;
 pub mod throttle;
@@ -100,6 +101,8 @@ pub struct App {
     pub client_throttle: Throttle,
     pub secret_cache: crate::keys::SecretCache,
     pub interactions: Interactions,
+    /// Connections Latchkey opens itself (back-channel logout).
+    pub outbound: crate::outbound::Outbound,
     csrf_key: MacKey,
     dummy_hash: String,
 }
@@ -128,6 +131,7 @@ impl App {
             client_throttle: Throttle::new(config.login.clone()),
             secret_cache: crate::keys::SecretCache::default(),
             interactions: Interactions::default(),
+            outbound: crate::outbound::Outbound::new(),
             keys: RwLock::new(Arc::new(keys)),
             csrf_key: MacKey::new(csrf_secret),
             dummy_hash,
@@ -210,9 +214,20 @@ impl App {
     }
 
     /// Extends the idle lifetime of a session in use (never past the absolute limit).
-    pub fn touch_session(&self, s: &SignedIn, now: i64) -> Result<(), StoreError> {
+    /// Also records `client` as a participant, to be told when the session ends.
+    pub fn touch_session(
+        &self,
+        s: &SignedIn,
+        client: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let l = &self.config.lifetimes;
         let mut session = s.session.clone();
+        if let Some(c) = client
+            && !session.clients.iter().any(|x| x == c)
+        {
+            session.clients.push(c.to_string());
+        }
         session.last_seen = now;
         session.expires_at = (now + l.session_idle).min(session.created_at + l.session_absolute);
         self.store.put_session(&s.hash, &session)
@@ -319,6 +334,11 @@ impl App {
             "/setup" if is(&Method::GET) => login::setup_page(self, &req, now),
             "/setup" if is(&Method::POST) => login::setup_submit(self, &req, now).await,
             "/" if is(&Method::GET) => login::home(self, &req, now),
+            paths::END_SESSION if is(&Method::GET) || is(&Method::POST) => {
+                logout::end_session(self, &req, now)
+            }
+            "/logout" if is(&Method::GET) => logout::logout_page(self, &req, now),
+            "/logout" if is(&Method::POST) => logout::logout_submit(self, &req, now),
             paths::OIDC_DISCOVERY
             | paths::OAUTH_METADATA
             | paths::JWKS
@@ -339,6 +359,8 @@ impl App {
             | paths::TOKEN_ALIAS
             | paths::USERINFO
             | "/login"
+            | "/logout"
+            | paths::END_SESSION
             | "/consent"
             | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => response::plain(StatusCode::NOT_FOUND, "not found"),

@@ -195,6 +195,8 @@ fn authorization_code(
         user_id: user.id.clone(),
         created_at: now,
         revoked: false,
+        session_hash: record.session_hash.clone(),
+        offline: scope::contains(&record.scopes, "offline_access"),
     };
     let issue = Issue {
         client,

@@ -13,6 +13,7 @@ pub mod paths {
     pub const TOKEN_ALIAS: &str = "/api/v1/openid/token";
     pub const USERINFO: &str = "/api/v1/oauth/userinfo";
     pub const JWKS: &str = "/api/v1/oauth/discovery/keys";
+    pub const END_SESSION: &str = "/api/v1/oauth/logout";
     pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 }
@@ -24,7 +25,12 @@ pub fn metadata(issuer: &str) -> Value {
         "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
-        "jwks_uri": format!("{issuer}{}", paths::JWKS),
+                "jwks_uri": format!("{issuer}{}", paths::JWKS),
+        "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
+        "frontchannel_logout_supported": true,
+        "frontchannel_logout_session_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "scopes_supported": scope::SUPPORTED,
         "response_types_supported": registration::RESPONSE_TYPES,
         "response_modes_supported": ["query", "fragment", "form_post"],

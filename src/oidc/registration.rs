@@ -22,6 +22,8 @@ pub struct ClientSpec {
     pub require_pkce: bool,
     pub backchannel_logout_uri: Option<String>,
     pub frontchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub frontchannel_logout_session_required: bool,
     pub allowed_groups: Vec<String>,
     pub jwks: Option<String>,
     pub jwks_uri: Option<String>,
@@ -125,16 +127,20 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         }
     };
 
+    for (field, uri) in [
+        ("backchannel_logout_uri", &spec.backchannel_logout_uri),
+        ("frontchannel_logout_uri", &spec.frontchannel_logout_uri),
+    ] {
+        if let Some(u) = uri {
+            check_logout_uri(u).map_err(|e| format!("{field}: {u:?}: {e}"))?;
+        }
+    }
+    if spec.frontchannel_logout_session_required && spec.frontchannel_logout_uri.is_none() {
+        return Err("frontchannel_logout_session_required: needs a frontchannel_logout_uri".into());
+    }
+
     // Fields of later capabilities are refused rather than stored and silently ignored.
     for (field, set) in [
-        (
-            "backchannel_logout_uri",
-            spec.backchannel_logout_uri.is_some(),
-        ),
-        (
-            "frontchannel_logout_uri",
-            spec.frontchannel_logout_uri.is_some(),
-        ),
         ("jwks", spec.jwks.is_some()),
         ("jwks_uri", spec.jwks_uri.is_some()),
         ("require_par", spec.require_par),
@@ -164,8 +170,9 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         id_token_alg,
         // OAuth 2.1 / RFC 9700 §2.1.1: public clients always use PKCE.
         require_pkce: spec.require_pkce || spec.public,
-        backchannel_logout_uri: None,
-        frontchannel_logout_uri: None,
+        backchannel_logout_uri: spec.backchannel_logout_uri,
+        frontchannel_logout_uri: spec.frontchannel_logout_uri,
+        frontchannel_logout_session_required: spec.frontchannel_logout_session_required,
         allowed_groups: spec.allowed_groups,
         jwks: None,
         jwks_uri: None,
@@ -229,6 +236,16 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
         "http" | "https" if url.host_str().is_none_or(str::is_empty) => Err("has no host"),
         _ => Ok(()),
     }
+}
+
+/// Logout URIs (OIDC Back-Channel Logout §2.2, Front-Channel Logout §2): absolute http(s)
+/// URLs without a fragment, the same textual rules as redirect URIs.
+pub fn check_logout_uri(uri: &str) -> Result<(), &'static str> {
+    check_redirect_uri(uri)?;
+    if !uri.starts_with("https://") && !uri.starts_with("http://") {
+        return Err("must be an http or https URL");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -372,6 +389,27 @@ mod tests {
                     ..spec()
                 },
                 "jwks_uri",
+            ),
+            (
+                ClientSpec {
+                    backchannel_logout_uri: Some("app:/x".into()),
+                    ..spec()
+                },
+                "backchannel_logout_uri",
+            ),
+            (
+                ClientSpec {
+                    frontchannel_logout_uri: Some("https://a/#x".into()),
+                    ..spec()
+                },
+                "frontchannel_logout_uri",
+            ),
+            (
+                ClientSpec {
+                    frontchannel_logout_session_required: true,
+                    ..spec()
+                },
+                "frontchannel_logout_session_required",
             ),
         ];
         for (s, field) in cases {

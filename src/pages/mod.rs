@@ -33,6 +33,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "setup.html",
         include_str!("../../assets/templates/setup.html"),
     ),
+    (
+        "logout.html",
+        include_str!("../../assets/templates/logout.html"),
+    ),
+    (
+        "logged_out.html",
+        include_str!("../../assets/templates/logged_out.html"),
+    ),
 ];
 
 /// Static files under `/assets/`.
@@ -106,7 +114,8 @@ mod tests {
         let ctx = serde_json::json!({
             "title": evil, "message": evil, "client_name": evil, "username": evil, "error": evil,
             "csrf": "c", "interaction": evil, "scopes": [evil], "action": "https://rp/cb",
-            "fields": [["state", evil]], "token": evil, "email": evil, "link": "/x", "link_text": evil,
+                        "fields": [["state", evil]], "token": evil, "email": evil, "link": "/x", "link_text": evil,
+            "frames": [evil], "next": evil,
         });
         for (name, _) in TEMPLATES {
             let html = p.render(name, &ctx);

@@ -106,6 +106,8 @@ pub trait Store: Send + Sync {
     /// Revokes every grant of a user (all their access and refresh tokens); returns how
     /// many were live.
     fn revoke_user_grants(&self, user_id: &str) -> Result<usize>;
+    /// Revokes the grants that came from an SSO session, except offline ones (logout).
+    fn revoke_session_grants(&self, session_hash: &str) -> Result<usize>;
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
     /// Marks `old` used and stores its successor and the new access token, atomically

@@ -172,6 +172,32 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Marks every live grant matching `pick` revoked, in one durable transaction.
+    fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
+        self.write(true, |tx| {
+            let mut live = Vec::new();
+            {
+                let table = tx.open_table(GRANTS).map_err(backend)?;
+                for item in table.iter().map_err(backend)? {
+                    let (_, v) = item.map_err(backend)?;
+                    if let Ok(g) = decode::<Grant>(v.value())
+                        && !g.revoked
+                        && pick(&g)
+                    {
+                        live.push(g);
+                    }
+                }
+            }
+            for g in &mut live {
+                g.revoked = true;
+                tx_put(tx, GRANTS, &g.grant_id, &*g)?;
+            }
+            Ok(live.len())
+        })
+    }
+}
+
 fn consent_key(user_id: &str, client_id: &str) -> String {
     format!("{user_id}\u{0}{client_id}")
 }
@@ -403,6 +429,8 @@ impl Store for RedbStore {
                 user_id: user_id.to_string(),
                 created_at: now,
                 revoked: false,
+                session_hash: String::new(),
+                offline: false,
             });
             g.revoked = true;
             tx_put(tx, GRANTS, id, &g)
@@ -410,26 +438,11 @@ impl Store for RedbStore {
     }
 
     fn revoke_user_grants(&self, user_id: &str) -> Result<usize> {
-        self.write(true, |tx| {
-            let mut live = Vec::new();
-            {
-                let table = tx.open_table(GRANTS).map_err(backend)?;
-                for item in table.iter().map_err(backend)? {
-                    let (_, v) = item.map_err(backend)?;
-                    if let Ok(g) = decode::<Grant>(v.value())
-                        && g.user_id == user_id
-                        && !g.revoked
-                    {
-                        live.push(g);
-                    }
-                }
-            }
-            for mut g in live.iter().cloned() {
-                g.revoked = true;
-                tx_put(tx, GRANTS, &g.grant_id.clone(), &g)?;
-            }
-            Ok(live.len())
-        })
+        self.revoke_grants_where(|g| g.user_id == user_id)
+    }
+
+    fn revoke_session_grants(&self, session_hash: &str) -> Result<usize> {
+        self.revoke_grants_where(|g| g.session_hash == session_hash && !g.offline)
     }
 
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>> {

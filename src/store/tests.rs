@@ -109,6 +109,8 @@ fn grant() -> Grant {
         user_id: "u".into(),
         created_at: 0,
         revoked: false,
+        session_hash: "h".into(),
+        offline: false,
     }
 }
 
@@ -198,6 +200,38 @@ fn revoking_a_users_grants_touches_no_one_else() {
     assert!(s.grant("g").unwrap().unwrap().revoked);
     assert!(!s.grant("g2").unwrap().unwrap().revoked);
     assert_eq!(s.revoke_user_grants("u").unwrap(), 0, "already revoked");
+}
+
+#[test]
+fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
+    let (_d, s) = open();
+    let mk = |id: &str, session: &str, offline: bool, code: &str| {
+        let g = Grant {
+            grant_id: id.into(),
+            session_hash: session.into(),
+            offline,
+            ..grant()
+        };
+        s.put_code(code, &self::code(100)).unwrap();
+        let (a, r) = (at(100), rt(100));
+        s.redeem_code(
+            code,
+            &Issued {
+                grant: &g,
+                access_jti: code,
+                access: &a,
+                refresh: Some((code, &r)),
+            },
+        )
+        .unwrap();
+    };
+    mk("online", "s1", false, "c1");
+    mk("offline", "s1", true, "c2");
+    mk("elsewhere", "s2", false, "c3");
+    assert_eq!(s.revoke_session_grants("s1").unwrap(), 1);
+    assert!(s.grant("online").unwrap().unwrap().revoked);
+    assert!(!s.grant("offline").unwrap().unwrap().revoked);
+    assert!(!s.grant("elsewhere").unwrap().unwrap().revoked);
 }
 
 #[test]

@@ -69,7 +69,6 @@ async fn discovery_advertises_exactly_what_is_implemented() {
         );
     }
     for absent in [
-        "end_session_endpoint",
         "revocation_endpoint",
         "introspection_endpoint",
         "registration_endpoint",

@@ -10,4 +10,5 @@ mod cli;
 mod errors;
 mod flows;
 mod lifecycle;
+mod logout;
 mod pages;

@@ -276,6 +276,17 @@ impl Resp {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
+    /// Whether a `Set-Cookie` of this response clears the cookie whose name ends in `name`.
+    pub fn set_cookie_cleared(&self, name: &str) -> bool {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|c| {
+                c.split_once('=').is_some_and(|(k, _)| k.ends_with(name)) && c.contains("Max-Age=0")
+            })
+    }
+
     /// Value of a hidden input in an HTML form.
     pub fn input(&self, name: &str) -> Option<String> {
         let needle = format!("name=\"{name}\" value=\"");
@@ -584,4 +595,51 @@ pub fn authorize_url(client_id: &str, extra: &str) -> String {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A one-endpoint HTTP server on 127.0.0.1 that records each request body it receives
+/// (a relying party's back-channel logout URI) and answers 200.
+pub async fn body_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            let _ = tx.send(body[..len].to_string());
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
 }

@@ -1,0 +1,123 @@
+//! Outbound HTTP: the only connections Latchkey opens by itself, and only to targets an
+//! administrator registered (back-channel logout URIs). Every call has a deadline and a
+//! response size limit; https targets are checked against the system's trust store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+/// Largest response body read from a remote server.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+pub struct Outbound {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Outbound {
+    /// A client trusting the operating system's certificate store (where internal CAs of
+    /// an air-gapped site are installed).
+    pub fn new() -> Outbound {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+            .unwrap_or_else(|_| {
+                // The default provider always supports the default versions; keep a
+                // working (TLS 1.3-only) client rather than fail start-up.
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            });
+        Outbound {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// POSTs a form body; returns the response status.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        body: String,
+        deadline: Duration,
+    ) -> Result<u16, String> {
+        tokio::time::timeout(deadline, self.send(url, body))
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
+    async fn send(&self, url: &str, body: String) -> Result<u16, String> {
+        let u = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let host = u
+            .host_str()
+            .ok_or("no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = u.port_or_known_default().ok_or("no port")?;
+        let mut target = u.path().to_string();
+        if let Some(q) = u.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let authority = match u.port() {
+            Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+            None => u.host_str().unwrap_or_default().to_string(),
+        };
+        let req = Request::post(target)
+            .header("host", authority)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "user-agent",
+                concat!("latchkey/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        match u.scheme() {
+            "https" => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+                let tls = self
+                    .tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                exchange(TokioIo::new(tls), req).await
+            }
+            "http" => exchange(TokioIo::new(tcp), req).await,
+            other => Err(format!("unsupported scheme {other}")),
+        }
+    }
+}
+
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<u16, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    // Read (and discard) a bounded body so the peer sees a complete exchange.
+    let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
+    driver.abort();
+    Ok(status)
+}
