@@ -4,6 +4,7 @@
 
 mod authorize;
 pub mod interaction;
+mod introspection;
 mod login;
 mod logout;
 pub mod pool;
@@ -321,6 +322,10 @@ impl App {
                 authorize::authorize(self, &req, now).await
             }
             authorize::RESUME if is(&Method::GET) => authorize::resume(self, &req, now).await,
+            paths::REVOKE if is(&Method::POST) => introspection::revoke(self, &req, now).await,
+            paths::INTROSPECT if is(&Method::POST) => {
+                introspection::introspect(self, &req, now).await
+            }
             paths::TOKEN | paths::TOKEN_ALIAS if is(&Method::POST) => {
                 token::token(self, &req, now).await
             }
@@ -361,6 +366,8 @@ impl App {
             | "/login"
             | "/logout"
             | paths::END_SESSION
+            | paths::REVOKE
+            | paths::INTROSPECT
             | "/consent"
             | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => response::plain(StatusCode::NOT_FOUND, "not found"),

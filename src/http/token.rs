@@ -85,7 +85,7 @@ fn usable(client: &Client, user: &User) -> bool {
     !user.disabled && client.admits(&user.groups)
 }
 
-async fn authenticate(
+pub(super) async fn authenticate(
     app: &Arc<App>,
     req: &Req,
     form: &Params,

@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use super::response::{self, Resp};
 use super::{App, Req};
+use crate::model::{AccessTokenRecord, User};
 use crate::oidc::{ErrorCode, OidcError, claims, scope};
 
-fn invalid_token(d: &str) -> OidcError {
+pub(super) fn invalid_token(d: &str) -> OidcError {
     OidcError::new(ErrorCode::InvalidToken, d)
 }
 
@@ -52,6 +53,39 @@ pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
 }
 
 fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
+    let live = live_access_token(app, token, now)?;
+    let user = live.user.ok_or_else(|| {
+        OidcError::new(
+            ErrorCode::InsufficientScope,
+            "the access token was issued to a client, not a user",
+        )
+    })?;
+    if !scope::contains(&live.record.scopes, "openid") {
+        return Err(OidcError::new(
+            ErrorCode::InsufficientScope,
+            "the access token lacks the openid scope",
+        ));
+    }
+    Ok(Value::Object(claims::userinfo(&user, &live.record.scopes)))
+}
+
+/// An access token that is valid right now, with what it was issued for.
+pub(super) struct LiveAccessToken {
+    pub claims: serde_json::Map<String, Value>,
+    pub jti: String,
+    pub record: AccessTokenRecord,
+    /// `None` for tokens issued to a client itself (client_credentials).
+    pub user: Option<User>,
+}
+
+/// Checks one of our RFC 9068 access tokens: signature by a current or retired key,
+/// `typ`, issuer, expiry, and the issued-token record (so revocation, logout, a deleted
+/// client or a disabled user take effect at once).
+pub(super) fn live_access_token(
+    app: &App,
+    token: &str,
+    now: i64,
+) -> Result<LiveAccessToken, OidcError> {
     let (header, claims) = app
         .keys()
         .verify(token)
@@ -72,35 +106,38 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid_token("the access token has no jti"))?;
+        .ok_or_else(|| invalid_token("the access token has no jti"))?
+        .to_string();
     let store_err = |e: crate::store::StoreError| super::response::Fail::Store(e).to_oidc();
     let record = app
         .store
-        .access_token(jti)
+        .access_token(&jti)
         .map_err(store_err)?
         .ok_or_else(|| invalid_token("the access token is not known"))?;
     let client_gone = app.client(&record.client_id).map_err(store_err)?.is_none();
-    if client_gone
-        || record.revoked
-        || app
-            .store
-            .grant(&record.grant_id)
-            .map_err(store_err)?
-            .is_none_or(|g| g.revoked)
-    {
+    let grant_revoked = app
+        .store
+        .grant(&record.grant_id)
+        .map_err(store_err)?
+        .is_none_or(|g| g.revoked);
+    if client_gone || record.revoked || grant_revoked {
         return Err(invalid_token("the access token was revoked"));
     }
-    let user = app
-        .store
-        .user(&record.user_id)
-        .map_err(store_err)?
-        .filter(|u| !u.disabled)
-        .ok_or_else(|| invalid_token("the user no longer exists or is disabled"))?;
-    if !scope::contains(&record.scopes, "openid") {
-        return Err(OidcError::new(
-            ErrorCode::InsufficientScope,
-            "the access token lacks the openid scope",
-        ));
-    }
-    Ok(Value::Object(claims::userinfo(&user, &record.scopes)))
+    let user = if record.user_id.is_empty() {
+        None
+    } else {
+        let user = app
+            .store
+            .user(&record.user_id)
+            .map_err(store_err)?
+            .filter(|u| !u.disabled)
+            .ok_or_else(|| invalid_token("the user no longer exists or is disabled"))?;
+        Some(user)
+    };
+    Ok(LiveAccessToken {
+        claims,
+        jti,
+        record,
+        user,
+    })
 }

@@ -14,6 +14,8 @@ pub mod paths {
     pub const USERINFO: &str = "/api/v1/oauth/userinfo";
     pub const JWKS: &str = "/api/v1/oauth/discovery/keys";
     pub const END_SESSION: &str = "/api/v1/oauth/logout";
+    pub const REVOKE: &str = "/api/v1/oauth/revoke";
+    pub const INTROSPECT: &str = "/api/v1/oauth/introspect";
     pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 }
@@ -26,7 +28,11 @@ pub fn metadata(issuer: &str) -> Value {
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
                 "jwks_uri": format!("{issuer}{}", paths::JWKS),
-        "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
+                "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
+        "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,
         "backchannel_logout_supported": true,

@@ -108,6 +108,8 @@ pub trait Store: Send + Sync {
     fn revoke_user_grants(&self, user_id: &str) -> Result<usize>;
     /// Revokes the grants that came from an SSO session, except offline ones (logout).
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize>;
+    /// Marks one access token revoked; `false` if it is unknown.
+    fn revoke_access_token(&self, jti: &str) -> Result<bool>;
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
     /// Marks `old` used and stores its successor and the new access token, atomically

@@ -445,6 +445,17 @@ impl Store for RedbStore {
         self.revoke_grants_where(|g| g.session_hash == session_hash && !g.offline)
     }
 
+    fn revoke_access_token(&self, jti: &str) -> Result<bool> {
+        self.write(false, |tx| {
+            let Some(mut a) = tx_get::<AccessTokenRecord>(tx, ACCESS_TOKENS, jti)? else {
+                return Ok(false);
+            };
+            a.revoked = true;
+            tx_put(tx, ACCESS_TOKENS, jti, &a)?;
+            Ok(true)
+        })
+    }
+
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>> {
         self.get(ACCESS_TOKENS, jti)
     }

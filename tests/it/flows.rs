@@ -743,3 +743,159 @@ async fn allowed_groups_show_an_access_denied_page() {
     assert!(r.header("location").is_none());
     assert!(r.body.contains("not allowed"));
 }
+
+async fn post_auth(
+    f: &mut Flow,
+    path: &str,
+    form: &[(&str, &str)],
+    id: &str,
+    secret: &str,
+) -> Resp {
+    f.browser
+        .post_form_with(path, form, &[("authorization", &basic(id, secret))])
+        .await
+}
+
+#[tokio::test]
+async fn introspection_and_revocation() {
+    let mut f = setup(&[]).await;
+    let (other_id, other_secret) = f.server.add_client(&[]);
+    let cb = authorize(&mut f, "&scope=openid%20email%20offline_access").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let (at, rt) = (
+        t["access_token"].as_str().unwrap().to_string(),
+        t["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let (id, secret) = (f.client_id.clone(), f.secret.clone());
+    let intro = "/api/v1/oauth/introspect";
+
+    let r = post_auth(&mut f, intro, &[("token", &at)], &id, &secret).await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let v = r.json();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], id);
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], "openid email offline_access");
+    assert!(v["exp"].as_i64().unwrap() > latchkey::clock::now());
+    let v = post_auth(
+        &mut f,
+        intro,
+        &[("token", &rt), ("token_type_hint", "refresh_token")],
+        &id,
+        &secret,
+    )
+    .await
+    .json();
+    assert_eq!(v["active"], true);
+    // Another client learns nothing about these tokens; garbage is simply inactive.
+    for token in [at.as_str(), rt.as_str()] {
+        let v = post_auth(&mut f, intro, &[("token", token)], &other_id, &other_secret)
+            .await
+            .json();
+        assert_eq!(v, serde_json::json!({"active": false}));
+    }
+    let v = post_auth(&mut f, intro, &[("token", "garbage")], &id, &secret)
+        .await
+        .json();
+    assert_eq!(v, serde_json::json!({"active": false}));
+    let missing = post_auth(&mut f, intro, &[], &id, &secret).await;
+    assert_eq!(missing.json()["error"], "invalid_request");
+
+    let revoke = "/api/v1/oauth/revoke";
+    // Another client may not revoke them; an unknown token is fine (RFC 7009 §2.2).
+    let r = post_auth(&mut f, revoke, &[("token", &at)], &other_id, &other_secret).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "unauthorized_client");
+    assert_eq!(
+        post_auth(&mut f, revoke, &[("token", "unknown")], &id, &secret)
+            .await
+            .status,
+        200
+    );
+
+    // Revoking the access token ends it alone.
+    assert_eq!(
+        post_auth(
+            &mut f,
+            revoke,
+            &[("token", &at), ("token_type_hint", "access_token")],
+            &id,
+            &secret
+        )
+        .await
+        .status,
+        200
+    );
+    let bearer = format!("Bearer {at}");
+    assert_eq!(
+        f.browser
+            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        post_auth(&mut f, intro, &[("token", &at)], &id, &secret)
+            .await
+            .json()["active"],
+        false
+    );
+    assert_eq!(
+        post_auth(&mut f, intro, &[("token", &rt)], &id, &secret)
+            .await
+            .json()["active"],
+        true
+    );
+
+    // Revoking the refresh token (with a wrong hint, which only reorders the lookup) ends the grant.
+    let r = post_auth(
+        &mut f,
+        "/api/v1/oauth/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        &id,
+        &secret,
+    )
+    .await;
+    let t2 = r.json();
+    let rt2 = t2["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        post_auth(
+            &mut f,
+            revoke,
+            &[("token", &rt2), ("token_type_hint", "access_token")],
+            &id,
+            &secret
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_auth(&mut f, intro, &[("token", &rt2)], &id, &secret)
+            .await
+            .json()["active"],
+        false
+    );
+    let at2 = t2["access_token"].as_str().unwrap();
+    assert_eq!(
+        post_auth(&mut f, intro, &[("token", at2)], &id, &secret)
+            .await
+            .json()["active"],
+        false
+    );
+    let r = post_auth(
+        &mut f,
+        "/api/v1/oauth/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+        &id,
+        &secret,
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Both endpoints authenticate the client.
+    for path in [intro, revoke] {
+        let bad = post_auth(&mut f, path, &[("token", &at)], &id, "wrong-secret").await;
+        assert_eq!(bad.status, 401);
+    }
+}

@@ -1,0 +1,249 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662), both for authenticated
+//! clients. A client may revoke or see only its own tokens: revoking another client's
+//! token is refused, introspecting one answers `active: false`.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+use super::response::{self, Fail, Resp};
+use super::userinfo::live_access_token;
+use super::{App, Req};
+use crate::model::{Client, RefreshToken};
+use crate::oidc::{ErrorCode, OidcError, scope};
+
+/// A token as presented: one of our access tokens, one of our refresh tokens, or neither.
+enum Found {
+    Access {
+        jti: String,
+        client_id: String,
+        user_id: String,
+    },
+    Refresh {
+        record: RefreshToken,
+    },
+    Unknown,
+}
+
+/// Identifies a token. The hint (RFC 7009 §2.1) only changes the order of the lookups.
+fn find(app: &App, token: &str, hint: Option<&str>) -> Result<Found, Fail> {
+    let access = |app: &App| -> Result<Found, Fail> {
+        let Ok((header, claims)) = app.keys().verify(token) else {
+            return Ok(Found::Unknown);
+        };
+        if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+            return Ok(Found::Unknown);
+        }
+        let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+            return Ok(Found::Unknown);
+        };
+        Ok(match app.store.access_token(jti)? {
+            Some(r) => Found::Access {
+                jti: jti.to_string(),
+                client_id: r.client_id,
+                user_id: r.user_id,
+            },
+            None => Found::Unknown,
+        })
+    };
+    let refresh = |app: &App| -> Result<Found, Fail> {
+        Ok(
+            match app.store.refresh_token(&crate::keys::token_hash(token))? {
+                Some(record) => Found::Refresh { record },
+                None => Found::Unknown,
+            },
+        )
+    };
+    let (first, second): (
+        &dyn Fn(&App) -> Result<Found, Fail>,
+        &dyn Fn(&App) -> Result<Found, Fail>,
+    ) = if hint == Some("refresh_token") {
+        (&refresh, &access)
+    } else {
+        (&access, &refresh)
+    };
+    match first(app)? {
+        Found::Unknown => second(app),
+        found => Ok(found),
+    }
+}
+
+/// Shared front half: form body, client authentication, the `token` parameter.
+async fn prelude(
+    app: &Arc<App>,
+    req: &Req,
+) -> Result<Result<(Client, String, Option<String>), OidcError>, Fail> {
+    if !req.is_form() {
+        return Ok(Err(OidcError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    let form = req.form();
+    let client = match super::token::authenticate(app, req, &form).await? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let token = match form.get("token") {
+        Ok(Some(t)) => t.to_string(),
+        Ok(None) => return Ok(Err(OidcError::invalid_request("token is missing"))),
+        Err(_) => {
+            return Ok(Err(OidcError::invalid_request(
+                "token was sent more than once",
+            )));
+        }
+    };
+    let hint = form.get_lenient("token_type_hint").map(str::to_string);
+    Ok(Ok((client, token, hint)))
+}
+
+fn error(e: &OidcError) -> Resp {
+    response::with_header(response::token_error(e), "pragma", "no-cache")
+}
+
+/// POST /api/v1/oauth/revoke.
+pub(super) async fn revoke(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    match revoke_inner(app, req, now).await {
+        Ok(Ok(())) => response::json(StatusCode::OK, &json!({})),
+        Ok(Err(e)) => error(&e),
+        Err(f) => error(&f.to_oidc()),
+    }
+}
+
+async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), OidcError>, Fail> {
+    let (client, token, hint) = match prelude(app, req).await? {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    let other = || {
+        OidcError::new(
+            ErrorCode::UnauthorizedClient,
+            "the token was issued to another client",
+        )
+    };
+    match find(app, &token, hint.as_deref())? {
+        // RFC 7009 §2.2: an invalid or unknown token is not an error.
+        Found::Unknown => {}
+        Found::Access { client_id, .. }
+        | Found::Refresh {
+            record: RefreshToken { client_id, .. },
+        } if client_id != client.client_id => {
+            return Ok(Err(other()));
+        }
+        Found::Access { jti, user_id, .. } => {
+            app.store.revoke_access_token(&jti)?;
+            app.audit(
+                "token.revoked",
+                Some(&user_id),
+                Some(&client.client_id),
+                Some(req.peer),
+                "access_token",
+                now,
+            );
+        }
+        // §2.1: revoking a refresh token also ends the access tokens of its grant.
+        Found::Refresh { record } => {
+            app.store
+                .revoke_grant(&record.grant_id, &record.client_id, &record.user_id, now)?;
+            app.audit(
+                "token.revoked",
+                Some(&record.user_id),
+                Some(&client.client_id),
+                Some(req.peer),
+                "refresh_token",
+                now,
+            );
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// POST /api/v1/oauth/introspect.
+pub(super) async fn introspect(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    match introspect_inner(app, req, now).await {
+        Ok(Ok(v)) => response::json(StatusCode::OK, &v),
+        Ok(Err(e)) => error(&e),
+        Err(f) => error(&f.to_oidc()),
+    }
+}
+
+async fn introspect_inner(
+    app: &Arc<App>,
+    req: &Req,
+    now: i64,
+) -> Result<Result<Value, OidcError>, Fail> {
+    let (client, token, hint) = match prelude(app, req).await? {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    if client.is_public() {
+        return Ok(Err(OidcError::new(
+            ErrorCode::InvalidClient,
+            "introspection needs client authentication",
+        )));
+    }
+    let inactive = json!({"active": false});
+    Ok(Ok(match find(app, &token, hint.as_deref())? {
+        Found::Unknown => inactive,
+        Found::Access { client_id, .. } if client_id != client.client_id => inactive,
+        Found::Access { .. } => match live_access_token(app, &token, now) {
+            Err(_) => inactive,
+            Ok(live) => {
+                let mut v = json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": scope::join(&live.record.scopes),
+                    "client_id": live.record.client_id,
+                    "jti": live.jti,
+                });
+                for k in ["iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "sid"] {
+                    if let Some(x) = live.claims.get(k) {
+                        v[k] = x.clone();
+                    }
+                }
+                if let Some(u) = &live.user {
+                    v["username"] = json!(u.username);
+                }
+                v
+            }
+        },
+        Found::Refresh { record } if record.client_id != client.client_id => inactive,
+        Found::Refresh { record } => match refresh_active(app, &record, now)? {
+            None => inactive,
+            Some(username) => json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": scope::join(&record.scopes),
+                "client_id": record.client_id,
+                "sub": record.user_id,
+                "username": username,
+                "iss": app.config.issuer,
+                "iat": record.issued_at,
+                "exp": record.expires_at.min(record.absolute_expires_at),
+            }),
+        },
+    }))
+}
+
+/// The username when a refresh token would be accepted now, `None` otherwise.
+fn refresh_active(app: &App, rt: &RefreshToken, now: i64) -> Result<Option<String>, Fail> {
+    if rt.used || now >= rt.expires_at || now >= rt.absolute_expires_at {
+        return Ok(None);
+    }
+    if app.store.grant(&rt.grant_id)?.is_none_or(|g| g.revoked) {
+        return Ok(None);
+    }
+    if !rt.offline
+        && app
+            .store
+            .session(&rt.session_hash)?
+            .is_none_or(|s| s.expires_at <= now)
+    {
+        return Ok(None);
+    }
+    Ok(app
+        .store
+        .user(&rt.user_id)?
+        .filter(|u| !u.disabled)
+        .map(|u| u.username))
+}
