@@ -28,45 +28,46 @@ enum Found {
 
 /// Identifies a token. The hint (RFC 7009 §2.1) only changes the order of the lookups.
 fn find(app: &App, token: &str, hint: Option<&str>) -> Result<Found, Fail> {
-    let access = |app: &App| -> Result<Found, Fail> {
-        let Ok((header, claims)) = app.keys().verify(token) else {
-            return Ok(Found::Unknown);
-        };
-        if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
-            return Ok(Found::Unknown);
-        }
-        let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
-            return Ok(Found::Unknown);
-        };
-        Ok(match app.store.access_token(jti)? {
-            Some(r) => Found::Access {
-                jti: jti.to_string(),
-                client_id: r.client_id,
-                user_id: r.user_id,
-            },
-            None => Found::Unknown,
-        })
-    };
-    let refresh = |app: &App| -> Result<Found, Fail> {
-        Ok(
-            match app.store.refresh_token(&crate::keys::token_hash(token))? {
-                Some(record) => Found::Refresh { record },
-                None => Found::Unknown,
-            },
-        )
-    };
-    let (first, second): (
-        &dyn Fn(&App) -> Result<Found, Fail>,
-        &dyn Fn(&App) -> Result<Found, Fail>,
-    ) = if hint == Some("refresh_token") {
-        (&refresh, &access)
+    let refresh_first = hint == Some("refresh_token");
+    let first = if refresh_first {
+        find_refresh(app, token)?
     } else {
-        (&access, &refresh)
+        find_access(app, token)?
     };
-    match first(app)? {
-        Found::Unknown => second(app),
+    match first {
+        Found::Unknown if refresh_first => find_access(app, token),
+        Found::Unknown => find_refresh(app, token),
         found => Ok(found),
     }
+}
+
+fn find_access(app: &App, token: &str) -> Result<Found, Fail> {
+    let Ok((header, claims)) = app.keys().verify(token) else {
+        return Ok(Found::Unknown);
+    };
+    if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+        return Ok(Found::Unknown);
+    }
+    let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+        return Ok(Found::Unknown);
+    };
+    Ok(match app.store.access_token(jti)? {
+        Some(r) => Found::Access {
+            jti: jti.to_string(),
+            client_id: r.client_id,
+            user_id: r.user_id,
+        },
+        None => Found::Unknown,
+    })
+}
+
+fn find_refresh(app: &App, token: &str) -> Result<Found, Fail> {
+    Ok(
+        match app.store.refresh_token(&crate::keys::token_hash(token))? {
+            Some(record) => Found::Refresh { record },
+            None => Found::Unknown,
+        },
+    )
 }
 
 /// Shared front half: form body, client authentication, the `token` parameter.
