@@ -487,6 +487,23 @@ pub struct KeysCmd {
 #[argh(subcommand)]
 pub enum KeysAction {
     List(KeysList),
+    Rotate(KeysRotate),
+}
+
+#[derive(FromArgs)]
+/// Publish new signing keys and sign with them from now on; the old ones stay in the JWKS
+/// until every token they signed has expired.
+#[argh(subcommand, name = "rotate")]
+pub struct KeysRotate {
+    /// only this algorithm (RS256 or ES256); default both
+    #[argh(option)]
+    pub alg: Option<String>,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]

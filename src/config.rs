@@ -49,6 +49,8 @@ struct RawConfig {
     #[serde(default)]
     password: RawPassword,
     #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
     clients: Vec<RawClient>,
 }
 
@@ -83,6 +85,12 @@ struct RawLogin {
     ip_max_failures: Option<u32>,
     ip_window_secs: Option<i64>,
     ip_block_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    rotation_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +191,8 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     pub login: LoginLimits,
     pub password: PasswordParams,
+    /// Automatic signing-key rotation period in seconds (`[keys] rotation_days`).
+    pub key_rotation: Option<i64>,
     /// `[[clients]]` from the file, keyed by client_id.
     pub declared_clients: HashMap<String, Client>,
 }
@@ -372,6 +382,12 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         return err("password.parallelism: must be between 1 and 16");
     }
 
+    let key_rotation = match raw.keys.rotation_days {
+        None => None,
+        Some(d) if (1..=3650).contains(&d) => Some(d * 86_400),
+        Some(_) => return err("keys.rotation_days: must be between 1 and 3650"),
+    };
+
     let mut trusted_proxies = Vec::new();
     for p in &raw.trusted_proxies {
         let ip = p
@@ -400,6 +416,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         lifetimes,
         login,
         password,
+        key_rotation,
         declared_clients,
     })
 }

@@ -54,6 +54,11 @@ fn main() -> ExitCode {
         Cmd::Client(c) => client(c.action),
         Cmd::Keys(k) => match k.action {
             KeysAction::List(l) => manage(l.config.as_deref(), l.json, Command::KeysList),
+            KeysAction::Rotate(r) => manage(
+                r.config.as_deref(),
+                r.json,
+                Command::KeysRotate { alg: r.alg },
+            ),
         },
         Cmd::Audit(a) => {
             let since = match a.since.as_deref().map(parse_since) {

@@ -170,12 +170,21 @@ pub async fn run(config: Config) -> Result<(), String> {
         &prepared.csrf_secret,
         prepared.dummy_hash,
     )?);
+    let reloader = app.clone();
+    let after: crate::admin::socket::AfterCommand = Arc::new(move |name: &str| {
+        if name.starts_with("keys.")
+            && let Err(e) = reloader.reload_keys()
+        {
+            tracing::error!(error = %e, "could not reload signing keys");
+        }
+    });
     tokio::spawn(crate::admin::socket::serve(
         admin_listener,
         store.clone(),
         shared_config.clone(),
+        after,
     ));
-    tokio::spawn(maintenance(store.clone()));
+    tokio::spawn(maintenance(app.clone()));
 
     tracing::info!(
         listen = %shared_config.listen,
@@ -280,17 +289,105 @@ async fn connection<I>(
     }
 }
 
-/// Removes expired records once a minute (and persists non-durable commits).
-async fn maintenance(store: Arc<dyn Store>) {
+/// Once a minute: removes expired records (persisting non-durable commits), drops
+/// retired keys whose tokens have all expired, and rotates keys that are due.
+async fn maintenance(app: Arc<App>) {
     let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await {
+        let a = app.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = crate::clock::now();
+            let removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
+            if key_housekeeping(a.store.as_ref(), &a.config, now)? {
+                a.reload_keys()?;
+            }
+            Ok::<usize, String>(removed)
+        })
+        .await;
+        match result {
             Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired records removed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed"),
             _ => {}
         }
+    }
+}
+
+/// Drops retired keys no token can still need and rotates active keys older than the
+/// configured period. Returns whether the key set changed.
+pub fn key_housekeeping(store: &dyn Store, config: &Config, now: i64) -> Result<bool, String> {
+    use crate::keys::signing;
+    let l = &config.lifetimes;
+    let longest = l.id_token.max(l.access_token).max(120);
+    let records = store.keys().map_err(|e| e.to_string())?;
+    let mut changed = false;
+    for k in records
+        .iter()
+        .filter(|k| signing::retired_long_enough(k, now, longest))
+    {
+        store.delete_key(&k.kid).map_err(|e| e.to_string())?;
+        tracing::info!(kid = %k.kid, "retired signing key dropped from the JWKS");
+        changed = true;
+    }
+    for alg in [Alg::RS256, Alg::ES256] {
+        let due = records
+            .iter()
+            .any(|k| k.alg == alg && signing::due_for_rotation(k, now, config.key_rotation));
+        if due {
+            let rotated = signing::rotate(&records, alg, now).map_err(|e| e.to_string())?;
+            store.put_keys(&rotated).map_err(|e| e.to_string())?;
+            tracing::info!(alg = alg.as_str(), "signing key rotated on schedule");
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn housekeeping_drops_expired_retired_keys_and_rotates_on_schedule() {
+        let dir = TempDir::new("housekeeping");
+        let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
+        let mut config = crate::config::parse(
+            None,
+            &crate::config::Env {
+                hostname: "h".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        config.key_rotation = Some(86_400);
+        let t0 = 1_000_000;
+        store
+            .put_key(&crate::keys::signing::generate(Alg::ES256, t0).unwrap())
+            .unwrap();
+        store
+            .put_key(&crate::keys::signing::generate(Alg::RS256, t0).unwrap())
+            .unwrap();
+        // Nothing due yet.
+        assert!(!key_housekeeping(&store, &config, t0 + 100).unwrap());
+        // A day later both keys rotate; the retired ones stay while tokens may live.
+        let t1 = t0 + 86_400;
+        assert!(key_housekeeping(&store, &config, t1).unwrap());
+        let keys = store.keys().unwrap();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(
+            keys.iter().filter(|k| k.state == KeyState::Retired).count(),
+            2
+        );
+        assert!(!key_housekeeping(&store, &config, t1 + 900).unwrap());
+        // Once the longest token lifetime (and a minute) has passed they leave.
+        assert!(key_housekeeping(&store, &config, t1 + 900 + 61).unwrap());
+        let keys = store.keys().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(
+            keys.iter()
+                .all(|k| k.state == KeyState::Active && k.created_at == t1)
+        );
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{Config, PasswordParams};
-use crate::model::{Address, Client, Group, User, valid_email, valid_username};
+use crate::model::{Address, Alg, Client, Group, User, valid_email, valid_username};
 use crate::oidc::registration::{ClientSpec, build_client, valid_group_name};
 use crate::store::{Store, StoreError};
 
@@ -134,6 +134,10 @@ pub enum Command {
         client_id: String,
     },
     KeysList,
+    /// Rotates the signing key of one algorithm, or of both when `alg` is `None`.
+    KeysRotate {
+        alg: Option<String>,
+    },
     Audit {
         since: i64,
         user: Option<String>,
@@ -143,7 +147,7 @@ pub enum Command {
 
 impl Command {
     /// Name for the audit log (never includes arguments, which may hold passwords).
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Command::UserAdd { .. } => "user.add",
             Command::UserList => "user.list",
@@ -161,6 +165,7 @@ impl Command {
             Command::ClientRotateSecret { .. } => "client.rotate_secret",
             Command::ClientDelete { .. } => "client.delete",
             Command::KeysList => "keys.list",
+            Command::KeysRotate { .. } => "keys.rotate",
             Command::Audit { .. } => "audit",
         }
     }
@@ -540,6 +545,32 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             store.delete_client(&client_id)?;
             Ok(json!({"client_id": client_id, "deleted": true}))
         }
+        Command::KeysRotate { alg } => {
+            let algs = match alg.as_deref() {
+                None => vec![Alg::RS256, Alg::ES256],
+                Some(a) => vec![Alg::parse(a).ok_or_else(|| {
+                    AdminError::input(format!("alg: {a:?} is not RS256 or ES256"))
+                })?],
+            };
+            let mut records = store.keys()?;
+            let mut new = Vec::new();
+            for alg in algs {
+                let changed =
+                    crate::keys::signing::rotate(&records, alg, now).map_err(|e| AdminError {
+                        message: e.to_string(),
+                        exit_code: 1,
+                    })?;
+                store.put_keys(&changed)?;
+                for c in changed {
+                    if c.state == crate::model::KeyState::Active {
+                        new.push(json!({"kid": c.kid, "alg": c.alg.as_str()}));
+                    }
+                    records.retain(|r| r.kid != c.kid);
+                    records.push(c);
+                }
+            }
+            Ok(json!({"rotated": new}))
+        }
         Command::KeysList => {
             let mut keys = store.keys()?;
             keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
@@ -550,7 +581,8 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                             "kid": k.kid,
                             "alg": k.alg.as_str(),
                             "state": k.state,
-                            "created_at": k.created_at,
+                                                        "created_at": k.created_at,
+                            "retired_at": k.retired_at,
                             "age_days": (now - k.created_at) / 86_400,
                         })
                     })

@@ -41,7 +41,16 @@ pub fn bind(data_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
 }
 
 /// Serves commands until the listener fails.
-pub async fn serve(listener: tokio::net::UnixListener, store: Arc<dyn Store>, config: Arc<Config>) {
+/// Called after each successful command with its audit name (`keys.rotate`, ...), so the
+/// server can pick up changes it caches.
+pub type AfterCommand = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    after: AfterCommand,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -50,7 +59,7 @@ pub async fn serve(listener: tokio::net::UnixListener, store: Arc<dyn Store>, co
                 continue;
             }
         };
-        let (store, config) = (store.clone(), config.clone());
+        let (store, config, after) = (store.clone(), config.clone(), after.clone());
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -61,13 +70,17 @@ pub async fn serve(listener: tokio::net::UnixListener, store: Arc<dyn Store>, co
             let reply = match serde_json::from_str::<Command>(&line) {
                 Err(e) => Reply::Error(AdminError::input(format!("bad admin request: {e}"))),
                 Ok(cmd) => {
+                    let name = cmd.name();
                     let now = crate::clock::now();
                     let result = tokio::task::spawn_blocking(move || {
                         execute(store.as_ref(), &config, cmd, "cli", now)
                     })
                     .await;
                     match result {
-                        Ok(Ok(v)) => Reply::Ok(v),
+                        Ok(Ok(v)) => {
+                            after(name);
+                            Reply::Ok(v)
+                        }
                         Ok(Err(e)) => Reply::Error(e),
                         Err(_) => Reply::Error(AdminError {
                             message: "command failed".into(),

@@ -150,6 +150,17 @@ impl App {
         }
     }
 
+    /// Reloads the signing keys from the store (after a rotation or pruning).
+    pub fn reload_keys(&self) -> Result<(), String> {
+        let records = self.store.keys().map_err(|e| e.to_string())?;
+        let keys = KeySet::from_records(&records).map_err(|e| e.to_string())?;
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+        Ok(())
+    }
+
     /// A declared client or one from the store.
     pub fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         if let Some(c) = self.config.declared_clients.get(id) {

@@ -105,6 +105,15 @@ pub fn asset(content_type: &'static str, body: &'static [u8]) -> Resp {
     r
 }
 
+/// Replaces a header (for one set by `base`, such as Cache-Control).
+pub fn set_header(mut r: Resp, name: &'static str, value: &str) -> Resp {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+    r
+}
+
+/// Adds a header line (Set-Cookie, WWW-Authenticate may repeat).
 pub fn with_header(mut r: Resp, name: &'static str, value: &str) -> Resp {
     if let Ok(v) = HeaderValue::from_str(value) {
         r.headers_mut().append(name, v);

@@ -10,8 +10,11 @@ pub(super) fn discovery(app: &App) -> Resp {
     response::json_cacheable(&crate::oidc::discovery::metadata(&app.config.issuer))
 }
 
+/// Cached for a minute only, so that relying parties see a rotated key promptly (most
+/// also refetch when they meet an unknown `kid`).
 pub(super) fn jwks(app: &App) -> Resp {
-    response::json_cacheable(&app.keys().jwks())
+    let r = response::json(hyper::StatusCode::OK, &app.keys().jwks());
+    response::set_header(r, "cache-control", "public, max-age=60")
 }
 
 /// 200 when the store answers, 503 when it does not.

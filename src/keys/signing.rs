@@ -104,6 +104,33 @@ pub fn generate(alg: Alg, now: i64) -> Result<KeyRecord, JwtError> {
     })
 }
 
+/// A rotation: a new active key for `alg` and the previous active ones retired at `now`.
+/// Returns every record to store.
+pub fn rotate(records: &[KeyRecord], alg: Alg, now: i64) -> Result<Vec<KeyRecord>, JwtError> {
+    let mut out: Vec<KeyRecord> = records
+        .iter()
+        .filter(|k| k.alg == alg && k.state == KeyState::Active)
+        .map(|k| KeyRecord {
+            state: KeyState::Retired,
+            retired_at: Some(now),
+            ..k.clone()
+        })
+        .collect();
+    out.push(generate(alg, now)?);
+    Ok(out)
+}
+
+/// Whether a retired key can leave the JWKS: every token it signed has expired.
+/// `longest_token` is the longest lifetime of anything signed (ID, access, logout tokens).
+pub fn retired_long_enough(k: &KeyRecord, now: i64, longest_token: i64) -> bool {
+    k.state == KeyState::Retired && k.retired_at.is_some_and(|t| now > t + longest_token + 60)
+}
+
+/// Whether an active key is due for automatic rotation.
+pub fn due_for_rotation(k: &KeyRecord, now: i64, period: Option<i64>) -> bool {
+    k.state == KeyState::Active && period.is_some_and(|p| now - k.created_at >= p)
+}
+
 /// RFC 7638 JWK thumbprint (SHA-256, base64url): a stable, unique `kid`.
 fn thumbprint(jwk: &Value) -> String {
     let canonical = match jwk["kty"].as_str() {
@@ -350,6 +377,31 @@ mod tests {
             }
             assert_eq!(k["use"], "sig");
         }
+    }
+
+    #[test]
+    fn rotation_retires_the_old_key_and_signs_with_the_new_one() {
+        let first = generate(Alg::ES256, 10).unwrap();
+        let rotated = rotate(std::slice::from_ref(&first), Alg::ES256, 20).unwrap();
+        assert_eq!(rotated.len(), 2);
+        assert_eq!(rotated[0].kid, first.kid);
+        assert_eq!(rotated[0].state, KeyState::Retired);
+        assert_eq!(rotated[0].retired_at, Some(20));
+        let ks = KeySet::from_records(&rotated).unwrap();
+        let old = KeySet::from_records(std::slice::from_ref(&first)).unwrap();
+        let claims = Map::new();
+        let by_old = old.sign(Alg::ES256, "JWT", &claims).unwrap();
+        let by_new = ks.sign(Alg::ES256, "JWT", &claims).unwrap();
+        assert!(ks.verify(&by_old).is_ok(), "retired keys still verify");
+        let (h, _) = ks.verify(&by_new).unwrap();
+        assert_eq!(h["kid"], rotated[1].kid);
+        assert_eq!(ks.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert!(!retired_long_enough(&rotated[0], 20 + 900, 900));
+        assert!(retired_long_enough(&rotated[0], 20 + 900 + 61, 900));
+        assert!(!retired_long_enough(&rotated[1], 1_000_000, 900));
+        assert!(due_for_rotation(&rotated[1], 20 + 86_400, Some(86_400)));
+        assert!(!due_for_rotation(&rotated[1], 20 + 86_399, Some(86_400)));
+        assert!(!due_for_rotation(&rotated[1], 1_000_000, None));
     }
 
     #[test]

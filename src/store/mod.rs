@@ -124,6 +124,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Consumed<RefreshToken>>;
 
     fn put_key(&self, k: &KeyRecord) -> Result<()>;
+    /// Stores several key records in one durable transaction (a rotation).
+    fn put_keys(&self, keys: &[KeyRecord]) -> Result<()>;
+    fn delete_key(&self, kid: &str) -> Result<bool>;
     fn keys(&self) -> Result<Vec<KeyRecord>>;
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()>;

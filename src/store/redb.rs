@@ -491,6 +491,19 @@ impl Store for RedbStore {
         self.put(KEYS, &k.kid, k, true)
     }
 
+    fn put_keys(&self, keys: &[KeyRecord]) -> Result<()> {
+        self.write(true, |tx| {
+            for k in keys {
+                tx_put(tx, KEYS, &k.kid, k)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_key(&self, kid: &str) -> Result<bool> {
+        self.remove(KEYS, kid, true)
+    }
+
     fn keys(&self) -> Result<Vec<KeyRecord>> {
         self.list(KEYS)
     }

@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod errors;
 mod flows;
+mod keys;
 mod lifecycle;
 mod logout;
 mod pages;
