@@ -5,6 +5,7 @@
 mod authorize;
 pub mod interaction;
 mod introspection;
+mod issue;
 mod login;
 mod logout;
 pub mod pool;

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use hyper::header;
 use serde_json::Value;
 
+use super::issue::{self, Authn};
 use super::response::{self, Fail, Resp};
 use super::{App, Req};
-use crate::model::{AccessTokenRecord, Client, Grant, RefreshToken, User};
-use crate::oidc::claims::{self, AuthFacts};
+use crate::model::{Client, RefreshToken, User};
+
 use crate::oidc::params::Params;
 use crate::oidc::token::{self as rules, TokenResponse};
 use crate::oidc::{ErrorCode, OidcError, scope};
-use crate::store::{Consumed, Issued};
+use crate::store::Consumed;
 
 enum Outcome {
     Ok(TokenResponse),
@@ -65,7 +66,9 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
         Ok(Some(g)) => g,
     };
     match grant_type {
-        "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => {
+        "authorization_code" | "refresh_token" | "client_credentials" | "password"
+            if !client.allows_grant(grant_type) =>
+        {
             Ok(OidcError::new(
                 ErrorCode::UnauthorizedClient,
                 format!("the client may not use {grant_type}"),
@@ -74,6 +77,8 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
         }
         "authorization_code" => authorization_code(app, req, &client, &form, now),
         "refresh_token" => refresh(app, req, &client, &form, now),
+        "client_credentials" => client_credentials(app, req, &client, &form, now),
+        "password" => password(app, req, &client, &form, now).await,
         _ => Ok(OidcError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
     }
 }
@@ -189,17 +194,7 @@ fn authorization_code(
     else {
         return Ok(OidcError::invalid_grant("the user may no longer use this client").into());
     };
-    let grant = Grant {
-        grant_id: record.grant_id.clone(),
-        client_id: client.client_id.clone(),
-        user_id: user.id.clone(),
-        created_at: now,
-        revoked: false,
-        session_hash: record.session_hash.clone(),
-        offline: scope::contains(&record.scopes, "offline_access"),
-    };
-    let issue = Issue {
-        client,
+    let authn = Authn {
         user: &user,
         scopes: &record.scopes,
         auth_time: record.auth_time,
@@ -207,43 +202,13 @@ fn authorization_code(
         acr: &record.acr,
         sid: &record.sid,
         nonce: record.nonce.as_deref(),
-        grant_id: &record.grant_id,
-        now,
+        session_hash: &record.session_hash,
     };
-    let minted = mint(app, &issue)?;
-    let refresh = rules::issues_refresh_token(client).then(|| {
-        let l = &app.config.lifetimes;
-        let rt = RefreshToken {
-            grant_id: record.grant_id.clone(),
-            client_id: client.client_id.clone(),
-            user_id: user.id.clone(),
-            scopes: record.scopes.clone(),
-            auth_time: record.auth_time,
-            amr: record.amr.clone(),
-            acr: record.acr.clone(),
-            sid: record.sid.clone(),
-            session_hash: record.session_hash.clone(),
-            offline: scope::contains(&record.scopes, "offline_access"),
-            nonce: record.nonce.clone(),
-            issued_at: now,
-            expires_at: now + l.refresh_idle.min(l.refresh_absolute),
-            absolute_expires_at: now + l.refresh_absolute,
-            used: false,
-        };
-        (crate::clock::random_token(), rt)
-    });
-    let refresh_hash = refresh.as_ref().map(|(t, _)| crate::keys::token_hash(t));
+    let offline = scope::contains(&record.scopes, "offline_access");
+    let bundle = issue::bundle(app, client, &authn, &record.grant_id, offline, now)?;
     // Consuming the code and storing its tokens is one transaction: of concurrent
     // redemptions exactly one wins, and the replays then revoke what it received.
-    let issued = Issued {
-        grant: &grant,
-        access_jti: &minted.jti,
-        access: &minted.record,
-        refresh: refresh
-            .as_ref()
-            .zip(refresh_hash.as_deref())
-            .map(|((_, rt), h)| (h, rt)),
-    };
+    let issued = bundle.issued();
     match app.store.redeem_code(&hash, &issued)? {
         Consumed::Fresh(_) => {}
         Consumed::Replayed(r) => return Ok(replayed_code(app, req, &r, now)?.into()),
@@ -259,7 +224,7 @@ fn authorization_code(
         "authorization_code",
         now,
     );
-    Ok(Outcome::Ok(minted.response(refresh.map(|(t, _)| t))))
+    Ok(Outcome::Ok(bundle.response()))
 }
 
 /// OIDC Core §3.1.3.2 / RFC 6749 §4.1.2: a second use of a code revokes every token
@@ -362,8 +327,7 @@ fn refresh(
     };
     // A client narrowed since the grant no longer receives the scopes it lost.
     let scopes = scope::grant(&scopes, &client.scopes);
-    let issue = Issue {
-        client,
+    let authn = Authn {
         user: &user,
         scopes: &scopes,
         auth_time: old.auth_time,
@@ -371,10 +335,9 @@ fn refresh(
         acr: &old.acr,
         sid: &old.sid,
         nonce: old.nonce.as_deref(),
-        grant_id: &old.grant_id,
-        now,
+        session_hash: &old.session_hash,
     };
-    let minted = mint(app, &issue)?;
+    let minted = issue::mint(app, client, &authn, &old.grant_id, now)?;
     let l = &app.config.lifetimes;
     let new_token = crate::clock::random_token();
     // The successor keeps the original scope, so asking for less now does not narrow
@@ -408,85 +371,146 @@ fn refresh(
     Ok(Outcome::Ok(minted.response(Some(new_token))))
 }
 
-struct Issue<'a> {
-    client: &'a Client,
-    user: &'a User,
-    scopes: &'a [String],
-    auth_time: i64,
-    amr: &'a [String],
-    acr: &'a str,
-    sid: &'a str,
-    nonce: Option<&'a str>,
-    grant_id: &'a str,
-    now: i64,
-}
-
-struct Minted {
-    access_token: String,
-    id_token: Option<String>,
-    jti: String,
-    record: AccessTokenRecord,
-    expires_in: i64,
-    scope: String,
-}
-
-impl Minted {
-    fn response(self, refresh_token: Option<String>) -> TokenResponse {
-        TokenResponse {
-            access_token: self.access_token,
-            token_type: "Bearer",
-            expires_in: self.expires_in,
-            refresh_token,
-            id_token: self.id_token,
-            scope: self.scope,
-        }
+fn scope_param(form: &Params) -> Result<Option<Vec<String>>, OidcError> {
+    match form.get("scope") {
+        Err(_) => Err(OidcError::invalid_request("scope was sent more than once")),
+        Ok(None) => Ok(None),
+        Ok(Some(s)) => scope::parse(s)
+            .map(Some)
+            .map_err(|e| OidcError::new(ErrorCode::InvalidScope, e)),
     }
 }
 
-/// Signs the access token and, for openid requests, the ID token (with `at_hash`).
-fn mint(app: &App, i: &Issue<'_>) -> Result<Minted, Fail> {
-    let l = &app.config.lifetimes;
-    let facts = AuthFacts {
-        issuer: &app.config.issuer,
-        client_id: &i.client.client_id,
-        user: i.user,
-        scopes: i.scopes,
-        auth_time: i.auth_time,
-        amr: i.amr,
-        acr: i.acr,
-        sid: i.sid,
-        now: i.now,
+/// RFC 6749 §4.4: the client acts for itself. Scopes: any registered ones except those
+/// about a user (openid, offline_access); asking for others is invalid_scope.
+fn client_credentials(
+    app: &App,
+    req: &Req,
+    client: &Client,
+    form: &Params,
+    now: i64,
+) -> Result<Outcome, Fail> {
+    let requested = match scope_param(form) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => return Ok(e.into()),
     };
-    let keys = app.keys();
-    let jti = crate::clock::random_id();
-    let access_token = keys.sign(
-        i.client.id_token_alg,
-        "at+jwt",
-        &claims::access_token(&facts, l.access_token, &jti),
-    )?;
-    let id_token = if scope::contains(i.scopes, "openid") {
-        let at_hash = crate::keys::half_hash(&access_token);
-        Some(keys.sign(
-            i.client.id_token_alg,
-            "JWT",
-            &claims::id_token(&facts, l.id_token, i.nonce, Some(&at_hash)),
-        )?)
+    let allowed: Vec<String> = client
+        .scopes
+        .iter()
+        .filter(|s| *s != "openid" && *s != "offline_access")
+        .cloned()
+        .collect();
+    if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
+        return Ok(OidcError::new(
+            ErrorCode::InvalidScope,
+            format!("scope {bad} is not available to this client"),
+        )
+        .into());
+    }
+    let scopes = scope::grant(&requested, &allowed);
+    let bundle = issue::client_bundle(app, client, &scopes, now)?;
+    app.store.issue_tokens(&bundle.issued())?;
+    app.audit(
+        "token.issued",
+        None,
+        Some(&client.client_id),
+        Some(req.peer),
+        "client_credentials",
+        now,
+    );
+    Ok(Outcome::Ok(bundle.response()))
+}
+
+/// RFC 6749 §4.3, for clients that opted in: the same throttling, hashing pool and
+/// generic failure as the sign-in page. There is no SSO session, so the grant is offline.
+async fn password(
+    app: &Arc<App>,
+    req: &Req,
+    client: &Client,
+    form: &Params,
+    now: i64,
+) -> Result<Outcome, Fail> {
+    let (Some(username), Some(password)) =
+        (form.get_lenient("username"), form.get_lenient("password"))
+    else {
+        return Ok(OidcError::invalid_request("username and password are required").into());
+    };
+    if client.policy == crate::model::Policy::TwoFactor {
+        // A password alone cannot satisfy a client that demands a second factor.
+        return Ok(OidcError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client requires two-factor sign-in",
+        )
+        .into());
+    }
+    let username: String = username.trim().chars().take(128).collect();
+    if app
+        .throttle
+        .check(&username, req.peer, crate::clock::now_ms())
+        .is_err()
+    {
+        return Ok(OidcError::invalid_grant("too many failed attempts, retry later").into());
+    }
+    let requested = match scope_param(form) {
+        Ok(s) => s,
+        Err(e) => return Ok(e.into()),
+    };
+    let scopes = match requested {
+        None => client.scopes.clone(),
+        Some(r) => scope::grant(&r, &client.scopes),
+    };
+    if scopes.is_empty() {
+        return Ok(OidcError::new(
+            ErrorCode::InvalidScope,
+            "none of the requested scopes is available",
+        )
+        .into());
+    }
+    let user = app.store.user_by_name(&username)?;
+    let secret = crate::keys::Secret::new(if password.len() > 512 {
+        String::new()
     } else {
-        None
+        password.to_string()
+    });
+    let ok = match super::check_password(app, user.as_ref(), secret).await {
+        Ok(ok) => ok,
+        Err(Fail::Busy) => return Ok(Fail::Busy.to_oidc().into()),
+        Err(f) => return Err(f),
     };
-    Ok(Minted {
-        access_token,
-        id_token,
-        record: AccessTokenRecord {
-            grant_id: i.grant_id.to_string(),
-            client_id: i.client.client_id.clone(),
-            user_id: i.user.id.clone(),
-            scopes: i.scopes.to_vec(),
-            expires_at: i.now + l.access_token,
-            revoked: false,
-        },
-        jti,
-        expires_in: l.access_token,
-        scope: scope::join(i.scopes),
-    })
+    let Some(user) = user.filter(|u| ok && usable(client, u)) else {
+        app.throttle
+            .failure(&username, req.peer, crate::clock::now_ms());
+        app.audit(
+            "login.failure",
+            Some(&username),
+            Some(&client.client_id),
+            Some(req.peer),
+            "password grant",
+            now,
+        );
+        return Ok(OidcError::invalid_grant("invalid username or password").into());
+    };
+    app.throttle.success(&username);
+    let (sid, amr) = (crate::clock::random_id(), vec!["pwd".to_string()]);
+    let authn = Authn {
+        user: &user,
+        scopes: &scopes,
+        auth_time: now,
+        amr: &amr,
+        acr: "1",
+        sid: &sid,
+        nonce: None,
+        session_hash: "",
+    };
+    let bundle = issue::bundle(app, client, &authn, &crate::clock::random_id(), true, now)?;
+    app.store.issue_tokens(&bundle.issued())?;
+    app.audit(
+        "login.success",
+        Some(&user.username),
+        Some(&client.client_id),
+        Some(req.peer),
+        "password grant",
+        now,
+    );
+    Ok(Outcome::Ok(bundle.response()))
 }

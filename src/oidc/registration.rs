@@ -31,9 +31,41 @@ pub struct ClientSpec {
 }
 
 /// Grant types this version implements for registered clients.
-pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
+pub const GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "implicit",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    DEVICE_CODE,
+];
+/// RFC 8628 §3.4 grant type.
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// Registered for a client when `client add` names no grant type.
+pub const DEFAULT_GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
 /// Response types this version implements.
-pub const RESPONSE_TYPES: &[&str] = &["code"];
+pub const RESPONSE_TYPES: &[&str] = &[
+    "code",
+    "id_token",
+    "id_token token",
+    "code id_token",
+    "code token",
+    "code id_token token",
+];
+
+/// A response_type with its values in canonical order (`token id_token` → `id_token token`),
+/// or `None` if it is not one Latchkey implements.
+pub fn canonical_response_type(rt: &str) -> Option<&'static str> {
+    let mut parts: Vec<&str> = rt.split(' ').filter(|s| !s.is_empty()).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    let joined = parts.join(" ");
+    RESPONSE_TYPES.iter().copied().find(|known| {
+        let mut k: Vec<&str> = known.split(' ').collect();
+        k.sort_unstable();
+        k.join(" ") == joined
+    })
+}
 
 const MAX_URI_LEN: usize = 2000;
 
@@ -47,7 +79,7 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         return Err("name: must be 1-100 printable characters".into());
     }
 
-    let grant_types = defaulted(spec.grant_types, GRANT_TYPES);
+    let grant_types = defaulted(spec.grant_types, DEFAULT_GRANT_TYPES);
     for g in &grant_types {
         if !GRANT_TYPES.contains(&g.as_str()) {
             return Err(format!(
@@ -56,19 +88,50 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
             ));
         }
     }
-    if !grant_types.iter().any(|g| g == "authorization_code") {
-        return Err("grant_type: authorization_code is required".into());
+    let has = |g: &str| grant_types.iter().any(|x| x == g);
+    if has("client_credentials") && spec.public {
+        return Err("grant_type: client_credentials needs a confidential client".into());
     }
-    let response_types = defaulted(spec.response_types, RESPONSE_TYPES);
+    if has("refresh_token")
+        && !(has("authorization_code") || has("password") || has(DEVICE_CODE) || has("implicit"))
+    {
+        return Err("grant_type: refresh_token needs a grant that signs a user in".into());
+    }
+    if grant_types.iter().all(|g| g == "refresh_token") {
+        return Err("grant_type: at least one grant besides refresh_token is required".into());
+    }
+    let response_types = if spec.response_types.is_empty() {
+        default_response_types(has("authorization_code"), has("implicit"))
+    } else {
+        let mut out: Vec<String> = Vec::new();
+        for r in &spec.response_types {
+            let c = canonical_response_type(r).ok_or_else(|| {
+                format!(
+                    "response_type: {r:?} is not supported (supported: {})",
+                    RESPONSE_TYPES.join(", ")
+                )
+            })?;
+            if !out.iter().any(|x| x == c) {
+                out.push(c.to_string());
+            }
+        }
+        out
+    };
     for r in &response_types {
-        if !RESPONSE_TYPES.contains(&r.as_str()) {
+        let code = r.split(' ').any(|p| p == "code");
+        let front = r.split(' ').any(|p| p == "id_token" || p == "token");
+        if code && !has("authorization_code") {
             return Err(format!(
-                "response_type: {r:?} is not supported (supported: code)"
+                "response_type: {r:?} needs the authorization_code grant"
             ));
+        }
+        if front && !has("implicit") {
+            return Err(format!("response_type: {r:?} needs the implicit grant"));
         }
     }
 
-    if spec.redirect_uris.is_empty() {
+    let needs_redirect = has("authorization_code") || has("implicit");
+    if needs_redirect && spec.redirect_uris.is_empty() {
         return Err("redirect_uri: at least one is required".into());
     }
     let mut redirect_uris = Vec::new();
@@ -180,6 +243,19 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         declared: false,
         created_at: now,
     })
+}
+
+/// Response types a client gets when it names none: what its grants allow.
+fn default_response_types(code: bool, implicit: bool) -> Vec<String> {
+    RESPONSE_TYPES
+        .iter()
+        .filter(|r| {
+            let has_code = r.split(' ').any(|p| p == "code");
+            let front = r.split(' ').any(|p| p != "code");
+            (!has_code || code) && (!front || implicit)
+        })
+        .map(|r| r.to_string())
+        .collect()
 }
 
 fn defaulted(v: Vec<String>, default: &[&str]) -> Vec<String> {
@@ -350,7 +426,7 @@ mod tests {
             ),
             (
                 ClientSpec {
-                    grant_types: vec!["password".into()],
+                    grant_types: vec!["foo".into()],
                     ..spec()
                 },
                 "grant_type",
@@ -420,6 +496,70 @@ mod tests {
             build_client("bad id".into(), spec(), 0)
                 .unwrap_err()
                 .starts_with("client_id")
+        );
+    }
+
+    #[test]
+    fn grant_and_response_type_rules() {
+        let g = |grants: &[&str], public: bool| ClientSpec {
+            grant_types: grants.iter().map(|s| s.to_string()).collect(),
+            public,
+            ..spec()
+        };
+        let cc = build_client(
+            "m2m".into(),
+            ClientSpec {
+                redirect_uris: vec![],
+                ..g(&["client_credentials"], false)
+            },
+            0,
+        )
+        .unwrap();
+        assert!(cc.response_types.is_empty() && cc.redirect_uris.is_empty());
+        assert!(
+            build_client("x".into(), g(&["client_credentials"], true), 0)
+                .unwrap_err()
+                .starts_with("grant_type")
+        );
+        assert!(
+            build_client("x".into(), g(&["refresh_token"], false), 0)
+                .unwrap_err()
+                .starts_with("grant_type")
+        );
+        assert!(
+            build_client(
+                "x".into(),
+                g(&["client_credentials", "refresh_token"], false),
+                0
+            )
+            .is_err()
+        );
+        let implicit = build_client("x".into(), g(&["implicit"], true), 0).unwrap();
+        assert_eq!(implicit.response_types, vec!["id_token", "id_token token"]);
+        let hybrid =
+            build_client("x".into(), g(&["authorization_code", "implicit"], false), 0).unwrap();
+        assert_eq!(hybrid.response_types.len(), 6);
+        let picked = ClientSpec {
+            response_types: vec!["token id_token code".into()],
+            ..g(&["authorization_code", "implicit"], false)
+        };
+        assert_eq!(
+            build_client("x".into(), picked, 0).unwrap().response_types,
+            vec!["code id_token token"]
+        );
+        let no_implicit = ClientSpec {
+            response_types: vec!["id_token".into()],
+            ..spec()
+        };
+        assert!(
+            build_client("x".into(), no_implicit, 0)
+                .unwrap_err()
+                .starts_with("response_type")
+        );
+        assert_eq!(canonical_response_type("token"), None);
+        assert_eq!(
+            canonical_response_type("id_token  code"),
+            Some("code id_token")
         );
     }
 

@@ -100,6 +100,9 @@ pub trait Store: Send + Sync {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>>;
 
+    /// Stores a grant with its first tokens where no code is consumed (client
+    /// credentials, password, device and implicit grants); durable with a refresh token.
+    fn issue_tokens(&self, issued: &Issued<'_>) -> Result<()>;
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
     /// Revokes every token of a grant; creates a revoked record if none exists yet.
     fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()>;

@@ -198,6 +198,15 @@ impl RedbStore {
     }
 }
 
+fn put_issued(tx: &WriteTransaction, i: &Issued<'_>) -> Result<()> {
+    tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
+    tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
+    if let Some((rt_hash, rt)) = i.refresh {
+        tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
+    }
+    Ok(())
+}
+
 fn consent_key(user_id: &str, client_id: &str) -> String {
     format!("{user_id}\u{0}{client_id}")
 }
@@ -382,13 +391,13 @@ impl Store for RedbStore {
             }
             code.used = true;
             tx_put(tx, CODES, hash, &code)?;
-            tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
-            tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
-            if let Some((rt_hash, rt)) = i.refresh {
-                tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
-            }
+            put_issued(tx, i)?;
             Ok(Consumed::Fresh(code))
         })
+    }
+
+    fn issue_tokens(&self, i: &Issued<'_>) -> Result<()> {
+        self.write(i.refresh.is_some(), |tx| put_issued(tx, i))
     }
 
     fn put_session(&self, hash: &str, s: &Session) -> Result<()> {

@@ -151,11 +151,15 @@ async fn token_endpoint_errors() {
                 ("username", "a"),
                 ("password", "b"),
             ],
+            "unauthorized_client",
+        ),
+        (
+            vec![("grant_type", "urn:example:unknown")],
             "unsupported_grant_type",
         ),
         (
             vec![("grant_type", "client_credentials")],
-            "unsupported_grant_type",
+            "unauthorized_client",
         ),
         (
             vec![("grant_type", "authorization_code")],

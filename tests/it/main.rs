@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod errors;
 mod flows;
+mod grants;
 mod keys;
 mod lifecycle;
 mod logout;
