@@ -8,13 +8,15 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use super::interaction::Interaction;
+use super::issue::{self, Authn};
 use super::response::{self, Fail, Resp};
 use super::{App, Req, SignedIn};
-use crate::model::{AuthCode, Client};
+use crate::model::{AuthCode, Client, Grant};
 use crate::oidc::authorize::{
     self as authz, AuthRequest, Context, Decision, Delivery, PageError, RedirectError, SessionView,
 };
 use crate::oidc::{ErrorCode, OidcError};
+use crate::store::Issued;
 
 /// Where the login and consent pages send the browser back to.
 pub(super) const RESUME: &str = "/api/v1/oauth/authorize/resume";
@@ -204,15 +206,13 @@ fn try_proceed(
             let Some(s) = signed_in else {
                 return Err(Fail::Internal("issue decided without a session".into()));
             };
-            let code = issue_code(app, &s, client, &request, scopes, now)?;
+            let issued = issue_response(app, &s, client, &request, scopes, now)?;
             finish(app);
+            let params =
+                authz::response_params(&issued, request.state.as_deref(), &app.config.issuer);
             deliver(
                 app,
-                authz::deliver(
-                    &request.redirect_uri,
-                    request.response_mode,
-                    authz::success_params(&code, request.state.as_deref(), &app.config.issuer),
-                ),
+                authz::deliver(&request.redirect_uri, request.response_mode, params),
             )
         }
     })
@@ -234,12 +234,94 @@ fn hint_subject(app: &App, hint: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Everything the response type asks for: a code, an access token, an ID token (with
+/// `c_hash` and `at_hash` for what it accompanies), all under one grant.
+fn issue_response(
+    app: &App,
+    s: &SignedIn,
+    client: &Client,
+    request: &AuthRequest,
+    scopes: Vec<String>,
+    now: i64,
+) -> Result<authz::Issued, Fail> {
+    let has = |part: &str| request.response_type.split(' ').any(|x| x == part);
+    let grant_id = crate::clock::random_id();
+    let code = if has("code") {
+        Some(issue_code(
+            app,
+            s,
+            client,
+            request,
+            scopes.clone(),
+            &grant_id,
+            now,
+        )?)
+    } else {
+        app.touch_session(s, Some(&client.client_id), now)?;
+        None
+    };
+    let authn = Authn {
+        user: &s.user,
+        scopes: &scopes,
+        auth_time: s.session.auth_time,
+        amr: &s.session.amr,
+        acr: &s.session.acr,
+        sid: &s.session.sid,
+        nonce: request.nonce.as_deref(),
+        session_hash: &s.hash,
+    };
+    let access = if has("token") {
+        let minted = issue::mint(app, client, &authn, &grant_id, now)?;
+        let grant = Grant {
+            grant_id: grant_id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: s.user.id.clone(),
+            created_at: now,
+            revoked: false,
+            session_hash: s.hash.clone(),
+            offline: false,
+        };
+        let issued = Issued {
+            grant: &grant,
+            access_jti: &minted.jti,
+            access: &minted.record,
+            refresh: None,
+        };
+        app.store.issue_tokens(&issued)?;
+        Some(minted)
+    } else {
+        None
+    };
+    let id_token = if has("id_token") {
+        let at_hash = access
+            .as_ref()
+            .map(|m| crate::keys::half_hash(&m.access_token));
+        let c_hash = code.as_ref().map(|c| crate::keys::half_hash(c));
+        Some(issue::id_token(
+            app,
+            client,
+            &authn,
+            now,
+            at_hash.as_deref(),
+            c_hash.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    Ok(authz::Issued {
+        code,
+        access_token: access.map(|m| (m.access_token, m.expires_in)),
+        id_token,
+    })
+}
+
 fn issue_code(
     app: &App,
     s: &SignedIn,
     client: &Client,
     request: &AuthRequest,
     scopes: Vec<String>,
+    grant_id: &str,
     now: i64,
 ) -> Result<String, Fail> {
     let code = crate::clock::random_token();
@@ -250,7 +332,7 @@ fn issue_code(
         scopes,
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
-        grant_id: crate::clock::random_id(),
+        grant_id: grant_id.to_string(),
         auth_time: s.session.auth_time,
         amr: s.session.amr.clone(),
         acr: s.session.acr.clone(),

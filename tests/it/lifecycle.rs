@@ -52,7 +52,17 @@ async fn discovery_advertises_exactly_what_is_implemented() {
     assert_eq!(d["token_endpoint"], format!("{i}/api/v1/oauth/token"));
     assert_eq!(d["userinfo_endpoint"], format!("{i}/api/v1/oauth/userinfo"));
     assert_eq!(d["jwks_uri"], format!("{i}/api/v1/oauth/discovery/keys"));
-    assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(
+        d["response_types_supported"],
+        serde_json::json!([
+            "code",
+            "id_token",
+            "id_token token",
+            "code id_token",
+            "code token",
+            "code id_token token"
+        ])
+    );
     assert_eq!(
         d["code_challenge_methods_supported"],
         serde_json::json!(["S256"])

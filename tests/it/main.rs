@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod flows;
 mod grants;
+mod implicit;
 mod keys;
 mod lifecycle;
 mod logout;

@@ -6,7 +6,7 @@
 use crate::model::{Client, Consent};
 
 use super::params::Params;
-use super::{ErrorCode, OidcError, pkce, scope};
+use super::{ErrorCode, OidcError, pkce, registration, scope};
 
 /// Longest `state` / `nonce` accepted; longer values are refused rather than echoed.
 pub const MAX_ECHO_LEN: usize = 2048;
@@ -45,6 +45,8 @@ pub struct Prompt {
 pub struct AuthRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Canonical response_type (`code`, `id_token token`, `code id_token`, ...).
+    pub response_type: String,
     pub response_mode: ResponseMode,
     pub scopes: Vec<String>,
     pub state: Option<String>,
@@ -134,10 +136,10 @@ pub fn parse(
     client: &Client,
     redirect_uri: &str,
 ) -> Result<AuthRequest, RedirectError> {
-    // The response mode is needed to deliver errors, so it is settled first.
+    // Errors are delivered in the response mode, whose default depends on the response
+    // type, so both are settled first.
     let state_raw = p.get_lenient("state").map(str::to_string);
     let state = state_raw.filter(|s| s.len() <= MAX_ECHO_LEN);
-    let mut response_mode = ResponseMode::Query;
     let fail = |e: OidcError, mode: ResponseMode| RedirectError {
         error: e,
         redirect_uri: redirect_uri.to_string(),
@@ -148,14 +150,30 @@ pub fn parse(
         p.get(name)
             .map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
     };
-    let requested_mode = get("response_mode").map_err(|e| fail(e, response_mode))?;
-    if let Some(m) = requested_mode {
+    let response_type_raw = get("response_type").map_err(|e| fail(e, ResponseMode::Query))?;
+    let response_type = response_type_raw.and_then(registration::canonical_response_type);
+    // OAuth 2.0 Multiple Response Types §2.1, §3: tokens travel in the fragment by default
+    // and never in the query.
+    let carries_tokens = response_type.is_some_and(|r| r != "code");
+    let default_mode = if carries_tokens {
+        ResponseMode::Fragment
+    } else {
+        ResponseMode::Query
+    };
+    let mut response_mode = default_mode;
+    if let Some(m) = get("response_mode").map_err(|e| fail(e, default_mode))? {
         response_mode = ResponseMode::parse(m).ok_or_else(|| {
             fail(
                 OidcError::invalid_request("unsupported response_mode"),
-                ResponseMode::Query,
+                default_mode,
             )
         })?;
+    }
+    if carries_tokens && response_mode == ResponseMode::Query {
+        return Err(fail(
+            OidcError::invalid_request("response_mode=query cannot carry tokens"),
+            ResponseMode::Fragment,
+        ));
     }
     let fail = |e: OidcError| fail(e, response_mode);
     let get = |name: &str| get(name).map_err(fail);
@@ -185,22 +203,23 @@ pub fn parse(
         )));
     }
 
-    let response_type = get("response_type")?
-        .ok_or_else(|| fail(OidcError::invalid_request("response_type is missing")))?;
-    let mut rt: Vec<&str> = response_type.split(' ').filter(|s| !s.is_empty()).collect();
-    rt.sort_unstable();
-    if rt != ["code"] {
-        return Err(fail(OidcError::new(
-            ErrorCode::UnsupportedResponseType,
-            "only response_type=code is supported",
-        )));
-    }
-    if !client.response_types.iter().any(|r| r == "code") {
+    let response_type = match (response_type_raw, response_type) {
+        (None, _) => return Err(fail(OidcError::invalid_request("response_type is missing"))),
+        (Some(_), None) => {
+            return Err(fail(OidcError::new(
+                ErrorCode::UnsupportedResponseType,
+                "unsupported response_type",
+            )));
+        }
+        (Some(_), Some(rt)) => rt,
+    };
+    if !client.response_types.iter().any(|r| r == response_type) {
         return Err(fail(OidcError::new(
             ErrorCode::UnauthorizedClient,
-            "client may not use response_type=code",
+            format!("the client may not use response_type={response_type}"),
         )));
     }
+    let has = |part: &str| response_type.split(' ').any(|x| x == part);
 
     let scope_text = get("scope")?
         .ok_or_else(|| fail(OidcError::new(ErrorCode::InvalidScope, "scope is missing")))?;
@@ -217,13 +236,24 @@ pub fn parse(
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_ECHO_LEN) {
         return Err(fail(OidcError::invalid_request("nonce is too long")));
     }
+    // OIDC Core §3.2.2.1, §3.3.2.11: an ID token from the authorization endpoint needs a nonce.
+    if has("id_token") && nonce.is_none() {
+        return Err(fail(OidcError::invalid_request(
+            "nonce is required when an ID token is returned here",
+        )));
+    }
 
-    let code_challenge = pkce::check_challenge(
-        get("code_challenge")?,
-        get("code_challenge_method")?,
-        client.require_pkce || client.is_public(),
-    )
-    .map_err(fail)?;
+    // PKCE protects a code; responses without one have nothing to bind it to.
+    let code_challenge = if has("code") {
+        pkce::check_challenge(
+            get("code_challenge")?,
+            get("code_challenge_method")?,
+            client.require_pkce || client.is_public(),
+        )
+        .map_err(fail)?
+    } else {
+        None
+    };
 
     let mut prompt = Prompt::default();
     if let Some(text) = get("prompt")? {
@@ -271,6 +301,7 @@ pub fn parse(
     Ok(AuthRequest {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.to_string(),
+        response_type: response_type.to_string(),
         response_mode,
         scopes,
         state: state.clone(),
@@ -393,7 +424,38 @@ pub enum Delivery {
 
 /// Success parameters: code, state (untouched), iss (RFC 9207).
 pub fn success_params(code: &str, state: Option<&str>, issuer: &str) -> Vec<(String, String)> {
-    let mut p = vec![("code".to_string(), code.to_string())];
+    let issued = Issued {
+        code: Some(code.to_string()),
+        ..Issued::default()
+    };
+    response_params(&issued, state, issuer)
+}
+
+/// What an authorization response carries besides state and iss.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Issued {
+    pub code: Option<String>,
+    /// Access token and its lifetime in seconds.
+    pub access_token: Option<(String, i64)>,
+    pub id_token: Option<String>,
+}
+
+/// Success parameters for any response type (OIDC Core §3.1.2.5, §3.2.2.5, §3.3.2.5):
+/// code, access_token with token_type and expires_in, id_token, state untouched, and iss
+/// (RFC 9207).
+pub fn response_params(i: &Issued, state: Option<&str>, issuer: &str) -> Vec<(String, String)> {
+    let mut p = Vec::new();
+    if let Some(c) = &i.code {
+        p.push(("code".to_string(), c.clone()));
+    }
+    if let Some((t, expires_in)) = &i.access_token {
+        p.push(("access_token".into(), t.clone()));
+        p.push(("token_type".into(), "Bearer".into()));
+        p.push(("expires_in".into(), expires_in.to_string()));
+    }
+    if let Some(t) = &i.id_token {
+        p.push(("id_token".into(), t.clone()));
+    }
     if let Some(s) = state {
         p.push(("state".into(), s.to_string()));
     }

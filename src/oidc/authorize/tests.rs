@@ -399,3 +399,99 @@ fn delivery_keeps_registered_query_and_encodes() {
         Delivery::FormPost { .. }
     ));
 }
+
+fn implicit_client() -> Client {
+    build_client(
+        "spa".into(),
+        ClientSpec {
+            name: "SPA".into(),
+            redirect_uris: vec![CB.into()],
+            grant_types: vec!["authorization_code".into(), "implicit".into()],
+            ..ClientSpec::default()
+        },
+        0,
+    )
+    .unwrap()
+}
+
+fn implicit(q: &str) -> Result<AuthRequest, RedirectError> {
+    let base = format!(
+        "client_id=spa&redirect_uri={}&scope=openid&state=s1{q}",
+        urlenc(CB)
+    );
+    parse(&params(&base), &implicit_client(), CB)
+}
+
+#[test]
+fn implicit_and_hybrid_default_to_the_fragment_and_need_a_nonce() {
+    for rt in [
+        "id_token",
+        "id_token+token",
+        "token+id_token",
+        "code+id_token",
+        "code+token",
+        "code+id_token+token",
+    ] {
+        let r = implicit(&format!("&response_type={rt}&nonce=n")).unwrap();
+        assert_eq!(r.response_mode, ResponseMode::Fragment, "{rt}");
+    }
+    assert_eq!(
+        implicit("&response_type=token+id_token&nonce=n")
+            .unwrap()
+            .response_type,
+        "id_token token"
+    );
+    let e = implicit("&response_type=id_token").unwrap_err();
+    assert_eq!(e.error.code, ErrorCode::InvalidRequest);
+    assert_eq!(e.response_mode, ResponseMode::Fragment);
+    // code token needs no nonce (no ID token from the authorization endpoint).
+    assert!(implicit("&response_type=code+token").is_ok());
+    let e = implicit("&response_type=id_token+token&nonce=n&response_mode=query").unwrap_err();
+    assert_eq!(e.error.code, ErrorCode::InvalidRequest);
+    assert_eq!(
+        e.response_mode,
+        ResponseMode::Fragment,
+        "never in the query"
+    );
+    assert_eq!(
+        implicit("&response_type=id_token&nonce=n&response_mode=form_post")
+            .unwrap()
+            .response_mode,
+        ResponseMode::FormPost
+    );
+}
+
+#[test]
+fn implicit_is_only_for_clients_that_opted_in() {
+    let q = format!(
+        "client_id=rp&redirect_uri={}&scope=openid&response_type=id_token&nonce=n",
+        urlenc(CB)
+    );
+    let e = parse(&params(&q), &client(), CB).unwrap_err();
+    assert_eq!(e.error.code, ErrorCode::UnauthorizedClient);
+    assert_eq!(e.response_mode, ResponseMode::Fragment);
+}
+
+#[test]
+fn response_params_carry_tokens_in_order() {
+    let i = Issued {
+        code: Some("c".into()),
+        access_token: Some(("a".into(), 900)),
+        id_token: Some("i".into()),
+    };
+    let p = response_params(&i, Some("s"), "https://op");
+    let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "code",
+            "access_token",
+            "token_type",
+            "expires_in",
+            "id_token",
+            "state",
+            "iss"
+        ]
+    );
+    assert_eq!(p[2].1, "Bearer");
+}
