@@ -67,6 +67,7 @@ fn main() {
         acr: "1",
         sid: "s1",
         now: 1_700_000_010,
+        id_token_claims: &[],
     };
     let id_claims = claims::id_token(
         &facts,

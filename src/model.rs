@@ -214,6 +214,9 @@ pub struct AuthCode {
     pub sid: String,
     pub session_hash: String,
     pub expires_at: i64,
+    /// Individually requested claims (the `claims` parameter).
+    #[serde(default)]
+    pub claims: Option<crate::oidc::claims::ClaimsRequest>,
     /// Set on first redemption; a second redemption revokes the grant.
     #[serde(default)]
     pub used: bool,
@@ -285,6 +288,8 @@ pub struct RefreshToken {
     pub absolute_expires_at: i64,
     #[serde(default)]
     pub used: bool,
+    #[serde(default)]
+    pub claims: Option<crate::oidc::claims::ClaimsRequest>,
 }
 
 /// Record of an issued JWT access token, keyed by its `jti`, so revocation and user
@@ -298,6 +303,9 @@ pub struct AccessTokenRecord {
     pub expires_at: i64,
     #[serde(default)]
     pub revoked: bool,
+    /// Claims asked for individually for UserInfo (the `claims` parameter).
+    #[serde(default)]
+    pub userinfo_claims: Vec<String>,
 }
 
 /// Lifecycle of a signing key.

@@ -269,6 +269,7 @@ fn issue_response(
         sid: &s.session.sid,
         nonce: request.nonce.as_deref(),
         session_hash: &s.hash,
+        claims: request.claims.as_ref(),
     };
     let access = if has("token") {
         let minted = issue::mint(app, client, &authn, &grant_id, now)?;
@@ -340,6 +341,7 @@ fn issue_code(
         session_hash: s.hash.clone(),
         expires_at: now + app.config.lifetimes.code,
         used: false,
+        claims: request.claims.clone(),
     };
     app.store
         .put_code(&crate::keys::token_hash(&code), &record)?;

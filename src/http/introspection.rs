@@ -21,7 +21,7 @@ enum Found {
         user_id: String,
     },
     Refresh {
-        record: RefreshToken,
+        record: Box<RefreshToken>,
     },
     Unknown,
 }
@@ -64,7 +64,9 @@ fn find_access(app: &App, token: &str) -> Result<Found, Fail> {
 fn find_refresh(app: &App, token: &str) -> Result<Found, Fail> {
     Ok(
         match app.store.refresh_token(&crate::keys::token_hash(token))? {
-            Some(record) => Found::Refresh { record },
+            Some(record) => Found::Refresh {
+                record: Box::new(record),
+            },
             None => Found::Unknown,
         },
     )
@@ -122,15 +124,18 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
             "the token was issued to another client",
         )
     };
-    match find(app, &token, hint.as_deref())? {
+    let found = find(app, &token, hint.as_deref())?;
+    let owner = match &found {
+        Found::Access { client_id, .. } => Some(client_id.as_str()),
+        Found::Refresh { record } => Some(record.client_id.as_str()),
+        Found::Unknown => None,
+    };
+    if owner.is_some_and(|o| o != client.client_id) {
+        return Ok(Err(other()));
+    }
+    match found {
         // RFC 7009 §2.2: an invalid or unknown token is not an error.
         Found::Unknown => {}
-        Found::Access { client_id, .. }
-        | Found::Refresh {
-            record: RefreshToken { client_id, .. },
-        } if client_id != client.client_id => {
-            return Ok(Err(other()));
-        }
         Found::Access { jti, user_id, .. } => {
             app.store.revoke_access_token(&jti)?;
             app.audit(

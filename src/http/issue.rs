@@ -7,7 +7,7 @@ use serde_json::Map;
 use super::App;
 use super::response::Fail;
 use crate::model::{AccessTokenRecord, Client, Grant, RefreshToken, User};
-use crate::oidc::claims::{self, AuthFacts};
+use crate::oidc::claims::{self, AuthFacts, ClaimsRequest};
 use crate::oidc::scope;
 use crate::oidc::token::TokenResponse;
 use crate::store::Issued;
@@ -23,6 +23,8 @@ pub(super) struct Authn<'a> {
     pub(super) nonce: Option<&'a str>,
     /// The SSO session it came from ("" for grants without one).
     pub(super) session_hash: &'a str,
+    /// Claims asked for individually (the `claims` parameter).
+    pub(super) claims: Option<&'a ClaimsRequest>,
 }
 
 /// A signed access token (and ID token) with the record that makes it revocable.
@@ -85,6 +87,7 @@ fn facts<'a>(app: &'a App, client: &'a Client, a: &'a Authn<'a>, now: i64) -> Au
         acr: a.acr,
         sid: a.sid,
         now,
+        id_token_claims: a.claims.map(|c| c.id_token.as_slice()).unwrap_or(&[]),
     }
 }
 
@@ -121,6 +124,7 @@ pub(super) fn mint(
             scopes: a.scopes.to_vec(),
             expires_at: now + l.access_token,
             revoked: false,
+            userinfo_claims: a.claims.map(|c| c.userinfo.clone()).unwrap_or_default(),
         },
         jti,
         expires_in: l.access_token,
@@ -175,6 +179,7 @@ pub(super) fn bundle(
             expires_at: now + l.refresh_idle.min(l.refresh_absolute),
             absolute_expires_at: now + l.refresh_absolute,
             used: false,
+            claims: a.claims.cloned(),
         };
         let token = crate::clock::random_token();
         let hash = crate::keys::token_hash(&token);
@@ -227,6 +232,7 @@ pub(super) fn client_bundle(
             scopes: scopes.to_vec(),
             expires_at: now + l.access_token,
             revoked: false,
+            userinfo_claims: vec![],
         },
         jti,
         expires_in: l.access_token,

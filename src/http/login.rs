@@ -281,7 +281,7 @@ pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let granted = scope::grant(&ctx.interaction.request.scopes, &ctx.client.scopes);
+    let granted = crate::oidc::authorize::consent_scopes(&ctx.interaction.request, &ctx.client);
     let described: Vec<&str> = granted.iter().filter_map(|s| scope::describe(s)).collect();
     let (csrf, cookie) = app.csrf_token(req);
     let body = app.pages.render(
@@ -327,7 +327,7 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let user = &signed_in.user;
     match form.get_lenient("decision") {
         Some("allow") => {
-            let mut scopes = scope::grant(&request.scopes, &client.scopes);
+            let mut scopes = crate::oidc::authorize::consent_scopes(request, &client);
             // Remember the union with what was consented before, so asking for less
             // later does not forget an earlier, wider consent.
             if let Ok(Some(previous)) = app.store.consent(&user.id, &client.client_id) {

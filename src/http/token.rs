@@ -203,6 +203,7 @@ fn authorization_code(
         sid: &record.sid,
         nonce: record.nonce.as_deref(),
         session_hash: &record.session_hash,
+        claims: record.claims.as_ref(),
     };
     let offline = scope::contains(&record.scopes, "offline_access");
     let bundle = issue::bundle(app, client, &authn, &record.grant_id, offline, now)?;
@@ -336,6 +337,7 @@ fn refresh(
         sid: &old.sid,
         nonce: old.nonce.as_deref(),
         session_hash: &old.session_hash,
+        claims: old.claims.as_ref(),
     };
     let minted = issue::mint(app, client, &authn, &old.grant_id, now)?;
     let l = &app.config.lifetimes;
@@ -501,6 +503,7 @@ async fn password(
         sid: &sid,
         nonce: None,
         session_hash: "",
+        claims: None,
     };
     let bundle = issue::bundle(app, client, &authn, &crate::clock::random_id(), true, now)?;
     app.store.issue_tokens(&bundle.issued())?;

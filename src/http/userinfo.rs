@@ -66,7 +66,11 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
             "the access token lacks the openid scope",
         ));
     }
-    Ok(Value::Object(claims::userinfo(&user, &live.record.scopes)))
+    Ok(Value::Object(claims::userinfo(
+        &user,
+        &live.record.scopes,
+        &live.record.userinfo_claims,
+    )))
 }
 
 /// An access token that is valid right now, with what it was issued for.

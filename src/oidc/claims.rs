@@ -19,6 +19,91 @@ pub struct AuthFacts<'a> {
     pub acr: &'a str,
     pub sid: &'a str,
     pub now: i64,
+    /// Claims the `claims` parameter asked for in the ID token.
+    pub id_token_claims: &'a [String],
+}
+
+/// The `claims` request parameter (OIDC Core §5.5), reduced to what Latchkey acts on:
+/// the names of the individual claims wanted in UserInfo and in the ID token.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimsRequest {
+    #[serde(default)]
+    pub userinfo: Vec<String>,
+    #[serde(default)]
+    pub id_token: Vec<String>,
+}
+
+impl ClaimsRequest {
+    /// Parses the JSON parameter. Members other than `userinfo` and `id_token` are
+    /// ignored; each claim's value may be null or an object (`essential`, `value`,
+    /// `values`), which do not change what is released.
+    pub fn parse(text: &str) -> Result<ClaimsRequest, String> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|_| "claims is not valid JSON".to_string())?;
+        let Value::Object(top) = v else {
+            return Err("claims must be a JSON object".into());
+        };
+        let names = |member: &str| -> Result<Vec<String>, String> {
+            match top.get(member) {
+                None | Some(Value::Null) => Ok(vec![]),
+                Some(Value::Object(m)) => {
+                    for spec in m.values() {
+                        if !matches!(spec, Value::Null | Value::Object(_)) {
+                            return Err(format!("claims.{member} entries must be null or objects"));
+                        }
+                    }
+                    Ok(m.keys().cloned().collect())
+                }
+                Some(_) => Err(format!("claims.{member} must be an object")),
+            }
+        };
+        Ok(ClaimsRequest {
+            userinfo: names("userinfo")?,
+            id_token: names("id_token")?,
+        })
+    }
+
+    /// Keeps only claims Latchkey knows whose scope the client is registered for.
+    pub fn allowed(&self, client_scopes: &[String]) -> ClaimsRequest {
+        let ok = |n: &String| claim_scope(n).is_some_and(|s| scope::contains(client_scopes, s));
+        ClaimsRequest {
+            userinfo: self.userinfo.iter().filter(|n| ok(n)).cloned().collect(),
+            id_token: self.id_token.iter().filter(|n| ok(n)).cloned().collect(),
+        }
+    }
+
+    /// The scopes whose consent covers these claims.
+    pub fn scopes(&self) -> Vec<String> {
+        self.userinfo
+            .iter()
+            .chain(&self.id_token)
+            .filter_map(|n| claim_scope(n))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The scope that releases a standard claim.
+pub fn claim_scope(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "name" | "given_name" | "family_name" | "preferred_username" | "updated_at" => "profile",
+        "email" | "email_verified" => "email",
+        "phone_number" | "phone_number_verified" => "phone",
+        "address" => "address",
+        "groups" => "groups",
+        _ => return None,
+    })
+}
+
+/// Individually requested claims the user has (a subset of what their scopes would give).
+pub fn requested_claims(user: &User, names: &[String]) -> Map<String, Value> {
+    if names.is_empty() {
+        return Map::new();
+    }
+    let all: Vec<String> = scope::SUPPORTED.iter().map(|s| s.to_string()).collect();
+    let mut every = scope_claims(user, &all);
+    every.retain(|k, _| names.contains(k));
+    every
 }
 
 /// Standard claims of the granted scopes (never `sub`, which callers add).
@@ -99,6 +184,9 @@ pub fn id_token(
     for (k, v) in scope_claims(f.user, f.scopes) {
         m.insert(k, v);
     }
+    for (k, v) in requested_claims(f.user, f.id_token_claims) {
+        m.insert(k, v);
+    }
     m
 }
 
@@ -121,11 +209,15 @@ pub fn access_token(f: &AuthFacts<'_>, ttl: i64, jti: &str) -> Map<String, Value
     m
 }
 
-/// OIDC Core §5.3.2 UserInfo response.
-pub fn userinfo(user: &User, scopes: &[String]) -> Map<String, Value> {
+/// OIDC Core §5.3.2 UserInfo response: the claims of the granted scopes plus those asked
+/// for individually with the `claims` parameter.
+pub fn userinfo(user: &User, scopes: &[String], requested: &[String]) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("sub".into(), json!(user.id));
     for (k, v) in scope_claims(user, scopes) {
+        m.insert(k, v);
+    }
+    for (k, v) in requested_claims(user, requested) {
         m.insert(k, v);
     }
     m
@@ -190,8 +282,32 @@ mod tests {
     }
 
     #[test]
+    fn claims_parameter_parsing_and_release() {
+        let c = ClaimsRequest::parse(r#"{"userinfo":{"name":{"essential":true},"email":null,"bogus":null},"id_token":{"auth_time":{"essential":true}},"other":1}"#).unwrap();
+        assert_eq!(c.userinfo.len(), 3);
+        let allowed = c.allowed(&s(&["openid", "profile"]));
+        assert_eq!(
+            allowed.userinfo,
+            vec!["name"],
+            "unknown and unregistered claims are dropped"
+        );
+        assert_eq!(allowed.scopes(), vec!["profile"]);
+        let m = userinfo(&user(), &s(&["openid"]), &allowed.userinfo);
+        assert_eq!(m["name"], "Alice Liddell");
+        assert!(m.get("email").is_none());
+        for bad in [
+            "[]",
+            "nope",
+            r#"{"userinfo":[]}"#,
+            r#"{"userinfo":{"name":true}}"#,
+        ] {
+            assert!(ClaimsRequest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn openid_alone_releases_nothing_but_sub() {
-        let m = userinfo(&user(), &s(&["openid"]));
+        let m = userinfo(&user(), &s(&["openid"]), &[]);
         assert_eq!(m.len(), 1);
         assert_eq!(m["sub"], "sub-1");
     }
@@ -201,6 +317,7 @@ mod tests {
         let m = userinfo(
             &user(),
             &s(&["openid", "profile", "email", "phone", "address", "groups"]),
+            &[],
         );
         assert_eq!(m["name"], "Alice Liddell");
         assert_eq!(m["preferred_username"], "alice");
@@ -228,6 +345,7 @@ mod tests {
             acr: "1",
             sid: "sid",
             now: 100,
+            id_token_claims: &[],
         };
         let m = id_token(&f, 900, Some("n"), Some("h"));
         for k in [

@@ -239,6 +239,7 @@ mod tests {
             session_hash: "h".into(),
             expires_at: NOW + 60,
             used: false,
+            claims: None,
         }
     }
 
@@ -289,6 +290,7 @@ mod tests {
             expires_at: NOW + 100,
             absolute_expires_at: NOW + 1000,
             used: false,
+            claims: None,
         }
     }
 

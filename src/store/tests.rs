@@ -43,6 +43,7 @@ fn code(expires_at: i64) -> AuthCode {
         session_hash: "h".into(),
         expires_at,
         used: false,
+        claims: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn rt(expires_at: i64) -> RefreshToken {
         expires_at,
         absolute_expires_at: expires_at,
         used: false,
+        claims: None,
     }
 }
 
@@ -74,6 +76,7 @@ fn at(expires_at: i64) -> AccessTokenRecord {
         scopes: vec![],
         expires_at,
         revoked: false,
+        userinfo_claims: vec![],
     }
 }
 

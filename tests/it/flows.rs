@@ -899,3 +899,58 @@ async fn introspection_and_revocation() {
         assert_eq!(bad.status, 401);
     }
 }
+
+#[tokio::test]
+async fn claims_parameter_releases_individual_claims() {
+    let mut f = setup(&[]).await;
+    let claims = r#"{"userinfo":{"name":{"essential":true}},"id_token":{"email":null,"auth_time":{"essential":true}}}"#;
+    let first = f
+        .browser
+        .get(&authorize_url(
+            &f.client_id,
+            &format!("&scope=openid&claims={}", enc(claims)),
+        ))
+        .await;
+    let login = f.browser.login(&first.location(), "alice", PASSWORD).await;
+    let to_consent = f.browser.get(&login.location()).await;
+    let page = f.browser.get(&to_consent.location()).await;
+    assert!(
+        page.body.contains("Your name and username") && page.body.contains("Your email address"),
+        "consent covers the claims"
+    );
+    let interaction = page.input("interaction").unwrap();
+    let csrf = page.input("csrf").unwrap();
+    let r = f
+        .browser
+        .post_form(
+            "/consent",
+            &[
+                ("csrf", &csrf),
+                ("interaction", &interaction),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let cb = f.browser.drive_to_callback(r, "alice").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let (_, id) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks(&mut f).await);
+    assert_eq!(id["email"], "alice@example.com");
+    assert!(id.get("name").is_none(), "name was asked for UserInfo only");
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let u = f
+        .browser
+        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+        .await
+        .json();
+    assert_eq!(u["name"], "Alice Liddell");
+    assert!(
+        u.get("email").is_none(),
+        "email was asked for the ID token only"
+    );
+
+    let r = f
+        .browser
+        .get(&authorize_url(&f.client_id, "&claims=%7Bnot-json"))
+        .await;
+    assert_eq!(params_of(&r.location())["error"], "invalid_request");
+}

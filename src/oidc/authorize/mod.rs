@@ -5,6 +5,7 @@
 
 use crate::model::{Client, Consent};
 
+use super::claims::ClaimsRequest;
 use super::params::Params;
 use super::{ErrorCode, OidcError, pkce, registration, scope};
 
@@ -57,6 +58,9 @@ pub struct AuthRequest {
     pub login_hint: Option<String>,
     pub id_token_hint: Option<String>,
     pub acr_values: Vec<String>,
+    /// The `claims` parameter, limited to claims the client may receive.
+    #[serde(default)]
+    pub claims: Option<ClaimsRequest>,
 }
 
 /// An error shown on the OP's own page: the client or redirect_uri cannot be trusted.
@@ -298,7 +302,17 @@ pub fn parse(
 
     // display, ui_locales, claims_locales, claims and unknown parameters are accepted and
     // need nothing from the OP beyond not failing (OIDC Core §3.1.2.1, §5.5).
+    let claims = match get("claims")? {
+        None => None,
+        Some(text) => Some(
+            ClaimsRequest::parse(text)
+                .map_err(|e| fail(OidcError::invalid_request(e)))?
+                .allowed(&client.scopes),
+        ),
+    };
+
     Ok(AuthRequest {
+        claims,
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.to_string(),
         response_type: response_type.to_string(),
@@ -393,9 +407,10 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
     }
 
     let scopes = scope::grant(&req.scopes, &client.scopes);
+    let asked = consent_scopes(req, client);
     let remembered = ctx
         .consent
-        .is_some_and(|c| scope::is_subset(&scopes, &c.scopes));
+        .is_some_and(|c| scope::is_subset(&asked, &c.scopes));
     let needs_consent =
         !ctx.consent_given && (req.prompt.consent || (!client.skip_consent && !remembered));
     if needs_consent {
@@ -405,9 +420,19 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
                 "the user has not consented",
             ));
         }
-        return Decision::Consent { scopes };
+        return Decision::Consent { scopes: asked };
     }
     Decision::Issue { scopes }
+}
+
+/// What the user consents to: the granted scopes and the scopes of claims requested
+/// individually, limited to what the client is registered for.
+pub fn consent_scopes(req: &AuthRequest, client: &Client) -> Vec<String> {
+    let mut wanted = req.scopes.clone();
+    if let Some(c) = &req.claims {
+        wanted.extend(c.scopes());
+    }
+    scope::grant(&wanted, &client.scopes)
 }
 
 /// Where and how to deliver an authorization response.
