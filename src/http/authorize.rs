@@ -35,6 +35,11 @@ pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         req.query_params()
     };
     let page = |e: PageError| app.error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.0);
+    let (params, via_par) = match super::par::resolve(app, &params, now) {
+        Ok(Some(pushed)) => (pushed, true),
+        Ok(None) => (params, false),
+        Err(e) => return page(PageError(e)),
+    };
     let (client_id, redirect_uri) = match authz::identify(&params) {
         Ok(x) => x,
         Err(e) => return page(e),
@@ -55,7 +60,18 @@ pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(e) => return page(e),
     };
     match authz::parse(&params, &client, &redirect_uri) {
-        Ok(request) => proceed(app, req, &client, request, None, now),
+        Ok(request) => match super::par::required_but_missing(&client, via_par) {
+            None => proceed(app, req, &client, request, None, now),
+            Some(error) => redirect_error(
+                app,
+                RedirectError {
+                    error,
+                    redirect_uri: request.redirect_uri,
+                    response_mode: request.response_mode,
+                    state: request.state,
+                },
+            ),
+        },
         Err(e) => redirect_error(app, e),
     }
 }

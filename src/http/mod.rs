@@ -8,6 +8,7 @@ mod introspection;
 mod issue;
 mod login;
 mod logout;
+mod par;
 pub mod pool;
 pub mod response;
 pub mod throttle;
@@ -103,6 +104,8 @@ pub struct App {
     pub client_throttle: Throttle,
     pub secret_cache: crate::keys::SecretCache,
     pub interactions: Interactions,
+    /// Pushed authorization requests waiting for the browser (RFC 9126).
+    pub pushed: par::Pushed,
     /// Connections Latchkey opens itself (back-channel logout).
     pub outbound: crate::outbound::Outbound,
     csrf_key: MacKey,
@@ -134,6 +137,7 @@ impl App {
             secret_cache: crate::keys::SecretCache::default(),
             interactions: Interactions::default(),
             outbound: crate::outbound::Outbound::new(),
+            pushed: par::Pushed::default(),
             keys: RwLock::new(Arc::new(keys)),
             csrf_key: MacKey::new(csrf_secret),
             dummy_hash,
@@ -335,6 +339,7 @@ impl App {
             }
             authorize::RESUME if is(&Method::GET) => authorize::resume(self, &req, now).await,
             paths::REVOKE if is(&Method::POST) => introspection::revoke(self, &req, now).await,
+            paths::PAR if is(&Method::POST) => par::push(self, &req, now).await,
             paths::INTROSPECT if is(&Method::POST) => {
                 introspection::introspect(self, &req, now).await
             }
@@ -380,6 +385,7 @@ impl App {
             | paths::END_SESSION
             | paths::REVOKE
             | paths::INTROSPECT
+            | paths::PAR
             | "/consent"
             | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => response::plain(StatusCode::NOT_FOUND, "not found"),

@@ -16,6 +16,7 @@ pub mod paths {
     pub const END_SESSION: &str = "/api/v1/oauth/logout";
     pub const REVOKE: &str = "/api/v1/oauth/revoke";
     pub const INTROSPECT: &str = "/api/v1/oauth/introspect";
+    pub const PAR: &str = "/api/v1/oauth/par";
     pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 }
@@ -31,7 +32,9 @@ pub fn metadata(issuer: &str) -> Value {
                 "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
+                "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
+        "pushed_authorization_request_endpoint": format!("{issuer}{}", paths::PAR),
+        "require_pushed_authorization_requests": false,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,

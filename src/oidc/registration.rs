@@ -206,7 +206,6 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     for (field, set) in [
         ("jwks", spec.jwks.is_some()),
         ("jwks_uri", spec.jwks_uri.is_some()),
-        ("require_par", spec.require_par),
     ] {
         if set {
             return Err(format!("{field}: not supported by this version"));
@@ -239,7 +238,7 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         allowed_groups: spec.allowed_groups,
         jwks: None,
         jwks_uri: None,
-        require_par: false,
+        require_par: spec.require_par,
         declared: false,
         created_at: now,
     })

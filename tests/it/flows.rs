@@ -954,3 +954,65 @@ async fn claims_parameter_releases_individual_claims() {
         .await;
     assert_eq!(params_of(&r.location())["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn pushed_authorization_requests() {
+    let mut f = setup(&["--require-par", "--skip-consent"]).await;
+    let (id, secret) = (f.client_id.clone(), f.secret.clone());
+    let (verifier, challenge) = pkce();
+    let pushed = [
+        ("response_type", "code"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid email"),
+        ("state", "par-state"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let r = post_auth(&mut f, "/api/v1/oauth/par", &pushed, &id, &secret).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    let uri = v["request_uri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("urn:ietf:params:oauth:request_uri:"));
+    assert_eq!(v["expires_in"], 60);
+
+    let url = format!(
+        "/api/v1/oauth/authorize?client_id={id}&request_uri={}",
+        enc(&uri)
+    );
+    let first = f.browser.get(&url).await;
+    let cb = f.browser.drive_to_callback(first, "alice").await;
+    let p = params_of(&cb);
+    assert_eq!(p["state"], "par-state");
+    let t = exchange(&mut f, &p["code"], Some(&verifier)).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    // Single use.
+    let again = f.browser.get(&url).await;
+    assert_eq!(again.status, 400);
+    assert!(again.header("location").is_none());
+    // This client must push: a plain request is refused back to it.
+    let plain = f.browser.get(&authorize_url(&id, "")).await;
+    assert_eq!(params_of(&plain.location())["error"], "invalid_request");
+    // Bad pushes are JSON errors; pushing needs client authentication.
+    let bad = [
+        ("response_type", "code"),
+        ("redirect_uri", "https://evil.example/cb"),
+        ("scope", "openid"),
+    ];
+    let r = post_auth(&mut f, "/api/v1/oauth/par", &bad, &id, &secret).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_request");
+    let r = f.browser.post_form("/api/v1/oauth/par", &pushed).await;
+    assert_eq!(r.status, 401);
+    // Another client cannot redeem this client's request_uri.
+    let r = post_auth(&mut f, "/api/v1/oauth/par", &pushed, &id, &secret).await;
+    let uri = r.json()["request_uri"].as_str().unwrap().to_string();
+    let (other, _) = f.server.add_client(&[]);
+    let r = f
+        .browser
+        .get(&format!(
+            "/api/v1/oauth/authorize?client_id={other}&request_uri={}",
+            enc(&uri)
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+}

@@ -1,0 +1,145 @@
+//! Pushed authorization requests (RFC 9126): a client posts its authorization request,
+//! authenticated, and gets a short-lived, single-use `request_uri` to send the browser
+//! with instead. Pending requests live in memory, bounded in number and lifetime.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::response::{self, Resp};
+use super::{App, Req};
+use crate::oidc::authorize as authz;
+use crate::oidc::params::Params;
+use crate::oidc::{ErrorCode, OidcError};
+
+/// RFC 9126 §2.2: the request_uri is this URN followed by a random reference.
+pub(super) const URN_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+/// Seconds a pushed request stays usable.
+pub(super) const TTL: i64 = 60;
+const MAX: usize = 10_000;
+
+#[derive(Default)]
+pub struct Pushed {
+    map: Mutex<HashMap<String, (String, Params, i64)>>,
+}
+
+impl Pushed {
+    fn put(&self, client_id: &str, params: Params, now: i64) -> String {
+        let uri = format!("{URN_PREFIX}{}", crate::clock::random_token());
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= MAX {
+                m.retain(|_, (_, _, exp)| *exp > now);
+            }
+            if m.len() < MAX {
+                m.insert(uri.clone(), (client_id.to_string(), params, now + TTL));
+            }
+        }
+        uri
+    }
+
+    /// The pushed parameters, once, for the client that pushed them, before they expire.
+    pub fn take(&self, uri: &str, client_id: &str, now: i64) -> Option<Params> {
+        let mut m = self.map.lock().ok()?;
+        let (owner, params, exp) = m.remove(uri)?;
+        (owner == client_id && exp > now).then_some(params)
+    }
+}
+
+fn json_error(e: &OidcError) -> Resp {
+    response::token_error(e)
+}
+
+/// POST /api/v1/oauth/par.
+pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    if !req.is_form() {
+        return json_error(&OidcError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = req.form();
+    let client = match super::token::authenticate(app, req, &form).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return json_error(&e),
+        Err(f) => return json_error(&f.to_oidc()),
+    };
+    if form.contains("request_uri") {
+        return json_error(&OidcError::invalid_request("request_uri cannot be pushed"));
+    }
+    // The authorization request is the body without the client's credentials.
+    let mut params = Params(
+        form.0
+            .into_iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "client_secret" | "client_assertion" | "client_assertion_type"
+                )
+            })
+            .collect(),
+    );
+    match params.get("client_id") {
+        Ok(Some(id)) if id != client.client_id => {
+            return json_error(&OidcError::invalid_request(
+                "client_id differs from the authenticated client",
+            ));
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => params
+            .0
+            .push(("client_id".into(), client.client_id.clone())),
+        Err(_) => {
+            return json_error(&OidcError::invalid_request(
+                "client_id was sent more than once",
+            ));
+        }
+    }
+    let redirect_uri = match authz::identify(&params)
+        .and_then(|(_, r)| authz::check_redirect_uri(&client, r.as_deref()))
+    {
+        Ok(r) => r,
+        Err(e) => return json_error(&OidcError::invalid_request(e.0)),
+    };
+    if let Err(e) = authz::parse(&params, &client, &redirect_uri) {
+        return json_error(&e.error);
+    }
+    let request_uri = app.pushed.put(&client.client_id, params, now);
+    response::json(
+        StatusCode::CREATED,
+        &json!({"request_uri": request_uri, "expires_in": TTL}),
+    )
+}
+
+/// RFC 9126 §4: replaces an authorization request that names a pushed request_uri with
+/// the pushed parameters. `Ok(None)` when the request is not a PAR reference.
+pub(super) fn resolve(app: &App, params: &Params, now: i64) -> Result<Option<Params>, String> {
+    let Some(uri) = params
+        .get_lenient("request_uri")
+        .filter(|u| u.starts_with(URN_PREFIX))
+    else {
+        return Ok(None);
+    };
+    let client_id = params
+        .get_lenient("client_id")
+        .ok_or("The request has no client_id.")?;
+    app.pushed
+        .take(uri, client_id, now)
+        .map(Some)
+        .ok_or_else(|| {
+            "The pushed authorization request has expired or was already used.".to_string()
+        })
+}
+
+/// Whether a client that must push its requests sent this one otherwise.
+pub(super) fn required_but_missing(
+    client: &crate::model::Client,
+    via_par: bool,
+) -> Option<OidcError> {
+    (client.require_par && !via_par).then(|| {
+        OidcError::new(
+            ErrorCode::InvalidRequest,
+            "this client must use pushed authorization requests",
+        )
+    })
+}
