@@ -308,6 +308,39 @@ pub struct AccessTokenRecord {
     pub userinfo_claims: Vec<String>,
 }
 
+/// Where a device authorization (RFC 8628) stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum DeviceStatus {
+    Pending,
+    Denied,
+    /// Approved by this user in a browser.
+    Approved {
+        user_id: String,
+        auth_time: i64,
+        amr: Vec<String>,
+        acr: String,
+        sid: String,
+    },
+}
+
+/// A device authorization request (stored under the SHA-256 of its device_code).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceGrant {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    /// Normalised: eight letters, no dash.
+    pub user_code: String,
+    pub expires_at: i64,
+    /// Seconds the device must wait between polls; grows on slow_down.
+    pub interval: i64,
+    #[serde(default)]
+    pub last_poll: Option<i64>,
+    pub status: DeviceStatus,
+    #[serde(default)]
+    pub used: bool,
+}
+
 /// Lifecycle of a signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,6 +14,14 @@ use crate::oidc::scope;
 
 const GENERIC_FAILURE: &str = "Incorrect username or password.";
 
+/// Where a sign-in may continue besides an authorization request: the device page only,
+/// so the parameter can never become an open redirect.
+pub(super) fn safe_next(next: &str) -> bool {
+    (next == "/device" || next.starts_with("/device?"))
+        && next.bytes().all(|b| b.is_ascii_graphic())
+        && !next.contains('\\')
+}
+
 fn with_cookie(resp: Resp, cookie: Option<String>) -> Resp {
     match cookie {
         Some(c) => response::with_header(resp, "set-cookie", &c),
@@ -23,6 +31,8 @@ fn with_cookie(resp: Resp, cookie: Option<String>) -> Resp {
 
 struct LoginView<'a> {
     interaction: Option<&'a str>,
+    /// A local page to return to after signing in (only the device page).
+    next: Option<&'a str>,
     username: &'a str,
     error: Option<&'a str>,
     status: StatusCode,
@@ -40,7 +50,8 @@ fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
         &json!({
             "title": "Sign in",
             "csrf": csrf,
-            "interaction": v.interaction,
+                        "interaction": v.interaction,
+            "next": v.next,
             "client_name": client_name,
             "username": v.username,
             "error": v.error,
@@ -59,6 +70,7 @@ pub(super) fn login_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .and_then(|(_, i)| i.request.login_hint.clone())
         .unwrap_or_default();
     let view = LoginView {
+        next: q.get_lenient("next").filter(|n| safe_next(n)),
         interaction: interaction.as_ref().map(|(id, _)| *id),
         username: &hint,
         error: None,
@@ -86,7 +98,9 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .chars()
         .take(128)
         .collect();
+    let next = form.get_lenient("next").filter(|n| safe_next(n));
     let view = |error, status| LoginView {
+        next,
         interaction,
         username: &username,
         error: Some(error),
@@ -174,9 +188,10 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
     let resp = match start_session(app, req, &user, now) {
         Ok(cookie) => {
-            let target = match interaction {
-                Some(id) => format!("{}?interaction={id}", authorize::RESUME),
-                None => "/".to_string(),
+            let target = match (interaction, next) {
+                (Some(id), _) => format!("{}?interaction={id}", authorize::RESUME),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => "/".to_string(),
             };
             response::with_header(response::redirect(&target), "set-cookie", &cookie)
         }
@@ -522,5 +537,27 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match start_session(app, req, &user, now) {
         Ok(cookie) => response::with_header(response::redirect("/"), "set-cookie", &cookie),
         Err(f) => app.fail_page(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_the_device_page_is_a_place_to_continue_to() {
+        assert!(safe_next("/device"));
+        assert!(safe_next("/device?user_code=BCDF-GHJK"));
+        for bad in [
+            "/",
+            "//evil.example",
+            "https://evil.example/device",
+            "/device/../admin",
+            "/devices",
+            "/device?x=\\\\evil",
+            "/device? x",
+        ] {
+            assert!(!safe_next(bad), "{bad}");
+        }
     }
 }

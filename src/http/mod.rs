@@ -3,6 +3,7 @@
 //! only code that names hyper. Tests call [`App::respond`] directly, without a socket.
 
 mod authorize;
+mod device;
 pub mod interaction;
 mod introspection;
 mod issue;
@@ -340,6 +341,11 @@ impl App {
             authorize::RESUME if is(&Method::GET) => authorize::resume(self, &req, now).await,
             paths::REVOKE if is(&Method::POST) => introspection::revoke(self, &req, now).await,
             paths::PAR if is(&Method::POST) => par::push(self, &req, now).await,
+            paths::DEVICE_AUTHORIZATION if is(&Method::POST) => {
+                device::authorization(self, &req, now).await
+            }
+            "/device" if is(&Method::GET) => device::page(self, &req, now),
+            "/device" if is(&Method::POST) => device::submit(self, &req, now),
             paths::INTROSPECT if is(&Method::POST) => {
                 introspection::introspect(self, &req, now).await
             }
@@ -386,6 +392,8 @@ impl App {
             | paths::REVOKE
             | paths::INTROSPECT
             | paths::PAR
+            | paths::DEVICE_AUTHORIZATION
+            | "/device"
             | "/consent"
             | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => response::plain(StatusCode::NOT_FOUND, "not found"),

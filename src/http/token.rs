@@ -13,6 +13,7 @@ use super::{App, Req};
 use crate::model::{Client, RefreshToken, User};
 
 use crate::oidc::params::Params;
+use crate::oidc::registration::DEVICE_CODE;
 use crate::oidc::token::{self as rules, TokenResponse};
 use crate::oidc::{ErrorCode, OidcError, scope};
 use crate::store::Consumed;
@@ -67,6 +68,7 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
     };
     match grant_type {
         "authorization_code" | "refresh_token" | "client_credentials" | "password"
+        | DEVICE_CODE
             if !client.allows_grant(grant_type) =>
         {
             Ok(OidcError::new(
@@ -79,6 +81,7 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
         "refresh_token" => refresh(app, req, &client, &form, now),
         "client_credentials" => client_credentials(app, req, &client, &form, now),
         "password" => password(app, req, &client, &form, now).await,
+        DEVICE_CODE => device_code(app, req, &client, &form, now),
         _ => Ok(OidcError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
     }
 }
@@ -516,4 +519,81 @@ async fn password(
         now,
     );
     Ok(Outcome::Ok(bundle.response()))
+}
+
+/// RFC 8628 §3.4-3.5: a device polling for the person's answer.
+fn device_code(
+    app: &App,
+    req: &Req,
+    client: &Client,
+    form: &Params,
+    now: i64,
+) -> Result<Outcome, Fail> {
+    use crate::model::DeviceStatus;
+    use crate::oidc::device::{Poll, poll};
+    let code = match form.get("device_code") {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(OidcError::invalid_request("device_code is missing").into()),
+        Err(_) => {
+            return Ok(OidcError::invalid_request("device_code was sent more than once").into());
+        }
+    };
+    let hash = crate::keys::token_hash(code);
+    let Some(mut grant) = app.store.device(&hash)? else {
+        return Ok(OidcError::invalid_grant("the device_code is invalid").into());
+    };
+    match poll(&grant, &client.client_id, now) {
+        Poll::Refuse(e) => Ok(e.into()),
+        Poll::Wait { error, slow_down } => {
+            grant.last_poll = Some(now);
+            if slow_down {
+                grant.interval += 5;
+            }
+            app.store.update_device(&hash, &grant)?;
+            Ok(error.into())
+        }
+        Poll::Ready => {
+            let DeviceStatus::Approved {
+                user_id,
+                auth_time,
+                amr,
+                acr,
+                sid,
+            } = &grant.status
+            else {
+                return Ok(OidcError::invalid_grant("the device_code is not approved").into());
+            };
+            let Some(user) = app.store.user(user_id)?.filter(|u| usable(client, u)) else {
+                return Ok(
+                    OidcError::invalid_grant("the user may no longer use this client").into(),
+                );
+            };
+            let authn = Authn {
+                user: &user,
+                scopes: &grant.scopes,
+                auth_time: *auth_time,
+                amr,
+                acr,
+                sid,
+                nonce: None,
+                session_hash: "",
+                claims: None,
+            };
+            // The device has no browser session of its own: its grant is offline.
+            let bundle = issue::bundle(app, client, &authn, &crate::clock::random_id(), true, now)?;
+            match app.store.redeem_device(&hash, &bundle.issued())? {
+                crate::store::Consumed::Fresh(_) => {}
+                _ => return Ok(OidcError::invalid_grant("the device_code was already used").into()),
+            }
+            app.audit(
+                "token.issued",
+                Some(&user.username),
+                Some(&client.client_id),
+                Some(req.peer),
+                "device_code",
+                now,
+            );
+            Ok(Outcome::Ok(bundle.response()))
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod paths {
     pub const REVOKE: &str = "/api/v1/oauth/revoke";
     pub const INTROSPECT: &str = "/api/v1/oauth/introspect";
     pub const PAR: &str = "/api/v1/oauth/par";
+    pub const DEVICE_AUTHORIZATION: &str = "/api/v1/oauth/device_authorization";
     pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 }
@@ -34,7 +35,8 @@ pub fn metadata(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
                 "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
         "pushed_authorization_request_endpoint": format!("{issuer}{}", paths::PAR),
-        "require_pushed_authorization_requests": false,
+                "require_pushed_authorization_requests": false,
+        "device_authorization_endpoint": format!("{issuer}{}", paths::DEVICE_AUTHORIZATION),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,

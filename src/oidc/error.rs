@@ -41,6 +41,12 @@ pub enum ErrorCode {
     InvalidToken,
     /// RFC 6750 §3.1: the request requires higher privileges than the access token provides.
     InsufficientScope,
+    /// RFC 8628 §3.5: the user has not yet completed the device authorization.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5: the device_code has expired.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -63,6 +69,9 @@ impl ErrorCode {
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 }

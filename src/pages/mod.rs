@@ -38,6 +38,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../assets/templates/logout.html"),
     ),
     (
+        "device.html",
+        include_str!("../../assets/templates/device.html"),
+    ),
+    (
         "logged_out.html",
         include_str!("../../assets/templates/logged_out.html"),
     ),

@@ -12,7 +12,7 @@
 pub mod redb;
 
 use crate::model::{
-    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord,
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
     RefreshToken, Session, User,
 };
 
@@ -90,6 +90,16 @@ pub trait Store: Send + Sync {
     /// first tokens (durably when a refresh token is included). A code already used
     /// returns [`Consumed::Replayed`] and stores nothing.
     fn redeem_code(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<AuthCode>>;
+
+    /// Stores a new device authorization; fails with Conflict if its user code is taken.
+    fn put_device(&self, hash: &str, d: &DeviceGrant) -> Result<()>;
+    /// Saves a changed device authorization (poll time, approval).
+    fn update_device(&self, hash: &str, d: &DeviceGrant) -> Result<()>;
+    fn device(&self, hash: &str) -> Result<Option<DeviceGrant>>;
+    /// The device authorization a (normalised) user code belongs to, with its key.
+    fn device_by_user_code(&self, code: &str) -> Result<Option<(String, DeviceGrant)>>;
+    /// Marks an approved device authorization used and stores its tokens, atomically.
+    fn redeem_device(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<DeviceGrant>>;
 
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
     fn session(&self, hash: &str) -> Result<Option<Session>>;

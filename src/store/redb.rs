@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Consumed, Issued, Result, SCHEMA_VERSION, Store, StoreError};
 use crate::model::{
-    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, Grant, Group, KeyRecord,
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
     RefreshToken, Session, User,
 };
 
@@ -30,9 +30,11 @@ const ACCESS_TOKENS: Table = TableDefinition::new("access_tokens");
 const REFRESH_TOKENS: Table = TableDefinition::new("refresh_tokens");
 const KEYS: Table = TableDefinition::new("keys");
 const META: Table = TableDefinition::new("meta");
+const DEVICES: Table = TableDefinition::new("device_codes");
+const USER_CODES: Table = TableDefinition::new("user_codes");
 const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
 
-const ALL: [Table; 12] = [
+const ALL: [Table; 14] = [
     USERS,
     USERNAMES,
     GROUPS,
@@ -45,6 +47,8 @@ const ALL: [Table; 12] = [
     REFRESH_TOKENS,
     KEYS,
     META,
+    DEVICES,
+    USER_CODES,
 ];
 
 /// Used codes stay this long past expiry so a late replay is still recognised and
@@ -400,6 +404,46 @@ impl Store for RedbStore {
         self.write(i.refresh.is_some(), |tx| put_issued(tx, i))
     }
 
+    fn put_device(&self, hash: &str, d: &DeviceGrant) -> Result<()> {
+        self.write(false, |tx| {
+            if tx_get::<String>(tx, USER_CODES, &d.user_code)?.is_some() {
+                return Err(StoreError::Conflict("user code taken".into()));
+            }
+            tx_put(tx, USER_CODES, &d.user_code, &hash.to_string())?;
+            tx_put(tx, DEVICES, hash, d)
+        })
+    }
+
+    fn update_device(&self, hash: &str, d: &DeviceGrant) -> Result<()> {
+        self.put(DEVICES, hash, d, false)
+    }
+
+    fn device(&self, hash: &str) -> Result<Option<DeviceGrant>> {
+        self.get(DEVICES, hash)
+    }
+
+    fn device_by_user_code(&self, code: &str) -> Result<Option<(String, DeviceGrant)>> {
+        let Some(hash) = self.get::<String>(USER_CODES, code)? else {
+            return Ok(None);
+        };
+        Ok(self.device(&hash)?.map(|d| (hash, d)))
+    }
+
+    fn redeem_device(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<DeviceGrant>> {
+        self.write(i.refresh.is_some(), |tx| {
+            let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
+                return Ok(Consumed::Missing);
+            };
+            if d.used {
+                return Ok(Consumed::Replayed(d));
+            }
+            d.used = true;
+            tx_put(tx, DEVICES, hash, &d)?;
+            put_issued(tx, i)?;
+            Ok(Consumed::Fresh(d))
+        })
+    }
+
     fn put_session(&self, hash: &str, s: &Session) -> Result<()> {
         self.put(SESSIONS, hash, s, false)
     }
@@ -575,6 +619,19 @@ impl Store for RedbStore {
             let mut n =
                 tx_retain::<AuthCode>(tx, CODES, |_, c| c.expires_at + CODE_REPLAY_WINDOW < now)?;
             n += tx_retain::<Session>(tx, SESSIONS, |_, s| s.expires_at < now)?;
+            let mut gone_codes = Vec::new();
+            n += tx_retain::<DeviceGrant>(tx, DEVICES, |_, d| {
+                let gone = d.expires_at + CODE_REPLAY_WINDOW < now;
+                if gone {
+                    gone_codes.push(d.user_code.clone());
+                }
+                gone
+            })?;
+            let mut codes = tx.open_table(USER_CODES).map_err(backend)?;
+            for c in &gone_codes {
+                codes.remove(c.as_str()).map_err(backend)?;
+            }
+            drop(codes);
             n += tx_retain::<AccessTokenRecord>(tx, ACCESS_TOKENS, |_, a| a.expires_at < now)?;
             n += tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| {
                 r.expires_at.min(r.absolute_expires_at) < now

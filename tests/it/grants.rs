@@ -193,3 +193,153 @@ async fn password_grant_only_when_opted_in() {
     let r = token(&mut b, &plain, &plain_secret, &good).await;
     assert_eq!(r.json()["error"], "unauthorized_client");
 }
+
+#[tokio::test]
+async fn device_authorization_grant() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let device = "urn:ietf:params:oauth:grant-type:device_code";
+    let out = server.cli(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Lobby TV",
+            "--public",
+            "--grant-type",
+            device,
+            "--grant-type",
+            "refresh_token",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.json()["client_id"].as_str().unwrap().to_string();
+    let mut tv = server.browser();
+    let start = |tv: &mut Browser| {
+        let id = id.clone();
+        let mut b = std::mem::replace(tv, server.browser());
+        async move {
+            let r = b
+                .post_form(
+                    "/api/v1/oauth/device_authorization",
+                    &[
+                        ("client_id", &id),
+                        ("scope", "openid profile offline_access"),
+                    ],
+                )
+                .await;
+            (b, r)
+        }
+    };
+    let (b, r) = start(&mut tv).await;
+    tv = b;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = r.json();
+    let user_code = d["user_code"].as_str().unwrap().to_string();
+    assert_eq!(user_code.len(), 9, "XXXX-XXXX");
+    assert_eq!(d["verification_uri"], format!("{}/device", server.issuer));
+    assert_eq!(d["interval"], 5);
+    let device_code = d["device_code"].as_str().unwrap().to_string();
+    let poll = |tv: &mut Browser, code: String| {
+        let id = id.clone();
+        let mut b = std::mem::replace(tv, server.browser());
+        async move {
+            let r = b
+                .post_form(
+                    "/api/v1/oauth/token",
+                    &[
+                        ("grant_type", device),
+                        ("device_code", &code),
+                        ("client_id", &id),
+                    ],
+                )
+                .await;
+            (b, r)
+        }
+    };
+    let (b, r) = poll(&mut tv, device_code.clone()).await;
+    tv = b;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "authorization_pending");
+    let (b, r) = poll(&mut tv, device_code.clone()).await;
+    tv = b;
+    assert_eq!(r.json()["error"], "slow_down");
+
+    // The person signs in on a phone and approves.
+    let mut phone = server.browser();
+    let r = phone
+        .get(&format!("/device?user_code={}", enc(&user_code)))
+        .await;
+    let login = r.location();
+    assert!(login.starts_with("/login?next="), "{login}");
+    let r = phone.login(&login, "alice", PASSWORD).await;
+    assert!(r.location().starts_with("/device?user_code="));
+    let page = phone.get(&r.location()).await;
+    assert!(
+        page.body.contains("Lobby TV") && page.body.contains(&user_code),
+        "{}",
+        page.body
+    );
+    let csrf = page.input("csrf").unwrap();
+    let wrong = phone
+        .post_form("/device", &[("csrf", &csrf), ("user_code", "BCDF-GHJK")])
+        .await;
+    assert_eq!(wrong.status, 400);
+    let done = phone
+        .post_form(
+            "/device",
+            &[
+                ("csrf", &csrf),
+                ("user_code", &user_code),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200);
+    assert!(done.body.contains("Device connected"));
+
+    let (b, r) = poll(&mut tv, device_code.clone()).await;
+    tv = b;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    let jwks = tv.get("/api/v1/oauth/discovery/keys").await.json();
+    let (_, c) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks);
+    assert_eq!(c["preferred_username"], "alice");
+    assert!(t["refresh_token"].is_string());
+    let (b, r) = poll(&mut tv, device_code).await;
+    tv = b;
+    assert_eq!(
+        r.json()["error"],
+        "invalid_grant",
+        "a device code is used once"
+    );
+
+    // A denied request reports access_denied.
+    let (b, r) = start(&mut tv).await;
+    tv = b;
+    let d = r.json();
+    let csrf = phone.get("/device").await.input("csrf").unwrap();
+    let code = d["user_code"].as_str().unwrap();
+    phone
+        .post_form(
+            "/device",
+            &[("csrf", &csrf), ("user_code", code), ("decision", "deny")],
+        )
+        .await;
+    let (_, r) = poll(&mut tv, d["device_code"].as_str().unwrap().to_string()).await;
+    assert_eq!(r.json()["error"], "access_denied");
+
+    // Clients without the grant may not start it.
+    let (plain, secret) = server.add_client(&[]);
+    let r = server
+        .browser()
+        .post_form_with(
+            "/api/v1/oauth/device_authorization",
+            &[],
+            &[("authorization", &basic(&plain, &secret))],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "unauthorized_client");
+}

@@ -439,6 +439,10 @@ impl Browser {
         if let Some(i) = &interaction {
             form.push(("interaction", i.as_str()));
         }
+        let next = page.input("next");
+        if let Some(n) = &next {
+            form.push(("next", n.as_str()));
+        }
         self.post_form("/login", &form).await
     }
 
