@@ -133,6 +133,10 @@ struct RawClient {
     #[serde(default)]
     allowed_groups: Vec<String>,
     jwks_uri: Option<String>,
+    /// A JWK Set document, for private_key_jwt.
+    jwks: Option<String>,
+    /// The shared secret of a client_secret_jwt client.
+    jwt_secret: Option<String>,
     #[serde(default)]
     require_par: bool,
 }
@@ -478,11 +482,28 @@ fn declared_client(rc: RawClient) -> Result<Client, String> {
         frontchannel_logout_uri: rc.frontchannel_logout_uri,
         frontchannel_logout_session_required: rc.frontchannel_logout_session_required,
         allowed_groups: rc.allowed_groups,
-        jwks: None,
+        jwks: rc.jwks,
         jwks_uri: rc.jwks_uri,
         require_par: rc.require_par,
     };
     let mut client = build_client(rc.client_id, spec, 0)?;
+    match (client.token_endpoint_auth_method, rc.jwt_secret) {
+        (crate::model::AuthMethod::ClientSecretJwt, Some(s)) if s.len() >= 32 => {
+            client.jwt_secret = Some(s)
+        }
+        (crate::model::AuthMethod::ClientSecretJwt, _) => {
+            return Err(
+                "jwt_secret: client_secret_jwt needs a shared secret of at least 32 characters"
+                    .into(),
+            );
+        }
+        (_, Some(_)) => {
+            return Err(
+                "jwt_secret: only for token_endpoint_auth_method = \"client_secret_jwt\"".into(),
+            );
+        }
+        (_, None) => {}
+    }
     client.secret_hash = rc.secret_hash;
     client.declared = true;
     Ok(client)

@@ -89,6 +89,10 @@ pub enum Policy {
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 assertion signed with one of the client's registered keys.
+    PrivateKeyJwt,
+    /// RFC 7523 assertion with HMAC-SHA256 under the client secret.
+    ClientSecretJwt,
     None,
 }
 
@@ -97,6 +101,8 @@ impl AuthMethod {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
             AuthMethod::None => "none",
         }
     }
@@ -105,6 +111,8 @@ impl AuthMethod {
         match s {
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
+            "client_secret_jwt" => Some(AuthMethod::ClientSecretJwt),
             "none" => Some(AuthMethod::None),
             _ => None,
         }
@@ -169,10 +177,16 @@ pub struct Client {
     pub frontchannel_logout_session_required: bool,
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// The client's public keys (a JWK Set document) for private_key_jwt.
     #[serde(default)]
     pub jwks: Option<String>,
+    /// Where to fetch them instead (only ever fetched for this client's assertions).
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// client_secret_jwt only: the shared secret itself, which HMAC verification needs
+    /// (RFC 7523 §2.2 leaves no way around storing it). Every other secret is hashed.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
     #[serde(default)]
     pub require_par: bool,
     /// Declared in the configuration file: read-only for the CLI and admin pages.

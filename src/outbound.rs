@@ -1,5 +1,5 @@
 //! Outbound HTTP: the only connections Latchkey opens by itself, and only to targets an
-//! administrator registered (back-channel logout URIs). Every call has a deadline and a
+//! administrator registered (back-channel logout URIs, client JWKS URIs). Every call has a deadline and a
 //! response size limit; https targets are checked against the system's trust store.
 
 use std::sync::Arc;
@@ -54,12 +54,19 @@ impl Outbound {
         body: String,
         deadline: Duration,
     ) -> Result<u16, String> {
-        tokio::time::timeout(deadline, self.send(url, body))
+        let r = tokio::time::timeout(deadline, self.send(url, Some(body))).await;
+        r.map_err(|_| "timed out".to_string())?
+            .map(|(status, _)| status)
+    }
+
+    /// GETs a document of at most 64 KiB; returns the status and the body.
+    pub async fn get(&self, url: &str, deadline: Duration) -> Result<(u16, Bytes), String> {
+        tokio::time::timeout(deadline, self.send(url, None))
             .await
             .map_err(|_| "timed out".to_string())?
     }
 
-    async fn send(&self, url: &str, body: String) -> Result<u16, String> {
+    async fn send(&self, url: &str, body: Option<String>) -> Result<(u16, Bytes), String> {
         let u = url::Url::parse(url).map_err(|e| e.to_string())?;
         let host = u
             .host_str()
@@ -77,15 +84,21 @@ impl Outbound {
             Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
             None => u.host_str().unwrap_or_default().to_string(),
         };
-        let req = Request::post(target)
+        let builder = Request::builder()
+            .uri(target)
             .header("host", authority)
-            .header("content-type", "application/x-www-form-urlencoded")
             .header(
                 "user-agent",
                 concat!("latchkey/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+            );
+        let req = match body {
+            Some(b) => builder
+                .method("POST")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(b))),
+            None => builder.method("GET").body(Full::new(Bytes::new())),
+        }
+        .map_err(|e| e.to_string())?;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| e.to_string())?;
@@ -106,7 +119,7 @@ impl Outbound {
     }
 }
 
-async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<u16, String>
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -116,8 +129,11 @@ where
     let driver = tokio::spawn(conn);
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    // Read (and discard) a bounded body so the peer sees a complete exchange.
-    let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
+    let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|_| format!("response larger than {MAX_RESPONSE} bytes or broken"))?
+        .to_bytes();
     driver.abort();
-    Ok(status)
+    Ok((status, body))
 }

@@ -333,7 +333,10 @@ fn client_json(c: &Client) -> Value {
         "skip_consent": c.skip_consent,
         "id_token_alg": c.id_token_alg.as_str(),
         "require_pkce": c.require_pkce,
-                "allowed_groups": c.allowed_groups,
+                        "allowed_groups": c.allowed_groups,
+        "jwks_uri": c.jwks_uri,
+        "has_jwks": c.jwks.is_some(),
+        "require_par": c.require_par,
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "frontchannel_logout_uri": c.frontchannel_logout_uri,
         "frontchannel_logout_session_required": c.frontchannel_logout_session_required,
@@ -466,6 +469,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 .map_err(AdminError::input)?;
             let secret = (!public).then(crate::clock::random_token);
             client.secret_hash = secret.as_deref().map(crate::keys::client_secret_hash);
+            if client.token_endpoint_auth_method == crate::model::AuthMethod::ClientSecretJwt {
+                client.jwt_secret = secret.clone();
+            }
             store.create_client(&client)?;
             let mut out = client_json(&client);
             if let (Some(s), Value::Object(o)) = (secret, &mut out) {
@@ -520,11 +526,14 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                     .frontchannel_logout_uri
                     .or(old.frontchannel_logout_uri.clone()),
                 frontchannel_logout_session_required: old.frontchannel_logout_session_required,
-                ..ClientSpec::default()
+                jwks: old.jwks.clone(),
+                jwks_uri: old.jwks_uri.clone(),
+                require_par: old.require_par,
             };
             let mut client =
                 build_client(client_id, spec, old.created_at).map_err(AdminError::input)?;
             client.secret_hash = old.secret_hash;
+            client.jwt_secret = old.jwt_secret;
             store.update_client(&client)?;
             Ok(client_json(&client))
         }
@@ -537,6 +546,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             }
             let secret = crate::clock::random_token();
             client.secret_hash = Some(crate::keys::client_secret_hash(&secret));
+            if client.jwt_secret.is_some() {
+                client.jwt_secret = Some(secret.clone());
+            }
             store.update_client(&client)?;
             Ok(json!({"client_id": client.client_id, "client_secret": secret}))
         }

@@ -105,6 +105,8 @@ pub struct App {
     pub client_throttle: Throttle,
     pub secret_cache: crate::keys::SecretCache,
     pub interactions: Interactions,
+    /// Client JWK Sets fetched from their jwks_uri, with the time they were fetched.
+    jwks_cache: std::sync::Mutex<std::collections::HashMap<String, (serde_json::Value, i64)>>,
     /// Pushed authorization requests waiting for the browser (RFC 9126).
     pub pushed: par::Pushed,
     /// Connections Latchkey opens itself (back-channel logout).
@@ -139,6 +141,7 @@ impl App {
             interactions: Interactions::default(),
             outbound: crate::outbound::Outbound::new(),
             pushed: par::Pushed::default(),
+            jwks_cache: Default::default(),
             keys: RwLock::new(Arc::new(keys)),
             csrf_key: MacKey::new(csrf_secret),
             dummy_hash,
@@ -165,6 +168,39 @@ impl App {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
         }
         Ok(())
+    }
+
+    /// A client's public keys for private_key_jwt: registered by value, or fetched from its
+    /// jwks_uri (cached five minutes; `fresh` refetches after a failed verification).
+    pub async fn client_jwks(
+        &self,
+        client: &Client,
+        fresh: bool,
+    ) -> Result<serde_json::Value, String> {
+        if let Some(j) = &client.jwks {
+            return serde_json::from_str(j).map_err(|e| e.to_string());
+        }
+        let uri = client.jwks_uri.as_ref().ok_or("the client has no keys")?;
+        let now = crate::clock::now();
+        if !fresh
+            && let Ok(cache) = self.jwks_cache.lock()
+            && let Some((v, at)) = cache.get(uri)
+            && now - at < 300
+        {
+            return Ok(v.clone());
+        }
+        let (status, body) = self.outbound.get(uri, Duration::from_secs(5)).await?;
+        if status != 200 {
+            return Err(format!("{uri} answered {status}"));
+        }
+        let text =
+            String::from_utf8(body.to_vec()).map_err(|_| "the JWKS is not UTF-8".to_string())?;
+        crate::oidc::registration::check_jwks(&text)?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.jwks_cache.lock() {
+            cache.insert(uri.clone(), (v.clone(), now));
+        }
+        Ok(v)
     }
 
     /// A declared client or one from the store.

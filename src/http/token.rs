@@ -87,6 +87,70 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
 }
 
 /// RFC 6749 §2.3. Unknown clients and wrong secrets give the same invalid_client.
+/// RFC 7523 §3 / OIDC Core §9: the signature (with the client's keys or shared secret),
+/// the claims, and single use of the jti. The audience may be the issuer, the token
+/// endpoint, or the endpoint being called.
+async fn verify_assertion(
+    app: &Arc<App>,
+    req: &Req,
+    client: &Client,
+    assertion: &str,
+) -> Result<Result<(), OidcError>, Fail> {
+    use crate::keys::assertion::{ClientKeys, verify};
+    use crate::model::AuthMethod;
+    let invalid = |d: &str| OidcError::new(ErrorCode::InvalidClient, d);
+    let claims = match client.token_endpoint_auth_method {
+        AuthMethod::ClientSecretJwt => match &client.jwt_secret {
+            Some(secret) => verify(assertion, ClientKeys::Secret(secret)),
+            None => {
+                return Ok(Err(invalid(
+                    "the client has no secret for client_secret_jwt",
+                )));
+            }
+        },
+        _ => {
+            let keys = match app.client_jwks(client, false).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(client = %client.client_id, error = %e, "could not load the client's keys");
+                    return Ok(Err(invalid("the client's keys are not available")));
+                }
+            };
+            match verify(assertion, ClientKeys::Jwks(&keys)) {
+                // The client may have rotated its keys: fetch its jwks_uri once more.
+                Err(_) if client.jwks_uri.is_some() => match app.client_jwks(client, true).await {
+                    Ok(fresh) => verify(assertion, ClientKeys::Jwks(&fresh)),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            }
+        }
+    };
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(invalid(&e))),
+    };
+    let issuer = &app.config.issuer;
+    let audiences = vec![
+        issuer.clone(),
+        format!("{issuer}{}", crate::oidc::discovery::paths::TOKEN),
+        format!("{issuer}{}", req.path),
+    ];
+    let now = crate::clock::now();
+    let (jti, exp) =
+        match crate::oidc::client_auth::check_claims(&claims, &client.client_id, &audiences, now) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+    if !app
+        .store
+        .record_assertion(&format!("{}\u{0}{jti}", client.client_id), exp)?
+    {
+        return Ok(Err(invalid("the assertion was already used")));
+    }
+    Ok(Ok(()))
+}
+
 /// The user still exists, is enabled, and is in one of the client's allowed groups: a
 /// change of membership takes effect at the next token request, not at the next login.
 fn usable(client: &Client, user: &User) -> bool {
@@ -129,6 +193,18 @@ pub(super) async fn authenticate(
     }
     if client.is_public() {
         return Ok(Ok(client));
+    }
+    if let Some(assertion) = &presented.assertion {
+        return Ok(
+            match verify_assertion(app, req, &client, assertion).await? {
+                Ok(()) => Ok(client),
+                Err(e) => {
+                    app.client_throttle
+                        .failure(&throttle_key, req.peer, crate::clock::now_ms());
+                    Err(e)
+                }
+            },
+        );
     }
     let (Some(secret), Some(stored)) = (presented.secret.clone(), client.secret_hash.clone())
     else {

@@ -2,6 +2,7 @@
 //! the [`Secret`] wrapper, hashing of random tokens for storage and constant-time
 //! comparison. The only module that names a crypto crate; it knows nothing of HTTP or redb.
 
+pub mod assertion;
 pub mod password;
 pub mod signing;
 

@@ -22,6 +22,15 @@ pub mod paths {
     pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 }
 
+/// Client authentication methods, confidential ones first (introspection takes only those).
+const AUTH_METHODS: [&str; 5] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "none",
+];
+
 /// The metadata document for `issuer` (no trailing slash).
 pub fn metadata(issuer: &str) -> Value {
     json!({
@@ -32,12 +41,14 @@ pub fn metadata(issuer: &str) -> Value {
                 "jwks_uri": format!("{issuer}{}", paths::JWKS),
                 "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "HS256"],
                 "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
         "pushed_authorization_request_endpoint": format!("{issuer}{}", paths::PAR),
                 "require_pushed_authorization_requests": false,
         "device_authorization_endpoint": format!("{issuer}{}", paths::DEVICE_AUTHORIZATION),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": &AUTH_METHODS[..4],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "HS256"],
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,
         "backchannel_logout_supported": true,
@@ -48,7 +59,8 @@ pub fn metadata(issuer: &str) -> Value {
         "grant_types_supported": registration::GRANT_TYPES,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "HS256"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims::SUPPORTED,
         "claim_types_supported": ["normal"],

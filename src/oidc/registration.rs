@@ -166,7 +166,10 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         None if spec.public => AuthMethod::None,
         None => AuthMethod::ClientSecretBasic,
         Some(m) => AuthMethod::parse(m).ok_or_else(|| {
-            format!("token_endpoint_auth_method: {m:?} is not one of client_secret_basic, client_secret_post, none")
+                        format!(
+                "token_endpoint_auth_method: {m:?} is not one of client_secret_basic, client_secret_post, \
+                 client_secret_jwt, private_key_jwt, none"
+            )
         })?,
     };
     if spec.public != (method == AuthMethod::None) {
@@ -202,14 +205,17 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         return Err("frontchannel_logout_session_required: needs a frontchannel_logout_uri".into());
     }
 
-    // Fields of later capabilities are refused rather than stored and silently ignored.
-    for (field, set) in [
-        ("jwks", spec.jwks.is_some()),
-        ("jwks_uri", spec.jwks_uri.is_some()),
-    ] {
-        if set {
-            return Err(format!("{field}: not supported by this version"));
-        }
+    if let Some(j) = &spec.jwks {
+        check_jwks(j).map_err(|e| format!("jwks: {e}"))?;
+    }
+    if let Some(u) = &spec.jwks_uri {
+        check_logout_uri(u).map_err(|e| format!("jwks_uri: {u:?}: {e}"))?;
+    }
+    if spec.jwks.is_some() && spec.jwks_uri.is_some() {
+        return Err("jwks: give the keys or a jwks_uri, not both".into());
+    }
+    if method == AuthMethod::PrivateKeyJwt && spec.jwks.is_none() && spec.jwks_uri.is_none() {
+        return Err("jwks: private_key_jwt needs the client's keys (jwks or jwks_uri)".into());
     }
     for g in &spec.allowed_groups {
         if !valid_group_name(g) {
@@ -236,8 +242,9 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         frontchannel_logout_uri: spec.frontchannel_logout_uri,
         frontchannel_logout_session_required: spec.frontchannel_logout_session_required,
         allowed_groups: spec.allowed_groups,
-        jwks: None,
-        jwks_uri: None,
+        jwks: spec.jwks,
+        jwks_uri: spec.jwks_uri,
+        jwt_secret: None,
         require_par: spec.require_par,
         declared: false,
         created_at: now,
@@ -311,6 +318,37 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
         "http" | "https" if url.host_str().is_none_or(str::is_empty) => Err("has no host"),
         _ => Ok(()),
     }
+}
+
+/// A client's JWK Set (RFC 7517 §5): an object with a non-empty `keys` array of RSA or
+/// P-256 public keys.
+pub fn check_jwks(text: &str) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "not valid JSON".to_string())?;
+    let keys = v
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("no keys array")?;
+    if keys.is_empty() {
+        return Err("the keys array is empty".into());
+    }
+    for k in keys {
+        match k.get("kty").and_then(|t| t.as_str()) {
+            Some("RSA") if k.get("n").is_some() && k.get("e").is_some() => {}
+            Some("EC")
+                if k.get("crv").and_then(|c| c.as_str()) == Some("P-256")
+                    && k.get("x").is_some()
+                    && k.get("y").is_some() => {}
+            _ => return Err("only RSA and P-256 public keys are supported".into()),
+        }
+        if ["d", "p", "q", "k"]
+            .iter()
+            .any(|private| k.get(*private).is_some())
+        {
+            return Err("contains private key material".into());
+        }
+    }
+    Ok(())
 }
 
 /// Logout URIs (OIDC Back-Channel Logout §2.2, Front-Channel Logout §2): absolute http(s)
@@ -460,7 +498,7 @@ mod tests {
             ),
             (
                 ClientSpec {
-                    jwks_uri: Some("https://x".into()),
+                    jwks_uri: Some("ftp://x".into()),
                     ..spec()
                 },
                 "jwks_uri",

@@ -16,6 +16,8 @@ use super::{ErrorCode, OidcError, pkce, scope};
 pub struct Presented {
     pub client_id: String,
     pub secret: Option<String>,
+    /// An RFC 7523 client assertion (its method is decided by the registered client).
+    pub assertion: Option<String>,
     pub method: AuthMethod,
 }
 
@@ -53,6 +55,32 @@ pub fn presented_client(
     };
     let form_id = form.get("client_id").map_err(dup)?;
     let form_secret = form.get("client_secret").map_err(dup)?;
+    let assertion_type = form.get("client_assertion_type").map_err(dup)?;
+    let assertion = form.get("client_assertion").map_err(dup)?;
+    if assertion.is_some() || assertion_type.is_some() {
+        if authorization.is_some() || form_secret.is_some() {
+            return Err(OidcError::invalid_request(
+                "more than one client authentication method",
+            ));
+        }
+        if assertion_type != Some(super::client_auth::JWT_BEARER) {
+            return Err(invalid_client("unsupported client_assertion_type"));
+        }
+        let assertion = assertion.ok_or_else(|| invalid_client("client_assertion is missing"))?;
+        let id = super::client_auth::unverified_issuer(assertion)
+            .ok_or_else(|| invalid_client("malformed client_assertion"))?;
+        if form_id.is_some_and(|f| f != id) {
+            return Err(OidcError::invalid_request(
+                "client_id differs from the assertion's issuer",
+            ));
+        }
+        return Ok(Presented {
+            client_id: id,
+            secret: None,
+            assertion: Some(assertion.to_string()),
+            method: AuthMethod::PrivateKeyJwt,
+        });
+    }
     if let Some(header) = authorization {
         let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -84,6 +112,7 @@ pub fn presented_client(
         return Ok(Presented {
             client_id: id,
             secret: Some(secret),
+            assertion: None,
             method: AuthMethod::ClientSecretBasic,
         });
     }
@@ -92,11 +121,13 @@ pub fn presented_client(
         Some(s) => Ok(Presented {
             client_id: id.into(),
             secret: Some(s.into()),
+            assertion: None,
             method: AuthMethod::ClientSecretPost,
         }),
         None => Ok(Presented {
             client_id: id.into(),
             secret: None,
+            assertion: None,
             method: AuthMethod::None,
         }),
     }
@@ -110,15 +141,31 @@ fn form_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether the presented method suits the client: public clients send no secret;
-/// confidential clients send one, by Basic or in the body (both are accepted, as most
-/// RP libraries pick one on their own).
+/// Whether the presented method suits the client: public clients send no secret; clients
+/// registered for an assertion method must send an assertion; other confidential clients
+/// send their secret, by Basic or in the body (both are accepted, as most RP libraries
+/// pick one on their own).
 pub fn method_allowed(client: &Client, presented: &Presented) -> Result<(), OidcError> {
-    match (client.is_public(), presented.method) {
-        (true, AuthMethod::None) => Ok(()),
-        (true, _) => Err(invalid_client("public clients authenticate with none")),
-        (false, AuthMethod::None) => Err(invalid_client("client authentication is required")),
-        (false, _) => Ok(()),
+    use AuthMethod::*;
+    let jwt = matches!(
+        client.token_endpoint_auth_method,
+        PrivateKeyJwt | ClientSecretJwt
+    );
+    match (
+        client.is_public(),
+        jwt,
+        presented.assertion.is_some(),
+        presented.method,
+    ) {
+        (true, _, false, None) => Ok(()),
+        (true, ..) => Err(invalid_client("public clients authenticate with none")),
+        (false, true, true, _) => Ok(()),
+        (false, true, false, _) => Err(invalid_client(
+            "this client authenticates with a signed assertion",
+        )),
+        (false, false, true, _) => Err(invalid_client("this client authenticates with its secret")),
+        (false, false, false, None) => Err(invalid_client("client authentication is required")),
+        (false, false, false, _) => Ok(()),
     }
 }
 

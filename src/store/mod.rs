@@ -101,6 +101,9 @@ pub trait Store: Send + Sync {
     /// Marks an approved device authorization used and stores its tokens, atomically.
     fn redeem_device(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<DeviceGrant>>;
 
+    /// Records a client assertion's id until `exp`; `false` if it was seen before (replay).
+    fn record_assertion(&self, key: &str, exp: i64) -> Result<bool>;
+
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
     fn session(&self, hash: &str) -> Result<Option<Session>>;
     fn delete_session(&self, hash: &str) -> Result<bool>;

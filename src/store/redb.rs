@@ -32,9 +32,10 @@ const KEYS: Table = TableDefinition::new("keys");
 const META: Table = TableDefinition::new("meta");
 const DEVICES: Table = TableDefinition::new("device_codes");
 const USER_CODES: Table = TableDefinition::new("user_codes");
+const ASSERTIONS: Table = TableDefinition::new("assertion_jtis");
 const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
 
-const ALL: [Table; 14] = [
+const ALL: [Table; 15] = [
     USERS,
     USERNAMES,
     GROUPS,
@@ -49,6 +50,7 @@ const ALL: [Table; 14] = [
     META,
     DEVICES,
     USER_CODES,
+    ASSERTIONS,
 ];
 
 /// Used codes stay this long past expiry so a late replay is still recognised and
@@ -444,6 +446,16 @@ impl Store for RedbStore {
         })
     }
 
+    fn record_assertion(&self, key: &str, exp: i64) -> Result<bool> {
+        self.write(false, |tx| {
+            if tx_get::<i64>(tx, ASSERTIONS, key)?.is_some() {
+                return Ok(false);
+            }
+            tx_put(tx, ASSERTIONS, key, &exp)?;
+            Ok(true)
+        })
+    }
+
     fn put_session(&self, hash: &str, s: &Session) -> Result<()> {
         self.put(SESSIONS, hash, s, false)
     }
@@ -619,6 +631,7 @@ impl Store for RedbStore {
             let mut n =
                 tx_retain::<AuthCode>(tx, CODES, |_, c| c.expires_at + CODE_REPLAY_WINDOW < now)?;
             n += tx_retain::<Session>(tx, SESSIONS, |_, s| s.expires_at < now)?;
+            n += tx_retain::<i64>(tx, ASSERTIONS, |_, exp| *exp + 120 < now)?;
             let mut gone_codes = Vec::new();
             n += tx_retain::<DeviceGrant>(tx, DEVICES, |_, d| {
                 let gone = d.expires_at + CODE_REPLAY_WINDOW < now;

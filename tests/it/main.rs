@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod client_auth;
 mod errors;
 mod flows;
 mod grants;
