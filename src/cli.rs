@@ -341,6 +341,9 @@ pub struct ClientAdd {
     /// require pushed authorization requests
     #[argh(switch)]
     pub require_par: bool,
+    /// deny refresh once the user's sign-in session has ended, even with offline_access
+    #[argh(switch)]
+    pub refresh_requires_session: bool,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,

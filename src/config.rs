@@ -139,6 +139,8 @@ struct RawClient {
     jwt_secret: Option<String>,
     #[serde(default)]
     require_par: bool,
+    #[serde(default)]
+    refresh_requires_session: bool,
 }
 
 /// How the listener speaks: its own self-signed certificate, the administrator's files, or
@@ -472,7 +474,12 @@ fn declared_client(rc: RawClient) -> Result<Client, String> {
         scopes: rc.scopes,
         grant_types: rc.grant_types,
         response_types: rc.response_types,
-        public: rc.secret_hash.is_none(),
+        // No secret and no assertion method: a public client.
+        public: rc.secret_hash.is_none()
+            && !matches!(
+                rc.token_endpoint_auth_method.as_deref(),
+                Some("private_key_jwt" | "client_secret_jwt")
+            ),
         token_endpoint_auth_method: rc.token_endpoint_auth_method,
         policy: rc.policy,
         skip_consent: rc.skip_consent,
@@ -485,6 +492,7 @@ fn declared_client(rc: RawClient) -> Result<Client, String> {
         jwks: rc.jwks,
         jwks_uri: rc.jwks_uri,
         require_par: rc.require_par,
+        refresh_requires_session: rc.refresh_requires_session,
     };
     let mut client = build_client(rc.client_id, spec, 0)?;
     match (client.token_endpoint_auth_method, rc.jwt_secret) {

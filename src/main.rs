@@ -250,6 +250,7 @@ fn client(action: ClientAction) -> ExitCode {
                 jwks,
                 jwks_uri: a.jwks_uri,
                 require_par: a.require_par,
+                refresh_requires_session: a.refresh_requires_session,
             };
             (a.config, a.json, Command::ClientAdd { spec })
         }
@@ -307,6 +308,7 @@ fn client(action: ClientAction) -> ExitCode {
                 policy: None,
                 backchannel_logout_uri: u.backchannel_logout_uri,
                 frontchannel_logout_uri: u.frontchannel_logout_uri,
+                refresh_requires_session: None,
                 allowed_groups: if u.any_group {
                     Some(vec![])
                 } else if u.allowed_group.is_empty() {

@@ -189,6 +189,9 @@ pub struct Client {
     pub jwt_secret: Option<String>,
     #[serde(default)]
     pub require_par: bool,
+    /// Deny refresh once the user's SSO session has ended, even with offline_access.
+    #[serde(default)]
+    pub refresh_requires_session: bool,
     /// Declared in the configuration file: read-only for the CLI and admin pages.
     #[serde(default)]
     pub declared: bool,

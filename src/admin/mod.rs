@@ -80,6 +80,7 @@ pub struct ClientPatch {
     pub allowed_groups: Option<Vec<String>>,
     pub backchannel_logout_uri: Option<String>,
     pub frontchannel_logout_uri: Option<String>,
+    pub refresh_requires_session: Option<bool>,
 }
 
 /// One management command. Passwords travel only over the owner-only admin socket.
@@ -336,7 +337,8 @@ fn client_json(c: &Client) -> Value {
                         "allowed_groups": c.allowed_groups,
         "jwks_uri": c.jwks_uri,
         "has_jwks": c.jwks.is_some(),
-        "require_par": c.require_par,
+                "require_par": c.require_par,
+        "refresh_requires_session": c.refresh_requires_session,
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "frontchannel_logout_uri": c.frontchannel_logout_uri,
         "frontchannel_logout_session_required": c.frontchannel_logout_session_required,
@@ -529,6 +531,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 jwks: old.jwks.clone(),
                 jwks_uri: old.jwks_uri.clone(),
                 require_par: old.require_par,
+                refresh_requires_session: patch
+                    .refresh_requires_session
+                    .unwrap_or(old.refresh_requires_session),
             };
             let mut client =
                 build_client(client_id, spec, old.created_at).map_err(AdminError::input)?;

@@ -205,14 +205,33 @@ fn try_proceed(
                 "not in an allowed group",
                 now,
             );
-            app.error_page(
-                StatusCode::FORBIDDEN,
-                "Access denied",
-                &format!(
-                    "Your account is not allowed to use {}. Ask your administrator for access.",
-                    client.name
+            // The person sees why; the application learns access_denied through the link
+            // back to it (RFC 6749 §4.1.2.1).
+            let back = authz::deliver(
+                &request.redirect_uri,
+                request.response_mode,
+                authz::error_params(
+                    &OidcError::new(
+                        ErrorCode::AccessDenied,
+                        "the user may not use this application",
+                    ),
+                    request.state.as_deref(),
+                    &app.config.issuer,
                 ),
-            )
+            );
+            let message = format!(
+                "Your account is not allowed to use {}. Ask your administrator for access.",
+                client.name
+            );
+            let body = match back {
+                Delivery::Redirect(link) => app.pages.message(
+                    "Access denied",
+                    &message,
+                    Some((&link, &format!("Return to {}", client.name))),
+                ),
+                Delivery::FormPost { .. } => app.pages.error("Access denied", &message),
+            };
+            response::html(StatusCode::FORBIDDEN, body)
         }
         Decision::Error(e) => {
             finish(app);

@@ -397,11 +397,10 @@ fn refresh(
         .store
         .session(&old.session_hash)?
         .is_some_and(|s| s.expires_at > now);
-    let scopes =
-        match rules::check_refresh(&old, &client.client_id, requested_scope, session_alive, now) {
-            Ok(s) => s,
-            Err(e) => return Ok(e.into()),
-        };
+    let scopes = match rules::check_refresh(&old, client, requested_scope, session_alive, now) {
+        Ok(s) => s,
+        Err(e) => return Ok(e.into()),
+    };
     let Some(user) = app.store.user(&old.user_id)?.filter(|u| usable(client, u)) else {
         return Ok(invalid().into());
     };

@@ -28,6 +28,8 @@ pub struct ClientSpec {
     pub jwks: Option<String>,
     pub jwks_uri: Option<String>,
     pub require_par: bool,
+    #[serde(default)]
+    pub refresh_requires_session: bool,
 }
 
 /// Grant types this version implements for registered clients.
@@ -246,6 +248,7 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         jwks_uri: spec.jwks_uri,
         jwt_secret: None,
         require_par: spec.require_par,
+        refresh_requires_session: spec.refresh_requires_session,
         declared: false,
         created_at: now,
     })

@@ -206,11 +206,12 @@ pub fn check_code(
 /// tokens (the requested subset, or all of the original ones).
 pub fn check_refresh(
     rt: &RefreshToken,
-    client_id: &str,
+    client: &Client,
     requested_scope: Option<&str>,
     session_alive: bool,
     now: i64,
 ) -> Result<Vec<String>, OidcError> {
+    let client_id = client.client_id.as_str();
     if rt.client_id != client_id {
         return Err(OidcError::invalid_grant(
             "the refresh token was issued to another client",
@@ -219,7 +220,9 @@ pub fn check_refresh(
     if now >= rt.expires_at || now >= rt.absolute_expires_at {
         return Err(OidcError::invalid_grant("the refresh token has expired"));
     }
-    if !rt.offline && !session_alive {
+    // Without offline_access a refresh token ends with the SSO session; a client may ask
+    // for that even with offline_access (SPEC §7).
+    if (!rt.offline || client.refresh_requires_session) && !session_alive {
         return Err(OidcError::invalid_grant(
             "the sign-in session of this refresh token has ended",
         ));
@@ -341,43 +344,67 @@ mod tests {
         }
     }
 
+    fn cl(id: &str) -> Client {
+        use crate::oidc::registration::{ClientSpec, build_client};
+        let spec = ClientSpec {
+            name: "RP".into(),
+            redirect_uris: vec!["https://rp/cb".into()],
+            ..ClientSpec::default()
+        };
+        build_client(id.into(), spec, 0).unwrap()
+    }
+
+    #[test]
+    fn a_client_may_bind_even_offline_refresh_to_the_session() {
+        let mut c = cl("rp");
+        assert!(check_refresh(&rt(true), &c, None, false, NOW).is_ok());
+        c.refresh_requires_session = true;
+        assert_eq!(
+            check_refresh(&rt(true), &c, None, false, NOW)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGrant
+        );
+        assert!(check_refresh(&rt(true), &c, None, true, NOW).is_ok());
+    }
+
     #[test]
     fn refresh_checks() {
         assert_eq!(
-            check_refresh(&rt(true), "rp", None, false, NOW)
+            check_refresh(&rt(true), &cl("rp"), None, false, NOW)
                 .unwrap()
                 .len(),
             3
         );
         assert_eq!(
-            check_refresh(&rt(true), "rp", Some("email openid"), true, NOW).unwrap(),
+            check_refresh(&rt(true), &cl("rp"), Some("email openid"), true, NOW).unwrap(),
             vec!["openid", "email"]
         );
         assert_eq!(
-            check_refresh(&rt(true), "rp", Some("phone"), true, NOW)
+            check_refresh(&rt(true), &cl("rp"), Some("phone"), true, NOW)
                 .unwrap_err()
                 .code,
             ErrorCode::InvalidScope
         );
         assert_eq!(
-            check_refresh(&rt(true), "x", None, true, NOW)
+            check_refresh(&rt(true), &cl("x"), None, true, NOW)
                 .unwrap_err()
                 .code,
             ErrorCode::InvalidGrant
         );
         assert_eq!(
-            check_refresh(&rt(true), "rp", None, true, NOW + 100)
+            check_refresh(&rt(true), &cl("rp"), None, true, NOW + 100)
                 .unwrap_err()
                 .code,
             ErrorCode::InvalidGrant
         );
         assert_eq!(
-            check_refresh(&rt(false), "rp", None, false, NOW)
+            check_refresh(&rt(false), &cl("rp"), None, false, NOW)
                 .unwrap_err()
                 .code,
             ErrorCode::InvalidGrant
         );
-        assert!(check_refresh(&rt(false), "rp", None, true, NOW).is_ok());
+        assert!(check_refresh(&rt(false), &cl("rp"), None, true, NOW).is_ok());
     }
 
     fn basic(id: &str, secret: &str) -> String {

@@ -742,6 +742,18 @@ async fn allowed_groups_show_an_access_denied_page() {
     assert_eq!(r.status, 403);
     assert!(r.header("location").is_none());
     assert!(r.body.contains("not allowed"));
+    // The page links back to the application with access_denied.
+    let start = r.body.find("<a href=\"").unwrap() + 9;
+    let link = r.body[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    assert!(link.starts_with(CALLBACK), "{link}");
+    let p = params_of(&link);
+    assert_eq!(p["error"], "access_denied");
+    assert_eq!(p["state"], "st-._~8");
 }
 
 async fn post_auth(

@@ -158,3 +158,131 @@ async fn own_certificate_files() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key.pem"));
 }
+
+#[tokio::test]
+async fn declared_clients_support_every_field() {
+    let client_keys = latchkey::keys::KeySet::from_records(&[latchkey::keys::signing::generate(
+        latchkey::model::Alg::ES256,
+        0,
+    )
+    .unwrap()])
+    .unwrap();
+    let jwks = client_keys.jwks().to_string().replace('"', "\\\"");
+    let sha = latchkey::keys::client_secret_hash("declared-secret");
+    let extra = format!(
+        r#"[[clients]]
+client_id = "spa"
+name = "Declared SPA"
+redirect_uris = ["{CALLBACK}"]
+post_logout_redirect_uris = ["https://rp.example/bye"]
+grant_types = ["authorization_code", "implicit", "refresh_token"]
+response_types = ["code", "id_token token"]
+scopes = ["openid", "email", "offline_access"]
+id_token_alg = "ES256"
+skip_consent = true
+require_pkce = true
+frontchannel_logout_uri = "https://rp.example/fc"
+frontchannel_logout_session_required = true
+refresh_requires_session = true
+allowed_groups = ["staff"]
+
+[[clients]]
+client_id = "signed"
+name = "Declared signed"
+redirect_uris = ["{CALLBACK}"]
+token_endpoint_auth_method = "private_key_jwt"
+jwks = "{jwks}"
+skip_consent = true
+require_par = true
+grant_types = ["authorization_code", "client_credentials"]
+
+[[clients]]
+client_id = "m2m"
+secret_hash = "{sha}"
+grant_types = ["client_credentials"]
+scopes = ["openid", "groups"]
+"#
+    );
+    let mut server = Server::new(&extra).start().await;
+    server.add_user("alice", &["--group", "staff"]);
+    let mut b = server.browser();
+    let jwks_doc = b.get("/api/v1/oauth/discovery/keys").await.json();
+
+    // The SPA: implicit with ES256, front-channel logout, refresh bound to the session.
+    let (verifier, challenge) = pkce();
+    let first = b.get(&authorize_url("spa", &format!("&scope=openid%20offline_access&code_challenge={challenge}&code_challenge_method=S256"))).await;
+    let cb = b.drive_to_callback(first, "alice").await;
+    let code = params_of(&cb)["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", "spa"),
+        ("code_verifier", verifier.as_str()),
+    ];
+    // Declared without a secret_hash, "spa" is a public client.
+
+    let t = b.post_form("/api/v1/oauth/token", &form).await.json();
+    let (h, _) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks_doc);
+    assert_eq!(h["alg"], "ES256");
+    let r = b.get(&format!("/api/v1/oauth/authorize?client_id=spa&redirect_uri={}&response_type=id_token%20token&scope=openid&nonce=n", enc(CALLBACK))).await;
+    assert!(r.location().contains("#access_token="), "{}", r.location());
+    let page = b.get("/logout").await;
+    let csrf = page.input("csrf").unwrap();
+    let out = b.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert!(out.body.contains("rp.example&#x2f;fc?iss="), "{}", out.body);
+    let r = b
+        .post_form(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+                ("client_id", "spa"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.json()["error"],
+        "invalid_grant",
+        "refresh_requires_session even with offline_access"
+    );
+
+    // The signed client: client_credentials with a private_key_jwt assertion; plain
+    // authorization requests are refused because it must use PAR.
+    let now = latchkey::clock::now();
+    let claims = serde_json::json!({"iss": "signed", "sub": "signed", "aud": server.issuer, "exp": now + 60, "jti": "j-1"});
+    let assertion = client_keys
+        .sign(
+            latchkey::model::Alg::ES256,
+            "JWT",
+            claims.as_object().unwrap(),
+        )
+        .unwrap();
+    let r = b
+        .post_form(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = b.get(&authorize_url("signed", "")).await;
+    assert_eq!(params_of(&r.location())["error"], "invalid_request");
+
+    // The machine client with a hashed secret.
+    let r = b
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[("grant_type", "client_credentials"), ("scope", "groups")],
+            &[("authorization", &basic("m2m", "declared-secret"))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop();
+}
