@@ -70,7 +70,46 @@ async fn discovery_advertises_exactly_what_is_implemented() {
     assert_eq!(d["request_parameter_supported"], false);
     assert_eq!(d["request_uri_parameter_supported"], false);
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    for m in ["client_secret_basic", "client_secret_post", "none"] {
+    for (k, path) in [
+        ("end_session_endpoint", "logout"),
+        ("revocation_endpoint", "revoke"),
+        ("introspection_endpoint", "introspect"),
+        ("pushed_authorization_request_endpoint", "par"),
+        ("device_authorization_endpoint", "device_authorization"),
+    ] {
+        assert_eq!(d[k], format!("{i}/api/v1/oauth/{path}"), "{k}");
+        // Each advertised endpoint exists: a GET is answered 405, not 404.
+        assert_eq!(
+            b.get(&format!("/api/v1/oauth/{path}")).await.status,
+            if path == "logout" { 200 } else { 405 },
+            "{path}"
+        );
+    }
+    let grants: Vec<&str> = d["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        grants,
+        vec![
+            "authorization_code",
+            "implicit",
+            "refresh_token",
+            "client_credentials",
+            "password",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ]
+    );
+    assert_eq!(d["claims_parameter_supported"], true);
+    for m in [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+        "none",
+    ] {
         assert!(
             d["token_endpoint_auth_methods_supported"]
                 .as_array()
