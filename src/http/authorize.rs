@@ -169,6 +169,7 @@ fn try_proceed(
             user_id: s.user.id.clone(),
             auth_time: s.session.auth_time,
             user_groups: s.user.groups.clone(),
+            acr: s.session.acr.clone(),
         }),
         consent: consent.as_ref(),
         interaction_started: interaction.as_ref().map(|(_, i)| i.started),

@@ -274,7 +274,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         None => return show_code(app, req, &who, &typed, now),
         Some(d) => d,
     };
-    let (hash, mut grant) = match lookup(app, &typed, now) {
+    let (hash, grant) = match lookup(app, &typed, now) {
         Ok(Some(x)) => x,
         Ok(None) => {
             return app.error_page(
@@ -297,7 +297,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(e) => return app.fail_page(e.into()),
     };
     let allowed = decision == "allow" && client.admits(&who.user.groups);
-    grant.status = if allowed {
+    let status = if allowed {
         DeviceStatus::Approved {
             user_id: who.user.id.clone(),
             auth_time: who.session.auth_time,
@@ -308,8 +308,16 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     } else {
         DeviceStatus::Denied
     };
-    if let Err(e) = app.store.update_device(&hash, &grant) {
-        return app.fail_page(e.into());
+    match app.store.answer_device(&hash, &status, now) {
+        Ok(true) => {}
+        Ok(false) => {
+            return app.error_page(
+                StatusCode::BAD_REQUEST,
+                "Code expired",
+                "That code is not valid or has expired.",
+            );
+        }
+        Err(e) => return app.fail_page(e.into()),
     }
     let kind = if allowed {
         "device.approved"

@@ -118,12 +118,8 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
         Ok(x) => x,
         Err(e) => return Ok(Err(e)),
     };
-    let other = || {
-        OidcError::new(
-            ErrorCode::UnauthorizedClient,
-            "the token was issued to another client",
-        )
-    };
+    // RFC 7009 §2.1 / RFC 6749 §5.2: refused, as a grant issued to another client.
+    let other = || OidcError::invalid_grant("the token was issued to another client");
     let found = find(app, &token, hint.as_deref())?;
     let owner = match &found {
         Found::Access { client_id, .. } => Some(client_id.as_str()),
@@ -214,11 +210,10 @@ async fn introspect_inner(
             }
         },
         Found::Refresh { record } if record.client_id != client.client_id => inactive,
-        Found::Refresh { record } => match refresh_active(app, &record, now)? {
+        Found::Refresh { record } => match refresh_active(app, &client, &record, now)? {
             None => inactive,
             Some(username) => json!({
                 "active": true,
-                "token_type": "refresh_token",
                 "scope": scope::join(&record.scopes),
                 "client_id": record.client_id,
                 "sub": record.user_id,
@@ -231,25 +226,26 @@ async fn introspect_inner(
     }))
 }
 
-/// The username when a refresh token would be accepted now, `None` otherwise.
-fn refresh_active(app: &App, rt: &RefreshToken, now: i64) -> Result<Option<String>, Fail> {
-    if rt.used || now >= rt.expires_at || now >= rt.absolute_expires_at {
+/// The username when the token endpoint would accept this refresh token now.
+fn refresh_active(
+    app: &App,
+    client: &Client,
+    rt: &RefreshToken,
+    now: i64,
+) -> Result<Option<String>, Fail> {
+    if rt.used || app.store.grant(&rt.grant_id)?.is_none_or(|g| g.revoked) {
         return Ok(None);
     }
-    if app.store.grant(&rt.grant_id)?.is_none_or(|g| g.revoked) {
-        return Ok(None);
-    }
-    if !rt.offline
-        && app
-            .store
-            .session(&rt.session_hash)?
-            .is_none_or(|s| s.expires_at <= now)
-    {
+    let session_alive = app
+        .store
+        .session(&rt.session_hash)?
+        .is_some_and(|s| s.expires_at > now);
+    if crate::oidc::token::check_refresh(rt, client, None, session_alive, now).is_err() {
         return Ok(None);
     }
     Ok(app
         .store
         .user(&rt.user_id)?
-        .filter(|u| !u.disabled)
+        .filter(|u| !u.disabled && client.admits(&u.groups))
         .map(|u| u.username))
 }

@@ -182,10 +182,11 @@ impl App {
         }
         let uri = client.jwks_uri.as_ref().ok_or("the client has no keys")?;
         let now = crate::clock::now();
-        if !fresh
-            && let Ok(cache) = self.jwks_cache.lock()
+        // Cached for five minutes; a refetch after a failed check at most once a minute, so
+        // bad assertions cannot make Latchkey hammer the client's server.
+        if let Ok(cache) = self.jwks_cache.lock()
             && let Some((v, at)) = cache.get(uri)
-            && now - at < 300
+            && (now - at < 60 || (!fresh && now - at < 300))
         {
             return Ok(v.clone());
         }

@@ -19,6 +19,9 @@ pub(super) const URN_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// Seconds a pushed request stays usable.
 pub(super) const TTL: i64 = 60;
 const MAX: usize = 10_000;
+/// Pending requests one client may have at once, so one (public) client cannot fill the
+/// store for everybody.
+const PER_CLIENT: usize = 100;
 
 #[derive(Default)]
 pub struct Pushed {
@@ -26,24 +29,31 @@ pub struct Pushed {
 }
 
 impl Pushed {
-    fn put(&self, client_id: &str, params: Params, now: i64) -> String {
+    /// Stores a request; `None` when the store or this client's share of it is full.
+    fn put(&self, client_id: &str, params: Params, now: i64) -> Option<String> {
         let uri = format!("{URN_PREFIX}{}", crate::clock::random_token());
-        if let Ok(mut m) = self.map.lock() {
-            if m.len() >= MAX {
-                m.retain(|_, (_, _, exp)| *exp > now);
-            }
-            if m.len() < MAX {
-                m.insert(uri.clone(), (client_id.to_string(), params, now + TTL));
-            }
+        let mut m = self.map.lock().ok()?;
+        m.retain(|_, (_, _, exp)| *exp > now);
+        let mine = m
+            .values()
+            .filter(|(owner, _, _)| owner == client_id)
+            .count();
+        if m.len() >= MAX || mine >= PER_CLIENT {
+            return None;
         }
-        uri
+        m.insert(uri.clone(), (client_id.to_string(), params, now + TTL));
+        Some(uri)
     }
 
     /// The pushed parameters, once, for the client that pushed them, before they expire.
     pub fn take(&self, uri: &str, client_id: &str, now: i64) -> Option<Params> {
         let mut m = self.map.lock().ok()?;
-        let (owner, params, exp) = m.remove(uri)?;
-        (owner == client_id && exp > now).then_some(params)
+        // Another client naming this request_uri does not consume it.
+        if m.get(uri).is_none_or(|(owner, _, _)| owner != client_id) {
+            return None;
+        }
+        let (_, params, exp) = m.remove(uri)?;
+        (exp > now).then_some(params)
     }
 }
 
@@ -104,11 +114,16 @@ pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     if let Err(e) = authz::parse(&params, &client, &redirect_uri) {
         return json_error(&e.error);
     }
-    let request_uri = app.pushed.put(&client.client_id, params, now);
-    response::json(
-        StatusCode::CREATED,
-        &json!({"request_uri": request_uri, "expires_in": TTL}),
-    )
+    match app.pushed.put(&client.client_id, params, now) {
+        Some(request_uri) => response::json(
+            StatusCode::CREATED,
+            &json!({"request_uri": request_uri, "expires_in": TTL}),
+        ),
+        None => json_error(&OidcError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many pending requests, retry later",
+        )),
+    }
 }
 
 /// RFC 9126 §4: replaces an authorization request that names a pushed request_uri with
@@ -142,4 +157,42 @@ pub(super) fn required_but_missing(
             "this client must use pushed authorization requests",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_requests_are_single_use_per_client_and_bounded() {
+        let p = Pushed::default();
+        let uri = p.put("a", Params::parse(b"x=1"), 0).unwrap();
+        assert!(
+            p.take(&uri, "b", 1).is_none(),
+            "another client gets nothing"
+        );
+        assert_eq!(
+            p.take(&uri, "a", 1).unwrap(),
+            Params::parse(b"x=1"),
+            "and did not consume it"
+        );
+        assert!(p.take(&uri, "a", 1).is_none(), "single use");
+        let late = p.put("a", Params::default(), 0).unwrap();
+        assert!(p.take(&late, "a", TTL).is_none(), "expired");
+        for _ in 0..PER_CLIENT {
+            assert!(p.put("greedy", Params::default(), 100).is_some());
+        }
+        assert!(
+            p.put("greedy", Params::default(), 100).is_none(),
+            "quota per client"
+        );
+        assert!(
+            p.put("other", Params::default(), 100).is_some(),
+            "others are unaffected"
+        );
+        assert!(
+            p.put("greedy", Params::default(), 100 + TTL).is_some(),
+            "expired ones make room"
+        );
+    }
 }

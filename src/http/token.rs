@@ -285,6 +285,15 @@ fn authorization_code(
         claims: record.claims.as_ref(),
     };
     let offline = scope::contains(&record.scopes, "offline_access");
+    // A code outlives its session only when offline access was granted.
+    if !offline
+        && app
+            .store
+            .session(&record.session_hash)?
+            .is_none_or(|s| s.expires_at <= now)
+    {
+        return Ok(OidcError::invalid_grant("the sign-in session of this code has ended").into());
+    }
     let bundle = issue::bundle(app, client, &authn, &record.grant_id, offline, now)?;
     // Consuming the code and storing its tokens is one transaction: of concurrent
     // redemptions exactly one wins, and the replays then revoke what it received.
@@ -614,17 +623,13 @@ fn device_code(
         }
     };
     let hash = crate::keys::token_hash(code);
-    let Some(mut grant) = app.store.device(&hash)? else {
+    let Some(grant) = app.store.device(&hash)? else {
         return Ok(OidcError::invalid_grant("the device_code is invalid").into());
     };
     match poll(&grant, &client.client_id, now) {
         Poll::Refuse(e) => Ok(e.into()),
         Poll::Wait { error, slow_down } => {
-            grant.last_poll = Some(now);
-            if slow_down {
-                grant.interval += 5;
-            }
-            app.store.update_device(&hash, &grant)?;
+            app.store.record_device_poll(&hash, now, slow_down)?;
             Ok(error.into())
         }
         Poll::Ready => {

@@ -31,6 +31,12 @@ pub struct ClaimsRequest {
     pub userinfo: Vec<String>,
     #[serde(default)]
     pub id_token: Vec<String>,
+    /// §5.5.1: a requested `sub` value; only that user may receive a response.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// §5.5.1.1: acr values asked for as essential; one must be met.
+    #[serde(default)]
+    pub essential_acr: Vec<String>,
 }
 
 impl ClaimsRequest {
@@ -57,9 +63,32 @@ impl ClaimsRequest {
                 Some(_) => Err(format!("claims.{member} must be an object")),
             }
         };
+        let spec = |member: &str, claim: &str| top.get(member).and_then(|m| m.get(claim)).cloned();
+        let sub = ["id_token", "userinfo"].iter().find_map(|m| {
+            spec(m, "sub").and_then(|s| s.get("value").and_then(Value::as_str).map(str::to_string))
+        });
+        let essential_acr = match spec("id_token", "acr") {
+            Some(acr) if acr.get("essential").and_then(Value::as_bool) == Some(true) => {
+                let mut v: Vec<String> = acr
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                if let Some(one) = acr.get("value").and_then(Value::as_str) {
+                    v.push(one.to_string());
+                }
+                v
+            }
+            _ => vec![],
+        };
         Ok(ClaimsRequest {
             userinfo: names("userinfo")?,
             id_token: names("id_token")?,
+            sub,
+            essential_acr,
         })
     }
 
@@ -69,6 +98,8 @@ impl ClaimsRequest {
         ClaimsRequest {
             userinfo: self.userinfo.iter().filter(|n| ok(n)).cloned().collect(),
             id_token: self.id_token.iter().filter(|n| ok(n)).cloned().collect(),
+            sub: self.sub.clone(),
+            essential_acr: self.essential_acr.clone(),
         }
     }
 
@@ -303,6 +334,19 @@ mod tests {
         ] {
             assert!(ClaimsRequest::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn requested_sub_and_essential_acr_are_kept() {
+        let c = ClaimsRequest::parse(
+            r#"{"id_token":{"sub":{"value":"u-1"},"acr":{"essential":true,"values":["2","3"]}}}"#,
+        )
+        .unwrap();
+        let a = c.allowed(&s(&["openid"]));
+        assert_eq!(a.sub.as_deref(), Some("u-1"));
+        assert_eq!(a.essential_acr, vec!["2", "3"]);
+        let voluntary = ClaimsRequest::parse(r#"{"id_token":{"acr":{"values":["2"]}}}"#).unwrap();
+        assert!(voluntary.essential_acr.is_empty());
     }
 
     #[test]

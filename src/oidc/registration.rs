@@ -212,6 +212,16 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     }
     if let Some(u) = &spec.jwks_uri {
         check_logout_uri(u).map_err(|e| format!("jwks_uri: {u:?}: {e}"))?;
+        // Keys must come over TLS; plain http only from this machine (tests, a local agent).
+        let loopback = ["http://127.0.0.1", "http://[::1]", "http://localhost"]
+            .iter()
+            .any(|p| {
+                u.strip_prefix(p)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
+        if !u.starts_with("https://") && !loopback {
+            return Err(format!("jwks_uri: {u:?}: must be an https URL"));
+        }
     }
     if spec.jwks.is_some() && spec.jwks_uri.is_some() {
         return Err("jwks: give the keys or a jwks_uri, not both".into());
@@ -536,6 +546,32 @@ mod tests {
             build_client("bad id".into(), spec(), 0)
                 .unwrap_err()
                 .starts_with("client_id")
+        );
+    }
+
+    #[test]
+    fn jwks_uri_needs_tls_except_on_this_machine() {
+        let with = |u: &str| ClientSpec {
+            token_endpoint_auth_method: Some("private_key_jwt".into()),
+            jwks_uri: Some(u.into()),
+            ..spec()
+        };
+        assert!(build_client("x".into(), with("https://keys.example/jwks"), 0).is_ok());
+        assert!(build_client("x".into(), with("http://127.0.0.1:9000/jwks"), 0).is_ok());
+        assert!(
+            build_client("x".into(), with("http://keys.example/jwks"), 0)
+                .unwrap_err()
+                .starts_with("jwks_uri")
+        );
+        assert!(build_client("x".into(), with("http://127.0.0.1.evil.example/jwks"), 0).is_err());
+        let neither = ClientSpec {
+            token_endpoint_auth_method: Some("private_key_jwt".into()),
+            ..spec()
+        };
+        assert!(
+            build_client("x".into(), neither, 0)
+                .unwrap_err()
+                .starts_with("jwks")
         );
     }
 

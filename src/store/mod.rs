@@ -88,13 +88,23 @@ pub trait Store: Send + Sync {
     fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
     /// Redeems a code: in one transaction marks it used and stores the grant with its
     /// first tokens (durably when a refresh token is included). A code already used
-    /// returns [`Consumed::Replayed`] and stores nothing.
+    /// returns [`Consumed::Replayed`] and stores nothing; a code whose grant was revoked
+    /// meanwhile is spent and returns [`Consumed::Missing`].
     fn redeem_code(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<AuthCode>>;
 
     /// Stores a new device authorization; fails with Conflict if its user code is taken.
     fn put_device(&self, hash: &str, d: &DeviceGrant) -> Result<()>;
-    /// Saves a changed device authorization (poll time, approval).
-    fn update_device(&self, hash: &str, d: &DeviceGrant) -> Result<()>;
+    /// Notes a poll (and a grown interval) while the authorization is still pending and
+    /// unused; otherwise changes nothing. One transaction, so it never undoes an answer.
+    fn record_device_poll(&self, hash: &str, now: i64, slow_down: bool) -> Result<()>;
+    /// Records the person's answer if the authorization is still pending, unused and
+    /// unexpired; `false` (and no change) otherwise.
+    fn answer_device(
+        &self,
+        hash: &str,
+        status: &crate::model::DeviceStatus,
+        now: i64,
+    ) -> Result<bool>;
     fn device(&self, hash: &str) -> Result<Option<DeviceGrant>>;
     /// The device authorization a (normalised) user code belongs to, with its key.
     fn device_by_user_code(&self, code: &str) -> Result<Option<(String, DeviceGrant)>>;

@@ -397,6 +397,11 @@ impl Store for RedbStore {
             }
             code.used = true;
             tx_put(tx, CODES, hash, &code)?;
+            // A grant revoked meanwhile (logout ended its front-channel tokens) stays
+            // revoked: the code is spent and yields nothing.
+            if tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?.is_some_and(|g| g.revoked) {
+                return Ok(Consumed::Missing);
+            }
             put_issued(tx, i)?;
             Ok(Consumed::Fresh(code))
         })
@@ -416,8 +421,39 @@ impl Store for RedbStore {
         })
     }
 
-    fn update_device(&self, hash: &str, d: &DeviceGrant) -> Result<()> {
-        self.put(DEVICES, hash, d, false)
+    fn record_device_poll(&self, hash: &str, now: i64, slow_down: bool) -> Result<()> {
+        self.write(false, |tx| {
+            let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
+                return Ok(());
+            };
+            if d.used || d.status != crate::model::DeviceStatus::Pending {
+                return Ok(());
+            }
+            d.last_poll = Some(now);
+            if slow_down {
+                d.interval += 5;
+            }
+            tx_put(tx, DEVICES, hash, &d)
+        })
+    }
+
+    fn answer_device(
+        &self,
+        hash: &str,
+        status: &crate::model::DeviceStatus,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(false, |tx| {
+            let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
+                return Ok(false);
+            };
+            if d.used || d.status != crate::model::DeviceStatus::Pending || now >= d.expires_at {
+                return Ok(false);
+            }
+            d.status = status.clone();
+            tx_put(tx, DEVICES, hash, &d)?;
+            Ok(true)
+        })
     }
 
     fn device(&self, hash: &str) -> Result<Option<DeviceGrant>> {

@@ -315,3 +315,55 @@ fn audit_is_newest_first() {
     assert_eq!(a.iter().map(|e| e.time).collect::<Vec<_>>(), vec![5, 4, 3]);
     assert_eq!(s.audit(0, 2).unwrap().len(), 2);
 }
+
+#[test]
+fn a_code_of_a_revoked_grant_yields_nothing() {
+    let (_d, s) = open();
+    s.put_code("h", &code(100)).unwrap();
+    s.revoke_grant("g", "c", "u", 1).unwrap();
+    let g = grant();
+    let (a, r) = (at(100), rt(100));
+    let issued = Issued {
+        grant: &g,
+        access_jti: "j",
+        access: &a,
+        refresh: Some(("r", &r)),
+    };
+    assert_eq!(s.redeem_code("h", &issued).unwrap(), Consumed::Missing);
+    assert!(s.grant("g").unwrap().unwrap().revoked);
+    assert!(s.access_token("j").unwrap().is_none());
+    assert!(s.code("h").unwrap().unwrap().used, "the code is spent");
+}
+
+#[test]
+fn a_device_answer_is_never_undone_by_a_poll() {
+    let (_d, s) = open();
+    let d = DeviceGrant {
+        client_id: "c".into(),
+        scopes: vec![],
+        user_code: "BCDFGHJK".into(),
+        expires_at: 100,
+        interval: 5,
+        last_poll: None,
+        status: DeviceStatus::Pending,
+        used: false,
+    };
+    s.put_device("h", &d).unwrap();
+    assert!(
+        matches!(s.put_device("h2", &d), Err(StoreError::Conflict(_))),
+        "user codes are unique"
+    );
+    s.record_device_poll("h", 10, true).unwrap();
+    assert_eq!(s.device("h").unwrap().unwrap().interval, 10);
+    assert!(s.answer_device("h", &DeviceStatus::Denied, 11).unwrap());
+    // A poll that read "pending" before the answer changes nothing afterwards.
+    s.record_device_poll("h", 12, false).unwrap();
+    let now = s.device("h").unwrap().unwrap();
+    assert_eq!(now.status, DeviceStatus::Denied);
+    assert_eq!(now.last_poll, Some(10));
+    assert!(
+        !s.answer_device("h", &DeviceStatus::Pending, 13).unwrap(),
+        "answered once"
+    );
+    assert_eq!(s.device_by_user_code("BCDFGHJK").unwrap().unwrap().0, "h");
+}

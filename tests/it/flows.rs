@@ -818,7 +818,7 @@ async fn introspection_and_revocation() {
     // Another client may not revoke them; an unknown token is fine (RFC 7009 §2.2).
     let r = post_auth(&mut f, revoke, &[("token", &at)], &other_id, &other_secret).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json()["error"], "unauthorized_client");
+    assert_eq!(r.json()["error"], "invalid_grant");
     assert_eq!(
         post_auth(&mut f, revoke, &[("token", "unknown")], &id, &secret)
             .await

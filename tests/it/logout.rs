@@ -301,3 +301,60 @@ async fn discovery_advertises_logout() {
         assert_eq!(d[k], true, "{k}");
     }
 }
+
+#[tokio::test]
+async fn codes_and_front_channel_tokens_die_with_the_session() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let (id, secret) = server.add_client(&[
+        "--skip-consent",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "implicit",
+    ]);
+    let mut b = server.browser();
+    let url = format!(
+        "/api/v1/oauth/authorize?client_id={id}&redirect_uri={}&response_type=code%20token&scope=openid&state=s&nonce=n",
+        enc(CALLBACK)
+    );
+    let first = b.get(&url).await;
+    let cb = b.drive_to_callback(first, "alice").await;
+    let (_, frag) = cb.split_once('#').unwrap();
+    let p: std::collections::HashMap<String, String> = form_urlencoded::parse(frag.as_bytes())
+        .into_owned()
+        .collect();
+    let page = b.get("/logout").await;
+    let csrf = page.input("csrf").unwrap();
+    b.post_form("/logout", &[("csrf", &csrf)]).await;
+    // The front-channel access token was revoked with the session...
+    let bearer = format!("Bearer {}", p["access_token"]);
+    assert_eq!(
+        b.get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401
+    );
+    // ...and the code issued before the logout no longer yields tokens.
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", p["code"].as_str()),
+        ("redirect_uri", CALLBACK),
+    ];
+    let r = b
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &form,
+            &[("authorization", &basic(&id, &secret))],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        b.get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+            .await
+            .status,
+        401,
+        "still revoked"
+    );
+}

@@ -268,9 +268,9 @@ pub fn parse(
                 "consent" => prompt.consent = true,
                 "select_account" => prompt.select_account = true,
                 _ => {
-                    return Err(fail(OidcError::invalid_request(format!(
-                        "unknown prompt value {v}"
-                    ))));
+                    // Fixed text: the value itself may hold characters error_description
+                    // must not carry (RFC 6749 §4.1.2.1).
+                    return Err(fail(OidcError::invalid_request("unknown prompt value")));
                 }
             }
         }
@@ -335,6 +335,8 @@ pub struct SessionView {
     pub user_id: String,
     pub auth_time: i64,
     pub user_groups: Vec<String>,
+    /// The authentication context class the session reached.
+    pub acr: String,
 }
 
 /// Facts gathered by the caller for [`decide`].
@@ -377,10 +379,12 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
             req.prompt.login
                 || req.prompt.select_account
                 || req.max_age.is_some_and(|m| ctx.now - s.auth_time > m)
-                || ctx
+                                || ctx
                     .hint_subject
                     .as_ref()
                     .is_some_and(|sub| *sub != s.user_id)
+                // OIDC Core §5.5.1: a requested sub only for that user.
+                || req.claims.as_ref().and_then(|c| c.sub.as_ref()).is_some_and(|sub| *sub != s.user_id)
         }
     };
     if needs_login {
@@ -395,6 +399,16 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
     let Some(session) = &ctx.session else {
         return Decision::Login;
     };
+    // OIDC Core §5.5.1.1: an essential acr that cannot be met fails the request.
+    if let Some(c) = &req.claims
+        && !c.essential_acr.is_empty()
+        && !c.essential_acr.contains(&session.acr)
+    {
+        return Decision::Error(OidcError::new(
+            ErrorCode::AccessDenied,
+            "the requested authentication context class is not available",
+        ));
+    }
     if !client.admits(&session.user_groups) {
         // OIDC Core §3.1.2.1: prompt=none never shows a page, not even this one.
         if req.prompt.none {

@@ -41,6 +41,7 @@ fn session(auth_time: i64) -> Option<SessionView> {
         user_id: "u1".into(),
         auth_time,
         user_groups: vec![],
+        acr: "1".into(),
     })
 }
 
@@ -355,6 +356,7 @@ fn allowed_groups_are_enforced() {
             user_id: "u1".into(),
             auth_time: NOW,
             user_groups: vec!["staff".into()],
+            acr: "1".into(),
         }),
         ..ctx
     };
@@ -494,4 +496,35 @@ fn response_params_carry_tokens_in_order() {
         ]
     );
     assert_eq!(p[2].1, "Bearer");
+}
+
+#[test]
+fn claims_sub_and_essential_acr_constrain_the_response() {
+    let c = client();
+    let cons = consent(&["openid", "email"]);
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW),
+        consent: Some(&cons),
+        ..Context::default()
+    };
+    let q = |claims: &str| format!("&prompt=none&claims={}", urlenc(claims));
+    let other = parsed(&q(r#"{"id_token":{"sub":{"value":"someone-else"}}}"#)).unwrap();
+    assert!(
+        matches!(decide(&other, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::LoginRequired)
+    );
+    let same = parsed(&q(r#"{"id_token":{"sub":{"value":"u1"}}}"#)).unwrap();
+    assert!(matches!(decide(&same, &c, &ctx), Decision::Issue { .. }));
+    let acr2 = parsed(&q(
+        r#"{"id_token":{"acr":{"essential":true,"values":["2"]}}}"#,
+    ))
+    .unwrap();
+    assert!(
+        matches!(decide(&acr2, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::AccessDenied)
+    );
+    let acr1 = parsed(&q(
+        r#"{"id_token":{"acr":{"essential":true,"values":["1","2"]}}}"#,
+    ))
+    .unwrap();
+    assert!(matches!(decide(&acr1, &c, &ctx), Decision::Issue { .. }));
 }
