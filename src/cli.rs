@@ -20,6 +20,8 @@ pub enum Cmd {
     Client(ClientCmd),
     Keys(KeysCmd),
     Audit(Audit),
+    Backup(Backup),
+    Restore(Restore),
     CheckConfig(CheckConfig),
     Version(Version),
 }
@@ -40,6 +42,36 @@ pub struct CheckConfig {
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Write a consistent copy of the database to FILE (0600), server running or not.
+#[argh(subcommand, name = "backup")]
+pub struct Backup {
+    /// where to write the copy (must not exist)
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Replace the database with a backup (server stopped); the old one is kept aside.
+#[argh(subcommand, name = "restore")]
+pub struct Restore {
+    /// the backup file
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]

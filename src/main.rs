@@ -51,6 +51,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::User(u) => user(u.action),
+        Cmd::Backup(b) => backup(b),
+        Cmd::Restore(r) => restore(r),
         Cmd::Client(c) => client(c.action),
         Cmd::Keys(k) => match k.action {
             KeysAction::List(l) => manage(l.config.as_deref(), l.json, Command::KeysList),
@@ -330,6 +332,61 @@ fn client(action: ClientAction) -> ExitCode {
     manage(config.as_deref(), json, cmd)
 }
 
+fn print_result(json: bool, result: Result<serde_json::Value, AdminError>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", output::human(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code.clamp(1, 2) as u8, &e.message),
+    }
+}
+
+fn backup(b: cli::Backup) -> ExitCode {
+    let config = match config::load(b.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    if b.file.exists() {
+        return fail(2, &format!("file: {} already exists", b.file.display()));
+    }
+    let result = match admin::socket::call_backup(&config.data_dir, &b.file) {
+        Ok(r) => r,
+        Err(admin::socket::CallError::NotRunning) => {
+            let io = |m: String| AdminError {
+                message: m,
+                exit_code: 1,
+            };
+            server::open_store(&config.data_dir)
+                .map_err(io)
+                .and_then(|store| admin::backup_direct(&store, &b.file))
+        }
+        Err(admin::socket::CallError::Broken(e)) => return fail(1, &format!("backup failed: {e}")),
+    };
+    print_result(b.json, result)
+}
+
+fn restore(r: cli::Restore) -> ExitCode {
+    let config = match config::load(r.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    if !r.file.is_file() {
+        return fail(2, &format!("file: {} is not a file", r.file.display()));
+    }
+    if let Err(e) = server::ensure_data_dir(&config.data_dir) {
+        return fail(1, &e);
+    }
+    print_result(
+        r.json,
+        admin::restore(&config.data_dir, &r.file, clock::now()),
+    )
+}
+
 /// Runs a management command through the running server's admin socket, or on the
 /// database directly when no server runs; prints the result.
 fn manage(config_path: Option<&Path>, json: bool, cmd: Command) -> ExitCode {
@@ -347,17 +404,7 @@ fn manage(config_path: Option<&Path>, json: bool, cmd: Command) -> ExitCode {
             );
         }
     };
-    match result {
-        Ok(v) => {
-            if json {
-                println!("{v}");
-            } else {
-                print!("{}", output::human(&v));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e.exit_code.clamp(1, 2) as u8, &e.message),
-    }
+    print_result(json, result)
 }
 
 fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, AdminError> {

@@ -135,6 +135,8 @@ pub enum Command {
         client_id: String,
     },
     KeysList,
+    /// A consistent copy of the database, streamed over the admin socket (see `socket`).
+    Backup,
     /// Rotates the signing key of one algorithm, or of both when `alg` is `None`.
     KeysRotate {
         alg: Option<String>,
@@ -166,6 +168,7 @@ impl Command {
             Command::ClientRotateSecret { .. } => "client.rotate_secret",
             Command::ClientDelete { .. } => "client.delete",
             Command::KeysList => "keys.list",
+            Command::Backup => "backup",
             Command::KeysRotate { .. } => "keys.rotate",
             Command::Audit { .. } => "audit",
         }
@@ -179,6 +182,7 @@ impl Command {
                 | Command::ClientList
                 | Command::ClientShow { .. }
                 | Command::KeysList
+                | Command::Backup
                 | Command::Audit { .. }
         )
     }
@@ -588,6 +592,11 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             }
             Ok(json!({"rotated": new}))
         }
+        // Handled by the socket (streamed) or by `backup` directly, never here.
+        Command::Backup => Err(AdminError {
+            message: "backup is not an executor command".into(),
+            exit_code: 1,
+        }),
         Command::KeysList => {
             let mut keys = store.keys()?;
             keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
@@ -620,6 +629,72 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             ))
         }
     }
+}
+
+/// `latchkey backup FILE` with the server stopped: the copy is made directly.
+pub fn backup_direct(store: &dyn Store, target: &std::path::Path) -> Result<Value, AdminError> {
+    store.backup_to(target).map_err(|e| AdminError {
+        message: e.to_string(),
+        exit_code: 1,
+    })?;
+    let bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({"path": target.display().to_string(), "bytes": bytes}))
+}
+
+/// `latchkey restore FILE` (server stopped): checks the file is a Latchkey database this
+/// build can read (migrating an older schema), then puts it in place and keeps the
+/// current database aside. Nothing is replaced when a check fails.
+pub fn restore(
+    data_dir: &std::path::Path,
+    source: &std::path::Path,
+    now: i64,
+) -> Result<Value, AdminError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error, what: &std::path::Path| AdminError {
+        message: format!("{}: {e}", what.display()),
+        exit_code: 1,
+    };
+    let live = crate::server::db_path(data_dir);
+    if live.exists() {
+        // Fails with Locked while a server holds the database.
+        if let Err(StoreError::Locked) = crate::store::redb::RedbStore::open(&live) {
+            return Err(AdminError {
+                message: "the server is running: stop it before restoring".into(),
+                exit_code: 1,
+            });
+        }
+    }
+    let staging = data_dir.join(format!("latchkey.redb.restoring-{now}"));
+    std::fs::copy(source, &staging).map_err(|e| io(e, source))?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io(e, &staging))?;
+    let checked = match crate::store::redb::RedbStore::open(&staging) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(AdminError::input(format!(
+                "file: {} is not a usable Latchkey backup: {e}",
+                source.display()
+            )));
+        }
+    };
+    let users = checked.users()?.len();
+    let clients = checked.clients()?.len();
+    let keys = checked.keys()?.len();
+    drop(checked);
+    let previous = data_dir.join(format!("latchkey.redb.before-restore-{now}"));
+    let had_previous = live.exists();
+    if had_previous {
+        std::fs::rename(&live, &previous).map_err(|e| io(e, &live))?;
+    }
+    std::fs::rename(&staging, &live).map_err(|e| io(e, &staging))?;
+    Ok(json!({
+        "restored_from": source.display().to_string(),
+        "users": users,
+        "clients": clients,
+        "keys": keys,
+                "previous": had_previous.then(|| previous.display().to_string()),
+    }))
 }
 
 fn set_disabled(

@@ -67,6 +67,10 @@ pub async fn serve(
             if reader.read_line(&mut line).await.is_err() {
                 return;
             }
+            if let Ok(Command::Backup) = serde_json::from_str::<Command>(&line) {
+                stream_backup(&mut write, store, &config.data_dir).await;
+                return;
+            }
             let reply = match serde_json::from_str::<Command>(&line) {
                 Err(e) => Reply::Error(AdminError::input(format!("bad admin request: {e}"))),
                 Ok(cmd) => {
@@ -94,6 +98,96 @@ pub async fn serve(
             let _ = write.write_all(&out).await;
         });
     }
+}
+
+/// Sends a backup: a JSON header line `{"ok":{"bytes":N}}` then N bytes of database.
+async fn stream_backup(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+) {
+    let tmp = data_dir.join(format!("backup-{}.redb", crate::clock::random_id()));
+    let path = tmp.clone();
+    let made = tokio::task::spawn_blocking(move || store.backup_to(&path)).await;
+    let reply = match (made, tokio::fs::read(&tmp).await) {
+        (Ok(Ok(())), Ok(bytes)) => {
+            let mut head =
+                serde_json::to_vec(&Reply::Ok(serde_json::json!({"bytes": bytes.len()})))
+                    .unwrap_or_default();
+            head.push(b'\n');
+            let _ = write.write_all(&head).await;
+            let _ = write.write_all(&bytes).await;
+            None
+        }
+        (Ok(Err(e)), _) => Some(e.to_string()),
+        (_, Err(e)) => Some(e.to_string()),
+        (Err(e), _) => Some(e.to_string()),
+    };
+    let _ = tokio::fs::remove_file(&tmp).await;
+    if let Some(message) = reply {
+        tracing::error!(error = %message, "backup failed");
+        let mut line = serde_json::to_vec(&Reply::Error(AdminError {
+            message,
+            exit_code: 1,
+        }))
+        .unwrap_or_default();
+        line.push(b'\n');
+        let _ = write.write_all(&line).await;
+    }
+}
+
+/// Receives a backup from a running server into `target` (created 0600, never
+/// overwritten).
+pub fn call_backup(data_dir: &Path, target: &Path) -> Result<Result<Value, AdminError>, CallError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut stream = std::os::unix::net::UnixStream::connect(path(data_dir))
+        .map_err(|_| CallError::NotRunning)?;
+    let broken = |e: std::io::Error| CallError::Broken(e.to_string());
+    let mut line =
+        serde_json::to_vec(&Command::Backup).map_err(|e| CallError::Broken(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(broken)?;
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    reader.read_line(&mut head).map_err(broken)?;
+    let bytes = match serde_json::from_str::<Reply>(&head) {
+        Ok(Reply::Ok(v)) => v
+            .get("bytes")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| CallError::Broken("bad backup header".into()))?,
+        Ok(Reply::Error(e)) => return Ok(Err(e)),
+        Err(e) => {
+            return Err(CallError::Broken(format!(
+                "bad reply from the server ({e})"
+            )));
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Err(AdminError::input(format!(
+                "file: {}: {e}",
+                target.display()
+            ))));
+        }
+    };
+    let copied = std::io::copy(&mut reader.by_ref().take(bytes), &mut file).map_err(broken)?;
+    if copied != bytes {
+        let _ = std::fs::remove_file(target);
+        return Err(CallError::Broken(format!(
+            "backup cut short after {copied} of {bytes} bytes"
+        )));
+    }
+    file.sync_all().map_err(broken)?;
+    Ok(Ok(
+        serde_json::json!({"path": target.display().to_string(), "bytes": bytes}),
+    ))
 }
 
 /// Why a command could not be sent to a running server.

@@ -16,8 +16,10 @@ use crate::model::{
     RefreshToken, Session, User,
 };
 
-/// Version of the on-disk layout; a database with another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the on-disk layout. History: 1 = the first layout; 2 = adds the device
+/// authorization, user code and client-assertion tables. Older databases are migrated
+/// when opened; newer ones are refused.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -165,6 +167,10 @@ pub trait Store: Send + Sync {
 
     /// Removes expired codes, sessions and tokens; persists pending non-durable commits.
     fn purge_expired(&self, now: i64) -> Result<usize>;
+
+    /// Writes a consistent copy of the whole database to a new file at `path` (one read
+    /// snapshot, so concurrent writes are either wholly in it or not at all).
+    fn backup_to(&self, path: &std::path::Path) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -92,24 +92,24 @@ impl RedbStore {
                 tx.open_table(t).map_err(backend)?;
             }
             tx.open_table(AUDIT).map_err(backend)?;
-            let mut meta = tx.open_table(META).map_err(backend)?;
-            let found = meta
-                .get("schema_version")
-                .map_err(backend)?
-                .map(|v| v.value().to_vec());
-            match found {
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())
-                        .map_err(backend)?;
-                }
-                Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => {}
-                Some(v) => {
-                    return Err(StoreError::Schema(format!(
-                        "database has schema version {}, this build uses {SCHEMA_VERSION}",
-                        String::from_utf8_lossy(&v)
-                    )));
-                }
+                        let mut meta = tx.open_table(META).map_err(backend)?;
+            let found = meta.get("schema_version").map_err(backend)?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            let version = match found {
+                None => SCHEMA_VERSION,
+                Some(v) => v.parse::<u32>().map_err(|_| StoreError::Schema(format!("unreadable schema version {v:?}")))?,
+            };
+            if version > SCHEMA_VERSION {
+                // The transaction is dropped uncommitted: nothing in the newer file changes.
+                return Err(StoreError::Schema(format!(
+                    "the database was written by a newer Latchkey (schema {version}); this build reads up to \
+                     schema {SCHEMA_VERSION}: upgrade Latchkey, or restore a backup made by this version"
+                )));
             }
+            // Migrations. 1 → 2 only adds tables, which the loop above has created.
+            if version < SCHEMA_VERSION {
+                tracing::info!(from = version, to = SCHEMA_VERSION, "database schema migrated");
+            }
+            meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes()).map_err(backend)?;
             Ok(())
         })?;
         Ok(store)
@@ -660,6 +660,39 @@ impl Store for RedbStore {
 
     fn delete_meta(&self, key: &str) -> Result<bool> {
         self.remove(META, key, true)
+    }
+
+    fn backup_to(&self, path: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Created owner-only before redb writes anything into it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let target = Database::create(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let snapshot = self.db.begin_read().map_err(backend)?;
+        let out = target.begin_write().map_err(backend)?;
+        for t in ALL {
+            let src = snapshot.open_table(t).map_err(backend)?;
+            let mut dst = out.open_table(t).map_err(backend)?;
+            for item in src.iter().map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                dst.insert(k.value(), v.value()).map_err(backend)?;
+            }
+        }
+        {
+            let src = snapshot.open_table(AUDIT).map_err(backend)?;
+            let mut dst = out.open_table(AUDIT).map_err(backend)?;
+            for item in src.iter().map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                dst.insert(k.value(), v.value()).map_err(backend)?;
+            }
+        }
+        out.commit().map_err(backend)?;
+        Ok(())
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {

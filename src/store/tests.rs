@@ -367,3 +367,80 @@ fn a_device_answer_is_never_undone_by_a_poll() {
     );
     assert_eq!(s.device_by_user_code("BCDFGHJK").unwrap().unwrap().0, "h");
 }
+
+#[test]
+fn a_backup_is_a_complete_readable_copy() {
+    let (dir, s) = open();
+    s.create_user(&user("1", "alice")).unwrap();
+    issue(&s, "h", "j", "r", 100);
+    s.append_audit(&AuditEvent {
+        time: 1,
+        kind: "k".into(),
+        user: None,
+        client: None,
+        ip: None,
+        detail: String::new(),
+    })
+    .unwrap();
+    let copy = dir.path().join("backup.redb");
+    s.backup_to(&copy).unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(s.backup_to(&copy).is_err(), "never overwrites");
+    drop(s);
+    let restored = RedbStore::open(&copy).unwrap();
+    assert_eq!(restored.user_by_name("alice").unwrap().unwrap().id, "1");
+    assert!(restored.refresh_token("r").unwrap().is_some());
+    assert_eq!(restored.audit(0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn an_older_schema_is_migrated_and_a_newer_one_refused() {
+    let dir = TempDir::new("schema-v1");
+    let path = dir.path().join("v1.redb");
+    {
+        // The first layout: no device, user-code or assertion tables; version 1.
+        let db = ::redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx
+                .open_table(::redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", b"1".as_slice()).unwrap();
+            let mut users = tx
+                .open_table(::redb::TableDefinition::<&str, &[u8]>::new("users"))
+                .unwrap();
+            users
+                .insert(
+                    "1",
+                    serde_json::to_vec(&user("1", "alice")).unwrap().as_slice(),
+                )
+                .unwrap();
+            let mut names = tx
+                .open_table(::redb::TableDefinition::<&str, &[u8]>::new("usernames"))
+                .unwrap();
+            names
+                .insert("alice", serde_json::to_vec("1").unwrap().as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let s = RedbStore::open(&path).unwrap();
+    assert_eq!(
+        s.meta("schema_version").unwrap().as_deref(),
+        Some(SCHEMA_VERSION.to_string().as_str())
+    );
+    assert_eq!(s.user_by_name("alice").unwrap().unwrap().id, "1");
+    assert!(
+        s.device_by_user_code("BCDFGHJK").unwrap().is_none(),
+        "new tables exist"
+    );
+    s.put_meta("schema_version", &(SCHEMA_VERSION + 1).to_string())
+        .unwrap();
+    drop(s);
+    match RedbStore::open(&path) {
+        Err(StoreError::Schema(m)) => assert!(m.contains("newer Latchkey"), "{m}"),
+        other => panic!("expected a schema error, got {:?}", other.err()),
+    }
+}

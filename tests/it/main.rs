@@ -6,6 +6,7 @@
 
 mod support;
 
+mod backup;
 mod cli;
 mod client_auth;
 mod errors;
