@@ -16,4 +16,5 @@ mod implicit;
 mod keys;
 mod lifecycle;
 mod logout;
+mod network;
 mod pages;

@@ -138,6 +138,11 @@ impl Server {
         !self.tls || self.data_dir().join("tls/cert.pem").exists()
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server started").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
     }
