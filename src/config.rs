@@ -51,6 +51,10 @@ struct RawConfig {
     #[serde(default)]
     keys: RawKeys,
     #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
     clients: Vec<RawClient>,
 }
 
@@ -85,6 +89,18 @@ struct RawLogin {
     ip_max_failures: Option<u32>,
     ip_window_secs: Option<i64>,
     ip_block_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +215,10 @@ pub struct Config {
     pub password: PasswordParams,
     /// Automatic signing-key rotation period in seconds (`[keys] rotation_days`).
     pub key_rotation: Option<i64>,
+    /// `/metrics` answers only loopback addresses, or anyone presenting this bearer token.
+    pub metrics_token: Option<String>,
+    /// Log lines as JSON objects instead of text.
+    pub log_json: bool,
     /// `[[clients]]` from the file, keyed by client_id.
     pub declared_clients: HashMap<String, Client>,
 }
@@ -394,6 +414,16 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         Some(_) => return err("keys.rotation_days: must be between 1 and 3650"),
     };
 
+    let metrics_token = raw.metrics.token;
+    if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return err("metrics.token: use at least 16 characters");
+    }
+    let log_json = match raw.log.format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => return err(format!("log.format: {other:?} is not \"text\" or \"json\"")),
+    };
+
     let mut trusted_proxies = Vec::new();
     for p in &raw.trusted_proxies {
         let ip = p
@@ -423,6 +453,8 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         login,
         password,
         key_rotation,
+        metrics_token,
+        log_json,
         declared_clients,
     })
 }

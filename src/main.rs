@@ -91,14 +91,21 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(2, &e.to_string()),
     };
-    tracing_subscriber::fmt()
-        .with_max_level(match std::env::var("LATCHKEY_LOG").as_deref() {
-            Ok("debug") => tracing::Level::DEBUG,
-            Ok("warn") => tracing::Level::WARN,
-            _ => tracing::Level::INFO,
-        })
-        .with_ansi(false)
-        .init();
+    let level = match std::env::var("LATCHKEY_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    // Colours only on a terminal: the journal and files get plain text (or JSON).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(ansi).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -170,6 +170,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         &prepared.csrf_secret,
         prepared.dummy_hash,
     )?);
+    if let Some(cert) = crate::tls::certificate_path(&shared_config)
+        && let Some(t) = crate::tls::certificate_expiry(&cert)
+    {
+        app.cert_expiry
+            .store(t, std::sync::atomic::Ordering::Relaxed);
+    }
     let reloader = app.clone();
     let after: crate::admin::socket::AfterCommand = Arc::new(move |name: &str| {
         if name.starts_with("keys.")

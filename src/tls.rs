@@ -39,6 +39,22 @@ pub fn server_config(
     Ok(Some(Arc::new(load(&cert, &key)?)))
 }
 
+/// The expiry (Unix time) of the first certificate in a PEM file, for metrics.
+pub fn certificate_expiry(cert: &Path) -> Option<i64> {
+    let der = CertificateDer::pem_file_iter(cert).ok()?.next()?.ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// The certificate file in use, if Latchkey terminates TLS.
+pub fn certificate_path(config: &Config) -> Option<PathBuf> {
+    match &config.tls {
+        TlsMode::Off => None,
+        TlsMode::Files { cert, .. } => Some(cert.clone()),
+        TlsMode::SelfSigned => Some(self_signed_paths(&config.data_dir).0),
+    }
+}
+
 fn load(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -156,6 +172,17 @@ mod tests {
         assert!(load(&cert, &key).is_ok());
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_certificate() {
+        let dir = TempDir::new("tls-expiry");
+        let (cert, key) = self_signed_paths(dir.path());
+        generate("https://op.example", &cert, &key, 1_700_000_000).unwrap();
+        assert_eq!(
+            certificate_expiry(&cert),
+            Some(1_700_000_000 - 86_400 + 398 * 86_400)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod introspection;
 mod issue;
 mod login;
 mod logout;
+pub mod metrics;
 mod par;
 pub mod pool;
 pub mod response;
@@ -109,6 +110,9 @@ pub struct App {
     jwks_cache: std::sync::Mutex<std::collections::HashMap<String, (serde_json::Value, i64)>>,
     /// Pushed authorization requests waiting for the browser (RFC 9126).
     pub pushed: par::Pushed,
+    pub metrics: metrics::Metrics,
+    /// Unix time the served TLS certificate expires (0: no TLS), for metrics.
+    pub cert_expiry: std::sync::atomic::AtomicI64,
     /// Connections Latchkey opens itself (back-channel logout).
     pub outbound: crate::outbound::Outbound,
     csrf_key: MacKey,
@@ -140,6 +144,8 @@ impl App {
             secret_cache: crate::keys::SecretCache::default(),
             interactions: Interactions::default(),
             outbound: crate::outbound::Outbound::new(),
+            metrics: metrics::Metrics::default(),
+            cert_expiry: std::sync::atomic::AtomicI64::new(0),
             pushed: par::Pushed::default(),
             jwks_cache: Default::default(),
             keys: RwLock::new(Arc::new(keys)),
@@ -334,6 +340,7 @@ impl App {
             ip: ip.map(|i| i.to_string()),
             detail: detail.to_string(),
         };
+        self.metrics.event(kind, detail);
         if let Err(err) = self.store.append_audit(&e) {
             tracing::warn!(error = %err, kind, "could not record audit event");
         }
@@ -366,6 +373,7 @@ impl App {
             }
             paths::JWKS if is(&Method::GET) => well_known::jwks(self),
             "/healthz" if is(&Method::GET) => well_known::health(self),
+            "/metrics" if is(&Method::GET) => well_known::metrics(self, &req, now),
             "/assets/style.css" if is(&Method::GET) => {
                 response::asset("text/css; charset=utf-8", crate::pages::STYLE_CSS)
             }
@@ -424,6 +432,7 @@ impl App {
             | paths::TOKEN_ALIAS
             | paths::USERINFO
             | "/login"
+            | "/metrics"
             | "/logout"
             | paths::END_SESSION
             | paths::REVOKE
@@ -490,6 +499,7 @@ pub async fn serve_hyper(
                 ));
             }
         };
+    let started = std::time::Instant::now();
     let req = Req {
         peer: client_ip(peer.ip(), &parts.headers, &app.config.trusted_proxies),
         method: parts.method,
@@ -498,7 +508,23 @@ pub async fn serve_hyper(
         headers: parts.headers,
         body,
     };
-    Ok(app.respond(req).await)
+    let (method, path) = (req.method.clone(), req.path.clone());
+    let resp = app.respond(req).await;
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    app.metrics.request(&path, status, took);
+    // One line per request: no query string (it may hold codes or tokens), no body.
+    let id = crate::clock::random_id();
+    tracing::info!(
+        target: "latchkey::access",
+        request_id = %id,
+        method = %method,
+        path = %path.chars().take(200).collect::<String>(),
+        status,
+        ms = took.as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response::with_header(resp, "x-request-id", &id))
 }
 
 /// The client's address: the TCP peer, unless the peer is a trusted reverse proxy, in

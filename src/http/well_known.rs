@@ -28,6 +28,45 @@ pub(super) fn health(app: &App) -> Resp {
     }
 }
 
+/// Prometheus metrics: loopback only, or with the configured bearer token.
+pub(super) fn metrics(app: &App, req: &super::Req, now: i64) -> Resp {
+    let allowed = match &app.config.metrics_token {
+        Some(token) => req
+            .header(hyper::header::AUTHORIZATION)
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| crate::keys::ct_eq(t.trim().as_bytes(), token.as_bytes())),
+        None => req.peer.is_loopback(),
+    };
+    if !allowed {
+        return response::plain(
+            StatusCode::FORBIDDEN,
+            "metrics are not available to this client",
+        );
+    }
+    let keys = app.keys();
+    let key_ages = keys
+        .keys()
+        .filter(|k| k.state == crate::model::KeyState::Active)
+        .map(|k| (k.alg.as_str(), now - k.created_at))
+        .collect();
+    let expiry = app.cert_expiry.load(std::sync::atomic::Ordering::Relaxed);
+    let gauges = super::metrics::Gauges {
+        active_sessions: app.store.count_sessions(now).unwrap_or(0),
+        database_bytes: std::fs::metadata(crate::server::db_path(&app.config.data_dir))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        key_ages,
+        cert_expiry: (expiry > 0).then_some(expiry),
+    };
+    let mut r = response::plain(StatusCode::OK, "");
+    *r.body_mut() = http_body_util::Full::new(bytes::Bytes::from(app.metrics.render(&gauges)));
+    response::set_header(
+        r,
+        "content-type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+}
+
 /// CORS preflight for the endpoints browsers may call with a bearer token or client
 /// credentials (never cookies, so `*` without credentials is safe).
 pub(super) fn preflight() -> Resp {

@@ -119,6 +119,8 @@ pub trait Store: Send + Sync {
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
     fn session(&self, hash: &str) -> Result<Option<Session>>;
     fn delete_session(&self, hash: &str) -> Result<bool>;
+    /// Number of unexpired sessions (a metric).
+    fn count_sessions(&self, now: i64) -> Result<u64>;
     /// Ends every session of a user; returns how many.
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize>;
 

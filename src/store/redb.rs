@@ -504,6 +504,14 @@ impl Store for RedbStore {
         self.remove(SESSIONS, hash, false)
     }
 
+    fn count_sessions(&self, now: i64) -> Result<u64> {
+        Ok(self
+            .list::<Session>(SESSIONS)?
+            .iter()
+            .filter(|s| s.expires_at > now)
+            .count() as u64)
+    }
+
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
         self.write(false, |tx| {
             tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == user_id)

@@ -17,4 +17,5 @@ mod keys;
 mod lifecycle;
 mod logout;
 mod network;
+mod ops;
 mod pages;
