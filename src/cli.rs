@@ -340,7 +340,7 @@ pub struct ClientAdd {
     /// do not ask users for consent (first-party applications)
     #[argh(switch)]
     pub skip_consent: bool,
-    /// client_secret_basic, client_secret_post or none
+    /// client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt or none
     #[argh(option)]
     pub token_endpoint_auth_method: Option<String>,
     /// response type (repeatable; default code)

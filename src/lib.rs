@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod model;
+pub mod notify;
 pub mod oidc;
 pub mod outbound;
 pub mod output;

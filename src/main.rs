@@ -113,7 +113,7 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(1, &format!("runtime: {e}")),
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(server::run(config, config_path.map(Path::to_path_buf))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e),
     }

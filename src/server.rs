@@ -150,8 +150,53 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
     })
 }
 
-/// Runs the server until SIGTERM or Ctrl-C.
-pub async fn run(config: Config) -> Result<(), String> {
+/// What new connections are served with; replaced as a whole on SIGHUP.
+struct Live {
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+type Current = Arc<std::sync::RwLock<Arc<Live>>>;
+
+fn current(c: &Current) -> Arc<Live> {
+    match c.read() {
+        Ok(l) => l.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn set_cert_expiry(app: &App) {
+    let t = crate::tls::certificate_path(&app.config)
+        .and_then(|c| crate::tls::certificate_expiry(&c))
+        .unwrap_or(0);
+    app.cert_expiry
+        .store(t, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// SIGHUP: reads the configuration and the TLS files again. An invalid configuration (or
+/// one that changes what only a restart can: listen address, data directory) is refused
+/// and the running one kept. Open connections finish with what they started with.
+fn reload(live: &Current, config_path: Option<&Path>) -> Result<(), String> {
+    let new = crate::config::load(config_path).map_err(|e| e.to_string())?;
+    let old = current(live);
+    if new.listen != old.app.config.listen || new.data_dir != old.app.config.data_dir {
+        return Err("listen and data_dir change only with a restart".into());
+    }
+    let tls =
+        crate::tls::server_config(&new, crate::clock::now())?.map(tokio_rustls::TlsAcceptor::from);
+    let app = Arc::new(old.app.reconfigured(new)?);
+    set_cert_expiry(&app);
+    let next = Arc::new(Live { app, tls });
+    match live.write() {
+        Ok(mut l) => *l = next,
+        Err(poisoned) => *poisoned.into_inner() = next,
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or Ctrl-C; SIGHUP reloads. `config_path` is what
+/// `--config` said, for reloading.
+pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
     let now = crate::clock::now();
     let prepared = prepare(&config, now)?;
     let tls = crate::tls::server_config(&config, now)?.map(tokio_rustls::TlsAcceptor::from);
@@ -162,7 +207,6 @@ pub async fn run(config: Config) -> Result<(), String> {
         crate::admin::socket::bind(&config.data_dir).map_err(|e| format!("admin socket: {e}"))?;
 
     let store: Arc<dyn Store> = prepared.store.clone();
-    let shared_config = Arc::new(config.clone());
     let app = Arc::new(App::new(
         config,
         store.clone(),
@@ -170,33 +214,37 @@ pub async fn run(config: Config) -> Result<(), String> {
         &prepared.csrf_secret,
         prepared.dummy_hash,
     )?);
-    if let Some(cert) = crate::tls::certificate_path(&shared_config)
-        && let Some(t) = crate::tls::certificate_expiry(&cert)
-    {
-        app.cert_expiry
-            .store(t, std::sync::atomic::Ordering::Relaxed);
-    }
-    let reloader = app.clone();
+    set_cert_expiry(&app);
+    let live: Current = Arc::new(std::sync::RwLock::new(Arc::new(Live {
+        app: app.clone(),
+        tls,
+    })));
+
+    let (for_keys, for_config) = (live.clone(), live.clone());
     let after: crate::admin::socket::AfterCommand = Arc::new(move |name: &str| {
         if name.starts_with("keys.")
-            && let Err(e) = reloader.reload_keys()
+            && let Err(e) = current(&for_keys).app.reload_keys()
         {
             tracing::error!(error = %e, "could not reload signing keys");
         }
     });
+    let config_now: crate::admin::socket::CurrentConfig =
+        Arc::new(move || Arc::new(current(&for_config).app.config.clone()));
     tokio::spawn(crate::admin::socket::serve(
         admin_listener,
         store.clone(),
-        shared_config.clone(),
+        config_now,
         after,
     ));
-    tokio::spawn(maintenance(app.clone()));
+    tokio::spawn(maintenance(live.clone()));
 
+    let first = current(&live);
+    let cfg = &first.app.config;
     tracing::info!(
-        listen = %shared_config.listen,
-        issuer = %shared_config.issuer,
-        tls = tls.is_some(),
-        data_dir = %shared_config.data_dir.display(),
+        listen = %cfg.listen,
+        issuer = %cfg.issuer,
+        tls = first.tls.is_some(),
+        data_dir = %cfg.data_dir.display(),
         "latchkey is ready"
     );
     if let Some(link) = &prepared.setup_link {
@@ -204,19 +252,27 @@ pub async fn run(config: Config) -> Result<(), String> {
         println!(
             "No administrator exists yet. Create one within the next hour at:\n\n    {link}\n"
         );
-        if tls.is_some() && matches!(shared_config.tls, crate::config::TlsMode::SelfSigned) {
-            let (cert, _) = crate::tls::self_signed_paths(&shared_config.data_dir);
+        if first.tls.is_some() && matches!(cfg.tls, crate::config::TlsMode::SelfSigned) {
+            let (cert, _) = crate::tls::self_signed_paths(&cfg.data_dir);
             println!(
                 "The certificate is self-signed; trust {} on client machines.\n",
                 cert.display()
             );
         }
     }
+    let data_dir = cfg.data_dir.clone();
+    drop(first);
+    crate::notify::notify("READY=1\nSTATUS=serving");
+    if let Some(every) = crate::notify::watchdog_interval() {
+        tokio::spawn(watchdog(store.clone(), every));
+    }
 
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("signal handler: {e}"))?;
+    let signal =
+        |kind| tokio::signal::unix::signal(kind).map_err(|e| format!("signal handler: {e}"));
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -233,11 +289,12 @@ pub async fn run(config: Config) -> Result<(), String> {
                     drop(tcp);
                     continue;
                 };
-                let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
+                let (now_live, stop) = (current(&live), stop_rx.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
                     let _ = tcp.set_nodelay(true);
-                    match tls {
+                    let app = now_live.app.clone();
+                    match &now_live.tls {
                         Some(acceptor) => {
                             if let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                                 connection(app, TokioIo::new(stream), peer, stop).await;
@@ -247,11 +304,20 @@ pub async fn run(config: Config) -> Result<(), String> {
                     }
                 });
             }
+            _ = hangup.recv() => {
+                crate::notify::reloading();
+                match reload(&live, config_path.as_deref()) {
+                    Ok(()) => tracing::info!("configuration and TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
+                }
+                crate::notify::notify("READY=1\nSTATUS=serving");
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
 
+    crate::notify::notify("STOPPING=1\nSTATUS=draining connections");
     tracing::info!("shutting down: draining connections");
     drop(listener);
     let _ = stop_tx.send(true);
@@ -260,12 +326,25 @@ pub async fn run(config: Config) -> Result<(), String> {
         connections.acquire_many(MAX_CONNECTIONS as u32),
     )
     .await;
-    let _ = std::fs::remove_file(crate::admin::socket::path(&shared_config.data_dir));
+    let _ = std::fs::remove_file(crate::admin::socket::path(&data_dir));
     // Persists pending non-durable commits (sessions, codes) before exit.
     let s = store.clone();
     let _ = tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells systemd the service is alive, as long as the store answers.
+async fn watchdog(store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        if let Ok(Ok(Some(_))) = tokio::task::spawn_blocking(move || s.meta("schema_version")).await
+        {
+            crate::notify::notify("WATCHDOG=1");
+        }
+    }
 }
 
 async fn connection<I>(
@@ -297,12 +376,12 @@ async fn connection<I>(
 
 /// Once a minute: removes expired records (persisting non-durable commits), drops
 /// retired keys whose tokens have all expired, and rotates keys that are due.
-async fn maintenance(app: Arc<App>) {
+async fn maintenance(live: Current) {
     let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let a = app.clone();
+        let a = current(&live).app.clone();
         let result = tokio::task::spawn_blocking(move || {
             let now = crate::clock::now();
             let removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;

@@ -616,14 +616,10 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             ))
         }
         Command::Audit { since, user, limit } => {
-            let events = store.audit(since, limit.clamp(1, 100_000))?;
+            let events = store.audit(since, limit.clamp(1, 100_000), user.as_deref())?;
             Ok(Value::Array(
                 events
                     .into_iter()
-                    .filter(|e| {
-                        user.as_ref()
-                            .is_none_or(|u| e.user.as_deref() == Some(u.as_str()))
-                    })
                     .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
                     .collect(),
             ))

@@ -45,10 +45,13 @@ pub fn bind(data_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
 /// server can pick up changes it caches.
 pub type AfterCommand = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// The configuration in force (it changes on SIGHUP).
+pub type CurrentConfig = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
+
 pub async fn serve(
     listener: tokio::net::UnixListener,
     store: Arc<dyn Store>,
-    config: Arc<Config>,
+    config: CurrentConfig,
     after: AfterCommand,
 ) {
     loop {
@@ -59,7 +62,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let (store, config, after) = (store.clone(), config.clone(), after.clone());
+        let (store, config, after) = (store.clone(), config(), after.clone());
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();

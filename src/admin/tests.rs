@@ -74,7 +74,7 @@ fn user_lifecycle() {
     )
     .unwrap();
     assert!(s.user_by_name("alice").unwrap().is_none());
-    let audit = s.audit(0, 10).unwrap();
+    let audit = s.audit(0, 10, None).unwrap();
     assert!(audit.iter().any(|e| e.kind == "admin.user.add"));
 }
 
@@ -141,7 +141,7 @@ fn bad_input_names_the_field_and_writes_nothing() {
         );
     }
     assert!(s.users().unwrap().is_empty());
-    assert!(s.audit(0, 10).unwrap().is_empty());
+    assert!(s.audit(0, 10, None).unwrap().is_empty());
 }
 
 #[test]

@@ -136,7 +136,7 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
             app.store.revoke_access_token(&jti)?;
             app.audit(
                 "token.revoked",
-                Some(&user_id),
+                Some(&app.username(&user_id)),
                 Some(&client.client_id),
                 Some(req.peer),
                 "access_token",
@@ -149,7 +149,7 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
                 .revoke_grant(&record.grant_id, &record.client_id, &record.user_id, now)?;
             app.audit(
                 "token.revoked",
-                Some(&record.user_id),
+                Some(&app.username(&record.user_id)),
                 Some(&client.client_id),
                 Some(req.peer),
                 "refresh_token",

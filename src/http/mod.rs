@@ -95,28 +95,32 @@ impl Req {
 }
 
 /// Everything a request handler needs, shared by all connections.
+///
+/// Everything but `config` and `pages` is shared (`Arc`) with the `App` that a
+/// configuration reload builds, so pending sign-ins, throttling counters, caches and
+/// metrics survive SIGHUP.
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
-    keys: RwLock<Arc<KeySet>>,
+    keys: Arc<RwLock<Arc<KeySet>>>,
     pub pages: Pages,
-    pub pool: HashPool,
-    pub throttle: Throttle,
+    pub pool: Arc<HashPool>,
+    pub throttle: Arc<Throttle>,
     /// Failed client authentications, per client and source address.
-    pub client_throttle: Throttle,
-    pub secret_cache: crate::keys::SecretCache,
-    pub interactions: Interactions,
+    pub client_throttle: Arc<Throttle>,
+    pub secret_cache: Arc<crate::keys::SecretCache>,
+    pub interactions: Arc<Interactions>,
     /// Client JWK Sets fetched from their jwks_uri, with the time they were fetched.
-    jwks_cache: std::sync::Mutex<std::collections::HashMap<String, (serde_json::Value, i64)>>,
+    jwks_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (serde_json::Value, i64)>>>,
     /// Pushed authorization requests waiting for the browser (RFC 9126).
-    pub pushed: par::Pushed,
-    pub metrics: metrics::Metrics,
+    pub pushed: Arc<par::Pushed>,
+    pub metrics: Arc<metrics::Metrics>,
     /// Unix time the served TLS certificate expires (0: no TLS), for metrics.
-    pub cert_expiry: std::sync::atomic::AtomicI64,
+    pub cert_expiry: Arc<std::sync::atomic::AtomicI64>,
     /// Connections Latchkey opens itself (back-channel logout).
-    pub outbound: crate::outbound::Outbound,
-    csrf_key: MacKey,
-    dummy_hash: String,
+    pub outbound: Arc<crate::outbound::Outbound>,
+    csrf_key: Arc<MacKey>,
+    dummy_hash: Arc<String>,
 }
 
 /// A signed-in browser: the stored session (with its hash) and its user.
@@ -138,22 +142,49 @@ impl App {
     ) -> Result<App, String> {
         let pages = Pages::new(&config.instance_name)?;
         Ok(App {
-            pool: HashPool::new(config.password.pool_threads, config.password.pool_queue),
-            throttle: Throttle::new(config.login.clone()),
-            client_throttle: Throttle::new(config.login.clone()),
-            secret_cache: crate::keys::SecretCache::default(),
-            interactions: Interactions::default(),
-            outbound: crate::outbound::Outbound::new(),
-            metrics: metrics::Metrics::default(),
-            cert_expiry: std::sync::atomic::AtomicI64::new(0),
-            pushed: par::Pushed::default(),
+            pool: Arc::new(HashPool::new(
+                config.password.pool_threads,
+                config.password.pool_queue,
+            )),
+            throttle: Arc::new(Throttle::new(config.login.clone())),
+            client_throttle: Arc::new(Throttle::new(config.login.clone())),
+            secret_cache: Default::default(),
+            interactions: Default::default(),
+            outbound: Arc::new(crate::outbound::Outbound::new()),
+            metrics: Default::default(),
+            cert_expiry: Default::default(),
+            pushed: Default::default(),
             jwks_cache: Default::default(),
-            keys: RwLock::new(Arc::new(keys)),
-            csrf_key: MacKey::new(csrf_secret),
-            dummy_hash,
+            keys: Arc::new(RwLock::new(Arc::new(keys))),
+            csrf_key: Arc::new(MacKey::new(csrf_secret)),
+            dummy_hash: Arc::new(dummy_hash),
             pages,
             config,
             store,
+        })
+    }
+
+    /// The same service with a new configuration (SIGHUP): state is shared, the pages are
+    /// rebuilt for the new instance name. The listener, data directory and hashing pool
+    /// stay as they are until a restart.
+    pub fn reconfigured(&self, config: Config) -> Result<App, String> {
+        Ok(App {
+            pages: Pages::new(&config.instance_name)?,
+            config,
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            pool: self.pool.clone(),
+            throttle: self.throttle.clone(),
+            client_throttle: self.client_throttle.clone(),
+            secret_cache: self.secret_cache.clone(),
+            interactions: self.interactions.clone(),
+            jwks_cache: self.jwks_cache.clone(),
+            pushed: self.pushed.clone(),
+            metrics: self.metrics.clone(),
+            cert_expiry: self.cert_expiry.clone(),
+            outbound: self.outbound.clone(),
+            csrf_key: self.csrf_key.clone(),
+            dummy_hash: self.dummy_hash.clone(),
         })
     }
 
@@ -319,6 +350,14 @@ impl App {
         ) {
             (Some(cookie), Some(token)) => self.csrf_key.verify(&cookie, token),
             _ => false,
+        }
+    }
+
+    /// The username for an audit line, from a user id (the id itself if the user is gone).
+    pub fn username(&self, user_id: &str) -> String {
+        match self.store.user(user_id) {
+            Ok(Some(u)) => u.username,
+            _ => user_id.to_string(),
         }
     }
 
@@ -560,7 +599,7 @@ pub async fn check_password(
 ) -> Result<bool, Fail> {
     let (hash, real) = match user {
         Some(u) if !u.disabled => (u.password_hash.clone(), true),
-        _ => (app.dummy_hash.clone(), false),
+        _ => (app.dummy_hash.as_ref().clone(), false),
     };
     let ok = app
         .pool

@@ -349,7 +349,8 @@ fn replayed_refresh(app: &App, req: &Req, rt: &RefreshToken, now: i64) -> Result
     ))
 }
 
-/// Revokes a grant after a replay and records it; the log names the grant by a tag only.
+/// Revokes a grant after a replay and records it (under the username, like every other
+/// audit event); the log names the grant by a tag only.
 fn revoke_replayed(
     app: &App,
     req: &Req,
@@ -361,7 +362,7 @@ fn revoke_replayed(
     tracing::warn!(client, grant = %crate::keys::log_tag(grant), kind, "replay detected; grant revoked");
     app.audit(
         kind,
-        Some(user),
+        Some(&app.username(user)),
         Some(client),
         Some(req.peer),
         "grant revoked",

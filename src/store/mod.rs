@@ -160,8 +160,8 @@ pub trait Store: Send + Sync {
     fn keys(&self) -> Result<Vec<KeyRecord>>;
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()>;
-    /// Newest first, at most `limit`, at or after `since`.
-    fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditEvent>>;
+    /// Newest first, at most `limit`, at or after `since`, of `user` when given.
+    fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>>;
 
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn put_meta(&self, key: &str, value: &str) -> Result<()>;

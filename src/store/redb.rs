@@ -631,7 +631,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditEvent>> {
+    fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>> {
         let tx = self.db.begin_read().map_err(backend)?;
         let table = tx.open_table(AUDIT).map_err(backend)?;
         let mut out = Vec::new();
@@ -640,6 +640,9 @@ impl Store for RedbStore {
             let e: AuditEvent = decode(v.value())?;
             if e.time < since {
                 break;
+            }
+            if user.is_some_and(|u| e.user.as_deref() != Some(u)) {
+                continue;
             }
             out.push(e);
             if out.len() >= limit {

@@ -311,9 +311,9 @@ fn audit_is_newest_first() {
         })
         .unwrap();
     }
-    let a = s.audit(3, 10).unwrap();
+    let a = s.audit(3, 10, None).unwrap();
     assert_eq!(a.iter().map(|e| e.time).collect::<Vec<_>>(), vec![5, 4, 3]);
-    assert_eq!(s.audit(0, 2).unwrap().len(), 2);
+    assert_eq!(s.audit(0, 2, None).unwrap().len(), 2);
 }
 
 #[test]
@@ -392,7 +392,7 @@ fn a_backup_is_a_complete_readable_copy() {
     let restored = RedbStore::open(&copy).unwrap();
     assert_eq!(restored.user_by_name("alice").unwrap().unwrap().id, "1");
     assert!(restored.refresh_token("r").unwrap().is_some());
-    assert_eq!(restored.audit(0, 10).unwrap().len(), 1);
+    assert_eq!(restored.audit(0, 10, None).unwrap().len(), 1);
 }
 
 #[test]

@@ -19,3 +19,4 @@ mod logout;
 mod network;
 mod ops;
 mod pages;
+mod service;

@@ -51,6 +51,8 @@ pub struct Server {
     pub config: PathBuf,
     child: Option<Child>,
     tls: bool,
+    /// Extra environment for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Output {
@@ -91,6 +93,7 @@ impl Server {
             config,
             child: None,
             tls,
+            env: vec![],
         }
     }
 
@@ -112,6 +115,7 @@ impl Server {
             .env_remove("LATCHKEY_ISSUER")
             .env_remove("LATCHKEY_LISTEN")
             .env_remove("LATCHKEY_DATA_DIR")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -145,6 +149,19 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the server.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid();
+        assert!(
+            Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string())
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.

@@ -1,0 +1,112 @@
+//! Running as a service: systemd notifications and SIGHUP reloads.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn systemd_is_told_ready_and_stopping() {
+    let mut server = Server::new("");
+    let sock = server.dir.0.join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    server
+        .env
+        .push(("NOTIFY_SOCKET".into(), sock.to_str().unwrap().into()));
+    server.spawn().await;
+    let mut buf = [0u8; 256];
+    let n = listener.recv(&mut buf).unwrap();
+    let ready = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    // Ready means serving: the listener answers at once.
+    assert_eq!(server.browser().get("/healthz").await.status, 200);
+    server.signal("HUP");
+    let n = listener.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    let n = listener.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("READY=1"));
+    server.stop();
+    let n = listener.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
+}
+
+async fn instance_name_on_login_page(b: &mut Browser) -> String {
+    let page = b.get("/login").await;
+    let start = page.body.find("class=\"instance\">").unwrap() + 17;
+    page.body[start..].split('<').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sighup_reloads_configuration_and_keeps_it_when_invalid() {
+    let server = Server::new("instance_name = \"Before\"").start().await;
+    let mut b = server.browser();
+    assert_eq!(instance_name_on_login_page(&mut b).await, "Before");
+    let original = std::fs::read_to_string(&server.config).unwrap();
+    std::fs::write(&server.config, original.replace("Before", "After")).unwrap();
+    server.signal("HUP");
+    let mut name = String::new();
+    for _ in 0..100 {
+        name = instance_name_on_login_page(&mut b).await;
+        if name == "After" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(name, "After");
+
+    // An invalid file is refused with a log line; the running configuration stays.
+    std::fs::write(&server.config, format!("{original}\nnot_a_key = 1\n")).unwrap();
+    server.signal("HUP");
+    for _ in 0..100 {
+        if server.log().contains("reload refused") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.log().contains("reload refused"), "{}", server.log());
+    assert!(server.log().contains("not_a_key"));
+    assert_eq!(instance_name_on_login_page(&mut b).await, "After");
+    assert_eq!(b.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate() {
+    // Two certificates, made by two throwaway instances.
+    let mut a = Server::new("").start().await;
+    a.stop();
+    let mut b = Server::new("").start().await;
+    b.stop();
+    let served_cert = a.dir.0.join("served-cert.pem");
+    let served_key = a.dir.0.join("served-key.pem");
+    std::fs::copy(a.data_dir().join("tls/cert.pem"), &served_cert).unwrap();
+    std::fs::copy(a.data_dir().join("tls/key.pem"), &served_key).unwrap();
+    let extra = format!(
+        "[tls]\nmode = \"files\"\ncert = \"{}\"\nkey = \"{}\"",
+        served_cert.display(),
+        served_key.display()
+    );
+    let mut server = Server::new(&extra);
+    std::fs::create_dir_all(server.data_dir().join("tls")).unwrap();
+    // The test browser trusts whatever sits in <data_dir>/tls/cert.pem.
+    std::fs::copy(&served_cert, server.data_dir().join("tls/cert.pem")).unwrap();
+    server.spawn().await;
+    let mut old_trust = server.browser();
+    assert_eq!(old_trust.get("/healthz").await.status, 200);
+
+    std::fs::copy(b.data_dir().join("tls/cert.pem"), &served_cert).unwrap();
+    std::fs::copy(b.data_dir().join("tls/key.pem"), &served_key).unwrap();
+    std::fs::copy(&served_cert, server.data_dir().join("tls/cert.pem")).unwrap();
+    server.signal("HUP");
+    let mut switched = false;
+    for _ in 0..100 {
+        if old_trust.try_get("/healthz").await.is_err() {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(switched, "new connections get the new certificate");
+    assert_eq!(server.browser().get("/healthz").await.status, 200);
+}
