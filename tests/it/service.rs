@@ -110,3 +110,49 @@ async fn sighup_reloads_the_tls_certificate() {
     assert!(switched, "new connections get the new certificate");
     assert_eq!(server.browser().get("/healthz").await.status, 200);
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut server = Server::new("[tls]\nmode = \"off\"").start().await;
+    // A token request whose body is still on its way when SIGTERM arrives.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let body = "grant_type=client_credentials&client_id=nobody";
+    let head = format!(
+        "POST /api/v1/oauth/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are no longer accepted...
+    assert!(server.browser().try_get("/healthz").await.is_err());
+    // ...but the request under way is answered.
+    tcp.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    server.stop();
+    assert!(server.log().contains("stopped"));
+}
+
+#[tokio::test]
+async fn json_logs_on_request() {
+    let server = Server::new("[log]\nformat = \"json\"").start().await;
+    server.browser().get("/healthz").await;
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"path\":\"/healthz\""))
+        .expect("a JSON request line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fields"]["status"], 200);
+    assert!(v["fields"]["request_id"].is_string());
+}
