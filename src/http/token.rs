@@ -490,10 +490,10 @@ fn client_credentials(
         .filter(|s| *s != "openid" && *s != "offline_access")
         .cloned()
         .collect();
-    if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
+    if requested.iter().any(|s| !allowed.contains(s)) {
         return Ok(OidcError::new(
             ErrorCode::InvalidScope,
-            format!("scope {bad} is not available to this client"),
+            "a requested scope is not available to this client",
         )
         .into());
     }

@@ -12,6 +12,7 @@ mod client_auth;
 mod errors;
 mod flows;
 mod grants;
+mod hostile;
 mod implicit;
 mod keys;
 mod lifecycle;
