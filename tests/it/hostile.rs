@@ -150,7 +150,7 @@ fn cases(id: &str, secret: &str, id_token: &str, access_token: &str) -> Vec<Case
     v.push(case(
         "invalid UTF-8 query",
         "GET",
-        format!("/api/v1/oauth/authorize?client_id=%ff%fe&redirect_uri=%c3%28"),
+        "/api/v1/oauth/authorize?client_id=%ff%fe&redirect_uri=%c3%28",
         Some(400),
     ));
     v.push(case(
