@@ -9,6 +9,7 @@ mod support;
 mod backup;
 mod cli;
 mod client_auth;
+mod crash;
 mod errors;
 mod flows;
 mod grants;

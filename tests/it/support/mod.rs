@@ -164,6 +164,14 @@ impl Server {
         );
     }
 
+    /// Kills the server with SIGKILL (no chance to flush anything) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
