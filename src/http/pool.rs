@@ -1,31 +1,56 @@
-//! The bounded password-hashing pool (SPEC §8): at most `threads` argon2 computations run
-//! at once and at most `queue` more wait; past that the caller gets [`PoolFull`] and
-//! answers 503 before spending any memory or CPU on the hash.
+//! The bounded password-hashing pool (SPEC §8): `threads` dedicated worker threads run
+//! argon2, and at most `queue` more jobs wait; past that the caller gets [`PoolFull`] and
+//! answers 503 before spending any memory or CPU on the hash. Dedicated threads (not the
+//! runtime's blocking pool, which grows to hundreds of threads) also bound memory: the
+//! allocator keeps freed argon2 buffers per thread, so peak memory is `threads × m_cost`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolFull;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 pub struct HashPool {
-    running: Arc<Semaphore>,
-    in_flight: AtomicUsize,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    in_flight: Arc<AtomicUsize>,
     capacity: usize,
 }
 
 impl HashPool {
     pub fn new(threads: usize, queue: usize) -> HashPool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take the next job, never while it runs.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a hashing thread");
+            }
+        }
         HashPool {
-            running: Arc::new(Semaphore::new(threads.max(1))),
-            in_flight: AtomicUsize::new(0),
+            jobs: Mutex::new(tx),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             capacity: threads.max(1) + queue,
         }
     }
 
-    /// Runs `f` on a blocking thread once a slot is free.
+    /// Runs `f` on a hashing thread once one is free.
     pub async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce() -> R + Send + 'static,
@@ -35,8 +60,16 @@ impl HashPool {
             return Err(PoolFull);
         }
         let _guard = Decrement(&self.in_flight);
-        let _permit = self.running.acquire().await.map_err(|_| PoolFull)?;
-        tokio::task::spawn_blocking(f).await.map_err(|_| PoolFull)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| PoolFull)?
+            .send(job)
+            .map_err(|_| PoolFull)?;
+        rx.await.map_err(|_| PoolFull)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::PasswordParams;
@@ -28,14 +28,59 @@ pub fn hash(password: &str, p: &PasswordParams) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Verifies a password against a stored PHC string (with the parameters inside it).
+thread_local! {
+    /// Each hashing thread keeps one argon2 work area and reuses it, so memory stays at
+    /// `threads × m_cost` instead of growing with every allocation the allocator keeps.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Verifies a password against a stored PHC string (with the parameters inside it),
+/// comparing in constant time.
 pub fn verify(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    verify_inner(password, phc).unwrap_or(false)
+}
+
+fn verify_inner(password: &str, phc: &str) -> Option<bool> {
+    let parsed = PasswordHash::new(phc).ok()?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .ok()?
+        .unwrap_or(Version::V0x13);
+    let expected = parsed.hash?;
+    let mut salt_buf = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    let params = Params::new(
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        Some(expected.len()),
+    )
+    .ok()?;
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    let ok = BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        let need = params.block_count();
+        if blocks.len() < need {
+            blocks.resize(need, argon2::Block::default());
+        }
+        let r = argon.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut blocks[..need],
+        );
+        // The work area holds password-derived state: wipe it for the next caller.
+        blocks[..need].fill(argon2::Block::default());
+        r.is_ok()
+    });
+    let equal = ok && super::ct_eq(&out, expected.as_bytes());
+    zeroize::Zeroize::zeroize(&mut out);
+    Some(equal)
 }
 
 /// Whether a stored hash was made with other parameters than the configured ones

@@ -248,7 +248,7 @@ async fn acknowledged_writes_survive_sigkill() {
         server.spawn().await;
         assert!(!server.log().contains("repair"), "no repair needed");
     }
-        // Every round's traffic has ended; take the record out of the mutex.
+    // Every round's traffic has ended; take the record out of the mutex.
     let a = std::mem::take(&mut *acked.lock().unwrap());
     let users = server.cli(&["user", "list", "--json"], None).json();
     let names: Vec<&str> = users

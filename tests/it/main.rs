@@ -11,6 +11,7 @@ mod cli;
 mod client_auth;
 mod crash;
 mod errors;
+mod exhaustion;
 mod flows;
 mod grants;
 mod hostile;
