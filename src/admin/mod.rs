@@ -416,18 +416,20 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         Command::UserList => Ok(Value::Array(store.users()?.iter().map(user_json).collect())),
         Command::UserShow { username } => Ok(user_json(&find_user(store, &username)?)),
         Command::UserPasswd { username, password } => {
-            let mut u = find_user(store, &username)?;
-            crate::keys::password::check_policy(&password, &u.username)
+            let current = find_user(store, &username)?;
+            crate::keys::password::check_policy(&password, &current.username)
                 .map_err(AdminError::input)?;
-            u.password_hash =
-                crate::keys::password::hash(&password, &config.password).map_err(|e| {
-                    AdminError {
-                        message: e,
-                        exit_code: 1,
-                    }
-                })?;
-            u.updated_at = now;
-            store.update_user(&u)?;
+            let hash = crate::keys::password::hash(&password, &config.password).map_err(|e| {
+                AdminError {
+                    message: e,
+                    exit_code: 1,
+                }
+            })?;
+            let u = modify_user(store, &username, |u| {
+                u.password_hash = hash.clone();
+                u.updated_at = now;
+                Ok(())
+            })?;
             // A new password ends every existing sign-in of the account and every token
             // issued from one (ASVS V3.3.3, RFC 9700 §4.14.2).
             store.delete_user_sessions(&u.id)?;
@@ -447,26 +449,28 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                     "group: {group:?} is not a valid group name"
                 )));
             }
-            let mut u = find_user(store, &username)?;
-            if !u.groups.contains(&group) {
-                u.groups.push(group);
-                u.updated_at = now;
-                ensure_groups(store, &u.groups)?;
-                store.update_user(&u)?;
-            }
+            ensure_groups(store, std::slice::from_ref(&group))?;
+            let u = modify_user(store, &username, |u| {
+                if !u.groups.contains(&group) {
+                    u.groups.push(group.clone());
+                    u.updated_at = now;
+                }
+                Ok(())
+            })?;
             Ok(user_json(&u))
         }
         Command::UserGroupDel { username, group } => {
-            let mut u = find_user(store, &username)?;
-            if !u.groups.contains(&group) {
-                return Err(AdminError::input(format!(
-                    "group: {} is not in {group:?}",
-                    u.username
-                )));
-            }
-            u.groups.retain(|g| g != &group);
-            u.updated_at = now;
-            store.update_user(&u)?;
+            let u = modify_user(store, &username, |u| {
+                if !u.groups.contains(&group) {
+                    return Err(AdminError::input(format!(
+                        "group: {} is not in {group:?}",
+                        u.username
+                    )));
+                }
+                u.groups.retain(|g| g != &group);
+                u.updated_at = now;
+                Ok(())
+            })?;
             Ok(user_json(&u))
         }
         Command::ClientAdd { spec } => {
@@ -496,69 +500,24 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             None => Ok(client_json(&find_client(store, config, &client_id)?)),
         },
         Command::ClientUpdate { client_id, patch } => {
-            let old = find_client(store, config, &client_id)?;
-            let or = |v: Vec<String>, old: &Vec<String>| if v.is_empty() { old.clone() } else { v };
-            let spec = ClientSpec {
-                name: patch.name.unwrap_or_else(|| old.name.clone()),
-                redirect_uris: or(patch.redirect_uris, &old.redirect_uris),
-                post_logout_redirect_uris: or(
-                    patch.post_logout_redirect_uris,
-                    &old.post_logout_redirect_uris,
-                ),
-                scopes: or(patch.scopes, &old.scopes),
-                grant_types: or(patch.grant_types, &old.grant_types),
-                response_types: or(patch.response_types, &old.response_types),
-                public: old.is_public(),
-                token_endpoint_auth_method: Some(
-                    old.token_endpoint_auth_method.as_str().to_string(),
-                ),
-                policy: patch
-                    .policy
-                    .or_else(|| Some(serde_json::to_value(old.policy).ok()?.as_str()?.to_string())),
-                skip_consent: patch.skip_consent.unwrap_or(old.skip_consent),
-                id_token_alg: Some(
-                    patch
-                        .id_token_alg
-                        .unwrap_or_else(|| old.id_token_alg.as_str().to_string()),
-                ),
-                require_pkce: patch.require_pkce.unwrap_or(old.require_pkce),
-                allowed_groups: patch
-                    .allowed_groups
-                    .unwrap_or_else(|| old.allowed_groups.clone()),
-                backchannel_logout_uri: patch
-                    .backchannel_logout_uri
-                    .or(old.backchannel_logout_uri.clone()),
-                frontchannel_logout_uri: patch
-                    .frontchannel_logout_uri
-                    .or(old.frontchannel_logout_uri.clone()),
-                frontchannel_logout_session_required: old.frontchannel_logout_session_required,
-                jwks: old.jwks.clone(),
-                jwks_uri: old.jwks_uri.clone(),
-                require_par: old.require_par,
-                refresh_requires_session: patch
-                    .refresh_requires_session
-                    .unwrap_or(old.refresh_requires_session),
-            };
-            let mut client =
-                build_client(client_id, spec, old.created_at).map_err(AdminError::input)?;
-            client.secret_hash = old.secret_hash;
-            client.jwt_secret = old.jwt_secret;
-            store.update_client(&client)?;
+            let client = modify_client(store, config, &client_id, |old| apply_patch(old, &patch))?;
             Ok(client_json(&client))
         }
         Command::ClientRotateSecret { client_id } => {
-            let mut client = find_client(store, config, &client_id)?;
-            if client.is_public() {
-                return Err(AdminError::input(
-                    "client_id: public clients have no secret",
-                ));
-            }
             let secret = crate::clock::random_token();
-            client.secret_hash = Some(crate::keys::client_secret_hash(&secret));
-            if client.jwt_secret.is_some() {
-                client.jwt_secret = Some(secret.clone());
-            }
-            store.update_client(&client)?;
+            let client = modify_client(store, config, &client_id, |old| {
+                if old.is_public() {
+                    return Err(AdminError::input(
+                        "client_id: public clients have no secret",
+                    ));
+                }
+                let mut c = old.clone();
+                c.secret_hash = Some(crate::keys::client_secret_hash(&secret));
+                if c.jwt_secret.is_some() {
+                    c.jwt_secret = Some(secret.clone());
+                }
+                Ok(c)
+            })?;
             Ok(json!({"client_id": client.client_id, "client_secret": secret}))
         }
         Command::ClientDelete { client_id } => {
@@ -693,16 +652,113 @@ pub fn restore(
     }))
 }
 
+/// Read-modify-write of a user that never loses a concurrent change: the edit is applied
+/// to the latest version, and retried if someone else saved in between.
+fn modify_user(
+    store: &dyn Store,
+    username: &str,
+    edit: impl Fn(&mut User) -> Result<(), AdminError>,
+) -> Result<User, AdminError> {
+    for _ in 0..16 {
+        let old = find_user(store, username)?;
+        let mut new = old.clone();
+        edit(&mut new)?;
+        if new == old || store.update_user_if(&old, &new)? {
+            return Ok(new);
+        }
+    }
+    Err(AdminError {
+        message: "the user keeps changing; try again".into(),
+        exit_code: 1,
+    })
+}
+
+/// A client with the patch's fields changed, validated like a new one.
+fn apply_patch(old: &Client, patch: &ClientPatch) -> Result<Client, AdminError> {
+    let or =
+        |v: &Vec<String>, old: &Vec<String>| if v.is_empty() { old.clone() } else { v.clone() };
+    let spec = ClientSpec {
+        name: patch.name.clone().unwrap_or_else(|| old.name.clone()),
+        redirect_uris: or(&patch.redirect_uris, &old.redirect_uris),
+        post_logout_redirect_uris: or(
+            &patch.post_logout_redirect_uris,
+            &old.post_logout_redirect_uris,
+        ),
+        scopes: or(&patch.scopes, &old.scopes),
+        grant_types: or(&patch.grant_types, &old.grant_types),
+        response_types: or(&patch.response_types, &old.response_types),
+        public: old.is_public(),
+        token_endpoint_auth_method: Some(old.token_endpoint_auth_method.as_str().to_string()),
+        policy: patch
+            .policy
+            .clone()
+            .or_else(|| Some(serde_json::to_value(old.policy).ok()?.as_str()?.to_string())),
+        skip_consent: patch.skip_consent.unwrap_or(old.skip_consent),
+        id_token_alg: Some(
+            patch
+                .id_token_alg
+                .clone()
+                .unwrap_or_else(|| old.id_token_alg.as_str().to_string()),
+        ),
+        require_pkce: patch.require_pkce.unwrap_or(old.require_pkce),
+        allowed_groups: patch
+            .allowed_groups
+            .clone()
+            .unwrap_or_else(|| old.allowed_groups.clone()),
+        backchannel_logout_uri: patch
+            .backchannel_logout_uri
+            .clone()
+            .or(old.backchannel_logout_uri.clone()),
+        frontchannel_logout_uri: patch
+            .frontchannel_logout_uri
+            .clone()
+            .or(old.frontchannel_logout_uri.clone()),
+        frontchannel_logout_session_required: old.frontchannel_logout_session_required,
+        jwks: old.jwks.clone(),
+        jwks_uri: old.jwks_uri.clone(),
+        require_par: old.require_par,
+        refresh_requires_session: patch
+            .refresh_requires_session
+            .unwrap_or(old.refresh_requires_session),
+    };
+    let mut client =
+        build_client(old.client_id.clone(), spec, old.created_at).map_err(AdminError::input)?;
+    client.secret_hash = old.secret_hash.clone();
+    client.jwt_secret = old.jwt_secret.clone();
+    Ok(client)
+}
+
+/// The same for a (non-declared) client.
+fn modify_client(
+    store: &dyn Store,
+    config: &Config,
+    client_id: &str,
+    edit: impl Fn(&Client) -> Result<Client, AdminError>,
+) -> Result<Client, AdminError> {
+    for _ in 0..16 {
+        let old = find_client(store, config, client_id)?;
+        let new = edit(&old)?;
+        if new == old || store.update_client_if(&old, &new)? {
+            return Ok(new);
+        }
+    }
+    Err(AdminError {
+        message: "the client keeps changing; try again".into(),
+        exit_code: 1,
+    })
+}
+
 fn set_disabled(
     store: &dyn Store,
     username: &str,
     disabled: bool,
     now: i64,
 ) -> Result<Value, AdminError> {
-    let mut u = find_user(store, username)?;
-    u.disabled = disabled;
-    u.updated_at = now;
-    store.update_user(&u)?;
+    let u = modify_user(store, username, |u| {
+        u.disabled = disabled;
+        u.updated_at = now;
+        Ok(())
+    })?;
     if disabled {
         store.delete_user_sessions(&u.id)?;
     }

@@ -221,9 +221,16 @@ async fn rehash_if_needed(app: &Arc<App>, user: &User, password: Secret<String>)
     else {
         return;
     };
-    if let Ok(Some(mut fresh)) = app.store.user(&user.id) {
-        fresh.password_hash = new_hash;
-        if let Err(e) = app.store.update_user(&fresh) {
+    // Only if nobody changed the user since the sign-in read it (an administrator's new
+    // password must win); the next sign-in tries again otherwise.
+    if let Ok(Some(fresh)) = app.store.user(&user.id)
+        && fresh.password_hash == user.password_hash
+    {
+        let new = User {
+            password_hash: new_hash,
+            ..fresh.clone()
+        };
+        if let Err(e) = app.store.update_user_if(&fresh, &new) {
             tracing::warn!(error = %e, "could not store the rehashed password");
         }
     }

@@ -71,6 +71,9 @@ pub trait Store: Send + Sync {
     fn create_user(&self, u: &User) -> Result<()>;
     /// Saves a changed user; a new username must be free.
     fn update_user(&self, u: &User) -> Result<()>;
+    /// Saves `new` only if the stored user still equals `expected` (no lost update when
+    /// two administrators edit one user); `false` when it changed meanwhile.
+    fn update_user_if(&self, expected: &User, new: &User) -> Result<bool>;
     fn user(&self, id: &str) -> Result<Option<User>>;
     fn user_by_name(&self, username: &str) -> Result<Option<User>>;
     fn users(&self) -> Result<Vec<User>>;
@@ -82,6 +85,8 @@ pub trait Store: Send + Sync {
 
     fn create_client(&self, c: &Client) -> Result<()>;
     fn update_client(&self, c: &Client) -> Result<()>;
+    /// Saves `new` only if the stored client still equals `expected`.
+    fn update_client_if(&self, expected: &Client, new: &Client) -> Result<bool>;
     fn client(&self, id: &str) -> Result<Option<Client>>;
     fn clients(&self) -> Result<Vec<Client>>;
     fn delete_client(&self, id: &str) -> Result<bool>;

@@ -294,6 +294,33 @@ impl Store for RedbStore {
         })
     }
 
+    fn update_user_if(&self, expected: &User, new: &User) -> Result<bool> {
+        self.write(true, |tx| {
+            if tx_get::<User>(tx, USERS, &expected.id)?.as_ref() != Some(expected) {
+                return Ok(false);
+            }
+            let (old_key, new_key) = (
+                expected.username.to_lowercase(),
+                new.username.to_lowercase(),
+            );
+            if old_key != new_key {
+                if tx_get::<String>(tx, USERNAMES, &new_key)?.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "username: {:?} is taken",
+                        new.username
+                    )));
+                }
+                tx.open_table(USERNAMES)
+                    .map_err(backend)?
+                    .remove(old_key.as_str())
+                    .map_err(backend)?;
+                tx_put(tx, USERNAMES, &new_key, &new.id)?;
+            }
+            tx_put(tx, USERS, &new.id, new)?;
+            Ok(true)
+        })
+    }
+
     fn user(&self, id: &str) -> Result<Option<User>> {
         self.get(USERS, id)
     }
@@ -353,6 +380,16 @@ impl Store for RedbStore {
 
     fn update_client(&self, c: &Client) -> Result<()> {
         self.put(CLIENTS, &c.client_id, c, true)
+    }
+
+    fn update_client_if(&self, expected: &Client, new: &Client) -> Result<bool> {
+        self.write(true, |tx| {
+            if tx_get::<Client>(tx, CLIENTS, &expected.client_id)?.as_ref() != Some(expected) {
+                return Ok(false);
+            }
+            tx_put(tx, CLIENTS, &new.client_id, new)?;
+            Ok(true)
+        })
     }
 
     fn client(&self, id: &str) -> Result<Option<Client>> {

@@ -219,3 +219,82 @@ async fn check_config_and_version() {
         .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("latchkey "));
 }
+
+#[tokio::test]
+async fn concurrent_admin_edits_lose_nothing() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let (id, _) = server.add_client(&[]);
+    let config = server.config.clone();
+    let run = move |args: Vec<String>| {
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+                .args(&args)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+    };
+    let mut threads = Vec::new();
+    for i in 0..10 {
+        threads.push(run(vec![
+            "user".into(),
+            "group-add".into(),
+            "alice".into(),
+            format!("team{i}"),
+        ]));
+    }
+    threads.push(run(vec![
+        "client".into(),
+        "update".into(),
+        id.clone(),
+        "--name".into(),
+        "Renamed".into(),
+    ]));
+    threads.push(run(vec![
+        "client".into(),
+        "update".into(),
+        id.clone(),
+        "--skip-consent".into(),
+    ]));
+    threads.push(run(vec![
+        "client".into(),
+        "update".into(),
+        id.clone(),
+        "--scope".into(),
+        "openid".into(),
+        "--scope".into(),
+        "email".into(),
+    ]));
+    threads.push(run(vec![
+        "client".into(),
+        "update".into(),
+        id.clone(),
+        "--allowed-group".into(),
+        "team1".into(),
+    ]));
+    for t in threads {
+        t.join().unwrap();
+    }
+    let alice = server
+        .cli(&["user", "show", "alice", "--json"], None)
+        .json();
+    let groups = alice["groups"].as_array().unwrap();
+    assert_eq!(
+        groups.len(),
+        10,
+        "every concurrent group-add kept: {groups:?}"
+    );
+    let c = server.cli(&["client", "show", &id, "--json"], None).json();
+    assert_eq!(c["name"], "Renamed");
+    assert_eq!(c["skip_consent"], true);
+    assert_eq!(c["scopes"], serde_json::json!(["openid", "email"]));
+    assert_eq!(c["allowed_groups"], serde_json::json!(["team1"]));
+}

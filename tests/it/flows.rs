@@ -1028,3 +1028,47 @@ async fn pushed_authorization_requests() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
+    let mut f = setup(&[]).await;
+    let cb = authorize(&mut f, "&scope=openid%20offline_access").await;
+    let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
+    let rt = t["refresh_token"].as_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut b = f.server.browser();
+        let (rt, auth) = (rt.clone(), basic(&f.client_id, &f.secret));
+        tasks.push(tokio::spawn(async move {
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.as_str()),
+            ];
+            b.post_form_with("/api/v1/oauth/token", &form, &[("authorization", &auth)])
+                .await
+        }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 200 {
+            ok.push(r.json());
+        } else {
+            assert_eq!(r.json()["error"], "invalid_grant");
+        }
+    }
+    assert_eq!(ok.len(), 1, "exactly one refresh succeeds");
+    // The losers were replays: the family, the winner's new token included, is revoked.
+    let r = f
+        .browser
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", ok[0]["refresh_token"].as_str().unwrap()),
+            ],
+            &[("authorization", &basic(&f.client_id, &f.secret))],
+        )
+        .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+}
