@@ -17,6 +17,7 @@ pub mod oidc;
 pub mod outbound;
 pub mod output;
 pub mod pages;
+pub mod panic;
 pub mod server;
 pub mod store;
 #[cfg(test)]

@@ -14,6 +14,7 @@ use latchkey::oidc::registration::ClientSpec;
 use latchkey::{clock, config, output, server};
 
 fn main() -> ExitCode {
+    latchkey::panic::install_hook();
     let args: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = match cli::Cli::from_args(&strs[..1], &strs[1..]) {

@@ -55,13 +55,14 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
 pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
     let path = db_path(data_dir);
     let store = RedbStore::open(&path).map_err(|e| match e {
-        crate::store::StoreError::Locked => {
-            format!(
-                "{}: the database is in use (is another latchkey serving this data directory?)",
-                path.display()
-            )
+                crate::store::StoreError::Locked => {
+            format!("{}: the database is in use (is another latchkey serving this data directory?)", path.display())
         }
-        other => format!("{}: {other}", path.display()),
+        crate::store::StoreError::Schema(m) => format!("{}: {m}", path.display()),
+        other => format!(
+            "{}: {other}. If the file is damaged, put a backup in place with `latchkey restore FILE`",
+            path.display()
+        ),
     })?;
     // The database holds every hash and the signing keys: owner-only, like the directory.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))

@@ -77,14 +77,19 @@ impl RedbStore {
     /// Opens (or creates) the database file, creating every table and checking the
     /// schema version.
     pub fn open(path: &Path) -> Result<RedbStore> {
-        let db = Database::create(path).map_err(|e| match e {
+        // redb panics on some damaged files instead of returning an error: a damaged file
+        // must be a clear error at start, never a crash.
+        let opened = crate::panic::contained(|| Database::create(path)).ok_or_else(|| {
+            StoreError::Backend("the file is damaged (truncated or overwritten)".into())
+        })?;
+        let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
                 if io.kind() == std::io::ErrorKind::WouldBlock =>
             {
                 StoreError::Locked
             }
-            other => StoreError::Backend(format!("{}: {other}", path.display())),
+            other => StoreError::Backend(other.to_string()),
         })?;
         let store = RedbStore { db };
         store.write(true, |tx| {

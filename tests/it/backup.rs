@@ -1,6 +1,7 @@
 //! Backup while serving and restore into a fresh data directory.
 
 use crate::support::*;
+use std::process::Command;
 
 #[tokio::test]
 async fn backup_under_writes_and_restore_elsewhere() {
@@ -89,4 +90,65 @@ async fn backup_under_writes_and_restore_elsewhere() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let previous = out.json()["previous"].as_str().unwrap().to_string();
     assert!(std::path::Path::new(&previous).exists());
+}
+
+/// A damaged database file (truncated, or overwritten in the middle) stops `serve` and the
+/// CLI with a clear message that points at `restore`: no panic trace, no half-started server.
+#[tokio::test]
+async fn damaged_database_is_a_clear_error_and_restore_recovers() {
+    let mut server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let backup = server.dir.0.join("good.redb");
+    assert_eq!(
+        server.cli(&["backup", backup.to_str().unwrap()], None).code,
+        0
+    );
+    server.stop();
+    let db = latchkey::server::db_path(&server.data_dir());
+    let good = std::fs::read(&db).unwrap();
+
+    let half = good[..good.len() / 2].to_vec();
+    let mut scribbled = good.clone();
+    for b in &mut scribbled[..4096.min(good.len())] {
+        *b = 0xA5;
+    }
+    for (what, bytes) in [
+        ("truncated to half", half),
+        ("truncated to 100 bytes", good[..100].to_vec()),
+        ("header overwritten", scribbled),
+    ] {
+        std::fs::write(&db, &bytes).unwrap();
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--config"])
+            .arg(&server.config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code() != Some(124),
+            "{what}: serve must refuse to start, got {:?}: {stderr}",
+            out.status
+        );
+        assert!(stderr.contains("latchkey restore"), "{what}: {stderr}");
+        assert!(
+            !stderr.contains("stack backtrace") && !stderr.contains("RUST_BACKTRACE"),
+            "{what}: {stderr}"
+        );
+        let list = server.cli(&["user", "list"], None);
+        assert_ne!(list.code, 0, "{what}: the CLI must refuse too");
+        assert!(
+            list.stderr.contains("latchkey restore"),
+            "{what}: {}",
+            list.stderr
+        );
+    }
+
+    let restored = server.cli(&["restore", backup.to_str().unwrap()], None);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    server.spawn().await;
+    let users = server.cli(&["user", "list", "--json"], None).json();
+    assert_eq!(users[0]["username"], "alice");
+    server.stop();
 }
