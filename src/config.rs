@@ -482,7 +482,16 @@ fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
             "issuer: {issuer:?} must not have a query, fragment or user info"
         ));
     }
-    Ok(issuer.trim_end_matches('/').to_string())
+    // Relying parties compare the issuer as a string (OIDC Core §3.1.3.7), so it must be
+    // written the way a URL parser writes it back: `https:host`, `HTTPS://Host` or
+    // `https://host:443` would each be read as another URL than the text says.
+    let canonical = url.as_str().trim_end_matches('/');
+    if canonical != issuer.trim_end_matches('/') {
+        return err(format!(
+            "issuer: {issuer:?} is not written in canonical form; write {canonical:?}"
+        ));
+    }
+    Ok(canonical.to_string())
 }
 
 fn positive(field: &str, v: Option<i64>, default: i64, max: i64) -> Result<i64, ConfigError> {
@@ -639,6 +648,18 @@ mod tests {
         assert!(parse(Some("issuer = \"http://id.example\"\n"), &env()).is_err());
         assert!(parse(Some("issuer = \"http://127.0.0.1:8080\"\n"), &env()).is_ok());
         assert!(parse(Some("issuer = \"http://[::1]:8080\"\n"), &env()).is_ok());
+        // Found by the config fuzz target: the URL parser accepts these, but they are not
+        // the string a relying party will compare with.
+        for odd in [
+            "https:id.example",
+            "HTTPS://id.example",
+            "https://ID.example",
+            "https://id.example:443",
+            "https:/id.example",
+        ] {
+            let e = parse(Some(&format!("issuer = \"{odd}\"\n")), &env()).unwrap_err();
+            assert!(e.0.contains("canonical"), "{odd}: {}", e.0);
+        }
     }
 
     #[test]

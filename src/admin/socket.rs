@@ -70,12 +70,12 @@ pub async fn serve(
             if reader.read_line(&mut line).await.is_err() {
                 return;
             }
-            if let Ok(Command::Backup) = serde_json::from_str::<Command>(&line) {
-                stream_backup(&mut write, store, &config.data_dir).await;
-                return;
-            }
-            let reply = match serde_json::from_str::<Command>(&line) {
-                Err(e) => Reply::Error(AdminError::input(format!("bad admin request: {e}"))),
+            let reply = match decode(&line) {
+                Ok(Command::Backup) => {
+                    stream_backup(&mut write, store, &config.data_dir).await;
+                    return;
+                }
+                Err(e) => Reply::Error(e),
                 Ok(cmd) => {
                     let name = cmd.name();
                     let now = crate::clock::now();
@@ -101,6 +101,12 @@ pub async fn serve(
             let _ = write.write_all(&out).await;
         });
     }
+}
+
+/// Decodes one request line (a JSON [`Command`]); anything else is an input error.
+pub fn decode(line: &str) -> Result<Command, AdminError> {
+    serde_json::from_str::<Command>(line)
+        .map_err(|e| AdminError::input(format!("bad admin request: {e}")))
 }
 
 /// Sends a backup: a JSON header line `{"ok":{"bytes":N}}` then N bytes of database.
