@@ -32,17 +32,17 @@ fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Nothing that is not a page may load anything or be framed; pages widen this.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
     r
 }
 
 /// A JSON response (`Cache-Control: no-store`, framing forbidden).
 pub fn json(status: StatusCode, v: &Value) -> Resp {
-    let mut r = base(status, "application/json", v.to_string());
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
-    r
+    base(status, "application/json", v.to_string())
 }
 
 /// JSON that relying parties may cache for a few minutes (discovery, JWKS).

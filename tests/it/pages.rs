@@ -175,3 +175,181 @@ async fn setup_link_creates_the_first_administrator_once() {
     let r = b.post_form("/setup", &pairs).await;
     assert_eq!(r.status, 404);
 }
+
+/// SPEC §8 / security baseline: every class of response (pages, redirects, protocol JSON
+/// on success and on error, metadata, health, metrics, 404/405) carries the baseline
+/// headers; credentials and page responses are never cached; every cookie set along a
+/// whole sign-in is `__Host-`, Secure, HttpOnly, SameSite and host-only.
+#[tokio::test]
+async fn every_endpoint_class_carries_the_security_headers() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let (id, secret) = server.add_client(&[]);
+    let mut b = server.browser();
+    let auth = basic(&id, &secret);
+    let mut checked = 0;
+    let mut check = |what: &str, r: &Resp, class: Class| {
+        checked += 1;
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+        let hsts = r.header("strict-transport-security").unwrap_or_default();
+        assert!(
+            hsts.starts_with("max-age=31536000"),
+            "{what}: HSTS {hsts:?}"
+        );
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{what}: CSP {csp:?}"
+        );
+        assert!(!csp.contains("unsafe-"), "{what}: CSP {csp:?}");
+        assert!(
+            r.header("server").is_none_or(|s| !s.contains('/')),
+            "{what}: no version banner"
+        );
+        let cache = r.header("cache-control").unwrap_or_default();
+        match class {
+            Class::Metadata => assert!(cache.starts_with("public, max-age="), "{what}: {cache}"),
+            Class::Page => {
+                assert_eq!(cache, "no-store", "{what}");
+                assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+                assert!(csp.contains("base-uri 'none'"), "{what}: CSP {csp:?}");
+                assert!(
+                    r.header("content-type")
+                        .unwrap_or_default()
+                        .starts_with("text/html"),
+                    "{what}"
+                );
+            }
+            Class::Credentials => {
+                assert_eq!(cache, "no-store", "{what}");
+                assert_eq!(r.header("pragma"), Some("no-cache"), "{what}");
+            }
+            Class::Other => assert_eq!(cache, "no-store", "{what}"),
+        }
+    };
+
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/api/v1/oauth/discovery/keys",
+    ] {
+        check(path, &b.get(path).await, Class::Metadata);
+    }
+    let (verifier, challenge) = pkce();
+    let start = b
+        .get(&authorize_url(
+            &id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    check("authorize redirect", &start, Class::Other);
+    let login = b.get(&start.location()).await;
+    check("login page", &login, Class::Page);
+    let callback = b.drive_to_callback(start, "alice").await;
+    let code = params_of(&callback)["code"].clone();
+    let tokens = b
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("code_verifier", &verifier),
+            ],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    check("token success", &tokens, Class::Credentials);
+    let access = tokens.json()["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens.json()["refresh_token"].as_str().map(str::to_string);
+    let bearer = format!("Bearer {access}");
+    let info = b
+        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(info.status, 200);
+    check("userinfo success", &info, Class::Other);
+    check(
+        "userinfo without token",
+        &b.get("/api/v1/oauth/userinfo").await,
+        Class::Other,
+    );
+    let intro = b
+        .post_form_with(
+            "/api/v1/oauth/introspect",
+            &[("token", &access)],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(intro.status, 200);
+    check("introspection success", &intro, Class::Other);
+    if let Some(rt) = refresh {
+        let revoked = b
+            .post_form_with(
+                "/api/v1/oauth/revoke",
+                &[("token", &rt)],
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(revoked.status, 200);
+        check("revocation success", &revoked, Class::Other);
+    }
+    for path in [
+        "/api/v1/oauth/token",
+        "/api/v1/oauth/revoke",
+        "/api/v1/oauth/introspect",
+        "/api/v1/oauth/device_authorization",
+    ] {
+        let r = b.post_form(path, &[("grant_type", "nonsense")]).await;
+        assert!((400..500).contains(&r.status), "{path}: {}", r.status);
+        check(&format!("{path} error"), &r, Class::Credentials);
+    }
+    let par = b
+        .post_form("/api/v1/oauth/par", &[("client_id", "nobody")])
+        .await;
+    check("par error", &par, Class::Other);
+    for path in [
+        "/api/v1/oauth/authorize?client_id=nobody&response_type=code",
+        "/consent",
+        "/logout",
+        "/api/v1/oauth/logout",
+        "/setup",
+    ] {
+        check(path, &b.get(path).await, Class::Page);
+    }
+    for path in ["/healthz", "/metrics", "/device", "/no-such-page"] {
+        check(path, &b.get(path).await, Class::Other);
+    }
+    let wrong_method = b
+        .try_send("DELETE", "/api/v1/oauth/token", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status, 405);
+    check("405", &wrong_method, Class::Other);
+    assert!(checked >= 25, "{checked} responses checked");
+
+    assert!(!b.set_cookies.is_empty());
+    for cookie in &b.set_cookies {
+        assert!(cookie.starts_with("__Host-"), "{cookie}");
+        for attr in ["Secure", "HttpOnly", "Path=/", "SameSite="] {
+            assert!(cookie.contains(attr), "{attr} in {cookie}");
+        }
+        assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Class {
+    /// Discovery and JWKS: relying parties may cache them briefly.
+    Metadata,
+    /// HTML pages: full page CSP, no framing, never cached.
+    Page,
+    /// Token responses and OAuth error bodies (RFC 6749 §5.1, §5.2): no-store and no-cache.
+    Credentials,
+    Other,
+}
