@@ -183,19 +183,62 @@ async fn own_certificate_files() {
     assert_eq!(b.get("/healthz").await.status, 200);
     server.stop();
 
-    // A missing key file is a clear error naming it.
-    let bad = format!(
-        "[tls]\nmode = \"files\"\ncert = \"{}\"\nkey = \"/nonexistent/key.pem\"",
-        cert.display()
-    );
-    let s = Server::new(&bad);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["serve", "--config"])
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key.pem"));
+    // A missing, unreadable (a directory: the tests run as root, where mode 000 does not
+    // stop reading) or garbled key or certificate is a clear error naming the file.
+    let junk = server.dir.0.join("junk.pem");
+    std::fs::write(&junk, "-----BEGIN GARBAGE-----\nnot base64!\n").unwrap();
+    let empty = server.dir.0.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let a_dir = server.dir.0.clone();
+    let key_s = key.display().to_string();
+    let cert_s = cert.display().to_string();
+    let cases = [
+        (
+            cert_s.clone(),
+            "/nonexistent/key.pem".to_string(),
+            "/nonexistent/key.pem".to_string(),
+        ),
+        (
+            "/nonexistent/cert.pem".to_string(),
+            key_s.clone(),
+            "/nonexistent/cert.pem".to_string(),
+        ),
+        (
+            a_dir.display().to_string(),
+            key_s.clone(),
+            a_dir.display().to_string(),
+        ),
+        (
+            cert_s.clone(),
+            a_dir.display().to_string(),
+            a_dir.display().to_string(),
+        ),
+        (
+            empty.display().to_string(),
+            key_s.clone(),
+            empty.display().to_string(),
+        ),
+        (
+            cert_s.clone(),
+            junk.display().to_string(),
+            junk.display().to_string(),
+        ),
+        (key_s.clone(), cert_s.clone(), key_s.clone()),
+    ];
+    for (c, k, named) in cases {
+        let s = Server::new(&format!(
+            "[tls]\nmode = \"files\"\ncert = \"{c}\"\nkey = \"{k}\""
+        ));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--config"])
+            .arg(&s.config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "cert {c} key {k}");
+        assert!(stderr.contains(&named), "cert {c} key {k}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
 
 #[tokio::test]
