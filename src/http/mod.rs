@@ -392,7 +392,7 @@ impl App {
     /// A failure on a page: a generic error page; the detail is logged under a request id.
     pub fn fail_page(&self, f: Fail) -> Resp {
         let e = f.to_oidc();
-        let status = if matches!(f, Fail::Busy) {
+        let status = if f.is_temporary() {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -189,6 +189,11 @@ impl From<crate::keys::JwtError> for Fail {
 }
 
 impl Fail {
+    /// Whether retrying later may succeed (HTTP 503 rather than 500).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Fail::Busy | Fail::Store(StoreError::Unavailable(_)))
+    }
+
     /// Logs the detail under a request id and returns the client-safe protocol error.
     pub fn to_oidc(&self) -> OidcError {
         match self {
@@ -196,6 +201,14 @@ impl Fail {
                 ErrorCode::TemporarilyUnavailable,
                 "the server is busy, try again shortly",
             ),
+            Fail::Store(StoreError::Unavailable(detail)) => {
+                // The store has logged the failure itself; this line ties it to a request.
+                tracing::warn!(error = %detail, "request refused: storage unavailable");
+                OidcError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "storage is temporarily unavailable, try again shortly",
+                )
+            }
             other => {
                 let id = crate::clock::random_id();
                 tracing::error!(request_id = %id, error = ?other, "request failed");

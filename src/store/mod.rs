@@ -29,8 +29,10 @@ pub enum StoreError {
     Schema(String),
     /// The database is held by another process (a running server).
     Locked,
-    /// Storage failed (I/O, corruption, full disk). The detail is for the log only.
+    /// Storage failed (corruption, a bug). The detail is for the log only.
     Backend(String),
+    /// Storage cannot work right now (full disk, I/O error); worth retrying later.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -40,6 +42,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Schema(m) => write!(f, "schema: {m}"),
             StoreError::Locked => f.write_str("the database is in use by another process"),
             StoreError::Backend(m) => write!(f, "storage: {m}"),
+            StoreError::Unavailable(m) => write!(f, "storage unavailable: {m}"),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The redb backend: one file, tables of JSON values keyed by strings. The only module
 //! that imports redb.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{
-    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle, WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -57,12 +58,42 @@ const ALL: [Table; 15] = [
 /// revokes the grant (OIDC conformance replays after 30 s).
 const CODE_REPLAY_WINDOW: i64 = 600;
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+/// Maps a redb error. I/O failures (a full disk, a failing device) are `Unavailable`: the
+/// request may succeed later, and the handle that saw them is replaced (see `after`).
+fn backend<E: Into<redb::Error>>(e: E) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        redb::Error::PreviousIo => {
+            StoreError::Unavailable("an earlier I/O error on this handle".into())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// A stored value that does not decode, or a value that does not encode.
+fn invalid(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(backend)
+    serde_json::to_vec(v).map_err(invalid)
+}
+
+/// Opens the file. redb panics on some damaged files instead of returning an error: a
+/// damaged file must be a clear error, never a crash.
+fn open_database(path: &Path) -> Result<Database> {
+    let opened = crate::panic::contained(|| Database::create(path)).ok_or_else(|| {
+        StoreError::Backend("the file is damaged (truncated or overwritten)".into())
+    })?;
+    opened.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            StoreError::Locked
+        }
+        other => StoreError::Backend(other.to_string()),
+    })
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
@@ -70,28 +101,22 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 }
 
 pub struct RedbStore {
-    db: Database,
+    path: PathBuf,
+    /// `None` after an I/O failure. redb refuses every later operation on a handle that saw
+    /// one, reads included, so the handle is dropped and the file reopened on next use:
+    /// reads work again at once and writes as soon as the disk has room.
+    db: RwLock<Option<Arc<Database>>>,
 }
 
 impl RedbStore {
     /// Opens (or creates) the database file, creating every table and checking the
     /// schema version.
     pub fn open(path: &Path) -> Result<RedbStore> {
-        // redb panics on some damaged files instead of returning an error: a damaged file
-        // must be a clear error at start, never a crash.
-        let opened = crate::panic::contained(|| Database::create(path)).ok_or_else(|| {
-            StoreError::Backend("the file is damaged (truncated or overwritten)".into())
-        })?;
-        let db = opened.map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if io.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                StoreError::Locked
-            }
-            other => StoreError::Backend(other.to_string()),
-        })?;
-        let store = RedbStore { db };
+        let db = open_database(path)?;
+        let store = RedbStore {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+        };
         store.write(true, |tx| {
             for t in ALL {
                 tx.open_table(t).map_err(backend)?;
@@ -120,23 +145,85 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// The open handle, reopening the file after an I/O failure.
+    fn handle(&self) -> Result<Arc<Database>> {
+        if let Some(db) = self
+            .db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(db.clone());
+        }
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = open_database(&self.path).map_err(|e| match e {
+            // Requests still running on the old handle hold the file lock for a moment.
+            StoreError::Locked => StoreError::Unavailable("reopening the database".into()),
+            other => StoreError::Unavailable(other.to_string()),
+        })?;
+        let db = Arc::new(db);
+        *slot = Some(db.clone());
+        tracing::warn!(path = %self.path.display(), "storage reopened after an I/O error");
+        Ok(db)
+    }
+
+    /// Drops the handle when an operation failed on I/O, so the next one starts afresh.
+    fn after<R>(&self, r: Result<R>) -> Result<R> {
+        if let Err(StoreError::Unavailable(m)) = &r {
+            let dropped = self
+                .db
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if dropped.is_some() {
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %m,
+                    "storage write failed (disk full or failing?): requests that change state get 503 until it succeeds again"
+                );
+            }
+        }
+        r
+    }
+
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
-        let mut tx = self.db.begin_write().map_err(backend)?;
-        tx.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        });
-        let out = f(&tx)?;
-        tx.commit().map_err(backend)?;
-        Ok(out)
+        let run = || {
+            let db = self.handle()?;
+            let mut tx = db.begin_write().map_err(backend)?;
+            tx.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            });
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        };
+        self.after(run())
+    }
+
+    /// A read transaction; tried once more on a fresh handle if this one had failed on I/O.
+    fn read<R>(&self, f: impl Fn(&ReadTransaction) -> Result<R>) -> Result<R> {
+        let run = || {
+            let db = self.handle()?;
+            let tx = db.begin_read().map_err(backend)?;
+            f(&tx)
+        };
+        match self.after(run()) {
+            Err(StoreError::Unavailable(_)) => self.after(run()),
+            other => other,
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>> {
-        let tx = self.db.begin_read().map_err(backend)?;
-        let table = tx.open_table(t).map_err(backend)?;
-        let v = table.get(key).map_err(backend)?;
-        v.map(|g| decode(g.value())).transpose()
+        self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let v = table.get(key).map_err(backend)?;
+            v.map(|g| decode(g.value())).transpose()
+        })
     }
 
     fn put<T: Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
@@ -162,14 +249,15 @@ impl RedbStore {
     }
 
     fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
-        let tx = self.db.begin_read().map_err(backend)?;
-        let table = tx.open_table(t).map_err(backend)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(backend)? {
-            let (_, v) = item.map_err(backend)?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                let (_, v) = item.map_err(backend)?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// Number of records in a table (for tests and metrics).
@@ -177,9 +265,8 @@ impl RedbStore {
         let t = ALL
             .into_iter()
             .find(|t| t.name() == name)
-            .ok_or_else(|| backend("no such table"))?;
-        let tx = self.db.begin_read().map_err(backend)?;
-        tx.open_table(t).map_err(backend)?.len().map_err(backend)
+            .ok_or_else(|| invalid("no such table"))?;
+        self.read(|tx| tx.open_table(t).map_err(backend)?.len().map_err(backend))
     }
 }
 
@@ -674,31 +761,33 @@ impl Store for RedbStore {
     }
 
     fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>> {
-        let tx = self.db.begin_read().map_err(backend)?;
-        let table = tx.open_table(AUDIT).map_err(backend)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(backend)?.rev() {
-            let (_, v) = item.map_err(backend)?;
-            let e: AuditEvent = decode(v.value())?;
-            if e.time < since {
-                break;
+        self.read(|tx| {
+            let table = tx.open_table(AUDIT).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(backend)?.rev() {
+                let (_, v) = item.map_err(backend)?;
+                let e: AuditEvent = decode(v.value())?;
+                if e.time < since {
+                    break;
+                }
+                if user.is_some_and(|u| e.user.as_deref() != Some(u)) {
+                    continue;
+                }
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
             }
-            if user.is_some_and(|u| e.user.as_deref() != Some(u)) {
-                continue;
-            }
-            out.push(e);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        let tx = self.db.begin_read().map_err(backend)?;
-        let table = tx.open_table(META).map_err(backend)?;
-        let v = table.get(key).map_err(backend)?;
-        Ok(v.map(|g| String::from_utf8_lossy(g.value()).into_owned()))
+        self.read(|tx| {
+            let table = tx.open_table(META).map_err(backend)?;
+            let v = table.get(key).map_err(backend)?;
+            Ok(v.map(|g| String::from_utf8_lossy(g.value()).into_owned()))
+        })
     }
 
     fn put_meta(&self, key: &str, value: &str) -> Result<()> {
@@ -726,7 +815,7 @@ impl Store for RedbStore {
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let target = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-        let snapshot = self.db.begin_read().map_err(backend)?;
+        let snapshot = self.handle()?.begin_read().map_err(backend)?;
         let out = target.begin_write().map_err(backend)?;
         for t in ALL {
             let src = snapshot.open_table(t).map_err(backend)?;

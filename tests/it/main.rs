@@ -23,3 +23,4 @@ mod network;
 mod ops;
 mod pages;
 mod service;
+mod storage;
