@@ -104,27 +104,7 @@ async fn full_disk_refuses_writes_with_503_keeps_reads_and_recovers() {
     );
 
     // A session and tokens from before the disk fills.
-    let (verifier, challenge) = pkce();
-    let start = b
-        .get(&authorize_url(
-            &id,
-            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
-        ))
-        .await;
-    let callback = b.drive_to_callback(start, "alice").await;
-    let code = params_of(&callback)["code"].clone();
-    let tokens = b
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", CALLBACK),
-                ("code_verifier", &verifier),
-            ],
-            &[("authorization", &auth)],
-        )
-        .await;
+    let tokens = b.sign_in_for_tokens(&id, &auth, "alice").await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     let access = tokens.json()["access_token"].as_str().unwrap().to_string();
     let mut refresh = tokens.json()["refresh_token"].as_str().unwrap().to_string();

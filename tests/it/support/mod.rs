@@ -495,6 +495,40 @@ impl Browser {
 
     /// Follows redirects from `resp` through login and consent until the browser is sent
     /// to the relying party; returns that final Location.
+    /// Redeems the code in `callback` at the token endpoint (client_secret_basic, PKCE).
+    pub async fn redeem(&mut self, callback: &str, verifier: &str, auth: &str) -> Resp {
+        let code = params_of(callback)["code"].clone();
+        self.post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("code_verifier", verifier),
+            ],
+            &[("authorization", auth)],
+        )
+        .await
+    }
+
+    /// A whole code flow with PKCE for `username`: the token response.
+    pub async fn sign_in_for_tokens(
+        &mut self,
+        client_id: &str,
+        auth: &str,
+        username: &str,
+    ) -> Resp {
+        let (verifier, challenge) = pkce();
+        let start = self
+            .get(&authorize_url(
+                client_id,
+                &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+            ))
+            .await;
+        let callback = self.drive_to_callback(start, username).await;
+        self.redeem(&callback, &verifier, auth).await
+    }
+
     pub async fn drive_to_callback(&mut self, mut resp: Resp, username: &str) -> String {
         for _ in 0..10 {
             assert!(
