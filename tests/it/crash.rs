@@ -305,7 +305,9 @@ async fn acknowledged_writes_survive_sigkill() {
         );
     }
     // Consents given before an acknowledged exchange are remembered: no consent page.
+    let mut consents = 0;
     for (id, _, _, user) in a.grants.iter().step_by(7) {
+        consents += 1;
         let mut b = server.browser();
         let first = b
             .get(&authorize_url(id, "&scope=openid%20offline_access"))
@@ -319,7 +321,7 @@ async fn acknowledged_writes_survive_sigkill() {
         );
     }
     println!(
-        "crash safety: {kills} SIGKILLs survived; checked {} users, {} clients, {} refresh tokens, {} key rotations",
+        "crash safety: {kills} SIGKILLs survived; checked {} users, {} clients, {} refresh tokens, {consents} consents, {} key rotations",
         a.users.len(),
         a.clients.len(),
         a.grants.len(),
