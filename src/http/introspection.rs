@@ -189,6 +189,15 @@ async fn introspect_inner(
         Found::Unknown => inactive,
         Found::Access { client_id, .. } if client_id != client.client_id => inactive,
         Found::Access { .. } => match live_access_token(app, &token, now) {
+            // A storage outage is not an answer about the token: never call it inactive.
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError
+                ) =>
+            {
+                return Ok(Err(e));
+            }
             Err(_) => inactive,
             Ok(live) => {
                 let mut v = json!({

@@ -3,11 +3,14 @@
 //! decides protocol questions, except the atomic check-and-set steps that must happen in
 //! one transaction (a code or refresh token is consumed exactly once).
 //!
-//! Durability per table: users, groups, clients, consents, grants, refresh tokens, keys
-//! and metadata are committed durably before the caller answers. Codes, sessions, issued
-//! access-token records and audit events use non-durable commits (a crash may lose them,
-//! which costs a user one more sign-in at worst); every durable commit and the periodic
-//! maintenance commit persist them too.
+//! Durability: users, groups, clients, consents, grants, refresh tokens, keys and
+//! metadata are committed durably before the caller answers, and so is every change that
+//! undoes or consumes a credential (a code or device code redeemed, an assertion jti
+//! recorded, a session ended, an access token revoked): losing one of those would bring a
+//! credential back. New codes, sessions, device polls, issued access-token records and
+//! audit events use non-durable commits (a crash may lose them, which costs a user one more
+//! sign-in at worst); every durable commit and the periodic maintenance commit persist
+//! them too.
 
 pub mod redb;
 

@@ -100,8 +100,12 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(|e| StoreError::Backend(format!("undecodable record: {e}")))
 }
 
+/// Shortest time between two attempts to reopen the file after an I/O error.
+const REOPEN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub struct RedbStore {
     path: PathBuf,
+    last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
     /// `None` after an I/O failure. redb refuses every later operation on a handle that saw
     /// one, reads included, so the handle is dropped and the file reopened on next use:
     /// reads work again at once and writes as soon as the disk has room.
@@ -115,6 +119,7 @@ impl RedbStore {
         let db = open_database(path)?;
         let store = RedbStore {
             path: path.to_path_buf(),
+            last_reopen: std::sync::Mutex::new(None),
             db: RwLock::new(Some(Arc::new(db))),
         };
         store.write(true, |tx| {
@@ -145,7 +150,9 @@ impl RedbStore {
         Ok(store)
     }
 
-    /// The open handle, reopening the file after an I/O failure.
+    /// The open handle, reopening the file after an I/O failure. Reopening runs redb's
+    /// repair (the failed handle could not mark the file clean), so it is tried at most
+    /// once per `REOPEN_INTERVAL`; in between, callers get `Unavailable`.
     fn handle(&self) -> Result<Arc<Database>> {
         if let Some(db) = self
             .db
@@ -159,10 +166,26 @@ impl RedbStore {
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
         }
-        let db = open_database(&self.path).map_err(|e| match e {
-            // Requests still running on the old handle hold the file lock for a moment.
-            StoreError::Locked => StoreError::Unavailable("reopening the database".into()),
-            other => StoreError::Unavailable(other.to_string()),
+        let mut last = self
+            .last_reopen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+            return Err(StoreError::Unavailable(
+                "the database is being reopened".into(),
+            ));
+        }
+        *last = Some(std::time::Instant::now());
+        let db = open_database(&self.path).map_err(|e| {
+            tracing::error!(path = %self.path.display(), error = %e, "storage reopen failed");
+            match e {
+                // Transactions still running on the old handle hold the file lock a moment.
+                StoreError::Locked => {
+                    StoreError::Unavailable("the database is being reopened".into())
+                }
+                StoreError::Unavailable(m) => StoreError::Unavailable(m),
+                other => StoreError::Backend(other.to_string()),
+            }
         })?;
         let db = Arc::new(db);
         *slot = Some(db.clone());
@@ -170,19 +193,17 @@ impl RedbStore {
         Ok(db)
     }
 
-    /// Drops the handle when an operation failed on I/O, so the next one starts afresh.
-    fn after<R>(&self, r: Result<R>) -> Result<R> {
+    /// Drops `used` when an operation on it failed on I/O, so the next operation starts on
+    /// a fresh handle. Only that handle: one that another request has reopened since stays.
+    fn after<R>(&self, used: &Arc<Database>, r: Result<R>) -> Result<R> {
         if let Err(StoreError::Unavailable(m)) = &r {
-            let dropped = self
-                .db
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if dropped.is_some() {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|db| Arc::ptr_eq(db, used)) {
+                *slot = None;
                 tracing::error!(
                     path = %self.path.display(),
                     error = %m,
-                    "storage write failed (disk full or failing?): requests that change state get 503 until it succeeds again"
+                    "storage I/O failed (disk full or failing?): requests that change state get 503 until writing works again"
                 );
             }
         }
@@ -190,8 +211,8 @@ impl RedbStore {
     }
 
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
+        let db = self.handle()?;
         let run = || {
-            let db = self.handle()?;
             let mut tx = db.begin_write().map_err(backend)?;
             tx.set_durability(if durable {
                 Durability::Immediate
@@ -202,18 +223,19 @@ impl RedbStore {
             tx.commit().map_err(backend)?;
             Ok(out)
         };
-        self.after(run())
+        self.after(&db, run())
     }
 
-    /// A read transaction; tried once more on a fresh handle if this one had failed on I/O.
+    /// A read transaction; tried once more on a fresh handle if this one had failed on I/O
+    /// (reads never change anything, so the retry is harmless).
     fn read<R>(&self, f: impl Fn(&ReadTransaction) -> Result<R>) -> Result<R> {
         let run = || {
             let db = self.handle()?;
-            let tx = db.begin_read().map_err(backend)?;
-            f(&tx)
+            let r = db.begin_read().map_err(backend).and_then(|tx| f(&tx));
+            self.after(&db, r)
         };
-        match self.after(run()) {
-            Err(StoreError::Unavailable(_)) => self.after(run()),
+        match run() {
+            Err(StoreError::Unavailable(_)) => run(),
             other => other,
         }
     }
@@ -517,7 +539,8 @@ impl Store for RedbStore {
     }
 
     fn redeem_code(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<AuthCode>> {
-        self.write(i.refresh.is_some(), |tx| {
+        // Durable: a used code must never come back (crash, or a reopen after an I/O error).
+        self.write(true, |tx| {
             let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
                 return Ok(Consumed::Missing);
             };
@@ -597,7 +620,7 @@ impl Store for RedbStore {
     }
 
     fn redeem_device(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<DeviceGrant>> {
-        self.write(i.refresh.is_some(), |tx| {
+        self.write(true, |tx| {
             let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
                 return Ok(Consumed::Missing);
             };
@@ -612,7 +635,7 @@ impl Store for RedbStore {
     }
 
     fn record_assertion(&self, key: &str, exp: i64) -> Result<bool> {
-        self.write(false, |tx| {
+        self.write(true, |tx| {
             if tx_get::<i64>(tx, ASSERTIONS, key)?.is_some() {
                 return Ok(false);
             }
@@ -630,7 +653,7 @@ impl Store for RedbStore {
     }
 
     fn delete_session(&self, hash: &str) -> Result<bool> {
-        self.remove(SESSIONS, hash, false)
+        self.remove(SESSIONS, hash, true)
     }
 
     fn count_sessions(&self, now: i64) -> Result<u64> {
@@ -642,7 +665,7 @@ impl Store for RedbStore {
     }
 
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
-        self.write(false, |tx| {
+        self.write(true, |tx| {
             tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == user_id)
         })
     }
@@ -684,7 +707,7 @@ impl Store for RedbStore {
     }
 
     fn revoke_access_token(&self, jti: &str) -> Result<bool> {
-        self.write(false, |tx| {
+        self.write(true, |tx| {
             let Some(mut a) = tx_get::<AccessTokenRecord>(tx, ACCESS_TOKENS, jti)? else {
                 return Ok(false);
             };
@@ -816,24 +839,25 @@ impl Store for RedbStore {
         let target = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let snapshot = self.handle()?.begin_read().map_err(backend)?;
-        let out = target.begin_write().map_err(backend)?;
+        // Failures from here on concern the backup file, not the live database.
+        let out = target.begin_write().map_err(invalid)?;
         for t in ALL {
             let src = snapshot.open_table(t).map_err(backend)?;
-            let mut dst = out.open_table(t).map_err(backend)?;
+            let mut dst = out.open_table(t).map_err(invalid)?;
             for item in src.iter().map_err(backend)? {
                 let (k, v) = item.map_err(backend)?;
-                dst.insert(k.value(), v.value()).map_err(backend)?;
+                dst.insert(k.value(), v.value()).map_err(invalid)?;
             }
         }
         {
             let src = snapshot.open_table(AUDIT).map_err(backend)?;
-            let mut dst = out.open_table(AUDIT).map_err(backend)?;
+            let mut dst = out.open_table(AUDIT).map_err(invalid)?;
             for item in src.iter().map_err(backend)? {
                 let (k, v) = item.map_err(backend)?;
-                dst.insert(k.value(), v.value()).map_err(backend)?;
+                dst.insert(k.value(), v.value()).map_err(invalid)?;
             }
         }
-        out.commit().map_err(backend)?;
+        out.commit().map_err(invalid)?;
         Ok(())
     }
 

@@ -178,7 +178,7 @@ async fn full_disk_refuses_writes_with_503_keeps_reads_and_recovers() {
     }
     let logged = std::fs::read_to_string(&log).unwrap();
     assert_eq!(in_a_row, 5, "{logged}");
-    assert!(logged.contains("storage write failed"), "{logged}");
+    assert!(logged.contains("storage I/O failed"), "{logged}");
     assert!(!logged.contains("panicked"), "{logged}");
 
     // Space returns: the server recovers by itself.
