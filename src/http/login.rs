@@ -482,17 +482,9 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .trim()
         .to_string();
     let email = form.get_lenient("email").unwrap_or("").trim().to_string();
-    let again = |msg: &str| {
-        render_setup(
-            app,
-            req,
-            token,
-            &username,
-            &email,
-            Some(msg),
-            StatusCode::BAD_REQUEST,
-        )
-    };
+    let show =
+        |msg: &str, status| render_setup(app, req, token, &username, &email, Some(msg), status);
+    let again = |msg: &str| show(msg, StatusCode::BAD_REQUEST);
     if !app.csrf_ok(req, &form) {
         return again("The form expired. Please try again.");
     }
@@ -516,16 +508,20 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .await;
     let user = match created {
         Ok(Ok(u)) => u,
-        Ok(Err(e)) => return again(&e.message),
+        // Input errors are the administrator's to fix and are shown; anything else (a
+        // storage failure) is logged, and the page says only that it failed.
+        Ok(Err(e)) if e.exit_code == 2 => return again(&e.message),
+        Ok(Err(e)) => {
+            let id = crate::clock::random_id();
+            tracing::error!(request_id = %id, error = %e.message, "setup: creating the administrator failed");
+            let msg = format!(
+                "The account could not be created (request id {id}). Try again in a moment."
+            );
+            return show(&msg, StatusCode::SERVICE_UNAVAILABLE);
+        }
         Err(_) => {
-            let msg = Some("The server is busy. Try again in a moment.");
-            return render_setup(
-                app,
-                req,
-                token,
-                &username,
-                &email,
-                msg,
+            return show(
+                "The server is busy. Try again in a moment.",
                 StatusCode::SERVICE_UNAVAILABLE,
             );
         }
