@@ -152,16 +152,37 @@ impl RedbStore {
 
     /// The open handle, reopening the file after an I/O failure. Reopening runs redb's
     /// repair (the failed handle could not mark the file clean), so it is tried at most
-    /// once per `REOPEN_INTERVAL`; in between, callers get `Unavailable`.
-    fn handle(&self) -> Result<Arc<Database>> {
-        if let Some(db) = self
-            .db
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            return Ok(db.clone());
+    /// once per `REOPEN_INTERVAL`. In between, writers get `Unavailable` at once and
+    /// readers wait for the next attempt (at most that interval), so reads keep working
+    /// while writes fail.
+    fn handle(&self, wait: bool) -> Result<Arc<Database>> {
+        loop {
+            if let Some(db) = self
+                .db
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                return Ok(db.clone());
+            }
+            let since = self
+                .last_reopen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .map(|t| t.elapsed());
+            match since {
+                Some(s) if s < REOPEN_INTERVAL && wait => std::thread::sleep(REOPEN_INTERVAL - s),
+                Some(s) if s < REOPEN_INTERVAL => {
+                    return Err(StoreError::Unavailable(
+                        "the database is being reopened".into(),
+                    ));
+                }
+                _ => return self.reopen(),
+            }
         }
+    }
+
+    fn reopen(&self) -> Result<Arc<Database>> {
         let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
@@ -211,7 +232,7 @@ impl RedbStore {
     }
 
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
-        let db = self.handle()?;
+        let db = self.handle(false)?;
         let run = || {
             let mut tx = db.begin_write().map_err(backend)?;
             tx.set_durability(if durable {
@@ -230,7 +251,7 @@ impl RedbStore {
     /// (reads never change anything, so the retry is harmless).
     fn read<R>(&self, f: impl Fn(&ReadTransaction) -> Result<R>) -> Result<R> {
         let run = || {
-            let db = self.handle()?;
+            let db = self.handle(true)?;
             let r = db.begin_read().map_err(backend).and_then(|tx| f(&tx));
             self.after(&db, r)
         };
@@ -838,7 +859,7 @@ impl Store for RedbStore {
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let target = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-        let snapshot = self.handle()?.begin_read().map_err(backend)?;
+        let snapshot = self.handle(true)?.begin_read().map_err(backend)?;
         // Failures from here on concern the backup file, not the live database.
         let out = target.begin_write().map_err(invalid)?;
         for t in ALL {
