@@ -329,12 +329,18 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
 
     // SPEC §3: the default issuer is https even with tls.mode = "off", where a reverse
     // proxy terminates TLS in front of Latchkey.
-    let issuer = env
-        .issuer
-        .clone()
-        .or(raw.issuer)
-        .unwrap_or_else(|| format!("https://{}:{}", env.hostname, listen.port()));
-    let issuer = validate_issuer(&issuer)?;
+    let issuer = match env.issuer.clone().or(raw.issuer) {
+        Some(written) => validate_issuer(&written)?,
+        // Derived from the host name and port, so written the canonical way here (a
+        // lower-case host, no `:443`) rather than refused for how it was spelled.
+        None => {
+            let derived = format!("https://{}:{}", env.hostname, listen.port());
+            let canonical = url::Url::parse(&derived)
+                .map(|u| u.as_str().to_string())
+                .unwrap_or(derived);
+            validate_issuer(&canonical)?
+        }
+    };
 
     let data_dir = env
         .data_dir
@@ -648,6 +654,13 @@ mod tests {
         assert!(parse(Some("issuer = \"http://id.example\"\n"), &env()).is_err());
         assert!(parse(Some("issuer = \"http://127.0.0.1:8080\"\n"), &env()).is_ok());
         assert!(parse(Some("issuer = \"http://[::1]:8080\"\n"), &env()).is_ok());
+        // A derived default is made canonical instead of refused.
+        let upper = Env {
+            hostname: "ID.Example".into(),
+            ..env()
+        };
+        let c = parse(Some("listen = \"0.0.0.0:443\"\n"), &upper).unwrap();
+        assert_eq!(c.issuer, "https://id.example");
         // Found by the config fuzz target: the URL parser accepts these, but they are not
         // the string a relying party will compare with.
         for odd in [
