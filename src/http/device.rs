@@ -21,14 +21,8 @@ fn json_error(e: &OidcError) -> Resp {
 
 /// POST /api/v1/oauth/device_authorization (RFC 8628 §3.1-3.2).
 pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    if !req.is_form() {
-        return json_error(&OidcError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let form = req.form();
-    let client = match super::token::authenticate(app, req, &form).await {
-        Ok(Ok(c)) => c,
+    let (form, client) = match super::token::authenticated_form(app, req).await {
+        Ok(Ok(x)) => x,
         Ok(Err(e)) => return json_error(&e),
         Err(f) => return json_error(&f.to_oidc()),
     };

@@ -77,14 +77,8 @@ async fn prelude(
     app: &Arc<App>,
     req: &Req,
 ) -> Result<Result<(Client, String, Option<String>), OidcError>, Fail> {
-    if !req.is_form() {
-        return Ok(Err(OidcError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        )));
-    }
-    let form = req.form();
-    let client = match super::token::authenticate(app, req, &form).await? {
-        Ok(c) => c,
+    let (form, client) = match super::token::authenticated_form(app, req).await? {
+        Ok(x) => x,
         Err(e) => return Ok(Err(e)),
     };
     let token = match form.get("token") {

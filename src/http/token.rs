@@ -48,15 +48,8 @@ pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 }
 
 async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
-    if !req.is_form() {
-        return Ok(OidcError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        )
-        .into());
-    }
-    let form = req.form();
-    let client = match authenticate(app, req, &form).await? {
-        Ok(c) => c,
+    let (form, client) = match authenticated_form(app, req).await? {
+        Ok(x) => x,
         Err(e) => return Ok(e.into()),
     };
     let grant_type = match form.get("grant_type") {
@@ -155,6 +148,22 @@ async fn verify_assertion(
 /// change of membership takes effect at the next token request, not at the next login.
 fn usable(client: &Client, user: &User) -> bool {
     !user.disabled && client.admits(&user.groups)
+}
+
+/// The front half of every endpoint that takes a form from an authenticated client
+/// (token, introspection, revocation, PAR, device authorization): the body must be a
+/// form, and the client must authenticate.
+pub(super) async fn authenticated_form(
+    app: &Arc<App>,
+    req: &Req,
+) -> Result<Result<(Params, Client), OidcError>, Fail> {
+    if !req.is_form() {
+        return Ok(Err(OidcError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    let form = req.form();
+    Ok(authenticate(app, req, &form).await?.map(|c| (form, c)))
 }
 
 pub(super) async fn authenticate(

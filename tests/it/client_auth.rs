@@ -149,12 +149,6 @@ async fn private_key_jwt_with_a_jwks_uri_and_client_secret_jwt() {
     let r = exchange(&mut b, &code, &good).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // This client may not fall back to sending its secret.
-    let basic_try = b
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
-            &[("authorization", &basic(&id, &secret))],
-        )
-        .await;
+    let basic_try = b.refresh("x", &basic(&id, &secret)).await;
     assert_eq!(basic_try.status, 401);
 }

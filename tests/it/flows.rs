@@ -149,14 +149,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let auth = basic(&f.client_id, &f.secret);
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = f
-        .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-            &[("authorization", &auth)],
-        )
-        .await;
+    let r = f.browser.refresh(&rt1, &auth).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let t2 = r.json();
@@ -185,24 +178,10 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(narrow.json()["error"], "invalid_scope");
 
     // Reuse of the first token: invalid_grant, and the whole family dies.
-    let reuse = f
-        .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-            &[("authorization", &auth)],
-        )
-        .await;
+    let reuse = f.browser.refresh(&rt1, &auth).await;
     assert_eq!(reuse.status, 400);
     assert_eq!(reuse.json()["error"], "invalid_grant");
-    let after = f
-        .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-            &[("authorization", &auth)],
-        )
-        .await;
+    let after = f.browser.refresh(&rt2, &auth).await;
     assert_eq!(
         after.json()["error"],
         "invalid_grant",
@@ -230,23 +209,12 @@ async fn refresh_token_is_bound_to_its_client() {
     let rt = t["refresh_token"].as_str().unwrap();
     let r = f
         .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-            &[("authorization", &basic(&other_id, &other_secret))],
-        )
+        .refresh(rt, &basic(&other_id, &other_secret))
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_grant");
     // The rightful client can still use it: a foreign attempt burns nothing.
-    let ok = f
-        .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-            &[("authorization", &basic(&f.client_id, &f.secret))],
-        )
-        .await;
+    let ok = f.browser.refresh(rt, &basic(&f.client_id, &f.secret)).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
 
@@ -283,13 +251,9 @@ async fn code_reuse_fails_and_revokes_issued_tokens() {
     );
     let r = f
         .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-            &[("authorization", &basic(&f.client_id, &f.secret))],
+        .refresh(
+            t["refresh_token"].as_str().unwrap(),
+            &basic(&f.client_id, &f.secret),
         )
         .await;
     assert_eq!(r.json()["error"], "invalid_grant");
@@ -620,13 +584,9 @@ async fn disabling_a_user_stops_their_tokens_at_once() {
     );
     let r = f
         .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-            &[("authorization", &basic(&f.client_id, &f.secret))],
+        .refresh(
+            t["refresh_token"].as_str().unwrap(),
+            &basic(&f.client_id, &f.secret),
         )
         .await;
     assert_eq!(r.json()["error"], "invalid_grant");
@@ -1061,13 +1021,9 @@ async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
     // The losers were replays: the family, the winner's new token included, is revoked.
     let r = f
         .browser
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", ok[0]["refresh_token"].as_str().unwrap()),
-            ],
-            &[("authorization", &basic(&f.client_id, &f.secret))],
+        .refresh(
+            ok[0]["refresh_token"].as_str().unwrap(),
+            &basic(&f.client_id, &f.secret),
         )
         .await;
     assert_eq!(r.json()["error"], "invalid_grant");

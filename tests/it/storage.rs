@@ -119,7 +119,7 @@ async fn full_disk_refuses_writes_with_503_keeps_reads_and_recovers() {
     let mut refused = None;
     let mut accepted = 0;
     for _ in 0..20_000 {
-        let r = refresh_with(&mut b, &refresh, &auth).await;
+        let r = b.refresh(&refresh, &auth).await;
         match r.status {
             200 => {
                 accepted += 1;
@@ -163,7 +163,7 @@ async fn full_disk_refuses_writes_with_503_keeps_reads_and_recovers() {
     // so its token still works once there is room.
     let mut in_a_row = 0;
     for _ in 0..20_000 {
-        let r = refresh_with(&mut b, &refresh, &auth).await;
+        let r = b.refresh(&refresh, &auth).await;
         match r.status {
             200 => {
                 in_a_row = 0;
@@ -235,7 +235,7 @@ async fn full_disk_refuses_writes_with_503_keeps_reads_and_recovers() {
     assert_eq!(code, 0);
     let mut recovered = None;
     for _ in 0..50 {
-        let r = refresh_with(&mut b, &refresh, &auth).await;
+        let r = b.refresh(&refresh, &auth).await;
         if r.status != 503 {
             recovered = Some(r);
             break;
@@ -260,15 +260,6 @@ async fn full_disk_refuses_writes_with_503_keeps_reads_and_recovers() {
     let (out, code) = ns.run(&cli("user list --json"));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"alice\""), "{out}");
-}
-
-async fn refresh_with(b: &mut Browser, refresh: &str, auth: &str) -> Resp {
-    b.post_form_with(
-        "/api/v1/oauth/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        &[("authorization", auth)],
-    )
-    .await
 }
 
 /// A pushed authorization request (RFC 9126): another kind of write.

@@ -495,6 +495,19 @@ impl Browser {
 
     /// Follows redirects from `resp` through login and consent until the browser is sent
     /// to the relying party; returns that final Location.
+    /// A refresh_token grant (RFC 6749 §6) with the given client authentication header.
+    pub async fn refresh(&mut self, refresh_token: &str, auth: &str) -> Resp {
+        self.post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+            &[("authorization", auth)],
+        )
+        .await
+    }
+
     /// Redeems the code in `callback` at the token endpoint (client_secret_basic, PKCE).
     pub async fn redeem(&mut self, callback: &str, verifier: &str, auth: &str) -> Resp {
         let code = params_of(callback)["code"].clone();
