@@ -62,6 +62,10 @@ const CODE_REPLAY_WINDOW: i64 = 600;
 /// request may succeed later, and the handle that saw them is replaced (see `after`).
 fn backend<E: Into<redb::Error>>(e: E) -> StoreError {
     match e.into() {
+        // redb reports a damaged file as InvalidData: no retry will help that.
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            StoreError::Backend(format!("damaged data: {io}"))
+        }
         redb::Error::Io(io) => StoreError::Unavailable(io.to_string()),
         redb::Error::PreviousIo => {
             StoreError::Unavailable("an earlier I/O error on this handle".into())
@@ -92,8 +96,14 @@ fn open_database(path: &Path) -> Result<Database> {
         {
             StoreError::Locked
         }
+        redb::DatabaseError::Storage(s) => backend(s),
         other => StoreError::Backend(other.to_string()),
     })
+}
+
+/// While the handle is being replaced after an I/O error.
+fn reopening() -> StoreError {
+    StoreError::Unavailable("the database is being reopened".into())
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
@@ -172,11 +182,7 @@ impl RedbStore {
                 .map(|t| t.elapsed());
             match since {
                 Some(s) if s < REOPEN_INTERVAL && wait => std::thread::sleep(REOPEN_INTERVAL - s),
-                Some(s) if s < REOPEN_INTERVAL => {
-                    return Err(StoreError::Unavailable(
-                        "the database is being reopened".into(),
-                    ));
-                }
+                Some(s) if s < REOPEN_INTERVAL => return Err(reopening()),
                 _ => return self.reopen(),
             }
         }
@@ -191,21 +197,17 @@ impl RedbStore {
             .last_reopen
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Checked again under the lock: another caller may have just tried.
         if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
-            return Err(StoreError::Unavailable(
-                "the database is being reopened".into(),
-            ));
+            return Err(reopening());
         }
         *last = Some(std::time::Instant::now());
         let db = open_database(&self.path).map_err(|e| {
             tracing::error!(path = %self.path.display(), error = %e, "storage reopen failed");
             match e {
                 // Transactions still running on the old handle hold the file lock a moment.
-                StoreError::Locked => {
-                    StoreError::Unavailable("the database is being reopened".into())
-                }
-                StoreError::Unavailable(m) => StoreError::Unavailable(m),
-                other => StoreError::Backend(other.to_string()),
+                StoreError::Locked => reopening(),
+                other => other,
             }
         })?;
         let db = Arc::new(db);
@@ -907,5 +909,25 @@ impl Store for RedbStore {
             })?;
             Ok(n)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_failures_are_temporary_but_damage_is_not() {
+        let full = redb::StorageError::Io(std::io::Error::from_raw_os_error(28));
+        assert!(matches!(backend(full), StoreError::Unavailable(_)));
+        assert!(matches!(
+            backend(redb::StorageError::PreviousIo),
+            StoreError::Unavailable(_)
+        ));
+        let damaged = redb::StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "checksum",
+        ));
+        assert!(matches!(backend(damaged), StoreError::Backend(_)));
     }
 }
