@@ -396,19 +396,7 @@ async fn declared_clients_with_slow_hashes_and_secret_guessing() {
     ] {
         let first = b.get(&authorize_url(id, "")).await;
         let cb = b.drive_to_callback(first, "alice").await;
-        let code = params_of(&cb)["code"].clone();
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", CALLBACK),
-        ];
-        let r = b
-            .post_form_with(
-                "/api/v1/oauth/token",
-                &form,
-                &[("authorization", &basic(id, secret))],
-            )
-            .await;
+        let r = b.redeem(&cb, None, &basic(id, secret)).await;
         assert_eq!(r.status, 200, "{id}: {}", r.body);
     }
     // A wrong secret slows the next attempt of that client from this address...

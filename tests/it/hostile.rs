@@ -525,20 +525,7 @@ async fn a_hundred_hostile_requests() {
     let mut b = server.browser();
     let first = b.get(&authorize_url(&id, "")).await;
     let cb = b.drive_to_callback(first, "alice").await;
-    let code = params_of(&cb)["code"].clone();
-    let tf = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-    ];
-    let t = b
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &tf,
-            &[("authorization", &basic(&id, &secret))],
-        )
-        .await
-        .json();
+    let t = b.redeem(&cb, None, &basic(&id, &secret)).await.json();
     let (id_token, at) = (
         t["id_token"].as_str().unwrap().to_string(),
         t["access_token"].as_str().unwrap().to_string(),

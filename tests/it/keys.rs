@@ -15,20 +15,7 @@ async fn rotation_while_serving() {
         async move {
             let first = b2.get(&authorize_url(&id, "")).await;
             let cb = b2.drive_to_callback(first, "alice").await;
-            let code = params_of(&cb)["code"].clone();
-            let form = [
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", CALLBACK),
-            ];
-            let t = b2
-                .post_form_with(
-                    "/api/v1/oauth/token",
-                    &form,
-                    &[("authorization", &basic(&id, &secret))],
-                )
-                .await
-                .json();
+            let t = b2.redeem(&cb, None, &basic(&id, &secret)).await.json();
             (b2, t)
         }
     };

@@ -66,20 +66,7 @@ async fn no_outbound_connections_during_a_full_session() {
     watch(&mut seen);
     let cb = b.drive_to_callback(first, "alice").await;
     watch(&mut seen);
-    let code = params_of(&cb)["code"].clone();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-    ];
-    let t = b
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &form,
-            &[("authorization", &basic(&id, &secret))],
-        )
-        .await
-        .json();
+    let t = b.redeem(&cb, None, &basic(&id, &secret)).await.json();
     watch(&mut seen);
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
     b.get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])

@@ -251,7 +251,7 @@ async fn every_endpoint_class_carries_the_security_headers() {
     let login = b.get(&start.location()).await;
     check("login page", &login, Class::Page);
     let callback = b.drive_to_callback(start, "alice").await;
-    let tokens = b.redeem(&callback, &verifier, &auth).await;
+    let tokens = b.redeem(&callback, Some(&verifier), &auth).await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     check("token success", &tokens, Class::Credentials);
     let access = tokens.json()["access_token"].as_str().unwrap().to_string();

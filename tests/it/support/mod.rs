@@ -508,20 +508,20 @@ impl Browser {
         .await
     }
 
-    /// Redeems the code in `callback` at the token endpoint (client_secret_basic, PKCE).
-    pub async fn redeem(&mut self, callback: &str, verifier: &str, auth: &str) -> Resp {
+    /// Redeems the code in `callback` at the token endpoint with the given client
+    /// authentication header (and PKCE verifier, if any).
+    pub async fn redeem(&mut self, callback: &str, verifier: Option<&str>, auth: &str) -> Resp {
         let code = params_of(callback)["code"].clone();
-        self.post_form_with(
-            "/api/v1/oauth/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", CALLBACK),
-                ("code_verifier", verifier),
-            ],
-            &[("authorization", auth)],
-        )
-        .await
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v));
+        }
+        self.post_form_with("/api/v1/oauth/token", &form, &[("authorization", auth)])
+            .await
     }
 
     /// A whole code flow with PKCE for `username`: the token response.
@@ -539,7 +539,7 @@ impl Browser {
             ))
             .await;
         let callback = self.drive_to_callback(start, username).await;
-        self.redeem(&callback, &verifier, auth).await
+        self.redeem(&callback, Some(&verifier), auth).await
     }
 
     pub async fn drive_to_callback(&mut self, mut resp: Resp, username: &str) -> String {
