@@ -56,6 +56,22 @@ async fn exchange(f: &mut Flow, code: &str, verifier: Option<&str>) -> Resp {
         .await
 }
 
+/// UserInfo with the given Authorization header value.
+async fn userinfo(f: &mut Flow, authorization: &str) -> Resp {
+    f.browser
+        .get_with(
+            "/api/v1/oauth/userinfo",
+            &[("authorization", authorization)],
+        )
+        .await
+}
+
+/// A refresh_token grant by the flow's client.
+async fn refresh(f: &mut Flow, refresh_token: &str) -> Resp {
+    let auth = basic(&f.client_id, &f.secret);
+    f.browser.refresh(refresh_token, &auth).await
+}
+
 async fn jwks(f: &mut Flow) -> Value {
     f.browser.get("/api/v1/oauth/discovery/keys").await.json()
 }
@@ -111,10 +127,7 @@ async fn code_flow_with_pkce_end_to_end() {
 
     // UserInfo: GET with header, POST with header, POST with form body.
     let bearer = format!("Bearer {access}");
-    let u1 = f
-        .browser
-        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-        .await;
+    let u1 = userinfo(&mut f, &bearer).await;
     assert_eq!(u1.status, 200, "{}", u1.body);
     assert!(
         u1.header("content-type")
@@ -188,10 +201,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         "successor revoked with the family"
     );
     let bearer = format!("Bearer {}", t2["access_token"].as_str().unwrap());
-    let u = f
-        .browser
-        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-        .await;
+    let u = userinfo(&mut f, &bearer).await;
     assert_eq!(u.status, 401);
     assert!(
         u.header("www-authenticate")
@@ -214,7 +224,7 @@ async fn refresh_token_is_bound_to_its_client() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_grant");
     // The rightful client can still use it: a foreign attempt burns nothing.
-    let ok = f.browser.refresh(rt, &basic(&f.client_id, &f.secret)).await;
+    let ok = refresh(&mut f, rt).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
 
@@ -225,13 +235,7 @@ async fn code_reuse_fails_and_revokes_issued_tokens() {
     let code = params_of(&cb)["code"].clone();
     let t = exchange(&mut f, &code, None).await.json();
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 200);
 
     let again = exchange(&mut f, &code, None).await;
     assert_eq!(again.status, 400);
@@ -242,20 +246,8 @@ async fn code_reuse_fails_and_revokes_issued_tokens() {
             .starts_with("application/json")
     );
     assert_eq!(again.json()["error"], "invalid_grant");
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
-    let r = f
-        .browser
-        .refresh(
-            t["refresh_token"].as_str().unwrap(),
-            &basic(&f.client_id, &f.secret),
-        )
-        .await;
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 401);
+    let r = refresh(&mut f, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(r.json()["error"], "invalid_grant");
 }
 
@@ -290,13 +282,7 @@ async fn concurrent_redemptions_of_one_code_let_exactly_one_through() {
     assert_eq!(ok.len(), 1, "exactly one redemption succeeds");
     // RFC 6749 §4.1.2: the replays revoked what the one success received.
     let bearer = format!("Bearer {}", ok[0]["access_token"].as_str().unwrap());
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 401);
 }
 
 #[tokio::test]
@@ -305,22 +291,10 @@ async fn deleting_a_client_ends_its_tokens() {
     let cb = authorize(&mut f, "").await;
     let t = exchange(&mut f, &params_of(&cb)["code"], None).await.json();
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 200);
     let out = f.server.cli(&["client", "delete", &f.client_id], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 401);
 }
 
 #[tokio::test]
@@ -575,20 +549,8 @@ async fn disabling_a_user_stops_their_tokens_at_once() {
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
     let out = f.server.cli(&["user", "disable", "alice"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
-    let r = f
-        .browser
-        .refresh(
-            t["refresh_token"].as_str().unwrap(),
-            &basic(&f.client_id, &f.secret),
-        )
-        .await;
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 401);
+    let r = refresh(&mut f, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(r.json()["error"], "invalid_grant");
     // The session ended too: the next authorization request asks to sign in.
     let r = f
@@ -684,13 +646,7 @@ async fn password_change_and_group_removal_end_existing_tokens() {
     let r = refresh(t2["refresh_token"].as_str().unwrap().to_string()).await;
     assert_eq!(r.json()["error"], "invalid_grant");
     let bearer = format!("Bearer {}", t2["access_token"].as_str().unwrap());
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 401);
 }
 
 #[tokio::test]
@@ -800,13 +756,7 @@ async fn introspection_and_revocation() {
         200
     );
     let bearer = format!("Bearer {at}");
-    assert_eq!(
-        f.browser
-            .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(userinfo(&mut f, &bearer).await.status, 401);
     assert_eq!(
         post_auth(&mut f, intro, &[("token", &at)], &id, &secret)
             .await
@@ -909,11 +859,7 @@ async fn claims_parameter_releases_individual_claims() {
     assert_eq!(id["email"], "alice@example.com");
     assert!(id.get("name").is_none(), "name was asked for UserInfo only");
     let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
-    let u = f
-        .browser
-        .get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
-        .await
-        .json();
+    let u = userinfo(&mut f, &bearer).await.json();
     assert_eq!(u["name"], "Alice Liddell");
     assert!(
         u.get("email").is_none(),
@@ -1019,12 +965,6 @@ async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
     }
     assert_eq!(ok.len(), 1, "exactly one refresh succeeds");
     // The losers were replays: the family, the winner's new token included, is revoked.
-    let r = f
-        .browser
-        .refresh(
-            ok[0]["refresh_token"].as_str().unwrap(),
-            &basic(&f.client_id, &f.secret),
-        )
-        .await;
+    let r = refresh(&mut f, ok[0]["refresh_token"].as_str().unwrap()).await;
     assert_eq!(r.json()["error"], "invalid_grant");
 }
