@@ -55,6 +55,8 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     clients: Vec<RawClient>,
 }
 
@@ -101,6 +103,12 @@ struct RawMetrics {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    retention_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +223,8 @@ pub struct Config {
     pub password: PasswordParams,
     /// Automatic signing-key rotation period in seconds (`[keys] rotation_days`).
     pub key_rotation: Option<i64>,
+    /// How long audit events are kept (`[audit] retention_secs`, default 180 days).
+    pub audit_retention: i64,
     /// `/metrics` answers only loopback addresses, or anyone presenting this bearer token.
     pub metrics_token: Option<String>,
     /// Log lines as JSON objects instead of text.
@@ -420,6 +430,13 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         Some(_) => return err("keys.rotation_days: must be between 1 and 3650"),
     };
 
+    let audit_retention = positive(
+        "audit.retention_secs",
+        raw.audit.retention_secs,
+        180 * 86_400,
+        10 * 365 * 86_400,
+    )?;
+
     let metrics_token = raw.metrics.token;
     if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
         return err("metrics.token: use at least 16 characters");
@@ -459,6 +476,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         login,
         password,
         key_rotation,
+        audit_retention,
         metrics_token,
         log_json,
         declared_clients,

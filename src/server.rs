@@ -375,7 +375,8 @@ async fn connection<I>(
     }
 }
 
-/// Once a minute: removes expired records (persisting non-durable commits), drops
+/// Once a minute: removes expired records and audit events past their retention
+/// (persisting non-durable commits), drops
 /// retired keys whose tokens have all expired, and rotates keys that are due.
 async fn maintenance(live: Current) {
     let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
@@ -385,7 +386,11 @@ async fn maintenance(live: Current) {
         let a = current(&live).app.clone();
         let result = tokio::task::spawn_blocking(move || {
             let now = crate::clock::now();
-            let removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
+            let mut removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
+            removed += a
+                .store
+                .purge_audit(now - a.config.audit_retention)
+                .map_err(|e| e.to_string())?;
             if key_housekeeping(a.store.as_ref(), &a.config, now)? {
                 a.reload_keys()?;
             }

@@ -7,11 +7,16 @@
 //! metadata are committed durably before the caller answers, and so is every change that
 //! undoes or consumes a credential (a code or device code redeemed, an assertion jti
 //! recorded, a session ended, an access token revoked): losing one of those would bring a
-//! credential back. New codes, sessions, device polls, issued access-token records and
-//! audit events use non-durable commits (a crash may lose them, which costs a user one more
-//! sign-in at worst); every durable commit and the periodic maintenance commit persist
-//! them too.
+//! credential back. New codes, sessions, device polls and issued access-token records
+//! use non-durable commits (a crash may lose them, which costs a user one more sign-in
+//! at worst), and audit events ride along with the next write transaction (they are also
+//! written when the log is read, when 256 are waiting, and when the store closes, so a
+//! crash may lose the last few). Every durable commit and the once-a-minute maintenance
+//! persist them all. Durable writes are group-committed (`commit.rs`): each commits without an
+//! fsync and then waits for a shared flush, so concurrent durable requests pay one fsync
+//! between them instead of one each.
 
+mod commit;
 pub mod redb;
 
 use crate::model::{
@@ -178,8 +183,11 @@ pub trait Store: Send + Sync {
     fn put_meta(&self, key: &str, value: &str) -> Result<()>;
     fn delete_meta(&self, key: &str) -> Result<bool>;
 
-    /// Removes expired codes, sessions and tokens; persists pending non-durable commits.
+    /// Removes expired codes, sessions and tokens, and grants no code or token refers to
+    /// any more; persists pending non-durable commits.
     fn purge_expired(&self, now: i64) -> Result<usize>;
+    /// Removes audit events older than `before`; returns how many.
+    fn purge_audit(&self, before: i64) -> Result<usize>;
 
     /// Writes a consistent copy of the whole database to a new file at `path` (one read
     /// snapshot, so concurrent writes are either wholly in it or not at all).

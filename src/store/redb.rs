@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableHandle, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::commit::GroupCommit;
 use super::{Consumed, Issued, Result, SCHEMA_VERSION, Store, StoreError};
 use crate::model::{
     AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
@@ -56,7 +57,7 @@ const ALL: [Table; 15] = [
 
 /// Used codes stay this long past expiry so a late replay is still recognised and
 /// revokes the grant (OIDC conformance replays after 30 s).
-const CODE_REPLAY_WINDOW: i64 = 600;
+const CODE_REPLAY_WINDOW: i64 = 300;
 
 /// Maps a redb error. I/O failures (a full disk, a failing device) are `Unavailable`: the
 /// request may succeed later, and the handle that saw them is replaced (see `after`).
@@ -83,12 +84,22 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(invalid)
 }
 
+/// redb's page cache. Its default (1 GiB) would let a busy server grow far past what a
+/// small machine should give an OP; pages beyond this come from the OS page cache.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Audit events wait in memory for the next write transaction (or a read of the log)
+/// instead of costing a commit each; past this many, they are written on their own.
+const AUDIT_QUEUE_MAX: usize = 256;
+
 /// Opens the file. redb panics on some damaged files instead of returning an error: a
 /// damaged file must be a clear error, never a crash.
 fn open_database(path: &Path) -> Result<Database> {
-    let opened = crate::panic::contained(|| Database::create(path)).ok_or_else(|| {
-        StoreError::Backend("the file is damaged (truncated or overwritten)".into())
-    })?;
+    let opened =
+        crate::panic::contained(|| Database::builder().set_cache_size(CACHE_BYTES).create(path))
+            .ok_or_else(|| {
+                StoreError::Backend("the file is damaged (truncated or overwritten)".into())
+            })?;
     opened.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
@@ -119,7 +130,55 @@ pub struct RedbStore {
     /// `None` after an I/O failure. redb refuses every later operation on a handle that saw
     /// one, reads included, so the handle is dropped and the file reopened on next use:
     /// reads work again at once and writes as soon as the disk has room.
-    db: RwLock<Option<Arc<Database>>>,
+    db: RwLock<Option<Arc<Handle>>>,
+    /// Encoded audit events not yet written (see `AUDIT_QUEUE_MAX`). Like other
+    /// non-durable records, a crash may lose them.
+    audit_queue: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// An open file with its group commit. A batch belongs to one handle: commits made on a
+/// handle that is then dropped are only made durable by that handle's flush (which fails),
+/// never by a flush on the reopened file, which no longer has them.
+struct Handle {
+    db: Database,
+    group: GroupCommit,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl Handle {
+    fn new(db: Database) -> Arc<Handle> {
+        Arc::new(Handle {
+            db,
+            group: GroupCommit::default(),
+        })
+    }
+
+    /// Makes every commit so far durable, sharing the fsync with concurrent callers.
+    fn flush(&self) -> Result<()> {
+        self.group.wait_durable(|| {
+            let mut tx = self.db.begin_write().map_err(backend)?;
+            tx.set_durability(Durability::Immediate).map_err(invalid)?;
+            tx.commit().map_err(backend)
+        })
+    }
+}
+
+/// Runs blocking storage work. On a multi-threaded tokio runtime the worker thread is
+/// handed over first, so a request waiting for the write lock or an fsync does not stall
+/// the other requests on that worker.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 impl RedbStore {
@@ -130,7 +189,8 @@ impl RedbStore {
         let store = RedbStore {
             path: path.to_path_buf(),
             last_reopen: std::sync::Mutex::new(None),
-            db: RwLock::new(Some(Arc::new(db))),
+            db: RwLock::new(Some(Handle::new(db))),
+            audit_queue: std::sync::Mutex::new(Vec::new()),
         };
         store.write(true, |tx| {
             for t in ALL {
@@ -165,7 +225,7 @@ impl RedbStore {
     /// once per `REOPEN_INTERVAL`. In between, writers get `Unavailable` at once and
     /// readers wait for the next attempt (at most that interval), so reads keep working
     /// while writes fail.
-    fn handle(&self, wait: bool) -> Result<Arc<Database>> {
+    fn handle(&self, wait: bool) -> Result<Arc<Handle>> {
         loop {
             if let Some(db) = self
                 .db
@@ -188,7 +248,7 @@ impl RedbStore {
         }
     }
 
-    fn reopen(&self) -> Result<Arc<Database>> {
+    fn reopen(&self) -> Result<Arc<Handle>> {
         let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
@@ -210,7 +270,7 @@ impl RedbStore {
                 other => other,
             }
         })?;
-        let db = Arc::new(db);
+        let db = Handle::new(db);
         *slot = Some(db.clone());
         tracing::warn!(path = %self.path.display(), "storage reopened after an I/O error");
         Ok(db)
@@ -218,7 +278,7 @@ impl RedbStore {
 
     /// Drops `used` when an operation on it failed on I/O, so the next operation starts on
     /// a fresh handle. Only that handle: one that another request has reopened since stays.
-    fn after<R>(&self, used: &Arc<Database>, r: Result<R>) -> Result<R> {
+    fn after<R>(&self, used: &Arc<Handle>, r: Result<R>) -> Result<R> {
         if let Err(StoreError::Unavailable(m)) = &r {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             if slot.as_ref().is_some_and(|db| Arc::ptr_eq(db, used)) {
@@ -233,20 +293,61 @@ impl RedbStore {
         r
     }
 
+    /// One write transaction. It commits without an fsync; a `durable` write then waits
+    /// for the group commit, so it returns only once it is on disk (see `commit.rs`).
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
-        let db = self.handle(false)?;
-        let run = || {
-            let mut tx = db.begin_write().map_err(backend)?;
-            tx.set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            });
-            let out = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(out)
-        };
-        self.after(&db, run())
+        blocking(|| {
+            let db = self.handle(false)?;
+            let run = || {
+                let mut tx = db.begin_write().map_err(backend)?;
+                tx.set_durability(Durability::None).map_err(invalid)?;
+                let out = f(&tx)?;
+                self.write_queued_audit(&tx)?;
+                tx.commit().map_err(backend)?;
+                if durable {
+                    db.flush()?;
+                }
+                Ok(out)
+            };
+            self.after(&db, run())
+        })
+    }
+
+    /// Moves the queued audit events into `tx`.
+    fn write_queued_audit(&self, tx: &WriteTransaction) -> Result<()> {
+        let queued = std::mem::take(
+            &mut *self
+                .audit_queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let mut t = tx.open_table(AUDIT).map_err(backend)?;
+        let first = t
+            .last()
+            .map_err(backend)?
+            .map(|(k, _)| k.value() + 1)
+            .unwrap_or(1);
+        for (key, bytes) in (first..).zip(&queued) {
+            t.insert(key, bytes.as_slice()).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Writes queued audit events now (before the log is read or copied).
+    fn flush_audit(&self, durable: bool) -> Result<()> {
+        let empty = self
+            .audit_queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        if empty {
+            Ok(())
+        } else {
+            self.write(durable, |_| Ok(()))
+        }
     }
 
     /// A read transaction; tried once more on a fresh handle if this one had failed on I/O
@@ -315,6 +416,15 @@ impl RedbStore {
     }
 }
 
+impl Drop for RedbStore {
+    /// A management command's audit event must not leave with the process.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_audit(true) {
+            tracing::warn!(error = %e, "could not write the last audit events");
+        }
+    }
+}
+
 impl RedbStore {
     /// Marks every live grant matching `pick` revoked, in one durable transaction.
     fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
@@ -366,6 +476,22 @@ fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Re
         .map_err(backend)?
         .insert(key, bytes.as_slice())
         .map_err(backend)?;
+    Ok(())
+}
+
+/// Calls `f` with every decodable record of a table.
+fn tx_visit<T: DeserializeOwned>(
+    tx: &WriteTransaction,
+    t: Table,
+    mut f: impl FnMut(T),
+) -> Result<()> {
+    let table = tx.open_table(t).map_err(backend)?;
+    for item in table.iter().map_err(backend)? {
+        let (_, v) = item.map_err(backend)?;
+        if let Ok(rec) = decode::<T>(v.value()) {
+            f(rec);
+        }
+    }
     Ok(())
 }
 
@@ -794,19 +920,23 @@ impl Store for RedbStore {
 
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         let bytes = encode(e)?;
-        self.write(false, |tx| {
-            let mut t = tx.open_table(AUDIT).map_err(backend)?;
-            let next = t
-                .last()
-                .map_err(backend)?
-                .map(|(k, _)| k.value() + 1)
-                .unwrap_or(1);
-            t.insert(next, bytes.as_slice()).map_err(backend)?;
+        let full = {
+            let mut q = self
+                .audit_queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            q.push(bytes);
+            q.len() >= AUDIT_QUEUE_MAX
+        };
+        if full {
+            self.flush_audit(false)
+        } else {
             Ok(())
-        })
+        }
     }
 
     fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>> {
+        self.flush_audit(false)?;
         self.read(|tx| {
             let table = tx.open_table(AUDIT).map_err(backend)?;
             let mut out = Vec::new();
@@ -861,6 +991,7 @@ impl Store for RedbStore {
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let target = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        self.flush_audit(true)?;
         let snapshot = self.handle(true)?.begin_read().map_err(backend)?;
         // Failures from here on concern the backup file, not the live database.
         let out = target.begin_write().map_err(invalid)?;
@@ -907,7 +1038,40 @@ impl Store for RedbStore {
             n += tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| {
                 r.expires_at.min(r.absolute_expires_at) < now
             })?;
+            // A grant lives as long as something refers to it: a code (a late replay
+            // revokes it), an access token or a refresh token.
+            let mut referenced = std::collections::HashSet::new();
+            tx_visit::<AuthCode>(tx, CODES, |c| {
+                referenced.insert(c.grant_id);
+            })?;
+            tx_visit::<AccessTokenRecord>(tx, ACCESS_TOKENS, |a| {
+                referenced.insert(a.grant_id);
+            })?;
+            tx_visit::<RefreshToken>(tx, REFRESH_TOKENS, |r| {
+                referenced.insert(r.grant_id);
+            })?;
+            n += tx_retain::<Grant>(tx, GRANTS, |id, _| !referenced.contains(id))?;
             Ok(n)
+        })
+    }
+
+    fn purge_audit(&self, before: i64) -> Result<usize> {
+        self.flush_audit(false)?;
+        self.write(false, |tx| {
+            let mut t = tx.open_table(AUDIT).map_err(backend)?;
+            let mut doomed = Vec::new();
+            // Keys grow with time, so the old events are the first ones.
+            for item in t.iter().map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                match decode::<AuditEvent>(v.value()) {
+                    Ok(e) if e.time < before => doomed.push(k.value()),
+                    _ => break,
+                }
+            }
+            for k in &doomed {
+                t.remove(k).map_err(backend)?;
+            }
+            Ok(doomed.len())
         })
     }
 }

@@ -251,6 +251,17 @@ fn purge_removes_only_expired_records() {
     assert!(s.code("new").unwrap().is_some());
     assert!(s.access_token("j").unwrap().is_none());
     assert!(s.refresh_token("r").unwrap().is_none());
+    assert!(
+        s.grant("g").unwrap().is_some(),
+        "the unexpired code still refers to its grant"
+    );
+    // Once its last code is gone too, nothing refers to the grant any more.
+    assert_eq!(
+        s.purge_expired(20_000).unwrap(),
+        2,
+        "the code and its grant"
+    );
+    assert!(s.grant("g").unwrap().is_none());
 }
 
 #[test]
@@ -314,6 +325,31 @@ fn audit_is_newest_first() {
     let a = s.audit(3, 10, None).unwrap();
     assert_eq!(a.iter().map(|e| e.time).collect::<Vec<_>>(), vec![5, 4, 3]);
     assert_eq!(s.audit(0, 2, None).unwrap().len(), 2);
+}
+
+#[test]
+fn audit_retention_removes_only_older_events() {
+    let (_d, s) = open();
+    for t in 1..=5 {
+        s.append_audit(&AuditEvent {
+            time: t * 100,
+            kind: "k".into(),
+            user: None,
+            client: None,
+            ip: None,
+            detail: String::new(),
+        })
+        .unwrap();
+    }
+    assert_eq!(s.purge_audit(300).unwrap(), 2);
+    let left: Vec<i64> = s
+        .audit(0, 10, None)
+        .unwrap()
+        .iter()
+        .map(|e| e.time)
+        .collect();
+    assert_eq!(left, vec![500, 400, 300]);
+    assert_eq!(s.purge_audit(300).unwrap(), 0);
 }
 
 #[test]
@@ -443,4 +479,37 @@ fn an_older_schema_is_migrated_and_a_newer_one_refused() {
         Err(StoreError::Schema(m)) => assert!(m.contains("newer Latchkey"), "{m}"),
         other => panic!("expected a schema error, got {:?}", other.err()),
     }
+}
+
+#[test]
+fn queued_audit_events_are_read_back_and_survive_closing() {
+    let dir = TempDir::new("store-audit");
+    let path = dir.path().join("db.redb");
+    let event = |t| AuditEvent {
+        time: t,
+        kind: "login.success".into(),
+        user: Some("alice".into()),
+        client: None,
+        ip: None,
+        detail: String::new(),
+    };
+    {
+        let s = RedbStore::open(&path).unwrap();
+        s.append_audit(&event(1)).unwrap();
+        assert_eq!(
+            s.audit(0, 10, None).unwrap().len(),
+            1,
+            "a read writes the queue first"
+        );
+        s.append_audit(&event(2)).unwrap();
+        // Closed with one event still queued.
+    }
+    let s = RedbStore::open(&path).unwrap();
+    let times: Vec<i64> = s
+        .audit(0, 10, None)
+        .unwrap()
+        .iter()
+        .map(|e| e.time)
+        .collect();
+    assert_eq!(times, vec![2, 1]);
 }
