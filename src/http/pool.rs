@@ -1,8 +1,9 @@
 //! The bounded password-hashing pool (SPEC §8): `threads` dedicated worker threads run
 //! argon2, and at most `queue` more jobs wait; past that the caller gets [`PoolFull`] and
 //! answers 503 before spending any memory or CPU on the hash. Dedicated threads (not the
-//! runtime's blocking pool, which grows to hundreds of threads) also bound memory: the
-//! allocator keeps freed argon2 buffers per thread, so peak memory is `threads × m_cost`.
+//! runtime's blocking pool, which grows to hundreds of threads) also bound memory: peak
+//! memory is `threads × m_cost`. They run at a lower CPU priority (nice 10), so a burst
+//! of sign-ins uses the idle CPU without delaying token, userinfo and page requests.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -27,6 +28,7 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         // The lock is held only to take the next job, never while it runs.
                         let job = match rx.lock() {
@@ -70,6 +72,19 @@ impl HashPool {
             .send(job)
             .map_err(|_| PoolFull)?;
         rx.await.map_err(|_| PoolFull)
+    }
+}
+
+/// Nice value of the hashing threads: the scheduler gives a nice-0 request thread about
+/// ten times their share of a busy core.
+const HASHING_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority (Linux keeps a nice value per thread). Failing
+/// to (a seccomp filter, say) only costs latency, so it is logged and ignored.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), HASHING_NICE) {
+        tracing::debug!(error = %e, "could not lower the priority of a hashing thread");
     }
 }
 

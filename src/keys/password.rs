@@ -28,11 +28,9 @@ pub fn hash(password: &str, p: &PasswordParams) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-thread_local! {
-    /// Each hashing thread keeps one argon2 work area and reuses it, so memory stays at
-    /// `threads × m_cost` instead of growing with every allocation the allocator keeps.
-    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Work areas are reserved with room for at least this many 1 KiB blocks (33 MiB), above
+/// glibc's largest mmap threshold.
+const MAPPED_BLOCKS: usize = 33 * 1024;
 
 /// Verifies a password against a stored PHC string (with the parameters inside it),
 /// comparing in constant time.
@@ -62,22 +60,22 @@ fn verify_inner(password: &str, phc: &str) -> Option<bool> {
     .ok()?;
     let argon = Argon2::new(algorithm, version, params.clone());
     let mut out = vec![0u8; expected.len()];
-    let ok = BLOCKS.with(|cell| {
-        let mut blocks = cell.borrow_mut();
-        let need = params.block_count();
-        if blocks.len() < need {
-            blocks.resize(need, argon2::Block::default());
-        }
-        let r = argon.hash_password_into_with_memory(
-            password.as_bytes(),
-            salt,
-            &mut out,
-            &mut blocks[..need],
-        );
-        // The work area holds password-derived state: wipe it for the next caller.
-        blocks[..need].fill(argon2::Block::default());
-        r.is_ok()
-    });
+    // A fresh work area per hash, returned to the system afterwards, so an idle server
+    // holds none. glibc maps allocations of 32 MiB and more on their own and unmaps them
+    // on free; below that it may keep freed memory in per-thread arenas. So the area is
+    // reserved at no less than that size; pages past `need` are never touched, so they
+    // cost address space only. Memory is bounded by the pool's threads (callers run on
+    // it), not by requests.
+    let need = params.block_count();
+    let mut blocks = Vec::with_capacity(need.max(MAPPED_BLOCKS));
+    blocks.resize(need, argon2::Block::default());
+    let ok = argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks)
+        .is_ok();
+    // The work area holds password-derived state: wipe it before it goes back.
+    blocks.fill(argon2::Block::default());
+    std::hint::black_box(&blocks);
+    drop(blocks);
     let equal = ok && super::ct_eq(&out, expected.as_bytes());
     zeroize::Zeroize::zeroize(&mut out);
     Some(equal)
