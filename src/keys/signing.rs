@@ -6,9 +6,7 @@
 //! tokens picks the key by `kid` and takes the algorithm from the key, never the header.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents, UnparsedPublicKey,
-};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, ParsedPublicKey, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
@@ -45,11 +43,6 @@ enum Private {
     Ec(EcdsaKeyPair),
 }
 
-enum Public {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec(Vec<u8>),
-}
-
 /// One loaded key.
 pub struct SigningKey {
     pub kid: String,
@@ -57,7 +50,8 @@ pub struct SigningKey {
     pub state: KeyState,
     pub created_at: i64,
     private: Private,
-    public: Public,
+    /// Parsed once: verifying with a key parsed per call cost more than the check.
+    public: ParsedPublicKey,
     jwk: Value,
 }
 
@@ -162,7 +156,12 @@ fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
             let n = parsed.n().to_bytes_be();
             let e = parsed.e().to_bytes_be();
             let jwk = json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
-            (Private::Rsa(pair), Public::Rsa { n, e }, jwk)
+            let public = ParsedPublicKey::new(
+                &signature::RSA_PKCS1_2048_8192_SHA256,
+                pair.public_key().as_ref(),
+            )
+            .map_err(|e| JwtError::Key(e.to_string()))?;
+            (Private::Rsa(pair), public, jwk)
         }
         Alg::ES256 => {
             let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
@@ -173,7 +172,9 @@ fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
                 return Err(JwtError::Key("unexpected P-256 public key encoding".into()));
             }
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])});
-            (Private::Ec(pair), Public::Ec(point), jwk)
+            let public = ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
+                .map_err(|e| JwtError::Key(e.to_string()))?;
+            (Private::Ec(pair), public, jwk)
         }
     };
     let kid = if rec.kid.is_empty() {
@@ -303,17 +304,7 @@ impl KeySet {
             return Err(JwtError::BadSignature);
         }
         let input = &token.as_bytes()[..h.len() + 1 + p.len()];
-        let ok = match &key.public {
-            Public::Rsa { n, e } => RsaPublicKeyComponents {
-                n: n.as_slice(),
-                e: e.as_slice(),
-            }
-            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, input, &sig)
-            .is_ok(),
-            Public::Ec(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(input, &sig)
-                .is_ok(),
-        };
+        let ok = key.public.verify_sig(input, &sig).is_ok();
         if !ok {
             return Err(JwtError::BadSignature);
         }

@@ -1,0 +1,285 @@
+//! The load tool: starts a real Latchkey, fills its database, drives it over HTTPS on
+//! loopback and prints, per scenario, operations and requests per second, p50/p90/p99
+//! latency, errors and the server's memory (RSS from /proc). It measures the two costs an
+//! OP cannot avoid in the same run (the two-core RS256 signing rate and the argon2 pool's
+//! hash rate) and prints each target of issue 6 as a ratio of those.
+//!
+//! `cargo bench --bench load` runs everything (about 10 minutes). Settings, all optional:
+//! `LATCHKEY_LOAD_SECS` per scenario (default 5), `LATCHKEY_LOAD_CONNS` connections
+//! (default 16), `LATCHKEY_LOAD_ONLY` comma-separated phases (`start`, `scenarios`,
+//! `restart`, `scale`, `soak`), `LATCHKEY_LOAD_BIG_USERS` (default 100000),
+//! `LATCHKEY_LOAD_SCENARIOS` (names or their beginnings, as `code,refresh`),
+//! `LATCHKEY_LOAD_SOAK_SECS` (default 600), `LATCHKEY_LOAD_KEEP=1` keeps the temp dir.
+//! Nothing is asserted: machines are shared, so read the ratios of one run.
+
+mod client;
+mod scenario;
+mod seed;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use latchkey::store::Store;
+use scenario::{Kind, Outcome, Target};
+use server::Server;
+
+struct Settings {
+    secs: u64,
+    conns: usize,
+    only: Option<Vec<String>>,
+    big_users: usize,
+    soak_secs: u64,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let num = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        Settings {
+            secs: num("LATCHKEY_LOAD_SECS", 5),
+            conns: num("LATCHKEY_LOAD_CONNS", 16) as usize,
+            only: std::env::var("LATCHKEY_LOAD_ONLY")
+                .ok()
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+            big_users: num("LATCHKEY_LOAD_BIG_USERS", 100_000) as usize,
+            soak_secs: num("LATCHKEY_LOAD_SOAK_SECS", 600),
+        }
+    }
+
+    /// `LATCHKEY_LOAD_SCENARIOS`: scenarios whose names start with one of these.
+    fn runs(&self, k: Kind) -> bool {
+        std::env::var("LATCHKEY_LOAD_SCENARIOS").map_or(true, |v| {
+            v.split(',').any(|p| k.name().starts_with(p.trim()))
+        })
+    }
+
+    fn wants(&self, phase: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == phase))
+    }
+}
+
+/// Clients seeded; every scenario that needs users draws from the first `SMALL_USERS`.
+const CLIENTS: usize = 100;
+const SMALL_USERS: usize = 100;
+const RESTART_USERS: usize = 10_000;
+const RESTART_TOKENS: usize = 100_000;
+
+/// Raised so the load measures hashing, not the per-address failure throttle.
+const BASE_CONFIG: &str = "[login]\nip_max_failures = 1000000\n";
+
+fn main() {
+    let s = Settings::from_env();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("{}", machine());
+    let mut targets: Vec<Target> = Vec::new();
+
+    println!("\n== reference rates (in this process, server idle) ==");
+    let sign_rate = scenario::rs256_rate_two_cores(Duration::from_secs(2));
+    println!("RS256 ID-token signing, 2 threads: {sign_rate:>8.0} signatures/s");
+    let hash = seed::password_hash();
+    let hash_rate = scenario::argon2_rate(&hash, 2, Duration::from_secs(3));
+    println!(
+        "argon2id verification at SPEC parameters, 2 threads (the pool): {hash_rate:>6.1} hashes/s"
+    );
+
+    let mut srv = Server::new("main", BASE_CONFIG);
+    let first = srv.start();
+    println!("\n== first start (keys and certificate generated) ==");
+    println!("first start to READY=1: {:.0} ms", ms(first));
+    targets.push(Target::at_most(
+        "first start with key generation (ms)",
+        ms(first),
+        1000.0,
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = srv.memory();
+    println!("idle RSS: {:.1} MiB", idle.rss);
+    targets.push(Target::at_most("idle RSS (MiB)", idle.rss, 20.0));
+    srv.stop();
+
+    {
+        let store = latchkey::store::redb::RedbStore::open(&srv.database()).expect("store");
+        seed::users(&store, 0..SMALL_USERS, &hash);
+        seed::clients(&store, 0..CLIENTS);
+    }
+
+    let mut small: Vec<Outcome> = Vec::new();
+    if s.wants("scenarios") {
+        srv.start();
+        println!(
+            "\n== scenarios: {SMALL_USERS} users, {CLIENTS} clients, {} connections, {} s each ==",
+            s.conns, s.secs
+        );
+        Outcome::header();
+        small = rt.block_on(scenario::run_all(&srv, &s, Kind::ALL, SMALL_USERS));
+        let get = |k: Kind| {
+            small
+                .iter()
+                .find(|o| o.kind == k)
+                .map_or(0.0, |o| o.ops_per_sec())
+        };
+        let healthz = get(Kind::Healthz);
+        targets.push(Target::at_least(
+            "client_credentials / RS256 2-core rate",
+            get(Kind::ClientCredentials) / sign_rate,
+            0.6,
+        ));
+        targets.push(Target::at_least(
+            "refresh / (RS256 2-core rate / 2)",
+            get(Kind::Refresh) / (sign_rate / 2.0),
+            0.5,
+        ));
+        targets.push(Target::at_least(
+            "code flow / (RS256 2-core rate / 2)",
+            get(Kind::CodeFlow) / (sign_rate / 2.0),
+            0.5,
+        ));
+        for k in [Kind::Discovery, Kind::Jwks, Kind::Userinfo] {
+            targets.push(Target::at_least(
+                &format!("{} / healthz", k.name()),
+                get(k) / healthz,
+                0.4,
+            ));
+        }
+        targets.push(Target::at_least(
+            "password sign-in / argon2 pool rate",
+            get(Kind::PasswordSignin) / hash_rate,
+            0.8,
+        ));
+        let worst = small
+            .iter()
+            .filter(|o| o.kind != Kind::PasswordSignin)
+            .map(|o| o.memory.peak)
+            .fold(0.0, f64::max);
+        targets.push(Target::at_most(
+            "peak RSS under non-login scenarios (MiB)",
+            worst,
+            64.0,
+        ));
+        let mixed = rt.block_on(scenario::latency_under_login_load(&srv, &s));
+        targets.push(Target::at_most(
+            "userinfo p99 during sign-in saturation / alone",
+            mixed,
+            2.0,
+        ));
+        srv.stop();
+    }
+
+    if s.wants("restart") || s.wants("scale") {
+        println!(
+            "\n== restart with {RESTART_USERS} users, {CLIENTS} clients, {RESTART_TOKENS} live refresh tokens =="
+        );
+        let t = Instant::now();
+        {
+            let store = latchkey::store::redb::RedbStore::open(&srv.database()).expect("store");
+            seed::users(&store, SMALL_USERS..RESTART_USERS, &hash);
+            let users = store.users().expect("users");
+            seed::refresh_tokens(&store, RESTART_TOKENS, &users);
+        }
+        println!(
+            "seeded in {:.1} s; database {:.1} MiB",
+            t.elapsed().as_secs_f64(),
+            server::file_size_mib(&srv.database())
+        );
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let d = srv.start();
+                srv.stop();
+                ms(d)
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!("restart to READY=1, 5 runs: {times:.1?} ms");
+        targets.push(Target::at_most(
+            "restart to ready, median (ms)",
+            times[2],
+            100.0,
+        ));
+    }
+
+    if s.wants("scale") && !small.is_empty() {
+        println!("\n== grant rates with {} users ==", s.big_users);
+        let t = Instant::now();
+        {
+            let store = latchkey::store::redb::RedbStore::open(&srv.database()).expect("store");
+            seed::users(&store, RESTART_USERS..s.big_users, &hash);
+        }
+        println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+        srv.start();
+        Outcome::header();
+        let grants = [Kind::ClientCredentials, Kind::CodeFlow, Kind::Refresh];
+        let big = rt.block_on(scenario::run_all(&srv, &s, &grants, s.big_users));
+        for k in grants {
+            let a = small
+                .iter()
+                .find(|o| o.kind == k)
+                .map_or(0.0, |o| o.ops_per_sec());
+            let b = big
+                .iter()
+                .find(|o| o.kind == k)
+                .map_or(0.0, |o| o.ops_per_sec());
+            targets.push(Target::between(
+                &format!(
+                    "{} at {} users / at {SMALL_USERS} users",
+                    k.name(),
+                    s.big_users
+                ),
+                b / a,
+                0.8,
+                1.2,
+            ));
+        }
+        srv.stop();
+    }
+    drop(srv);
+
+    if s.wants("soak") && s.soak_secs > 0 {
+        let growth = rt.block_on(scenario::soak(&s, &hash));
+        targets.push(Target::at_most(
+            "database growth over the second half of the soak (%)",
+            growth,
+            5.0,
+        ));
+    }
+
+    let bin = std::fs::metadata(env!("CARGO_BIN_EXE_latchkey")).map_or(0, |m| m.len());
+    targets.push(Target::at_most(
+        "release binary, stripped (MiB)",
+        bin as f64 / 1048576.0,
+        20.0,
+    ));
+
+    println!("\n== targets (ratios from this run) ==");
+    for t in &targets {
+        t.print();
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// CPU model, core count and kernel, for the report.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("machine: {cpu}, {cores} cores, Linux {}", kernel.trim())
+}
