@@ -113,27 +113,23 @@ pub(super) fn live_access_token(
         .ok_or_else(|| invalid_token("the access token has no jti"))?
         .to_string();
     let store_err = |e: crate::store::StoreError| super::response::Fail::Store(e).to_oidc();
-    let record = app
+    let ctx = app
         .store
-        .access_token(&jti)
+        .access_token_context(&jti)
         .map_err(store_err)?
         .ok_or_else(|| invalid_token("the access token is not known"))?;
-    let client_gone = app.client(&record.client_id).map_err(store_err)?.is_none();
-    let grant_revoked = app
-        .store
-        .grant(&record.grant_id)
-        .map_err(store_err)?
-        .is_none_or(|g| g.revoked);
+    let record = ctx.record;
+    let client_gone =
+        !ctx.client_stored && !app.config.declared_clients.contains_key(&record.client_id);
+    let grant_revoked = ctx.grant.is_none_or(|g| g.revoked);
     if client_gone || record.revoked || grant_revoked {
         return Err(invalid_token("the access token was revoked"));
     }
     let user = if record.user_id.is_empty() {
         None
     } else {
-        let user = app
-            .store
-            .user(&record.user_id)
-            .map_err(store_err)?
+        let user = ctx
+            .user
             .filter(|u| !u.disabled)
             .ok_or_else(|| invalid_token("the user no longer exists or is disabled"))?;
         Some(user)

@@ -69,6 +69,17 @@ pub enum Consumed<T> {
     Missing,
 }
 
+/// What [`Store::access_token_context`] returns.
+#[derive(Debug, Clone)]
+pub struct TokenContext {
+    pub record: AccessTokenRecord,
+    pub grant: Option<Grant>,
+    /// `None` for client tokens and for users that no longer exist.
+    pub user: Option<User>,
+    /// Whether the client is in the store (declared clients live in the configuration).
+    pub client_stored: bool,
+}
+
 /// Tokens issued together in one transaction.
 #[derive(Debug, Clone)]
 pub struct Issued<'a> {
@@ -157,6 +168,9 @@ pub trait Store: Send + Sync {
     /// Marks one access token revoked; `false` if it is unknown.
     fn revoke_access_token(&self, jti: &str) -> Result<bool>;
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
+    /// An access token's record with what decides whether it is still good, read in one
+    /// snapshot (userinfo and introspection run this on every call).
+    fn access_token_context(&self, jti: &str) -> Result<Option<TokenContext>>;
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
     /// Marks `old` used and stores its successor and the new access token, atomically
     /// and durably. A replay of `old` returns [`Consumed::Replayed`] and stores nothing.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::commit::GroupCommit;
-use super::{Consumed, Issued, Result, SCHEMA_VERSION, Store, StoreError};
+use super::{Consumed, Issued, Result, SCHEMA_VERSION, Store, StoreError, TokenContext};
 use crate::model::{
     AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
     RefreshToken, Session, User,
@@ -86,7 +86,7 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 
 /// redb's page cache. Its default (1 GiB) would let a busy server grow far past what a
 /// small machine should give an OP; pages beyond this come from the OS page cache.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Audit events wait in memory for the next write transaction (or a read of the log)
 /// instead of costing a commit each; past this many, they are written on their own.
@@ -426,6 +426,51 @@ impl Drop for RedbStore {
 }
 
 impl RedbStore {
+    /// Removes the records of `t` for which `doomed` holds: found in a read snapshot
+    /// (no lock), then removed in small batches, each record checked again.
+    fn purge<T: DeserializeOwned>(&self, t: Table, doomed: impl Fn(&T) -> bool) -> Result<usize> {
+        let keys = self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let mut keys = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                // An undecodable record is left for an operator to look at.
+                if decode::<T>(v.value()).is_ok_and(|r| doomed(&r)) {
+                    keys.push(k.value().to_string());
+                }
+            }
+            Ok(keys)
+        })?;
+        self.remove_batched(t, &keys, doomed)
+    }
+
+    fn remove_batched<T: DeserializeOwned>(
+        &self,
+        t: Table,
+        keys: &[String],
+        doomed: impl Fn(&T) -> bool,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for batch in keys.chunks(PURGE_BATCH) {
+            n += self.write(false, |tx| {
+                let mut table = tx.open_table(t).map_err(backend)?;
+                let mut removed = 0;
+                for k in batch {
+                    let still = table
+                        .get(k.as_str())
+                        .map_err(backend)?
+                        .is_some_and(|v| decode::<T>(v.value()).is_ok_and(|r| doomed(&r)));
+                    if still {
+                        table.remove(k.as_str()).map_err(backend)?;
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })?;
+        }
+        Ok(n)
+    }
+
     /// Marks every live grant matching `pick` revoked, in one durable transaction.
     fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
         self.write(true, |tx| {
@@ -479,9 +524,9 @@ fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Re
     Ok(())
 }
 
-/// Calls `f` with every decodable record of a table.
-fn tx_visit<T: DeserializeOwned>(
-    tx: &WriteTransaction,
+/// Calls `f` with every decodable record of a table, in a read snapshot.
+fn read_visit<T: DeserializeOwned>(
+    tx: &ReadTransaction,
     t: Table,
     mut f: impl FnMut(T),
 ) -> Result<()> {
@@ -494,6 +539,10 @@ fn tx_visit<T: DeserializeOwned>(
     }
     Ok(())
 }
+
+/// Records removed per transaction by the background purge: each holds the write lock
+/// and memory only briefly, however much has expired.
+const PURGE_BATCH: usize = 1000;
 
 /// Removes every record of a table for which `drop` says so; returns how many.
 fn tx_retain<T: DeserializeOwned>(
@@ -870,6 +919,42 @@ impl Store for RedbStore {
         self.get(ACCESS_TOKENS, jti)
     }
 
+    fn access_token_context(&self, jti: &str) -> Result<Option<TokenContext>> {
+        self.read(|tx| {
+            let get = |t: Table, key: &str| -> Result<Option<Vec<u8>>> {
+                let table = tx.open_table(t).map_err(backend)?;
+                let v = table.get(key).map_err(backend)?;
+                Ok(v.map(|g| g.value().to_vec()))
+            };
+            let Some(record) = get(ACCESS_TOKENS, jti)? else {
+                return Ok(None);
+            };
+            let record: AccessTokenRecord = decode(&record)?;
+            let grant = get(GRANTS, &record.grant_id)?
+                .map(|b| decode(&b))
+                .transpose()?;
+            let user = if record.user_id.is_empty() {
+                None
+            } else {
+                get(USERS, &record.user_id)?
+                    .map(|b| decode(&b))
+                    .transpose()?
+            };
+            let client_stored = tx
+                .open_table(CLIENTS)
+                .map_err(backend)?
+                .get(record.client_id.as_str())
+                .map_err(backend)?
+                .is_some();
+            Ok(Some(TokenContext {
+                record,
+                grant,
+                user,
+                client_stored,
+            }))
+        })
+    }
+
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
         self.get(REFRESH_TOKENS, hash)
     }
@@ -1016,13 +1101,14 @@ impl Store for RedbStore {
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {
-        self.write(true, |tx| {
-            let mut n =
-                tx_retain::<AuthCode>(tx, CODES, |_, c| c.expires_at + CODE_REPLAY_WINDOW < now)?;
-            n += tx_retain::<Session>(tx, SESSIONS, |_, s| s.expires_at < now)?;
-            n += tx_retain::<i64>(tx, ASSERTIONS, |_, exp| *exp + 120 < now)?;
+        let mut n = self.purge(CODES, |c: &AuthCode| {
+            c.expires_at + CODE_REPLAY_WINDOW < now
+        })?;
+        n += self.purge(SESSIONS, |s: &Session| s.expires_at < now)?;
+        n += self.purge(ASSERTIONS, |exp: &i64| *exp + 120 < now)?;
+        n += self.write(false, |tx| {
             let mut gone_codes = Vec::new();
-            n += tx_retain::<DeviceGrant>(tx, DEVICES, |_, d| {
+            let n = tx_retain::<DeviceGrant>(tx, DEVICES, |_, d| {
                 let gone = d.expires_at + CODE_REPLAY_WINDOW < now;
                 if gone {
                     gone_codes.push(d.user_code.clone());
@@ -1033,26 +1119,36 @@ impl Store for RedbStore {
             for c in &gone_codes {
                 codes.remove(c.as_str()).map_err(backend)?;
             }
-            drop(codes);
-            n += tx_retain::<AccessTokenRecord>(tx, ACCESS_TOKENS, |_, a| a.expires_at < now)?;
-            n += tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| {
-                r.expires_at.min(r.absolute_expires_at) < now
-            })?;
-            // A grant lives as long as something refers to it: a code (a late replay
-            // revokes it), an access token or a refresh token.
-            let mut referenced = std::collections::HashSet::new();
-            tx_visit::<AuthCode>(tx, CODES, |c| {
-                referenced.insert(c.grant_id);
-            })?;
-            tx_visit::<AccessTokenRecord>(tx, ACCESS_TOKENS, |a| {
-                referenced.insert(a.grant_id);
-            })?;
-            tx_visit::<RefreshToken>(tx, REFRESH_TOKENS, |r| {
-                referenced.insert(r.grant_id);
-            })?;
-            n += tx_retain::<Grant>(tx, GRANTS, |id, _| !referenced.contains(id))?;
             Ok(n)
-        })
+        })?;
+        n += self.purge(ACCESS_TOKENS, |a: &AccessTokenRecord| a.expires_at < now)?;
+        n += self.purge(REFRESH_TOKENS, |r: &RefreshToken| {
+            r.expires_at.min(r.absolute_expires_at) < now
+        })?;
+        // A grant lives as long as something refers to it: a code (a late replay revokes
+        // it), an access token or a refresh token. Grants and their first tokens are
+        // stored together, and later tokens only come from earlier ones, so a grant that
+        // nothing refers to in one snapshot never will again.
+        let unreferenced = self.read(|tx| {
+            let mut referenced = std::collections::HashSet::new();
+            let mut note = |grant_id: String| {
+                referenced.insert(grant_id);
+            };
+            read_visit::<AuthCode>(tx, CODES, |c| note(c.grant_id))?;
+            read_visit::<AccessTokenRecord>(tx, ACCESS_TOKENS, |a| note(a.grant_id))?;
+            read_visit::<RefreshToken>(tx, REFRESH_TOKENS, |r| note(r.grant_id))?;
+            let mut doomed = Vec::new();
+            read_visit::<Grant>(tx, GRANTS, |g| {
+                if !referenced.contains(&g.grant_id) {
+                    doomed.push(g.grant_id);
+                }
+            })?;
+            Ok(doomed)
+        })?;
+        n += self.remove_batched(GRANTS, &unreferenced, |_: &Grant| true)?;
+        // One durable commit persists the batches and every earlier non-durable commit.
+        self.write(true, |_| Ok(()))?;
+        Ok(n)
     }
 
     fn purge_audit(&self, before: i64) -> Result<usize> {

@@ -513,3 +513,20 @@ fn queued_audit_events_are_read_back_and_survive_closing() {
         .collect();
     assert_eq!(times, vec![2, 1]);
 }
+
+#[test]
+fn an_access_tokens_context_is_read_together() {
+    let (_d, s) = open();
+    assert!(s.access_token_context("j").unwrap().is_none());
+    issue(&s, "h", "j", "r", 100);
+    let ctx = s.access_token_context("j").unwrap().unwrap();
+    assert_eq!(ctx.record.grant_id, "g");
+    assert_eq!(ctx.grant.map(|g| g.revoked), Some(false));
+    assert!(ctx.user.is_none(), "user u was never created");
+    assert!(!ctx.client_stored, "client c was never created");
+    s.create_user(&user("u", "alice")).unwrap();
+    s.revoke_grant("g", "c", "u", 1).unwrap();
+    let ctx = s.access_token_context("j").unwrap().unwrap();
+    assert_eq!(ctx.user.map(|u| u.username), Some("alice".to_string()));
+    assert_eq!(ctx.grant.map(|g| g.revoked), Some(true));
+}
