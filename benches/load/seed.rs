@@ -13,15 +13,19 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple 9";
 pub(crate) const CALLBACK: &str = "https://rp.example/cb";
 const THREADS: usize = 16;
 
-pub(crate) fn password_hash() -> String {
-    let params = latchkey::config::PasswordParams {
+/// The SPEC's argon2id parameters (the defaults).
+fn spec_params() -> latchkey::config::PasswordParams {
+    latchkey::config::PasswordParams {
         memory_kib: 65_536,
         iterations: 3,
         parallelism: 1,
         pool_threads: 2,
         pool_queue: 8,
-    };
-    latchkey::keys::password::hash(PASSWORD, &params).expect("hash")
+    }
+}
+
+pub(crate) fn password_hash() -> String {
+    latchkey::keys::password::hash(PASSWORD, &spec_params()).expect("hash")
 }
 
 pub(crate) fn user_name(i: usize) -> String {
@@ -35,6 +39,20 @@ pub(crate) fn client_id(i: usize) -> String {
 /// Every seeded client has this secret (client_secret_basic).
 pub(crate) fn client_secret(i: usize) -> String {
     format!("secret-of-client-{i:03}-0123456789abcdef")
+}
+
+/// A client declared in the configuration with an argon2id secret hash (SPEC §3): the
+/// server verifies the slow hash once and remembers the secret.
+pub(crate) const DECLARED_CLIENT: &str = "declared-argon2";
+pub(crate) const DECLARED_SECRET: &str = "declared-client-secret-0123456789";
+
+/// The `[[clients]]` entry for it.
+pub(crate) fn declared_client_config() -> String {
+    let hash = latchkey::keys::password::hash(DECLARED_SECRET, &spec_params()).expect("hash");
+    format!(
+        "[[clients]]\nclient_id = \"{DECLARED_CLIENT}\"\nsecret_hash = \"{hash}\"\n\
+         grant_types = [\"client_credentials\"]\n"
+    )
 }
 
 /// Runs `f(i)` for `range` on `THREADS` threads.
