@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -237,7 +237,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
         config_now,
         after,
     ));
-    tokio::spawn(maintenance(live.clone()));
+    let maintenance = maintenance(live.clone());
 
     let first = current(&live);
     let cfg = &first.app.config;
@@ -328,6 +328,12 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     )
     .await;
     let _ = std::fs::remove_file(crate::admin::socket::path(&data_dir));
+    // The maintenance thread lets go of the store, so it is closed cleanly (a restart
+    // then needs no repair).
+    if let Some((stop, thread)) = maintenance {
+        drop(stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     // Persists pending non-durable commits (sessions, codes) before exit.
     let s = store.clone();
     let _ = tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await;
@@ -376,31 +382,44 @@ async fn connection<I>(
 }
 
 /// Once a minute: removes expired records and audit events past their retention
-/// (persisting non-durable commits), drops
-/// retired keys whose tokens have all expired, and rotates keys that are due.
-async fn maintenance(live: Current) {
-    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let a = current(&live).app.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let now = crate::clock::now();
-            let mut removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
-            removed += a
-                .store
-                .purge_audit(now - a.config.audit_retention)
-                .map_err(|e| e.to_string())?;
-            if key_housekeeping(a.store.as_ref(), &a.config, now)? {
-                a.reload_keys()?;
+/// (persisting non-durable commits), drops retired keys whose tokens have all expired,
+/// and rotates keys that are due. On one long-lived thread: the memory a purge allocates
+/// is then reused by the next one, where tokio's changing blocking threads left it in a
+/// different allocator arena each minute (RSS crept up by about 15 MiB a minute).
+fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("maintenance".into())
+        .spawn(move || {
+            // Runs once a minute until `stop` is dropped.
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(MAINTENANCE_INTERVAL)
+            {
+                let a = current(&live).app.clone();
+                let now = crate::clock::now();
+                let result = (|| {
+                    let mut removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
+                    removed += a
+                        .store
+                        .purge_audit(now - a.config.audit_retention)
+                        .map_err(|e| e.to_string())?;
+                    if key_housekeeping(a.store.as_ref(), &a.config, now)? {
+                        a.reload_keys()?;
+                    }
+                    Ok::<usize, String>(removed)
+                })();
+                match result {
+                    Ok(n) if n > 0 => tracing::debug!(removed = n, "expired records removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+                }
             }
-            Ok::<usize, String>(removed)
-        })
-        .await;
-        match result {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired records removed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed"),
-            _ => {}
+        });
+    match spawned {
+        Ok(thread) => Some((stop, thread)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the maintenance thread");
+            None
         }
     }
 }

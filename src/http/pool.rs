@@ -2,7 +2,7 @@
 //! argon2, and at most `queue` more jobs wait; past that the caller gets [`PoolFull`] and
 //! answers 503 before spending any memory or CPU on the hash. Dedicated threads (not the
 //! runtime's blocking pool, which grows to hundreds of threads) also bound memory: peak
-//! memory is `threads × m_cost`. They run at a lower CPU priority (nice 10), so a burst
+//! memory is `threads × m_cost`. They run at the lowest CPU priority (nice 19), so a burst
 //! of sign-ins uses the idle CPU without delaying token, userinfo and page requests.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,8 +76,8 @@ impl HashPool {
 }
 
 /// Nice value of the hashing threads: the scheduler gives a nice-0 request thread about
-/// ten times their share of a busy core.
-const HASHING_NICE: i32 = 10;
+/// seventy times their share of a busy core, and idle cores are theirs in full.
+const HASHING_NICE: i32 = 19;
 
 /// Lowers the calling thread's priority (Linux keeps a nice value per thread). Failing
 /// to (a seccomp filter, say) only costs latency, so it is logged and ignored.

@@ -54,6 +54,14 @@ impl Default for GroupCommit {
 }
 
 impl GroupCommit {
+    /// Whether a flush is running now (it holds the write lock until its fsync ends).
+    pub(super) fn flushing(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flushing
+    }
+
     /// Waits until a flush that started after this call has succeeded (or failed: its
     /// error). `flush` runs on at most one thread at a time, by whichever waiter leads.
     pub(super) fn wait_durable(&self, flush: impl FnOnce() -> Result<()>) -> Result<()> {

@@ -142,6 +142,8 @@ pub struct RedbStore {
 struct Handle {
     db: Database,
     group: GroupCommit,
+    /// Durable writes under way: while there are any, a flush may hold the write lock.
+    durable_writes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::ops::Deref for Handle {
@@ -156,6 +158,7 @@ impl Handle {
         Arc::new(Handle {
             db,
             group: GroupCommit::default(),
+            durable_writes: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -169,12 +172,22 @@ impl Handle {
     }
 }
 
-/// Runs blocking storage work. On a multi-threaded tokio runtime the worker thread is
-/// handed over first, so a request waiting for the write lock or an fsync does not stall
-/// the other requests on that worker.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+/// Counts a durable write under way until it is dropped.
+struct DurableWrite<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for DurableWrite<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs storage work. When it may wait for a flush, on a multi-threaded tokio runtime
+/// the worker thread is handed over first, so the other requests on that worker go on.
+/// A write that will not wait takes tens of microseconds, less than the hand-over
+/// costs, and runs in place.
+fn blocking<R>(may_wait: bool, f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
-        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+        Ok(rt) if may_wait && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
         _ => f(),
@@ -296,8 +309,16 @@ impl RedbStore {
     /// One write transaction. It commits without an fsync; a `durable` write then waits
     /// for the group commit, so it returns only once it is on disk (see `commit.rs`).
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
-        blocking(|| {
-            let db = self.handle(false)?;
+        use std::sync::atomic::Ordering::SeqCst;
+        let db = self.handle(false)?;
+        // A write that may wait (for a flush, or behind one holding the write lock) leaves
+        // its tokio worker first; the others are shorter than the hand-over.
+        let may_wait = durable || db.durable_writes.load(SeqCst) > 0 || db.group.flushing();
+        if durable {
+            db.durable_writes.fetch_add(1, SeqCst);
+        }
+        let _done = durable.then(|| DurableWrite(&db.durable_writes));
+        blocking(may_wait, || {
             let run = || {
                 let mut tx = db.begin_write().map_err(backend)?;
                 tx.set_durability(Durability::None).map_err(invalid)?;
@@ -426,22 +447,44 @@ impl Drop for RedbStore {
 }
 
 impl RedbStore {
-    /// Removes the records of `t` for which `doomed` holds: found in a read snapshot
-    /// (no lock), then removed in small batches, each record checked again.
+    /// Removes the records of `t` for which `doomed` holds: found in read snapshots (no
+    /// lock), at most `PURGE_BATCH` at a time, each batch removed in its own transaction
+    /// with every record checked again. Memory stays at one batch of keys.
     fn purge<T: DeserializeOwned>(&self, t: Table, doomed: impl Fn(&T) -> bool) -> Result<usize> {
-        let keys = self.read(|tx| {
-            let table = tx.open_table(t).map_err(backend)?;
-            let mut keys = Vec::new();
-            for item in table.iter().map_err(backend)? {
-                let (k, v) = item.map_err(backend)?;
-                // An undecodable record is left for an operator to look at.
-                if decode::<T>(v.value()).is_ok_and(|r| doomed(&r)) {
-                    keys.push(k.value().to_string());
+        let mut n = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let (keys, last) = self.read(|tx| {
+                let table = tx.open_table(t).map_err(backend)?;
+                let mut range = match after.as_deref() {
+                    Some(a) => table.range(a..).map_err(backend)?,
+                    None => table.iter().map_err(backend)?,
+                };
+                let mut keys = Vec::new();
+                let mut last = None;
+                for item in range.by_ref() {
+                    let (k, v) = item.map_err(backend)?;
+                    let key = k.value();
+                    if after.as_deref() == Some(key) {
+                        continue;
+                    }
+                    last = Some(key.to_string());
+                    // An undecodable record is left for an operator to look at.
+                    if decode::<T>(v.value()).is_ok_and(|r| doomed(&r)) {
+                        keys.push(key.to_string());
+                        if keys.len() == PURGE_BATCH {
+                            break;
+                        }
+                    }
                 }
+                Ok((keys, last))
+            })?;
+            n += self.remove_batched(t, &keys, &doomed)?;
+            match last {
+                Some(l) if keys.len() == PURGE_BATCH => after = Some(l),
+                _ => return Ok(n),
             }
-            Ok(keys)
-        })?;
-        self.remove_batched(t, &keys, doomed)
+        }
     }
 
     fn remove_batched<T: DeserializeOwned>(

@@ -530,3 +530,16 @@ fn an_access_tokens_context_is_read_together() {
     assert_eq!(ctx.user.map(|u| u.username), Some("alice".to_string()));
     assert_eq!(ctx.grant.map(|g| g.revoked), Some(true));
 }
+
+#[test]
+fn purge_works_through_more_than_one_batch() {
+    let (_d, s) = open();
+    for i in 0..2_500 {
+        s.put_code(&format!("old-{i:05}"), &code(10)).unwrap();
+    }
+    for i in 0..10 {
+        s.put_code(&format!("new-{i}"), &code(1_000_000)).unwrap();
+    }
+    assert_eq!(s.purge_expired(1000).unwrap(), 2_500);
+    assert_eq!(s.count("codes").unwrap(), 10);
+}
