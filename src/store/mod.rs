@@ -99,6 +99,8 @@ pub trait Store: Send + Sync {
     fn user(&self, id: &str) -> Result<Option<User>>;
     fn user_by_name(&self, username: &str) -> Result<Option<User>>;
     fn users(&self) -> Result<Vec<User>>;
+    /// Whether some user satisfies `pred`, reading one user at a time (no list in memory).
+    fn any_user(&self, pred: &dyn Fn(&User) -> bool) -> Result<bool>;
     /// Deletes the user with their sessions and consents.
     fn delete_user(&self, id: &str) -> Result<bool>;
 

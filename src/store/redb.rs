@@ -687,6 +687,19 @@ impl Store for RedbStore {
         }
     }
 
+    fn any_user(&self, pred: &dyn Fn(&User) -> bool) -> Result<bool> {
+        self.read(|tx| {
+            let table = tx.open_table(USERS).map_err(backend)?;
+            for item in table.iter().map_err(backend)? {
+                let (_, v) = item.map_err(backend)?;
+                if pred(&decode::<User>(v.value())?) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
     fn users(&self) -> Result<Vec<User>> {
         let mut v: Vec<User> = self.list(USERS)?;
         v.sort_by(|a, b| a.username.cmp(&b.username));
