@@ -259,13 +259,7 @@ fn store(c: &mut Criterion) {
 }
 
 fn password(c: &mut Criterion) {
-    let params = latchkey::config::PasswordParams {
-        memory_kib: 65_536,
-        iterations: 3,
-        parallelism: 1,
-        pool_threads: 2,
-        pool_queue: 8,
-    };
+    let params = latchkey::config::PasswordParams::default();
     let pw = "correct horse battery staple 9";
     let phc = latchkey::keys::password::hash(pw, &params).expect("hash");
     let mut g = c.benchmark_group("password");

@@ -206,6 +206,20 @@ pub struct PasswordParams {
     pub pool_queue: usize,
 }
 
+/// SPEC §8's argon2id parameters (m=64 MiB, t=3, p=1) and a pool of two threads with
+/// eight waiting: what an unconfigured server uses.
+impl Default for PasswordParams {
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: 65_536,
+            iterations: 3,
+            parallelism: 1,
+            pool_threads: 2,
+            pool_queue: 8,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -406,12 +420,13 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     };
 
     let p = raw.password;
+    let d = PasswordParams::default();
     let password = PasswordParams {
-        memory_kib: p.memory_kib.unwrap_or(65_536),
-        iterations: p.iterations.unwrap_or(3),
-        parallelism: p.parallelism.unwrap_or(1),
-        pool_threads: p.pool_threads.unwrap_or(2).clamp(1, 64),
-        pool_queue: p.pool_queue.unwrap_or(8).min(1024),
+        memory_kib: p.memory_kib.unwrap_or(d.memory_kib),
+        iterations: p.iterations.unwrap_or(d.iterations),
+        parallelism: p.parallelism.unwrap_or(d.parallelism),
+        pool_threads: p.pool_threads.unwrap_or(d.pool_threads).clamp(1, 64),
+        pool_queue: p.pool_queue.unwrap_or(d.pool_queue).min(1024),
     };
     // SPEC §8 / OWASP floor: below m=19 MiB, t=2 the hashes are too cheap to crack offline.
     if password.memory_kib < 19_456 {

@@ -13,19 +13,9 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple 9";
 pub(crate) const CALLBACK: &str = "https://rp.example/cb";
 const THREADS: usize = 16;
 
-/// The SPEC's argon2id parameters (the defaults).
-fn spec_params() -> latchkey::config::PasswordParams {
-    latchkey::config::PasswordParams {
-        memory_kib: 65_536,
-        iterations: 3,
-        parallelism: 1,
-        pool_threads: 2,
-        pool_queue: 8,
-    }
-}
-
 pub(crate) fn password_hash() -> String {
-    latchkey::keys::password::hash(PASSWORD, &spec_params()).expect("hash")
+    latchkey::keys::password::hash(PASSWORD, &latchkey::config::PasswordParams::default())
+        .expect("hash")
 }
 
 pub(crate) fn user_name(i: usize) -> String {
@@ -48,7 +38,11 @@ pub(crate) const DECLARED_SECRET: &str = "declared-client-secret-0123456789";
 
 /// The `[[clients]]` entry for it.
 pub(crate) fn declared_client_config() -> String {
-    let hash = latchkey::keys::password::hash(DECLARED_SECRET, &spec_params()).expect("hash");
+    let hash = latchkey::keys::password::hash(
+        DECLARED_SECRET,
+        &latchkey::config::PasswordParams::default(),
+    )
+    .expect("hash");
     format!(
         "[[clients]]\nclient_id = \"{DECLARED_CLIENT}\"\nsecret_hash = \"{hash}\"\n\
          grant_types = [\"client_credentials\"]\n"
