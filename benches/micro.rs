@@ -32,6 +32,9 @@ fn user() -> User {
         disabled: false,
         created_at: 0,
         updated_at: 0,
+        mfa: Default::default(),
+        must_change_password: false,
+        reset_link: None,
     }
 }
 

@@ -98,6 +98,7 @@ pub enum UserAction {
     Disable(UserNamed<1>),
     Enable(UserNamed<2>),
     Delete(UserNamed<3>),
+    Reset2fa(UserNamed<4>),
     GroupAdd(UserGroup<0>),
     GroupDel(UserGroup<1>),
 }
@@ -220,6 +221,14 @@ mod named_delete {
     use super::*;
     user_named!(3, "delete", "Delete a user.");
 }
+mod named_reset_2fa {
+    use super::*;
+    user_named!(
+        4,
+        "reset-2fa",
+        "Remove a user's second factor (TOTP, recovery codes, trusted browsers)."
+    );
+}
 
 #[derive(FromArgs)]
 /// Set a user's password.
@@ -231,6 +240,9 @@ pub struct UserPasswd {
     /// read the password from the first line of standard input
     #[argh(switch)]
     pub password_stdin: bool,
+    /// a temporary password: the user must choose a new one at the next sign-in
+    #[argh(switch)]
+    pub temporary: bool,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,

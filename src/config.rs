@@ -36,6 +36,8 @@ struct RawConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     instance_name: Option<String>,
+    /// An image shown on the sign-in page (PNG, JPEG or SVG, at most 256 KiB).
+    logo: Option<PathBuf>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
     #[serde(default)]
@@ -83,6 +85,8 @@ struct RawTokens {
 struct RawSession {
     idle_ttl_secs: Option<i64>,
     absolute_ttl_secs: Option<i64>,
+    /// How long a password confirmation covers sensitive administrator actions.
+    reauth_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +95,8 @@ struct RawLogin {
     ip_max_failures: Option<u32>,
     ip_window_secs: Option<i64>,
     ip_block_secs: Option<i64>,
+    /// "Trust this browser" skips the second factor for this many days (0: offered never).
+    trusted_device_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +234,12 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub instance_name: String,
+    /// The sign-in page's logo, read when the configuration is loaded.
+    pub logo: Option<Logo>,
+    /// Seconds a sign-in or password confirmation covers sensitive admin actions.
+    pub reauth_window: i64,
+    /// Days a browser may skip the second factor after "trust this browser"; 0 = off.
+    pub trusted_device_days: i64,
     /// Reverse proxies whose `X-Forwarded-For` names the real client address (for
     /// throttling and the audit log). Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -245,6 +257,34 @@ pub struct Config {
     pub log_json: bool,
     /// `[[clients]]` from the file, keyed by client_id.
     pub declared_clients: HashMap<String, Client>,
+}
+
+/// An image file served at `/assets/logo`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logo {
+    pub content_type: &'static str,
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+const MAX_LOGO: u64 = 256 * 1024;
+
+fn read_logo(path: &Path) -> Result<Logo, ConfigError> {
+    let shown = path.display();
+    let content_type = match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("png") => "image/png",
+        Some(e) if e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg") => "image/jpeg",
+        Some(e) if e.eq_ignore_ascii_case("svg") => "image/svg+xml",
+        _ => return err(format!("logo: {shown}: use a .png, .jpg or .svg file")),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError(format!("logo: {shown}: {e}")))?;
+    if !meta.is_file() || meta.len() > MAX_LOGO {
+        return err(format!("logo: {shown}: must be a file of at most 256 KiB"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| ConfigError(format!("logo: {shown}: {e}")))?;
+    Ok(Logo {
+        content_type,
+        bytes: std::sync::Arc::new(bytes),
+    })
 }
 
 /// What the environment contributes; a struct so tests need not touch the process env.
@@ -419,6 +459,14 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         ip_block: positive("login.ip_block_secs", l.ip_block_secs, 300, 86_400)?,
     };
 
+    let trusted_device_days = match l.trusted_device_days {
+        None => 0,
+        Some(d) if (0..=365).contains(&d) => d,
+        Some(_) => return err("login.trusted_device_days: must be between 0 and 365"),
+    };
+    let logo = raw.logo.as_deref().map(read_logo).transpose()?;
+    let reauth_window = positive("session.reauth_secs", s.reauth_secs, 600, 86_400)?;
+
     let p = raw.password;
     let d = PasswordParams::default();
     let password = PasswordParams {
@@ -485,6 +533,9 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         listen,
         data_dir,
         instance_name: raw.instance_name.unwrap_or_else(|| "Latchkey".to_string()),
+        logo,
+        reauth_window,
+        trusted_device_days,
         trusted_proxies,
         tls,
         lifetimes,

@@ -193,6 +193,7 @@ fn user(action: UserAction) -> ExitCode {
         UserAction::Disable(n) => (n.config, n.json, Command::UserDisable { username: n.name }),
         UserAction::Enable(n) => (n.config, n.json, Command::UserEnable { username: n.name }),
         UserAction::Delete(n) => (n.config, n.json, Command::UserDelete { username: n.name }),
+        UserAction::Reset2fa(n) => (n.config, n.json, Command::UserResetMfa { username: n.name }),
         UserAction::Passwd(p) => {
             let password = match read_password(p.password_stdin) {
                 Ok(p) => p,
@@ -204,6 +205,7 @@ fn user(action: UserAction) -> ExitCode {
                 Command::UserPasswd {
                     username: p.name,
                     password,
+                    temporary: p.temporary,
                 },
             )
         }

@@ -28,6 +28,53 @@ pub struct User {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Second factor and credentials other than the password.
+    #[serde(default)]
+    pub mfa: Mfa,
+    /// Set by an administrator's password reset: the next sign-in must choose a new one.
+    #[serde(default)]
+    pub must_change_password: bool,
+    /// A one-time password reset link made by an administrator: SHA-256 of the token
+    /// and its expiry.
+    #[serde(default)]
+    pub reset_link: Option<(String, i64)>,
+}
+
+/// A user's second factor: a TOTP secret (RFC 6238), single-use recovery codes and the
+/// browsers trusted to skip the second factor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mfa {
+    /// Base32 TOTP secret of a confirmed enrolment. Stored as is: verifying a code needs
+    /// the secret itself (like any TOTP server); the database file is 0600.
+    #[serde(default)]
+    pub totp_secret: Option<String>,
+    /// A secret shown for enrolment and not yet confirmed with a code.
+    #[serde(default)]
+    pub pending_secret: Option<String>,
+    /// The last time step whose code was accepted: a code is accepted once.
+    #[serde(default)]
+    pub last_step: i64,
+    /// SHA-256 of each unused recovery code.
+    #[serde(default)]
+    pub recovery_hashes: Vec<String>,
+    #[serde(default)]
+    pub devices: Vec<TrustedDevice>,
+}
+
+impl Mfa {
+    pub fn enrolled(&self) -> bool {
+        self.totp_secret.is_some()
+    }
+}
+
+/// A browser that may skip the second factor until `expires_at` (its cookie names `id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustedDevice {
+    pub id: String,
+    /// What the browser said it is, shortened, to tell devices apart in the list.
+    pub label: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 impl User {
@@ -74,7 +121,7 @@ pub struct Group {
     pub description: String,
 }
 
-/// Sign-in strength a client demands (issue 4 adds the second factor).
+/// Sign-in strength a client demands: a password, or a password and a second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
@@ -255,6 +302,16 @@ pub struct Session {
     /// Clients that received a code in this session: the ones told about its logout.
     #[serde(default)]
     pub clients: Vec<String>,
+    /// Last time the user confirmed their password in this session (sensitive admin
+    /// actions need a recent one).
+    #[serde(default)]
+    pub reauth_at: i64,
+    /// The browser that opened the session, shortened (for the session lists).
+    #[serde(default)]
+    pub label: String,
+    /// Source address at sign-in.
+    #[serde(default)]
+    pub ip: String,
 }
 
 /// Remembered consent for (user, client).

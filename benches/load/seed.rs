@@ -85,6 +85,9 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             disabled: false,
             created_at: now,
             updated_at: now,
+            mfa: Default::default(),
+            must_change_password: false,
+            reset_link: None,
         };
         store.create_user(&u).expect("create user");
     });

@@ -17,6 +17,8 @@ use crate::store::{Store, StoreError};
 pub const ADMIN_GROUP: &str = "admin";
 /// Metadata key of the one-time setup link: `<sha256 of token>:<expiry>`.
 pub const SETUP_TOKEN_KEY: &str = "setup_token";
+/// How long an administrator's password reset link stays valid.
+pub const RESET_LINK_TTL: i64 = 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdminError {
@@ -99,6 +101,37 @@ pub enum Command {
     UserPasswd {
         username: String,
         password: String,
+        /// The user must choose a new password at the next sign-in.
+        #[serde(default)]
+        temporary: bool,
+    },
+    /// Replaces the profile and groups (the username may change; the id never does).
+    UserUpdate {
+        username: String,
+        user: NewUser,
+    },
+    /// Removes the second factor: TOTP, recovery codes and trusted browsers.
+    UserResetMfa {
+        username: String,
+    },
+    /// Makes a one-time link (24 hours) at which the user sets a new password.
+    UserResetLink {
+        username: String,
+    },
+    GroupAdd {
+        name: String,
+        #[serde(default)]
+        description: String,
+    },
+    /// Deletes a group and removes every user from it.
+    GroupDelete {
+        name: String,
+    },
+    /// Sets the fields the admin page's application form edits (name, URLs, scopes,
+    /// grant types, policy, consent skipping, PKCE, allowed groups); the others stay.
+    ClientReplace {
+        client_id: String,
+        spec: ClientSpec,
     },
     UserDisable {
         username: String,
@@ -156,6 +189,12 @@ impl Command {
             Command::UserList => "user.list",
             Command::UserShow { .. } => "user.show",
             Command::UserPasswd { .. } => "user.passwd",
+            Command::UserUpdate { .. } => "user.update",
+            Command::UserResetMfa { .. } => "user.reset_mfa",
+            Command::UserResetLink { .. } => "user.reset_link",
+            Command::GroupAdd { .. } => "group.add",
+            Command::GroupDelete { .. } => "group.delete",
+            Command::ClientReplace { .. } => "client.replace",
             Command::UserDisable { .. } => "user.disable",
             Command::UserEnable { .. } => "user.enable",
             Command::UserDelete { .. } => "user.delete",
@@ -210,15 +249,35 @@ fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), AdminEr
     Ok(())
 }
 
-/// Validates and stores a new user; the password is hashed with the configured argon2id
-/// parameters (slow: call it off the async runtime).
-pub fn create_user(
-    store: &dyn Store,
-    params: &PasswordParams,
-    new: NewUser,
-    password: &str,
-    now: i64,
-) -> Result<User, AdminError> {
+/// Profile fields after validation (trimmed; empty optional fields are `None`).
+pub struct Profile {
+    pub username: String,
+    pub email: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<Address>,
+    pub groups: Vec<String>,
+}
+
+impl Profile {
+    /// Copies the contact fields (email, names, phone, address) onto `u`; a changed email
+    /// address is no longer verified.
+    pub fn apply_contact(&self, u: &mut User, now: i64) {
+        if u.email != self.email {
+            u.email_verified = false;
+        }
+        u.email = self.email.clone();
+        u.given_name = self.given_name.clone();
+        u.family_name = self.family_name.clone();
+        u.phone = self.phone.clone();
+        u.address = self.address.clone();
+        u.updated_at = now;
+    }
+}
+
+/// Checks every profile field of a new or edited user, naming the first bad one.
+pub fn validate_profile(new: NewUser) -> Result<Profile, AdminError> {
     let username = new.username.trim().to_string();
     if !valid_username(&username) {
         return Err(AdminError::input(
@@ -263,6 +322,35 @@ pub fn create_user(
             groups.push(g);
         }
     }
+    Ok(Profile {
+        username,
+        email,
+        given_name,
+        family_name,
+        phone,
+        address: (!address.is_empty()).then_some(address),
+        groups,
+    })
+}
+
+/// Validates and stores a new user; the password is hashed with the configured argon2id
+/// parameters (slow: call it off the async runtime).
+pub fn create_user(
+    store: &dyn Store,
+    params: &PasswordParams,
+    new: NewUser,
+    password: &str,
+    now: i64,
+) -> Result<User, AdminError> {
+    let Profile {
+        username,
+        email,
+        given_name,
+        family_name,
+        phone,
+        address,
+        groups,
+    } = validate_profile(new)?;
     crate::keys::password::check_policy(password, &username).map_err(AdminError::input)?;
     if store.user_by_name(&username)?.is_some() {
         return Err(AdminError::input(format!(
@@ -281,12 +369,15 @@ pub fn create_user(
         given_name,
         family_name,
         phone,
-        address: (!address.is_empty()).then_some(address),
+        address,
         groups,
         password_hash,
         disabled: false,
         created_at: now,
         updated_at: now,
+        mfa: Default::default(),
+        must_change_password: false,
+        reset_link: None,
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;
@@ -317,6 +408,8 @@ fn user_json(u: &User) -> Value {
         "address": u.address,
         "groups": u.groups,
         "disabled": u.disabled,
+        "two_factor": u.mfa.enrolled(),
+        "must_change_password": u.must_change_password,
         "created_at": u.created_at,
         "updated_at": u.updated_at,
     })
@@ -414,7 +507,11 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::UserList => Ok(Value::Array(store.users()?.iter().map(user_json).collect())),
         Command::UserShow { username } => Ok(user_json(&find_user(store, &username)?)),
-        Command::UserPasswd { username, password } => {
+        Command::UserPasswd {
+            username,
+            password,
+            temporary,
+        } => {
             let current = find_user(store, &username)?;
             crate::keys::password::check_policy(&password, &current.username)
                 .map_err(AdminError::input)?;
@@ -426,6 +523,8 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             })?;
             let u = modify_user(store, &username, |u| {
                 u.password_hash = hash.clone();
+                u.must_change_password = temporary;
+                u.reset_link = None;
                 u.updated_at = now;
                 Ok(())
             })?;
@@ -434,6 +533,98 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             store.delete_user_sessions(&u.id)?;
             store.revoke_user_grants(&u.id)?;
             Ok(user_json(&u))
+        }
+        Command::UserUpdate { username, user } => {
+            let p = validate_profile(user)?;
+            ensure_groups(store, &p.groups)?;
+            let u = modify_user(store, &username, |u| {
+                u.username = p.username.clone();
+                u.groups = p.groups.clone();
+                p.apply_contact(u, now);
+                Ok(())
+            })?;
+            Ok(user_json(&u))
+        }
+        Command::UserResetMfa { username } => {
+            let u = modify_user(store, &username, |u| {
+                u.mfa = crate::model::Mfa::default();
+                u.updated_at = now;
+                Ok(())
+            })?;
+            Ok(user_json(&u))
+        }
+        Command::UserResetLink { username } => {
+            let secret = crate::clock::random_token();
+            let u = modify_user(store, &username, |u| {
+                u.reset_link = Some((crate::keys::token_hash(&secret), now + RESET_LINK_TTL));
+                Ok(())
+            })?;
+            let token = format!("{}.{secret}", u.id);
+            Ok(json!({
+                "username": u.username,
+                "reset_url": format!("{}/reset?token={token}", config.issuer),
+                "expires_at": now + RESET_LINK_TTL,
+            }))
+        }
+        Command::GroupAdd { name, description } => {
+            if !valid_group_name(&name) {
+                return Err(AdminError::input(format!(
+                    "group: {name:?} is not a valid group name"
+                )));
+            }
+            check_text("description", &Some(description.clone()), 200)?;
+            store.put_group(&Group {
+                name: name.clone(),
+                description: description.trim().to_string(),
+            })?;
+            Ok(json!({"group": name}))
+        }
+        Command::GroupDelete { name } => {
+            if name == ADMIN_GROUP {
+                return Err(AdminError::input(
+                    "group: the admin group cannot be deleted",
+                ));
+            }
+            for u in store.users()? {
+                if u.groups.contains(&name) {
+                    modify_user(store, &u.username, |u| {
+                        u.groups.retain(|g| g != &name);
+                        u.updated_at = now;
+                        Ok(())
+                    })?;
+                }
+            }
+            store.delete_group(&name)?;
+            Ok(json!({"group": name, "deleted": true}))
+        }
+        Command::ClientReplace { client_id, spec } => {
+            let client = modify_client(store, config, &client_id, |old| {
+                // The fields the admin page edits come from `spec`; the rest stay.
+                let grants_changed = spec.grant_types != old.grant_types;
+                let full = ClientSpec {
+                    name: spec.name.clone(),
+                    redirect_uris: spec.redirect_uris.clone(),
+                    post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
+                    scopes: spec.scopes.clone(),
+                    grant_types: spec.grant_types.clone(),
+                    policy: spec.policy.clone(),
+                    skip_consent: spec.skip_consent,
+                    require_pkce: spec.require_pkce,
+                    allowed_groups: spec.allowed_groups.clone(),
+                    response_types: if grants_changed {
+                        vec![]
+                    } else {
+                        old.response_types.clone()
+                    },
+                    ..spec_of(old)
+                };
+                let mut c = build_client(old.client_id.clone(), full, old.created_at)
+                    .map_err(AdminError::input)?;
+                c.secret_hash = old.secret_hash.clone();
+                c.jwt_secret = old.jwt_secret.clone();
+                Ok(c)
+            })?;
+            Ok(client_json(&client))
         }
         Command::UserDisable { username } => set_disabled(store, &username, true, now),
         Command::UserEnable { username } => set_disabled(store, &username, false, now),
@@ -672,10 +863,43 @@ fn modify_user(
     })
 }
 
+/// The registration a stored client was built from.
+pub fn spec_of(c: &Client) -> ClientSpec {
+    ClientSpec {
+        name: c.name.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        scopes: c.scopes.clone(),
+        grant_types: c.grant_types.clone(),
+        response_types: c.response_types.clone(),
+        public: c.is_public(),
+        token_endpoint_auth_method: Some(c.token_endpoint_auth_method.as_str().to_string()),
+        policy: Some(
+            match c.policy {
+                crate::model::Policy::OneFactor => "one_factor",
+                crate::model::Policy::TwoFactor => "two_factor",
+            }
+            .to_string(),
+        ),
+        skip_consent: c.skip_consent,
+        id_token_alg: Some(c.id_token_alg.as_str().to_string()),
+        require_pkce: c.require_pkce,
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
+        frontchannel_logout_session_required: c.frontchannel_logout_session_required,
+        allowed_groups: c.allowed_groups.clone(),
+        jwks: c.jwks.clone(),
+        jwks_uri: c.jwks_uri.clone(),
+        require_par: c.require_par,
+        refresh_requires_session: c.refresh_requires_session,
+    }
+}
+
 /// A client with the patch's fields changed, validated like a new one.
 fn apply_patch(old: &Client, patch: &ClientPatch) -> Result<Client, AdminError> {
     let or =
         |v: &Vec<String>, old: &Vec<String>| if v.is_empty() { old.clone() } else { v.clone() };
+    let base = spec_of(old);
     let spec = ClientSpec {
         name: patch.name.clone().unwrap_or_else(|| old.name.clone()),
         redirect_uris: or(&patch.redirect_uris, &old.redirect_uris),
@@ -686,19 +910,9 @@ fn apply_patch(old: &Client, patch: &ClientPatch) -> Result<Client, AdminError> 
         scopes: or(&patch.scopes, &old.scopes),
         grant_types: or(&patch.grant_types, &old.grant_types),
         response_types: or(&patch.response_types, &old.response_types),
-        public: old.is_public(),
-        token_endpoint_auth_method: Some(old.token_endpoint_auth_method.as_str().to_string()),
-        policy: patch
-            .policy
-            .clone()
-            .or_else(|| Some(serde_json::to_value(old.policy).ok()?.as_str()?.to_string())),
+        policy: patch.policy.clone().or(base.policy.clone()),
         skip_consent: patch.skip_consent.unwrap_or(old.skip_consent),
-        id_token_alg: Some(
-            patch
-                .id_token_alg
-                .clone()
-                .unwrap_or_else(|| old.id_token_alg.as_str().to_string()),
-        ),
+        id_token_alg: patch.id_token_alg.clone().or(base.id_token_alg.clone()),
         require_pkce: patch.require_pkce.unwrap_or(old.require_pkce),
         allowed_groups: patch
             .allowed_groups
@@ -712,13 +926,10 @@ fn apply_patch(old: &Client, patch: &ClientPatch) -> Result<Client, AdminError> 
             .frontchannel_logout_uri
             .clone()
             .or(old.frontchannel_logout_uri.clone()),
-        frontchannel_logout_session_required: old.frontchannel_logout_session_required,
-        jwks: old.jwks.clone(),
-        jwks_uri: old.jwks_uri.clone(),
-        require_par: old.require_par,
         refresh_requires_session: patch
             .refresh_requires_session
             .unwrap_or(old.refresh_requires_session),
+        ..base
     };
     let mut client =
         build_client(old.client_id.clone(), spec, old.created_at).map_err(AdminError::input)?;

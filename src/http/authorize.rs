@@ -192,6 +192,10 @@ fn try_proceed(
         Decision::Login => {
             response::redirect(&format!("/login?interaction={}", interaction_id(app)))
         }
+        Decision::StepUp => match &signed_in {
+            Some(s) => super::signin::step_up(app, s, interaction_id(app), &client.name),
+            None => response::redirect(&format!("/login?interaction={}", interaction_id(app))),
+        },
         Decision::Consent { .. } => {
             response::redirect(&format!("/consent?interaction={}", interaction_id(app)))
         }

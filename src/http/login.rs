@@ -7,22 +7,16 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::response::{self, Fail, Resp};
+use super::signin::{self, Target, safe_next};
 use super::{App, Req, authorize, check_password};
 use crate::keys::Secret;
-use crate::model::{Consent, Session, User};
+use crate::model::{Consent, User};
+use crate::oidc::authorize::ACR_ONE_FACTOR;
 use crate::oidc::scope;
 
 const GENERIC_FAILURE: &str = "Incorrect username or password.";
 
-/// Where a sign-in may continue besides an authorization request: the device page only,
-/// so the parameter can never become an open redirect.
-pub(super) fn safe_next(next: &str) -> bool {
-    (next == "/device" || next.starts_with("/device?"))
-        && next.bytes().all(|b| b.is_ascii_graphic())
-        && !next.contains('\\')
-}
-
-fn with_cookie(resp: Resp, cookie: Option<String>) -> Resp {
+pub(super) fn with_cookie(resp: Resp, cookie: Option<String>) -> Resp {
     match cookie {
         Some(c) => response::with_header(resp, "set-cookie", &c),
         None => resp,
@@ -186,26 +180,11 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     app.throttle.success(&username);
     rehash_if_needed(app, &user, password).await;
 
-    let resp = match start_session(app, req, &user, now) {
-        Ok(cookie) => {
-            let target = match (interaction, next) {
-                (Some(id), _) => format!("{}?interaction={id}", authorize::RESUME),
-                (None, Some(n)) => n.to_string(),
-                (None, None) => "/".to_string(),
-            };
-            response::with_header(response::redirect(&target), "set-cookie", &cookie)
-        }
-        Err(f) => return app.fail_page(f),
+    let target = Target {
+        interaction: interaction.map(str::to_string),
+        next: next.map(str::to_string),
     };
-    app.audit(
-        "login.success",
-        Some(&user.username),
-        None,
-        Some(req.peer),
-        "password",
-        now,
-    );
-    resp
+    signin::after_password(app, req, &user, target, now)
 }
 
 /// SPEC §8: a hash made with older parameters is replaced after a successful sign-in.
@@ -234,30 +213,6 @@ async fn rehash_if_needed(app: &Arc<App>, user: &User, password: Secret<String>)
             tracing::warn!(error = %e, "could not store the rehashed password");
         }
     }
-}
-
-/// Creates a new SSO session (always a new id: no session fixation) and ends the one the
-/// browser had. Returns the `Set-Cookie` value.
-fn start_session(app: &App, req: &Req, user: &User, now: i64) -> Result<String, Fail> {
-    if let Some(old) = req.cookie(&app.cookie_name("session")) {
-        app.store.delete_session(&crate::keys::token_hash(&old))?;
-    }
-    let raw = crate::clock::random_token();
-    let l = &app.config.lifetimes;
-    let session = Session {
-        user_id: user.id.clone(),
-        sid: crate::clock::random_id(),
-        auth_time: now,
-        amr: vec!["pwd".into()],
-        acr: "1".into(),
-        created_at: now,
-        last_seen: now,
-        expires_at: now + l.session_idle.min(l.session_absolute),
-        clients: vec![],
-    };
-    app.store
-        .put_session(&crate::keys::token_hash(&raw), &session)?;
-    Ok(app.set_cookie("session", &raw, None, "Lax"))
 }
 
 /// What the consent page and its form need: the pending interaction, the signed-in
@@ -401,7 +356,7 @@ pub(super) fn home(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Ok(Some(s)) => app.pages.message(
             "Signed in",
             &format!("You are signed in as {}.", s.user.username),
-            None,
+            Some(("/account", "My account")),
         ),
         Ok(None) => app.pages.message(
             "Welcome",
@@ -537,30 +492,8 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "",
         now,
     );
-    match start_session(app, req, &user, now) {
-        Ok(cookie) => response::with_header(response::redirect("/"), "set-cookie", &cookie),
+    match signin::start_session(app, req, &user, &["pwd"], ACR_ONE_FACTOR, now) {
+        Ok(cookie) => response::with_header(response::redirect("/admin"), "set-cookie", &cookie),
         Err(f) => app.fail_page(f),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_next;
-
-    #[test]
-    fn only_the_device_page_is_a_place_to_continue_to() {
-        assert!(safe_next("/device"));
-        assert!(safe_next("/device?user_code=BCDF-GHJK"));
-        for bad in [
-            "/",
-            "//evil.example",
-            "https://evil.example/device",
-            "/device/../admin",
-            "/devices",
-            "/device?x=\\\\evil",
-            "/device? x",
-        ] {
-            assert!(!safe_next(bad), "{bad}");
-        }
     }
 }

@@ -131,8 +131,6 @@ fn log_out(app: &Arc<App>, req: &Req, now: i64) -> Result<(Vec<String>, String),
     let Some(s) = app.signed_in(req, now)? else {
         return Ok((vec![], clear));
     };
-    app.store.delete_session(&s.hash)?;
-    app.store.revoke_session_grants(&s.hash)?;
     app.audit(
         "logout",
         Some(&s.user.username),
@@ -141,19 +139,34 @@ fn log_out(app: &Arc<App>, req: &Req, now: i64) -> Result<(Vec<String>, String),
         "",
         now,
     );
+    let frames = end_stored_session(app, &s.hash, &s.session, now)?;
+    Ok((frames, clear))
+}
+
+/// Ends a stored session wherever it is used: deletes it, revokes the tokens issued from
+/// it (offline ones excepted), tells its clients by back channel, and returns the
+/// front-channel logout URLs (loaded only when the session's own browser signs out).
+pub(super) fn end_stored_session(
+    app: &Arc<App>,
+    hash: &str,
+    session: &crate::model::Session,
+    now: i64,
+) -> Result<Vec<String>, Fail> {
+    app.store.delete_session(hash)?;
+    app.store.revoke_session_grants(hash)?;
     let mut frames = Vec::new();
-    for client_id in &s.session.clients {
+    for client_id in &session.clients {
         let Some(client) = app.client(client_id)? else {
             continue;
         };
-        if let Some(url) = rules::frontchannel_url(&client, &app.config.issuer, &s.session.sid) {
+        if let Some(url) = rules::frontchannel_url(&client, &app.config.issuer, &session.sid) {
             frames.push(url);
         }
         if client.backchannel_logout_uri.is_some() {
-            send_backchannel(app, &client, &s.user.id, &s.session.sid, now);
+            send_backchannel(app, &client, &session.user_id, &session.sid, now);
         }
     }
-    Ok((frames, clear))
+    Ok(frames)
 }
 
 /// Signs a logout token and delivers it in the background with retries.

@@ -2,6 +2,8 @@
 //! parsing of queries, forms and cookies, and one file per endpoint. With `server.rs`, the
 //! only code that names hyper. Tests call [`App::respond`] directly, without a socket.
 
+mod account;
+mod admin_pages;
 mod authorize;
 mod device;
 pub mod interaction;
@@ -13,6 +15,7 @@ pub mod metrics;
 mod par;
 pub mod pool;
 pub mod response;
+pub mod signin;
 pub mod throttle;
 mod token;
 mod userinfo;
@@ -110,6 +113,8 @@ pub struct App {
     pub client_throttle: Arc<Throttle>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
+    /// Sign-ins waiting for a second factor or a new password.
+    pub pendings: Arc<interaction::Expiring<signin::Pending>>,
     /// Client JWK Sets fetched from their jwks_uri, with the time they were fetched.
     jwks_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (serde_json::Value, i64)>>>,
     /// Pushed authorization requests waiting for the browser (RFC 9126).
@@ -140,7 +145,7 @@ impl App {
         csrf_secret: &[u8],
         dummy_hash: String,
     ) -> Result<App, String> {
-        let pages = Pages::new(&config.instance_name)?;
+        let pages = Pages::new(&config.instance_name, config.logo.is_some())?;
         Ok(App {
             pool: Arc::new(HashPool::new(
                 config.password.pool_threads,
@@ -150,6 +155,7 @@ impl App {
             client_throttle: Arc::new(Throttle::new(config.login.clone())),
             secret_cache: Default::default(),
             interactions: Default::default(),
+            pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
             outbound: Arc::new(crate::outbound::Outbound::new()),
             metrics: Default::default(),
             cert_expiry: Default::default(),
@@ -169,7 +175,7 @@ impl App {
     /// stay as they are until a restart.
     pub fn reconfigured(&self, config: Config) -> Result<App, String> {
         Ok(App {
-            pages: Pages::new(&config.instance_name)?,
+            pages: Pages::new(&config.instance_name, config.logo.is_some())?,
             config,
             store: self.store.clone(),
             keys: self.keys.clone(),
@@ -178,6 +184,7 @@ impl App {
             client_throttle: self.client_throttle.clone(),
             secret_cache: self.secret_cache.clone(),
             interactions: self.interactions.clone(),
+            pendings: self.pendings.clone(),
             jwks_cache: self.jwks_cache.clone(),
             pushed: self.pushed.clone(),
             metrics: self.metrics.clone(),
@@ -351,6 +358,33 @@ impl App {
         }
     }
 
+    /// A tag over `data` under the server's secret key (trusted-browser cookies).
+    pub fn mac(&self, data: &str) -> String {
+        self.csrf_key.tag(data)
+    }
+
+    pub fn mac_ok(&self, data: &str, tag: &str) -> bool {
+        self.csrf_key.verify(data, tag)
+    }
+
+    /// A page with a form: `ctx` gets the CSRF token, and the response the CSRF cookie
+    /// when the browser has none yet.
+    pub fn form_page(
+        &self,
+        req: &Req,
+        template: &str,
+        mut ctx: serde_json::Value,
+        status: StatusCode,
+    ) -> Resp {
+        let (csrf, cookie) = self.csrf_token(req);
+        ctx["csrf"] = serde_json::Value::String(csrf);
+        let resp = response::html(status, self.pages.render(template, &ctx));
+        match cookie {
+            Some(c) => response::with_header(resp, "set-cookie", &c),
+            None => resp,
+        }
+    }
+
     pub fn csrf_ok(&self, req: &Req, form: &Params) -> bool {
         match (
             req.cookie(&self.cookie_name("csrf")),
@@ -414,6 +448,14 @@ impl App {
         let now = crate::clock::now();
         let m = &req.method;
         let is = |x: &Method| m == x;
+        if req.path == "/account" || req.path.starts_with("/account/") {
+            let resp = account::route(self, &req, now).await;
+            return self.finish(&req, resp);
+        }
+        if req.path == "/admin" || req.path.starts_with("/admin/") {
+            let resp = admin_pages::route(self, &req, now).await;
+            return self.finish(&req, resp);
+        }
         let resp = match req.path.as_str() {
             paths::OIDC_DISCOVERY | paths::OAUTH_METADATA if is(&Method::GET) => {
                 well_known::discovery(self)
@@ -427,6 +469,17 @@ impl App {
             "/assets/form_post.js" if is(&Method::GET) => {
                 response::asset("text/javascript; charset=utf-8", crate::pages::FORM_POST_JS)
             }
+            "/assets/app.js" if is(&Method::GET) => {
+                response::asset("text/javascript; charset=utf-8", crate::pages::APP_JS)
+            }
+            "/assets/logo" if is(&Method::GET) => match &self.config.logo {
+                Some(logo) => response::set_header(
+                    response::bytes(logo.content_type, logo.bytes.to_vec()),
+                    "cache-control",
+                    "public, max-age=3600",
+                ),
+                None => response::plain(StatusCode::NOT_FOUND, "not found"),
+            },
             paths::AUTHORIZE | paths::AUTHORIZE_ALIAS if is(&Method::GET) || is(&Method::POST) => {
                 authorize::authorize(self, &req, now).await
             }
@@ -449,6 +502,14 @@ impl App {
             }
             "/login" if is(&Method::GET) => login::login_page(self, &req, now),
             "/login" if is(&Method::POST) => login::login_submit(self, &req, now).await,
+            "/login/2fa" if is(&Method::GET) => signin::code_page(self, &req, now),
+            "/login/2fa" if is(&Method::POST) => signin::code_submit(self, &req, now),
+            "/login/password" if is(&Method::GET) => signin::new_password_page(self, &req, now),
+            "/login/password" if is(&Method::POST) => {
+                signin::new_password_submit(self, &req, now).await
+            }
+            "/reset" if is(&Method::GET) => signin::reset_page(self, &req, now),
+            "/reset" if is(&Method::POST) => signin::reset_submit(self, &req, now).await,
             "/consent" if is(&Method::GET) => login::consent_page(self, &req, now),
             "/consent" if is(&Method::POST) => login::consent_submit(self, &req, now),
             "/setup" if is(&Method::GET) => login::setup_page(self, &req, now),
@@ -488,6 +549,9 @@ impl App {
             | paths::DEVICE_AUTHORIZATION
             | "/device"
             | "/consent"
+            | "/login/2fa"
+            | "/login/password"
+            | "/reset"
             | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => response::plain(StatusCode::NOT_FOUND, "not found"),
         };

@@ -95,6 +95,11 @@ pub fn plain(status: StatusCode, text: &'static str) -> Resp {
     base(status, "text/plain; charset=utf-8", text)
 }
 
+/// Bytes of a given type (the configured logo).
+pub fn bytes(content_type: &'static str, body: Vec<u8>) -> Resp {
+    base(StatusCode::OK, content_type, body)
+}
+
 /// Static asset from the binary, cacheable.
 pub fn asset(content_type: &'static str, body: &'static [u8]) -> Resp {
     let mut r = base(StatusCode::OK, content_type, Bytes::from_static(body));

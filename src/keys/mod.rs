@@ -5,6 +5,7 @@
 pub mod assertion;
 pub mod password;
 pub mod signing;
+pub mod totp;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

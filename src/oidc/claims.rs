@@ -305,6 +305,9 @@ mod tests {
             disabled: false,
             created_at: 1,
             updated_at: 2,
+            mfa: Default::default(),
+            must_change_password: false,
+            reset_link: None,
         }
     }
 

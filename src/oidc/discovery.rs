@@ -71,7 +71,7 @@ pub fn metadata(issuer: &str) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "display_values_supported": ["page", "popup"],
-        "acr_values_supported": ["1"],
+        "acr_values_supported": [crate::oidc::authorize::ACR_ONE_FACTOR, crate::oidc::authorize::ACR_TWO_FACTOR],
         "ui_locales_supported": ["en"],
     })
 }

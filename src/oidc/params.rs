@@ -40,14 +40,36 @@ impl Params {
         self.get(name).ok().flatten()
     }
 
+    /// Every non-empty value of a parameter that forms may repeat (checkbox groups, rows).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
+            .collect()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|(k, v)| k == name && !v.is_empty())
     }
 }
 
+/// Percent-encodes a value for a query string.
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_form_fields_are_collected_without_blanks() {
+        let p = Params::parse(b"r=a&r=&r=+b+&x=1");
+        assert_eq!(p.all("r"), vec!["a", "b"]);
+        assert!(p.all("missing").is_empty());
+        assert_eq!(encode("/a b?c=d&e"), "%2Fa+b%3Fc%3Dd%26e");
+    }
 
     #[test]
     fn empty_values_count_as_absent_and_duplicates_are_errors() {

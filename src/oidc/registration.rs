@@ -183,9 +183,7 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
 
     let policy = match spec.policy.as_deref() {
         None | Some("one_factor") => Policy::OneFactor,
-        Some("two_factor") => {
-            return Err("policy: two_factor needs second-factor sign-in, which this version does not offer yet".into());
-        }
+        Some("two_factor") => Policy::TwoFactor,
         Some(p) => return Err(format!("policy: {p:?} is not one_factor or two_factor")),
     };
     let id_token_alg = match spec.id_token_alg.as_deref() {

@@ -1,70 +1,67 @@
 //! HTML pages rendered from the templates in `assets/templates/`, embedded in the binary.
 //! minijinja escapes every value in `.html` templates. No protocol decisions here.
 
+pub mod qr;
+
 use minijinja::Environment;
 use serde::Serialize;
 
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "base.html",
-        include_str!("../../assets/templates/base.html"),
-    ),
-    (
-        "login.html",
-        include_str!("../../assets/templates/login.html"),
-    ),
-    (
-        "consent.html",
-        include_str!("../../assets/templates/consent.html"),
-    ),
-    (
-        "error.html",
-        include_str!("../../assets/templates/error.html"),
-    ),
-    (
-        "message.html",
-        include_str!("../../assets/templates/message.html"),
-    ),
-    (
-        "form_post.html",
-        include_str!("../../assets/templates/form_post.html"),
-    ),
-    (
-        "setup.html",
-        include_str!("../../assets/templates/setup.html"),
-    ),
-    (
-        "logout.html",
-        include_str!("../../assets/templates/logout.html"),
-    ),
-    (
-        "device.html",
-        include_str!("../../assets/templates/device.html"),
-    ),
-    (
-        "logged_out.html",
-        include_str!("../../assets/templates/logged_out.html"),
-    ),
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../assets/templates/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates![
+    "base.html",
+    "login.html",
+    "consent.html",
+    "error.html",
+    "message.html",
+    "form_post.html",
+    "setup.html",
+    "logout.html",
+    "device.html",
+    "logged_out.html",
+    "second_factor.html",
+    "new_password.html",
+    "reauth.html",
+    "account.html",
+    "account_2fa.html",
+    "once.html",
+    "confirm.html",
+    "admin_clients.html",
+    "admin_client.html",
+    "admin_users.html",
+    "admin_user.html",
+    "admin_groups.html",
+    "admin_sessions.html",
+    "admin_audit.html",
+    "admin_keys.html",
 ];
 
 /// Static files under `/assets/`.
 pub const STYLE_CSS: &[u8] = include_bytes!("../../assets/style.css");
 pub const FORM_POST_JS: &[u8] = include_bytes!("../../assets/form_post.js");
+/// Copy buttons and row lists: the only script of the account and admin pages.
+pub const APP_JS: &[u8] = include_bytes!("../../assets/app.js");
 
 pub struct Pages {
     env: Environment<'static>,
     instance: String,
+    logo: bool,
 }
 
 #[derive(Serialize)]
 struct WithInstance<'a, T: Serialize> {
     instance: &'a str,
+    logo: bool,
     #[serde(flatten)]
     inner: &'a T,
 }
 
 impl Pages {
-    pub fn new(instance_name: &str) -> Result<Pages, String> {
+    pub fn new(instance_name: &str, logo: bool) -> Result<Pages, String> {
         let mut env = Environment::new();
         for (name, src) in TEMPLATES {
             env.add_template(name, src)
@@ -73,6 +70,7 @@ impl Pages {
         Ok(Pages {
             env,
             instance: instance_name.to_string(),
+            logo,
         })
     }
 
@@ -81,6 +79,7 @@ impl Pages {
     pub fn render<T: Serialize>(&self, name: &str, ctx: &T) -> String {
         let full = WithInstance {
             instance: &self.instance,
+            logo: self.logo,
             inner: ctx,
         };
         match self.env.get_template(name).and_then(|t| t.render(&full)) {
@@ -113,23 +112,71 @@ mod tests {
 
     #[test]
     fn every_template_renders_and_values_are_escaped() {
-        let p = Pages::new("Acme <Office>").unwrap();
+        let p = Pages::new("Acme <Office>", false).unwrap();
         let evil = "<script>alert(1)</script>\"'";
-        let ctx = serde_json::json!({
+        let row = serde_json::json!({
+            "id": evil, "name": evil, "label": evil, "value": evil, "client_id": evil,
+            "username": evil, "email": evil, "groups": [evil], "scopes": evil, "since": evil,
+            "ip": evil, "sid": evil, "user": evil, "kind": evil, "detail": evil, "client": evil,
+            "time": evil, "kid": evil, "alg": evil, "state": evil, "created": evil,
+            "retired": evil, "expires": evil, "description": evil, "members": 1, "factors": evil,
+            "given_name": evil, "family_name": evil, "phone": evil,
+            "redirect_uris": [evil], "post_logout_redirect_uris": [evil], "grant_types": [evil],
+            "allowed_groups": [evil], "street_address": evil, "locality": evil,
+        });
+        let mut ctx = serde_json::json!({
             "title": evil, "message": evil, "client_name": evil, "username": evil, "error": evil,
             "csrf": "c", "interaction": evil, "scopes": [evil], "action": "https://rp/cb",
-                        "fields": [["state", evil]], "token": evil, "email": evil, "link": "/x", "link_text": evil,
-            "frames": [evil], "next": evil,
+            "fields": [["state", evil]], "token": evil, "email": evil, "link": "/x", "link_text": evil,
+            "frames": [evil], "next": evil, "lead": evil, "notice": evil, "back": evil,
+            "button": evil, "secret": evil, "qr": "<svg></svg>", "q": evil, "trust_days": 30,
         });
-        for (name, _) in TEMPLATES {
-            let html = p.render(name, &ctx);
-            assert!(!html.contains("<script>alert"), "{name} leaks markup");
-            assert!(
-                html.contains("Acme &lt;Office&gt;"),
-                "{name} misses the instance name"
-            );
-            assert!(!html.contains("style="), "{name} has an inline style");
+        for key in ["user", "address", "u", "c", "f"] {
+            ctx[key] = row.clone();
         }
+        for key in [
+            "items",
+            "devices",
+            "apps",
+            "sessions",
+            "clients",
+            "users",
+            "events",
+            "keys",
+            "all_grants",
+        ] {
+            ctx[key] = serde_json::json!([row]);
+        }
+        for key in ["codes", "groups", "all_scopes", "kinds"] {
+            ctx[key] = serde_json::json!([evil]);
+        }
+        ctx["client_id"] = serde_json::json!(evil);
+        ctx["enrolled"] = serde_json::json!(true);
+        ctx["recovery_left"] = serde_json::json!(3);
+        let check = |ctx: &serde_json::Value, instance_shown: bool| {
+            for (name, _) in TEMPLATES {
+                let html = p.render(name, ctx);
+                assert!(
+                    !html.contains("Something went wrong"),
+                    "{name} failed to render"
+                );
+                assert!(!html.contains("<script>alert"), "{name} leaks markup");
+                assert!(
+                    !instance_shown || html.contains("Acme &lt;Office&gt;"),
+                    "{name} misses the instance name"
+                );
+                assert!(!html.contains("style="), "{name} has an inline style");
+                assert!(!html.contains("<script>"), "{name} has an inline script");
+            }
+        };
+        check(&ctx, true);
+        // The signed-in layout: navigation with the sign-out form.
+        ctx["nav"] =
+            serde_json::json!({"user": evil, "admin": true, "section": "admin", "tab": "users"});
+        check(&ctx, true);
+        // Groups of the admin user page are plain names; of the groups page, records.
+        ctx["groups"] = serde_json::json!([row]);
+        check(&ctx, true);
         assert!(p.render("login.html", &ctx).contains("name=\"csrf\""));
     }
 }

@@ -106,6 +106,8 @@ pub trait Store: Send + Sync {
 
     fn put_group(&self, g: &Group) -> Result<()>;
     fn groups(&self) -> Result<Vec<Group>>;
+    /// Deletes a group record (members keep the name until edited).
+    fn delete_group(&self, name: &str) -> Result<bool>;
 
     fn create_client(&self, c: &Client) -> Result<()>;
     fn update_client(&self, c: &Client) -> Result<()>;
@@ -148,6 +150,8 @@ pub trait Store: Send + Sync {
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
     fn session(&self, hash: &str) -> Result<Option<Session>>;
     fn delete_session(&self, hash: &str) -> Result<bool>;
+    /// Every stored session with its key (the hash of the cookie), expired ones included.
+    fn sessions(&self) -> Result<Vec<(String, Session)>>;
     /// Number of unexpired sessions (a metric).
     fn count_sessions(&self, now: i64) -> Result<u64>;
     /// Ends every session of a user; returns how many.
@@ -155,6 +159,9 @@ pub trait Store: Send + Sync {
 
     fn put_consent(&self, c: &Consent) -> Result<()>;
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>>;
+    /// Every application a user consented to.
+    fn consents(&self, user_id: &str) -> Result<Vec<Consent>>;
+    fn delete_consent(&self, user_id: &str, client_id: &str) -> Result<bool>;
 
     /// Stores a grant with its first tokens where no code is consumed (client
     /// credentials, password, device and implicit grants); durable with a refresh token.
@@ -165,6 +172,8 @@ pub trait Store: Send + Sync {
     /// Revokes every grant of a user (all their access and refresh tokens); returns how
     /// many were live.
     fn revoke_user_grants(&self, user_id: &str) -> Result<usize>;
+    /// Revokes every grant of one user at one client (the user revoked the application).
+    fn revoke_user_client_grants(&self, user_id: &str, client_id: &str) -> Result<usize>;
     /// Revokes the grants that came from an SSO session, except offline ones (logout).
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize>;
     /// Marks one access token revoked; `false` if it is unknown.

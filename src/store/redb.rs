@@ -427,6 +427,19 @@ impl RedbStore {
         })
     }
 
+    /// Every record of a table with its key.
+    fn list_keyed<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>> {
+        self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                out.push((k.value().to_string(), decode(v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
     /// Number of records in a table (for tests and metrics).
     pub fn count(&self, name: &str) -> Result<u64> {
         let t = ALL
@@ -734,6 +747,10 @@ impl Store for RedbStore {
         self.list(GROUPS)
     }
 
+    fn delete_group(&self, name: &str) -> Result<bool> {
+        self.remove(GROUPS, name, true)
+    }
+
     fn create_client(&self, c: &Client) -> Result<()> {
         self.write(true, |tx| {
             if tx_get::<Client>(tx, CLIENTS, &c.client_id)?.is_some() {
@@ -910,6 +927,10 @@ impl Store for RedbStore {
         self.remove(SESSIONS, hash, true)
     }
 
+    fn sessions(&self) -> Result<Vec<(String, Session)>> {
+        self.list_keyed(SESSIONS)
+    }
+
     fn count_sessions(&self, now: i64) -> Result<u64> {
         Ok(self
             .list::<Session>(SESSIONS)?
@@ -930,6 +951,20 @@ impl Store for RedbStore {
 
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>> {
         self.get(CONSENTS, &consent_key(user_id, client_id))
+    }
+
+    fn consents(&self, user_id: &str) -> Result<Vec<Consent>> {
+        let prefix = consent_key(user_id, "");
+        Ok(self
+            .list_keyed::<Consent>(CONSENTS)?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    fn delete_consent(&self, user_id: &str, client_id: &str) -> Result<bool> {
+        self.remove(CONSENTS, &consent_key(user_id, client_id), true)
     }
 
     fn grant(&self, id: &str) -> Result<Option<Grant>> {
@@ -954,6 +989,10 @@ impl Store for RedbStore {
 
     fn revoke_user_grants(&self, user_id: &str) -> Result<usize> {
         self.revoke_grants_where(|g| g.user_id == user_id)
+    }
+
+    fn revoke_user_client_grants(&self, user_id: &str, client_id: &str) -> Result<usize> {
+        self.revoke_grants_where(|g| g.user_id == user_id && g.client_id == client_id)
     }
 
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize> {

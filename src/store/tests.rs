@@ -24,6 +24,9 @@ fn user(id: &str, name: &str) -> User {
         disabled: false,
         created_at: 1,
         updated_at: 1,
+        mfa: Default::default(),
+        must_change_password: false,
+        reset_link: None,
     }
 }
 

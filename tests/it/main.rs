@@ -22,5 +22,6 @@ mod logout;
 mod network;
 mod ops;
 mod pages;
+mod people;
 mod service;
 mod storage;

@@ -3,7 +3,7 @@
 //! redirect), [`parse`] validates the rest of the request (errors go back to the verified
 //! redirect_uri), and [`decide`] says whether to sign in, ask consent, or issue a code.
 
-use crate::model::{Client, Consent};
+use crate::model::{Client, Consent, Policy};
 
 use super::claims::ClaimsRequest;
 use super::params::Params;
@@ -329,6 +329,10 @@ pub fn parse(
     })
 }
 
+/// `acr` of a sign-in with a password only, and with a password and a second factor.
+pub const ACR_ONE_FACTOR: &str = "1";
+pub const ACR_TWO_FACTOR: &str = "2";
+
 /// What the OP knows about the browser's SSO session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
@@ -363,6 +367,8 @@ pub enum Decision {
     Consent { scopes: Vec<String> },
     /// The signed-in user is not in any of the client's allowed groups.
     Forbidden,
+    /// The session has one factor and the client (or an essential acr) needs two.
+    StepUp,
     /// Issue a code for these scopes.
     Issue { scopes: Vec<String> },
     /// Return this error to the client.
@@ -399,10 +405,16 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
     let Some(session) = &ctx.session else {
         return Decision::Login;
     };
-    // OIDC Core §5.5.1.1: an essential acr that cannot be met fails the request.
-    if let Some(c) = &req.claims
-        && !c.essential_acr.is_empty()
-        && !c.essential_acr.contains(&session.acr)
+    // OIDC Core §5.5.1.1: an essential acr that cannot be met fails the request; one
+    // that a second factor would meet asks for it.
+    let essential = req
+        .claims
+        .as_ref()
+        .map(|c| c.essential_acr.as_slice())
+        .unwrap_or_default();
+    if !essential.is_empty()
+        && !essential.contains(&session.acr)
+        && !essential.iter().any(|a| a == ACR_TWO_FACTOR)
     {
         return Decision::Error(OidcError::new(
             ErrorCode::AccessDenied,
@@ -418,6 +430,17 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
             ));
         }
         return Decision::Forbidden;
+    }
+    let wants_second_factor = client.policy == Policy::TwoFactor
+        || (!essential.is_empty() && !essential.contains(&session.acr));
+    if wants_second_factor && session.acr != ACR_TWO_FACTOR {
+        if req.prompt.none {
+            return Decision::Error(OidcError::new(
+                ErrorCode::LoginRequired,
+                "the application requires a second factor",
+            ));
+        }
+        return Decision::StepUp;
     }
 
     let scopes = scope::grant(&req.scopes, &client.scopes);

@@ -520,11 +520,59 @@ fn claims_sub_and_essential_acr_constrain_the_response() {
     ))
     .unwrap();
     assert!(
-        matches!(decide(&acr2, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::AccessDenied)
+        matches!(decide(&acr2, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::LoginRequired),
+        "a second factor would meet it, but prompt=none shows no page"
+    );
+    let acr3 = parsed(&q(
+        r#"{"id_token":{"acr":{"essential":true,"values":["3"]}}}"#,
+    ))
+    .unwrap();
+    assert!(
+        matches!(decide(&acr3, &c, &ctx), Decision::Error(e) if e.code == ErrorCode::AccessDenied)
     );
     let acr1 = parsed(&q(
         r#"{"id_token":{"acr":{"essential":true,"values":["1","2"]}}}"#,
     ))
     .unwrap();
     assert!(matches!(decide(&acr1, &c, &ctx), Decision::Issue { .. }));
+}
+
+#[test]
+fn two_factor_clients_step_up_one_factor_sessions() {
+    let mut c = client();
+    c.policy = crate::model::Policy::TwoFactor;
+    let cons = consent(&["openid", "email"]);
+    let ctx = Context {
+        now: NOW,
+        session: session(NOW),
+        consent: Some(&cons),
+        ..Context::default()
+    };
+    assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::StepUp);
+    assert!(matches!(
+        decide(&parsed("&prompt=none").unwrap(), &c, &ctx),
+        Decision::Error(e) if e.code == ErrorCode::LoginRequired
+    ));
+    let mut two = session(NOW);
+    if let Some(s) = two.as_mut() {
+        s.acr = ACR_TWO_FACTOR.into();
+    }
+    let ctx2 = Context {
+        session: two,
+        ..ctx.clone()
+    };
+    assert!(matches!(
+        decide(&parsed("").unwrap(), &c, &ctx2),
+        Decision::Issue { .. }
+    ));
+    // Group membership is checked before a second factor is asked for.
+    c.allowed_groups = vec!["staff".into()];
+    assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::Forbidden);
+    // An essential acr of "2" steps up a one-factor client's session too.
+    let one = client();
+    let q = format!(
+        "&claims={}",
+        urlenc(r#"{"id_token":{"acr":{"essential":true,"values":["2"]}}}"#)
+    );
+    assert_eq!(decide(&parsed(&q).unwrap(), &one, &ctx), Decision::StepUp);
 }

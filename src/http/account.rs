@@ -1,0 +1,613 @@
+//! `/account`: the signed-in user's own page. Profile, password, two-factor enrolment and
+//! recovery codes, trusted browsers, applications with access, and sessions. Every change
+//! is a CSRF-checked POST answered with a redirect back to the page (or a page shown once).
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::response::{self, Fail, Resp};
+use super::signin::{self, PasswordError};
+use super::{App, Req, SignedIn, authorize, check_password};
+use crate::keys::Secret;
+use crate::keys::totp;
+use crate::model::Address;
+use crate::oidc::params::Params;
+use crate::oidc::{authorize::ACR_TWO_FACTOR, scope};
+
+/// A UTC date and time for the pages, e.g. `2026-11-22 14:05`.
+pub(super) fn when(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                d.year(),
+                u8::from(d.month()),
+                d.day(),
+                d.hour(),
+                d.minute()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The signed-in browser, or the response that sends it to the sign-in page first.
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+pub(super) fn require_session(app: &App, req: &Req, now: i64) -> Result<SignedIn, Resp> {
+    match app.signed_in(req, now) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => {
+            let here = if req.method == Method::GET && !req.query.is_empty() {
+                format!("{}?{}", req.path, req.query)
+            } else if req.method == Method::GET {
+                req.path.clone()
+            } else {
+                "/account".to_string()
+            };
+            let next = if signin::safe_next(&here) {
+                here
+            } else {
+                "/account".into()
+            };
+            Err(response::redirect(&format!(
+                "/login?next={}",
+                crate::oidc::params::encode(&next)
+            )))
+        }
+        Err(e) => Err(app.fail_page(e.into())),
+    }
+}
+
+/// Renders a page of the signed-in area: adds the navigation, the CSRF token, the script
+/// and the wide layout to `ctx`.
+pub(super) fn render(
+    app: &App,
+    req: &Req,
+    s: &SignedIn,
+    (section, tab): (&str, &str),
+    template: &str,
+    mut ctx: Value,
+    status: StatusCode,
+) -> Resp {
+    let (csrf, cookie) = app.csrf_token(req);
+    if let Value::Object(o) = &mut ctx {
+        o.insert("csrf".into(), json!(csrf));
+        o.insert("script".into(), json!(true));
+        o.insert("wide".into(), json!(true));
+        o.insert(
+            "nav".into(),
+            json!({
+                "user": s.user.username,
+                "admin": s.user.groups.iter().any(|g| g == crate::admin::ADMIN_GROUP),
+                "section": section,
+                "tab": tab,
+            }),
+        );
+    }
+    super::login::with_cookie(
+        response::html(status, app.pages.render(template, &ctx)),
+        cookie,
+    )
+}
+
+/// Fixed confirmations shown after a change (`?done=`), never text from the request.
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "profile" => "Your profile was saved.",
+        "password" => "Your password was changed. Every other sign-in has ended.",
+        "2fa-off" => "Two-factor sign-in is off.",
+        "device" => "The browser is no longer trusted.",
+        "app" => "The application's access was revoked.",
+        "session" => "That session was signed out.",
+        _ => return None,
+    })
+}
+
+fn back(done: &str) -> Resp {
+    response::redirect(&format!("/account?done={done}"))
+}
+
+/// The form of a POST, once its content type and CSRF token are checked (an empty form
+/// for other methods); `Err` is the page to send instead.
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+pub(super) fn checked_form(app: &App, req: &Req) -> Result<Params, Resp> {
+    let form = req.form();
+    if req.method == Method::POST && (!req.is_form() || !app.csrf_ok(req, &form)) {
+        return Err(app.error_page(
+            StatusCode::BAD_REQUEST,
+            "Form expired",
+            "The form expired. Reload the page and try again.",
+        ));
+    }
+    Ok(form)
+}
+
+pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let s = match require_session(app, req, now) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let form = match checked_form(app, req) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let get = req.method == Method::GET;
+    let post = req.method == Method::POST;
+    match req.path.as_str() {
+        "/account" if get => page(app, req, &s, None, StatusCode::OK, now),
+        "/account/profile" if post => profile(app, req, &s, &form, now),
+        "/account/password" if post => password(app, req, &s, &form, now).await,
+        "/account/2fa" if get => enrol_page(app, req, &s, None, now),
+        "/account/2fa" if post => enrol_submit(app, req, &s, &form, now),
+        "/account/2fa/remove" if post => remove_2fa(app, req, &s, &form, now).await,
+        "/account/recovery" if post => new_recovery_codes(app, req, &s, now),
+        "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
+        "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
+        "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
+        "/account"
+        | "/account/profile"
+        | "/account/password"
+        | "/account/2fa"
+        | "/account/2fa/remove"
+        | "/account/recovery"
+        | "/account/devices/revoke"
+        | "/account/apps/revoke"
+        | "/account/sessions/end" => {
+            response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => response::plain(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn page(
+    app: &App,
+    req: &Req,
+    s: &SignedIn,
+    error: Option<&str>,
+    status: StatusCode,
+    now: i64,
+) -> Resp {
+    let u = &s.user;
+    let apps = match app.store.consents(&u.id) {
+        Ok(c) => c,
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let apps: Vec<Value> = apps
+        .iter()
+        .map(|c| {
+            let name = app
+                .client(&c.client_id)
+                .ok()
+                .flatten()
+                .map_or_else(|| c.client_id.clone(), |cl| cl.name);
+            let scopes: Vec<&str> = c.scopes.iter().filter_map(|s| scope::describe(s)).collect();
+            json!({"client_id": c.client_id, "name": name, "scopes": scopes.join("; "), "since": when(c.granted_at)})
+        })
+        .collect();
+    let sessions = match app.store.sessions() {
+        Ok(all) => all,
+        Err(e) => return app.fail_page(e.into()),
+    };
+    let mut sessions: Vec<_> = sessions
+        .into_iter()
+        .filter(|(_, x)| x.user_id == u.id && x.expires_at > now)
+        .collect();
+    sessions.sort_by_key(|(_, x)| std::cmp::Reverse(x.auth_time));
+    let sessions: Vec<Value> = sessions
+        .iter()
+        .map(|(h, x)| {
+            json!({"sid": x.sid, "label": x.label, "ip": x.ip, "since": when(x.auth_time), "current": *h == s.hash})
+        })
+        .collect();
+    let devices: Vec<Value> = u
+        .mfa
+        .devices
+        .iter()
+        .filter(|d| d.expires_at > now)
+        .map(|d| json!({"id": d.id, "label": d.label, "expires": when(d.expires_at)}))
+        .collect();
+    let q = req.query_params();
+    render(
+        app,
+        req,
+        s,
+        ("account", ""),
+        "account.html",
+        json!({
+            "title": "My account",
+            "user": u,
+            "address": u.address.clone().unwrap_or_default(),
+            "enrolled": u.mfa.enrolled(),
+            "recovery_left": u.mfa.recovery_hashes.len(),
+            "devices": devices,
+            "apps": apps,
+            "sessions": sessions,
+            "notice": notice(q.get_lenient("done")),
+            "error": error,
+        }),
+        status,
+    )
+}
+
+fn field(form: &Params, name: &str) -> Option<String> {
+    form.get_lenient(name).map(str::to_string)
+}
+
+fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let new = crate::admin::NewUser {
+        username: s.user.username.clone(),
+        email: field(form, "email").unwrap_or_default(),
+        given_name: field(form, "given_name"),
+        family_name: field(form, "family_name"),
+        phone: field(form, "phone"),
+        address: Address {
+            street_address: field(form, "street_address"),
+            locality: field(form, "locality"),
+            region: field(form, "region"),
+            postal_code: field(form, "postal_code"),
+            country: field(form, "country"),
+        },
+        groups: vec![],
+    };
+    let p = match crate::admin::validate_profile(new) {
+        Ok(p) => p,
+        Err(e) => return page(app, req, s, Some(&e.message), StatusCode::BAD_REQUEST, now),
+    };
+    let changed = signin::modify_user(app, &s.user.id, |u| {
+        p.apply_contact(u, now);
+        true
+    });
+    if let Err(f) = changed {
+        return app.fail_page(f);
+    }
+    app.audit(
+        "account.profile_changed",
+        Some(&s.user.username),
+        None,
+        Some(req.peer),
+        "",
+        now,
+    );
+    back("profile")
+}
+
+/// Checks the user's current password (on the hashing pool); `Err` is the page to show.
+async fn confirm_password(
+    app: &Arc<App>,
+    req: &Req,
+    s: &SignedIn,
+    form: &Params,
+    now: i64,
+) -> Result<(), Resp> {
+    let current = Secret::new(form.get_lenient("current").unwrap_or("").to_string());
+    if let Err(wait) = app
+        .throttle
+        .check(&s.user.username, req.peer, crate::clock::now_ms())
+    {
+        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+        return Err(page(
+            app,
+            req,
+            s,
+            Some(&msg),
+            StatusCode::TOO_MANY_REQUESTS,
+            now,
+        ));
+    }
+    match check_password(app, Some(&s.user), current).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            app.throttle
+                .failure(&s.user.username, req.peer, crate::clock::now_ms());
+            app.audit(
+                "account.password_check_failed",
+                Some(&s.user.username),
+                None,
+                Some(req.peer),
+                "",
+                now,
+            );
+            Err(page(
+                app,
+                req,
+                s,
+                Some("Your current password is not correct."),
+                StatusCode::UNAUTHORIZED,
+                now,
+            ))
+        }
+        Err(Fail::Busy) => Err(page(
+            app,
+            req,
+            s,
+            Some("The server is busy. Try again in a moment."),
+            StatusCode::SERVICE_UNAVAILABLE,
+            now,
+        )),
+        Err(f) => Err(app.fail_page(f)),
+    }
+}
+
+async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if let Err(r) = confirm_password(app, req, s, form, now).await {
+        return r;
+    }
+    let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
+    let again = form.get_lenient("password2").unwrap_or("");
+    match signin::set_password(app, &s.user.id, new, again, Some(&s.hash), now).await {
+        Ok(_) => {
+            app.audit(
+                "account.password_changed",
+                Some(&s.user.username),
+                None,
+                Some(req.peer),
+                "",
+                now,
+            );
+            back("password")
+        }
+        Err(PasswordError::Input(m)) => page(app, req, s, Some(&m), StatusCode::BAD_REQUEST, now),
+        Err(PasswordError::Fail(f)) => app.fail_page(f),
+    }
+}
+
+fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now: i64) -> Resp {
+    if s.user.mfa.enrolled() {
+        return response::redirect("/account");
+    }
+    // The secret waits in the user record until a code confirms it; reloading the page
+    // shows the same one, so a half-finished scan stays valid.
+    let secret = match &s.user.mfa.pending_secret {
+        Some(p) => p.clone(),
+        None => {
+            let fresh = totp::new_secret();
+            let stored = signin::modify_user(app, &s.user.id, |u| {
+                if u.mfa.pending_secret.is_none() {
+                    u.mfa.pending_secret = Some(fresh.clone());
+                }
+                true
+            });
+            match stored {
+                Ok(Some(u)) => u.mfa.pending_secret.unwrap_or(fresh),
+                Ok(None) => return response::redirect("/login"),
+                Err(f) => return app.fail_page(f),
+            }
+        }
+    };
+    let uri = totp::otpauth_uri(&secret, &app.config.instance_name, &s.user.username);
+    let qr = crate::pages::qr::svg(&uri, "QR code for your authenticator app").unwrap_or_default();
+    let q = req.query_params();
+    let interaction = q
+        .get_lenient("interaction")
+        .filter(|id| app.interactions.get(id, now).is_some());
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        app,
+        req,
+        s,
+        ("account", ""),
+        "account_2fa.html",
+        json!({"title": "Set up two-factor sign-in", "secret": secret, "qr": qr, "error": error, "interaction": interaction}),
+        status,
+    )
+}
+
+fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let code = form.get_lenient("code").unwrap_or("");
+    let (codes, hashes) = totp::recovery_codes();
+    let enrolled = signin::modify_user(app, &s.user.id, |u| {
+        let Some(pending) = u.mfa.pending_secret.clone() else {
+            return false;
+        };
+        let Some(step) = totp::verify(&pending, code, now, 0) else {
+            return false;
+        };
+        u.mfa.totp_secret = Some(pending);
+        u.mfa.pending_secret = None;
+        u.mfa.last_step = step;
+        u.mfa.recovery_hashes = hashes.clone();
+        u.updated_at = now;
+        true
+    });
+    match enrolled {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            // Shown again with the same secret; the query keeps the interaction.
+            return enrol_page(
+                app,
+                req,
+                s,
+                Some("That code is not right. Check the time on your phone and try the next code."),
+                now,
+            );
+        }
+        Err(f) => return app.fail_page(f),
+    }
+    app.audit(
+        "mfa.enrolled",
+        Some(&s.user.username),
+        None,
+        Some(req.peer),
+        "totp",
+        now,
+    );
+    // The code just proved the second factor: this session now has two.
+    let mut session = s.session.clone();
+    session.acr = ACR_TWO_FACTOR.to_string();
+    for m in ["otp", "mfa"] {
+        if !session.amr.iter().any(|a| a == m) {
+            session.amr.push(m.to_string());
+        }
+    }
+    if let Err(e) = app.store.put_session(&s.hash, &session) {
+        return app.fail_page(e.into());
+    }
+    let next = match form
+        .get_lenient("interaction")
+        .filter(|id| app.interactions.get(id, now).is_some())
+    {
+        Some(id) => (
+            format!("{}?interaction={id}", authorize::RESUME),
+            "Continue to the application",
+        ),
+        None => ("/account".to_string(), "Back to my account"),
+    };
+    show_recovery_codes(app, req, s, &codes, next)
+}
+
+fn show_recovery_codes(
+    app: &App,
+    req: &Req,
+    s: &SignedIn,
+    codes: &[String],
+    (next, next_text): (String, &str),
+) -> Resp {
+    render(
+        app,
+        req,
+        s,
+        ("account", ""),
+        "once.html",
+        json!({
+            "title": "Your recovery codes",
+            "lead": "Keep these codes somewhere safe, apart from your phone. Each one signs you in once when you cannot use your authenticator app.",
+            "items": [],
+            "codes": codes,
+            "next": next,
+            "next_text": next_text,
+        }),
+        StatusCode::OK,
+    )
+}
+
+fn new_recovery_codes(app: &Arc<App>, req: &Req, s: &SignedIn, now: i64) -> Resp {
+    let (codes, hashes) = totp::recovery_codes();
+    match signin::modify_user(app, &s.user.id, |u| {
+        if !u.mfa.enrolled() {
+            return false;
+        }
+        u.mfa.recovery_hashes = hashes.clone();
+        true
+    }) {
+        Ok(Some(_)) => {}
+        Ok(None) => return response::redirect("/account"),
+        Err(f) => return app.fail_page(f),
+    }
+    app.audit(
+        "mfa.recovery_codes_renewed",
+        Some(&s.user.username),
+        None,
+        Some(req.peer),
+        "",
+        now,
+    );
+    show_recovery_codes(
+        app,
+        req,
+        s,
+        &codes,
+        ("/account".to_string(), "Back to my account"),
+    )
+}
+
+async fn remove_2fa(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if let Err(r) = confirm_password(app, req, s, form, now).await {
+        return r;
+    }
+    if let Err(f) = signin::modify_user(app, &s.user.id, |u| {
+        u.mfa = crate::model::Mfa::default();
+        u.updated_at = now;
+        true
+    }) {
+        return app.fail_page(f);
+    }
+    app.audit(
+        "mfa.removed",
+        Some(&s.user.username),
+        None,
+        Some(req.peer),
+        "",
+        now,
+    );
+    back("2fa-off")
+}
+
+fn revoke_device(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let id = form.get_lenient("id").unwrap_or("");
+    if let Err(f) = signin::modify_user(app, &s.user.id, |u| {
+        let before = u.mfa.devices.len();
+        u.mfa.devices.retain(|d| d.id != id);
+        u.mfa.devices.len() < before
+    }) {
+        return app.fail_page(f);
+    }
+    app.audit(
+        "mfa.trusted_browser_revoked",
+        Some(&s.user.username),
+        None,
+        Some(req.peer),
+        "",
+        now,
+    );
+    back("device")
+}
+
+/// Removes the consent and revokes every token the application holds for this user.
+fn revoke_app(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let client_id = form.get_lenient("client_id").unwrap_or("");
+    let result = app
+        .store
+        .delete_consent(&s.user.id, client_id)
+        .and_then(|_| app.store.revoke_user_client_grants(&s.user.id, client_id));
+    if let Err(e) = result {
+        return app.fail_page(e.into());
+    }
+    app.audit(
+        "consent.revoked",
+        Some(&s.user.username),
+        Some(client_id),
+        Some(req.peer),
+        "by the user",
+        now,
+    );
+    back("app")
+}
+
+fn end_session(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let sid = form.get_lenient("sid").unwrap_or("");
+    let target = match app.store.sessions() {
+        Ok(all) => all
+            .into_iter()
+            .find(|(h, x)| x.user_id == s.user.id && x.sid == sid && *h != s.hash),
+        Err(e) => return app.fail_page(e.into()),
+    };
+    if let Some((hash, session)) = target {
+        if let Err(f) = super::logout::end_stored_session(app, &hash, &session, now) {
+            return app.fail_page(f);
+        }
+        app.audit(
+            "logout",
+            Some(&s.user.username),
+            None,
+            Some(req.peer),
+            "another session, from the account page",
+            now,
+        );
+    }
+    back("session")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(super::when(1_700_000_000), "2023-11-14 22:13");
+        assert_eq!(super::notice(Some("<script>")), None);
+        assert!(super::notice(Some("profile")).is_some());
+    }
+}
