@@ -688,7 +688,14 @@ mod tests {
             .collect();
         let uncommented =
             uncommented.replace("\"sha256:...\"", &format!("\"sha256:{}\"", "0".repeat(64)));
-        parse(Some(&uncommented), &env()).unwrap();
+        // The logo is read when the configuration is: point it at a file that exists.
+        let logo = std::env::temp_dir().join(format!("latchkey-logo-{}.png", std::process::id()));
+        std::fs::write(&logo, b"\x89PNG").unwrap();
+        let uncommented =
+            uncommented.replace("/etc/latchkey/logo.png", &logo.display().to_string());
+        let parsed = parse(Some(&uncommented), &env());
+        let _ = std::fs::remove_file(&logo);
+        assert_eq!(parsed.unwrap().logo.unwrap().content_type, "image/png");
     }
 
     #[test]

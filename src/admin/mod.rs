@@ -468,22 +468,33 @@ pub fn execute(
     actor: &str,
     now: i64,
 ) -> Result<Value, AdminError> {
+    execute_from(store, config, cmd, actor, None, now)
+}
+
+/// [`execute`] for a command that came over the network (the admin pages): the audit
+/// line also names the address.
+pub fn execute_from(
+    store: &dyn Store,
+    config: &Config,
+    cmd: Command,
+    actor: &str,
+    ip: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<Value, AdminError> {
     let name = cmd.name();
     let changes = cmd.changes_state();
     let out = run(store, config, cmd, now)?;
     if changes {
-        let subject = out
-            .get("username")
-            .or_else(|| out.get("client_id"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let text = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_string);
         let e = crate::model::AuditEvent {
             time: now,
             kind: format!("admin.{name}"),
             user: Some(actor.to_string()),
-            client: None,
-            ip: None,
-            detail: subject.to_string(),
+            client: text("client_id"),
+            ip: ip.map(|i| i.to_string()),
+            detail: text("username")
+                .or_else(|| text("group"))
+                .unwrap_or_default(),
         };
         if let Err(err) = store.append_audit(&e) {
             tracing::warn!(error = %err, "could not record audit event");

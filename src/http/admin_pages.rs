@@ -96,10 +96,19 @@ impl Ctx<'_> {
     async fn run(&self, cmd: Command) -> Result<Value, AdminError> {
         let app = self.app.clone();
         let actor = self.s.user.username.clone();
-        let now = self.now;
+        let (ip, now) = (self.req.peer, self.now);
         self.app
             .pool
-            .run(move || crate::admin::execute(app.store.as_ref(), &app.config, cmd, &actor, now))
+            .run(move || {
+                crate::admin::execute_from(
+                    app.store.as_ref(),
+                    &app.config,
+                    cmd,
+                    &actor,
+                    Some(ip),
+                    now,
+                )
+            })
             .await
             .unwrap_or_else(|_| {
                 Err(AdminError {

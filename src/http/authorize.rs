@@ -193,7 +193,13 @@ fn try_proceed(
             response::redirect(&format!("/login?interaction={}", interaction_id(app)))
         }
         Decision::StepUp => match &signed_in {
-            Some(s) => super::signin::step_up(app, s, interaction_id(app), &client.name),
+            Some(s) => {
+                let target = super::signin::Target {
+                    interaction: Some(interaction_id(app)),
+                    next: None,
+                };
+                super::signin::step_up(app, s, target, &client.name)
+            }
             None => response::redirect(&format!("/login?interaction={}", interaction_id(app))),
         },
         Decision::Consent { .. } => {

@@ -290,6 +290,21 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         }
         Err(e) => return app.fail_page(e.into()),
     };
+    // A two-factor client's device gets only a two-factor approval.
+    if decision == "allow"
+        && client.policy == crate::model::Policy::TwoFactor
+        && who.session.acr != crate::oidc::authorize::ACR_TWO_FACTOR
+        && client.admits(&who.user.groups)
+    {
+        let target = super::signin::Target {
+            interaction: None,
+            next: Some(format!(
+                "/device?user_code={}",
+                crate::oidc::params::encode(&typed)
+            )),
+        };
+        return super::signin::step_up(app, &who, target, &client.name);
+    }
     let allowed = decision == "allow" && client.admits(&who.user.groups);
     let status = if allowed {
         DeviceStatus::Approved {

@@ -141,12 +141,10 @@ fn after_new_password(app: &App, req: &Req, user: &User, target: Target, now: i6
     wait(app, user, Stage::SecondFactor, target, now)
 }
 
-/// A signed-in browser whose session has one factor, at a client that needs two.
-pub(super) fn step_up(app: &App, s: &SignedIn, interaction: String, client_name: &str) -> Resp {
-    let target = Target {
-        interaction: Some(interaction.clone()),
-        next: None,
-    };
+/// A signed-in browser whose session has one factor, at a client that needs two: the
+/// second-factor page, or for a user without one, the way to set it up (after which an
+/// authorization request continues).
+pub(super) fn step_up(app: &App, s: &SignedIn, target: Target, client_name: &str) -> Resp {
     if s.user.mfa.enrolled() {
         return wait(
             app,
@@ -156,18 +154,19 @@ pub(super) fn step_up(app: &App, s: &SignedIn, interaction: String, client_name:
             crate::clock::now(),
         );
     }
+    let enrol = match &target.interaction {
+        Some(id) => format!("/account/2fa?interaction={id}"),
+        None => "/account/2fa".to_string(),
+    };
     let message = format!(
-        "{client_name} asks for a second factor when you sign in. Set up an authenticator app on your account page; you will then continue to {client_name}."
+        "{client_name} asks for a second factor when you sign in. Set up an authenticator app on your account page, then continue to {client_name}."
     );
     response::html(
         StatusCode::FORBIDDEN,
         app.pages.message(
             "Two-factor sign-in needed",
             &message,
-            Some((
-                &format!("/account/2fa?interaction={interaction}"),
-                "Set up two-factor sign-in",
-            )),
+            Some((&enrol, "Set up two-factor sign-in")),
         ),
     )
 }

@@ -590,6 +590,21 @@ async fn password(
         return Ok(OidcError::invalid_grant("invalid username or password").into());
     };
     app.throttle.success(&username);
+    // The grant has no way to ask for a second factor or a new password.
+    if user.mfa.enrolled() || user.must_change_password {
+        app.audit(
+            "login.failure",
+            Some(&user.username),
+            Some(&client.client_id),
+            Some(req.peer),
+            "password grant: the account needs a browser sign-in",
+            now,
+        );
+        return Ok(OidcError::invalid_grant(
+            "this account must sign in through the browser (second factor or new password)",
+        )
+        .into());
+    }
     let (sid, amr) = (crate::clock::random_id(), vec!["pwd".to_string()]);
     let authn = Authn {
         user: &user,

@@ -7,6 +7,7 @@
 mod support;
 
 mod backup;
+mod browser;
 mod cli;
 mod client_auth;
 mod crash;

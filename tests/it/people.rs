@@ -928,3 +928,144 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     assert_eq!(r.location(), "/admin/users");
     assert_eq!(server.cli(&["user", "show", "carol"], None).code, 2);
 }
+
+#[tokio::test]
+async fn the_password_grant_cannot_skip_a_second_factor_or_a_new_password() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    server.add_user("bob", &[]);
+    let (id, secret) = server.add_client(&["--grant-type", "password"]);
+    let mut a = server.browser();
+    let grant = |user: &'static str, pw: &'static str| {
+        vec![
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", pw),
+            ("scope", "openid"),
+        ]
+    };
+    let auth = basic(&id, &secret);
+    let ok = a
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &grant("alice", PASSWORD),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    password_step(&mut a, "alice", PASSWORD).await;
+    enrol(&mut a).await;
+    let refused = a
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &grant("alice", PASSWORD),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_grant");
+    let out = server.cli(
+        &["user", "passwd", "bob", "--temporary", "--password-stdin"],
+        Some("temporary password 123\n"),
+    );
+    assert_eq!(out.code, 0);
+    let refused = a
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &grant("bob", "temporary password 123"),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(refused.json()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn the_configured_logo_is_served_and_shown_on_the_sign_in_page() {
+    let dir = TempDir::new();
+    let logo = dir.0.join("logo.svg");
+    let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"/>";
+    std::fs::write(&logo, svg).unwrap();
+    let server = Server::new(&format!("logo = \"{}\"\n", logo.display()))
+        .start()
+        .await;
+    let mut b = server.browser();
+    let page = b.get("/login").await;
+    assert!(
+        page.body
+            .contains("<img class=\"logo\" src=\"/assets/logo\"")
+    );
+    let served = b.get("/assets/logo").await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(served.body, svg);
+    assert!(
+        served
+            .header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    // Without a logo there is none to fetch.
+    let plain = Server::new("").start().await;
+    assert_eq!(plain.browser().get("/assets/logo").await.status, 404);
+    let bad = Server::new("logo = \"/etc/passwd\"\n");
+    let out = bad.cli(&["check-config"], None);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("logo"));
+}
+
+#[tokio::test]
+async fn a_two_factor_device_client_is_approved_only_with_a_second_factor() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let out = server.cli(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Lobby TV",
+            "--public",
+            "--policy",
+            "two_factor",
+            "--grant-type",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.json()["client_id"].as_str().unwrap().to_string();
+    let mut tv = server.browser();
+    let d = tv
+        .post_form(
+            "/api/v1/oauth/device_authorization",
+            &[("client_id", &id), ("scope", "openid")],
+        )
+        .await
+        .json();
+    let user_code = d["user_code"].as_str().unwrap().to_string();
+    let mut phone = server.browser();
+    password_step(&mut phone, "alice", PASSWORD).await;
+    let approve = |page: &Resp| {
+        let csrf = page.input("csrf").unwrap();
+        vec![
+            ("csrf".to_string(), csrf),
+            ("user_code".to_string(), user_code.clone()),
+            ("decision".to_string(), "allow".to_string()),
+        ]
+    };
+    let device_page = format!("/device?user_code={}", enc(&user_code));
+    let page = phone.get(&device_page).await;
+    let form = approve(&page);
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = phone.post_form("/device", &pairs).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("Two-factor sign-in needed"));
+
+    // Enrolled (the enrolment code makes this session two-factor): approved.
+    enrol(&mut phone).await;
+    let page = phone.get(&device_page).await;
+    let form = approve(&page);
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = phone.post_form("/device", &pairs).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

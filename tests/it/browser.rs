@@ -1,0 +1,263 @@
+//! Issue 4 in a real browser: headless Debian Chromium driven over WebDriver
+//! (`support/webdriver.rs`) through the first five minutes of an office's Latchkey and a
+//! staff member's day, with a screenshot of every page visited under
+//! `target/screenshots/<test>/` (artifacts, not committed). `scripts/test` installs
+//! `chromium` and `chromium-driver` when they are missing.
+
+use std::time::Duration;
+
+use crate::support::webdriver::Driver;
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn artifacts(test: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// An application's callback on 127.0.0.1: answers every request with a small page.
+async fn relying_party() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = "<!doctype html><title>Wiki</title><h1>Wiki: sign-in received</h1>";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+fn setup_link(server: &Server) -> String {
+    server
+        .log()
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("{}/setup?token=", server.issuer)))
+        .expect("setup link printed")
+        .to_string()
+}
+
+/// Signs in on the login page the browser is at.
+async fn sign_in(d: &Driver, name: &str, username: &str, password: &str) {
+    d.wait_for("#username", WAIT).await;
+    d.screenshot(name).await;
+    d.fill("#username", username).await;
+    d.fill("#password", password).await;
+    d.click("form[action='/login'] button[type=submit]").await;
+}
+
+async fn sign_out(d: &Driver, server: &Server) {
+    d.goto(&format!("{}/account", server.issuer)).await;
+    d.click("header form button.link").await;
+    d.wait_url(|u| !u.contains("/account"), WAIT).await;
+    d.screenshot("signed-out").await;
+}
+
+/// The first run to a revoked application, as the issue tells it: setup, an administrator
+/// registers an application and a user in the admin pages, the user signs in to it through
+/// consent, enrols TOTP, signs in with the second factor, and revokes the application on
+/// the account page, after which its refresh token no longer works.
+#[tokio::test]
+async fn from_first_run_to_a_revoked_application() {
+    let server = Server::new("instance_name = \"Acme Office\"\n")
+        .start()
+        .await;
+    let rp = relying_party().await;
+    let callback = format!("http://127.0.0.1:{rp}/oauth/callback");
+    let d = Driver::start(artifacts("first_run_to_revoked_application")).await;
+    let issuer = server.issuer.clone();
+
+    // First run: the setup link creates the administrator and signs them in.
+    d.goto(&setup_link(&server)).await;
+    d.wait_for("#password2", WAIT).await;
+    assert!(d.source().await.contains("Acme Office"));
+    d.screenshot("setup").await;
+    d.fill("#username", "office-admin").await;
+    d.fill("#email", "admin@acme.example").await;
+    d.fill("#password", PASSWORD).await;
+    d.fill("#password2", PASSWORD).await;
+    d.click("form[action='/setup'] button[type=submit]").await;
+    d.wait_url(|u| u.ends_with("/admin/clients"), WAIT).await;
+    d.screenshot("admin-applications-empty").await;
+    d.goto(&setup_link(&server)).await;
+    assert!(
+        d.source().await.contains("Setup link not valid"),
+        "the link works once"
+    );
+    d.screenshot("setup-link-used").await;
+
+    // The administrator registers an application with two redirect URLs (the second row
+    // added with the page's button) and offline access.
+    d.goto(&format!("{issuer}/admin/clients")).await;
+    d.click("#add-client").await;
+    d.wait_for("#name", WAIT).await;
+    d.screenshot("add-application").await;
+    d.fill("#name", "Wiki").await;
+    let rows = d.find_all("input[name=redirect_uri]").await;
+    rows[0].send_keys(&callback).await;
+    let before = rows.len();
+    d.click("fieldset[data-rows=redirect_uri] [data-add-row]")
+        .await;
+    let rows = d.find_all("input[name=redirect_uri]").await;
+    assert_eq!(rows.len(), before + 1, "the Add button adds a row");
+    rows[rows.len() - 1]
+        .send_keys(&format!("http://127.0.0.1:{rp}/other"))
+        .await;
+    d.click("input[name=scope][value=offline_access]").await;
+    d.screenshot("add-application-filled").await;
+    d.click("#save-client").await;
+    d.wait_for("#once-2", WAIT).await;
+    d.screenshot("application-created").await;
+    let client_id = d.text("#once-1").await;
+    let secret = d.text("#once-2").await;
+    assert!(!client_id.is_empty() && secret.len() > 20);
+    let copy = d.find("button[data-copy=once-2]").await;
+    assert_eq!(
+        copy.attr("hidden").await,
+        None,
+        "copy buttons appear with JavaScript"
+    );
+    let shown = server
+        .cli(&["client", "show", &client_id, "--json"], None)
+        .json();
+    assert_eq!(shown["redirect_uris"].as_array().unwrap().len(), 2);
+
+    // ... and a user.
+    d.goto(&format!("{issuer}/admin/users")).await;
+    d.screenshot("users").await;
+    d.click("#add-user").await;
+    d.wait_for("#username", WAIT).await;
+    d.fill("#username", "bob").await;
+    d.fill("#email", "bob@acme.example").await;
+    d.fill("#given_name", "Bob").await;
+    d.fill("#password", "a sunny first passphrase").await;
+    d.screenshot("add-user").await;
+    d.click("#save-user").await;
+    d.wait_url(
+        |u| u.contains("/admin/users/") && !u.ends_with("/new"),
+        WAIT,
+    )
+    .await;
+    d.screenshot("user-created").await;
+    for page in ["groups", "sessions", "audit", "keys"] {
+        d.goto(&format!("{issuer}/admin/{page}")).await;
+        d.screenshot(&format!("admin-{page}")).await;
+    }
+    sign_out(&d, &server).await;
+
+    // Bob signs in to the application through the consent page.
+    let (verifier, challenge) = pkce();
+    let authorize = format!(
+        "{issuer}/api/v1/oauth/authorize?client_id={client_id}&redirect_uri={}&response_type=code&scope={}&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
+        enc(&callback),
+        enc("openid profile email offline_access"),
+    );
+    d.goto(&authorize).await;
+    sign_in(&d, "login", "bob", "a sunny first passphrase").await;
+    d.wait_for("button[value=allow]", WAIT).await;
+    let consent = d.source().await;
+    assert!(consent.contains("Wiki"));
+    d.screenshot("consent").await;
+    d.click("button[value=allow]").await;
+    let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    d.screenshot("application-callback").await;
+    let code = params_of(&back)["code"].clone();
+    let mut http = server.browser();
+    let auth = basic(&client_id, &secret);
+    let tokens = http
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &callback),
+                ("code_verifier", &verifier),
+            ],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let refresh = tokens.json()["refresh_token"]
+        .as_str()
+        .expect("offline access gives a refresh token")
+        .to_string();
+
+    // Bob enrols an authenticator app on the account page.
+    d.goto(&format!("{issuer}/account")).await;
+    d.screenshot("account").await;
+    // Readable on a phone: no sideways scrolling at 390 CSS pixels.
+    d.resize(390, 844).await;
+    let overflow = d
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        overflow.as_i64(),
+        Some(0),
+        "the account page fits a phone's width"
+    );
+    d.viewport_screenshot("account-phone").await;
+    d.resize(1280, 1000).await;
+    d.click("#setup-2fa").await;
+    d.wait_for("svg.qr", WAIT).await;
+    d.screenshot("enrol-totp").await;
+    let totp_secret = d.text("#totp-secret").await;
+    let now = latchkey::clock::now();
+    d.fill(
+        "#code",
+        &latchkey::keys::totp::code_at(&totp_secret, now).unwrap(),
+    )
+    .await;
+    d.click("form[action='/account/2fa'] button[type=submit]")
+        .await;
+    d.wait_for("#recovery-codes", WAIT).await;
+    d.screenshot("recovery-codes").await;
+    assert_eq!(d.find_all("#recovery-codes li").await.len(), 10);
+    d.click("#continue").await;
+    d.wait_url(|u| u.ends_with("/account"), WAIT).await;
+    sign_out(&d, &server).await;
+
+    // Signing in again asks for the second factor; consent is remembered.
+    d.goto(&authorize.replace("state=s1", "state=s2")).await;
+    sign_in(&d, "login-again", "bob", "a sunny first passphrase").await;
+    d.wait_for("#code", WAIT).await;
+    d.screenshot("second-factor").await;
+    let next = latchkey::keys::totp::code_at(&totp_secret, now + 30).unwrap();
+    d.fill("#code", &next).await;
+    d.click("form[action='/login/2fa'] button[type=submit]")
+        .await;
+    let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    assert_eq!(params_of(&back)["state"], "s2");
+    d.screenshot("application-callback-2fa").await;
+
+    // Bob revokes the application; its refresh token stops working.
+    let before = http.refresh(&refresh, &auth).await;
+    assert_eq!(before.status, 200, "works before: {}", before.body);
+    let refresh = before.json()["refresh_token"].as_str().unwrap().to_string();
+    d.goto(&format!("{issuer}/account")).await;
+    d.screenshot("account-with-application").await;
+    d.click("button[aria-label='Revoke access of Wiki']").await;
+    d.wait_url(|u| u.ends_with("/account?done=app"), WAIT).await;
+    d.screenshot("application-revoked").await;
+    assert!(!d.source().await.contains("Revoke access of Wiki"));
+    let refused = http.refresh(&refresh, &auth).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_grant");
+}
