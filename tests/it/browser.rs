@@ -260,4 +260,80 @@ async fn from_first_run_to_a_revoked_application() {
     let refused = http.refresh(&refresh, &auth).await;
     assert_eq!(refused.status, 400);
     assert_eq!(refused.json()["error"], "invalid_grant");
+
+    // Light and dark follow the system setting.
+    let background = || async {
+        d.execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            &[],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    };
+    let light = background().await;
+    d.cdp(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    )
+    .await;
+    let dark = background().await;
+    assert_ne!(light, dark, "the page has a dark variant");
+    assert_eq!(dark, "rgb(17, 20, 24)");
+    d.screenshot("account-dark").await;
+    sign_out(&d, &server).await;
+    d.goto(&format!("{issuer}/login")).await;
+    d.screenshot("login-dark").await;
+}
+
+/// Everything works with JavaScript off: the forms are plain HTML (the copy buttons and
+/// the "Add a URL" button are enhancements that stay hidden).
+#[tokio::test]
+async fn the_pages_work_without_javascript() {
+    let server = Server::new("").start().await;
+    server.add_user("root", &["--group", "admin"]);
+    let d = Driver::start(artifacts("without_javascript")).await;
+    d.cdp(
+        "Emulation.setScriptExecutionDisabled",
+        serde_json::json!({"value": true}),
+    )
+    .await;
+    let issuer = server.issuer.clone();
+    d.goto(&format!("{issuer}/admin/clients/new")).await;
+    sign_in(&d, "login-no-js", "root", PASSWORD).await;
+    d.wait_url(|u| u.ends_with("/admin/clients/new"), WAIT)
+        .await;
+    d.wait_for("#name", WAIT).await;
+    for button in d.find_all("[data-add-row], [data-remove-row]").await {
+        assert!(
+            !button.is_displayed().await,
+            "row buttons need JavaScript: hidden"
+        );
+    }
+    d.fill("#name", "Intranet").await;
+    let rows = d.find_all("input[name=redirect_uri]").await;
+    assert!(rows.len() >= 2, "a blank row to type a second URL into");
+    rows[0]
+        .send_keys("https://intranet.example/oidc/callback")
+        .await;
+    rows[1].send_keys("https://intranet.example/other").await;
+    d.click("input[name=type][value=public]").await;
+    d.viewport_screenshot("add-application-no-js").await;
+    d.click("#save-client").await;
+    d.wait_for("#once-1", WAIT).await;
+    d.viewport_screenshot("application-created-no-js").await;
+    let id = d.text("#once-1").await;
+    assert!(
+        d.try_find("#once-2").await.is_none(),
+        "a public client has no secret"
+    );
+    let copy = d.find("button[data-copy=once-1]").await;
+    assert!(
+        !copy.is_displayed().await,
+        "copy buttons need JavaScript: hidden"
+    );
+    let shown = server.cli(&["client", "show", &id, "--json"], None).json();
+    assert_eq!(shown["public"], true);
+    assert_eq!(shown["redirect_uris"].as_array().unwrap().len(), 2);
 }

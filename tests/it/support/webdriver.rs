@@ -417,6 +417,19 @@ impl Driver {
         }
     }
 
+    /// Runs a Chrome DevTools Protocol command through chromedriver (device emulation:
+    /// `Emulation.setEmulatedMedia`, `Emulation.setScriptExecutionDisabled`).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.session
+            .cmd(
+                &format!("cdp {cmd}"),
+                Method::POST,
+                "/goog/cdp/execute",
+                Some(json!({"cmd": cmd, "params": params})),
+            )
+            .await
+    }
+
     /// Sets the browser window's outer size in CSS pixels.
     pub async fn resize(&self, width: u32, height: u32) {
         self.session
@@ -594,6 +607,14 @@ impl Element {
     /// Whether a checkbox, radio button or option is selected.
     pub async fn is_selected(&self) -> bool {
         self.cmd("is_selected", Method::GET, "/selected", None)
+            .await
+            == true
+    }
+
+    /// Whether the element is shown (chromedriver's visibility check: CSS display,
+    /// visibility, size), whatever its attributes say.
+    pub async fn is_displayed(&self) -> bool {
+        self.cmd("is_displayed", Method::GET, "/displayed", None)
             .await
             == true
     }
