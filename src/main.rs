@@ -177,6 +177,7 @@ fn user(action: UserAction) -> ExitCode {
                     country: a.country,
                 },
                 groups: a.group,
+                must_change_password: false,
             };
             (
                 a.config,
@@ -185,6 +186,7 @@ fn user(action: UserAction) -> ExitCode {
                     user,
                     password,
                     admin: a.admin,
+                    temporary: false,
                 },
             )
         }

@@ -48,9 +48,12 @@ pub struct Mfa {
     /// the secret itself (like any TOTP server); the database file is 0600.
     #[serde(default)]
     pub totp_secret: Option<String>,
-    /// A secret shown for enrolment and not yet confirmed with a code.
+    /// A secret shown for enrolment and not yet confirmed with a code, and when it was
+    /// made (a new one on every visit of the enrolment page; it expires).
     #[serde(default)]
     pub pending_secret: Option<String>,
+    #[serde(default)]
+    pub pending_since: i64,
     /// The last time step whose code was accepted: a code is accepted once.
     #[serde(default)]
     pub last_step: i64,

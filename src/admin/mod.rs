@@ -64,6 +64,9 @@ pub struct NewUser {
     pub phone: Option<String>,
     pub address: Address,
     pub groups: Vec<String>,
+    /// A temporary password: the user chooses their own at the first sign-in.
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 /// Changes to a client; absent or empty fields keep their value.
@@ -93,6 +96,9 @@ pub enum Command {
         user: NewUser,
         password: String,
         admin: bool,
+        /// The user must choose a new password at the first sign-in.
+        #[serde(default)]
+        temporary: bool,
     },
     UserList,
     UserShow {
@@ -342,6 +348,7 @@ pub fn create_user(
     password: &str,
     now: i64,
 ) -> Result<User, AdminError> {
+    let must_change_password = new.must_change_password;
     let Profile {
         username,
         email,
@@ -376,7 +383,7 @@ pub fn create_user(
         created_at: now,
         updated_at: now,
         mfa: Default::default(),
-        must_change_password: false,
+        must_change_password,
         reset_link: None,
     };
     ensure_groups(store, &user.groups)?;
@@ -509,10 +516,12 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             mut user,
             password,
             admin,
+            temporary,
         } => {
             if admin && !user.groups.iter().any(|g| g == ADMIN_GROUP) {
                 user.groups.push(ADMIN_GROUP.to_string());
             }
+            user.must_change_password = temporary;
             let u = create_user(store, &config.password, user, &password, now)?;
             Ok(user_json(&u))
         }

@@ -26,6 +26,7 @@ fn add_alice() -> Command {
         },
         password: "correct horse battery staple".into(),
         admin: true,
+        temporary: false,
     }
 }
 
@@ -128,6 +129,7 @@ fn bad_input_names_the_field_and_writes_nothing() {
                 user,
                 password: pw.into(),
                 admin: false,
+                temporary: false,
             },
             "t",
             1,

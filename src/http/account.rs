@@ -14,7 +14,7 @@ use crate::keys::Secret;
 use crate::keys::totp;
 use crate::model::Address;
 use crate::oidc::params::Params;
-use crate::oidc::{authorize::ACR_TWO_FACTOR, scope};
+use crate::oidc::scope;
 
 /// A UTC date and time for the pages, e.g. `2026-11-22 14:05`.
 pub(super) fn when(t: i64) -> String {
@@ -141,7 +141,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/2fa" if get => enrol_page(app, req, &s, None, now),
         "/account/2fa" if post => enrol_submit(app, req, &s, &form, now),
         "/account/2fa/remove" if post => remove_2fa(app, req, &s, &form, now).await,
-        "/account/recovery" if post => new_recovery_codes(app, req, &s, now),
+        "/account/recovery" if post => new_recovery_codes(app, req, &s, &form, now).await,
         "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
         "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
         "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
@@ -216,7 +216,10 @@ fn page(
         "account.html",
         json!({
             "title": "My account",
-            "user": u,
+            "user": {
+                "username": u.username, "email": u.email, "given_name": u.given_name,
+                "family_name": u.family_name, "phone": u.phone,
+            },
             "address": u.address.clone().unwrap_or_default(),
             "enrolled": u.mfa.enrolled(),
             "recovery_left": u.mfa.recovery_hashes.len(),
@@ -248,7 +251,7 @@ fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> 
             postal_code: field(form, "postal_code"),
             country: field(form, "country"),
         },
-        groups: vec![],
+        ..crate::admin::NewUser::default()
     };
     let p = match crate::admin::validate_profile(new) {
         Ok(p) => p,
@@ -335,7 +338,7 @@ async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i
     }
     let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
     let again = form.get_lenient("password2").unwrap_or("");
-    match signin::set_password(app, &s.user.id, new, again, Some(&s.hash), now).await {
+    match signin::set_password(app, &s.user.id, new, again, Some(&s.hash), None, now).await {
         Ok(_) => {
             app.audit(
                 "account.password_changed",
@@ -356,25 +359,18 @@ fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now:
     if s.user.mfa.enrolled() {
         return response::redirect("/account");
     }
-    // The secret waits in the user record until a code confirms it; reloading the page
-    // shows the same one, so a half-finished scan stays valid.
-    let secret = match &s.user.mfa.pending_secret {
-        Some(p) => p.clone(),
-        None => {
-            let fresh = totp::new_secret();
-            let stored = signin::modify_user(app, &s.user.id, |u| {
-                if u.mfa.pending_secret.is_none() {
-                    u.mfa.pending_secret = Some(fresh.clone());
-                }
-                true
-            });
-            match stored {
-                Ok(Some(u)) => u.mfa.pending_secret.unwrap_or(fresh),
-                Ok(None) => return response::redirect("/login"),
-                Err(f) => return app.fail_page(f),
-            }
-        }
-    };
+    // A new secret on every visit, kept in the user record until a code confirms it
+    // (for at most `ENROL_TTL`): a secret someone else saw earlier is never reused.
+    let secret = totp::new_secret();
+    match signin::modify_user(app, &s.user.id, |u| {
+        u.mfa.pending_secret = Some(secret.clone());
+        u.mfa.pending_since = now;
+        true
+    }) {
+        Ok(Some(_)) => {}
+        Ok(None) => return response::redirect("/login"),
+        Err(f) => return app.fail_page(f),
+    }
     let uri = totp::otpauth_uri(&secret, &app.config.instance_name, &s.user.username);
     let qr = crate::pages::qr::svg(&uri, "QR code for your authenticator app").unwrap_or_default();
     let q = req.query_params();
@@ -397,6 +393,9 @@ fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now:
     )
 }
 
+/// How long an enrolment page's secret waits for its confirming code.
+const ENROL_TTL: i64 = 15 * 60;
+
 fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
     let code = form.get_lenient("code").unwrap_or("");
     let (codes, hashes) = totp::recovery_codes();
@@ -404,6 +403,9 @@ fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64
         let Some(pending) = u.mfa.pending_secret.clone() else {
             return false;
         };
+        if u.mfa.enrolled() || now - u.mfa.pending_since > ENROL_TTL {
+            return false;
+        }
         let Some(step) = totp::verify(&pending, code, now, 0) else {
             return false;
         };
@@ -422,7 +424,9 @@ fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64
                 app,
                 req,
                 s,
-                Some("That code is not right. Check the time on your phone and try the next code."),
+                Some(
+                    "That code is not right, or the page was open too long. Scan this new code and try again.",
+                ),
                 now,
             );
         }
@@ -436,17 +440,13 @@ fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64
         "totp",
         now,
     );
-    // The code just proved the second factor: this session now has two.
-    let mut session = s.session.clone();
-    session.acr = ACR_TWO_FACTOR.to_string();
-    for m in ["otp", "mfa"] {
-        if !session.amr.iter().any(|a| a == m) {
-            session.amr.push(m.to_string());
-        }
-    }
-    if let Err(e) = app.store.put_session(&s.hash, &session) {
-        return app.fail_page(e.into());
-    }
+    // The code just proved the second factor: this session now has two (under a new
+    // cookie).
+    let cookie = match signin::elevate(app, s) {
+        Ok(Some(c)) => c,
+        Ok(None) => return response::redirect("/login"),
+        Err(f) => return app.fail_page(f),
+    };
     let next = match form
         .get_lenient("interaction")
         .filter(|id| app.interactions.get(id, now).is_some())
@@ -457,7 +457,11 @@ fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64
         ),
         None => ("/account".to_string(), "Back to my account"),
     };
-    show_recovery_codes(app, req, s, &codes, next)
+    response::with_header(
+        show_recovery_codes(app, req, s, &codes, next),
+        "set-cookie",
+        &cookie,
+    )
 }
 
 fn show_recovery_codes(
@@ -485,7 +489,16 @@ fn show_recovery_codes(
     )
 }
 
-fn new_recovery_codes(app: &Arc<App>, req: &Req, s: &SignedIn, now: i64) -> Resp {
+async fn new_recovery_codes(
+    app: &Arc<App>,
+    req: &Req,
+    s: &SignedIn,
+    form: &Params,
+    now: i64,
+) -> Resp {
+    if let Err(r) = confirm_password(app, req, s, form, now).await {
+        return r;
+    }
     let (codes, hashes) = totp::recovery_codes();
     match signin::modify_user(app, &s.user.id, |u| {
         if !u.mfa.enrolled() {

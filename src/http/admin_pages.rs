@@ -182,6 +182,8 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let post = req.method == Method::POST;
     // The page a sensitive action returns to after the password is confirmed.
     let sensitive_back = match parts.as_slice() {
+        // Editing an application can weaken its sign-in policy or add a redirect URL.
+        ["clients", id] if *id != "new" => Some(format!("/admin/clients/{id}")),
         ["clients", id, "rotate" | "delete"] => Some(format!("/admin/clients/{id}")),
         ["users", id, _] => Some(format!("/admin/users/{id}")),
         ["groups", _, "delete"] => Some("/admin/groups".to_string()),
@@ -338,12 +340,16 @@ async fn reauth(c: &Ctx<'_>) -> Resp {
     let password = Secret::new(c.field("password").unwrap_or_default());
     match check_password(c.app, Some(user), password).await {
         Ok(true) => {
-            let mut session = c.s.session.clone();
-            session.reauth_at = c.now;
-            if let Err(e) = c.app.store.put_session(&c.s.hash, &session) {
-                return c.app.fail_page(e.into());
+            let now = c.now;
+            match c
+                .app
+                .store
+                .update_session(&c.s.hash, &|s| s.reauth_at = now)
+            {
+                Ok(true) => response::redirect(&back),
+                Ok(false) => response::redirect("/login"),
+                Err(e) => c.app.fail_page(e.into()),
             }
-            response::redirect(&back)
         }
         Ok(false) => {
             c.app
@@ -682,6 +688,7 @@ async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
             user: new.clone(),
             password: c.field("password").unwrap_or_default(),
             admin: false,
+            temporary: c.checked("temporary"),
         },
         Some(u) => Command::UserUpdate {
             username: u.username.clone(),
@@ -689,23 +696,6 @@ async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
         },
     };
     let result = c.run(cmd).await;
-    let result = match (result, &existing, c.checked("temporary")) {
-        // A new user who must choose their own password at the first sign-in.
-        (Ok(v), None, true) => {
-            let username = v["username"].as_str().unwrap_or_default().to_string();
-            let app = c.app.clone();
-            super::signin::modify_user(&app, v["id"].as_str().unwrap_or_default(), |u| {
-                u.must_change_password = true;
-                u.username == username
-            })
-            .map(|_| v)
-            .map_err(|f| AdminError {
-                message: f.to_oidc().description,
-                exit_code: 1,
-            })
-        }
-        (r, _, _) => r,
-    };
     match result {
         Ok(v) => response::redirect(&format!(
             "/admin/users/{}",

@@ -109,6 +109,9 @@ pub struct App {
     pub pages: Pages,
     pub pool: Arc<HashPool>,
     pub throttle: Arc<Throttle>,
+    /// Wrong second-factor codes, per user id and source address; cleared only by a
+    /// correct code.
+    pub mfa_throttle: Arc<Throttle>,
     /// Failed client authentications, per client and source address.
     pub client_throttle: Arc<Throttle>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
@@ -153,6 +156,7 @@ impl App {
             )),
             throttle: Arc::new(Throttle::new(config.login.clone())),
             client_throttle: Arc::new(Throttle::new(config.login.clone())),
+            mfa_throttle: Arc::new(Throttle::new(config.login.clone())),
             secret_cache: Default::default(),
             interactions: Default::default(),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
@@ -182,6 +186,7 @@ impl App {
             pool: self.pool.clone(),
             throttle: self.throttle.clone(),
             client_throttle: self.client_throttle.clone(),
+            mfa_throttle: self.mfa_throttle.clone(),
             secret_cache: self.secret_cache.clone(),
             interactions: self.interactions.clone(),
             pendings: self.pendings.clone(),

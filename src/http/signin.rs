@@ -70,12 +70,15 @@ pub struct Pending {
     pub attempts: u32,
 }
 
+/// Lax, not Strict: a step-up starts on the authorization endpoint, reached from the
+/// application's site, and the redirect to the code page must carry the cookie. The
+/// cookie is a random id; the forms it leads to check their CSRF token.
 fn pending_cookie(app: &App, id: &str) -> String {
-    app.set_cookie("signin", id, Some(PENDING_TTL), "Strict")
+    app.set_cookie("signin", id, Some(PENDING_TTL), "Lax")
 }
 
 fn clear_pending_cookie(app: &App) -> String {
-    app.set_cookie("signin", "", Some(0), "Strict")
+    app.set_cookie("signin", "", Some(0), "Lax")
 }
 
 /// The pending sign-in of this browser at `stage`, with its id.
@@ -107,18 +110,31 @@ fn wait(app: &App, user: &User, stage: Stage, target: Target, now: i64) -> Resp 
 }
 
 /// After a correct password: the next step, or the session.
-pub(super) fn after_password(app: &App, req: &Req, user: &User, target: Target, now: i64) -> Resp {
+pub(super) fn after_password(
+    app: &Arc<App>,
+    req: &Req,
+    user: &User,
+    target: Target,
+    now: i64,
+) -> Resp {
     if user.must_change_password {
         return wait(app, user, Stage::NewPassword, target, now);
     }
     after_new_password(app, req, user, target, now)
 }
 
-fn after_new_password(app: &App, req: &Req, user: &User, target: Target, now: i64) -> Resp {
+fn after_new_password(app: &Arc<App>, req: &Req, user: &User, target: Target, now: i64) -> Resp {
     if !user.mfa.enrolled() {
         return finish(app, req, user, &["pwd"], ACR_ONE_FACTOR, target, None, now);
     }
-    if trusted_browser(app, req, user, now) {
+    // An application that asked for a fresh sign-in (prompt=login, max_age) gets the
+    // second factor too, whatever the browser is trusted for.
+    let forced = target
+        .interaction
+        .as_deref()
+        .and_then(|id| app.interactions.get(id, now))
+        .is_some_and(|i| i.request.prompt.login || i.request.max_age.is_some());
+    if !forced && trusted_browser(app, req, user, now) {
         app.audit(
             "mfa.trusted_browser",
             Some(&user.username),
@@ -175,7 +191,7 @@ pub(super) fn step_up(app: &App, s: &SignedIn, target: Target, client_name: &str
 /// session fixation); the one the browser had ends.
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    app: &App,
+    app: &Arc<App>,
     req: &Req,
     user: &User,
     amr: &[&str],
@@ -206,21 +222,24 @@ fn finish(
     }
 }
 
-/// Creates a new SSO session and ends the one the browser had. Returns the cookie.
+/// Creates a new SSO session (always under a new cookie: no session fixation) and
+/// returns the cookie. A session the browser had for the same person (a second factor
+/// added, a sign-in again) continues under the new cookie with its `sid`, its
+/// applications and their tokens; one of someone else is ended and its applications
+/// told.
 pub(super) fn start_session(
-    app: &App,
+    app: &Arc<App>,
     req: &Req,
     user: &User,
     amr: &[&str],
     acr: &str,
     now: i64,
 ) -> Result<String, Fail> {
-    if let Some(old) = req.cookie(&app.cookie_name("session")) {
-        app.store.delete_session(&crate::keys::token_hash(&old))?;
-    }
     let raw = crate::clock::random_token();
+    let new_hash = crate::keys::token_hash(&raw);
+    let cookie = app.set_cookie("session", &raw, None, "Lax");
     let l = &app.config.lifetimes;
-    let session = Session {
+    let mut session = Session {
         user_id: user.id.clone(),
         sid: crate::clock::random_id(),
         auth_time: now,
@@ -234,9 +253,51 @@ pub(super) fn start_session(
         label: device_label(req.header(hyper::header::USER_AGENT).unwrap_or("")),
         ip: req.peer.to_string(),
     };
-    app.store
-        .put_session(&crate::keys::token_hash(&raw), &session)?;
-    Ok(app.set_cookie("session", &raw, None, "Lax"))
+    let previous = match req.cookie(&app.cookie_name("session")) {
+        Some(old) => {
+            let hash = crate::keys::token_hash(&old);
+            app.store.session(&hash)?.map(|s| (hash, s))
+        }
+        None => None,
+    };
+    match previous {
+        Some((old_hash, old)) if old.user_id == user.id && old.expires_at > now => {
+            session.sid = old.sid;
+            session.clients = old.clients;
+            if app.store.move_session(&old_hash, &new_hash, &session)? {
+                return Ok(cookie);
+            }
+            // Ended meanwhile: a session of its own, then.
+            session.sid = crate::clock::random_id();
+            session.clients = vec![];
+        }
+        Some((old_hash, old)) => {
+            super::logout::end_stored_session(app, &old_hash, &old, now)?;
+        }
+        None => {}
+    }
+    app.store.put_session(&new_hash, &session)?;
+    Ok(cookie)
+}
+
+/// The signed-in session after the user proved a second factor in it (enrolment): acr 2,
+/// the second factor in amr, and a new cookie. `None` when the session ended meanwhile.
+pub(super) fn elevate(app: &App, s: &SignedIn) -> Result<Option<String>, Fail> {
+    let raw = crate::clock::random_token();
+    let mut session = s.session.clone();
+    session.acr = ACR_TWO_FACTOR.to_string();
+    for m in ["otp", "mfa"] {
+        if !session.amr.iter().any(|a| a == m) {
+            session.amr.push(m.to_string());
+        }
+    }
+    if !app
+        .store
+        .move_session(&s.hash, &crate::keys::token_hash(&raw), &session)?
+    {
+        return Ok(None);
+    }
+    Ok(Some(app.set_cookie("session", &raw, None, "Lax")))
 }
 
 /// A short description of a browser from its User-Agent, e.g. "Firefox on Linux".
@@ -454,10 +515,15 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         }
         Err(e) => return app.fail_page(e.into()),
     };
-    if let Err(wait) = app
+    // Wrong codes count per account in their own counter, which a correct password
+    // does not clear: only a correct code does (else password + five guesses, again
+    // and again, would never slow down).
+    let now_ms = crate::clock::now_ms();
+    let waiting = app
         .throttle
-        .check(&user.username, req.peer, crate::clock::now_ms())
-    {
+        .check(&user.username, req.peer, now_ms)
+        .and(app.mfa_throttle.check(&user.id, req.peer, now_ms));
+    if let Err(wait) = waiting {
         let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
         return render_code_page(app, req, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
@@ -472,8 +538,8 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(f) => return app.fail_page(f),
     };
     let Some(amr) = amr else {
-        app.throttle
-            .failure(&user.username, req.peer, crate::clock::now_ms());
+        app.throttle.failure(&user.username, req.peer, now_ms);
+        app.mfa_throttle.failure(&user.id, req.peer, now_ms);
         app.audit(
             "mfa.failure",
             Some(&user.username),
@@ -497,6 +563,7 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     };
     app.pendings.finish(&id);
     app.throttle.success(&user.username);
+    app.mfa_throttle.success(&user.id);
     let kind = if amr.contains(&"otp") {
         "totp"
     } else {
@@ -552,7 +619,7 @@ pub(super) async fn new_password_submit(app: &Arc<App>, req: &Req, now: i64) -> 
     };
     let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
     let again = form.get_lenient("password2").unwrap_or("");
-    match set_password(app, &p.user_id, new, again, None, now).await {
+    match set_password(app, &p.user_id, new, again, None, None, now).await {
         Ok(user) => {
             app.pendings.finish(&id);
             app.audit(
@@ -593,6 +660,7 @@ pub(super) async fn set_password(
     new: Secret<String>,
     again: &str,
     keep_session: Option<&str>,
+    reset_link: Option<&str>,
     now: i64,
 ) -> Result<User, PasswordError> {
     let Some(user) = app.store.user(user_id).map_err(Fail::from)? else {
@@ -614,14 +682,21 @@ pub(super) async fn set_password(
         Err(_) => return Err(Fail::Busy.into()),
     };
     let updated = modify_user(app, user_id, |u| {
+        // A reset link is spent here, once: not if it was used or replaced meanwhile.
+        if let Some(link) = reset_link
+            && u.reset_link.as_ref().map(|(h, _)| h.as_str()) != Some(link)
+        {
+            return false;
+        }
         u.password_hash = hash.clone();
         u.must_change_password = false;
         u.reset_link = None;
         u.mfa.devices.clear();
+        u.mfa.pending_secret = None;
         u.updated_at = now;
         true
     })?
-    .ok_or_else(|| PasswordError::Input("The account no longer exists.".into()))?;
+    .ok_or_else(|| PasswordError::Input("This link or account is no longer valid.".into()))?;
     // Other sign-ins end (the current one is put back) and every token is revoked.
     let kept = match keep_session {
         Some(h) => app.store.session(h).map_err(Fail::from)?,
@@ -712,7 +787,8 @@ pub(super) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     }
     let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
     let again = form.get_lenient("password2").unwrap_or("");
-    match set_password(app, &user.id, new, again, None, now).await {
+    let link = user.reset_link.as_ref().map(|(h, _)| h.clone());
+    match set_password(app, &user.id, new, again, None, link.as_deref(), now).await {
         Ok(_) => {
             app.audit(
                 "account.password_changed",

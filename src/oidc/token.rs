@@ -227,6 +227,14 @@ pub fn check_refresh(
             "the sign-in session of this refresh token has ended",
         ));
     }
+    // A client switched to two-factor sign-in does not keep one-factor grants alive.
+    if client.policy == crate::model::Policy::TwoFactor
+        && rt.acr != super::authorize::ACR_TWO_FACTOR
+    {
+        return Err(OidcError::invalid_grant(
+            "the application now requires two-factor sign-in",
+        ));
+    }
     match requested_scope {
         None => Ok(rt.scopes.clone()),
         Some(s) => {
@@ -352,6 +360,21 @@ mod tests {
             ..ClientSpec::default()
         };
         build_client(id.into(), spec, 0).unwrap()
+    }
+
+    #[test]
+    fn a_two_factor_client_refreshes_only_two_factor_grants() {
+        let mut c = cl("rp");
+        c.policy = crate::model::Policy::TwoFactor;
+        assert_eq!(
+            check_refresh(&rt(true), &c, None, true, NOW)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGrant
+        );
+        let mut two = rt(true);
+        two.acr = "2".into();
+        assert!(check_refresh(&two, &c, None, true, NOW).is_ok());
     }
 
     #[test]

@@ -150,6 +150,13 @@ pub trait Store: Send + Sync {
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
     fn session(&self, hash: &str) -> Result<Option<Session>>;
     fn delete_session(&self, hash: &str) -> Result<bool>;
+    /// Changes a stored session in one transaction; `false` (and nothing written) when it
+    /// no longer exists, so an ended session is never brought back.
+    fn update_session(&self, hash: &str, edit: &dyn Fn(&mut Session)) -> Result<bool>;
+    /// Gives a session a new key (a new cookie after the user re-authenticated), moving
+    /// the grants and refresh tokens that belong to it, atomically and durably; `false`
+    /// when the old session no longer exists.
+    fn move_session(&self, old_hash: &str, new_hash: &str, s: &Session) -> Result<bool>;
     /// Every stored session with its key (the hash of the cookie), expired ones included.
     fn sessions(&self) -> Result<Vec<(String, Session)>>;
     /// Number of unexpired sessions (a metric).

@@ -596,6 +596,31 @@ fn read_visit<T: DeserializeOwned>(
     Ok(())
 }
 
+/// Rewrites every decodable record of a table that `edit` changes (returns `true` for);
+/// returns how many.
+fn tx_update_all<T: DeserializeOwned + Serialize>(
+    tx: &WriteTransaction,
+    t: Table,
+    mut edit: impl FnMut(&mut T) -> bool,
+) -> Result<usize> {
+    let mut changed = Vec::new();
+    {
+        let table = tx.open_table(t).map_err(backend)?;
+        for item in table.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            if let Ok(mut rec) = decode::<T>(v.value())
+                && edit(&mut rec)
+            {
+                changed.push((k.value().to_string(), rec));
+            }
+        }
+    }
+    for (k, rec) in &changed {
+        tx_put(tx, t, k, rec)?;
+    }
+    Ok(changed.len())
+}
+
 /// Records removed per transaction by the background purge: each holds the write lock
 /// and memory only briefly, however much has expired.
 const PURGE_BATCH: usize = 1000;
@@ -925,6 +950,42 @@ impl Store for RedbStore {
 
     fn delete_session(&self, hash: &str) -> Result<bool> {
         self.remove(SESSIONS, hash, true)
+    }
+
+    fn update_session(&self, hash: &str, edit: &dyn Fn(&mut Session)) -> Result<bool> {
+        self.write(false, |tx| {
+            let Some(mut s) = tx_get::<Session>(tx, SESSIONS, hash)? else {
+                return Ok(false);
+            };
+            edit(&mut s);
+            tx_put(tx, SESSIONS, hash, &s)?;
+            Ok(true)
+        })
+    }
+
+    fn move_session(&self, old_hash: &str, new_hash: &str, s: &Session) -> Result<bool> {
+        self.write(true, |tx| {
+            let existed = tx
+                .open_table(SESSIONS)
+                .map_err(backend)?
+                .remove(old_hash)
+                .map_err(backend)?
+                .is_some();
+            if !existed {
+                return Ok(false);
+            }
+            tx_put(tx, SESSIONS, new_hash, s)?;
+            let moved = |h: &mut String| {
+                let hit = h == old_hash;
+                if hit {
+                    *h = new_hash.to_string();
+                }
+                hit
+            };
+            tx_update_all::<Grant>(tx, GRANTS, |g| moved(&mut g.session_hash))?;
+            tx_update_all::<RefreshToken>(tx, REFRESH_TOKENS, |r| moved(&mut r.session_hash))?;
+            Ok(true)
+        })
     }
 
     fn sessions(&self) -> Result<Vec<(String, Session)>> {

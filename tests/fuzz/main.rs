@@ -480,9 +480,11 @@ fn admin_socket_protocol() {
                 phone: None,
                 address: Default::default(),
                 groups: vec!["staff".into()],
+                must_change_password: false,
             },
             password: "correct horse battery staple".into(),
             admin: false,
+            temporary: false,
         },
         Command::UserList,
         Command::ClientAdd {

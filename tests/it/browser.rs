@@ -20,25 +20,20 @@ fn artifacts(test: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// An application's callback on 127.0.0.1: answers every request with a small page.
 async fn relying_party() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let _ = s.read(&mut buf).await;
-                let body = "<!doctype html><title>Wiki</title><h1>Wiki: sign-in received</h1>";
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
+    let port = free_port();
+    serve_on(
+        port,
+        "<!doctype html><title>Wiki</title><h1>Wiki: sign-in received</h1>",
+    )
+    .await;
     port
 }
 
@@ -336,4 +331,102 @@ async fn the_pages_work_without_javascript() {
     let shown = server.cli(&["client", "show", &id, "--json"], None).json();
     assert_eq!(shown["public"], true);
     assert_eq!(shown["redirect_uris"].as_array().unwrap().len(), 2);
+}
+
+/// A step-up started from an application on another site (http://localhost, while the
+/// provider is https://127.0.0.1): the code page must find the pending sign-in, which a
+/// SameSite=Strict cookie would not bring along on that cross-site redirect.
+#[tokio::test]
+async fn step_up_from_an_application_on_another_site() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let port = free_port();
+    let callback = format!("http://localhost:{port}/cb");
+    let (wiki, _) = server.add_client(&["--redirect-uri", &callback, "--skip-consent"]);
+    let (payroll, _) = server.add_client(&[
+        "--redirect-uri",
+        &callback,
+        "--skip-consent",
+        "--policy",
+        "two_factor",
+    ]);
+    let link = |client: &str| {
+        format!(
+            "{}/api/v1/oauth/authorize?client_id={client}&redirect_uri={}&response_type=code&scope=openid&state=s&nonce=n",
+            server.issuer,
+            enc(&callback)
+        )
+    };
+    let page: &'static str = Box::leak(
+        format!(
+            "<!doctype html><title>Intranet</title><a id=\"wiki\" href=\"{}\">Wiki</a> <a id=\"payroll\" href=\"{}\">Payroll</a>",
+            link(&wiki),
+            link(&payroll)
+        )
+        .into_boxed_str(),
+    );
+    serve_on(port, page).await;
+    let d = Driver::start(artifacts("step_up_from_another_site")).await;
+    let home = format!("http://localhost:{port}/");
+
+    d.goto(&home).await;
+    d.click("#wiki").await;
+    sign_in(&d, "login", "alice", PASSWORD).await;
+    d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+
+    // Alice sets up an authenticator elsewhere; this browser still has one factor.
+    let mut other = server.browser();
+    other.login("/login", "alice", PASSWORD).await;
+    let enrol_page = other.get("/account/2fa").await;
+    let secret = html_unescape(
+        enrol_page
+            .body
+            .split("<code id=\"totp-secret\">")
+            .nth(1)
+            .and_then(|r| r.split("</code>").next())
+            .unwrap(),
+    );
+    let now = latchkey::clock::now();
+    let csrf = enrol_page.input("csrf").unwrap();
+    let code = latchkey::keys::totp::code_at(&secret, now).unwrap();
+    let done = other
+        .post_form("/account/2fa", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(done.status, 200);
+
+    d.goto(&home).await;
+    d.click("#payroll").await;
+    d.wait_for("#code", WAIT).await;
+    d.screenshot("second-factor-for-payroll").await;
+    d.fill(
+        "#code",
+        &latchkey::keys::totp::code_at(&secret, now + 30).unwrap(),
+    )
+    .await;
+    d.click("form[action='/login/2fa'] button[type=submit]")
+        .await;
+    let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    assert!(params_of(&back).contains_key("code"), "{back}");
+    d.screenshot("payroll-callback").await;
+}
+
+/// Serves `page` on 127.0.0.1:`port`.
+async fn serve_on(port: u16, page: &'static str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
 }

@@ -310,6 +310,16 @@ async fn trusted_browsers_skip_the_second_factor_until_revoked() {
     let r = password_step(&mut other, "alice", PASSWORD).await;
     assert_eq!(r.location(), "/login/2fa");
 
+    // An application asking for a fresh sign-in gets the second factor anyway.
+    let (id, _) = server.add_client(&[]);
+    let r = a.get(&authorize_url(&id, "&prompt=login")).await;
+    let r = a.login(&r.location(), "alice", PASSWORD).await;
+    assert_eq!(
+        r.location(),
+        "/login/2fa",
+        "prompt=login ignores the trusted browser"
+    );
+
     // Revoked on the account page: the second factor is asked again.
     let account = a.get("/account").await;
     let device_id = between(&account.body, "name=\"id\" value=\"", "\"")
@@ -380,6 +390,24 @@ async fn temporary_passwords_and_reset_links_make_the_user_choose() {
             .location(),
         "/account"
     );
+}
+
+/// Posts a sensitive admin action, confirming the password first when the page asks.
+async fn sensitive(b: &mut Browser, page_url: &str, action: &str, fields: &[(&str, &str)]) -> Resp {
+    let r = post_on(b, page_url, action, fields).await;
+    if !r.body.contains("Confirm it is you") {
+        return r;
+    }
+    let csrf = r.input("csrf").unwrap();
+    let back = r.input("back").unwrap();
+    let ok = b
+        .post_form(
+            "/admin/reauth",
+            &[("csrf", &csrf), ("back", &back), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    post_on(b, page_url, action, fields).await
 }
 
 /// An administrator signed in on a browser.
@@ -733,8 +761,37 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     let groups = b.get("/admin/groups").await;
     assert!(groups.body.contains("staff"));
 
+    // A new user with a temporary password must choose their own at the first sign-in.
+    let r = post_on(
+        &mut b,
+        "/admin/users/new",
+        "/admin/users/new",
+        &[
+            ("username", "dave"),
+            ("email", "dave@example.com"),
+            ("password", "temporary password 123"),
+            ("temporary", "yes"),
+        ],
+    )
+    .await;
+    assert!(r.location().starts_with("/admin/users/"), "{}", r.body);
+    let mut dave = server.browser();
+    assert_eq!(
+        password_step(&mut dave, "dave", "temporary password 123")
+            .await
+            .location(),
+        "/login/password"
+    );
+
     // Sensitive actions need a recent password once the window has passed.
+    let (client_id, _) = server.add_client(&[]);
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let edit = format!("/admin/clients/{client_id}");
+    let r = post_on(&mut b, &edit, &edit, &[("name", "Renamed")]).await;
+    assert!(
+        r.body.contains("Confirm it is you"),
+        "editing an application is sensitive"
+    );
     let r = post_on(&mut b, &user_page, &format!("{user_page}/disable"), &[]).await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("Confirm it is you"));
@@ -766,7 +823,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
         )
         .await;
     assert_eq!(ok.location(), user_page);
-    let r = post_on(&mut b, &user_page, &format!("{user_page}/disable"), &[]).await;
+    let r = sensitive(&mut b, &user_page, &format!("{user_page}/disable"), &[]).await;
     assert_eq!(r.location(), user_page);
     assert_eq!(
         server
@@ -774,10 +831,10 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
             .json()["disabled"],
         true
     );
-    post_on(&mut b, &user_page, &format!("{user_page}/enable"), &[]).await;
+    sensitive(&mut b, &user_page, &format!("{user_page}/enable"), &[]).await;
 
     // A temporary password, shown once, must be replaced at the next sign-in.
-    let r = post_on(
+    let r = sensitive(
         &mut b,
         &user_page,
         &format!("{user_page}/temporary-password"),
@@ -797,7 +854,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     );
 
     // A reset link works once.
-    let r = post_on(&mut b, &user_page, &format!("{user_page}/reset-link"), &[]).await;
+    let r = sensitive(&mut b, &user_page, &format!("{user_page}/reset-link"), &[]).await;
     let link = between(&r.body, "<code id=\"once-1\">", "</code>")
         .unwrap()
         .replace("&amp;", "&");
@@ -832,7 +889,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     // Second factor reset.
     let (_, _) = enrol(&mut carol).await;
     assert!(b.get(&user_page).await.body.contains("Reset second factor"));
-    post_on(&mut b, &user_page, &format!("{user_page}/reset-2fa"), &[]).await;
+    sensitive(&mut b, &user_page, &format!("{user_page}/reset-2fa"), &[]).await;
     assert_eq!(
         server
             .cli(&["user", "show", "carol", "--json"], None)
@@ -871,7 +928,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     .await;
     assert_eq!(r.location(), "/admin/groups");
     assert!(b.get("/admin/groups").await.body.contains("Money"));
-    let r = post_on(
+    let r = sensitive(
         &mut b,
         "/admin/groups/staff/delete",
         "/admin/groups/staff/delete",
@@ -899,7 +956,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
         .as_array()
         .unwrap()
         .len();
-    let r = post_on(&mut b, "/admin/keys", "/admin/keys/rotate", &[]).await;
+    let r = sensitive(&mut b, "/admin/keys", "/admin/keys/rotate", &[]).await;
     assert_eq!(r.location(), "/admin/keys");
     let after = b.get("/api/v1/oauth/discovery/keys").await.json()["keys"]
         .as_array()
@@ -918,7 +975,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     assert!(none.body.contains("No event matches."));
 
     // Delete, after confirmation.
-    let r = post_on(
+    let r = sensitive(
         &mut b,
         &format!("{user_page}/delete"),
         &format!("{user_page}/delete"),
@@ -1068,4 +1125,120 @@ async fn a_two_factor_device_client_is_approved_only_with_a_second_factor() {
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let r = phone.post_form("/device", &pairs).await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn wrong_codes_keep_counting_across_correct_passwords() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let mut a = server.browser();
+    password_step(&mut a, "alice", PASSWORD).await;
+    enrol(&mut a).await;
+    // Each round: a correct password (past its own one-second delay), then a wrong code.
+    // The password clears the username's counter, not the second factor's: after three
+    // wrong codes the next one must wait three seconds, however many passwords came.
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let mut b = server.browser();
+        assert_eq!(
+            password_step(&mut b, "alice", PASSWORD).await.location(),
+            "/login/2fa"
+        );
+        statuses.push(code_step(&mut b, "000000", false).await.status);
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429]);
+}
+
+#[tokio::test]
+async fn enrolment_secrets_are_new_on_every_visit_and_renewal_needs_the_password() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let mut a = server.browser();
+    password_step(&mut a, "alice", PASSWORD).await;
+    let first = shown_secret(&a.get("/account/2fa").await);
+    let page = a.get("/account/2fa").await;
+    let second = shown_secret(&page);
+    assert_ne!(first, second, "a secret seen before is never reused");
+    let stale = latchkey::keys::totp::code_at(&first, now()).unwrap();
+    let csrf = page.input("csrf").unwrap();
+    let r = a
+        .post_form("/account/2fa", &[("csrf", &csrf), ("code", &stale)])
+        .await;
+    assert_eq!(r.status, 400);
+    let (_, codes) = enrol(&mut a).await;
+    let r = post_on(&mut a, "/account", "/account/recovery", &[]).await;
+    assert_eq!(r.status, 401, "new recovery codes need the password");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = post_on(
+        &mut a,
+        "/account",
+        "/account/recovery",
+        &[("current", PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let renewed = shown_codes(&r);
+    assert!(renewed.iter().all(|c| !codes.contains(c)));
+}
+
+#[tokio::test]
+async fn a_step_up_keeps_the_session_and_its_applications() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let (one, one_secret) = server.add_client(&[]);
+    let (two, _) = server.add_client(&["--policy", "two_factor"]);
+    let auth = basic(&one, &one_secret);
+    let mut a = server.browser();
+    // A one-factor sign-in at the first application: a session-bound refresh token.
+    let tokens = a.sign_in_for_tokens(&one, &auth, "alice").await.json();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let sid = {
+        let jwks = a.get("/api/v1/oauth/discovery/keys").await.json();
+        verify_jwt(tokens["id_token"].as_str().unwrap(), &jwks).1["sid"].clone()
+    };
+    // Enrolled elsewhere; here a step-up for the two-factor application.
+    let mut other = server.browser();
+    password_step(&mut other, "alice", PASSWORD).await;
+    let (secret, _) = enrol(&mut other).await;
+    let old_cookie = a
+        .cookies
+        .iter()
+        .find(|(k, _)| k.ends_with("session"))
+        .unwrap()
+        .1
+        .clone();
+    let r = a.get(&authorize_url(&two, "")).await;
+    assert_eq!(r.location(), "/login/2fa");
+    let code = latchkey::keys::totp::code_at(&secret, now() + 30).unwrap();
+    let r = code_step(&mut a, &code, false).await;
+    assert!(
+        r.location().contains("/authorize/resume"),
+        "{}",
+        r.location()
+    );
+    let new_cookie = a
+        .cookies
+        .iter()
+        .find(|(k, _)| k.ends_with("session"))
+        .unwrap()
+        .1
+        .clone();
+    assert_ne!(
+        old_cookie, new_cookie,
+        "a new cookie after the second factor"
+    );
+    // The first application's token lives on with the session, and its sid is the same.
+    let r = a.refresh(&refresh, &auth).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let tokens = r.json();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let jwks = a.get("/api/v1/oauth/discovery/keys").await.json();
+    assert_eq!(
+        verify_jwt(tokens["id_token"].as_str().unwrap(), &jwks).1["sid"],
+        sid
+    );
+    // Signing out ends it.
+    logout(&mut a).await;
+    assert_eq!(a.refresh(&refresh, &auth).await.status, 400);
 }

@@ -431,16 +431,23 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
         }
         return Decision::Forbidden;
     }
-    let wants_second_factor = client.policy == Policy::TwoFactor
+    let required = client.policy == Policy::TwoFactor
         || (!essential.is_empty() && !essential.contains(&session.acr));
-    if wants_second_factor && session.acr != ACR_TWO_FACTOR {
-        if req.prompt.none {
+    // acr_values is voluntary (OIDC Core §3.1.2.1): a request naming only "2" gets a
+    // second factor when a page may be shown, and the session as it is otherwise.
+    let asked = !req.acr_values.is_empty()
+        && !req.acr_values.contains(&session.acr)
+        && req.acr_values.iter().any(|a| a == ACR_TWO_FACTOR);
+    if session.acr != ACR_TWO_FACTOR {
+        if required && req.prompt.none {
             return Decision::Error(OidcError::new(
                 ErrorCode::LoginRequired,
                 "the application requires a second factor",
             ));
         }
-        return Decision::StepUp;
+        if required || (asked && !req.prompt.none) {
+            return Decision::StepUp;
+        }
     }
 
     let scopes = scope::grant(&req.scopes, &client.scopes);

@@ -575,4 +575,17 @@ fn two_factor_clients_step_up_one_factor_sessions() {
         urlenc(r#"{"id_token":{"acr":{"essential":true,"values":["2"]}}}"#)
     );
     assert_eq!(decide(&parsed(&q).unwrap(), &one, &ctx), Decision::StepUp);
+    // acr_values=2 is a wish: a second factor when a page may be shown.
+    assert_eq!(
+        decide(&parsed("&acr_values=2").unwrap(), &one, &ctx),
+        Decision::StepUp
+    );
+    assert!(matches!(
+        decide(&parsed("&acr_values=2&prompt=none").unwrap(), &one, &ctx),
+        Decision::Issue { .. }
+    ));
+    assert!(matches!(
+        decide(&parsed("&acr_values=1%202").unwrap(), &one, &ctx),
+        Decision::Issue { .. }
+    ));
 }
