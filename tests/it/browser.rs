@@ -58,6 +58,7 @@ async fn sign_in(d: &Driver, name: &str, username: &str, password: &str) {
 
 async fn sign_out(d: &Driver, server: &Server) {
     d.goto(&format!("{}/account", server.issuer)).await;
+    d.screenshot("account-before-sign-out").await;
     d.click("header form button.link").await;
     d.wait_url(|u| !u.contains("/account"), WAIT).await;
     d.screenshot("signed-out").await;
@@ -99,6 +100,7 @@ async fn from_first_run_to_a_revoked_application() {
     // The administrator registers an application with two redirect URLs (the second row
     // added with the page's button) and offline access.
     d.goto(&format!("{issuer}/admin/clients")).await;
+    d.screenshot("admin-applications").await;
     d.click("#add-client").await;
     d.wait_for("#name", WAIT).await;
     d.screenshot("add-application").await;
@@ -227,6 +229,7 @@ async fn from_first_run_to_a_revoked_application() {
     assert_eq!(d.find_all("#recovery-codes li").await.len(), 10);
     d.click("#continue").await;
     d.wait_url(|u| u.ends_with("/account"), WAIT).await;
+    d.screenshot("account-two-factor-on").await;
     sign_out(&d, &server).await;
 
     // Signing in again asks for the second factor; consent is remembered.
@@ -370,9 +373,11 @@ async fn step_up_from_an_application_on_another_site() {
     let home = format!("http://localhost:{port}/");
 
     d.goto(&home).await;
+    d.screenshot("application-home").await;
     d.click("#wiki").await;
     sign_in(&d, "login", "alice", PASSWORD).await;
     d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    d.screenshot("wiki-callback").await;
 
     // Alice sets up an authenticator elsewhere; this browser still has one factor.
     let mut other = server.browser();
@@ -395,6 +400,7 @@ async fn step_up_from_an_application_on_another_site() {
     assert_eq!(done.status, 200);
 
     d.goto(&home).await;
+    d.screenshot("application-home-again").await;
     d.click("#payroll").await;
     d.wait_for("#code", WAIT).await;
     d.screenshot("second-factor-for-payroll").await;
