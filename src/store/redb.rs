@@ -1053,7 +1053,41 @@ impl Store for RedbStore {
     }
 
     fn revoke_user_client_grants(&self, user_id: &str, client_id: &str) -> Result<usize> {
-        self.revoke_grants_where(|g| g.user_id == user_id && g.client_id == client_id)
+        let n = self.revoke_grants_where(|g| g.user_id == user_id && g.client_id == client_id)?;
+        // A code issued but not redeemed yet has no grant record; a revoked one makes its
+        // redemption fail instead of starting a grant after the revocation.
+        self.write(true, |tx| {
+            let mut pending = Vec::new();
+            {
+                let table = tx.open_table(CODES).map_err(backend)?;
+                for item in table.iter().map_err(backend)? {
+                    let (_, v) = item.map_err(backend)?;
+                    if let Ok(c) = decode::<AuthCode>(v.value())
+                        && !c.used
+                        && c.user_id == user_id
+                        && c.client_id == client_id
+                    {
+                        pending.push(c);
+                    }
+                }
+            }
+            for c in pending {
+                if tx_get::<Grant>(tx, GRANTS, &c.grant_id)?.is_none() {
+                    let g = Grant {
+                        grant_id: c.grant_id.clone(),
+                        client_id: c.client_id.clone(),
+                        user_id: c.user_id.clone(),
+                        created_at: c.auth_time,
+                        revoked: true,
+                        session_hash: c.session_hash.clone(),
+                        offline: false,
+                    };
+                    tx_put(tx, GRANTS, &c.grant_id, &g)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(n)
     }
 
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize> {

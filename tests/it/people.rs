@@ -1242,3 +1242,33 @@ async fn a_step_up_keeps_the_session_and_its_applications() {
     logout(&mut a).await;
     assert_eq!(a.refresh(&refresh, &auth).await.status, 400);
 }
+
+#[tokio::test]
+async fn a_code_in_flight_does_not_outlive_revoking_the_application() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let (id, secret) = server.add_client(&[]);
+    let mut a = server.browser();
+    let (verifier, challenge) = pkce();
+    let start = a
+        .get(&authorize_url(
+            &id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    let callback = a.drive_to_callback(start, "alice").await;
+    // The application has its code but has not exchanged it yet.
+    let r = post_on(
+        &mut a,
+        "/account",
+        "/account/apps/revoke",
+        &[("client_id", &id)],
+    )
+    .await;
+    assert_eq!(r.location(), "/account?done=app");
+    let r = a
+        .redeem(&callback, Some(&verifier), &basic(&id, &secret))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_grant");
+}
