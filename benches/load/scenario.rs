@@ -28,6 +28,14 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// Scenarios whose rate is bound by RS256 signing (their targets are ratios of it).
+    pub(crate) fn signs(self) -> bool {
+        matches!(
+            self,
+            Kind::ClientCredentials | Kind::CodeFlow | Kind::Refresh
+        )
+    }
+
     pub(crate) const ALL: &'static [Kind] = &[
         Kind::Healthz,
         Kind::Discovery,
@@ -299,6 +307,10 @@ pub(crate) struct Outcome {
     pub(crate) memory: Memory,
     /// Cores the server kept busy on average.
     cores: f64,
+    /// For the signing-bound scenarios: the RS256 two-core rate measured just before and
+    /// just after it (their mean), so drift in a shared machine's speed between the start
+    /// of the run and the scenario does not end up in the ratio.
+    pub(crate) reference: Option<f64>,
 }
 
 impl Outcome {
@@ -436,6 +448,7 @@ fn outcome(
         lat: t.lat,
         memory: srv.memory(),
         cores: (srv.cpu_secs() - cpu_at_start) / elapsed.as_secs_f64(),
+        reference: None,
     };
     o.print();
     o
@@ -479,11 +492,22 @@ pub(crate) async fn run_all(
     for &kind in kinds.iter().filter(|k| s.runs(**k)) {
         let n = kind.conns(s.conns);
         let rest = pool.split_off(n.min(pool.len()));
+        let before = kind
+            .signs()
+            .then(|| rs256_rate_two_cores(Duration::from_secs(1)));
         srv.reset_peak();
         let cpu = srv.cpu_secs();
         let start = Instant::now();
         let (t, mut used) = drive(kind, pool, start + Duration::from_secs(s.secs), None).await;
-        let o = outcome(kind, kind.name().to_string(), t, start.elapsed(), cpu, srv);
+        let mut o = outcome(kind, kind.name().to_string(), t, start.elapsed(), cpu, srv);
+        if let Some(before) = before {
+            let after = rs256_rate_two_cores(Duration::from_secs(1));
+            let mean = (before + after) / 2.0;
+            println!(
+                "    RS256 2-core rate around it: {before:.0} before, {after:.0} after (mean {mean:.0}/s)"
+            );
+            o.reference = Some(mean);
+        }
         used.extend(rest);
         pool = used;
         out.push(o);
