@@ -373,12 +373,17 @@ fn setup_token_valid(app: &App, token: &str, now: i64) -> Result<bool, Fail> {
     let Some(stored) = app.store.meta(crate::admin::SETUP_TOKEN_KEY)? else {
         return Ok(false);
     };
+    Ok(setup_link_matches(&stored, token, now) && !crate::admin::admin_exists(app.store.as_ref())?)
+}
+
+/// Whether `token` is the one stored as `<sha256 hex>:<expiry>` and has not expired.
+fn setup_link_matches(stored: &str, token: &str, now: i64) -> bool {
     let Some((hash, expires)) = stored.split_once(':') else {
-        return Ok(false);
+        return false;
     };
     let unexpired = expires.parse::<i64>().is_ok_and(|e| now < e);
     let matches = crate::keys::ct_eq(crate::keys::token_hash(token).as_bytes(), hash.as_bytes());
-    Ok(unexpired && matches && !crate::admin::admin_exists(app.store.as_ref())?)
+    unexpired && matches
 }
 
 fn render_setup(
@@ -495,5 +500,27 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match signin::start_session(app, req, &user, &["pwd"], ACR_ONE_FACTOR, now) {
         Ok(cookie) => response::with_header(response::redirect("/admin"), "set-cookie", &cookie),
         Err(f) => app.fail_page(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setup_link_matches;
+
+    #[test]
+    fn the_setup_link_expires_and_matches_only_its_token() {
+        let stored = format!("{}:1000", crate::keys::token_hash("tok"));
+        assert!(setup_link_matches(&stored, "tok", 999));
+        assert!(
+            !setup_link_matches(&stored, "tok", 1000),
+            "expired at its time"
+        );
+        assert!(!setup_link_matches(&stored, "other", 999));
+        assert!(!setup_link_matches("garbage", "tok", 0));
+        assert!(!setup_link_matches(
+            &format!("{}:soon", crate::keys::token_hash("tok")),
+            "tok",
+            0
+        ));
     }
 }
