@@ -54,6 +54,9 @@ pub struct Mfa {
     pub pending_secret: Option<String>,
     #[serde(default)]
     pub pending_since: i64,
+    /// The session (its hash) the pending secret was shown to; only it may confirm it.
+    #[serde(default)]
+    pub pending_session: String,
     /// The last time step whose code was accepted: a code is accepted once.
     #[serde(default)]
     pub last_step: i64,

@@ -139,7 +139,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/profile" if post => profile(app, req, &s, &form, now),
         "/account/password" if post => password(app, req, &s, &form, now).await,
         "/account/2fa" if get => enrol_page(app, req, &s, None, now),
-        "/account/2fa" if post => enrol_submit(app, req, &s, &form, now),
+        "/account/2fa" if post => enrol_submit(app, req, &s, &form, now).await,
         "/account/2fa/remove" if post => remove_2fa(app, req, &s, &form, now).await,
         "/account/recovery" if post => new_recovery_codes(app, req, &s, &form, now).await,
         "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
@@ -359,18 +359,35 @@ fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now:
     if s.user.mfa.enrolled() {
         return response::redirect("/account");
     }
-    // A new secret on every visit, kept in the user record until a code confirms it
-    // (for at most `ENROL_TTL`): a secret someone else saw earlier is never reused.
-    let secret = totp::new_secret();
-    match signin::modify_user(app, &s.user.id, |u| {
-        u.mfa.pending_secret = Some(secret.clone());
+    // The secret waits in the user record until a code confirms it, bound to this
+    // session and for at most `ENROL_TTL`: a reload shows the same one, and a secret
+    // shown to another session (someone with a stolen cookie) is never the one this
+    // session confirms.
+    let mine = |u: &crate::model::User| {
+        u.mfa.pending_session == s.hash && now - u.mfa.pending_since <= ENROL_TTL
+    };
+    let fresh = totp::new_secret();
+    let secret = match signin::modify_user(app, &s.user.id, |u| {
+        if u.mfa.pending_secret.is_some() && mine(u) {
+            return false;
+        }
+        u.mfa.pending_secret = Some(fresh.clone());
         u.mfa.pending_since = now;
+        u.mfa.pending_session = s.hash.clone();
         true
     }) {
-        Ok(Some(_)) => {}
-        Ok(None) => return response::redirect("/login"),
+        Ok(Some(_)) => fresh,
+        Ok(None) => match &s.user.mfa.pending_secret {
+            Some(p) if mine(&s.user) => p.clone(),
+            // Changed meanwhile (another tab): read it again.
+            _ => match app.store.user(&s.user.id) {
+                Ok(Some(u)) if mine(&u) => u.mfa.pending_secret.unwrap_or_default(),
+                Ok(_) => return response::redirect("/account/2fa"),
+                Err(e) => return app.fail_page(e.into()),
+            },
+        },
         Err(f) => return app.fail_page(f),
-    }
+    };
     let uri = totp::otpauth_uri(&secret, &app.config.instance_name, &s.user.username);
     let qr = crate::pages::qr::svg(&uri, "QR code for your authenticator app").unwrap_or_default();
     let q = req.query_params();
@@ -396,14 +413,21 @@ fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now:
 /// How long an enrolment page's secret waits for its confirming code.
 const ENROL_TTL: i64 = 15 * 60;
 
-fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+async fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    // The password too: a stolen session cookie alone must not add an authenticator.
+    if let Err(r) = confirm_password(app, req, s, form, now).await {
+        return r;
+    }
     let code = form.get_lenient("code").unwrap_or("");
     let (codes, hashes) = totp::recovery_codes();
     let enrolled = signin::modify_user(app, &s.user.id, |u| {
         let Some(pending) = u.mfa.pending_secret.clone() else {
             return false;
         };
-        if u.mfa.enrolled() || now - u.mfa.pending_since > ENROL_TTL {
+        if u.mfa.enrolled()
+            || u.mfa.pending_session != s.hash
+            || now - u.mfa.pending_since > ENROL_TTL
+        {
             return false;
         }
         let Some(step) = totp::verify(&pending, code, now, 0) else {
@@ -443,9 +467,13 @@ fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64
     // The code just proved the second factor: this session now has two (under a new
     // cookie).
     let cookie = match signin::elevate(app, s) {
-        Ok(Some(c)) => c,
-        Ok(None) => return response::redirect("/login"),
+        Ok(c) => c,
         Err(f) => return app.fail_page(f),
+    };
+    // The session ended meanwhile: enrolled all the same, so the codes are shown once,
+    // and the way on is a new sign-in.
+    let Some(cookie) = cookie else {
+        return show_recovery_codes(app, req, s, &codes, ("/login".to_string(), "Sign in"));
     };
     let next = match form
         .get_lenient("interaction")

@@ -170,6 +170,7 @@ fn try_proceed(
             auth_time: s.session.auth_time,
             user_groups: s.user.groups.clone(),
             acr: s.session.acr.clone(),
+            second_factor: s.user.mfa.enrolled(),
         }),
         consent: consent.as_ref(),
         interaction_started: interaction.as_ref().map(|(_, i)| i.started),

@@ -326,7 +326,7 @@ impl App {
         now: i64,
     ) -> Result<(), StoreError> {
         let l = &self.config.lifetimes;
-        let mut session = s.session.clone();
+        let session = &s.session;
         let known = client.is_none_or(|c| session.clients.iter().any(|x| x == c));
         // A session used moments ago is not written again (a write per authorization
         // request is the costliest part of an SSO sign-in): its idle expiry is then up to
@@ -335,14 +335,18 @@ impl App {
         if known && now - session.last_seen < step {
             return Ok(());
         }
-        if let Some(c) = client
-            && !session.clients.iter().any(|x| x == c)
-        {
-            session.clients.push(c.to_string());
-        }
-        session.last_seen = now;
-        session.expires_at = (now + l.session_idle).min(session.created_at + l.session_absolute);
-        self.store.put_session(&s.hash, &session)
+        // Edited as stored, so a session ended or moved meanwhile is not written back.
+        let expires = (now + l.session_idle).min(session.created_at + l.session_absolute);
+        self.store.update_session(&s.hash, &|stored| {
+            if let Some(c) = client
+                && !stored.clients.iter().any(|x| x == c)
+            {
+                stored.clients.push(c.to_string());
+            }
+            stored.last_seen = now;
+            stored.expires_at = expires;
+        })?;
+        Ok(())
     }
 
     /// CSRF: a per-browser random cookie, and in each form its HMAC under the server key.

@@ -68,6 +68,9 @@ pub struct Pending {
     pub stage: Stage,
     pub target: Target,
     pub attempts: u32,
+    /// A step-up: the session (its hash) the second factor raises. The code then counts
+    /// only while that session lives; without one, the password was just given.
+    pub raises: Option<String>,
 }
 
 /// Lax, not Strict: a step-up starts on the authorization endpoint, reached from the
@@ -88,13 +91,21 @@ fn pending(app: &App, req: &Req, stage: Stage, now: i64) -> Option<(String, Pend
     (p.stage == stage).then_some((id, p))
 }
 
-fn wait(app: &App, user: &User, stage: Stage, target: Target, now: i64) -> Resp {
+fn wait(
+    app: &App,
+    user: &User,
+    stage: Stage,
+    target: Target,
+    raises: Option<String>,
+    now: i64,
+) -> Resp {
     let id = app.pendings.start(
         Pending {
             user_id: user.id.clone(),
             stage,
             target,
             attempts: 0,
+            raises,
         },
         now,
     );
@@ -118,7 +129,7 @@ pub(super) fn after_password(
     now: i64,
 ) -> Resp {
     if user.must_change_password {
-        return wait(app, user, Stage::NewPassword, target, now);
+        return wait(app, user, Stage::NewPassword, target, None, now);
     }
     after_new_password(app, req, user, target, now)
 }
@@ -154,7 +165,7 @@ fn after_new_password(app: &Arc<App>, req: &Req, user: &User, target: Target, no
             now,
         );
     }
-    wait(app, user, Stage::SecondFactor, target, now)
+    wait(app, user, Stage::SecondFactor, target, None, now)
 }
 
 /// A signed-in browser whose session has one factor, at a client that needs two: the
@@ -162,11 +173,13 @@ fn after_new_password(app: &Arc<App>, req: &Req, user: &User, target: Target, no
 /// authorization request continues).
 pub(super) fn step_up(app: &App, s: &SignedIn, target: Target, client_name: &str) -> Resp {
     if s.user.mfa.enrolled() {
+        let raises = Some(s.hash.clone());
         return wait(
             app,
             &s.user,
             Stage::SecondFactor,
             target,
+            raises,
             crate::clock::now(),
         );
     }
@@ -239,7 +252,7 @@ pub(super) fn start_session(
     let new_hash = crate::keys::token_hash(&raw);
     let cookie = app.set_cookie("session", &raw, None, "Lax");
     let l = &app.config.lifetimes;
-    let mut session = Session {
+    let session = Session {
         user_id: user.id.clone(),
         sid: crate::clock::random_id(),
         auth_time: now,
@@ -262,14 +275,19 @@ pub(super) fn start_session(
     };
     match previous {
         Some((old_hash, old)) if old.user_id == user.id && old.expires_at > now => {
-            session.sid = old.sid;
-            session.clients = old.clients;
-            if app.store.move_session(&old_hash, &new_hash, &session)? {
+            // The stored session as it is inside the move keeps its sid and applications.
+            let fresh = session.clone();
+            let moved = app.store.move_session(&old_hash, &new_hash, &|s| {
+                *s = Session {
+                    sid: s.sid.clone(),
+                    clients: s.clients.clone(),
+                    ..fresh.clone()
+                };
+            })?;
+            if moved.is_some() {
                 return Ok(cookie);
             }
             // Ended meanwhile: a session of its own, then.
-            session.sid = crate::clock::random_id();
-            session.clients = vec![];
         }
         Some((old_hash, old)) => {
             super::logout::end_stored_session(app, &old_hash, &old, now)?;
@@ -284,20 +302,17 @@ pub(super) fn start_session(
 /// the second factor in amr, and a new cookie. `None` when the session ended meanwhile.
 pub(super) fn elevate(app: &App, s: &SignedIn) -> Result<Option<String>, Fail> {
     let raw = crate::clock::random_token();
-    let mut session = s.session.clone();
-    session.acr = ACR_TWO_FACTOR.to_string();
-    for m in ["otp", "mfa"] {
-        if !session.amr.iter().any(|a| a == m) {
-            session.amr.push(m.to_string());
-        }
-    }
-    if !app
+    let moved = app
         .store
-        .move_session(&s.hash, &crate::keys::token_hash(&raw), &session)?
-    {
-        return Ok(None);
-    }
-    Ok(Some(app.set_cookie("session", &raw, None, "Lax")))
+        .move_session(&s.hash, &crate::keys::token_hash(&raw), &|session| {
+            session.acr = ACR_TWO_FACTOR.to_string();
+            for m in ["otp", "mfa"] {
+                if !session.amr.iter().any(|a| a == m) {
+                    session.amr.push(m.to_string());
+                }
+            }
+        })?;
+    Ok(moved.map(|_| app.set_cookie("session", &raw, None, "Lax")))
 }
 
 /// A short description of a browser from its User-Agent, e.g. "Firefox on Linux".
@@ -515,6 +530,18 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         }
         Err(e) => return app.fail_page(e.into()),
     };
+    // A step-up counts only while the session it raises lives (not after a sign-out
+    // or an administrator ended it): the code alone is no sign-in.
+    if let Some(h) = &p.raises {
+        match app.store.session(h) {
+            Ok(Some(s)) if s.user_id == user.id && s.expires_at > now => {}
+            Ok(_) => {
+                app.pendings.finish(&id);
+                return restart(app, "This sign-in has expired. Please sign in again.");
+            }
+            Err(e) => return app.fail_page(e.into()),
+        }
+    }
     // Wrong codes count per account in their own counter, which a correct password
     // does not clear: only a correct code does (else password + five guesses, again
     // and again, would never slow down).
@@ -697,17 +724,12 @@ pub(super) async fn set_password(
         true
     })?
     .ok_or_else(|| PasswordError::Input("This link or account is no longer valid.".into()))?;
-    // Other sign-ins end (the current one is put back) and every token is revoked.
-    let kept = match keep_session {
-        Some(h) => app.store.session(h).map_err(Fail::from)?,
-        None => None,
-    };
-    app.store
-        .delete_user_sessions(user_id)
-        .map_err(Fail::from)?;
-    if let (Some(h), Some(s)) = (keep_session, kept) {
-        app.store.put_session(h, &s).map_err(Fail::from)?;
+    // Other sign-ins end and every token is revoked.
+    match keep_session {
+        Some(h) => app.store.delete_user_sessions_except(user_id, h),
+        None => app.store.delete_user_sessions(user_id),
     }
+    .map_err(Fail::from)?;
     app.store.revoke_user_grants(user_id).map_err(Fail::from)?;
     Ok(updated)
 }

@@ -409,12 +409,13 @@ fn refresh(
     if old.used {
         return Ok(replayed_refresh(app, req, &old, now)?.into());
     }
-    if app.store.grant(&old.grant_id)?.is_none_or(|g| g.revoked) {
+    let Some(grant) = app.store.grant(&old.grant_id)?.filter(|g| !g.revoked) else {
         return Ok(invalid().into());
-    }
+    };
+    // The grant follows its session when a sign-in again moves it to a new cookie.
     let session_alive = app
         .store
-        .session(&old.session_hash)?
+        .session(&grant.session_hash)?
         .is_some_and(|s| s.expires_at > now);
     let scopes = match rules::check_refresh(&old, client, requested_scope, session_alive, now) {
         Ok(s) => s,

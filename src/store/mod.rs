@@ -153,14 +153,22 @@ pub trait Store: Send + Sync {
     /// Changes a stored session in one transaction; `false` (and nothing written) when it
     /// no longer exists, so an ended session is never brought back.
     fn update_session(&self, hash: &str, edit: &dyn Fn(&mut Session)) -> Result<bool>;
-    /// Gives a session a new key (a new cookie after the user re-authenticated), moving
-    /// the grants and refresh tokens that belong to it, atomically and durably; `false`
-    /// when the old session no longer exists.
-    fn move_session(&self, old_hash: &str, new_hash: &str, s: &Session) -> Result<bool>;
+    /// Gives a session a new key (a new cookie after the user re-authenticated) with
+    /// `edit` applied to it as stored, and moves its grants and unredeemed codes along, in
+    /// one durable transaction; `None` when the old session no longer exists. (Refresh
+    /// tokens follow their grant's session.)
+    fn move_session(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        edit: &dyn Fn(&mut Session),
+    ) -> Result<Option<Session>>;
     /// Every stored session with its key (the hash of the cookie), expired ones included.
     fn sessions(&self) -> Result<Vec<(String, Session)>>;
     /// Number of unexpired sessions (a metric).
     fn count_sessions(&self, now: i64) -> Result<u64>;
+    /// Ends every session of a user but the one stored under `keep`; returns how many.
+    fn delete_user_sessions_except(&self, user_id: &str, keep: &str) -> Result<usize>;
     /// Ends every session of a user; returns how many.
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize>;
 

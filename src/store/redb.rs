@@ -529,27 +529,30 @@ impl RedbStore {
 
     /// Marks every live grant matching `pick` revoked, in one durable transaction.
     fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
-        self.write(true, |tx| {
-            let mut live = Vec::new();
-            {
-                let table = tx.open_table(GRANTS).map_err(backend)?;
-                for item in table.iter().map_err(backend)? {
-                    let (_, v) = item.map_err(backend)?;
-                    if let Ok(g) = decode::<Grant>(v.value())
-                        && !g.revoked
-                        && pick(&g)
-                    {
-                        live.push(g);
-                    }
-                }
-            }
-            for g in &mut live {
-                g.revoked = true;
-                tx_put(tx, GRANTS, &g.grant_id, &*g)?;
-            }
-            Ok(live.len())
-        })
+        self.write(true, |tx| tx_revoke_grants_where(tx, &pick))
     }
+}
+
+/// Marks every live grant `pick` chooses revoked; returns how many.
+fn tx_revoke_grants_where(tx: &WriteTransaction, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
+    let mut live = Vec::new();
+    {
+        let table = tx.open_table(GRANTS).map_err(backend)?;
+        for item in table.iter().map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            if let Ok(g) = decode::<Grant>(v.value())
+                && !g.revoked
+                && pick(&g)
+            {
+                live.push(g);
+            }
+        }
+    }
+    for g in &mut live {
+        g.revoked = true;
+        tx_put(tx, GRANTS, &g.grant_id, &*g)?;
+    }
+    Ok(live.len())
 }
 
 fn put_issued(tx: &WriteTransaction, i: &Issued<'_>) -> Result<()> {
@@ -850,7 +853,19 @@ impl Store for RedbStore {
             if tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?.is_some_and(|g| g.revoked) {
                 return Ok(Consumed::Missing);
             }
-            put_issued(tx, i)?;
+            // The session as it is now: a sign-in again may have moved it since the
+            // caller read the code.
+            let grant = Grant {
+                session_hash: code.session_hash.clone(),
+                ..i.grant.clone()
+            };
+            put_issued(
+                tx,
+                &Issued {
+                    grant: &grant,
+                    ..i.clone()
+                },
+            )?;
             Ok(Consumed::Fresh(code))
         })
     }
@@ -963,28 +978,38 @@ impl Store for RedbStore {
         })
     }
 
-    fn move_session(&self, old_hash: &str, new_hash: &str, s: &Session) -> Result<bool> {
+    fn move_session(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        edit: &dyn Fn(&mut Session),
+    ) -> Result<Option<Session>> {
         self.write(true, |tx| {
-            let existed = tx
+            let Some(mut s) = tx
                 .open_table(SESSIONS)
                 .map_err(backend)?
                 .remove(old_hash)
                 .map_err(backend)?
-                .is_some();
-            if !existed {
-                return Ok(false);
-            }
-            tx_put(tx, SESSIONS, new_hash, s)?;
-            let moved = |h: &mut String| {
-                let hit = h == old_hash;
-                if hit {
-                    *h = new_hash.to_string();
-                }
-                hit
+                .map(|v| decode::<Session>(v.value()))
+                .transpose()?
+            else {
+                return Ok(None);
             };
-            tx_update_all::<Grant>(tx, GRANTS, |g| moved(&mut g.session_hash))?;
-            tx_update_all::<RefreshToken>(tx, REFRESH_TOKENS, |r| moved(&mut r.session_hash))?;
-            Ok(true)
+            edit(&mut s);
+            tx_put(tx, SESSIONS, new_hash, &s)?;
+            // Codes and grants exist only for applications the session took part in.
+            if !s.clients.is_empty() {
+                let moved = |h: &mut String| {
+                    let hit = h == old_hash;
+                    if hit {
+                        *h = new_hash.to_string();
+                    }
+                    hit
+                };
+                tx_update_all::<Grant>(tx, GRANTS, |g| moved(&mut g.session_hash))?;
+                tx_update_all::<AuthCode>(tx, CODES, |c| moved(&mut c.session_hash))?;
+            }
+            Ok(Some(s))
         })
     }
 
@@ -998,6 +1023,12 @@ impl Store for RedbStore {
             .iter()
             .filter(|s| s.expires_at > now)
             .count() as u64)
+    }
+
+    fn delete_user_sessions_except(&self, user_id: &str, keep: &str) -> Result<usize> {
+        self.write(true, |tx| {
+            tx_retain::<Session>(tx, SESSIONS, |k, s| s.user_id == user_id && k != keep)
+        })
     }
 
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize> {
@@ -1053,10 +1084,12 @@ impl Store for RedbStore {
     }
 
     fn revoke_user_client_grants(&self, user_id: &str, client_id: &str) -> Result<usize> {
-        let n = self.revoke_grants_where(|g| g.user_id == user_id && g.client_id == client_id)?;
-        // A code issued but not redeemed yet has no grant record; a revoked one makes its
-        // redemption fail instead of starting a grant after the revocation.
+        // One transaction: a code redeemed meanwhile cannot start a grant in between.
         self.write(true, |tx| {
+            let n =
+                tx_revoke_grants_where(tx, |g| g.user_id == user_id && g.client_id == client_id)?;
+            // A code issued but not redeemed yet has no grant record; a revoked one makes
+            // its redemption fail instead of starting a grant after the revocation.
             let mut pending = Vec::new();
             {
                 let table = tx.open_table(CODES).map_err(backend)?;
@@ -1085,9 +1118,8 @@ impl Store for RedbStore {
                     tx_put(tx, GRANTS, &c.grant_id, &g)?;
                 }
             }
-            Ok(())
-        })?;
-        Ok(n)
+            Ok(n)
+        })
     }
 
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize> {

@@ -218,7 +218,12 @@ fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
             offline,
             ..grant()
         };
-        s.put_code(code, &self::code(100)).unwrap();
+        // The grant takes its session from the code, as the token endpoint builds it.
+        let c = AuthCode {
+            session_hash: session.into(),
+            ..self::code(100)
+        };
+        s.put_code(code, &c).unwrap();
         let (a, r) = (at(100), rt(100));
         s.redeem_code(
             code,

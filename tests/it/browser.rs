@@ -222,6 +222,7 @@ async fn from_first_run_to_a_revoked_application() {
         &latchkey::keys::totp::code_at(&totp_secret, now).unwrap(),
     )
     .await;
+    d.fill("#current", "a sunny first passphrase").await;
     d.click("form[action='/account/2fa'] button[type=submit]")
         .await;
     d.wait_for("#recovery-codes", WAIT).await;
@@ -395,7 +396,10 @@ async fn step_up_from_an_application_on_another_site() {
     let csrf = enrol_page.input("csrf").unwrap();
     let code = latchkey::keys::totp::code_at(&secret, now).unwrap();
     let done = other
-        .post_form("/account/2fa", &[("csrf", &csrf), ("code", &code)])
+        .post_form(
+            "/account/2fa",
+            &[("csrf", &csrf), ("code", &code), ("current", PASSWORD)],
+        )
         .await;
     assert_eq!(done.status, 200);
 

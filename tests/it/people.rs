@@ -50,6 +50,11 @@ async fn code_step(b: &mut Browser, code: &str, trust: bool) -> Resp {
 
 /// Enrols TOTP from a signed-in browser; returns the secret and the recovery codes.
 async fn enrol(b: &mut Browser) -> (String, Vec<String>) {
+    enrol_with(b, PASSWORD).await
+}
+
+/// The same for a user whose password is `password`.
+async fn enrol_with(b: &mut Browser, password: &str) -> (String, Vec<String>) {
     let page = b.get("/account/2fa").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<svg"), "QR code inline");
@@ -57,7 +62,10 @@ async fn enrol(b: &mut Browser) -> (String, Vec<String>) {
     let code = latchkey::keys::totp::code_at(&secret, now()).unwrap();
     let csrf = page.input("csrf").unwrap();
     let done = b
-        .post_form("/account/2fa", &[("csrf", &csrf), ("code", &code)])
+        .post_form(
+            "/account/2fa",
+            &[("csrf", &csrf), ("code", &code), ("current", password)],
+        )
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
     let codes = shown_codes(&done);
@@ -205,6 +213,7 @@ async fn two_factor_clients_step_up_and_get_acr_2() {
                 ("csrf", &csrf),
                 ("code", &code),
                 ("interaction", &interaction),
+                ("current", PASSWORD),
             ],
         )
         .await;
@@ -887,7 +896,7 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
     );
 
     // Second factor reset.
-    let (_, _) = enrol(&mut carol).await;
+    let (_, _) = enrol_with(&mut carol, "my very own passphrase").await;
     assert!(b.get(&user_page).await.body.contains("Reset second factor"));
     sensitive(&mut b, &user_page, &format!("{user_page}/reset-2fa"), &[]).await;
     assert_eq!(
@@ -1151,21 +1160,36 @@ async fn wrong_codes_keep_counting_across_correct_passwords() {
 }
 
 #[tokio::test]
-async fn enrolment_secrets_are_new_on_every_visit_and_renewal_needs_the_password() {
+async fn enrolment_secrets_belong_to_their_session_and_renewal_needs_the_password() {
     let server = Server::new("").start().await;
     server.add_user("alice", &[]);
     let mut a = server.browser();
     password_step(&mut a, "alice", PASSWORD).await;
     let first = shown_secret(&a.get("/account/2fa").await);
     let page = a.get("/account/2fa").await;
-    let second = shown_secret(&page);
-    assert_ne!(first, second, "a secret seen before is never reused");
-    let stale = latchkey::keys::totp::code_at(&first, now()).unwrap();
+    assert_eq!(first, shown_secret(&page), "a reload shows the same secret");
+    // Another session (say, a stolen cookie) gets its own secret; it never becomes the
+    // one this session confirms, and this session's stays valid.
+    let mut other = server.browser();
+    password_step(&mut other, "alice", PASSWORD).await;
+    let planted = shown_secret(&other.get("/account/2fa").await);
+    assert_ne!(planted, first);
     let csrf = page.input("csrf").unwrap();
+    let foreign = latchkey::keys::totp::code_at(&planted, now()).unwrap();
     let r = a
-        .post_form("/account/2fa", &[("csrf", &csrf), ("code", &stale)])
+        .post_form(
+            "/account/2fa",
+            &[("csrf", &csrf), ("code", &foreign), ("current", PASSWORD)],
+        )
         .await;
     assert_eq!(r.status, 400);
+    // Without the password nothing is enrolled, even with the right code.
+    let right = latchkey::keys::totp::code_at(&first, now()).unwrap();
+    let r = a
+        .post_form("/account/2fa", &[("csrf", &csrf), ("code", &right)])
+        .await;
+    assert_eq!(r.status, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (_, codes) = enrol(&mut a).await;
     let r = post_on(&mut a, "/account", "/account/recovery", &[]).await;
     assert_eq!(r.status, 401, "new recovery codes need the password");
@@ -1271,4 +1295,28 @@ async fn a_code_in_flight_does_not_outlive_revoking_the_application() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_step_up_does_not_outlive_the_session_it_raises() {
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let (two, _) = server.add_client(&["--policy", "two_factor"]);
+    let mut a = server.browser();
+    password_step(&mut a, "alice", PASSWORD).await;
+    let mut other = server.browser();
+    password_step(&mut other, "alice", PASSWORD).await;
+    let (secret, _) = enrol(&mut other).await;
+    let r = a.get(&authorize_url(&two, "")).await;
+    assert_eq!(r.location(), "/login/2fa");
+    // Signed out before the code is typed: the code alone signs nobody in.
+    let page = a.get("/login/2fa").await;
+    let csrf = page.input("csrf").unwrap();
+    logout(&mut a).await;
+    let code = latchkey::keys::totp::code_at(&secret, now() + 30).unwrap();
+    let r = a
+        .post_form("/login/2fa", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert!(r.body.contains("Sign in again"), "{}", r.body);
+    assert!(a.get("/account").await.location().starts_with("/login"));
 }

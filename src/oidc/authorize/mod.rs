@@ -341,6 +341,9 @@ pub struct SessionView {
     pub user_groups: Vec<String>,
     /// The authentication context class the session reached.
     pub acr: String,
+    /// Whether the user has a second factor set up (a voluntary `acr_values=2` asks for
+    /// it only then).
+    pub second_factor: bool,
 }
 
 /// Facts gathered by the caller for [`decide`].
@@ -434,8 +437,10 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
     let required = client.policy == Policy::TwoFactor
         || (!essential.is_empty() && !essential.contains(&session.acr));
     // acr_values is voluntary (OIDC Core §3.1.2.1): a request naming only "2" gets a
-    // second factor when a page may be shown, and the session as it is otherwise.
-    let asked = !req.acr_values.is_empty()
+    // second factor from a user who has one, when a page may be shown; the session as it
+    // is otherwise.
+    let asked = session.second_factor
+        && !req.acr_values.is_empty()
         && !req.acr_values.contains(&session.acr)
         && req.acr_values.iter().any(|a| a == ACR_TWO_FACTOR);
     if session.acr != ACR_TWO_FACTOR {

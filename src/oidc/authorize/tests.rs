@@ -42,6 +42,7 @@ fn session(auth_time: i64) -> Option<SessionView> {
         auth_time,
         user_groups: vec![],
         acr: "1".into(),
+        second_factor: true,
     })
 }
 
@@ -357,6 +358,7 @@ fn allowed_groups_are_enforced() {
             auth_time: NOW,
             user_groups: vec!["staff".into()],
             acr: "1".into(),
+            second_factor: false,
         }),
         ..ctx
     };
@@ -586,6 +588,19 @@ fn two_factor_clients_step_up_one_factor_sessions() {
     ));
     assert!(matches!(
         decide(&parsed("&acr_values=1%202").unwrap(), &one, &ctx),
+        Decision::Issue { .. }
+    ));
+    // A user without a second factor is not stopped by a wish for one.
+    let mut none = session(NOW);
+    if let Some(s) = none.as_mut() {
+        s.second_factor = false;
+    }
+    let ctx_none = Context {
+        session: none,
+        ..ctx.clone()
+    };
+    assert!(matches!(
+        decide(&parsed("&acr_values=2").unwrap(), &one, &ctx_none),
         Decision::Issue { .. }
     ));
 }
