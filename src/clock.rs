@@ -44,6 +44,21 @@ pub fn random_client_id() -> String {
         .collect()
 }
 
+/// A secret people read and type: `groups` groups of five characters from an alphabet
+/// without look-alikes (no i, l, o, 1), joined by dashes; 25 bits per group.
+pub fn random_readable(groups: usize) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz023456789";
+    (0..groups)
+        .map(|_| {
+            random_bytes::<5>()
+                .iter()
+                .map(|b| ALPHABET[usize::from(b & 31)] as char)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// A 128-bit identifier (subject ids, jti, sid) as unpadded base64url.
 pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())

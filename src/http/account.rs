@@ -104,6 +104,26 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
     })
 }
 
+/// An audit line for something the signed-in user did to their own account.
+fn audit_own(
+    app: &App,
+    req: &Req,
+    s: &SignedIn,
+    kind: &str,
+    client: Option<&str>,
+    detail: &str,
+    now: i64,
+) {
+    app.audit(
+        kind,
+        Some(&s.user.username),
+        client,
+        Some(req.peer),
+        detail,
+        now,
+    );
+}
+
 fn back(done: &str) -> Resp {
     response::redirect(&format!("/account?done={done}"))
 }
@@ -264,14 +284,7 @@ fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> 
     if let Err(f) = changed {
         return app.fail_page(f);
     }
-    app.audit(
-        "account.profile_changed",
-        Some(&s.user.username),
-        None,
-        Some(req.peer),
-        "",
-        now,
-    );
+    audit_own(app, req, s, "account.profile_changed", None, "", now);
     back("profile")
 }
 
@@ -303,14 +316,7 @@ async fn confirm_password(
         Ok(false) => {
             app.throttle
                 .failure(&s.user.username, req.peer, crate::clock::now_ms());
-            app.audit(
-                "account.password_check_failed",
-                Some(&s.user.username),
-                None,
-                Some(req.peer),
-                "",
-                now,
-            );
+            audit_own(app, req, s, "account.password_check_failed", None, "", now);
             Err(page(
                 app,
                 req,
@@ -340,14 +346,7 @@ async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i
     let again = form.get_lenient("password2").unwrap_or("");
     match signin::set_password(app, &s.user.id, new, again, Some(&s.hash), None, now).await {
         Ok(_) => {
-            app.audit(
-                "account.password_changed",
-                Some(&s.user.username),
-                None,
-                Some(req.peer),
-                "",
-                now,
-            );
+            audit_own(app, req, s, "account.password_changed", None, "", now);
             back("password")
         }
         Err(PasswordError::Input(m)) => page(app, req, s, Some(&m), StatusCode::BAD_REQUEST, now),
@@ -456,14 +455,7 @@ async fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, no
         }
         Err(f) => return app.fail_page(f),
     }
-    app.audit(
-        "mfa.enrolled",
-        Some(&s.user.username),
-        None,
-        Some(req.peer),
-        "totp",
-        now,
-    );
+    audit_own(app, req, s, "mfa.enrolled", None, "totp", now);
     // The code just proved the second factor: this session now has two (under a new
     // cookie).
     let cookie = match signin::elevate(app, s) {
@@ -539,14 +531,7 @@ async fn new_recovery_codes(
         Ok(None) => return response::redirect("/account"),
         Err(f) => return app.fail_page(f),
     }
-    app.audit(
-        "mfa.recovery_codes_renewed",
-        Some(&s.user.username),
-        None,
-        Some(req.peer),
-        "",
-        now,
-    );
+    audit_own(app, req, s, "mfa.recovery_codes_renewed", None, "", now);
     show_recovery_codes(
         app,
         req,
@@ -567,14 +552,7 @@ async fn remove_2fa(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now:
     }) {
         return app.fail_page(f);
     }
-    app.audit(
-        "mfa.removed",
-        Some(&s.user.username),
-        None,
-        Some(req.peer),
-        "",
-        now,
-    );
+    audit_own(app, req, s, "mfa.removed", None, "", now);
     back("2fa-off")
 }
 
@@ -587,14 +565,7 @@ fn revoke_device(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i6
     }) {
         return app.fail_page(f);
     }
-    app.audit(
-        "mfa.trusted_browser_revoked",
-        Some(&s.user.username),
-        None,
-        Some(req.peer),
-        "",
-        now,
-    );
+    audit_own(app, req, s, "mfa.trusted_browser_revoked", None, "", now);
     back("device")
 }
 
@@ -608,11 +579,12 @@ fn revoke_app(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) 
     if let Err(e) = result {
         return app.fail_page(e.into());
     }
-    app.audit(
+    audit_own(
+        app,
+        req,
+        s,
         "consent.revoked",
-        Some(&s.user.username),
         Some(client_id),
-        Some(req.peer),
         "by the user",
         now,
     );
@@ -631,11 +603,12 @@ fn end_session(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64)
         if let Err(f) = super::logout::end_stored_session(app, &hash, &session, now) {
             return app.fail_page(f);
         }
-        app.audit(
+        audit_own(
+            app,
+            req,
+            s,
             "logout",
-            Some(&s.user.username),
             None,
-            Some(req.peer),
             "another session, from the account page",
             now,
         );

@@ -780,17 +780,7 @@ async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
 /// Four groups of five letters and digits (about 100 bits): readable aloud, and long
 /// enough for the password policy.
 fn temporary_password() -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz023456789";
-    let bytes: [u8; 20] = crate::clock::random_bytes();
-    let chars: Vec<char> = bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(b & 31)] as char)
-        .collect();
-    chars
-        .chunks(5)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
+    crate::clock::random_readable(4)
 }
 
 // ---- groups, sessions, audit, keys ----

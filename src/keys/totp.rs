@@ -75,16 +75,9 @@ pub fn code_at(secret_b32: &str, now: i64) -> Option<String> {
 /// Ten new recovery codes, `xxxxx-xxxxx` from an alphabet without look-alike characters
 /// (50 bits each), and their SHA-256 hashes to store.
 pub fn recovery_codes() -> (Vec<String>, Vec<String>) {
-    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz023456789";
-    let mut codes = Vec::with_capacity(RECOVERY_CODES);
-    for _ in 0..RECOVERY_CODES {
-        let bytes: [u8; 10] = crate::clock::random_bytes();
-        let chars: String = bytes
-            .iter()
-            .map(|b| ALPHABET[usize::from(b & 31)] as char)
-            .collect();
-        codes.push(format!("{}-{}", &chars[..5], &chars[5..]));
-    }
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| crate::clock::random_readable(2))
+        .collect();
     let hashes = codes.iter().map(|c| recovery_hash(c)).collect();
     (codes, hashes)
 }
