@@ -59,7 +59,15 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    require_second_factor: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,11 +202,15 @@ pub struct Lifetimes {
     pub session_absolute: i64,
 }
 
-/// Per-source-address throttling (per-username throttling follows a fixed schedule).
+/// Per-source-address throttling (`[login]`; per-account and known-browser counters
+/// follow fixed schedules in `http::throttle`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoginLimits {
+    /// Failures from one address (IPv6: one /64) before its delays begin.
     pub ip_max_failures: u32,
+    /// Seconds after an address's delay ended that its count is forgotten.
     pub ip_window: i64,
+    /// The longest delay for one address, in seconds (at most 900, SPEC §8).
     pub ip_block: i64,
 }
 
@@ -246,6 +258,9 @@ pub struct Config {
     pub tls: TlsMode,
     pub lifetimes: Lifetimes,
     pub login: LoginLimits,
+    /// `[admin] require_second_factor`: the administrators' pages only for sessions that
+    /// signed in with a second factor.
+    pub admin_requires_second_factor: bool,
     pub password: PasswordParams,
     /// Automatic signing-key rotation period in seconds (`[keys] rotation_days`).
     pub key_rotation: Option<i64>,
@@ -455,8 +470,8 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     let l = raw.login;
     let login = LoginLimits {
         ip_max_failures: l.ip_max_failures.unwrap_or(30).max(1),
-        ip_window: positive("login.ip_window_secs", l.ip_window_secs, 300, 86_400)?,
-        ip_block: positive("login.ip_block_secs", l.ip_block_secs, 300, 86_400)?,
+        ip_window: positive("login.ip_window_secs", l.ip_window_secs, 3600, 86_400)?,
+        ip_block: positive("login.ip_block_secs", l.ip_block_secs, 900, 900)?,
     };
 
     let trusted_device_days = match l.trusted_device_days {
@@ -540,6 +555,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         tls,
         lifetimes,
         login,
+        admin_requires_second_factor: raw.admin.require_second_factor.unwrap_or(false),
         password,
         key_rotation,
         audit_retention,

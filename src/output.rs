@@ -27,10 +27,28 @@ pub fn human(v: &Value) -> String {
 
 fn scalar(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         Value::Array(a) => a.iter().map(scalar).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
+}
+
+/// Text as a terminal shows it harmlessly: control characters (escape sequences, new
+/// lines, carriage returns in usernames or audit details typed by anyone) become `\u{..}`
+/// escapes, so a value can neither forge a line of output nor drive the terminal.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// One item of a list: the identifying fields first.
@@ -78,5 +96,19 @@ mod tests {
         assert!(s.contains("client_id: c\n"));
         assert!(s.contains("scopes: openid, email\n"));
         assert!(s.contains("shown only now"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let s =
+            human(&json!([{"user": "eve\u{1b}[2J\nkind=login.success", "detail": "a\rb\u{7f}"}]));
+        assert_eq!(
+            s,
+            "user=eve\\u{1b}[2J\\u{a}kind=login.success  detail=a\\u{d}b\\u{7f}\n"
+        );
+        assert_eq!(
+            human(&json!({"name": "Zoë Ünïcode"})),
+            "name: Zoë Ünïcode\n"
+        );
     }
 }

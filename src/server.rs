@@ -10,6 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper::server::conn::http1;
+
+use crate::http::framing::{Framing, Sniffed};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -298,10 +300,14 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
                     match &now_live.tls {
                         Some(acceptor) => {
                             if let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                                connection(app, TokioIo::new(stream), peer, stop).await;
+                                let (io, framing) = Sniffed::new(stream);
+                                connection(app, TokioIo::new(io), framing, peer, stop).await;
                             }
                         }
-                        None => connection(app, TokioIo::new(tcp), peer, stop).await,
+                        None => {
+                            let (io, framing) = Sniffed::new(tcp);
+                            connection(app, TokioIo::new(io), framing, peer, stop).await
+                        }
                     }
                 });
             }
@@ -357,18 +363,33 @@ async fn watchdog(store: Arc<dyn Store>, every: Duration) {
 async fn connection<I>(
     app: Arc<App>,
     io: I,
+    framing: Arc<std::sync::Mutex<Framing>>,
     peer: std::net::SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service =
-        hyper::service::service_fn(move |req| crate::http::serve_hyper(app.clone(), req, peer));
+    let service = hyper::service::service_fn(move |req| {
+        // SPEC §8 / RFC 9112 §6.1: Content-Length with Transfer-Encoding is refused
+        // (hyper, which would process it by Transfer-Encoding, hides the pair).
+        let smuggled = framing.lock().map(|mut f| f.next_verdict()).unwrap_or(true);
+        let app = app.clone();
+        async move {
+            if smuggled {
+                return Ok(crate::http::response::closing(
+                    hyper::StatusCode::BAD_REQUEST,
+                    "Content-Length together with Transfer-Encoding",
+                ));
+            }
+            crate::http::serve_hyper(app, req, peer).await
+        }
+    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024)
+        // A head past this is answered 431 by hyper; smaller limits are in `http::head`.
+        .max_buf_size(32 * 1024)
         .keep_alive(true);
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);

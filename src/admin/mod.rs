@@ -545,6 +545,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 u.password_hash = hash.clone();
                 u.must_change_password = temporary;
                 u.reset_link = None;
+                // Browsers trusted to skip the second factor were trusted under the old
+                // password: someone who had it may have made one.
+                u.mfa.devices.clear();
                 u.updated_at = now;
                 Ok(())
             })?;

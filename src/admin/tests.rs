@@ -80,6 +80,40 @@ fn user_lifecycle() {
 }
 
 #[test]
+fn a_new_password_from_the_cli_forgets_trusted_browsers() {
+    let (_d, s, c) = setup();
+    execute(&s, &c, add_alice(), "test", 1).unwrap();
+    let mut u = s.user_by_name("alice").unwrap().unwrap();
+    u.mfa.devices.push(crate::model::TrustedDevice {
+        id: "d1".into(),
+        label: "Firefox".into(),
+        created_at: 1,
+        expires_at: 1_000_000,
+    });
+    s.update_user(&u).unwrap();
+    execute(
+        &s,
+        &c,
+        Command::UserPasswd {
+            username: "alice".into(),
+            password: "another long passphrase".into(),
+            temporary: false,
+        },
+        "test",
+        2,
+    )
+    .unwrap();
+    assert!(
+        s.user_by_name("alice")
+            .unwrap()
+            .unwrap()
+            .mfa
+            .devices
+            .is_empty()
+    );
+}
+
+#[test]
 fn bad_input_names_the_field_and_writes_nothing() {
     let (_d, s, c) = setup();
     let cases = [

@@ -297,11 +297,17 @@ async fn confirm_password(
     now: i64,
 ) -> Result<(), Resp> {
     let current = Secret::new(form.get_lenient("current").unwrap_or("").to_string());
-    if let Err(wait) = app
-        .throttle
-        .check(&s.user.username, req.peer, crate::clock::now_ms())
-    {
-        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+    let known = super::known::id_for(app, req, &s.user.id, now);
+    let who = super::known::who(known.as_deref(), &s.user.username, req.peer);
+    if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
+        app.audit_refused(
+            "login.throttled",
+            Some(&s.user.username),
+            req.peer,
+            refused,
+            now,
+        );
+        let msg = refused.message();
         return Err(page(
             app,
             req,
@@ -314,8 +320,7 @@ async fn confirm_password(
     match check_password(app, Some(&s.user), current).await {
         Ok(true) => Ok(()),
         Ok(false) => {
-            app.throttle
-                .failure(&s.user.username, req.peer, crate::clock::now_ms());
+            app.throttle.failure(who, crate::clock::now_ms());
             audit_own(app, req, s, "account.password_check_failed", None, "", now);
             Err(page(
                 app,

@@ -42,6 +42,8 @@ const EVENT_KINDS: &[&str] = &[
     "login.throttled",
     "mfa.success",
     "mfa.failure",
+    "mfa.throttled",
+    "client.throttled",
     "mfa.enrolled",
     "mfa.removed",
     "consent.given",
@@ -161,6 +163,17 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             "Your account is not an administrator of this sign-in service.",
         );
     }
+    // `[admin] require_second_factor`: a one-factor session steps up first (or, without a
+    // second factor, is shown how to set one up), then comes back here.
+    if app.config.admin_requires_second_factor
+        && s.session.acr != crate::oidc::authorize::ACR_TWO_FACTOR
+    {
+        let back = super::signin::Target {
+            interaction: None,
+            next: Some(req.path.clone()).filter(|p| super::signin::safe_next(p)),
+        };
+        return super::signin::step_up(app, &s, back, "Administration");
+    }
     let form = match checked_form(app, req) {
         Ok(f) => f,
         Err(r) => return r,
@@ -188,6 +201,8 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         ["users", id, _] => Some(format!("/admin/users/{id}")),
         ["groups", _, "delete"] => Some("/admin/groups".to_string()),
         ["keys", "rotate"] => Some("/admin/keys".to_string()),
+        // An application that skips consent receives people's data without asking them.
+        ["clients", "new"] if c.checked("skip_consent") => Some("/admin/clients/new".to_string()),
         _ => None,
     };
     if post
@@ -329,12 +344,17 @@ async fn reauth(c: &Ctx<'_>) -> Resp {
         .filter(|b| safe_next(b) && b.starts_with("/admin"))
         .unwrap_or_else(|| "/admin".to_string());
     let user = &c.s.user;
-    if let Err(wait) = c
-        .app
-        .throttle
-        .check(&user.username, c.req.peer, crate::clock::now_ms())
-    {
-        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+    let known = crate::http::known::id_for(c.app, c.req, &user.id, c.now);
+    let who = crate::http::known::who(known.as_deref(), &user.username, c.req.peer);
+    if let Err(refused) = c.app.throttle.check(who, crate::clock::now_ms()) {
+        c.app.audit_refused(
+            "login.throttled",
+            Some(&user.username),
+            c.req.peer,
+            refused,
+            c.now,
+        );
+        let msg = refused.message();
         return c.reauth_page(&back, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
     let password = Secret::new(c.field("password").unwrap_or_default());
@@ -352,9 +372,7 @@ async fn reauth(c: &Ctx<'_>) -> Resp {
             }
         }
         Ok(false) => {
-            c.app
-                .throttle
-                .failure(&user.username, c.req.peer, crate::clock::now_ms());
+            c.app.throttle.failure(who, crate::clock::now_ms());
             c.app.audit(
                 "admin.reauth_failed",
                 Some(&user.username),

@@ -180,9 +180,27 @@ fn try_proceed(
         },
         hint_subject,
     };
+    // SPEC §8: pending requests are bounded; browsers that signed in here before may
+    // use the reserve, so a flood does not keep them out.
+    let reserved = signed_in.is_some() || super::known::any_valid(app, req, now);
     let interaction_id = |app: &App| match &interaction {
-        Some((id, _)) => id.clone(),
-        None => app.interactions.start(request.clone(), now),
+        Some((id, _)) => Ok(id.clone()),
+        None => app.interactions.start(
+            request.clone(),
+            super::throttle::Source::from(req.peer),
+            reserved,
+            now,
+        ),
+    };
+    let busy = |app: &App| {
+        tracing::warn!("pending sign-ins are at their limit; an authorization request was refused");
+        redirect_error(
+            app,
+            fail(OidcError::new(
+                crate::oidc::ErrorCode::TemporarilyUnavailable,
+                "too many sign-ins in progress, try again later",
+            )),
+        )
     };
     let finish = |app: &App| {
         if let Some((id, _)) = &interaction {
@@ -190,22 +208,25 @@ fn try_proceed(
         }
     };
     Ok(match authz::decide(&request, client, &ctx) {
-        Decision::Login => {
-            response::redirect(&format!("/login?interaction={}", interaction_id(app)))
-        }
-        Decision::StepUp => match &signed_in {
-            Some(s) => {
+        Decision::Login => match interaction_id(app) {
+            Ok(id) => response::redirect(&format!("/login?interaction={id}")),
+            Err(_) => busy(app),
+        },
+        Decision::StepUp => match (&signed_in, interaction_id(app)) {
+            (_, Err(_)) => busy(app),
+            (Some(s), Ok(id)) => {
                 let target = super::signin::Target {
-                    interaction: Some(interaction_id(app)),
+                    interaction: Some(id),
                     next: None,
                 };
                 super::signin::step_up(app, s, target, &client.name)
             }
-            None => response::redirect(&format!("/login?interaction={}", interaction_id(app))),
+            (None, Ok(id)) => response::redirect(&format!("/login?interaction={id}")),
         },
-        Decision::Consent { .. } => {
-            response::redirect(&format!("/consent?interaction={}", interaction_id(app)))
-        }
+        Decision::Consent { .. } => match interaction_id(app) {
+            Ok(id) => response::redirect(&format!("/consent?interaction={id}")),
+            Err(_) => busy(app),
+        },
         Decision::Forbidden => {
             finish(app);
             let user = signed_in.as_ref().map(|s| s.user.username.as_str());
@@ -268,14 +289,7 @@ fn try_proceed(
 /// `sub` of an ID token this issuer signed (expired ones are accepted: OIDC Core §3.1.2.1
 /// uses the hint only to identify the user).
 fn hint_subject(app: &App, hint: &str) -> Option<String> {
-    let (header, claims) = app.keys().verify(hint).ok()?;
-    if header.get("typ").and_then(|t| t.as_str()) == Some("at+jwt") {
-        return None;
-    }
-    if claims.get("iss").and_then(|v| v.as_str()) != Some(app.config.issuer.as_str()) {
-        return None;
-    }
-    claims
+    app.verified_id_token(hint)?
         .get("sub")
         .and_then(|v| v.as_str())
         .map(str::to_string)

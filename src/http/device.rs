@@ -8,6 +8,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::response::{self, Resp};
+use super::throttle::Source;
 use super::{App, Req, SignedIn};
 use crate::model::{DeviceGrant, DeviceStatus};
 use crate::oidc::device as rules;
@@ -17,6 +18,34 @@ use crate::store::StoreError;
 
 fn json_error(e: &OidcError) -> Resp {
     response::with_header(response::token_error(e), "pragma", "no-cache")
+}
+
+/// Device codes not yet expired, counted so that unauthenticated (public-client) requests
+/// cannot fill the store (SPEC §8): 10,000 in all, 100 per source address, 1,000 per
+/// client. Codes all live [`rules::LIFETIME`], so the oldest expire first.
+#[derive(Default)]
+pub struct Outstanding(std::sync::Mutex<std::collections::VecDeque<(i64, Source, String)>>);
+
+const MAX_CODES: usize = 10_000;
+const CODES_PER_SOURCE: usize = 100;
+const CODES_PER_CLIENT: usize = 1_000;
+
+impl Outstanding {
+    /// Counts a new code for `source` and `client_id`, or `false` when a share is full.
+    pub fn admit(&self, source: Source, client_id: &str, now: i64) -> bool {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while q.front().is_some_and(|(exp, _, _)| *exp <= now) {
+            q.pop_front();
+        }
+        let from_source = q.iter().filter(|(_, s, _)| *s == source).count();
+        let of_client = q.iter().filter(|(_, _, c)| c == client_id).count();
+        if q.len() >= MAX_CODES || from_source >= CODES_PER_SOURCE || of_client >= CODES_PER_CLIENT
+        {
+            return false;
+        }
+        q.push_back((now + rules::LIFETIME, source, client_id.to_string()));
+        true
+    }
 }
 
 /// POST /api/v1/oauth/device_authorization (RFC 8628 §3.1-3.2).
@@ -33,7 +62,7 @@ pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         ));
     }
     let scopes = match form.get("scope") {
-        Err(_) => return json_error(&OidcError::invalid_request("scope was sent more than once")),
+        Err(e) => return json_error(&OidcError::invalid_request(e.to_string())),
         Ok(None) => client.scopes.clone(),
         Ok(Some(s)) => match scope::parse(s) {
             Ok(requested) => scope::grant(&requested, &client.scopes),
@@ -44,6 +73,15 @@ pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         return json_error(&OidcError::new(
             ErrorCode::InvalidScope,
             "none of the requested scopes is available",
+        ));
+    }
+    if !app
+        .device_codes
+        .admit(Source::from(req.peer), &client.client_id, now)
+    {
+        return json_error(&OidcError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many device codes are waiting, retry later",
         ));
     }
     let device_code = crate::clock::random_token();
@@ -174,55 +212,67 @@ pub(super) fn page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     }
 }
 
-fn show_code(app: &App, req: &Req, who: &SignedIn, typed: &str, now: i64) -> Resp {
-    let not_found = "That code is not valid or has expired. Check the code on your device.";
-    let throttle_key = format!("device-code@{}", req.peer);
-    if let Err(wait) = app
-        .throttle
-        .check(&throttle_key, req.peer, crate::clock::now_ms())
-    {
-        let msg = format!("Too many wrong codes. Wait {wait} seconds and try again.");
+/// Looks a typed user code up behind the throttle (RFC 8628 §5.1: user codes are short,
+/// so guessing must be slowed). Wrong codes count against the signed-in person and the
+/// address, or only the browser when it is known, so others' guessing never delays a
+/// rightful approval. `Err` is the page to show instead.
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+fn guarded_lookup(
+    app: &App,
+    req: &Req,
+    who: &SignedIn,
+    typed: &str,
+    now: i64,
+) -> Result<Option<(String, DeviceGrant)>, Resp> {
+    let known = super::known::id_for(app, req, &who.user.id, now);
+    let guesser = super::known::who(known.as_deref(), &who.user.id, req.peer);
+    if let Err(refused) = app.code_throttle.check(guesser, crate::clock::now_ms()) {
+        app.audit_refused(
+            "device.throttled",
+            Some(&who.user.username),
+            req.peer,
+            refused,
+            now,
+        );
+        let msg = format!(
+            "Too many wrong codes. Wait {} seconds and try again.",
+            refused.wait_secs
+        );
         let view = View {
             user_code: typed,
             error: Some(&msg),
             found: None,
             status: StatusCode::TOO_MANY_REQUESTS,
         };
-        return render(app, req, who, view);
+        return Err(render(app, req, who, view));
     }
     match lookup(app, typed, now) {
-        Err(e) => app.fail_page(e.into()),
+        Err(e) => Err(app.fail_page(e.into())),
         Ok(None) => {
-            app.throttle
-                .failure(&throttle_key, req.peer, crate::clock::now_ms());
-            render(
-                app,
-                req,
-                who,
-                View {
-                    user_code: typed,
-                    error: Some(not_found),
-                    found: None,
-                    status: StatusCode::BAD_REQUEST,
-                },
-            )
+            app.code_throttle.failure(guesser, crate::clock::now_ms());
+            Ok(None)
         }
+        Ok(found) => Ok(found),
+    }
+}
+
+fn show_code(app: &App, req: &Req, who: &SignedIn, typed: &str, now: i64) -> Resp {
+    let not_found = || {
+        let view = View {
+            user_code: typed,
+            error: Some("That code is not valid or has expired. Check the code on your device."),
+            found: None,
+            status: StatusCode::BAD_REQUEST,
+        };
+        render(app, req, who, view)
+    };
+    match guarded_lookup(app, req, who, typed, now) {
+        Err(page) => page,
+        Ok(None) => not_found(),
         Ok(Some((_, g))) => {
             let name = match app.client(&g.client_id) {
                 Ok(Some(c)) => c.name,
-                Ok(None) => {
-                    return render(
-                        app,
-                        req,
-                        who,
-                        View {
-                            user_code: typed,
-                            error: Some(not_found),
-                            found: None,
-                            status: StatusCode::BAD_REQUEST,
-                        },
-                    );
-                }
+                Ok(None) => return not_found(),
                 Err(e) => return app.fail_page(e.into()),
             };
             let shown = rules::display(&g.user_code);
@@ -268,7 +318,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         None => return show_code(app, req, &who, &typed, now),
         Some(d) => d,
     };
-    let (hash, grant) = match lookup(app, &typed, now) {
+    let (hash, grant) = match guarded_lookup(app, req, &who, &typed, now) {
         Ok(Some(x)) => x,
         Ok(None) => {
             return app.error_page(
@@ -277,7 +327,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 "That code is not valid or has expired.",
             );
         }
-        Err(e) => return app.fail_page(e.into()),
+        Err(page) => return page,
     };
     let client = match app.client(&grant.client_id) {
         Ok(Some(c)) => c,
@@ -364,4 +414,29 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         StatusCode::OK
     };
     response::html(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_codes_are_bounded_per_source_and_client() {
+        let o = Outstanding::default();
+        for _ in 0..CODES_PER_SOURCE {
+            assert!(o.admit(Source::V4(1), "tv", 0));
+        }
+        assert!(!o.admit(Source::V4(1), "tv", 0), "per source");
+        assert!(o.admit(Source::V4(2), "tv", 0), "another address");
+        assert!(
+            o.admit(Source::V4(1), "tv", rules::LIFETIME),
+            "expired codes make room"
+        );
+        let p = Outstanding::default();
+        for i in 0..CODES_PER_CLIENT {
+            assert!(p.admit(Source::V4(i as u32), "tv", 0));
+        }
+        assert!(!p.admit(Source::V4(99_999), "tv", 0), "per client");
+        assert!(p.admit(Source::V4(99_999), "other", 0));
+    }
 }

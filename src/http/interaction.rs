@@ -3,75 +3,236 @@
 //! cannot grow it without limit: pending authorization requests while the user signs in
 //! or answers the consent page, and sign-ins waiting for a second factor or a new password.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use super::throttle::Source;
 use crate::oidc::authorize::AuthRequest;
 
 /// Security baseline §4.3: the login/consent interaction lives 15 minutes.
 pub const TTL: i64 = 15 * 60;
 const MAX: usize = 10_000;
 
-/// Records under random ids that expire `ttl` seconds after they were made; at most
-/// `MAX`, the oldest giving way.
+/// Limits on records that unauthenticated requests create (SPEC §8). When the general
+/// share is full, a new record is refused rather than pushing out someone's sign-in in
+/// progress; one source that reaches its own limit gives up its own oldest record.
+/// Browsers that signed in here before (a session or a known-browser cookie) may use a
+/// reserve beyond the general share, so a flood does not keep them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub count: usize,
+    pub bytes: usize,
+    pub per_source: usize,
+    pub reserve_count: usize,
+    pub reserve_bytes: usize,
+}
+
+/// Pending authorization requests: at most 10,000 records and 24 MiB from anybody, 500
+/// from one address (IPv6: one /64), and 2,000 more records and 8 MiB for known browsers.
+pub const INTERACTIONS: Budget = Budget {
+    count: MAX,
+    bytes: 24 << 20,
+    per_source: 500,
+    reserve_count: 2_000,
+    reserve_bytes: 8 << 20,
+};
+
+struct Record<T> {
+    made: i64,
+    value: T,
+    source: Option<Source>,
+    bytes: usize,
+}
+
+struct Inner<T> {
+    map: HashMap<String, Record<T>>,
+    bytes: usize,
+    /// Ids per source, oldest first (may name records already gone).
+    by_source: HashMap<Source, VecDeque<String>>,
+}
+
+/// Records under random ids that expire `ttl` seconds after they were made.
 pub struct Expiring<T> {
-    map: Mutex<HashMap<String, (i64, T)>>,
+    inner: Mutex<Inner<T>>,
     ttl: i64,
 }
+
+/// Why a record was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
 
 impl<T: Clone> Expiring<T> {
     pub fn new(ttl: i64) -> Self {
         Expiring {
-            map: Mutex::default(),
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                bytes: 0,
+                by_source: HashMap::new(),
+            }),
             ttl,
         }
     }
 
-    /// Stores `value` under a new random id.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores `value` under a new random id; at most `MAX` records, the oldest giving way.
+    /// Only for records made after authentication (a correct password), whose number
+    /// the throttle and the hashing pool already bound.
     pub fn start(&self, value: T, now: i64) -> String {
         let id = crate::clock::random_token();
-        if let Ok(mut m) = self.map.lock() {
-            if m.len() >= MAX {
-                m.retain(|_, (t, _)| now - *t < self.ttl);
-            }
-            if m.len() >= MAX
-                && let Some(oldest) = m
-                    .iter()
-                    .min_by_key(|(_, (t, _))| *t)
-                    .map(|(k, _)| k.clone())
-            {
-                m.remove(&oldest);
-            }
-            m.insert(id.clone(), (now, value));
+        let mut m = self.lock();
+        if m.map.len() >= MAX {
+            m.purge(now, self.ttl);
         }
+        if m.map.len() >= MAX
+            && let Some(oldest) = m
+                .map
+                .iter()
+                .min_by_key(|(_, r)| r.made)
+                .map(|(k, _)| k.clone())
+        {
+            m.remove(&oldest);
+        }
+        m.insert(id.clone(), now, value, None, 0);
         id
     }
 
+    /// Stores `value` (about `bytes` large) for `source` within `budget`; `reserved` lets
+    /// it use the reserve. `Err(Full)` when there is no room that is not someone else's.
+    pub fn try_start(
+        &self,
+        value: T,
+        bytes: usize,
+        source: Source,
+        reserved: bool,
+        budget: &Budget,
+        now: i64,
+    ) -> Result<String, Full> {
+        let mut m = self.lock();
+        let (count, size) = if reserved {
+            (
+                budget.count + budget.reserve_count,
+                budget.bytes + budget.reserve_bytes,
+            )
+        } else {
+            (budget.count, budget.bytes)
+        };
+        let fits = |m: &Inner<T>| m.map.len() < count && m.bytes + bytes <= size;
+        if !fits(&m) {
+            m.purge(now, self.ttl);
+        }
+        // A source at its limit makes room from its own records only, oldest first.
+        while let Some(oldest) = m
+            .by_source
+            .get(&source)
+            .filter(|ids| ids.len() >= budget.per_source)
+            .and_then(|ids| ids.front().cloned())
+        {
+            m.remove(&oldest);
+        }
+        if !fits(&m) {
+            return Err(Full);
+        }
+        let id = crate::clock::random_token();
+        m.insert(id.clone(), now, value, Some(source), bytes);
+        Ok(id)
+    }
+
     pub fn get(&self, id: &str, now: i64) -> Option<T> {
-        let m = self.map.lock().ok()?;
-        m.get(id)
-            .filter(|(t, _)| now - t < self.ttl)
-            .map(|(_, v)| v.clone())
+        let m = self.lock();
+        m.map
+            .get(id)
+            .filter(|r| now - r.made < self.ttl)
+            .map(|r| r.value.clone())
     }
 
     /// When the record was made.
     pub fn started(&self, id: &str) -> Option<i64> {
-        self.map.lock().ok()?.get(id).map(|(t, _)| *t)
+        self.lock().map.get(id).map(|r| r.made)
     }
 
     pub fn update(&self, id: &str, edit: impl FnOnce(&mut T)) {
-        if let Ok(mut m) = self.map.lock()
-            && let Some((_, v)) = m.get_mut(id)
-        {
-            edit(v);
+        if let Some(r) = self.lock().map.get_mut(id) {
+            edit(&mut r.value);
         }
     }
 
     pub fn finish(&self, id: &str) {
-        if let Ok(mut m) = self.map.lock() {
-            m.remove(id);
+        self.lock().remove(id);
+    }
+
+    /// Records held and their bytes, for tests and metrics.
+    pub fn usage(&self) -> (usize, usize) {
+        let m = self.lock();
+        (m.map.len(), m.bytes)
+    }
+}
+
+impl<T> Inner<T> {
+    fn insert(&mut self, id: String, made: i64, value: T, source: Option<Source>, bytes: usize) {
+        if let Some(src) = source {
+            self.by_source.entry(src).or_default().push_back(id.clone());
+        }
+        self.bytes += bytes;
+        self.map.insert(
+            id,
+            Record {
+                made,
+                value,
+                source,
+                bytes,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(r) = self.map.remove(id) {
+            self.bytes -= r.bytes;
+            if let Some(src) = r.source
+                && let Some(ids) = self.by_source.get_mut(&src)
+            {
+                ids.retain(|x| x != id);
+                if ids.is_empty() {
+                    self.by_source.remove(&src);
+                }
+            }
         }
     }
+
+    fn purge(&mut self, now: i64, ttl: i64) {
+        let expired: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, r)| now - r.made >= ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in expired {
+            self.remove(&id);
+        }
+    }
+}
+
+/// About what a pending request occupies: its strings plus a fixed overhead for the
+/// record, the map entry and the id.
+fn request_bytes(r: &AuthRequest) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let list = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+    let claims = r.claims.as_ref().map_or(0, |c| {
+        list(&c.userinfo) + list(&c.id_token) + opt(&c.sub) + list(&c.essential_acr)
+    });
+    512 + r.client_id.len()
+        + r.redirect_uri.len()
+        + r.response_type.len()
+        + list(&r.scopes)
+        + opt(&r.state)
+        + opt(&r.nonce)
+        + opt(&r.code_challenge)
+        + opt(&r.login_hint)
+        + opt(&r.id_token_hint)
+        + list(&r.acr_values)
+        + claims
 }
 
 #[derive(Debug, Clone)]
@@ -94,16 +255,33 @@ impl Default for Interactions {
 }
 
 impl Interactions {
-    /// Stores an interaction under a new random id.
-    pub fn start(&self, request: AuthRequest, now: i64) -> String {
-        self.0.start(
+    /// Stores an interaction under a new random id, within [`INTERACTIONS`]; `reserved`
+    /// for browsers that signed in here before.
+    pub fn start(
+        &self,
+        request: AuthRequest,
+        source: Source,
+        reserved: bool,
+        now: i64,
+    ) -> Result<String, Full> {
+        let bytes = request_bytes(&request);
+        self.0.try_start(
             Interaction {
                 request,
                 started: now,
                 consented_by: None,
             },
+            bytes,
+            source,
+            reserved,
+            &INTERACTIONS,
             now,
         )
+    }
+
+    /// Records held and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        self.0.usage()
     }
 
     pub fn get(&self, id: &str, now: i64) -> Option<Interaction> {
@@ -141,5 +319,59 @@ mod tests {
         let last = e.start(9, 55);
         assert_eq!(e.get(&first, 10), None, "the oldest gave way");
         assert_eq!(e.get(&last, 56), Some(9));
+    }
+
+    const SMALL: Budget = Budget {
+        count: 4,
+        bytes: 1000,
+        per_source: 2,
+        reserve_count: 1,
+        reserve_bytes: 100,
+    };
+
+    fn src(n: u32) -> Source {
+        Source::V4(n)
+    }
+
+    #[test]
+    fn a_source_at_its_limit_gives_up_its_own_oldest() {
+        let e: Expiring<u32> = Expiring::new(60);
+        let a1 = e.try_start(1, 10, src(1), false, &SMALL, 0).unwrap();
+        let a2 = e.try_start(2, 10, src(1), false, &SMALL, 1).unwrap();
+        let b1 = e.try_start(3, 10, src(2), false, &SMALL, 2).unwrap();
+        let a3 = e.try_start(4, 10, src(1), false, &SMALL, 3).unwrap();
+        assert_eq!(e.get(&a1, 3), None, "its own oldest went");
+        assert_eq!(e.get(&a2, 3), Some(2));
+        assert_eq!(e.get(&a3, 3), Some(4));
+        assert_eq!(e.get(&b1, 3), Some(3), "another source's record stays");
+        assert_eq!(e.usage(), (3, 30));
+    }
+
+    #[test]
+    fn a_full_budget_refuses_and_never_evicts_others() {
+        let e: Expiring<u32> = Expiring::new(60);
+        let ids: Vec<String> = (0..4)
+            .map(|i| e.try_start(i, 10, src(i), false, &SMALL, 0).unwrap())
+            .collect();
+        assert_eq!(e.try_start(9, 10, src(99), false, &SMALL, 1), Err(Full));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(e.get(id, 1), Some(i as u32), "kept");
+        }
+        // A known browser may use the reserve, once.
+        let r = e.try_start(7, 10, src(98), true, &SMALL, 1).unwrap();
+        assert_eq!(e.get(&r, 1), Some(7));
+        assert_eq!(e.try_start(8, 10, src(97), true, &SMALL, 1), Err(Full));
+        // Bytes count as well as records.
+        let f: Expiring<u32> = Expiring::new(60);
+        f.try_start(1, 900, src(1), false, &SMALL, 0).unwrap();
+        assert_eq!(f.try_start(2, 200, src(2), false, &SMALL, 0), Err(Full));
+        // Expired records make room.
+        let late = e.try_start(5, 10, src(50), false, &SMALL, 60).unwrap();
+        assert_eq!(e.get(&late, 61), Some(5));
+        assert_eq!(
+            e.usage().0,
+            2,
+            "the reserved record made at 1 s is still live"
+        );
     }
 }

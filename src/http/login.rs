@@ -111,19 +111,18 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             now,
         );
     }
-    if let Err(wait) = app
-        .throttle
-        .check(&username, req.peer, crate::clock::now_ms())
-    {
-        app.audit(
-            "login.throttled",
-            Some(&username),
-            None,
-            Some(req.peer),
-            "",
-            now,
-        );
-        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+    let user = match app.store.user_by_name(&username) {
+        Ok(u) => u,
+        Err(e) => return app.fail_page(e.into()),
+    };
+    // SPEC §8: a browser where this user signed in before is throttled on its own.
+    let known = user
+        .as_ref()
+        .and_then(|u| super::known::id_for(app, req, &u.id, now));
+    let who = super::known::who(known.as_deref(), &username, req.peer);
+    if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
+        app.audit_refused("login.throttled", Some(&username), req.peer, refused, now);
+        let msg = refused.message();
         return render_login(app, req, view(&msg, StatusCode::TOO_MANY_REQUESTS), now);
     }
     // Passwords longer than the policy allows cannot match; they are not hashed at length.
@@ -134,10 +133,6 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         raw.to_string()
     });
 
-    let user = match app.store.user_by_name(&username) {
-        Ok(u) => u,
-        Err(e) => return app.fail_page(e.into()),
-    };
     let ok = match check_password(app, user.as_ref(), Secret::new(password.expose().clone())).await
     {
         Ok(ok) => ok,
@@ -155,8 +150,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(f) => return app.fail_page(f),
     };
     let Some(user) = user.clone().filter(|_| ok) else {
-        app.throttle
-            .failure(&username, req.peer, crate::clock::now_ms());
+        app.throttle.failure(who, crate::clock::now_ms());
         let reason = match &user {
             None => "unknown user",
             Some(u) if u.disabled => "account disabled",
@@ -177,7 +171,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             now,
         );
     };
-    app.throttle.success(&username);
+    app.throttle.success(who);
     rehash_if_needed(app, &user, password).await;
 
     let target = Target {

@@ -66,24 +66,26 @@ pub(super) fn end_session(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     ) {
         Decision::Error(msg) => app.error_page(StatusCode::BAD_REQUEST, "Sign-out refused", &msg),
         Decision::Confirm => confirm_page(app, req, now),
-        Decision::LogOut { redirect } => match log_out(app, req, now) {
-            Ok((frames, cookie)) => finish(app, frames, redirect, cookie),
-            Err(f) => app.fail_page(f),
-        },
+        Decision::LogOut { redirect } => {
+            // Without the session cookie (a cross-site POST does not carry a Lax cookie),
+            // the session the hint names by `sid` is ended all the same.
+            let hinted = hint.as_ref().and_then(|h| h.as_ref());
+            let ended = match (&signed_in, hinted) {
+                (None, Some(h)) => end_hinted_session(app, req, h, now),
+                _ => log_out(app, req, now),
+            };
+            match ended {
+                Ok((frames, cookie)) => finish(app, frames, redirect, cookie),
+                Err(f) => app.fail_page(f),
+            }
+        }
     }
 }
 
 /// `sub` and client of an ID token this issuer signed; `None` if it does not verify
 /// (forged, `alg: none`, another issuer, or an access token).
 fn verified_hint(app: &App, token: &str) -> Option<Hint> {
-    let (header, claims) = app.keys().verify(token).ok()?;
-    if header.get("typ").and_then(|t| t.as_str()) != Some("JWT") {
-        return None;
-    }
-    if claims.get("iss").and_then(|v| v.as_str()) != Some(app.config.issuer.as_str()) {
-        return None;
-    }
-    Hint::from_claims(&claims)
+    Hint::from_claims(&app.verified_id_token(token)?)
 }
 
 /// GET `/logout`: the confirmation form (or a note that nobody is signed in).
@@ -141,6 +143,37 @@ fn log_out(app: &Arc<App>, req: &Req, now: i64) -> Result<(Vec<String>, String),
     );
     let frames = end_stored_session(app, &s.hash, &s.session, now)?;
     Ok((frames, clear))
+}
+
+/// Ends the session an ID token hint names by `sid`, when it is that user's and still
+/// there; returns the front-channel URLs and the cookie that clears a session cookie.
+fn end_hinted_session(
+    app: &Arc<App>,
+    req: &Req,
+    hint: &Hint,
+    now: i64,
+) -> Result<(Vec<String>, String), Fail> {
+    let clear = app.set_cookie("session", "", Some(0), "Lax");
+    let Some(sid) = &hint.sid else {
+        return Ok((vec![], clear));
+    };
+    let found = app
+        .store
+        .sessions()?
+        .into_iter()
+        .find(|(_, s)| &s.sid == sid && s.user_id == hint.sub);
+    let Some((hash, session)) = found else {
+        return Ok((vec![], clear));
+    };
+    app.audit(
+        "logout",
+        Some(&app.username(&session.user_id)),
+        Some(&hint.client_id),
+        Some(req.peer),
+        "by id_token_hint",
+        now,
+    );
+    Ok((end_stored_session(app, &hash, &session, now)?, clear))
 }
 
 /// Ends a stored session wherever it is used: deletes it, revokes the tokens issued from

@@ -6,9 +6,12 @@ mod account;
 mod admin_pages;
 mod authorize;
 mod device;
+pub mod framing;
+pub mod head;
 pub mod interaction;
 mod introspection;
 mod issue;
+pub mod known;
 mod login;
 mod logout;
 pub mod metrics;
@@ -108,12 +111,15 @@ pub struct App {
     keys: Arc<RwLock<Arc<KeySet>>>,
     pub pages: Pages,
     pub pool: Arc<HashPool>,
+    /// Wrong passwords, per username and source address, or per known browser.
     pub throttle: Arc<Throttle>,
-    /// Wrong second-factor codes, per user id and source address; cleared only by a
-    /// correct code.
+    /// Wrong second-factor codes, per user id and source address, or per known browser;
+    /// cleared only by a correct code.
     pub mfa_throttle: Arc<Throttle>,
-    /// Failed client authentications, per client and source address.
-    pub client_throttle: Arc<Throttle>,
+    /// Wrong device user codes, per signed-in user, and wrong reset links, per address.
+    pub code_throttle: Arc<Throttle>,
+    /// Failed client authentications, per client.
+    pub client_throttle: Arc<throttle::ClientThrottle>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
     /// Sign-ins waiting for a second factor or a new password.
@@ -122,13 +128,34 @@ pub struct App {
     jwks_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (serde_json::Value, i64)>>>,
     /// Pushed authorization requests waiting for the browser (RFC 9126).
     pub pushed: Arc<par::Pushed>,
+    /// Device codes not yet expired, by source and client (RFC 8628).
+    pub device_codes: Arc<device::Outstanding>,
     pub metrics: Arc<metrics::Metrics>,
     /// Unix time the served TLS certificate expires (0: no TLS), for metrics.
     pub cert_expiry: Arc<std::sync::atomic::AtomicI64>,
     /// Connections Latchkey opens itself (back-channel logout).
     pub outbound: Arc<crate::outbound::Outbound>,
-    csrf_key: Arc<MacKey>,
+    macs: Arc<Macs>,
     dummy_hash: Arc<String>,
+}
+
+/// One key per kind of signed value, derived from the server secret: a CSRF token never
+/// verifies as a trusted-browser or known-browser cookie, nor the other way round.
+pub struct Macs {
+    pub csrf: MacKey,
+    pub trusted: MacKey,
+    pub known: MacKey,
+}
+
+impl Macs {
+    fn new(secret: &[u8]) -> Macs {
+        Macs {
+            // CSRF tokens keep the key they always had, so open forms survive an upgrade.
+            csrf: MacKey::new(secret),
+            trusted: MacKey::derive(secret, "latchkey trusted-browser v1"),
+            known: MacKey::derive(secret, "latchkey known-browser v1"),
+        }
+    }
 }
 
 /// A signed-in browser: the stored session (with its hash) and its user.
@@ -154,9 +181,10 @@ impl App {
                 config.password.pool_threads,
                 config.password.pool_queue,
             )),
-            throttle: Arc::new(Throttle::new(config.login.clone())),
-            client_throttle: Arc::new(Throttle::new(config.login.clone())),
-            mfa_throttle: Arc::new(Throttle::new(config.login.clone())),
+            throttle: Arc::new(Throttle::new(&config.login)),
+            mfa_throttle: Arc::new(Throttle::new(&config.login)),
+            code_throttle: Arc::new(Throttle::new(&config.login)),
+            client_throttle: Default::default(),
             secret_cache: Default::default(),
             interactions: Default::default(),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
@@ -164,9 +192,10 @@ impl App {
             metrics: Default::default(),
             cert_expiry: Default::default(),
             pushed: Default::default(),
+            device_codes: Default::default(),
             jwks_cache: Default::default(),
             keys: Arc::new(RwLock::new(Arc::new(keys))),
-            csrf_key: Arc::new(MacKey::new(csrf_secret)),
+            macs: Arc::new(Macs::new(csrf_secret)),
             dummy_hash: Arc::new(dummy_hash),
             pages,
             config,
@@ -187,15 +216,17 @@ impl App {
             throttle: self.throttle.clone(),
             client_throttle: self.client_throttle.clone(),
             mfa_throttle: self.mfa_throttle.clone(),
+            code_throttle: self.code_throttle.clone(),
             secret_cache: self.secret_cache.clone(),
             interactions: self.interactions.clone(),
             pendings: self.pendings.clone(),
             jwks_cache: self.jwks_cache.clone(),
             pushed: self.pushed.clone(),
+            device_codes: self.device_codes.clone(),
             metrics: self.metrics.clone(),
             cert_expiry: self.cert_expiry.clone(),
             outbound: self.outbound.clone(),
-            csrf_key: self.csrf_key.clone(),
+            macs: self.macs.clone(),
             dummy_hash: self.dummy_hash.clone(),
         })
     }
@@ -251,6 +282,23 @@ impl App {
             cache.insert(uri.clone(), (v.clone(), now));
         }
         Ok(v)
+    }
+
+    /// The claims of an ID token this issuer signed, for `id_token_hint` (OIDC Core
+    /// §3.1.2.1, RP-Initiated Logout §2). Only ID tokens: an access token (`at+jwt`), a
+    /// logout token (`logout+jwt`, with `events`) or another issuer's token is `None`.
+    /// Expiry is not checked: a hint may be an expired ID token.
+    pub fn verified_id_token(
+        &self,
+        token: &str,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let (header, claims) = self.keys().verify(token).ok()?;
+        let typ = header.get("typ").and_then(|t| t.as_str());
+        let is_id_token = typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT"))
+            && !claims.contains_key("events")
+            && claims.contains_key("aud")
+            && claims.get("iss").and_then(|v| v.as_str()) == Some(self.config.issuer.as_str());
+        is_id_token.then_some(claims)
     }
 
     /// A declared client or one from the store.
@@ -356,24 +404,20 @@ impl App {
             .cookie(&self.cookie_name("csrf"))
             .filter(|c| c.len() == 43)
         {
-            Some(c) => (self.csrf_key.tag(&c), None),
+            Some(c) => (self.macs.csrf.tag(&c), None),
             None => {
                 let c = crate::clock::random_token();
                 (
-                    self.csrf_key.tag(&c),
+                    self.macs.csrf.tag(&c),
                     Some(self.set_cookie("csrf", &c, None, "Strict")),
                 )
             }
         }
     }
 
-    /// A tag over `data` under the server's secret key (trusted-browser cookies).
-    pub fn mac(&self, data: &str) -> String {
-        self.csrf_key.tag(data)
-    }
-
-    pub fn mac_ok(&self, data: &str, tag: &str) -> bool {
-        self.csrf_key.verify(data, tag)
+    /// The keys for trusted-browser and known-browser cookies (each its own).
+    pub fn macs(&self) -> &Macs {
+        &self.macs
     }
 
     /// A page with a form: `ctx` gets the CSRF token, and the response the CSRF cookie
@@ -399,7 +443,7 @@ impl App {
             req.cookie(&self.cookie_name("csrf")),
             form.get_lenient("csrf"),
         ) {
-            (Some(cookie), Some(token)) => self.csrf_key.verify(&cookie, token),
+            (Some(cookie), Some(token)) => self.macs.csrf.verify(&cookie, token),
             _ => false,
         }
     }
@@ -436,6 +480,26 @@ impl App {
         }
     }
 
+    /// Records a throttled attempt: one aggregated event per key and window
+    /// ([`throttle::Refused::audit`]), never one row per request.
+    pub fn audit_refused(
+        &self,
+        kind: &str,
+        user: Option<&str>,
+        ip: IpAddr,
+        refused: throttle::Refused,
+        now: i64,
+    ) {
+        match refused.audit {
+            Some(n) => {
+                let detail = format!("{n} attempt(s) refused, wait {} s", refused.wait_secs);
+                self.audit(kind, user, None, Some(ip), &detail, now);
+            }
+            // Counted in the metrics all the same (`audit` counts the recorded ones).
+            None => self.metrics.event(kind, ""),
+        }
+    }
+
     pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> Resp {
         response::html(status, self.pages.error(title, message))
     }
@@ -457,6 +521,14 @@ impl App {
         let now = crate::clock::now();
         let m = &req.method;
         let is = |x: &Method| m == x;
+        if is(&Method::POST) && is_page(&req.path) && self.cross_site(&req) {
+            let resp = self.error_page(
+                StatusCode::FORBIDDEN,
+                "Request refused",
+                "This form was sent from another site. Open the page here and try again.",
+            );
+            return self.finish(&req, resp);
+        }
         if req.path == "/account" || req.path.starts_with("/account/") {
             let resp = account::route(self, &req, now).await;
             return self.finish(&req, resp);
@@ -567,6 +639,22 @@ impl App {
         self.finish(&req, resp)
     }
 
+    /// SPEC §8: whether a browser says this request came from another site: by
+    /// `Sec-Fetch-Site` where sent (anything but same-origin, or `none` for a typed URL),
+    /// else by an `Origin` other than the issuer's. Requests with neither (non-browser
+    /// clients, old browsers) still need their CSRF token.
+    fn cross_site(&self, req: &Req) -> bool {
+        if let Some(site) = req.header("sec-fetch-site") {
+            return !matches!(site, "same-origin" | "none");
+        }
+        match req.header(header::ORIGIN) {
+            None => false,
+            Some(origin) => url::Url::parse(&self.config.issuer)
+                .map(|u| u.origin().ascii_serialization())
+                .is_ok_and(|own| own != origin),
+        }
+    }
+
     /// Headers every response gets: HSTS when served over TLS, CORS on the endpoints that
     /// relying parties call from browsers with a bearer token (never with cookies).
     fn finish(&self, req: &Req, mut resp: Resp) -> Resp {
@@ -595,6 +683,26 @@ impl App {
     }
 }
 
+/// Pages whose POSTs change state on behalf of the signed-in browser (protocol endpoints
+/// that relying parties post to from elsewhere, authorize and end_session among them, are
+/// not pages).
+fn is_page(path: &str) -> bool {
+    matches!(
+        path,
+        "/login"
+            | "/login/2fa"
+            | "/login/password"
+            | "/consent"
+            | "/reset"
+            | "/setup"
+            | "/logout"
+            | "/device"
+    ) || path == "/account"
+        || path.starts_with("/account/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
+}
+
 /// The hyper entry point: reads the body within its size and time limits, then calls
 /// [`App::respond`].
 pub async fn serve_hyper(
@@ -603,17 +711,29 @@ pub async fn serve_hyper(
     peer: SocketAddr,
 ) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
+    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if let Err(r) = head::check(parts.version, &parts.headers, target_len, MAX_BODY) {
+        // The body, if any, is not read: the connection closes after this answer.
+        return Ok(response::closing(r.status, r.reason));
+    }
     let body =
         match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) => {
-                return Ok(response::plain(
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Ok(response::closing(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "request body too large",
                 ));
             }
+            // A malformed chunk size or a connection cut mid-body (RFC 9112 §7.1).
+            Ok(Err(_)) => {
+                return Ok(response::closing(
+                    StatusCode::BAD_REQUEST,
+                    "malformed request body",
+                ));
+            }
             Err(_) => {
-                return Ok(response::plain(
+                return Ok(response::closing(
                     StatusCode::REQUEST_TIMEOUT,
                     "request body too slow",
                 ));
@@ -693,6 +813,21 @@ pub async fn check_password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_of_signed_value_has_its_own_key() {
+        let m = Macs::new(b"0123456789abcdef0123456789abcdef");
+        let v = "the same value";
+        let tags = [m.csrf.tag(v), m.trusted.tag(v), m.known.tag(v)];
+        assert_ne!(tags[0], tags[1]);
+        assert_ne!(tags[0], tags[2]);
+        assert_ne!(tags[1], tags[2]);
+        assert!(
+            !m.trusted.verify(v, &tags[0]),
+            "a CSRF token is no trusted-browser tag"
+        );
+        assert!(!m.csrf.verify(v, &tags[1]));
+    }
 
     #[test]
     fn forwarded_addresses_count_only_behind_trusted_proxies() {

@@ -9,6 +9,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::response::{self, Resp};
+use super::throttle::Source;
 use super::{App, Req};
 use crate::oidc::authorize as authz;
 use crate::oidc::params::Params;
@@ -19,29 +20,62 @@ pub(super) const URN_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// Seconds a pushed request stays usable.
 pub(super) const TTL: i64 = 60;
 const MAX: usize = 10_000;
+/// Bytes of pushed parameters held at once (SPEC §8), and per source address.
+const MAX_BYTES: usize = 16 << 20;
+const PER_SOURCE: usize = 500;
 /// Pending requests one client may have at once, so one (public) client cannot fill the
 /// store for everybody.
 const PER_CLIENT: usize = 100;
 
+struct Entry {
+    owner: String,
+    params: Params,
+    expires: i64,
+    source: Source,
+    bytes: usize,
+}
+
 #[derive(Default)]
 pub struct Pushed {
-    map: Mutex<HashMap<String, (String, Params, i64)>>,
+    map: Mutex<HashMap<String, Entry>>,
 }
 
 impl Pushed {
-    /// Stores a request; `None` when the store or this client's share of it is full.
-    fn put(&self, client_id: &str, params: Params, now: i64) -> Option<String> {
+    /// Stores a request; `None` when the store, or this client's or this address's share
+    /// of it, is full. Nothing is evicted for a new request.
+    fn put(&self, client_id: &str, params: Params, source: Source, now: i64) -> Option<String> {
         let uri = format!("{URN_PREFIX}{}", crate::clock::random_token());
+        let bytes = 256
+            + params
+                .0
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>();
         let mut m = self.map.lock().ok()?;
-        m.retain(|_, (_, _, exp)| *exp > now);
-        let mine = m
-            .values()
-            .filter(|(owner, _, _)| owner == client_id)
-            .count();
-        if m.len() >= MAX || mine >= PER_CLIENT {
+        m.retain(|_, e| e.expires > now);
+        let (mut mine, mut from_source, mut total) = (0, 0, 0);
+        for e in m.values() {
+            mine += usize::from(e.owner == client_id);
+            from_source += usize::from(e.source == source);
+            total += e.bytes;
+        }
+        if m.len() >= MAX
+            || mine >= PER_CLIENT
+            || from_source >= PER_SOURCE
+            || total + bytes > MAX_BYTES
+        {
             return None;
         }
-        m.insert(uri.clone(), (client_id.to_string(), params, now + TTL));
+        m.insert(
+            uri.clone(),
+            Entry {
+                owner: client_id.to_string(),
+                params,
+                expires: now + TTL,
+                source,
+                bytes,
+            },
+        );
         Some(uri)
     }
 
@@ -49,11 +83,11 @@ impl Pushed {
     pub fn take(&self, uri: &str, client_id: &str, now: i64) -> Option<Params> {
         let mut m = self.map.lock().ok()?;
         // Another client naming this request_uri does not consume it.
-        if m.get(uri).is_none_or(|(owner, _, _)| owner != client_id) {
+        if m.get(uri).is_none_or(|e| e.owner != client_id) {
             return None;
         }
-        let (_, params, exp) = m.remove(uri)?;
-        (exp > now).then_some(params)
+        let e = m.remove(uri)?;
+        (e.expires > now).then_some(e.params)
     }
 }
 
@@ -72,17 +106,7 @@ pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         return json_error(&OidcError::invalid_request("request_uri cannot be pushed"));
     }
     // The authorization request is the body without the client's credentials.
-    let mut params = Params(
-        form.0
-            .into_iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "client_secret" | "client_assertion" | "client_assertion_type"
-                )
-            })
-            .collect(),
-    );
+    let mut params = form.without(&["client_secret", "client_assertion", "client_assertion_type"]);
     match params.get("client_id") {
         Ok(Some(id)) if id != client.client_id => {
             return json_error(&OidcError::invalid_request(
@@ -90,14 +114,8 @@ pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             ));
         }
         Ok(Some(_)) => {}
-        Ok(None) => params
-            .0
-            .push(("client_id".into(), client.client_id.clone())),
-        Err(_) => {
-            return json_error(&OidcError::invalid_request(
-                "client_id was sent more than once",
-            ));
-        }
+        Ok(None) => params.push("client_id", &client.client_id),
+        Err(e) => return json_error(&OidcError::invalid_request(e.to_string())),
     }
     let redirect_uri = match authz::identify(&params)
         .and_then(|(_, r)| authz::check_redirect_uri(&client, r.as_deref()))
@@ -108,7 +126,10 @@ pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     if let Err(e) = authz::parse(&params, &client, &redirect_uri) {
         return json_error(&e.error);
     }
-    match app.pushed.put(&client.client_id, params, now) {
+    match app
+        .pushed
+        .put(&client.client_id, params, Source::from(req.peer), now)
+    {
         Some(request_uri) => response::json(
             StatusCode::CREATED,
             &json!({"request_uri": request_uri, "expires_in": TTL}),
@@ -157,10 +178,42 @@ pub(super) fn required_but_missing(
 mod tests {
     use super::*;
 
+    const S: Source = Source::V4(1);
+
+    #[test]
+    fn pushed_requests_are_bounded_per_address_and_in_bytes() {
+        let p = Pushed::default();
+        for i in 0..PER_SOURCE {
+            assert!(
+                p.put(&format!("c{}", i % 10), Params::default(), S, 0)
+                    .is_some()
+            );
+        }
+        assert!(
+            p.put("c-new", Params::default(), S, 0).is_none(),
+            "per address"
+        );
+        assert!(
+            p.put("c-new", Params::default(), Source::V4(2), 0)
+                .is_some()
+        );
+        let big = Params::parse(format!("x={}", "a".repeat(30_000)).as_bytes());
+        let q = Pushed::default();
+        let mut n = 0;
+        while q
+            .put(&format!("c{n}"), big.clone(), Source::V4(n as u32), 0)
+            .is_some()
+        {
+            n += 1;
+        }
+        let each = 256 + 1 + 30_000 + 48;
+        assert_eq!(n, MAX_BYTES / each, "bytes, not the count, ended it");
+    }
+
     #[test]
     fn pushed_requests_are_single_use_per_client_and_bounded() {
         let p = Pushed::default();
-        let uri = p.put("a", Params::parse(b"x=1"), 0).unwrap();
+        let uri = p.put("a", Params::parse(b"x=1"), S, 0).unwrap();
         assert!(
             p.take(&uri, "b", 1).is_none(),
             "another client gets nothing"
@@ -171,21 +224,21 @@ mod tests {
             "and did not consume it"
         );
         assert!(p.take(&uri, "a", 1).is_none(), "single use");
-        let late = p.put("a", Params::default(), 0).unwrap();
+        let late = p.put("a", Params::default(), S, 0).unwrap();
         assert!(p.take(&late, "a", TTL).is_none(), "expired");
         for _ in 0..PER_CLIENT {
-            assert!(p.put("greedy", Params::default(), 100).is_some());
+            assert!(p.put("greedy", Params::default(), S, 100).is_some());
         }
         assert!(
-            p.put("greedy", Params::default(), 100).is_none(),
+            p.put("greedy", Params::default(), S, 100).is_none(),
             "quota per client"
         );
         assert!(
-            p.put("other", Params::default(), 100).is_some(),
+            p.put("other", Params::default(), S, 100).is_some(),
             "others are unaffected"
         );
         assert!(
-            p.put("greedy", Params::default(), 100 + TTL).is_some(),
+            p.put("greedy", Params::default(), S, 100 + TTL).is_some(),
             "expired ones make room"
         );
     }

@@ -95,6 +95,15 @@ pub fn plain(status: StatusCode, text: &'static str) -> Resp {
     base(status, "text/plain; charset=utf-8", text)
 }
 
+/// A plain-text refusal after which the connection is closed (the request's framing or
+/// body could not be trusted, or was not read).
+pub fn closing(status: StatusCode, text: &'static str) -> Resp {
+    let mut r = plain(status, text);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// Bytes of a given type (the configured logo).
 pub fn bytes(content_type: &'static str, body: Vec<u8>) -> Resp {
     base(StatusCode::OK, content_type, body)

@@ -226,6 +226,12 @@ fn finish(
         now,
     );
     let mut resp = response::with_header(response::redirect(&target.url()), "set-cookie", &cookie);
+    // A completed sign-in makes this browser known to the throttle (SPEC §8).
+    resp = response::with_header(
+        resp,
+        "set-cookie",
+        &super::known::cookie(app, &user.id, now),
+    );
     if req.cookie(&app.cookie_name("signin")).is_some() {
         resp = response::with_header(resp, "set-cookie", &clear_pending_cookie(app));
     }
@@ -368,7 +374,9 @@ fn trusted_browser(app: &App, req: &Req, user: &User, now: i64) -> bool {
     let Ok(expires) = exp.parse::<i64>() else {
         return false;
     };
-    app.mac_ok(&device_payload(uid, did, expires), tag)
+    app.macs()
+        .trusted
+        .verify(&device_payload(uid, did, expires), tag)
         && *uid == user.id
         && expires > now
         && user
@@ -394,7 +402,10 @@ fn trust_browser(app: &App, req: &Req, user: &User, now: i64) -> Result<String, 
         u.mfa.devices.push(device.clone());
         true
     })?;
-    let tag = app.mac(&device_payload(&user.id, &did, expires));
+    let tag = app
+        .macs()
+        .trusted
+        .tag(&device_payload(&user.id, &did, expires));
     Ok(app.set_cookie(
         "device",
         &format!("{}.{did}.{expires}.{tag}", user.id),
@@ -545,13 +556,20 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     // Wrong codes count per account in their own counter, which a correct password
     // does not clear: only a correct code does (else password + five guesses, again
     // and again, would never slow down).
+    // A browser where this user completed a sign-in before counts on its own, so wrong
+    // codes from someone who has the password elsewhere never delay it.
     let now_ms = crate::clock::now_ms();
-    let waiting = app
-        .throttle
-        .check(&user.username, req.peer, now_ms)
-        .and(app.mfa_throttle.check(&user.id, req.peer, now_ms));
-    if let Err(wait) = waiting {
-        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+    let known = super::known::id_for(app, req, &user.id, now);
+    let who = super::known::who(known.as_deref(), &user.id, req.peer);
+    if let Err(refused) = app.mfa_throttle.check(who, now_ms) {
+        app.audit_refused(
+            "mfa.throttled",
+            Some(&user.username),
+            req.peer,
+            refused,
+            now,
+        );
+        let msg = refused.message();
         return render_code_page(app, req, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
     let code: String = form
@@ -565,8 +583,7 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(f) => return app.fail_page(f),
     };
     let Some(amr) = amr else {
-        app.throttle.failure(&user.username, req.peer, now_ms);
-        app.mfa_throttle.failure(&user.id, req.peer, now_ms);
+        app.mfa_throttle.failure(who, now_ms);
         app.audit(
             "mfa.failure",
             Some(&user.username),
@@ -589,8 +606,7 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         );
     };
     app.pendings.finish(&id);
-    app.throttle.success(&user.username);
-    app.mfa_throttle.success(&user.id);
+    app.mfa_throttle.success(who);
     let kind = if amr.contains(&"otp") {
         "totp"
     } else {
@@ -780,23 +796,49 @@ fn reset_gone(app: &App) -> Resp {
     )
 }
 
+/// The user of a presented reset link, or the page to show. A right link always works
+/// (checking one is a cheap hash); wrong ones are counted per source address, and once an
+/// address has spent its free failures its wrong links are answered "wait" (SPEC §8).
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Resp> {
+    match reset_user(app, token, now) {
+        Ok(Some(u)) => Ok(u),
+        Err(f) => Err(app.fail_page(f)),
+        Ok(None) => {
+            let who = super::throttle::Who::Address(req.peer);
+            let now_ms = crate::clock::now_ms();
+            if let Err(refused) = app.code_throttle.check(who, now_ms) {
+                app.audit_refused("reset.throttled", None, req.peer, refused, now);
+                return Err(app.error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts",
+                    &format!(
+                        "Too many links that were not valid. Wait {} seconds and try again.",
+                        refused.wait_secs
+                    ),
+                ));
+            }
+            app.code_throttle.failure(who, now_ms);
+            Err(reset_gone(app))
+        }
+    }
+}
+
 pub(super) fn reset_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let q = req.query_params();
     let token = q.get_lenient("token").unwrap_or("");
-    match reset_user(app, token, now) {
-        Ok(Some(_)) => render_reset(app, req, token, None, StatusCode::OK),
-        Ok(None) => reset_gone(app),
-        Err(f) => app.fail_page(f),
+    match reset_attempt(app, req, token, now) {
+        Ok(_) => render_reset(app, req, token, None, StatusCode::OK),
+        Err(page) => page,
     }
 }
 
 pub(super) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let form = req.form();
     let token = form.get_lenient("token").unwrap_or("").to_string();
-    let user = match reset_user(app, &token, now) {
-        Ok(Some(u)) => u,
-        Ok(None) => return reset_gone(app),
-        Err(f) => return app.fail_page(f),
+    let user = match reset_attempt(app, req, &token, now) {
+        Ok(u) => u,
+        Err(page) => return page,
     };
     if !req.is_form() || !app.csrf_ok(req, &form) {
         return render_reset(

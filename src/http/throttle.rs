@@ -1,145 +1,368 @@
-//! Login throttling (SPEC §8, security baseline §4.4). Per submitted username, existing or
-//! not, a growing delay after failures (1 s after 1-2, 3 s after 3-8, 5 s after 9-24,
-//! 10 s after 25-99, then locked until 24 h after the last failure: no permanent lockout).
-//! Per source address, `ip_max_failures` within `ip_window` blocks the address for
-//! `ip_block`, doubling on repeat up to an hour. Counters live in memory, bounded, so a
-//! flood of failures cannot force database writes. Times are in milliseconds, so a one
-//! second delay is a whole second.
+//! Throttling that slows attackers without locking the rightful owner out (SPEC §8, OWASP
+//! "device cookies"). Pure bookkeeping over a caller-supplied clock in milliseconds; the
+//! handlers decide who is asking and what to answer.
+//!
+//! - A browser where a user signed in before carries a signed *known-browser* cookie for
+//!   that user ([`Who::Known`]). Its failures count against that cookie only, and nobody
+//!   else's failures, from any address, ever delay it.
+//! - Everyone else ([`Who::Anonymous`]) is delayed per key (a username, a user id, a
+//!   client id) *and* per source address (IPv6 counted per /64): a few free failures, then
+//!   delays that double from one second up to a cap of 15 minutes. Nothing is ever locked
+//!   for longer than the cap.
+//! - Tables are bounded. When one is full, entries past their forget time go first, then
+//!   the entry whose delay ended longest ago; an entry that is still delaying is never
+//!   evicted, and the table is never cleared.
+//! - Refused attempts are not audited one by one: [`Refused::audit`] is set on the first
+//!   refusal for a key in each [`AUDIT_WINDOW`], carrying how many were refused since the
+//!   last event, so a loop writes one row per key and window.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::config::LoginLimits;
 
-const MAX_ENTRIES: usize = 50_000;
 const SECOND: i64 = 1000;
-const USER_RESET: i64 = 24 * 3600 * SECOND;
-const MAX_IP_BLOCK: i64 = 3600 * SECOND;
+/// The longest delay any schedule reaches (SPEC §8: capped at 15 minutes).
+pub const CAP: i64 = 15 * 60 * SECOND;
+/// One aggregated audit event per key and window.
+pub const AUDIT_WINDOW: i64 = 5 * 60 * SECOND;
+/// Entries per table.
+const MAX_ENTRIES: usize = 20_000;
+
+/// How delays grow: `free` failures cost nothing, then `base` doubling per failure, up to
+/// `cap`. An entry is forgotten `forget` after its delay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub free: u32,
+    pub base: i64,
+    pub cap: i64,
+    pub forget: i64,
+}
+
+impl Schedule {
+    /// The delay after `failures` failures, in milliseconds.
+    pub fn delay(&self, failures: u32) -> i64 {
+        if failures <= self.free {
+            return 0;
+        }
+        let doublings = (failures - self.free - 1).min(40);
+        self.base.saturating_mul(1i64 << doublings).min(self.cap)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
-struct UserEntry {
+struct Entry {
     failures: u32,
     last: i64,
+    /// Refused attempts not yet reported in an audit event, and when the last one was.
+    refused: u32,
+    audited: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct IpEntry {
-    failures: u32,
-    window_start: i64,
-    blocked_until: i64,
-    blocks: u32,
-}
-
-#[derive(Default)]
-struct State {
-    users: HashMap<String, UserEntry>,
-    ips: HashMap<IpAddr, IpEntry>,
-}
-
-pub struct Throttle {
-    limits: LoginLimits,
-    state: Mutex<State>,
-}
-
-fn user_delay(failures: u32) -> i64 {
-    match failures {
-        0 => 0,
-        1..=2 => SECOND,
-        3..=8 => 3 * SECOND,
-        9..=24 => 5 * SECOND,
-        25..=99 => 10 * SECOND,
-        _ => USER_RESET,
+impl Entry {
+    fn until(&self, s: &Schedule) -> i64 {
+        self.last.saturating_add(s.delay(self.failures))
     }
+}
+
+/// One bounded table of failure counters.
+struct Table<K> {
+    map: HashMap<K, Entry>,
+    schedule: Schedule,
+    max: usize,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(schedule: Schedule, max: usize) -> Self {
+        Table {
+            map: HashMap::new(),
+            schedule,
+            max,
+        }
+    }
+
+    /// Milliseconds still to wait for `key` at `now` (0: go ahead).
+    fn wait(&self, key: &K, now: i64) -> i64 {
+        self.map
+            .get(key)
+            .map_or(0, |e| (e.until(&self.schedule) - now).max(0))
+    }
+
+    fn failure(&mut self, key: &K, now: i64) {
+        let s = self.schedule;
+        if let Some(e) = self.map.get_mut(key) {
+            if now - e.until(&s) > s.forget {
+                e.failures = 0;
+            }
+            e.failures = e.failures.saturating_add(1);
+            e.last = now;
+            return;
+        }
+        if self.map.len() >= self.max && !self.make_room(now) {
+            // Every entry is still delaying someone: this key goes unrecorded rather
+            // than freeing a delay an attacker earned.
+            return;
+        }
+        self.map.insert(
+            key.clone(),
+            Entry {
+                failures: 1,
+                last: now,
+                refused: 0,
+                audited: None,
+            },
+        );
+    }
+
+    /// Frees one place: forgotten entries first (all of them), else the entry whose delay
+    /// ended longest ago. `false` when every entry is still delaying.
+    fn make_room(&mut self, now: i64) -> bool {
+        let s = self.schedule;
+        self.map.retain(|_, e| now - e.until(&s) <= s.forget);
+        if self.map.len() < self.max {
+            return true;
+        }
+        let oldest = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.until(&s) <= now)
+            .min_by_key(|(_, e)| e.until(&s))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(k) => {
+                self.map.remove(&k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a refused attempt; `Some(n)` when an audit event is due for this key.
+    fn refused(&mut self, key: &K, now: i64) -> Option<u32> {
+        let e = self.map.get_mut(key)?;
+        e.refused = e.refused.saturating_add(1);
+        if e.audited.is_some_and(|t| now - t < AUDIT_WINDOW) {
+            return None;
+        }
+        e.audited = Some(now);
+        Some(std::mem::take(&mut e.refused))
+    }
+
+    fn clear(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Source addresses as counted: IPv4 (and IPv4-mapped IPv6) per address, IPv6 per /64,
+/// since one host is handed a whole /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    V4(u32),
+    V6Net(u64),
+}
+
+impl From<IpAddr> for Source {
+    fn from(ip: IpAddr) -> Source {
+        match ip {
+            IpAddr::V4(v4) => Source::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::V4(u32::from(v4)),
+                None => Source::V6Net((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Who is attempting.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    /// A browser with a valid known-browser cookie for the account; the cookie's id.
+    Known(&'a str),
+    /// Anyone else: the account key (lowercased username, user id) and the address.
+    Anonymous { key: &'a str, addr: IpAddr },
+    /// Guesses that name no account (reset links): the address alone.
+    Address(IpAddr),
+}
+
+/// An attempt that must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Seconds to wait, rounded up.
+    pub wait_secs: i64,
+    /// `Some(n)`: record one audit event for the `n` attempts refused since the last one.
+    pub audit: Option<u32>,
+}
+
+impl Refused {
+    /// What a page tells the person.
+    pub fn message(&self) -> String {
+        format!(
+            "Too many failed attempts. Wait {} seconds and try again.",
+            self.wait_secs
+        )
+    }
+}
+
+/// A refusal from `table` for `key` when it must still wait at `now` (counted for the
+/// audit summary).
+fn refusal<K: Hash + Eq + Clone>(table: &mut Table<K>, key: &K, now: i64) -> Result<(), Refused> {
+    let wait = table.wait(key, now);
+    if wait == 0 {
+        return Ok(());
+    }
+    Err(Refused {
+        wait_secs: secs(wait),
+        audit: table.refused(key, now),
+    })
+}
+
+struct Tables {
+    keys: Table<String>,
+    addrs: Table<Source>,
+    known: Table<String>,
+}
+
+/// Failure counters for one kind of secret (passwords, second-factor codes, ...).
+pub struct Throttle {
+    state: Mutex<Tables>,
+}
+
+fn secs(ms: i64) -> i64 {
+    (ms + SECOND - 1) / SECOND
 }
 
 impl Throttle {
-    pub fn new(limits: LoginLimits) -> Throttle {
+    /// Per-account and per-address schedules from `[login]`, and the known-browser one.
+    pub fn new(limits: &LoginLimits) -> Throttle {
+        let key = Schedule {
+            free: 3,
+            base: SECOND,
+            cap: CAP,
+            forget: 3600 * SECOND,
+        };
+        let addr = Schedule {
+            free: limits.ip_max_failures,
+            base: SECOND,
+            cap: (limits.ip_block * SECOND).min(CAP),
+            forget: limits.ip_window * SECOND,
+        };
+        let known = Schedule { free: 5, ..key };
+        Throttle::with(key, addr, known, MAX_ENTRIES)
+    }
+
+    fn with(key: Schedule, addr: Schedule, known: Schedule, max: usize) -> Throttle {
         Throttle {
-            limits,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Tables {
+                keys: Table::new(key, max),
+                addrs: Table::new(addr, max),
+                known: Table::new(known, max),
+            }),
         }
     }
 
-    /// `Err(seconds)` (rounded up) when an attempt must wait; no password is checked
-    /// then. `now` is in milliseconds.
-    pub fn check(&self, username: &str, ip: IpAddr, now: i64) -> Result<(), i64> {
-        let Ok(st) = self.state.lock() else {
-            return Ok(());
-        };
-        let mut wait = 0;
-        if let Some(e) = st.ips.get(&ip)
-            && e.blocked_until > now
-        {
-            wait = e.blocked_until - now;
-        }
-        if let Some(u) = st.users.get(&username.to_lowercase())
-            && now - u.last < USER_RESET
-        {
-            wait = wait.max(user_delay(u.failures) - (now - u.last));
-        }
-        if wait > 0 {
-            Err((wait + SECOND - 1) / SECOND)
-        } else {
-            Ok(())
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave a counter half-written that
+        // matters more than refusing every sign-in would.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a failed attempt at `now` (milliseconds).
-    pub fn failure(&self, username: &str, ip: IpAddr, now: i64) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        if st.users.len() + st.ips.len() > MAX_ENTRIES {
-            st.users.retain(|_, u| now - u.last < USER_RESET);
-            st.ips
-                .retain(|_, e| e.blocked_until > now || now - e.window_start < 3600 * SECOND);
-            if st.users.len() + st.ips.len() > MAX_ENTRIES {
-                st.users.clear();
+    /// Whether `who` may attempt at `now` (ms). A refusal counts for the audit summary.
+    pub fn check(&self, who: Who<'_>, now: i64) -> Result<(), Refused> {
+        let mut t = self.lock();
+        match who {
+            Who::Known(id) => refusal(&mut t.known, &id.to_string(), now),
+            Who::Address(addr) => refusal(&mut t.addrs, &Source::from(addr), now),
+            Who::Anonymous { key, addr } => {
+                // One event per key and window: the account's if it is the one delaying,
+                // else the address's.
+                let (key, src) = (key.to_lowercase(), Source::from(addr));
+                let addr_wait = secs(t.addrs.wait(&src, now));
+                refusal(&mut t.keys, &key, now).map_err(|r| Refused {
+                    wait_secs: r.wait_secs.max(addr_wait),
+                    ..r
+                })?;
+                refusal(&mut t.addrs, &src, now)
             }
         }
-        let u = st
-            .users
-            .entry(username.to_lowercase())
-            .or_insert(UserEntry {
-                failures: 0,
-                last: now,
-            });
-        if now - u.last >= USER_RESET {
-            u.failures = 0;
-        }
-        u.failures = u.failures.saturating_add(1);
-        u.last = now;
+    }
 
-        let (max, window, block) = (
-            self.limits.ip_max_failures,
-            self.limits.ip_window * SECOND,
-            self.limits.ip_block * SECOND,
-        );
-        let e = st.ips.entry(ip).or_insert(IpEntry {
-            failures: 0,
-            window_start: now,
-            blocked_until: 0,
-            blocks: 0,
-        });
-        if now - e.window_start >= window {
-            e.failures = 0;
-            e.window_start = now;
-        }
-        e.failures += 1;
-        if e.failures >= max {
-            e.blocked_until = now + (block << e.blocks.min(10)).min(MAX_IP_BLOCK);
-            e.blocks += 1;
-            e.failures = 0;
-            e.window_start = now;
+    /// Records a failed attempt at `now` (ms).
+    pub fn failure(&self, who: Who<'_>, now: i64) {
+        let mut t = self.lock();
+        match who {
+            Who::Known(id) => t.known.failure(&id.to_string(), now),
+            Who::Address(addr) => t.addrs.failure(&Source::from(addr), now),
+            Who::Anonymous { key, addr } => {
+                t.keys.failure(&key.to_lowercase(), now);
+                t.addrs.failure(&Source::from(addr), now);
+            }
         }
     }
 
-    /// A successful sign-in clears the username's counter (not the address's).
-    pub fn success(&self, username: &str) {
-        if let Ok(mut st) = self.state.lock() {
-            st.users.remove(&username.to_lowercase());
+    /// A success clears the account's (or the known browser's) counter; the address
+    /// keeps its count, so one good password does not buy an attacker new guesses.
+    pub fn success(&self, who: Who<'_>) {
+        let mut t = self.lock();
+        match who {
+            Who::Known(id) => t.known.clear(&id.to_string()),
+            Who::Address(_) => {}
+            Who::Anonymous { key, .. } => t.keys.clear(&key.to_lowercase()),
         }
+    }
+
+    /// Entries held, for tests and metrics.
+    pub fn entries(&self) -> usize {
+        let t = self.lock();
+        t.keys.len() + t.addrs.len() + t.known.len()
+    }
+}
+
+/// Wrong client credentials, per client (RFC 6749 §2.3.1). A right credential is never
+/// refused: the caller checks cheap secrets first and only then waits out [`wait_ms`]
+/// before answering a wrong one, and waits before hashing an expensive one.
+///
+/// [`wait_ms`]: ClientThrottle::wait_ms
+pub struct ClientThrottle {
+    state: Mutex<Table<String>>,
+}
+
+impl Default for ClientThrottle {
+    fn default() -> Self {
+        ClientThrottle::with(MAX_ENTRIES)
+    }
+}
+
+impl ClientThrottle {
+    /// Ten free failures, then 250 ms doubling up to 4 s: a relying-party test suite's
+    /// error cases pass quickly, a guessing loop does not.
+    pub const SCHEDULE: Schedule = Schedule {
+        free: 10,
+        base: SECOND / 4,
+        cap: 4 * SECOND,
+        forget: 600 * SECOND,
+    };
+
+    fn with(max: usize) -> Self {
+        ClientThrottle {
+            state: Mutex::new(Table::new(Self::SCHEDULE, max)),
+        }
+    }
+
+    /// How long a wrong attempt for this (known) client is slowed at `now` (ms).
+    pub fn wait_ms(&self, client_id: &str, now: i64) -> i64 {
+        let t = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        t.wait(&client_id.to_string(), now)
+    }
+
+    pub fn failure(&self, client_id: &str, now: i64) {
+        let mut t = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        t.failure(&client_id.to_string(), now);
     }
 }
 
@@ -147,65 +370,172 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    fn t() -> Throttle {
-        Throttle::new(LoginLimits {
-            ip_max_failures: 5,
-            ip_window: 300,
-            ip_block: 300,
-        })
-    }
-
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
-
     const S: i64 = SECOND;
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
 
-    #[test]
-    fn username_delay_grows_and_resets_on_success() {
-        let t = t();
-        assert!(t.check("alice", IP, 0).is_ok());
-        t.failure("Alice", IP, 0);
-        assert_eq!(t.check("alice", OTHER, 0), Err(1));
-        assert_eq!(t.check("alice", OTHER, 999), Err(1));
-        assert!(t.check("alice", OTHER, S).is_ok());
-        t.failure("alice", OTHER, S);
-        t.failure("alice", OTHER, 2 * S);
-        assert_eq!(t.check("alice", OTHER, 2 * S), Err(3));
-        assert_eq!(
-            t.check("alice", OTHER, 2 * S + 500),
-            Err(3),
-            "2.5 s left rounds up"
-        );
-        t.success("alice");
-        assert!(t.check("alice", OTHER, 2 * S).is_ok());
+    fn limits() -> LoginLimits {
+        LoginLimits {
+            ip_max_failures: 30,
+            ip_window: 300,
+            ip_block: 900,
+        }
+    }
+
+    fn anon(key: &str, addr: IpAddr) -> Who<'_> {
+        Who::Anonymous { key, addr }
     }
 
     #[test]
-    fn no_permanent_lockout() {
-        let t = t();
-        for i in 0..100 {
-            t.failure("bob", OTHER, i * 100 * S);
-        }
-        assert!(t.check("bob", IP, 100 * 100 * S).is_err());
-        assert!(t.check("bob", IP, 99 * 100 * S + USER_RESET).is_ok());
+    fn delays_double_and_stop_at_fifteen_minutes() {
+        let s = Schedule {
+            free: 3,
+            base: S,
+            cap: CAP,
+            forget: 3600 * S,
+        };
+        let d: Vec<i64> = (0..20).map(|n| s.delay(n) / S).collect();
+        assert_eq!(
+            d,
+            [
+                0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900, 900, 900, 900
+            ]
+        );
+        assert_eq!(s.delay(u32::MAX), CAP, "no overflow, no lock past the cap");
     }
 
     #[test]
-    fn source_address_is_blocked_after_many_failures() {
-        let t = t();
-        for i in 0..5 {
-            t.failure(&format!("user{i}"), IP, 10 * S);
+    fn a_known_browser_is_never_delayed_by_others() {
+        let t = Throttle::new(&limits());
+        // 120 wrong passwords for alice from her own office address.
+        for i in 0..120 {
+            t.failure(anon("alice", HOME), i * S);
         }
-        assert_eq!(t.check("someone", IP, 10 * S), Err(300));
-        assert!(t.check("someone", OTHER, 10 * S).is_ok());
-        assert!(t.check("someone", IP, 310 * S).is_ok());
-        for i in 0..5 {
-            t.failure(&format!("x{i}"), IP, 400 * S);
+        assert!(t.check(anon("Alice", HOME), 120 * S).is_err());
+        assert!(t.check(anon("alice", OTHER), 120 * S).is_err());
+        assert!(t.check(Who::Known("cookie-1"), 120 * S).is_ok());
+        // Nor by failures from another known browser.
+        for i in 0..50 {
+            t.failure(Who::Known("stolen-laptop"), i * S);
         }
-        assert_eq!(
-            t.check("someone", IP, 400 * S),
-            Err(600),
-            "a repeat block doubles"
-        );
+        assert!(t.check(Who::Known("stolen-laptop"), 50 * S).is_err());
+        assert!(t.check(Who::Known("cookie-1"), 50 * S).is_ok());
+    }
+
+    #[test]
+    fn no_lock_outlasts_the_cap() {
+        let t = Throttle::new(&limits());
+        for _ in 0..10_000 {
+            t.failure(anon("bob", OTHER), 0);
+        }
+        let r = t.check(anon("bob", HOME), 0).unwrap_err();
+        assert_eq!(r.wait_secs, 900);
+        assert!(t.check(anon("bob", HOME), CAP).is_ok());
+        assert!(t.check(anon("carol", OTHER), CAP).is_ok());
+    }
+
+    #[test]
+    fn addresses_are_counted_per_v6_prefix_and_after_free_failures() {
+        let t = Throttle::new(&limits());
+        let a: IpAddr = "2001:db8:1:2::10".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::10".parse().unwrap();
+        for i in 0..31 {
+            t.failure(anon(&format!("user{i}"), a), 0);
+        }
+        assert_eq!(t.check(anon("someone", b), 0).unwrap_err().wait_secs, 1);
+        assert!(t.check(anon("someone", c), 0).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(Source::from(mapped), Source::from(HOME));
+    }
+
+    #[test]
+    fn guesses_without_an_account_count_per_address_only() {
+        let t = Throttle::new(&LoginLimits {
+            ip_max_failures: 2,
+            ..limits()
+        });
+        for _ in 0..3 {
+            t.failure(Who::Address(HOME), 0);
+        }
+        assert!(t.check(Who::Address(HOME), 0).is_err());
+        assert!(t.check(Who::Address(OTHER), 0).is_ok());
+        assert!(t.check(anon("x", OTHER), 0).is_ok());
+    }
+
+    #[test]
+    fn success_clears_the_account_but_not_the_address() {
+        let t = Throttle::new(&LoginLimits {
+            ip_max_failures: 4,
+            ..limits()
+        });
+        for _ in 0..5 {
+            t.failure(anon("dave", HOME), 0);
+        }
+        t.success(anon("dave", HOME));
+        assert!(t.check(anon("dave", OTHER), 0).is_ok());
+        assert!(t.check(anon("erin", HOME), 0).is_err());
+    }
+
+    #[test]
+    fn refusals_are_audited_once_per_window_with_their_count() {
+        let t = Throttle::new(&limits());
+        // 14 failures: a delay of 512 s, longer than the audit window.
+        for _ in 0..14 {
+            t.failure(anon("frank", OTHER), 0);
+        }
+        let audits: Vec<Option<u32>> = (0..5)
+            .map(|i| t.check(anon("frank", OTHER), i).unwrap_err().audit)
+            .collect();
+        assert_eq!(audits, [Some(1), None, None, None, None]);
+        let later = t.check(anon("frank", OTHER), AUDIT_WINDOW).unwrap_err();
+        assert_eq!(later.audit, Some(5), "four held back plus this one");
+    }
+
+    #[test]
+    fn full_tables_evict_the_oldest_unlocked_entry_never_all() {
+        let sched = Schedule {
+            free: 0,
+            base: 10 * S,
+            cap: CAP,
+            forget: 3600 * S,
+        };
+        let t = Throttle::with(sched, sched, sched, 3);
+        t.failure(Who::Known("a"), 0); // delays until 10 s
+        t.failure(Who::Known("b"), 5 * S); // until 15 s
+        t.failure(Who::Known("c"), 20 * S); // until 30 s
+        // At 21 s, a and b are done delaying; a ended first and goes.
+        t.failure(Who::Known("d"), 21 * S);
+        let t2 = t.lock();
+        assert!(!t2.known.map.contains_key("a"));
+        assert!(t2.known.map.contains_key("b"));
+        assert!(t2.known.map.contains_key("c"));
+        assert!(t2.known.map.contains_key("d"));
+        drop(t2);
+        // At 22 s b (done at 15 s) gives way to e; then c, d and e all still delay, so
+        // neither b again nor f is recorded, and nothing is dropped for them.
+        t.failure(Who::Known("e"), 22 * S);
+        t.failure(Who::Known("b"), 22 * S);
+        t.failure(Who::Known("f"), 22 * S);
+        let t3 = t.lock();
+        let mut held: Vec<&String> = t3.known.map.keys().collect();
+        held.sort();
+        assert_eq!(held, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn client_failures_slow_after_the_free_ones() {
+        let c = ClientThrottle::with(10);
+        for _ in 0..10 {
+            c.failure("app", 0);
+        }
+        assert_eq!(c.wait_ms("app", 0), 0);
+        c.failure("app", 0);
+        assert_eq!(c.wait_ms("app", 0), 250);
+        for _ in 0..20 {
+            c.failure("app", 0);
+        }
+        assert_eq!(c.wait_ms("app", 0), 4 * S);
+        assert_eq!(c.wait_ms("other", 0), 0);
     }
 }

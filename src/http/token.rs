@@ -163,6 +163,10 @@ pub(super) async fn authenticated_form(
         )));
     }
     let form = req.form();
+    // SPEC §8: a parameter that is not UTF-8 makes the whole request invalid.
+    if let Some(e) = form.not_utf8() {
+        return Ok(Err(OidcError::invalid_request(e.to_string())));
+    }
     Ok(authenticate(app, req, &form).await?.map(|c| (form, c)))
 }
 
@@ -176,26 +180,13 @@ pub(super) async fn authenticate(
         Err(e) => return Ok(Err(e)),
     };
     let bad = || OidcError::new(ErrorCode::InvalidClient, "client authentication failed");
-    // RFC 6749 §2.3.1: guessing client secrets is throttled per client and source address
-    // (a failure elsewhere cannot lock a client out), before any hashing.
-    let throttle_key = format!("{}@{}", presented.client_id, req.peer);
-    if app
-        .client_throttle
-        .check(&throttle_key, req.peer, crate::clock::now_ms())
-        .is_err()
-    {
-        return Ok(Err(OidcError::new(
-            ErrorCode::InvalidClient,
-            "too many failed attempts, retry later",
-        )));
+    // SPEC §8: an id no client can have is refused before anything is looked up or
+    // recorded; failures are recorded only for clients that exist.
+    if !crate::oidc::registration::valid_client_id(&presented.client_id) {
+        return Ok(Err(bad()));
     }
-    let failed = || {
-        app.client_throttle
-            .failure(&throttle_key, req.peer, crate::clock::now_ms());
-        Ok(Err(bad()))
-    };
     let Some(client) = app.client(&presented.client_id)? else {
-        return failed();
+        return Ok(Err(bad()));
     };
     if let Err(e) = rules::method_allowed(&client, &presented) {
         return Ok(Err(e));
@@ -203,49 +194,73 @@ pub(super) async fn authenticate(
     if client.is_public() {
         return Ok(Ok(client));
     }
-    if let Some(assertion) = &presented.assertion {
-        return Ok(
-            match verify_assertion(app, req, &client, assertion).await? {
-                Ok(()) => Ok(client),
-                Err(e) => {
-                    app.client_throttle
-                        .failure(&throttle_key, req.peer, crate::clock::now_ms());
-                    Err(e)
-                }
-            },
-        );
+    let verdict = match &presented.assertion {
+        Some(assertion) => verify_assertion(app, req, &client, assertion).await?,
+        None => match check_secret(app, &client, presented.secret.clone()).await? {
+            true => Ok(()),
+            false => Err(bad()),
+        },
+    };
+    match verdict {
+        Ok(()) => Ok(Ok(client)),
+        Err(e) => {
+            // RFC 6749 §2.3.1: wrong guesses are slowed per client, the answer held back
+            // once the free failures are spent. A right credential never waits here.
+            let now_ms = crate::clock::now_ms();
+            let wait = app.client_throttle.wait_ms(&client.client_id, now_ms);
+            app.client_throttle.failure(&client.client_id, now_ms);
+            if wait > 0 {
+                app.metrics.event("client.throttled", "");
+                tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+            }
+            Ok(Err(e))
+        }
     }
-    let (Some(secret), Some(stored)) = (presented.secret.clone(), client.secret_hash.clone())
-    else {
-        return failed();
+}
+
+/// Checks a client secret: SHA-256 secrets at once; argon2id secrets of declared clients
+/// from the cache of verified ones, else on the bounded pool, once the client's delay for
+/// wrong guesses has passed (so guessing cannot keep the pool busy).
+async fn check_secret(
+    app: &Arc<App>,
+    client: &Client,
+    presented: Option<String>,
+) -> Result<bool, Fail> {
+    let (Some(secret), Some(stored)) = (presented, client.secret_hash.clone()) else {
+        return Ok(false);
     };
     let secret = crate::keys::Secret::new(secret);
-    let ok = if crate::keys::is_sha256_secret_hash(&stored) {
-        crate::keys::verify_client_secret(secret.expose(), &stored)
-    } else if app
+    if crate::keys::is_sha256_secret_hash(&stored) {
+        return Ok(crate::keys::verify_client_secret(secret.expose(), &stored));
+    }
+    if app
         .secret_cache
         .matches(&client.client_id, &stored, secret.expose())
     {
-        true
-    } else {
-        // argon2id hashes of declared clients run on the bounded pool, once: a verified
-        // secret is remembered (as SHA-256) so later requests do not pay the slow hash.
-        let (s, h) = (
-            crate::keys::Secret::new(secret.expose().clone()),
-            stored.clone(),
-        );
-        let ok = app
-            .pool
-            .run(move || crate::keys::verify_client_secret(s.expose(), &h))
-            .await
-            .map_err(|_| Fail::Busy)?;
-        if ok {
-            app.secret_cache
-                .remember(&client.client_id, &stored, secret.expose());
-        }
-        ok
-    };
-    if ok { Ok(Ok(client)) } else { failed() }
+        return Ok(true);
+    }
+    let wait = app
+        .client_throttle
+        .wait_ms(&client.client_id, crate::clock::now_ms());
+    if wait > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+    }
+    // argon2id hashes of declared clients run on the bounded pool, once: a verified
+    // secret is remembered (as SHA-256) so later requests do not pay the slow hash.
+    let (s, h) = (
+        crate::keys::Secret::new(secret.expose().clone()),
+        stored.clone(),
+    );
+    let ok = app
+        .pool
+        .run(move || crate::keys::verify_client_secret(s.expose(), &h))
+        .await
+        .map_err(|_| Fail::Busy)?;
+    if ok {
+        app.secret_cache
+            .remember(&client.client_id, &stored, secret.expose());
+    }
+    Ok(ok)
 }
 
 fn authorization_code(
@@ -257,7 +272,7 @@ fn authorization_code(
 ) -> Result<Outcome, Fail> {
     let get = |name: &str| {
         form.get(name)
-            .map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
+            .map_err(|d| OidcError::invalid_request(d.to_string()))
     };
     let (code, redirect_uri, verifier) =
         match (get("code"), get("redirect_uri"), get("code_verifier")) {
@@ -282,18 +297,22 @@ fn authorization_code(
     else {
         return Ok(OidcError::invalid_grant("the user may no longer use this client").into());
     };
+    // The client as it is now decides: scopes or claims it lost since the code was
+    // issued are not released.
+    let scopes = scope::grant(&record.scopes, &client.scopes);
+    let claims = record.claims.as_ref().map(|c| c.allowed(&client.scopes));
     let authn = Authn {
         user: &user,
-        scopes: &record.scopes,
+        scopes: &scopes,
         auth_time: record.auth_time,
         amr: &record.amr,
         acr: &record.acr,
         sid: &record.sid,
         nonce: record.nonce.as_deref(),
         session_hash: &record.session_hash,
-        claims: record.claims.as_ref(),
+        claims: claims.as_ref(),
     };
-    let offline = scope::contains(&record.scopes, "offline_access");
+    let offline = scope::contains(&scopes, "offline_access");
     // A code outlives its session only when offline access was granted.
     if !offline
         && app
@@ -391,9 +410,7 @@ fn refresh(
         (Ok(Some(t)), Ok(s)) => (t, s),
         (Ok(None), _) => return Ok(OidcError::invalid_request("refresh_token is missing").into()),
         (Err(d), _) | (_, Err(d)) => {
-            return Ok(
-                OidcError::invalid_request(format!("{} was sent more than once", d.0)).into(),
-            );
+            return Ok(OidcError::invalid_request(d.to_string()).into());
         }
     };
     let hash = crate::keys::token_hash(token);
@@ -426,6 +443,7 @@ fn refresh(
     };
     // A client narrowed since the grant no longer receives the scopes it lost.
     let scopes = scope::grant(&scopes, &client.scopes);
+    let claims = old.claims.as_ref().map(|c| c.allowed(&client.scopes));
     let authn = Authn {
         user: &user,
         scopes: &scopes,
@@ -435,7 +453,7 @@ fn refresh(
         sid: &old.sid,
         nonce: old.nonce.as_deref(),
         session_hash: &old.session_hash,
-        claims: old.claims.as_ref(),
+        claims: claims.as_ref(),
     };
     let minted = issue::mint(app, client, &authn, &old.grant_id, now)?;
     let l = &app.config.lifetimes;
@@ -544,11 +562,13 @@ async fn password(
         .into());
     }
     let username: String = username.trim().chars().take(128).collect();
-    if app
-        .throttle
-        .check(&username, req.peer, crate::clock::now_ms())
-        .is_err()
-    {
+    // No browser, so no known-browser cookie: per username and address (SPEC §8).
+    let who = super::throttle::Who::Anonymous {
+        key: &username,
+        addr: req.peer,
+    };
+    if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
+        app.audit_refused("login.throttled", Some(&username), req.peer, refused, now);
         return Ok(OidcError::invalid_grant("too many failed attempts, retry later").into());
     }
     let requested = match scope_param(form) {
@@ -578,8 +598,7 @@ async fn password(
         Err(f) => return Err(f),
     };
     let Some(user) = user.filter(|u| ok && usable(client, u)) else {
-        app.throttle
-            .failure(&username, req.peer, crate::clock::now_ms());
+        app.throttle.failure(who, crate::clock::now_ms());
         app.audit(
             "login.failure",
             Some(&username),
@@ -590,7 +609,7 @@ async fn password(
         );
         return Ok(OidcError::invalid_grant("invalid username or password").into());
     };
-    app.throttle.success(&username);
+    app.throttle.success(who);
     // The grant has no way to ask for a second factor or a new password.
     if user.mfa.enrolled() || user.must_change_password {
         app.audit(

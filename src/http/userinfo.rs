@@ -28,10 +28,8 @@ pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
     let from_body = if req.method == Method::POST && req.is_form() {
         match req.form().get("access_token") {
             Ok(t) => t.map(str::to_string),
-            Err(_) => {
-                return response::bearer_error(Some(&OidcError::invalid_request(
-                    "access_token was sent more than once",
-                )));
+            Err(e) => {
+                return response::bearer_error(Some(&OidcError::invalid_request(e.to_string())));
             }
         }
     } else {

@@ -124,6 +124,13 @@ impl MacKey {
         ))
     }
 
+    /// A key for one purpose, derived from the server secret under `label`, so a tag
+    /// made for one kind of cookie or token never verifies as another.
+    pub fn derive(secret: &[u8], label: &str) -> MacKey {
+        let parent = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+        MacKey::new(aws_lc_rs::hmac::sign(&parent, label.as_bytes()).as_ref())
+    }
+
     /// base64url tag of `data`.
     pub fn tag(&self, data: &str) -> String {
         URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.0, data.as_bytes()).as_ref())
@@ -163,6 +170,13 @@ mod tests {
         assert!(k.verify("cookie-value", &t));
         assert!(!k.verify("other", &t));
         assert!(!MacKey::new(b"another key").verify("cookie-value", &t));
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let (a, b) = (
+            MacKey::derive(secret, "csrf"),
+            MacKey::derive(secret, "trusted-browser"),
+        );
+        assert!(!b.verify("cookie-value", &a.tag("cookie-value")));
+        assert!(MacKey::derive(secret, "csrf").verify("x", &a.tag("x")));
     }
 
     #[test]

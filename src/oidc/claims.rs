@@ -39,11 +39,20 @@ pub struct ClaimsRequest {
     pub essential_acr: Vec<String>,
 }
 
+/// Longest `claims` parameter accepted, and the limits on the values kept from it.
+pub const MAX_LEN: usize = 4096;
+const MAX_VALUE_LEN: usize = 256;
+const MAX_VALUES: usize = 16;
+
 impl ClaimsRequest {
     /// Parses the JSON parameter. Members other than `userinfo` and `id_token` are
     /// ignored; each claim's value may be null or an object (`essential`, `value`,
     /// `values`), which do not change what is released.
     pub fn parse(text: &str) -> Result<ClaimsRequest, String> {
+        // SPEC §8: what a pending request keeps is bounded.
+        if text.len() > MAX_LEN {
+            return Err("claims is too long".into());
+        }
         let v: Value =
             serde_json::from_str(text).map_err(|_| "claims is not valid JSON".to_string())?;
         let Value::Object(top) = v else {
@@ -84,6 +93,12 @@ impl ClaimsRequest {
             }
             _ => vec![],
         };
+        if sub.as_ref().is_some_and(|s| s.len() > MAX_VALUE_LEN)
+            || essential_acr.len() > MAX_VALUES
+            || essential_acr.iter().any(|a| a.len() > MAX_VALUE_LEN)
+        {
+            return Err("claims has values that are too long".into());
+        }
         Ok(ClaimsRequest {
             userinfo: names("userinfo")?,
             id_token: names("id_token")?,

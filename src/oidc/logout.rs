@@ -24,8 +24,11 @@ pub fn parse(p: &Params) -> Result<LogoutRequest, String> {
     let get = |n: &str| {
         p.get(n)
             .map(|v| v.map(str::to_string))
-            .map_err(|d| format!("{} was sent more than once", d.0))
+            .map_err(|d| d.to_string())
     };
+    if let Some(e) = p.not_utf8() {
+        return Err(e.to_string());
+    }
     Ok(LogoutRequest {
         id_token_hint: get("id_token_hint")?,
         post_logout_redirect_uri: get("post_logout_redirect_uri")?,
@@ -40,6 +43,8 @@ pub struct Hint {
     pub sub: String,
     /// The client the ID token was issued to (`azp`, or the single `aud`).
     pub client_id: String,
+    /// The session the ID token was issued in.
+    pub sid: Option<String>,
 }
 
 impl Hint {
@@ -52,7 +57,15 @@ impl Hint {
             (_, Some(Value::Array(a))) if a.len() == 1 => a[0].as_str()?.to_string(),
             _ => return None,
         };
-        Some(Hint { sub, client_id })
+        let sid = claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Some(Hint {
+            sub,
+            client_id,
+            sid,
+        })
     }
 }
 
@@ -188,6 +201,7 @@ mod tests {
         Hint {
             sub: "u1".into(),
             client_id: "rp".into(),
+            sid: Some("sid-1".into()),
         }
     }
 

@@ -60,7 +60,12 @@ pub const RESPONSE_TYPES: &[&str] = &[
 pub fn canonical_response_type(rt: &str) -> Option<&'static str> {
     let mut parts: Vec<&str> = rt.split(' ').filter(|s| !s.is_empty()).collect();
     parts.sort_unstable();
+    let n = parts.len();
     parts.dedup();
+    // A value named twice (`code code`) is no registered response type.
+    if parts.len() != n {
+        return None;
+    }
     let joined = parts.join(" ");
     RESPONSE_TYPES.iter().copied().find(|known| {
         let mut k: Vec<&str> = known.split(' ').collect();
@@ -631,6 +636,8 @@ mod tests {
                 .starts_with("response_type")
         );
         assert_eq!(canonical_response_type("token"), None);
+        assert_eq!(canonical_response_type("code code"), None);
+        assert_eq!(canonical_response_type("code id_token code"), None);
         assert_eq!(
             canonical_response_type("id_token  code"),
             Some("code id_token")

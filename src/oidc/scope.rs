@@ -22,14 +22,27 @@ fn valid_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
-/// Splits a space-delimited scope string; order and repetition are irrelevant.
+/// Longest scope parameter accepted, in bytes, and most tokens in it.
+pub const MAX_LEN: usize = 2048;
+pub const MAX_TOKENS: usize = 64;
+
+/// Splits a space-delimited scope string; order and repetition are irrelevant. Linear in
+/// the input (duplicates found through a set), and bounded: over [`MAX_LEN`] bytes or
+/// [`MAX_TOKENS`] distinct tokens is refused.
 pub fn parse(s: &str) -> Result<Vec<String>, String> {
+    if s.len() > MAX_LEN {
+        return Err("scope is too long".into());
+    }
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for tok in s.split(' ').filter(|t| !t.is_empty()) {
         if !valid_token(tok) {
             return Err("scope contains characters outside RFC 6749 scope-token".into());
         }
-        if !out.iter().any(|t| t == tok) {
+        if seen.insert(tok) {
+            if out.len() == MAX_TOKENS {
+                return Err("scope has too many values".into());
+            }
             out.push(tok.to_string());
         }
     }
@@ -92,6 +105,23 @@ mod tests {
         let b = grant(&parse("openid email").unwrap(), &v(SUPPORTED));
         assert_eq!(a, b);
         assert_eq!(a, v(&["openid", "email"]));
+    }
+
+    #[test]
+    fn long_and_crowded_scopes_are_refused() {
+        // 2,000 copies of one token: deduplicated, not compared pairwise.
+        let repeated = vec!["openid"; 290].join(" ");
+        assert_eq!(parse(&repeated).unwrap(), v(&["openid"]));
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            parse(&many.join(" ")).unwrap_err(),
+            "scope has too many values"
+        );
+        assert!(parse(&many[..64].join(" ")).is_ok());
+        assert_eq!(
+            parse(&"a".repeat(MAX_LEN + 1)).unwrap_err(),
+            "scope is too long"
+        );
     }
 
     #[test]

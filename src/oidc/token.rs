@@ -50,9 +50,7 @@ pub fn presented_client(
     authorization: Option<&str>,
     form: &Params,
 ) -> Result<Presented, OidcError> {
-    let dup = |d: super::params::Duplicate| {
-        OidcError::invalid_request(format!("{} was sent more than once", d.0))
-    };
+    let dup = |d: super::params::Duplicate| OidcError::invalid_request(d.to_string());
     let form_id = form.get("client_id").map_err(dup)?;
     let form_secret = form.get("client_secret").map_err(dup)?;
     let assertion_type = form.get("client_assertion_type").map_err(dup)?;
@@ -69,10 +67,10 @@ pub fn presented_client(
         let assertion = assertion.ok_or_else(|| invalid_client("client_assertion is missing"))?;
         let id = super::client_auth::unverified_issuer(assertion)
             .ok_or_else(|| invalid_client("malformed client_assertion"))?;
+        // RFC 7523 §3 with RFC 6749 §5.2: an assertion issued by anyone but the client
+        // is a failed client authentication like any other.
         if form_id.is_some_and(|f| f != id) {
-            return Err(OidcError::invalid_request(
-                "client_id differs from the assertion's issuer",
-            ));
+            return Err(invalid_client("the assertion's issuer is not the client"));
         }
         return Ok(Presented {
             client_id: id,

@@ -224,7 +224,35 @@ fn form_and_query_decoder() {
                 entry.push(v.as_str());
             }
         }
+        // A name any of whose pairs was not UTF-8 (name or value) is refused as such.
+        let not_utf8: std::collections::HashSet<String> = input
+            .split(|&b| b == b'&')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| {
+                let plus: Vec<u8> = pair
+                    .iter()
+                    .map(|&b| if b == b'+' { b' ' } else { b })
+                    .collect();
+                let (k, v) = match plus.iter().position(|&b| b == b'=') {
+                    Some(i) => (&plus[..i], &plus[i + 1..]),
+                    None => (&plus[..], &plus[plus.len()..]),
+                };
+                let ok = |x: &[u8]| percent_encoding::percent_decode(x).decode_utf8().is_ok();
+                (!(ok(k) && ok(v))).then(|| {
+                    percent_encoding::percent_decode(k)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+            })
+            .collect();
         for (name, present) in values {
+            if not_utf8.contains(name) {
+                let e = p
+                    .get(name)
+                    .expect_err("a name with bytes that are not UTF-8");
+                assert_eq!(e.to_string(), format!("{name} is not valid UTF-8"));
+                continue;
+            }
             match (p.get(name), present.as_slice()) {
                 (Ok(None), []) | (Err(_), [_, _, ..]) => {}
                 (Ok(Some(v)), [only]) => assert_eq!(v, *only),

@@ -420,6 +420,110 @@ async fn step_up_from_an_application_on_another_site() {
     d.screenshot("payroll-callback").await;
 }
 
+#[tokio::test]
+async fn a_logout_posted_from_another_site_ends_the_session() {
+    // Issue 12: the application's page (another origin) posts RP-Initiated Logout with an
+    // id_token_hint; the SameSite=Lax session cookie does not come along, so the server
+    // must end the session the hint names.
+    let server = Server::new("").start().await;
+    server.add_user("alice", &[]);
+    let port = free_port();
+    let callback = format!("http://localhost:{port}/cb");
+    let bye = format!("http://localhost:{port}/bye");
+    let (bc_port, mut bodies) = body_receiver().await;
+    let bc = format!("http://127.0.0.1:{bc_port}/backchannel");
+    let (client, secret) = server.add_client(&[
+        "--redirect-uri",
+        &callback,
+        "--skip-consent",
+        "--post-logout-redirect-uri",
+        &bye,
+        "--backchannel-logout-uri",
+        &bc,
+    ]);
+    let link = |extra: &str| {
+        format!(
+            "{}/api/v1/oauth/authorize?client_id={client}&redirect_uri={}&response_type=code&scope=openid&state=s&nonce=n{extra}",
+            server.issuer,
+            enc(&callback)
+        )
+    };
+    serve_on(port, "<!doctype html><title>Wiki</title><h1>Wiki</h1>").await;
+    let d = Driver::start(artifacts("logout_from_another_site")).await;
+    d.goto(&link("")).await;
+    sign_in(&d, "login", "alice", PASSWORD).await;
+    let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    let code = params_of(&back)["code"].clone();
+    let mut api = server.browser();
+    let tokens = api
+        .post_form_with(
+            "/api/v1/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &callback),
+            ],
+            &[("authorization", &basic(&client, &secret))],
+        )
+        .await
+        .json();
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {access}");
+    let userinfo = || {
+        let (mut b, bearer) = (server.browser(), bearer.clone());
+        async move {
+            b.get_with("/api/v1/oauth/userinfo", &[("authorization", &bearer)])
+                .await
+                .status
+        }
+    };
+    assert_eq!(userinfo().await, 200);
+
+    // The application's own page, on another origin, with a plain sign-out form.
+    let app_port = free_port();
+    let page: &'static str = Box::leak(
+        format!(
+            "<!doctype html><title>Wiki</title><form method=\"post\" action=\"{}/api/v1/oauth/logout\"><input type=\"hidden\" name=\"id_token_hint\" value=\"{id_token}\"><input type=\"hidden\" name=\"post_logout_redirect_uri\" value=\"{bye}\"><input type=\"hidden\" name=\"state\" value=\"s1\"><button id=\"out\" type=\"submit\">Sign out</button></form>",
+            server.issuer
+        )
+        .into_boxed_str(),
+    );
+    serve_on(app_port, page).await;
+    d.goto(&format!("http://localhost:{app_port}/")).await;
+    d.screenshot("application-sign-out").await;
+    d.click("#out").await;
+    let landed = d.wait_url(|u| u.starts_with(&bye), WAIT).await;
+    assert_eq!(params_of(&landed)["state"], "s1", "{landed}");
+
+    // The session ended on the server: its tokens, the application told, a new sign-in.
+    assert_eq!(
+        userinfo().await,
+        401,
+        "the session's access token is revoked"
+    );
+    let body = tokio::time::timeout(Duration::from_secs(10), bodies.recv())
+        .await
+        .expect("back-channel logout delivered")
+        .unwrap();
+    let logout_token = form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    d.goto(&link("&prompt=none")).await;
+    let silent = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    assert_eq!(
+        params_of(&silent).get("error").map(String::as_str),
+        Some("login_required"),
+        "{silent}"
+    );
+    // A logout token is no id_token_hint.
+    d.goto(&link(&format!("&id_token_hint={logout_token}")))
+        .await;
+    let refused = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    assert_eq!(params_of(&refused)["error"], "invalid_request", "{refused}");
+}
+
 /// Serves `page` on 127.0.0.1:`port`.
 async fn serve_on(port: u16, page: &'static str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

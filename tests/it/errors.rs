@@ -399,35 +399,28 @@ async fn declared_clients_with_slow_hashes_and_secret_guessing() {
         let r = b.redeem(&cb, None, &basic(id, secret)).await;
         assert_eq!(r.status, 200, "{id}: {}", r.body);
     }
-    // A wrong secret slows the next attempt of that client from this address...
+    // SPEC §8: wrong secrets never make the right one wait or fail: after a wrong one,
+    // and after many, the right secret authenticates at once.
     let form = [("grant_type", "refresh_token"), ("refresh_token", "x")];
-    let wrong = b
-        .post_form_with(
-            "/api/v1/oauth/token",
-            &form,
-            &[("authorization", &basic("slow", "guess"))],
-        )
-        .await;
-    assert_eq!(wrong.status, 401);
+    for _ in 0..3 {
+        let wrong = b
+            .post_form_with(
+                "/api/v1/oauth/token",
+                &form,
+                &[("authorization", &basic("slow", "guess"))],
+            )
+            .await;
+        assert_eq!(wrong.status, 401);
+        assert_eq!(wrong.json()["error"], "invalid_client");
+    }
     let right = basic("slow", "declared-secret-value");
-    let r = b
-        .post_form_with("/api/v1/oauth/token", &form, &[("authorization", &right)])
-        .await;
-    assert_eq!(r.status, 401, "throttled right after a failure");
-    assert!(
-        r.json()["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("too many")
-    );
-    // ...for a second, after which the right secret works again.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = b
         .post_form_with("/api/v1/oauth/token", &form, &[("authorization", &right)])
         .await;
     assert_eq!(
         r.status, 400,
-        "authenticated; the refresh token itself is unknown"
+        "authenticated; the refresh token itself is unknown: {}",
+        r.body
     );
     assert_eq!(r.json()["error"], "invalid_grant");
     // Declared clients are read-only for the CLI.

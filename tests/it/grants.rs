@@ -158,14 +158,23 @@ async fn password_grant_only_when_opted_in() {
     .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
 
-    // Wrong password: generic invalid_grant; right away again: throttled, no hash.
+    // Wrong passwords: generic invalid_grant; after the three free failures the next
+    // attempt waits (SPEC §8), right password or not, and no hash is computed.
     let bad = [
         ("grant_type", "password"),
         ("username", "alice"),
         ("password", "not the password at all"),
     ];
-    let r = token(&mut b, &id, &secret, &bad).await;
-    assert_eq!(r.json()["error"], "invalid_grant");
+    for _ in 0..4 {
+        let r = token(&mut b, &id, &secret, &bad).await;
+        assert_eq!(r.json()["error"], "invalid_grant");
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("invalid username")
+        );
+    }
     let good = [
         ("grant_type", "password"),
         ("username", "alice"),

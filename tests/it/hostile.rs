@@ -335,11 +335,19 @@ fn cases(id: &str, secret: &str, id_token: &str, access_token: &str) -> Vec<Case
         ("alg none token", format!("Bearer {none_at}")),
         ("ID token as access token", format!("Bearer {id_token}")),
         ("injected token", format!("Bearer {XSS}")),
-        ("huge token", format!("Bearer {}", "a".repeat(20_000))),
         ("tampered token", format!("Bearer {}x", access_token)),
     ] {
         v.push(with_header(
             case(format!("userinfo {name}"), "GET", u, Some(401)),
+            "authorization",
+            &h,
+        ));
+    }
+    // SPEC §8: a header field over 8 KiB is 431 before anything looks at it.
+    {
+        let h = format!("Bearer {}", "a".repeat(20_000));
+        v.push(with_header(
+            case("userinfo huge token", "GET", u, Some(431)),
             "authorization",
             &h,
         ));
@@ -423,7 +431,7 @@ fn cases(id: &str, secret: &str, id_token: &str, access_token: &str) -> Vec<Case
             "login cross-origin",
             "/login",
             format!("username=alice&password={}&csrf=x", enc(PASSWORD)),
-            Some(400),
+            Some(403),
         ),
         "origin",
         "https://evil.example",

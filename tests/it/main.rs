@@ -15,6 +15,7 @@ mod errors;
 mod exhaustion;
 mod flows;
 mod grants;
+mod hardening;
 mod hostile;
 mod implicit;
 mod keys;

@@ -872,6 +872,13 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
         .replace("&amp;", "&");
     let path = link.strip_prefix(&server.issuer).unwrap().to_string();
     let mut reset = server.browser();
+    // Wrong links from this address are slowed (SPEC §8); the right one is never refused.
+    let mut wrong = vec![];
+    for _ in 0..40 {
+        wrong.push(reset.get("/reset?token=nobody.wrong").await.status);
+    }
+    assert!(wrong[..4].iter().all(|s| *s == 404), "{wrong:?}");
+    assert!(wrong.contains(&429), "{wrong:?}");
     let page = reset.get(&path).await;
     assert_eq!(page.status, 200);
     let csrf = page.input("csrf").unwrap();
@@ -888,7 +895,9 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(reset.get(&path).await.status, 404, "used once");
+    // Asked from another address (this one is slowed after its wrong links above).
+    let mut elsewhere = server.browser_from([127, 0, 0, 2].into());
+    assert_eq!(elsewhere.get(&path).await.status, 404, "used once");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let mut carol = server.browser();
     assert_eq!(
@@ -1146,12 +1155,11 @@ async fn wrong_codes_keep_counting_across_correct_passwords() {
     let mut a = server.browser();
     password_step(&mut a, "alice", PASSWORD).await;
     enrol(&mut a).await;
-    // Each round: a correct password (past its own one-second delay), then a wrong code.
-    // The password clears the username's counter, not the second factor's: after three
-    // wrong codes the next one must wait three seconds, however many passwords came.
+    // Each round: a correct password, then a wrong code. The password clears the
+    // username's counter, not the second factor's: after four wrong codes (three free)
+    // the next one must wait, however many passwords came.
     let mut statuses = vec![];
-    for _ in 0..4 {
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..5 {
         let mut b = server.browser();
         assert_eq!(
             password_step(&mut b, "alice", PASSWORD).await.location(),
@@ -1159,7 +1167,7 @@ async fn wrong_codes_keep_counting_across_correct_passwords() {
         );
         statuses.push(code_step(&mut b, "000000", false).await.status);
     }
-    assert_eq!(statuses, vec![401, 401, 401, 429]);
+    assert_eq!(statuses, vec![401, 401, 401, 401, 429]);
 }
 
 #[tokio::test]
@@ -1322,4 +1330,83 @@ async fn a_step_up_does_not_outlive_the_session_it_raises() {
         .await;
     assert!(r.body.contains("Sign in again"), "{}", r.body);
     assert!(a.get("/account").await.location().starts_with("/login"));
+}
+
+#[tokio::test]
+async fn administrators_can_be_required_to_sign_in_with_a_second_factor() {
+    // Issue 12: `[admin] require_second_factor`.
+    let server = Server::new("[admin]\nrequire_second_factor = true")
+        .start()
+        .await;
+    server.add_user("root", &["--group", "admin"]);
+    let mut b = server.browser();
+    assert_eq!(
+        password_step(&mut b, "root", PASSWORD).await.location(),
+        "/account"
+    );
+    // One factor: the pages are closed, and say how to set a second one up.
+    let r = b.get("/admin/clients").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        html_unescape(&r.body).contains("/account/2fa"),
+        "{}",
+        r.body
+    );
+    let r = post_on(&mut b, "/account", "/admin/clients/new", &[("name", "X")]).await;
+    assert_eq!(r.status, 403, "no action either");
+    // Enrolling proves the second factor: this session may administer now.
+    let mut other = server.browser();
+    password_step(&mut other, "root", PASSWORD).await;
+    let (secret, _) = enrol(&mut b).await;
+    assert_eq!(b.get("/admin/clients").await.status, 200);
+    // A one-factor session from before the enrolment is asked for the code, then let in.
+    let r = other.get("/admin/clients").await;
+    assert_eq!(r.location(), "/login/2fa", "{}", r.body);
+    let code = latchkey::keys::totp::code_at(&secret, now() + 30).unwrap();
+    let r = code_step(&mut other, &code, false).await;
+    assert_eq!(r.location(), "/admin/clients", "{}", r.body);
+    assert_eq!(other.get("/admin/clients").await.status, 200);
+}
+
+#[tokio::test]
+async fn creating_an_application_that_skips_consent_needs_a_fresh_password() {
+    let server = Server::new("[session]\nreauth_secs = 1").start().await;
+    let mut b = admin(&server).await;
+    // Past the one-second window, counted in whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let fields = [
+        ("name", "Quiet app"),
+        ("redirect_uri", "https://quiet.example/cb"),
+        ("scope", "openid"),
+        ("type", "confidential"),
+        ("skip_consent", "yes"),
+    ];
+    let r = post_on(&mut b, "/admin/clients/new", "/admin/clients/new", &fields).await;
+    assert!(r.body.contains("Confirm it is you"), "{}", r.body);
+    let listed = server.cli(&["client", "list", "--json"], None).json();
+    assert!(
+        !listed.to_string().contains("Quiet app"),
+        "nothing created before the password"
+    );
+    // An application that asks for consent is not a sensitive action.
+    let r = post_on(
+        &mut b,
+        "/admin/clients/new",
+        "/admin/clients/new",
+        &fields[..4],
+    )
+    .await;
+    assert!(!r.body.contains("Confirm it is you"), "{}", r.body);
+    // With the password confirmed, the quiet one is created.
+    let r = sensitive(&mut b, "/admin/clients/new", "/admin/clients/new", &fields).await;
+    assert!(!r.body.contains("Confirm it is you"), "{}", r.body);
+    let listed = server.cli(&["client", "list", "--json"], None).json();
+    let quiet: Vec<&serde_json::Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "Quiet app")
+        .collect();
+    assert_eq!(quiet.len(), 2, "{listed}");
+    assert!(quiet.iter().any(|c| c["skip_consent"] == true), "{listed}");
 }

@@ -11,6 +11,14 @@ use super::{ErrorCode, OidcError, pkce, registration, scope};
 
 /// Longest `state` / `nonce` accepted; longer values are refused rather than echoed.
 pub const MAX_ECHO_LEN: usize = 2048;
+/// Limits on what a pending request keeps (SPEC §8: nothing an unauthenticated request
+/// stores grows without bound). Longer values are `invalid_request`, never truncated.
+pub const MAX_HINT_LEN: usize = 256;
+pub const MAX_ID_TOKEN_HINT_LEN: usize = 8192;
+pub const MAX_ACR_VALUES: usize = 16;
+pub const MAX_ACR_VALUES_LEN: usize = 512;
+pub const MAX_LOCALES_LEN: usize = 256;
+pub const MAX_LOCALES: usize = 16;
 
 /// How the response travels back (OAuth 2.0 Multiple Response Types §2.1, Form Post
 /// Response Mode).
@@ -80,11 +88,11 @@ pub struct RedirectError {
 pub fn identify(p: &Params) -> Result<(String, Option<String>), PageError> {
     let client_id = p
         .get("client_id")
-        .map_err(|_| PageError("client_id was sent more than once".into()))?
+        .map_err(|d| PageError(d.to_string()))?
         .ok_or_else(|| PageError("The request has no client_id.".into()))?;
     let redirect_uri = p
         .get("redirect_uri")
-        .map_err(|_| PageError("redirect_uri was sent more than once".into()))?;
+        .map_err(|d| PageError(d.to_string()))?;
     Ok((client_id.to_string(), redirect_uri.map(str::to_string)))
 }
 
@@ -152,7 +160,7 @@ pub fn parse(
     };
     let get = |name: &str| -> Result<Option<&str>, OidcError> {
         p.get(name)
-            .map_err(|d| OidcError::invalid_request(format!("{} was sent more than once", d.0)))
+            .map_err(|d| OidcError::invalid_request(d.to_string()))
     };
     let response_type_raw = get("response_type").map_err(|e| fail(e, ResponseMode::Query))?;
     let response_type = response_type_raw.and_then(registration::canonical_response_type);
@@ -182,10 +190,12 @@ pub fn parse(
     let fail = |e: OidcError| fail(e, response_mode);
     let get = |name: &str| get(name).map_err(fail);
 
-    if p.get("state").is_err() {
-        return Err(fail(OidcError::invalid_request(
-            "state was sent more than once",
-        )));
+    if let Err(e) = p.get("state") {
+        return Err(fail(OidcError::invalid_request(e.to_string())));
+    }
+    // SPEC §8: a request with a parameter that is not UTF-8 is refused whole.
+    if let Some(e) = p.not_utf8() {
+        return Err(fail(OidcError::invalid_request(e.to_string())));
     }
     if p.get_lenient("state")
         .is_some_and(|s| s.len() > MAX_ECHO_LEN)
@@ -291,7 +301,7 @@ pub fn parse(
         })?),
     };
 
-    let acr_values = get("acr_values")?
+    let acr_values: Vec<String> = get("acr_values")?
         .map(|s| {
             s.split(' ')
                 .filter(|v| !v.is_empty())
@@ -299,9 +309,36 @@ pub fn parse(
                 .collect()
         })
         .unwrap_or_default();
+    if acr_values.len() > MAX_ACR_VALUES
+        || acr_values.iter().map(String::len).sum::<usize>() > MAX_ACR_VALUES_LEN
+    {
+        return Err(fail(OidcError::invalid_request("acr_values is too long")));
+    }
+    // OIDC Core §3.1.2.1: ui_locales and claims_locales are BCP 47 tags separated by
+    // spaces; they are not kept, but must be of a sane size.
+    for name in ["ui_locales", "claims_locales"] {
+        if let Some(v) = get(name)?
+            && (v.len() > MAX_LOCALES_LEN
+                || v.split(' ').filter(|t| !t.is_empty()).count() > MAX_LOCALES)
+        {
+            return Err(fail(OidcError::invalid_request(format!(
+                "{name} is too long"
+            ))));
+        }
+    }
+    let login_hint = get("login_hint")?;
+    if login_hint.is_some_and(|h| h.len() > MAX_HINT_LEN) {
+        return Err(fail(OidcError::invalid_request("login_hint is too long")));
+    }
+    let id_token_hint = get("id_token_hint")?;
+    if id_token_hint.is_some_and(|h| h.len() > MAX_ID_TOKEN_HINT_LEN) {
+        return Err(fail(OidcError::invalid_request(
+            "id_token_hint is too long",
+        )));
+    }
 
-    // display, ui_locales, claims_locales, claims and unknown parameters are accepted and
-    // need nothing from the OP beyond not failing (OIDC Core §3.1.2.1, §5.5).
+    // display, claims and unknown parameters are accepted and need nothing from the OP
+    // beyond not failing (OIDC Core §3.1.2.1, §5.5).
     let claims = match get("claims")? {
         None => None,
         Some(text) => Some(
@@ -323,8 +360,8 @@ pub fn parse(
         code_challenge,
         prompt,
         max_age,
-        login_hint: get("login_hint")?.map(|s| s.chars().take(256).collect()),
-        id_token_hint: get("id_token_hint")?.map(str::to_string),
+        login_hint: login_hint.map(str::to_string),
+        id_token_hint: id_token_hint.map(str::to_string),
         acr_values,
     })
 }
@@ -381,19 +418,30 @@ pub enum Decision {
 /// Step 3: OIDC Core §3.1.2.3-§3.1.2.4 for a valid request.
 pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision {
     let fresh = |s: &SessionView| ctx.interaction_started.is_some_and(|t| s.auth_time >= t);
+    // OIDC Core §3.1.2.1 (id_token_hint) and §5.5.1 (a requested `sub` value): only that
+    // user may receive a response, whether signed in before or during this request.
+    let wanted: Vec<&String> = ctx
+        .hint_subject
+        .iter()
+        .chain(req.claims.as_ref().and_then(|c| c.sub.as_ref()))
+        .collect();
+    let someone_else = |s: &SessionView| wanted.iter().any(|sub| **sub != s.user_id);
     let needs_login = match &ctx.session {
         None => true,
-        Some(s) if fresh(s) => false,
+        Some(s) if fresh(s) => {
+            if someone_else(s) {
+                return Decision::Error(OidcError::new(
+                    ErrorCode::AccessDenied,
+                    "signed in as a different user than the request names",
+                ));
+            }
+            false
+        }
         Some(s) => {
             req.prompt.login
                 || req.prompt.select_account
                 || req.max_age.is_some_and(|m| ctx.now - s.auth_time > m)
-                                || ctx
-                    .hint_subject
-                    .as_ref()
-                    .is_some_and(|sub| *sub != s.user_id)
-                // OIDC Core §5.5.1: a requested sub only for that user.
-                || req.claims.as_ref().and_then(|c| c.sub.as_ref()).is_some_and(|sub| *sub != s.user_id)
+                || someone_else(s)
         }
     };
     if needs_login {

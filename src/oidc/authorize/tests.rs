@@ -337,6 +337,93 @@ fn id_token_hint_for_another_user_forces_login() {
 }
 
 #[test]
+fn a_fresh_sign_in_as_someone_else_gets_no_code() {
+    // Issue 12: the hint's user, or the requested sub, must be who signs in, also when
+    // the sign-in happens during this request.
+    let c = client();
+    let cons = consent(&["openid", "email"]);
+    let fresh = |hint: Option<&str>| Context {
+        now: NOW,
+        session: session(NOW),
+        consent: Some(&cons),
+        interaction_started: Some(NOW - 10),
+        hint_subject: hint.map(str::to_string),
+        ..Context::default()
+    };
+    let denied = |d: Decision| matches!(d, Decision::Error(e) if e.code == ErrorCode::AccessDenied);
+    assert!(denied(decide(
+        &parsed("").unwrap(),
+        &c,
+        &fresh(Some("someone-else"))
+    )));
+    let by_claims = parsed(&format!(
+        "&claims={}",
+        urlenc(r#"{"id_token":{"sub":{"value":"someone-else"}}}"#)
+    ))
+    .unwrap();
+    assert!(denied(decide(&by_claims, &c, &fresh(None))));
+    // The right user goes through.
+    assert!(matches!(
+        decide(&parsed("").unwrap(), &c, &fresh(Some("u1"))),
+        Decision::Issue { .. }
+    ));
+    let mine = parsed(&format!(
+        "&claims={}",
+        urlenc(r#"{"id_token":{"sub":{"value":"u1"}}}"#)
+    ))
+    .unwrap();
+    assert!(matches!(
+        decide(&mine, &c, &fresh(None)),
+        Decision::Issue { .. }
+    ));
+}
+
+#[test]
+fn stored_parameters_are_bounded() {
+    let c = client();
+    let too_long = |extra: String| {
+        let e = parsed(&extra).unwrap_err().error;
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{extra:.60}");
+    };
+    too_long(format!("&acr_values={}", vec!["x"; 17].join("+")));
+    too_long(format!("&acr_values={}", "a".repeat(513)));
+    too_long(format!("&login_hint={}", "a".repeat(257)));
+    too_long(format!("&ui_locales={}", vec!["en"; 17].join("+")));
+    too_long(format!("&id_token_hint={}", "a".repeat(8193)));
+    too_long(format!(
+        "&claims={}",
+        urlenc(&format!(
+            r#"{{"id_token":{{"sub":{{"value":"{}"}}}}}}"#,
+            "s".repeat(300)
+        ))
+    ));
+    too_long(format!(
+        "&claims={}",
+        urlenc(&format!(r#"{{"x":"{}"}}"#, "s".repeat(5000)))
+    ));
+    too_long("&nonce=%ff".to_string());
+    too_long("&unknown=%C3%28".to_string());
+    let q = base().replace(
+        "scope=openid+email",
+        &format!("scope={}", vec!["openid"; 100].join("+")),
+    );
+    assert!(
+        parse(&params(&q), &c, CB).is_ok(),
+        "repeated scope values are fine"
+    );
+    let many: Vec<String> = (0..70).map(|i| format!("s{i}")).collect();
+    let q = base().replace(
+        "scope=openid+email",
+        &format!("scope=openid+{}", many.join("+")),
+    );
+    let e = parse(&params(&q), &c, CB).unwrap_err();
+    assert_eq!(e.error.code, ErrorCode::InvalidScope);
+    let q = base().replace("response_type=code", "response_type=code+code");
+    let dup = parse(&params(&q), &c, CB).unwrap_err();
+    assert_eq!(dup.error.code, ErrorCode::UnsupportedResponseType);
+}
+
+#[test]
 fn allowed_groups_are_enforced() {
     let mut c = client();
     c.allowed_groups = vec!["staff".into()];

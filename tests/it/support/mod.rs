@@ -271,6 +271,16 @@ impl Server {
             tls,
             cookies: HashMap::new(),
             set_cookies: vec![],
+            local: None,
+        }
+    }
+
+    /// A browser whose connections come from another loopback address (127.0.0.0/8), as
+    /// another machine's would.
+    pub fn browser_from(&self, local: std::net::IpAddr) -> Browser {
+        Browser {
+            local: Some(local),
+            ..self.browser()
         }
     }
 }
@@ -354,6 +364,8 @@ pub struct Browser {
     tls: Option<tokio_rustls::TlsConnector>,
     pub cookies: HashMap<String, String>,
     pub set_cookies: Vec<String>,
+    /// The loopback address connections come from (default 127.0.0.1).
+    pub local: Option<std::net::IpAddr>,
 }
 
 impl Browser {
@@ -369,7 +381,15 @@ impl Browser {
         body: &str,
     ) -> std::io::Result<Resp> {
         let path = self.url_path(url);
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let server = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let tcp = match self.local {
+            None => tokio::net::TcpStream::connect(server).await?,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(server).await?
+            }
+        };
         let mut builder = Request::builder()
             .method(method)
             .uri(&path)
