@@ -102,10 +102,11 @@ fn valid_host(h: &[u8]) -> bool {
             return false;
         };
         let inner = &h[1..end];
+        // IPv6 (with an RFC 6874 zone id, `%25eth0`) or IPvFuture.
         let ok = !inner.is_empty()
-            && inner
-                .iter()
-                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+            && inner.iter().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'%' | b'-' | b'_' | b'~')
+            });
         if !ok {
             return false;
         }
@@ -174,6 +175,8 @@ mod tests {
     fn host_must_be_there_once_and_valid() {
         assert_eq!(status(H11, &[("host", "id.example:8443")]), None);
         assert_eq!(status(H11, &[("host", "[::1]:8443")]), None);
+        assert_eq!(status(H11, &[("host", "[fe80::1%25eth0]:8443")]), None);
+        assert_eq!(status(H11, &[("host", "ID.Example.LAN.")]), None);
         assert_eq!(status(H11, &[("host", "127.0.0.1")]), None);
         assert_eq!(status(H11, &[]), Some(400));
         assert_eq!(
@@ -189,7 +192,8 @@ mod tests {
             "host:port",
             "host:123456",
             "[::1",
-            "[zz]",
+            "[a b]",
+            "[::1]x",
             "a/b",
             "a@b",
         ] {

@@ -62,6 +62,7 @@ async fn wrong_passwords_from_the_office_address_never_lock_out_the_rightful_bro
     let mut alice = known_browser(&server, "alice").await;
 
     // 120 wrong passwords for alice from the same address (the office's one NAT).
+    let before = rss_kib(server.pid());
     let mut attacker = server.browser();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let mut longest = 0;
@@ -74,7 +75,11 @@ async fn wrong_passwords_from_the_office_address_never_lock_out_the_rightful_bro
             longest = longest.max(wait_secs(&r.body));
         }
     }
-    println!("120 wrong passwords from alice's address: {statuses:?}, longest wait {longest} s");
+    let grown = rss_kib(server.pid()).saturating_sub(before) / 1024;
+    println!(
+        "120 wrong passwords from alice's address: {statuses:?}, longest wait {longest} s, RSS +{grown} MiB"
+    );
+    assert!(grown < 64, "RSS grew by {grown} MiB");
     assert!(
         statuses.get(&401).copied().unwrap_or(0) <= 4,
         "{statuses:?}"
@@ -145,6 +150,7 @@ async fn wrong_client_secrets_never_refuse_the_right_one() {
     let (id, secret) = server.add_client(&["--grant-type", "client_credentials"]);
     let form = [("grant_type", "client_credentials")];
     // 120 wrong secrets, sent as a relying-party test suite would (in parallel batches).
+    let before = rss_kib(server.pid());
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for _ in 0..4 {
         let mut batch = tokio::task::JoinSet::new();
@@ -163,6 +169,9 @@ async fn wrong_client_secrets_never_refuse_the_right_one() {
         }
     }
     assert_eq!(statuses.get(&401), Some(&120), "{statuses:?}");
+    let grown = rss_kib(server.pid()).saturating_sub(before) / 1024;
+    println!("120 wrong client secrets: RSS +{grown} MiB");
+    assert!(grown < 64, "RSS grew by {grown} MiB");
     // The right secret is answered at once, not after the wrong ones' delay (4 s).
     let mut b = server.browser();
     let started = Instant::now();
