@@ -48,6 +48,17 @@ use pool::HashPool;
 use response::{Fail, Resp};
 use throttle::Throttle;
 
+tokio::task_local! {
+    /// The id of the request being answered (one per request, made when it arrives).
+    static REQUEST_ID: String;
+}
+
+/// The id of the request this task is answering: logged with it, sent as
+/// `x-request-id`, and named on error pages. `None` outside a request.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Largest request body accepted (security baseline §4.7: forms ≤ 16 KiB; a little more
 /// for long request URIs posted to the authorization endpoint).
 pub const MAX_BODY: usize = 32 * 1024;
@@ -703,58 +714,21 @@ fn is_page(path: &str) -> bool {
         || path.starts_with("/admin/")
 }
 
-/// The hyper entry point: reads the body within its size and time limits, then calls
-/// [`App::respond`].
+/// The hyper entry point: gives the request its id (logged, sent as `x-request-id`, and
+/// named on error pages), answers it, and writes its access-log line.
 pub async fn serve_hyper(
     app: Arc<App>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Resp, Infallible> {
-    let (parts, body) = req.into_parts();
-    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
-    if let Err(r) = head::check(parts.version, &parts.headers, target_len, MAX_BODY) {
-        // The body, if any, is not read: the connection closes after this answer.
-        return Ok(response::closing(r.status, r.reason));
-    }
-    let body =
-        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return Ok(response::closing(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large",
-                ));
-            }
-            // A malformed chunk size or a connection cut mid-body (RFC 9112 §7.1).
-            Ok(Err(_)) => {
-                return Ok(response::closing(
-                    StatusCode::BAD_REQUEST,
-                    "malformed request body",
-                ));
-            }
-            Err(_) => {
-                return Ok(response::closing(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request body too slow",
-                ));
-            }
-        };
+    let id = crate::clock::random_id();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let started = std::time::Instant::now();
-    let req = Req {
-        peer: client_ip(peer.ip(), &parts.headers, &app.config.trusted_proxies),
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts.headers,
-        body,
-    };
-    let (method, path) = (req.method.clone(), req.path.clone());
-    let resp = app.respond(req).await;
+    let resp = REQUEST_ID.scope(id.clone(), answer(&app, req, peer)).await;
     let took = started.elapsed();
     let status = resp.status().as_u16();
     app.metrics.request(&path, status, took);
     // One line per request: no query string (it may hold codes or tokens), no body.
-    let id = crate::clock::random_id();
     tracing::info!(
         target: "latchkey::access",
         request_id = %id,
@@ -765,6 +739,39 @@ pub async fn serve_hyper(
         "request"
     );
     Ok(response::with_header(resp, "x-request-id", &id))
+}
+
+/// Checks the head, reads the body within its size and time limits, and routes.
+async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let (parts, body) = req.into_parts();
+    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if let Err(r) = head::check(parts.version, &parts.headers, target_len, MAX_BODY) {
+        // The body, if any, is not read: the connection closes after this answer.
+        return response::closing(r.status, r.reason);
+    }
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return response::closing(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            // A malformed chunk size or a connection cut mid-body (RFC 9112 §7.1).
+            Ok(Err(_)) => {
+                return response::closing(StatusCode::BAD_REQUEST, "malformed request body");
+            }
+            Err(_) => {
+                return response::closing(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+            }
+        };
+    let req = Req {
+        peer: client_ip(peer.ip(), &parts.headers, &app.config.trusted_proxies),
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+    };
+    app.respond(req).await
 }
 
 /// The client's address: the TCP peer, unless the peer is a trusted reverse proxy, in

@@ -224,7 +224,8 @@ impl Fail {
                 )
             }
             other => {
-                let id = crate::clock::random_id();
+                // The request's own id: the one in its access-log line and x-request-id.
+                let id = super::request_id().unwrap_or_else(crate::clock::random_id);
                 tracing::error!(request_id = %id, error = ?other, "request failed");
                 OidcError::new(
                     ErrorCode::ServerError,

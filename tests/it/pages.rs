@@ -350,3 +350,25 @@ enum Class {
     Credentials,
     Other,
 }
+
+#[tokio::test]
+async fn error_pages_name_the_request_id_that_was_logged() {
+    let server = Server::new("").start().await;
+    let mut b = server.browser();
+    let r = b
+        .get("/api/v1/oauth/authorize?client_id=nobody&response_type=code&scope=openid")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let id = r.header("x-request-id").unwrap().to_string();
+    assert!(
+        r.body.contains(&format!("<code>{id}</code>")),
+        "{id}: {}",
+        r.body
+    );
+    // The same id is in the access log line of that request.
+    let logged = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        server.log().contains(&id)
+    });
+    assert!(logged, "{id} not in the log");
+}
