@@ -33,16 +33,35 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// Text as a terminal shows it harmlessly: control characters (escape sequences, new
-/// lines, carriage returns in usernames or audit details typed by anyone) become `\u{..}`
-/// escapes, so a value can neither forge a line of output nor drive the terminal.
+/// Characters that would change how a terminal shows the text around them: controls
+/// (escape sequences, new lines), invisible format characters and bidirectional
+/// overrides, line and paragraph separators, and the backslash that starts an escape.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || c == '\\'
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+/// Text as a terminal shows it harmlessly: the characters above (in usernames or audit
+/// details typed by anyone) become `\u{..}` escapes, so a value can neither forge a line
+/// of output, reorder what is shown, nor drive the terminal.
 fn printable(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(unsafe_char) {
         return s.to_string();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if unsafe_char(c) {
                 format!("\\u{{{:x}}}", c as u32)
             } else {
                 c.to_string()
@@ -109,6 +128,11 @@ mod tests {
         assert_eq!(
             human(&json!({"name": "Zoë Ünïcode"})),
             "name: Zoë Ünïcode\n"
+        );
+        assert_eq!(
+            human(&json!({"name": "a\\u{a}b\u{202e}c\u{200b}"})),
+            "name: a\\u{5c}u{a}b\\u{202e}c\\u{200b}\n",
+            "a typed backslash cannot pass for an escape; bidi and invisible ones are shown"
         );
     }
 }

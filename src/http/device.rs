@@ -21,29 +21,27 @@ fn json_error(e: &OidcError) -> Resp {
 }
 
 /// Device codes not yet expired, counted so that unauthenticated (public-client) requests
-/// cannot fill the store (SPEC §8): 10,000 in all, 100 per source address, 1,000 per
-/// client. Codes all live [`rules::LIFETIME`], so the oldest expire first.
+/// cannot fill the store (SPEC §8): 10,000 in all, 100 per source address. There is no
+/// share per client, which others could fill for it. Codes all live [`rules::LIFETIME`],
+/// so the oldest expire first.
 #[derive(Default)]
-pub struct Outstanding(std::sync::Mutex<std::collections::VecDeque<(i64, Source, String)>>);
+pub struct Outstanding(std::sync::Mutex<std::collections::VecDeque<(i64, Source)>>);
 
 const MAX_CODES: usize = 10_000;
 const CODES_PER_SOURCE: usize = 100;
-const CODES_PER_CLIENT: usize = 1_000;
 
 impl Outstanding {
-    /// Counts a new code for `source` and `client_id`, or `false` when a share is full.
-    pub fn admit(&self, source: Source, client_id: &str, now: i64) -> bool {
+    /// Counts a new code for `source`, or `false` when a share is full.
+    pub fn admit(&self, source: Source, now: i64) -> bool {
         let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        while q.front().is_some_and(|(exp, _, _)| *exp <= now) {
+        while q.front().is_some_and(|(exp, _)| *exp <= now) {
             q.pop_front();
         }
-        let from_source = q.iter().filter(|(_, s, _)| *s == source).count();
-        let of_client = q.iter().filter(|(_, _, c)| c == client_id).count();
-        if q.len() >= MAX_CODES || from_source >= CODES_PER_SOURCE || of_client >= CODES_PER_CLIENT
-        {
+        let from_source = q.iter().filter(|(_, s)| *s == source).count();
+        if q.len() >= MAX_CODES || from_source >= CODES_PER_SOURCE {
             return false;
         }
-        q.push_back((now + rules::LIFETIME, source, client_id.to_string()));
+        q.push_back((now + rules::LIFETIME, source));
         true
     }
 }
@@ -75,10 +73,7 @@ pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             "none of the requested scopes is available",
         ));
     }
-    if !app
-        .device_codes
-        .admit(Source::from(req.peer), &client.client_id, now)
-    {
+    if !app.device_codes.admit(Source::from(req.peer), now) {
         return json_error(&OidcError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many device codes are waiting, retry later",
@@ -224,8 +219,18 @@ fn guarded_lookup(
     typed: &str,
     now: i64,
 ) -> Result<Option<(String, DeviceGrant)>, Resp> {
-    let known = super::known::id_for(app, req, &who.user.id, now);
-    let guesser = super::known::who(known.as_deref(), &who.user.id, req.peer);
+    // The guesser is the signed-in account itself: its counter follows it across
+    // sign-ins (a new known-browser cookie each time must not buy new guesses); from a
+    // browser it signed in on before, others' failures at its address do not count.
+    let known = super::known::id_for(app, req, &who.user.id, now).is_some();
+    let guesser = if known {
+        super::throttle::Who::Account(&who.user.id)
+    } else {
+        super::throttle::Who::Anonymous {
+            key: &who.user.id,
+            addr: req.peer,
+        }
+    };
     if let Err(refused) = app.code_throttle.check(guesser, crate::clock::now_ms()) {
         app.audit_refused(
             "device.throttled",
@@ -421,22 +426,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outstanding_codes_are_bounded_per_source_and_client() {
+    fn outstanding_codes_are_bounded_per_source_and_in_all() {
         let o = Outstanding::default();
         for _ in 0..CODES_PER_SOURCE {
-            assert!(o.admit(Source::V4(1), "tv", 0));
+            assert!(o.admit(Source::V4(1), 0));
         }
-        assert!(!o.admit(Source::V4(1), "tv", 0), "per source");
-        assert!(o.admit(Source::V4(2), "tv", 0), "another address");
+        assert!(!o.admit(Source::V4(1), 0), "per source");
+        assert!(o.admit(Source::V4(2), 0), "another address");
         assert!(
-            o.admit(Source::V4(1), "tv", rules::LIFETIME),
+            o.admit(Source::V4(1), rules::LIFETIME),
             "expired codes make room"
         );
         let p = Outstanding::default();
-        for i in 0..CODES_PER_CLIENT {
-            assert!(p.admit(Source::V4(i as u32), "tv", 0));
+        for i in 0..MAX_CODES {
+            assert!(p.admit(Source::V4((i / CODES_PER_SOURCE) as u32), 0));
         }
-        assert!(!p.admit(Source::V4(99_999), "tv", 0), "per client");
-        assert!(p.admit(Source::V4(99_999), "other", 0));
+        assert!(!p.admit(Source::V4(99_999), 0), "in all");
     }
 }

@@ -101,13 +101,10 @@ fn valid_host(h: &[u8]) -> bool {
         let Some(end) = h.iter().position(|&b| b == b']') else {
             return false;
         };
-        let inner = &h[1..end];
-        // IPv6 (with an RFC 6874 zone id, `%25eth0`) or IPvFuture.
-        let ok = !inner.is_empty()
-            && inner.iter().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'%' | b'-' | b'_' | b'~')
-            });
-        if !ok {
+        let Ok(inner) = std::str::from_utf8(&h[1..end]) else {
+            return false;
+        };
+        if !valid_ip_literal(inner) {
             return false;
         }
         (&h[..=end], &h[end + 1..])
@@ -146,6 +143,32 @@ fn valid_host(h: &[u8]) -> bool {
         Some(_) => false,
     };
     reg_name_ok && port_ok
+}
+
+/// RFC 3986 §3.2.2 `IP-literal` without its brackets: an IPv6 address, optionally with
+/// an RFC 6874 zone id (`%25eth0`), or an IPvFuture (`v1.x`).
+fn valid_ip_literal(inner: &str) -> bool {
+    if let Some(future) = inner.strip_prefix(['v', 'V']) {
+        let Some((version, rest)) = future.split_once('.') else {
+            return false;
+        };
+        return !version.is_empty()
+            && version.bytes().all(|b| b.is_ascii_hexdigit())
+            && !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    let (address, zone) = match inner.split_once("%25") {
+        Some((a, z)) => (a, Some(z)),
+        None => (inner, None),
+    };
+    address.parse::<std::net::Ipv6Addr>().is_ok()
+        && zone.is_none_or(|z| {
+            !z.is_empty()
+                && z.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        })
 }
 
 #[cfg(test)]
@@ -194,6 +217,10 @@ mod tests {
             "[::1",
             "[a b]",
             "[::1]x",
+            "[zz]",
+            "[1.2.3.4]",
+            "[:]",
+            "[::1%eth0]",
             "a/b",
             "a@b",
         ] {

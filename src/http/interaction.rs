@@ -3,7 +3,7 @@
 //! cannot grow it without limit: pending authorization requests while the user signs in
 //! or answers the consent page, and sign-ins waiting for a second factor or a new password.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::throttle::Source;
@@ -13,26 +13,29 @@ use crate::oidc::authorize::AuthRequest;
 pub const TTL: i64 = 15 * 60;
 const MAX: usize = 10_000;
 
-/// Limits on records that unauthenticated requests create (SPEC §8). When the general
-/// share is full, a new record is refused rather than pushing out someone's sign-in in
-/// progress; one source that reaches its own limit gives up its own oldest record.
-/// Browsers that signed in here before (a session or a known-browser cookie) may use a
-/// reserve beyond the general share, so a flood does not keep them out.
+/// Limits on records that unauthenticated requests create (SPEC §8). A new record that
+/// does not fit is refused: nothing is ever pushed out for it, so no sign-in in progress
+/// is lost to a flood (nor to a colleague behind the same NAT). Browsers that signed in
+/// here before (a session or a known-browser cookie) use a reserve beyond the general
+/// share, and are not held to their address's share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     pub count: usize,
     pub bytes: usize,
     pub per_source: usize,
+    pub per_source_bytes: usize,
     pub reserve_count: usize,
     pub reserve_bytes: usize,
 }
 
-/// Pending authorization requests: at most 10,000 records and 24 MiB from anybody, 500
-/// from one address (IPv6: one /64), and 2,000 more records and 8 MiB for known browsers.
+/// Pending authorization requests: at most 10,000 records and 24 MiB from anybody, 1,000
+/// records and 1 MiB from one address (IPv6: one /64), and 2,000 more records and 8 MiB
+/// for browsers that signed in before.
 pub const INTERACTIONS: Budget = Budget {
     count: MAX,
     bytes: 24 << 20,
-    per_source: 500,
+    per_source: 1_000,
+    per_source_bytes: 1 << 20,
     reserve_count: 2_000,
     reserve_bytes: 8 << 20,
 };
@@ -47,8 +50,8 @@ struct Record<T> {
 struct Inner<T> {
     map: HashMap<String, Record<T>>,
     bytes: usize,
-    /// Ids per source, oldest first (may name records already gone).
-    by_source: HashMap<Source, VecDeque<String>>,
+    /// Records and bytes held per source.
+    by_source: HashMap<Source, (usize, usize)>,
 }
 
 /// Records under random ids that expire `ttl` seconds after they were made.
@@ -123,20 +126,14 @@ impl<T: Clone> Expiring<T> {
         if !fits(&m) {
             m.purge(now, self.ttl);
         }
-        // A source at its limit makes room from its own records only, oldest first.
-        while let Some(oldest) = m
-            .by_source
-            .get(&source)
-            .filter(|ids| ids.len() >= budget.per_source)
-            .and_then(|ids| ids.front().cloned())
-        {
-            m.remove(&oldest);
-        }
-        if !fits(&m) {
+        let (n, b) = m.by_source.get(&source).copied().unwrap_or_default();
+        let source_full = n >= budget.per_source || b + bytes > budget.per_source_bytes;
+        if !fits(&m) || (source_full && !reserved) {
             return Err(Full);
         }
+        // Reserved records do not use up their address's share.
         let id = crate::clock::random_token();
-        m.insert(id.clone(), now, value, Some(source), bytes);
+        m.insert(id.clone(), now, value, (!reserved).then_some(source), bytes);
         Ok(id)
     }
 
@@ -173,7 +170,8 @@ impl<T: Clone> Expiring<T> {
 impl<T> Inner<T> {
     fn insert(&mut self, id: String, made: i64, value: T, source: Option<Source>, bytes: usize) {
         if let Some(src) = source {
-            self.by_source.entry(src).or_default().push_back(id.clone());
+            let used = self.by_source.entry(src).or_default();
+            *used = (used.0 + 1, used.1 + bytes);
         }
         self.bytes += bytes;
         self.map.insert(
@@ -191,10 +189,10 @@ impl<T> Inner<T> {
         if let Some(r) = self.map.remove(id) {
             self.bytes -= r.bytes;
             if let Some(src) = r.source
-                && let Some(ids) = self.by_source.get_mut(&src)
+                && let Some(used) = self.by_source.get_mut(&src)
             {
-                ids.retain(|x| x != id);
-                if ids.is_empty() {
+                *used = (used.0 - 1, used.1 - r.bytes);
+                if used.0 == 0 {
                     self.by_source.remove(&src);
                 }
             }
@@ -325,6 +323,7 @@ mod tests {
         count: 4,
         bytes: 1000,
         per_source: 2,
+        per_source_bytes: 500,
         reserve_count: 1,
         reserve_bytes: 100,
     };
@@ -334,16 +333,28 @@ mod tests {
     }
 
     #[test]
-    fn a_source_at_its_limit_gives_up_its_own_oldest() {
+    fn a_source_at_its_share_is_refused_and_nothing_is_evicted() {
         let e: Expiring<u32> = Expiring::new(60);
         let a1 = e.try_start(1, 10, src(1), false, &SMALL, 0).unwrap();
         let a2 = e.try_start(2, 10, src(1), false, &SMALL, 1).unwrap();
-        let b1 = e.try_start(3, 10, src(2), false, &SMALL, 2).unwrap();
-        let a3 = e.try_start(4, 10, src(1), false, &SMALL, 3).unwrap();
-        assert_eq!(e.get(&a1, 3), None, "its own oldest went");
+        assert_eq!(
+            e.try_start(3, 10, src(1), false, &SMALL, 2),
+            Err(Full),
+            "count"
+        );
+        assert_eq!(
+            e.try_start(3, 600, src(2), false, &SMALL, 2),
+            Err(Full),
+            "bytes"
+        );
+        assert_eq!(e.get(&a1, 3), Some(1), "a colleague's sign-in stays");
         assert_eq!(e.get(&a2, 3), Some(2));
-        assert_eq!(e.get(&a3, 3), Some(4));
-        assert_eq!(e.get(&b1, 3), Some(3), "another source's record stays");
+        // A browser that signed in before is not held to its address's share.
+        let r = e.try_start(4, 10, src(1), true, &SMALL, 3).unwrap();
+        assert_eq!(e.get(&r, 3), Some(4));
+        // A finished record frees its share.
+        e.finish(&a1);
+        assert!(e.try_start(5, 10, src(1), false, &SMALL, 4).is_ok());
         assert_eq!(e.usage(), (3, 30));
     }
 
@@ -363,8 +374,9 @@ mod tests {
         assert_eq!(e.try_start(8, 10, src(97), true, &SMALL, 1), Err(Full));
         // Bytes count as well as records.
         let f: Expiring<u32> = Expiring::new(60);
-        f.try_start(1, 900, src(1), false, &SMALL, 0).unwrap();
-        assert_eq!(f.try_start(2, 200, src(2), false, &SMALL, 0), Err(Full));
+        f.try_start(1, 450, src(1), false, &SMALL, 0).unwrap();
+        f.try_start(2, 450, src(2), false, &SMALL, 0).unwrap();
+        assert_eq!(f.try_start(3, 200, src(3), false, &SMALL, 0), Err(Full));
         // Expired records make room.
         let late = e.try_start(5, 10, src(50), false, &SMALL, 60).unwrap();
         assert_eq!(e.get(&late, 61), Some(5));

@@ -67,11 +67,15 @@ pub(super) fn end_session(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Decision::Error(msg) => app.error_page(StatusCode::BAD_REQUEST, "Sign-out refused", &msg),
         Decision::Confirm => confirm_page(app, req, now),
         Decision::LogOut { redirect } => {
-            // Without the session cookie (a cross-site POST does not carry a Lax cookie),
-            // the session the hint names by `sid` is ended all the same.
+            // A cross-site POST does not carry the SameSite=Lax session cookie: the session
+            // the hint names by `sid` (bound to that one session, so no older than it) is
+            // ended all the same. A GET is a top-level navigation that carries the cookie,
+            // so a GET without one has no session in this browser to end.
             let hinted = hint.as_ref().and_then(|h| h.as_ref());
             let ended = match (&signed_in, hinted) {
-                (None, Some(h)) => end_hinted_session(app, req, h, now),
+                (None, Some(h)) if req.method == Method::POST => {
+                    end_hinted_session(app, req, h, now)
+                }
                 _ => log_out(app, req, now),
             };
             match ended {

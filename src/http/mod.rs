@@ -131,6 +131,8 @@ pub struct App {
     pub code_throttle: Arc<Throttle>,
     /// Failed client authentications, per client.
     pub client_throttle: Arc<throttle::ClientThrottle>,
+    /// The ceiling on aggregated refusal events in the audit log.
+    audit_gate: Arc<throttle::AuditGate>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
     /// Sign-ins waiting for a second factor or a new password.
@@ -196,6 +198,7 @@ impl App {
             mfa_throttle: Arc::new(Throttle::new(&config.login)),
             code_throttle: Arc::new(Throttle::new(&config.login)),
             client_throttle: Default::default(),
+            audit_gate: Default::default(),
             secret_cache: Default::default(),
             interactions: Default::default(),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
@@ -226,6 +229,7 @@ impl App {
             pool: self.pool.clone(),
             throttle: self.throttle.clone(),
             client_throttle: self.client_throttle.clone(),
+            audit_gate: self.audit_gate.clone(),
             mfa_throttle: self.mfa_throttle.clone(),
             code_throttle: self.code_throttle.clone(),
             secret_cache: self.secret_cache.clone(),
@@ -501,9 +505,13 @@ impl App {
         refused: throttle::Refused,
         now: i64,
     ) {
-        match refused.audit {
-            Some(n) => {
-                let detail = format!("{n} attempt(s) refused, wait {} s", refused.wait_secs);
+        let gate = || self.audit_gate.admit(crate::clock::now_ms());
+        match refused.audit.and_then(|n| gate().map(|more| (n, more))) {
+            Some((n, more)) => {
+                let mut detail = format!("{n} attempt(s) refused, wait {} s", refused.wait_secs);
+                if more > 0 {
+                    detail.push_str(&format!("; {more} more refusal event(s) not recorded"));
+                }
                 self.audit(kind, user, None, Some(ip), &detail, now);
             }
             // Counted in the metrics all the same (`audit` counts the recorded ones).

@@ -20,11 +20,13 @@ pub(super) const URN_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// Seconds a pushed request stays usable.
 pub(super) const TTL: i64 = 60;
 const MAX: usize = 10_000;
-/// Bytes of pushed parameters held at once (SPEC §8), and per source address.
+/// Bytes of pushed parameters held at once (SPEC §8); records and bytes per source
+/// address.
 const MAX_BYTES: usize = 16 << 20;
 const PER_SOURCE: usize = 500;
-/// Pending requests one client may have at once, so one (public) client cannot fill the
-/// store for everybody.
+const PER_SOURCE_BYTES: usize = 1 << 20;
+/// Pending requests of one client from one address, so that nobody can fill a (public)
+/// client's share for everybody else.
 const PER_CLIENT: usize = 100;
 
 struct Entry {
@@ -53,15 +55,19 @@ impl Pushed {
                 .sum::<usize>();
         let mut m = self.map.lock().ok()?;
         m.retain(|_, e| e.expires > now);
-        let (mut mine, mut from_source, mut total) = (0, 0, 0);
+        let (mut mine, mut from_source, mut source_bytes, mut total) = (0, 0, 0, 0);
         for e in m.values() {
-            mine += usize::from(e.owner == client_id);
-            from_source += usize::from(e.source == source);
             total += e.bytes;
+            if e.source == source {
+                from_source += 1;
+                source_bytes += e.bytes;
+                mine += usize::from(e.owner == client_id);
+            }
         }
         if m.len() >= MAX
             || mine >= PER_CLIENT
             || from_source >= PER_SOURCE
+            || source_bytes + bytes > PER_SOURCE_BYTES
             || total + bytes > MAX_BYTES
         {
             return None;
@@ -198,6 +204,11 @@ mod tests {
                 .is_some()
         );
         let big = Params::parse(format!("x={}", "a".repeat(30_000)).as_bytes());
+        let r = Pushed::default();
+        let per_address = (0..100)
+            .take_while(|i| r.put(&format!("c{i}"), big.clone(), S, 0).is_some())
+            .count();
+        assert_eq!(per_address, PER_SOURCE_BYTES / 30_305, "bytes per address");
         let q = Pushed::default();
         let mut n = 0;
         while q
@@ -236,6 +247,11 @@ mod tests {
         assert!(
             p.put("other", Params::default(), S, 100).is_some(),
             "others are unaffected"
+        );
+        assert!(
+            p.put("greedy", Params::default(), Source::V4(7), 100)
+                .is_some(),
+            "the same client from another address is unaffected"
         );
         assert!(
             p.put("greedy", Params::default(), S, 100 + TTL).is_some(),

@@ -188,6 +188,9 @@ pub enum Who<'a> {
     Anonymous { key: &'a str, addr: IpAddr },
     /// Guesses that name no account (reset links): the address alone.
     Address(IpAddr),
+    /// Guesses by a signed-in account on its own behalf (device user codes from a known
+    /// browser): the account alone, whatever browser or address it uses.
+    Account(&'a str),
 }
 
 /// An attempt that must wait.
@@ -278,6 +281,7 @@ impl Throttle {
         match who {
             Who::Known(id) => refusal(&mut t.known, &id.to_string(), now),
             Who::Address(addr) => refusal(&mut t.addrs, &Source::from(addr), now),
+            Who::Account(key) => refusal(&mut t.keys, &key.to_lowercase(), now),
             Who::Anonymous { key, addr } => {
                 // One event per key and window: the account's if it is the one delaying,
                 // else the address's.
@@ -298,6 +302,7 @@ impl Throttle {
         match who {
             Who::Known(id) => t.known.failure(&id.to_string(), now),
             Who::Address(addr) => t.addrs.failure(&Source::from(addr), now),
+            Who::Account(key) => t.keys.failure(&key.to_lowercase(), now),
             Who::Anonymous { key, addr } => {
                 t.keys.failure(&key.to_lowercase(), now);
                 t.addrs.failure(&Source::from(addr), now);
@@ -312,7 +317,7 @@ impl Throttle {
         match who {
             Who::Known(id) => t.known.clear(&id.to_string()),
             Who::Address(_) => {}
-            Who::Anonymous { key, .. } => t.keys.clear(&key.to_lowercase()),
+            Who::Anonymous { key, .. } | Who::Account(key) => t.keys.clear(&key.to_lowercase()),
         }
     }
 
@@ -320,6 +325,32 @@ impl Throttle {
     pub fn entries(&self) -> usize {
         let t = self.lock();
         t.keys.len() + t.addrs.len() + t.known.len()
+    }
+}
+
+/// A ceiling on the aggregated refusal events all keys together may write: at most
+/// [`AuditGate::PER_MINUTE`] rows a minute, so a flood that primes many keys from many
+/// addresses still writes a bounded number of rows. Events past the ceiling are counted
+/// and reported by the next row that is written.
+#[derive(Default)]
+pub struct AuditGate(Mutex<(i64, u32, u64)>);
+
+impl AuditGate {
+    pub const PER_MINUTE: u32 = 60;
+
+    /// `Some(n)`: write the row, noting `n` events suppressed before it; `None`: suppressed.
+    pub fn admit(&self, now: i64) -> Option<u64> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, written, suppressed) = &mut *g;
+        if now - *start >= 60 * SECOND {
+            (*start, *written) = (now, 0);
+        }
+        if *written >= Self::PER_MINUTE {
+            *suppressed += 1;
+            return None;
+        }
+        *written += 1;
+        Some(std::mem::take(suppressed))
     }
 }
 
@@ -521,6 +552,20 @@ mod tests {
         let mut held: Vec<&String> = t3.known.map.keys().collect();
         held.sort();
         assert_eq!(held, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn the_audit_gate_bounds_rows_and_counts_the_rest() {
+        let g = AuditGate::default();
+        let admitted: Vec<Option<u64>> = (0..62).map(|i| g.admit(i)).collect();
+        assert!(admitted[..60].iter().all(|a| *a == Some(0)));
+        assert_eq!(admitted[60..], [None, None]);
+        assert_eq!(
+            g.admit(60 * S),
+            Some(2),
+            "the next minute reports the suppressed"
+        );
+        assert_eq!(g.admit(60 * S + 1), Some(0));
     }
 
     #[test]

@@ -205,7 +205,9 @@ pub(super) async fn authenticate(
         Ok(()) => Ok(Ok(client)),
         Err(e) => {
             // RFC 6749 §2.3.1: wrong guesses are slowed per client, the answer held back
-            // once the free failures are spent. A right credential never waits here.
+            // once the free failures are spent. Only wrong answers wait here; a right
+            // credential waits only in `check_secret`, for an argon2id secret not yet
+            // verified since the start (declared clients), and is never refused.
             let now_ms = crate::clock::now_ms();
             let wait = app.client_throttle.wait_ms(&client.client_id, now_ms);
             app.client_throttle.failure(&client.client_id, now_ms);

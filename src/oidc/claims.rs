@@ -62,6 +62,9 @@ impl ClaimsRequest {
             match top.get(member) {
                 None | Some(Value::Null) => Ok(vec![]),
                 Some(Value::Object(m)) => {
+                    if m.len() > MAX_VALUES * 2 {
+                        return Err(format!("claims.{member} names too many claims"));
+                    }
                     for spec in m.values() {
                         if !matches!(spec, Value::Null | Value::Object(_)) {
                             return Err(format!("claims.{member} entries must be null or objects"));

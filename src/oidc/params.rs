@@ -18,10 +18,12 @@ enum Problem {
 }
 
 impl std::fmt::Display for Duplicate {
+    /// The parameter is named (cut to 64 characters: it may be anything a client sent).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name: String = self.0.chars().take(64).collect();
         match self.1 {
-            Problem::Repeated => write!(f, "{} was sent more than once", self.0),
-            Problem::NotUtf8 => write!(f, "{} is not valid UTF-8", self.0),
+            Problem::Repeated => write!(f, "{name} was sent more than once"),
+            Problem::NotUtf8 => write!(f, "{name} is not valid UTF-8"),
         }
     }
 }
@@ -32,6 +34,7 @@ impl Params {
     pub fn parse(text: &[u8]) -> Params {
         let mut pairs = Vec::new();
         let mut bad = Vec::new();
+        let mut seen_bad = std::collections::HashSet::new();
         for part in text.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
             let (k, v) = match part.iter().position(|&b| b == b'=') {
                 Some(i) => (&part[..i], &part[i + 1..]),
@@ -39,8 +42,7 @@ impl Params {
             };
             let (k, k_ok) = decode(k);
             let (v, v_ok) = decode(v);
-            let valid = k_ok && v_ok;
-            if !valid && !bad.contains(&k) {
+            if !(k_ok && v_ok) && seen_bad.insert(k.clone()) {
                 bad.push(k.clone());
             }
             pairs.push((k, v));

@@ -664,9 +664,18 @@ async fn wrong_device_codes_are_slowed_per_person_not_per_address() {
             .await;
         statuses.push(r.status);
     }
-    // Alice's browser is known (she signed in on it): five free failures, then waits.
-    assert_eq!(statuses[..6], [400; 6], "{statuses:?}");
-    assert_eq!(statuses[6..], [429, 429], "{statuses:?}");
+    // Counted for alice's account: three free failures, then waits.
+    assert_eq!(statuses[..4], [400; 4], "{statuses:?}");
+    assert_eq!(statuses[4..], [429; 4], "{statuses:?}");
+    // Signing in again (a new known-browser cookie) buys no new guesses.
+    let mut again = server.browser();
+    assert_eq!(again.login("/login", "alice", PASSWORD).await.status, 303);
+    let page = again.get("/device").await;
+    let csrf2 = page.input("csrf").unwrap();
+    let r = again
+        .post_form("/device", &[("csrf", &csrf2), ("user_code", "BCDF-GHJK")])
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
     // Bob, signed in on his own known browser from the same address, is not delayed.
     let page = bob.get("/device").await;
     let csrf = page.input("csrf").unwrap();

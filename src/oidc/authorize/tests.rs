@@ -401,6 +401,11 @@ fn stored_parameters_are_bounded() {
         "&claims={}",
         urlenc(&format!(r#"{{"x":"{}"}}"#, "s".repeat(5000)))
     ));
+    let names: Vec<String> = (0..33).map(|i| format!(r#""c{i}":null"#)).collect();
+    too_long(format!(
+        "&claims={}",
+        urlenc(&format!(r#"{{"userinfo":{{{}}}}}"#, names.join(",")))
+    ));
     too_long("&nonce=%ff".to_string());
     too_long("&unknown=%C3%28".to_string());
     let q = base().replace(
