@@ -660,14 +660,17 @@ impl App {
 
     /// SPEC §8: whether a browser says this request came from another site: by
     /// `Sec-Fetch-Site` where sent (anything but same-origin, or `none` for a typed URL),
-    /// else by an `Origin` other than the issuer's. Requests with neither (non-browser
-    /// clients, old browsers) still need their CSRF token.
+    /// else by an `Origin` other than the issuer's. `Origin: null` says nothing (the
+    /// Fetch standard sends it for a POST from a page whose referrer policy is
+    /// no-referrer, as Latchkey's pages are, in browsers without `Sec-Fetch-Site`).
+    /// Requests without either (non-browser clients, old browsers) still need their
+    /// CSRF token, as every request does.
     fn cross_site(&self, req: &Req) -> bool {
         if let Some(site) = req.header("sec-fetch-site") {
             return !matches!(site, "same-origin" | "none");
         }
         match req.header(header::ORIGIN) {
-            None => false,
+            None | Some("null") => false,
             Some(origin) => url::Url::parse(&self.config.issuer)
                 .map(|u| u.origin().ascii_serialization())
                 .is_ok_and(|own| own != origin),
