@@ -8,36 +8,10 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::oidc::discovery::paths;
-
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
-
-/// The endpoint label of a request path.
-pub fn endpoint(path: &str) -> &'static str {
-    match path {
-        paths::OIDC_DISCOVERY | paths::OAUTH_METADATA => "discovery",
-        paths::JWKS => "jwks",
-        paths::AUTHORIZE | paths::AUTHORIZE_ALIAS | "/api/v1/oauth/authorize/resume" => "authorize",
-        paths::TOKEN | paths::TOKEN_ALIAS => "token",
-        paths::USERINFO => "userinfo",
-        paths::REVOKE => "revoke",
-        paths::INTROSPECT => "introspect",
-        paths::END_SESSION | "/logout" => "logout",
-        paths::PAR => "par",
-        paths::DEVICE_AUTHORIZATION | "/device" => "device",
-        "/login" => "login",
-        "/consent" => "consent",
-        "/setup" => "setup",
-        "/healthz" => "healthz",
-        "/metrics" => "metrics",
-        p if p.starts_with("/assets/") => "assets",
-        "/" => "home",
-        _ => "other",
-    }
-}
 
 #[derive(Default)]
 struct Histogram {
@@ -70,8 +44,9 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// Counts a request under its route's label (`super::routes::label`).
     pub fn request(&self, path: &str, status: u16, took: Duration) {
-        let e = endpoint(path);
+        let e = super::routes::label(path);
         let Ok(mut c) = self.c.lock() else { return };
         *c.requests.entry((e, status)).or_default() += 1;
         let h = c.latency.entry(e).or_default();

@@ -18,6 +18,7 @@ pub mod metrics;
 mod par;
 pub mod pool;
 pub mod response;
+pub mod routes;
 pub mod signin;
 pub mod throttle;
 mod token;
@@ -38,7 +39,6 @@ use hyper::{Method, Request, StatusCode};
 use crate::config::{Config, TlsMode};
 use crate::keys::{KeySet, MacKey};
 use crate::model::{AuditEvent, Client, Session, User};
-use crate::oidc::discovery::paths;
 use crate::oidc::params::Params;
 use crate::pages::Pages;
 use crate::store::{Store, StoreError};
@@ -534,45 +534,48 @@ impl App {
         self.error_page(status, "Something went wrong", &e.description)
     }
 
-    /// Routes a request. Never panics on input; unknown paths get 404, known paths with
-    /// another method 405.
+    /// Routes a request by [`routes::TABLE`]. Never panics on input; unknown paths get
+    /// 404, known paths with another method 405 with `Allow`.
     pub async fn respond(self: &Arc<Self>, req: Req) -> Resp {
         let now = crate::clock::now();
-        let m = &req.method;
-        let is = |x: &Method| m == x;
-        if is(&Method::POST) && is_page(&req.path) && self.cross_site(&req) {
-            let resp = self.error_page(
+        let Some(entry) = routes::find(&req.path) else {
+            return self.finish(None, response::plain(StatusCode::NOT_FOUND, "not found"));
+        };
+        let resp = if req.method == Method::OPTIONS && entry.cors {
+            well_known::preflight()
+        } else if !entry.allows(&req.method) {
+            response::with_header(
+                response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                "allow",
+                entry.allow_header(),
+            )
+        } else if req.method == Method::POST && entry.page && self.cross_site(&req) {
+            self.error_page(
                 StatusCode::FORBIDDEN,
                 "Request refused",
                 "This form was sent from another site. Open the page here and try again.",
-            );
-            return self.finish(&req, resp);
-        }
-        if req.path == "/account" || req.path.starts_with("/account/") {
-            let resp = account::route(self, &req, now).await;
-            return self.finish(&req, resp);
-        }
-        if req.path == "/admin" || req.path.starts_with("/admin/") {
-            let resp = admin_pages::route(self, &req, now).await;
-            return self.finish(&req, resp);
-        }
-        let resp = match req.path.as_str() {
-            paths::OIDC_DISCOVERY | paths::OAUTH_METADATA if is(&Method::GET) => {
-                well_known::discovery(self)
-            }
-            paths::JWKS if is(&Method::GET) => well_known::jwks(self),
-            "/healthz" if is(&Method::GET) => well_known::health(self),
-            "/metrics" if is(&Method::GET) => well_known::metrics(self, &req, now),
-            "/assets/style.css" if is(&Method::GET) => {
-                response::asset("text/css; charset=utf-8", crate::pages::STYLE_CSS)
-            }
-            "/assets/form_post.js" if is(&Method::GET) => {
+            )
+        } else {
+            self.dispatch(entry.route, &req, now).await
+        };
+        self.finish(Some(entry), resp)
+    }
+
+    /// Calls the handler of a route whose method is allowed.
+    async fn dispatch(self: &Arc<Self>, route: routes::Route, req: &Req, now: i64) -> Resp {
+        use routes::Route as R;
+        let get = req.method == Method::GET;
+        match route {
+            R::Discovery => well_known::discovery(self),
+            R::Jwks => well_known::jwks(self),
+            R::Health => well_known::health(self),
+            R::Metrics => well_known::metrics(self, req, now),
+            R::StyleCss => response::asset("text/css; charset=utf-8", crate::pages::STYLE_CSS),
+            R::FormPostJs => {
                 response::asset("text/javascript; charset=utf-8", crate::pages::FORM_POST_JS)
             }
-            "/assets/app.js" if is(&Method::GET) => {
-                response::asset("text/javascript; charset=utf-8", crate::pages::APP_JS)
-            }
-            "/assets/logo" if is(&Method::GET) => match &self.config.logo {
+            R::AppJs => response::asset("text/javascript; charset=utf-8", crate::pages::APP_JS),
+            R::Logo => match &self.config.logo {
                 Some(logo) => response::set_header(
                     response::bytes(logo.content_type, logo.bytes.to_vec()),
                     "cache-control",
@@ -580,82 +583,35 @@ impl App {
                 ),
                 None => response::plain(StatusCode::NOT_FOUND, "not found"),
             },
-            paths::AUTHORIZE | paths::AUTHORIZE_ALIAS if is(&Method::GET) || is(&Method::POST) => {
-                authorize::authorize(self, &req, now).await
-            }
-            authorize::RESUME if is(&Method::GET) => authorize::resume(self, &req, now).await,
-            paths::REVOKE if is(&Method::POST) => introspection::revoke(self, &req, now).await,
-            paths::PAR if is(&Method::POST) => par::push(self, &req, now).await,
-            paths::DEVICE_AUTHORIZATION if is(&Method::POST) => {
-                device::authorization(self, &req, now).await
-            }
-            "/device" if is(&Method::GET) => device::page(self, &req, now),
-            "/device" if is(&Method::POST) => device::submit(self, &req, now),
-            paths::INTROSPECT if is(&Method::POST) => {
-                introspection::introspect(self, &req, now).await
-            }
-            paths::TOKEN | paths::TOKEN_ALIAS if is(&Method::POST) => {
-                token::token(self, &req, now).await
-            }
-            paths::USERINFO if is(&Method::GET) || is(&Method::POST) => {
-                userinfo::userinfo(self, &req, now)
-            }
-            "/login" if is(&Method::GET) => login::login_page(self, &req, now),
-            "/login" if is(&Method::POST) => login::login_submit(self, &req, now).await,
-            "/login/2fa" if is(&Method::GET) => signin::code_page(self, &req, now),
-            "/login/2fa" if is(&Method::POST) => signin::code_submit(self, &req, now),
-            "/login/password" if is(&Method::GET) => signin::new_password_page(self, &req, now),
-            "/login/password" if is(&Method::POST) => {
-                signin::new_password_submit(self, &req, now).await
-            }
-            "/reset" if is(&Method::GET) => signin::reset_page(self, &req, now),
-            "/reset" if is(&Method::POST) => signin::reset_submit(self, &req, now).await,
-            "/consent" if is(&Method::GET) => login::consent_page(self, &req, now),
-            "/consent" if is(&Method::POST) => login::consent_submit(self, &req, now),
-            "/setup" if is(&Method::GET) => login::setup_page(self, &req, now),
-            "/setup" if is(&Method::POST) => login::setup_submit(self, &req, now).await,
-            "/" if is(&Method::GET) => login::home(self, &req, now),
-            paths::END_SESSION if is(&Method::GET) || is(&Method::POST) => {
-                logout::end_session(self, &req, now)
-            }
-            "/logout" if is(&Method::GET) => logout::logout_page(self, &req, now),
-            "/logout" if is(&Method::POST) => logout::logout_submit(self, &req, now),
-            paths::OIDC_DISCOVERY
-            | paths::OAUTH_METADATA
-            | paths::JWKS
-            | paths::USERINFO
-            | paths::TOKEN
-            | paths::TOKEN_ALIAS
-                if is(&Method::OPTIONS) =>
-            {
-                well_known::preflight()
-            }
-            paths::OIDC_DISCOVERY
-            | paths::OAUTH_METADATA
-            | paths::JWKS
-            | "/healthz"
-            | paths::AUTHORIZE
-            | paths::AUTHORIZE_ALIAS
-            | paths::TOKEN
-            | paths::TOKEN_ALIAS
-            | paths::USERINFO
-            | "/login"
-            | "/metrics"
-            | "/logout"
-            | paths::END_SESSION
-            | paths::REVOKE
-            | paths::INTROSPECT
-            | paths::PAR
-            | paths::DEVICE_AUTHORIZATION
-            | "/device"
-            | "/consent"
-            | "/login/2fa"
-            | "/login/password"
-            | "/reset"
-            | "/setup" => response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-            _ => response::plain(StatusCode::NOT_FOUND, "not found"),
-        };
-        self.finish(&req, resp)
+            R::Authorize => authorize::authorize(self, req, now).await,
+            R::Resume => authorize::resume(self, req, now).await,
+            R::Token => token::token(self, req, now).await,
+            R::Userinfo => userinfo::userinfo(self, req, now),
+            R::Revoke => introspection::revoke(self, req, now).await,
+            R::Introspect => introspection::introspect(self, req, now).await,
+            R::Par => par::push(self, req, now).await,
+            R::DeviceAuthorization => device::authorization(self, req, now).await,
+            R::Device if get => device::page(self, req, now),
+            R::Device => device::submit(self, req, now),
+            R::EndSession => logout::end_session(self, req, now),
+            R::Login if get => login::login_page(self, req, now),
+            R::Login => login::login_submit(self, req, now).await,
+            R::SecondFactor if get => signin::code_page(self, req, now),
+            R::SecondFactor => signin::code_submit(self, req, now),
+            R::NewPassword if get => signin::new_password_page(self, req, now),
+            R::NewPassword => signin::new_password_submit(self, req, now).await,
+            R::Reset if get => signin::reset_page(self, req, now),
+            R::Reset => signin::reset_submit(self, req, now).await,
+            R::Consent if get => login::consent_page(self, req, now),
+            R::Consent => login::consent_submit(self, req, now),
+            R::Setup if get => login::setup_page(self, req, now),
+            R::Setup => login::setup_submit(self, req, now).await,
+            R::Logout if get => logout::logout_page(self, req, now),
+            R::Logout => logout::logout_submit(self, req, now),
+            R::Home => login::home(self, req, now),
+            R::Account => account::route(self, req, now).await,
+            R::Admin => admin_pages::route(self, req, now).await,
+        }
     }
 
     /// SPEC §8: whether a browser says this request came from another site: by
@@ -677,9 +633,9 @@ impl App {
         }
     }
 
-    /// Headers every response gets: HSTS when served over TLS, CORS on the endpoints that
+    /// Headers every response gets: HSTS when served over TLS, CORS on the routes that
     /// relying parties call from browsers with a bearer token (never with cookies).
-    fn finish(&self, req: &Req, mut resp: Resp) -> Resp {
+    fn finish(&self, route: Option<&routes::Entry>, mut resp: Resp) -> Resp {
         let h = resp.headers_mut();
         if self.config.tls != TlsMode::Off && self.secure() {
             h.insert(
@@ -687,15 +643,7 @@ impl App {
                 header::HeaderValue::from_static("max-age=31536000"),
             );
         }
-        if matches!(
-            req.path.as_str(),
-            paths::OIDC_DISCOVERY
-                | paths::OAUTH_METADATA
-                | paths::JWKS
-                | paths::USERINFO
-                | paths::TOKEN
-                | paths::TOKEN_ALIAS
-        ) {
+        if route.is_some_and(|r| r.cors) {
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
                 header::HeaderValue::from_static("*"),
@@ -703,26 +651,6 @@ impl App {
         }
         resp
     }
-}
-
-/// Pages whose POSTs change state on behalf of the signed-in browser (protocol endpoints
-/// that relying parties post to from elsewhere, authorize and end_session among them, are
-/// not pages).
-fn is_page(path: &str) -> bool {
-    matches!(
-        path,
-        "/login"
-            | "/login/2fa"
-            | "/login/password"
-            | "/consent"
-            | "/reset"
-            | "/setup"
-            | "/logout"
-            | "/device"
-    ) || path == "/account"
-        || path.starts_with("/account/")
-        || path == "/admin"
-        || path.starts_with("/admin/")
 }
 
 /// The hyper entry point: gives the request its id (logged, sent as `x-request-id`, and

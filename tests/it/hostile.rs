@@ -508,7 +508,7 @@ fn cases(id: &str, secret: &str, id_token: &str, access_token: &str) -> Vec<Case
         ("PUT", "/api/v1/oauth/token", 405),
         ("DELETE", "/api/v1/oauth/userinfo", 405),
         ("PATCH", "/login", 405),
-        ("TRACE", "/", 404),
+        ("TRACE", "/", 405),
         ("GET", "/api/v1/oauth/token", 405),
         ("GET", "/metrics/../healthz", 404),
     ] {

@@ -372,3 +372,31 @@ async fn error_pages_name_the_request_id_that_was_logged() {
     });
     assert!(logged, "{id} not in the log");
 }
+
+#[tokio::test]
+async fn one_route_table_answers_404_405_with_allow_and_cors() {
+    let server = Server::new("").start().await;
+    let mut b = server.browser();
+    for (method, path, status, allow) in [
+        ("POST", "/healthz", 405, Some("GET")),
+        ("GET", "/api/v1/oauth/token", 405, Some("POST, OPTIONS")),
+        ("GET", "/api/v1/openid/token", 405, Some("POST, OPTIONS")),
+        ("DELETE", "/login", 405, Some("GET, POST")),
+        ("POST", "/", 405, Some("GET")),
+        ("GET", "/nope", 404, None),
+        ("GET", "/administrator", 404, None),
+        ("OPTIONS", "/api/v1/oauth/userinfo", 204, None),
+    ] {
+        let r = b.try_send(method, path, &[], "").await.unwrap();
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert_eq!(r.header("allow"), allow, "{method} {path}");
+    }
+    let r = b.get("/.well-known/openid-configuration").await;
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let r = b.get("/login").await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "pages have no CORS"
+    );
+}
