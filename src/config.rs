@@ -214,29 +214,8 @@ pub struct LoginLimits {
     pub ip_block: i64,
 }
 
-/// argon2id parameters and the size of the hashing pool.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PasswordParams {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-    pub pool_threads: usize,
-    pub pool_queue: usize,
-}
-
-/// SPEC §8's argon2id parameters (m=64 MiB, t=3, p=1) and a pool of two threads with
-/// eight waiting: what an unconfigured server uses.
-impl Default for PasswordParams {
-    fn default() -> Self {
-        PasswordParams {
-            memory_kib: 65_536,
-            iterations: 3,
-            parallelism: 1,
-            pool_threads: 2,
-            pool_queue: 8,
-        }
-    }
-}
+/// argon2id parameters and the hashing pool, defined beside the hashing itself.
+pub use crate::keys::password::PasswordParams;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

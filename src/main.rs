@@ -373,7 +373,7 @@ fn backup(b: cli::Backup) -> ExitCode {
                 message: m,
                 exit_code: 1,
             };
-            server::open_store(&config.data_dir)
+            latchkey::datadir::open_store(&config.data_dir)
                 .map_err(io)
                 .and_then(|store| admin::backup_direct(&store, &b.file))
         }
@@ -390,7 +390,7 @@ fn restore(r: cli::Restore) -> ExitCode {
     if !r.file.is_file() {
         return fail(2, &format!("file: {} is not a file", r.file.display()));
     }
-    if let Err(e) = server::ensure_data_dir(&config.data_dir) {
+    if let Err(e) = latchkey::datadir::ensure_data_dir(&config.data_dir) {
         return fail(1, &e);
     }
     print_result(
@@ -424,7 +424,7 @@ fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, Ad
         message: m,
         exit_code: 1,
     };
-    server::ensure_data_dir(&config.data_dir).map_err(io)?;
-    let store = server::open_store(&config.data_dir).map_err(io)?;
+    latchkey::datadir::ensure_data_dir(&config.data_dir).map_err(io)?;
+    let store = latchkey::datadir::open_store(&config.data_dir).map_err(io)?;
     admin::execute(&store, config, cmd, "cli", clock::now())
 }

@@ -286,7 +286,7 @@ pub struct AuthCode {
     pub expires_at: i64,
     /// Individually requested claims (the `claims` parameter).
     #[serde(default)]
-    pub claims: Option<crate::oidc::claims::ClaimsRequest>,
+    pub claims: Option<ClaimsRequest>,
     /// Set on first redemption; a second redemption revokes the grant.
     #[serde(default)]
     pub used: bool,
@@ -369,7 +369,7 @@ pub struct RefreshToken {
     #[serde(default)]
     pub used: bool,
     #[serde(default)]
-    pub claims: Option<crate::oidc::claims::ClaimsRequest>,
+    pub claims: Option<ClaimsRequest>,
 }
 
 /// Record of an issued JWT access token, keyed by its `jti`, so revocation and user
@@ -512,4 +512,20 @@ mod tests {
             assert!(!valid_email(bad), "{bad}");
         }
     }
+}
+
+/// The `claims` request parameter (OIDC Core §5.5), reduced to what Latchkey acts on:
+/// the names of the individual claims wanted in UserInfo and in the ID token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClaimsRequest {
+    #[serde(default)]
+    pub userinfo: Vec<String>,
+    #[serde(default)]
+    pub id_token: Vec<String>,
+    /// §5.5.1: a requested `sub` value; only that user may receive a response.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// §5.5.1.1: acr values asked for as essential; one must be met.
+    #[serde(default)]
+    pub essential_acr: Vec<String>,
 }

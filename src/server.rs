@@ -2,7 +2,6 @@
 //! (SPEC §4), then accepts connections with a cap, a TLS handshake timeout, hyper's
 //! header-read timer, and a graceful drain on SIGTERM.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -31,47 +30,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 const SETUP_LINK_TTL: i64 = 3600;
 
-/// The database file inside the data directory.
-pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("latchkey.redb")
-}
-
-/// Creates the data directory (0700) if needed.
-pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Opens the store with an error that says what to do.
-pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
-    let path = db_path(data_dir);
-    let store = RedbStore::open(&path).map_err(|e| match e {
-                crate::store::StoreError::Locked => {
-            format!("{}: the database is in use (is another latchkey serving this data directory?)", path.display())
-        }
-        crate::store::StoreError::Schema(m) => format!("{}: {m}", path.display()),
-        other => format!(
-            "{}: {other}. If the file is damaged, put a backup in place with `latchkey restore FILE`",
-            path.display()
-        ),
-    })?;
-    // The database holds every hash and the signing keys: owner-only, like the directory.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(store)
-}
-
 /// Everything start-up creates or loads before serving.
 pub struct Prepared {
     pub store: Arc<RedbStore>,
@@ -84,8 +42,8 @@ pub struct Prepared {
 
 /// First start creates keys, secrets and the setup link; later starts load them.
 pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
-    ensure_data_dir(&config.data_dir)?;
-    let store = open_store(&config.data_dir)?;
+    crate::datadir::ensure_data_dir(&config.data_dir)?;
+    let store = crate::datadir::open_store(&config.data_dir)?;
     let err = |e: crate::store::StoreError| e.to_string();
 
     let mut records = store.keys().map_err(err)?;

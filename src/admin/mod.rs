@@ -822,7 +822,7 @@ pub fn restore(
         message: format!("{}: {e}", what.display()),
         exit_code: 1,
     };
-    let live = crate::server::db_path(data_dir);
+    let live = crate::datadir::db_path(data_dir);
     if live.exists() {
         // Fails with Locked while a server holds the database.
         if let Err(StoreError::Locked) = crate::store::redb::RedbStore::open(&live) {

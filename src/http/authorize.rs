@@ -262,7 +262,10 @@ fn try_proceed(
                     &message,
                     Some((&link, &format!("Return to {}", client.name))),
                 ),
-                Delivery::FormPost { .. } => app.pages.error("Access denied", &message),
+                Delivery::FormPost { .. } => {
+                    app.pages
+                        .error("Access denied", &message, super::request_id().as_deref())
+                }
             };
             response::html(StatusCode::FORBIDDEN, body)
         }

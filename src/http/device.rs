@@ -408,6 +408,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         ("allow", false) => app.pages.error(
             "Access denied",
             &format!("Your account is not allowed to use {}.", client.name),
+            super::request_id().as_deref(),
         ),
         _ => app
             .pages

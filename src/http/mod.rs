@@ -520,7 +520,8 @@ impl App {
     }
 
     pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> Resp {
-        response::html(status, self.pages.error(title, message))
+        let id = request_id();
+        response::html(status, self.pages.error(title, message, id.as_deref()))
     }
 
     /// A failure on a page: a generic error page; the detail is logged under a request id.

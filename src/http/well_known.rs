@@ -52,7 +52,7 @@ pub(super) fn metrics(app: &App, req: &super::Req, now: i64) -> Resp {
     let expiry = app.cert_expiry.load(std::sync::atomic::Ordering::Relaxed);
     let gauges = super::metrics::Gauges {
         active_sessions: app.store.count_sessions(now).unwrap_or(0),
-        database_bytes: std::fs::metadata(crate::server::db_path(&app.config.data_dir))
+        database_bytes: std::fs::metadata(crate::datadir::db_path(&app.config.data_dir))
             .map(|m| m.len())
             .unwrap_or(0),
         key_ages,

@@ -8,10 +8,32 @@ use std::sync::OnceLock;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::config::PasswordParams;
-
 pub const MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 128;
+
+/// argon2id parameters and the size of the hashing pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswordParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub pool_threads: usize,
+    pub pool_queue: usize,
+}
+
+/// SPEC §8's argon2id parameters (m=64 MiB, t=3, p=1) and a pool of two threads with
+/// eight waiting: what an unconfigured server uses.
+impl Default for PasswordParams {
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: 65_536,
+            iterations: 3,
+            parallelism: 1,
+            pool_threads: 2,
+            pool_queue: 8,
+        }
+    }
+}
 
 fn argon2(p: &PasswordParams) -> Result<Argon2<'static>, String> {
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))

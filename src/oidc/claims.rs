@@ -23,21 +23,9 @@ pub struct AuthFacts<'a> {
     pub id_token_claims: &'a [String],
 }
 
-/// The `claims` request parameter (OIDC Core §5.5), reduced to what Latchkey acts on:
-/// the names of the individual claims wanted in UserInfo and in the ID token.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ClaimsRequest {
-    #[serde(default)]
-    pub userinfo: Vec<String>,
-    #[serde(default)]
-    pub id_token: Vec<String>,
-    /// §5.5.1: a requested `sub` value; only that user may receive a response.
-    #[serde(default)]
-    pub sub: Option<String>,
-    /// §5.5.1.1: acr values asked for as essential; one must be met.
-    #[serde(default)]
-    pub essential_acr: Vec<String>,
-}
+/// The `claims` request parameter, as kept with codes and refresh tokens (a stored
+/// `model` type; its rules are here).
+pub use crate::model::ClaimsRequest;
 
 /// Longest `claims` parameter accepted, and the limits on the values kept from it.
 pub const MAX_LEN: usize = 4096;

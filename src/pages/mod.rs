@@ -93,13 +93,13 @@ impl Pages {
 
     /// An error page; it names the request id (the one logged and sent as
     /// `x-request-id`) so that an operator can find the request in the log.
-    pub fn error(&self, title: &str, message: &str) -> String {
+    pub fn error(&self, title: &str, message: &str, request_id: Option<&str>) -> String {
         self.render(
             "error.html",
             &serde_json::json!({
                 "title": title,
                 "message": message,
-                "request_id": crate::http::request_id(),
+                "request_id": request_id,
             }),
         )
     }

@@ -56,7 +56,7 @@ async fn backup_under_writes_and_restore_elsewhere() {
     std::fs::write(&junk, b"not a database").unwrap();
     let bad = fresh.cli(&["restore", junk.to_str().unwrap()], None);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(!latchkey::server::db_path(&fresh.data_dir()).exists());
+    assert!(!latchkey::datadir::db_path(&fresh.data_dir()).exists());
 
     let out = fresh.cli(&["restore", file.to_str().unwrap(), "--json"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -104,7 +104,7 @@ async fn damaged_database_is_a_clear_error_and_restore_recovers() {
         0
     );
     server.stop();
-    let db = latchkey::server::db_path(&server.data_dir());
+    let db = latchkey::datadir::db_path(&server.data_dir());
     let good = std::fs::read(&db).unwrap();
 
     let half = good[..good.len() / 2].to_vec();
