@@ -15,7 +15,8 @@ use latchkey::model::{AccessTokenRecord, Alg, AuthCode, Grant, RefreshToken, Use
 use latchkey::oidc::claims::{self, AuthFacts};
 use latchkey::oidc::params::Params;
 use latchkey::oidc::registration::{ClientSpec, build_client};
-use latchkey::store::{Consumed, Issued, Store, redb::RedbStore};
+use latchkey::store::prelude::*;
+use latchkey::store::{Consumed, Issued, redb::RedbStore};
 
 fn user() -> User {
     User {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::http::App;
 use crate::keys::KeySet;
 use crate::model::{Alg, KeyState};
-use crate::store::Store;
+use crate::store::prelude::*;
 use crate::store::redb::RedbStore;
 
 /// Security baseline §4.7.

@@ -23,7 +23,7 @@ mod server;
 
 use std::time::{Duration, Instant};
 
-use latchkey::store::Store;
+use latchkey::store::prelude::*;
 use scenario::{Kind, Outcome, Target};
 use server::Server;
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use latchkey::model::{AccessTokenRecord, Client, Grant, RefreshToken, User};
 use latchkey::oidc::registration::{ClientSpec, build_client};
-use latchkey::store::{Issued, Store, redb::RedbStore};
+use latchkey::store::prelude::*;
+use latchkey::store::{Issued, redb::RedbStore};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple 9";
 pub(crate) const CALLBACK: &str = "https://rp.example/cb";

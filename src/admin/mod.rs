@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::config::{Config, PasswordParams};
 use crate::model::{Address, Alg, Client, Group, User, valid_email, valid_username};
 use crate::oidc::registration::{ClientSpec, build_client, valid_group_name};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use crate::store::prelude::*;
 
 /// Members of this group may use the admin pages.
 pub const ADMIN_GROUP: &str = "admin";

@@ -1,5 +1,7 @@
-//! Persistence behind one trait, [`Store`]. [`redb::RedbStore`] is the embedded default;
-//! the trait is where another backend would plug in. The store keeps records; it never
+//! Persistence behind role traits ([`Directory`], [`Registry`], [`Codes`], [`Sessions`],
+//! [`Consents`], [`Tokens`], [`SigningKeys`], [`AuditLog`], [`Upkeep`]) that together make
+//! [`Store`]. [`redb::RedbStore`] is the embedded default; another backend plugs in by
+//! implementing the roles. The store keeps records; it never
 //! decides protocol questions, except the atomic check-and-set steps that must happen in
 //! one transaction (a code or refresh token is consumed exactly once).
 //!
@@ -89,36 +91,59 @@ pub struct Issued<'a> {
     pub refresh: Option<(&'a str, &'a RefreshToken)>,
 }
 
-pub trait Store: Send + Sync {
+/// People: users and groups.
+pub trait Directory: Send + Sync {
     fn create_user(&self, u: &User) -> Result<()>;
+
     /// Saves a changed user; a new username must be free.
     fn update_user(&self, u: &User) -> Result<()>;
+
     /// Saves `new` only if the stored user still equals `expected` (no lost update when
     /// two administrators edit one user); `false` when it changed meanwhile.
     fn update_user_if(&self, expected: &User, new: &User) -> Result<bool>;
+
     fn user(&self, id: &str) -> Result<Option<User>>;
+
     fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+
     fn users(&self) -> Result<Vec<User>>;
+
     /// Whether some user satisfies `pred`, reading one user at a time (no list in memory).
     fn any_user(&self, pred: &dyn Fn(&User) -> bool) -> Result<bool>;
+
     /// Deletes the user with their sessions and consents.
     fn delete_user(&self, id: &str) -> Result<bool>;
 
     fn put_group(&self, g: &Group) -> Result<()>;
+
     fn groups(&self) -> Result<Vec<Group>>;
+
     /// Deletes a group record (members keep the name until edited).
     fn delete_group(&self, name: &str) -> Result<bool>;
+}
 
+/// Applications registered in the store (declared ones live in the configuration).
+pub trait Registry: Send + Sync {
     fn create_client(&self, c: &Client) -> Result<()>;
+
     fn update_client(&self, c: &Client) -> Result<()>;
+
     /// Saves `new` only if the stored client still equals `expected`.
     fn update_client_if(&self, expected: &Client, new: &Client) -> Result<bool>;
-    fn client(&self, id: &str) -> Result<Option<Client>>;
-    fn clients(&self) -> Result<Vec<Client>>;
-    fn delete_client(&self, id: &str) -> Result<bool>;
 
+    fn client(&self, id: &str) -> Result<Option<Client>>;
+
+    fn clients(&self) -> Result<Vec<Client>>;
+
+    fn delete_client(&self, id: &str) -> Result<bool>;
+}
+
+/// Single-use credentials in flight: authorization codes, device authorizations and client-assertion ids, each consumed exactly once.
+pub trait Codes: Send + Sync {
     fn put_code(&self, hash: &str, code: &AuthCode) -> Result<()>;
+
     fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
+
     /// Redeems a code: in one transaction marks it used and stores the grant with its
     /// first tokens (durably when a refresh token is included). A code already used
     /// returns [`Consumed::Replayed`] and stores nothing; a code whose grant was revoked
@@ -127,9 +152,11 @@ pub trait Store: Send + Sync {
 
     /// Stores a new device authorization; fails with Conflict if its user code is taken.
     fn put_device(&self, hash: &str, d: &DeviceGrant) -> Result<()>;
+
     /// Notes a poll (and a grown interval) while the authorization is still pending and
     /// unused; otherwise changes nothing. One transaction, so it never undoes an answer.
     fn record_device_poll(&self, hash: &str, now: i64, slow_down: bool) -> Result<()>;
+
     /// Records the person's answer if the authorization is still pending, unused and
     /// unexpired; `false` (and no change) otherwise.
     fn answer_device(
@@ -138,21 +165,31 @@ pub trait Store: Send + Sync {
         status: &crate::model::DeviceStatus,
         now: i64,
     ) -> Result<bool>;
+
     fn device(&self, hash: &str) -> Result<Option<DeviceGrant>>;
+
     /// The device authorization a (normalised) user code belongs to, with its key.
     fn device_by_user_code(&self, code: &str) -> Result<Option<(String, DeviceGrant)>>;
+
     /// Marks an approved device authorization used and stores its tokens, atomically.
     fn redeem_device(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<DeviceGrant>>;
 
     /// Records a client assertion's id until `exp`; `false` if it was seen before (replay).
     fn record_assertion(&self, key: &str, exp: i64) -> Result<bool>;
+}
 
+/// SSO sessions, stored under the hash of their cookie.
+pub trait Sessions: Send + Sync {
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
+
     fn session(&self, hash: &str) -> Result<Option<Session>>;
+
     fn delete_session(&self, hash: &str) -> Result<bool>;
+
     /// Changes a stored session in one transaction; `false` (and nothing written) when it
     /// no longer exists, so an ended session is never brought back.
     fn update_session(&self, hash: &str, edit: &dyn Fn(&mut Session)) -> Result<bool>;
+
     /// Gives a session a new key (a new cookie after the user re-authenticated) with
     /// `edit` applied to it as stored, and moves its grants and unredeemed codes along, in
     /// one durable transaction; `None` when the old session no longer exists. (Refresh
@@ -163,41 +200,64 @@ pub trait Store: Send + Sync {
         new_hash: &str,
         edit: &dyn Fn(&mut Session),
     ) -> Result<Option<Session>>;
+
     /// Every stored session with its key (the hash of the cookie), expired ones included.
     fn sessions(&self) -> Result<Vec<(String, Session)>>;
+
     /// Number of unexpired sessions (a metric).
     fn count_sessions(&self, now: i64) -> Result<u64>;
+
     /// Ends every session of a user but the one stored under `keep`; returns how many.
     fn delete_user_sessions_except(&self, user_id: &str, keep: &str) -> Result<usize>;
+
     /// Ends every session of a user; returns how many.
     fn delete_user_sessions(&self, user_id: &str) -> Result<usize>;
+}
 
+/// What each user allowed each application.
+pub trait Consents: Send + Sync {
     fn put_consent(&self, c: &Consent) -> Result<()>;
+
     fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>>;
+
     /// Every application a user consented to.
     fn consents(&self, user_id: &str) -> Result<Vec<Consent>>;
-    fn delete_consent(&self, user_id: &str, client_id: &str) -> Result<bool>;
 
+    fn delete_consent(&self, user_id: &str, client_id: &str) -> Result<bool>;
+}
+
+/// Grants and the access and refresh tokens issued under them.
+pub trait Tokens: Send + Sync {
     /// Stores a grant with its first tokens where no code is consumed (client
     /// credentials, password, device and implicit grants); durable with a refresh token.
     fn issue_tokens(&self, issued: &Issued<'_>) -> Result<()>;
+
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
+
     /// Revokes every token of a grant; creates a revoked record if none exists yet.
     fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()>;
+
     /// Revokes every grant of a user (all their access and refresh tokens); returns how
     /// many were live.
     fn revoke_user_grants(&self, user_id: &str) -> Result<usize>;
+
     /// Revokes every grant of one user at one client (the user revoked the application).
     fn revoke_user_client_grants(&self, user_id: &str, client_id: &str) -> Result<usize>;
+
     /// Revokes the grants that came from an SSO session, except offline ones (logout).
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize>;
+
     /// Marks one access token revoked; `false` if it is unknown.
     fn revoke_access_token(&self, jti: &str) -> Result<bool>;
+
     fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
+
     /// An access token's record with what decides whether it is still good, read in one
     /// snapshot (userinfo and introspection run this on every call).
     fn access_token_context(&self, jti: &str) -> Result<Option<TokenContext>>;
+
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
+
     /// Marks `old` used and stores its successor and the new access token, atomically
     /// and durably. A replay of `old` returns [`Consumed::Replayed`] and stores nothing.
     fn rotate_refresh_token(
@@ -208,30 +268,74 @@ pub trait Store: Send + Sync {
         access_jti: &str,
         access: &AccessTokenRecord,
     ) -> Result<Consumed<RefreshToken>>;
+}
 
+/// Signing key records.
+pub trait SigningKeys: Send + Sync {
     fn put_key(&self, k: &KeyRecord) -> Result<()>;
+
     /// Stores several key records in one durable transaction (a rotation).
     fn put_keys(&self, keys: &[KeyRecord]) -> Result<()>;
-    fn delete_key(&self, kid: &str) -> Result<bool>;
-    fn keys(&self) -> Result<Vec<KeyRecord>>;
 
+    fn delete_key(&self, kid: &str) -> Result<bool>;
+
+    fn keys(&self) -> Result<Vec<KeyRecord>>;
+}
+
+/// The audit log.
+pub trait AuditLog: Send + Sync {
     fn append_audit(&self, e: &AuditEvent) -> Result<()>;
+
     /// Newest first, at most `limit`, at or after `since`, of `user` when given.
     fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>>;
 
+    /// Removes audit events older than `before`; returns how many.
+    fn purge_audit(&self, before: i64) -> Result<usize>;
+}
+
+/// Metadata, maintenance and backup.
+pub trait Upkeep: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>>;
+
     fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+
     fn delete_meta(&self, key: &str) -> Result<bool>;
 
     /// Removes expired codes, sessions and tokens, and grants no code or token refers to
     /// any more; persists pending non-durable commits.
     fn purge_expired(&self, now: i64) -> Result<usize>;
-    /// Removes audit events older than `before`; returns how many.
-    fn purge_audit(&self, before: i64) -> Result<usize>;
 
     /// Writes a consistent copy of the whole database to a new file at `path` (one read
     /// snapshot, so concurrent writes are either wholly in it or not at all).
     fn backup_to(&self, path: &std::path::Path) -> Result<()>;
+}
+
+/// The whole store, as the server uses it: every role. A backend implements the roles;
+/// this trait follows.
+pub trait Store:
+    Directory + Registry + Codes + Sessions + Consents + Tokens + SigningKeys + AuditLog + Upkeep
+{
+}
+
+impl<T> Store for T where
+    T: Directory
+        + Registry
+        + Codes
+        + Sessions
+        + Consents
+        + Tokens
+        + SigningKeys
+        + AuditLog
+        + Upkeep
+{
+}
+
+/// Every role trait, for code that calls store methods on a concrete backend.
+pub mod prelude {
+    pub use super::{
+        AuditLog, Codes, Consents, Directory, Registry, Sessions, SigningKeys, Store, Tokens,
+        Upkeep,
+    };
 }
 
 #[cfg(test)]

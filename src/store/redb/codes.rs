@@ -1,0 +1,127 @@
+//! [`Codes`] on redb: authorization codes, device authorizations and assertion ids.
+
+use super::*;
+
+impl Codes for RedbStore {
+    fn put_code(&self, hash: &str, code: &AuthCode) -> Result<()> {
+        self.put(CODES, hash, code, false)
+    }
+
+    fn code(&self, hash: &str) -> Result<Option<AuthCode>> {
+        self.get(CODES, hash)
+    }
+
+    fn redeem_code(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<AuthCode>> {
+        // Durable: a used code must never come back (crash, or a reopen after an I/O error).
+        self.write(true, |tx| {
+            let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
+                return Ok(Consumed::Missing);
+            };
+            if code.used {
+                return Ok(Consumed::Replayed(code));
+            }
+            code.used = true;
+            tx_put(tx, CODES, hash, &code)?;
+            // A grant revoked meanwhile (logout ended its front-channel tokens) stays
+            // revoked: the code is spent and yields nothing.
+            if tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?.is_some_and(|g| g.revoked) {
+                return Ok(Consumed::Missing);
+            }
+            // The session as it is now: a sign-in again may have moved it since the
+            // caller read the code.
+            let grant = Grant {
+                session_hash: code.session_hash.clone(),
+                ..i.grant.clone()
+            };
+            put_issued(
+                tx,
+                &Issued {
+                    grant: &grant,
+                    ..i.clone()
+                },
+            )?;
+            Ok(Consumed::Fresh(code))
+        })
+    }
+
+    fn put_device(&self, hash: &str, d: &DeviceGrant) -> Result<()> {
+        self.write(false, |tx| {
+            if tx_get::<String>(tx, USER_CODES, &d.user_code)?.is_some() {
+                return Err(StoreError::Conflict("user code taken".into()));
+            }
+            tx_put(tx, USER_CODES, &d.user_code, &hash.to_string())?;
+            tx_put(tx, DEVICES, hash, d)
+        })
+    }
+
+    fn record_device_poll(&self, hash: &str, now: i64, slow_down: bool) -> Result<()> {
+        self.write(false, |tx| {
+            let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
+                return Ok(());
+            };
+            if d.used || d.status != crate::model::DeviceStatus::Pending {
+                return Ok(());
+            }
+            d.last_poll = Some(now);
+            if slow_down {
+                d.interval += 5;
+            }
+            tx_put(tx, DEVICES, hash, &d)
+        })
+    }
+
+    fn answer_device(
+        &self,
+        hash: &str,
+        status: &crate::model::DeviceStatus,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(false, |tx| {
+            let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
+                return Ok(false);
+            };
+            if d.used || d.status != crate::model::DeviceStatus::Pending || now >= d.expires_at {
+                return Ok(false);
+            }
+            d.status = status.clone();
+            tx_put(tx, DEVICES, hash, &d)?;
+            Ok(true)
+        })
+    }
+
+    fn device(&self, hash: &str) -> Result<Option<DeviceGrant>> {
+        self.get(DEVICES, hash)
+    }
+
+    fn device_by_user_code(&self, code: &str) -> Result<Option<(String, DeviceGrant)>> {
+        let Some(hash) = self.get::<String>(USER_CODES, code)? else {
+            return Ok(None);
+        };
+        Ok(self.device(&hash)?.map(|d| (hash, d)))
+    }
+
+    fn redeem_device(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<DeviceGrant>> {
+        self.write(true, |tx| {
+            let Some(mut d) = tx_get::<DeviceGrant>(tx, DEVICES, hash)? else {
+                return Ok(Consumed::Missing);
+            };
+            if d.used {
+                return Ok(Consumed::Replayed(d));
+            }
+            d.used = true;
+            tx_put(tx, DEVICES, hash, &d)?;
+            put_issued(tx, i)?;
+            Ok(Consumed::Fresh(d))
+        })
+    }
+
+    fn record_assertion(&self, key: &str, exp: i64) -> Result<bool> {
+        self.write(true, |tx| {
+            if tx_get::<i64>(tx, ASSERTIONS, key)?.is_some() {
+                return Ok(false);
+            }
+            tx_put(tx, ASSERTIONS, key, &exp)?;
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! [`SigningKeys`] on redb: signing key records.
+
+use super::*;
+
+impl SigningKeys for RedbStore {
+    fn put_key(&self, k: &KeyRecord) -> Result<()> {
+        self.put(KEYS, &k.kid, k, true)
+    }
+
+    fn put_keys(&self, keys: &[KeyRecord]) -> Result<()> {
+        self.write(true, |tx| {
+            for k in keys {
+                tx_put(tx, KEYS, &k.kid, k)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_key(&self, kid: &str) -> Result<bool> {
+        self.remove(KEYS, kid, true)
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>> {
+        self.list(KEYS)
+    }
+}

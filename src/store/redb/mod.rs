@@ -1,0 +1,687 @@
+//! The redb backend: one file, tables of JSON values keyed by strings. The only module
+//! that imports redb. This file holds the engine (tables, the handle that reopens after
+//! I/O errors, group-committed writes, reads and helpers); each role of the store is
+//! implemented in a file of its own below it.
+
+mod audit;
+mod codes;
+mod consents;
+mod directory;
+mod keys;
+mod registry;
+mod sessions;
+mod tokens;
+mod upkeep;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::commit::GroupCommit;
+use super::{
+    AuditLog, Codes, Consents, Consumed, Directory, Issued, Registry, Result, SCHEMA_VERSION,
+    Sessions, SigningKeys, StoreError, TokenContext, Tokens, Upkeep,
+};
+use crate::model::{
+    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
+    RefreshToken, Session, User,
+};
+
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+const USERS: Table = TableDefinition::new("users");
+const USERNAMES: Table = TableDefinition::new("usernames");
+const GROUPS: Table = TableDefinition::new("groups");
+const CLIENTS: Table = TableDefinition::new("clients");
+const CODES: Table = TableDefinition::new("codes");
+const SESSIONS: Table = TableDefinition::new("sessions");
+const CONSENTS: Table = TableDefinition::new("consents");
+const GRANTS: Table = TableDefinition::new("grants");
+const ACCESS_TOKENS: Table = TableDefinition::new("access_tokens");
+const REFRESH_TOKENS: Table = TableDefinition::new("refresh_tokens");
+const KEYS: Table = TableDefinition::new("keys");
+const META: Table = TableDefinition::new("meta");
+const DEVICES: Table = TableDefinition::new("device_codes");
+const USER_CODES: Table = TableDefinition::new("user_codes");
+const ASSERTIONS: Table = TableDefinition::new("assertion_jtis");
+const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
+
+const ALL: [Table; 15] = [
+    USERS,
+    USERNAMES,
+    GROUPS,
+    CLIENTS,
+    CODES,
+    SESSIONS,
+    CONSENTS,
+    GRANTS,
+    ACCESS_TOKENS,
+    REFRESH_TOKENS,
+    KEYS,
+    META,
+    DEVICES,
+    USER_CODES,
+    ASSERTIONS,
+];
+
+/// Used codes stay this long past expiry so a late replay is still recognised and
+/// revokes the grant (OIDC conformance replays after 30 s).
+const CODE_REPLAY_WINDOW: i64 = 300;
+
+/// Maps a redb error. I/O failures (a full disk, a failing device) are `Unavailable`: the
+/// request may succeed later, and the handle that saw them is replaced (see `after`).
+fn backend<E: Into<redb::Error>>(e: E) -> StoreError {
+    match e.into() {
+        // redb reports a damaged file as InvalidData: no retry will help that.
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            StoreError::Backend(format!("damaged data: {io}"))
+        }
+        redb::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        redb::Error::PreviousIo => {
+            StoreError::Unavailable("an earlier I/O error on this handle".into())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// A stored value that does not decode, or a value that does not encode.
+fn invalid(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(invalid)
+}
+
+/// redb's page cache. Its default (1 GiB) would let a busy server grow far past what a
+/// small machine should give an OP; pages beyond this come from the OS page cache.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Audit events wait in memory for the next write transaction (or a read of the log)
+/// instead of costing a commit each; past this many, they are written on their own.
+const AUDIT_QUEUE_MAX: usize = 256;
+
+/// Opens the file. redb panics on some damaged files instead of returning an error: a
+/// damaged file must be a clear error, never a crash.
+fn open_database(path: &Path) -> Result<Database> {
+    let opened =
+        crate::panic::contained(|| Database::builder().set_cache_size(CACHE_BYTES).create(path))
+            .ok_or_else(|| {
+                StoreError::Backend("the file is damaged (truncated or overwritten)".into())
+            })?;
+    opened.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            StoreError::Locked
+        }
+        redb::DatabaseError::Storage(s) => backend(s),
+        other => StoreError::Backend(other.to_string()),
+    })
+}
+
+/// While the handle is being replaced after an I/O error.
+fn reopening() -> StoreError {
+    StoreError::Unavailable("the database is being reopened".into())
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Backend(format!("undecodable record: {e}")))
+}
+
+/// Shortest time between two attempts to reopen the file after an I/O error.
+const REOPEN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+pub struct RedbStore {
+    path: PathBuf,
+    last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
+    /// `None` after an I/O failure. redb refuses every later operation on a handle that saw
+    /// one, reads included, so the handle is dropped and the file reopened on next use:
+    /// reads work again at once and writes as soon as the disk has room.
+    db: RwLock<Option<Arc<Handle>>>,
+    /// Encoded audit events not yet written (see `AUDIT_QUEUE_MAX`). Like other
+    /// non-durable records, a crash may lose them.
+    audit_queue: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// An open file with its group commit. A batch belongs to one handle: commits made on a
+/// handle that is then dropped are only made durable by that handle's flush (which fails),
+/// never by a flush on the reopened file, which no longer has them.
+struct Handle {
+    db: Database,
+    group: GroupCommit,
+    /// Durable writes under way: while there are any, a flush may hold the write lock.
+    durable_writes: std::sync::atomic::AtomicUsize,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl Handle {
+    fn new(db: Database) -> Arc<Handle> {
+        Arc::new(Handle {
+            db,
+            group: GroupCommit::default(),
+            durable_writes: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Makes every commit so far durable, sharing the fsync with concurrent callers.
+    fn flush(&self) -> Result<()> {
+        self.group.wait_durable(|| {
+            let mut tx = self.db.begin_write().map_err(backend)?;
+            tx.set_durability(Durability::Immediate).map_err(invalid)?;
+            tx.commit().map_err(backend)
+        })
+    }
+}
+
+/// Counts a durable write under way until it is dropped.
+struct DurableWrite<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for DurableWrite<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs storage work. When it may wait for a flush, on a multi-threaded tokio runtime
+/// the worker thread is handed over first, so the other requests on that worker go on.
+/// A write that will not wait takes tens of microseconds, less than the hand-over
+/// costs, and runs in place.
+fn blocking<R>(may_wait: bool, f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if may_wait && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database file, creating every table and checking the
+    /// schema version.
+    pub fn open(path: &Path) -> Result<RedbStore> {
+        let db = open_database(path)?;
+        let store = RedbStore {
+            path: path.to_path_buf(),
+            last_reopen: std::sync::Mutex::new(None),
+            db: RwLock::new(Some(Handle::new(db))),
+            audit_queue: std::sync::Mutex::new(Vec::new()),
+        };
+        store.write(true, |tx| {
+            for t in ALL {
+                tx.open_table(t).map_err(backend)?;
+            }
+            tx.open_table(AUDIT).map_err(backend)?;
+                        let mut meta = tx.open_table(META).map_err(backend)?;
+            let found = meta.get("schema_version").map_err(backend)?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            let version = match found {
+                None => SCHEMA_VERSION,
+                Some(v) => v.parse::<u32>().map_err(|_| StoreError::Schema(format!("unreadable schema version {v:?}")))?,
+            };
+            if version > SCHEMA_VERSION {
+                // The transaction is dropped uncommitted: nothing in the newer file changes.
+                return Err(StoreError::Schema(format!(
+                    "the database was written by a newer Latchkey (schema {version}); this build reads up to \
+                     schema {SCHEMA_VERSION}: upgrade Latchkey, or restore a backup made by this version"
+                )));
+            }
+            // Migrations. 1 → 2 only adds tables, which the loop above has created.
+            if version < SCHEMA_VERSION {
+                tracing::info!(from = version, to = SCHEMA_VERSION, "database schema migrated");
+            }
+            meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes()).map_err(backend)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// The open handle, reopening the file after an I/O failure. Reopening runs redb's
+    /// repair (the failed handle could not mark the file clean), so it is tried at most
+    /// once per `REOPEN_INTERVAL`. In between, writers get `Unavailable` at once and
+    /// readers wait for the next attempt (at most that interval), so reads keep working
+    /// while writes fail.
+    fn handle(&self, wait: bool) -> Result<Arc<Handle>> {
+        loop {
+            if let Some(db) = self
+                .db
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                return Ok(db.clone());
+            }
+            let since = self
+                .last_reopen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .map(|t| t.elapsed());
+            match since {
+                Some(s) if s < REOPEN_INTERVAL && wait => std::thread::sleep(REOPEN_INTERVAL - s),
+                Some(s) if s < REOPEN_INTERVAL => return Err(reopening()),
+                _ => return self.reopen(),
+            }
+        }
+    }
+
+    fn reopen(&self) -> Result<Arc<Handle>> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let mut last = self
+            .last_reopen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Checked again under the lock: another caller may have just tried.
+        if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+            return Err(reopening());
+        }
+        *last = Some(std::time::Instant::now());
+        let db = open_database(&self.path).map_err(|e| {
+            tracing::error!(path = %self.path.display(), error = %e, "storage reopen failed");
+            match e {
+                // Transactions still running on the old handle hold the file lock a moment.
+                StoreError::Locked => reopening(),
+                other => other,
+            }
+        })?;
+        let db = Handle::new(db);
+        *slot = Some(db.clone());
+        tracing::warn!(path = %self.path.display(), "storage reopened after an I/O error");
+        Ok(db)
+    }
+
+    /// Drops `used` when an operation on it failed on I/O, so the next operation starts on
+    /// a fresh handle. Only that handle: one that another request has reopened since stays.
+    fn after<R>(&self, used: &Arc<Handle>, r: Result<R>) -> Result<R> {
+        if let Err(StoreError::Unavailable(m)) = &r {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|db| Arc::ptr_eq(db, used)) {
+                *slot = None;
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %m,
+                    "storage I/O failed (disk full or failing?): requests that change state get 503 until writing works again"
+                );
+            }
+        }
+        r
+    }
+
+    /// One write transaction. It commits without an fsync; a `durable` write then waits
+    /// for the group commit, so it returns only once it is on disk (see `commit.rs`).
+    fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let db = self.handle(false)?;
+        // A write that may wait (for a flush, or behind one holding the write lock) leaves
+        // its tokio worker first; the others are shorter than the hand-over.
+        let may_wait = durable || db.durable_writes.load(SeqCst) > 0 || db.group.flushing();
+        if durable {
+            db.durable_writes.fetch_add(1, SeqCst);
+        }
+        let _done = durable.then(|| DurableWrite(&db.durable_writes));
+        blocking(may_wait, || {
+            let run = || {
+                let mut tx = db.begin_write().map_err(backend)?;
+                tx.set_durability(Durability::None).map_err(invalid)?;
+                let out = f(&tx)?;
+                self.write_queued_audit(&tx)?;
+                tx.commit().map_err(backend)?;
+                if durable {
+                    db.flush()?;
+                }
+                Ok(out)
+            };
+            self.after(&db, run())
+        })
+    }
+
+    /// Moves the queued audit events into `tx`.
+    fn write_queued_audit(&self, tx: &WriteTransaction) -> Result<()> {
+        let queued = std::mem::take(
+            &mut *self
+                .audit_queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let mut t = tx.open_table(AUDIT).map_err(backend)?;
+        let first = t
+            .last()
+            .map_err(backend)?
+            .map(|(k, _)| k.value() + 1)
+            .unwrap_or(1);
+        for (key, bytes) in (first..).zip(&queued) {
+            t.insert(key, bytes.as_slice()).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Writes queued audit events now (before the log is read or copied).
+    fn flush_audit(&self, durable: bool) -> Result<()> {
+        let empty = self
+            .audit_queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        if empty {
+            Ok(())
+        } else {
+            self.write(durable, |_| Ok(()))
+        }
+    }
+
+    /// A read transaction; tried once more on a fresh handle if this one had failed on I/O
+    /// (reads never change anything, so the retry is harmless).
+    fn read<R>(&self, f: impl Fn(&ReadTransaction) -> Result<R>) -> Result<R> {
+        let run = || {
+            let db = self.handle(true)?;
+            let r = db.begin_read().map_err(backend).and_then(|tx| f(&tx));
+            self.after(&db, r)
+        };
+        match run() {
+            Err(StoreError::Unavailable(_)) => run(),
+            other => other,
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>> {
+        self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let v = table.get(key).map_err(backend)?;
+            v.map(|g| decode(g.value())).transpose()
+        })
+    }
+
+    fn put<T: Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
+        let bytes = encode(v)?;
+        self.write(durable, |tx| {
+            tx.open_table(t)
+                .map_err(backend)?
+                .insert(key, bytes.as_slice())
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn remove(&self, t: Table, key: &str, durable: bool) -> Result<bool> {
+        self.write(durable, |tx| {
+            Ok(tx
+                .open_table(t)
+                .map_err(backend)?
+                .remove(key)
+                .map_err(backend)?
+                .is_some())
+        })
+    }
+
+    fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
+        self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                let (_, v) = item.map_err(backend)?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every record of a table with its key.
+    fn list_keyed<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>> {
+        self.read(|tx| {
+            let table = tx.open_table(t).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                out.push((k.value().to_string(), decode(v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Number of records in a table (for tests and metrics).
+    pub fn count(&self, name: &str) -> Result<u64> {
+        let t = ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| invalid("no such table"))?;
+        self.read(|tx| tx.open_table(t).map_err(backend)?.len().map_err(backend))
+    }
+}
+
+impl Drop for RedbStore {
+    /// A management command's audit event must not leave with the process.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_audit(true) {
+            tracing::warn!(error = %e, "could not write the last audit events");
+        }
+    }
+}
+
+impl RedbStore {
+    /// Removes the records of `t` for which `doomed` holds: found in read snapshots (no
+    /// lock), at most `PURGE_BATCH` at a time, each batch removed in its own transaction
+    /// with every record checked again. Memory stays at one batch of keys.
+    fn purge<T: DeserializeOwned>(&self, t: Table, doomed: impl Fn(&T) -> bool) -> Result<usize> {
+        let mut n = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let (keys, last) = self.read(|tx| {
+                let table = tx.open_table(t).map_err(backend)?;
+                let mut range = match after.as_deref() {
+                    Some(a) => table.range(a..).map_err(backend)?,
+                    None => table.iter().map_err(backend)?,
+                };
+                let mut keys = Vec::new();
+                let mut last = None;
+                for item in range.by_ref() {
+                    let (k, v) = item.map_err(backend)?;
+                    let key = k.value();
+                    if after.as_deref() == Some(key) {
+                        continue;
+                    }
+                    last = Some(key.to_string());
+                    // An undecodable record is left for an operator to look at.
+                    if decode::<T>(v.value()).is_ok_and(|r| doomed(&r)) {
+                        keys.push(key.to_string());
+                        if keys.len() == PURGE_BATCH {
+                            break;
+                        }
+                    }
+                }
+                Ok((keys, last))
+            })?;
+            n += self.remove_batched(t, &keys, &doomed)?;
+            match last {
+                Some(l) if keys.len() == PURGE_BATCH => after = Some(l),
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    fn remove_batched<T: DeserializeOwned>(
+        &self,
+        t: Table,
+        keys: &[String],
+        doomed: impl Fn(&T) -> bool,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for batch in keys.chunks(PURGE_BATCH) {
+            n += self.write(false, |tx| {
+                let mut table = tx.open_table(t).map_err(backend)?;
+                let mut removed = 0;
+                for k in batch {
+                    let still = table
+                        .get(k.as_str())
+                        .map_err(backend)?
+                        .is_some_and(|v| decode::<T>(v.value()).is_ok_and(|r| doomed(&r)));
+                    if still {
+                        table.remove(k.as_str()).map_err(backend)?;
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })?;
+        }
+        Ok(n)
+    }
+
+    /// Marks every live grant matching `pick` revoked, in one durable transaction.
+    fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
+        self.write(true, |tx| tx_revoke_grants_where(tx, &pick))
+    }
+}
+
+/// Marks every live grant `pick` chooses revoked; returns how many.
+fn tx_revoke_grants_where(tx: &WriteTransaction, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
+    let mut live = Vec::new();
+    {
+        let table = tx.open_table(GRANTS).map_err(backend)?;
+        for item in table.iter().map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            if let Ok(g) = decode::<Grant>(v.value())
+                && !g.revoked
+                && pick(&g)
+            {
+                live.push(g);
+            }
+        }
+    }
+    for g in &mut live {
+        g.revoked = true;
+        tx_put(tx, GRANTS, &g.grant_id, &*g)?;
+    }
+    Ok(live.len())
+}
+
+fn put_issued(tx: &WriteTransaction, i: &Issued<'_>) -> Result<()> {
+    tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
+    tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
+    if let Some((rt_hash, rt)) = i.refresh {
+        tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
+    }
+    Ok(())
+}
+
+fn consent_key(user_id: &str, client_id: &str) -> String {
+    format!("{user_id}\u{0}{client_id}")
+}
+
+fn tx_get<T: DeserializeOwned>(tx: &WriteTransaction, t: Table, key: &str) -> Result<Option<T>> {
+    let table = tx.open_table(t).map_err(backend)?;
+    let v = table.get(key).map_err(backend)?;
+    v.map(|g| decode(g.value())).transpose()
+}
+
+fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Result<()> {
+    let bytes = encode(v)?;
+    tx.open_table(t)
+        .map_err(backend)?
+        .insert(key, bytes.as_slice())
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Calls `f` with every decodable record of a table, in a read snapshot.
+fn read_visit<T: DeserializeOwned>(
+    tx: &ReadTransaction,
+    t: Table,
+    mut f: impl FnMut(T),
+) -> Result<()> {
+    let table = tx.open_table(t).map_err(backend)?;
+    for item in table.iter().map_err(backend)? {
+        let (_, v) = item.map_err(backend)?;
+        if let Ok(rec) = decode::<T>(v.value()) {
+            f(rec);
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites every decodable record of a table that `edit` changes (returns `true` for);
+/// returns how many.
+fn tx_update_all<T: DeserializeOwned + Serialize>(
+    tx: &WriteTransaction,
+    t: Table,
+    mut edit: impl FnMut(&mut T) -> bool,
+) -> Result<usize> {
+    let mut changed = Vec::new();
+    {
+        let table = tx.open_table(t).map_err(backend)?;
+        for item in table.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            if let Ok(mut rec) = decode::<T>(v.value())
+                && edit(&mut rec)
+            {
+                changed.push((k.value().to_string(), rec));
+            }
+        }
+    }
+    for (k, rec) in &changed {
+        tx_put(tx, t, k, rec)?;
+    }
+    Ok(changed.len())
+}
+
+/// Records removed per transaction by the background purge: each holds the write lock
+/// and memory only briefly, however much has expired.
+const PURGE_BATCH: usize = 1000;
+
+/// Removes every record of a table for which `drop` says so; returns how many.
+fn tx_retain<T: DeserializeOwned>(
+    tx: &WriteTransaction,
+    t: Table,
+    mut drop: impl FnMut(&str, &T) -> bool,
+) -> Result<usize> {
+    let mut table = tx.open_table(t).map_err(backend)?;
+    let mut doomed = Vec::new();
+    for item in table.iter().map_err(backend)? {
+        let (k, v) = item.map_err(backend)?;
+        // An undecodable record is left for an operator to look at, never silently removed.
+        if let Ok(rec) = decode::<T>(v.value())
+            && drop(k.value(), &rec)
+        {
+            doomed.push(k.value().to_string());
+        }
+    }
+    for k in &doomed {
+        table.remove(k.as_str()).map_err(backend)?;
+    }
+    Ok(doomed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_failures_are_temporary_but_damage_is_not() {
+        let full = redb::StorageError::Io(std::io::Error::from_raw_os_error(28));
+        assert!(matches!(backend(full), StoreError::Unavailable(_)));
+        assert!(matches!(
+            backend(redb::StorageError::PreviousIo),
+            StoreError::Unavailable(_)
+        ));
+        let damaged = redb::StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "checksum",
+        ));
+        assert!(matches!(backend(damaged), StoreError::Backend(_)));
+    }
+}

@@ -1,0 +1,154 @@
+//! [`Tokens`] on redb: grants, access tokens and refresh tokens.
+
+use super::*;
+
+impl Tokens for RedbStore {
+    fn issue_tokens(&self, i: &Issued<'_>) -> Result<()> {
+        self.write(i.refresh.is_some(), |tx| put_issued(tx, i))
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        self.get(GRANTS, id)
+    }
+
+    fn revoke_grant(&self, id: &str, client_id: &str, user_id: &str, now: i64) -> Result<()> {
+        self.write(true, |tx| {
+            let mut g = tx_get::<Grant>(tx, GRANTS, id)?.unwrap_or_else(|| Grant {
+                grant_id: id.to_string(),
+                client_id: client_id.to_string(),
+                user_id: user_id.to_string(),
+                created_at: now,
+                revoked: false,
+                session_hash: String::new(),
+                offline: false,
+            });
+            g.revoked = true;
+            tx_put(tx, GRANTS, id, &g)
+        })
+    }
+
+    fn revoke_user_grants(&self, user_id: &str) -> Result<usize> {
+        self.revoke_grants_where(|g| g.user_id == user_id)
+    }
+
+    fn revoke_user_client_grants(&self, user_id: &str, client_id: &str) -> Result<usize> {
+        // One transaction: a code redeemed meanwhile cannot start a grant in between.
+        self.write(true, |tx| {
+            let n =
+                tx_revoke_grants_where(tx, |g| g.user_id == user_id && g.client_id == client_id)?;
+            // A code issued but not redeemed yet has no grant record; a revoked one makes
+            // its redemption fail instead of starting a grant after the revocation.
+            let mut pending = Vec::new();
+            {
+                let table = tx.open_table(CODES).map_err(backend)?;
+                for item in table.iter().map_err(backend)? {
+                    let (_, v) = item.map_err(backend)?;
+                    if let Ok(c) = decode::<AuthCode>(v.value())
+                        && !c.used
+                        && c.user_id == user_id
+                        && c.client_id == client_id
+                    {
+                        pending.push(c);
+                    }
+                }
+            }
+            for c in pending {
+                if tx_get::<Grant>(tx, GRANTS, &c.grant_id)?.is_none() {
+                    let g = Grant {
+                        grant_id: c.grant_id.clone(),
+                        client_id: c.client_id.clone(),
+                        user_id: c.user_id.clone(),
+                        created_at: c.auth_time,
+                        revoked: true,
+                        session_hash: c.session_hash.clone(),
+                        offline: false,
+                    };
+                    tx_put(tx, GRANTS, &c.grant_id, &g)?;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn revoke_session_grants(&self, session_hash: &str) -> Result<usize> {
+        self.revoke_grants_where(|g| g.session_hash == session_hash && !g.offline)
+    }
+
+    fn revoke_access_token(&self, jti: &str) -> Result<bool> {
+        self.write(true, |tx| {
+            let Some(mut a) = tx_get::<AccessTokenRecord>(tx, ACCESS_TOKENS, jti)? else {
+                return Ok(false);
+            };
+            a.revoked = true;
+            tx_put(tx, ACCESS_TOKENS, jti, &a)?;
+            Ok(true)
+        })
+    }
+
+    fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>> {
+        self.get(ACCESS_TOKENS, jti)
+    }
+
+    fn access_token_context(&self, jti: &str) -> Result<Option<TokenContext>> {
+        self.read(|tx| {
+            let get = |t: Table, key: &str| -> Result<Option<Vec<u8>>> {
+                let table = tx.open_table(t).map_err(backend)?;
+                let v = table.get(key).map_err(backend)?;
+                Ok(v.map(|g| g.value().to_vec()))
+            };
+            let Some(record) = get(ACCESS_TOKENS, jti)? else {
+                return Ok(None);
+            };
+            let record: AccessTokenRecord = decode(&record)?;
+            let grant = get(GRANTS, &record.grant_id)?
+                .map(|b| decode(&b))
+                .transpose()?;
+            let user = if record.user_id.is_empty() {
+                None
+            } else {
+                get(USERS, &record.user_id)?
+                    .map(|b| decode(&b))
+                    .transpose()?
+            };
+            let client_stored = tx
+                .open_table(CLIENTS)
+                .map_err(backend)?
+                .get(record.client_id.as_str())
+                .map_err(backend)?
+                .is_some();
+            Ok(Some(TokenContext {
+                record,
+                grant,
+                user,
+                client_stored,
+            }))
+        })
+    }
+
+    fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
+        self.get(REFRESH_TOKENS, hash)
+    }
+
+    fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new: &RefreshToken,
+        access_jti: &str,
+        access: &AccessTokenRecord,
+    ) -> Result<Consumed<RefreshToken>> {
+        self.write(true, |tx| {
+            let Some(mut old) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, old_hash)? else {
+                return Ok(Consumed::Missing);
+            };
+            if old.used {
+                return Ok(Consumed::Replayed(old));
+            }
+            old.used = true;
+            tx_put(tx, REFRESH_TOKENS, old_hash, &old)?;
+            tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
+            tx_put(tx, ACCESS_TOKENS, access_jti, access)?;
+            Ok(Consumed::Fresh(old))
+        })
+    }
+}
