@@ -16,10 +16,6 @@ use crate::oidc::registration::DEVICE_CODE;
 use crate::oidc::{ErrorCode, OidcError, scope};
 use crate::store::StoreError;
 
-fn json_error(e: &OidcError) -> Resp {
-    response::with_header(response::token_error(e), "pragma", "no-cache")
-}
-
 /// Device codes not yet expired, counted so that unauthenticated (public-client) requests
 /// cannot fill the store (SPEC §8): 10,000 in all, 100 per source address. There is no
 /// share per client, which others could fill for it. Codes all live [`rules::LIFETIME`],
@@ -50,31 +46,31 @@ impl Outstanding {
 pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let (form, client) = match super::token::authenticated_form(app, req).await {
         Ok(Ok(x)) => x,
-        Ok(Err(e)) => return json_error(&e),
-        Err(f) => return json_error(&f.to_oidc()),
+        Ok(Err(e)) => return response::token_error(&e),
+        Err(f) => return response::token_error(&f.to_oidc()),
     };
     if !client.allows_grant(DEVICE_CODE) {
-        return json_error(&OidcError::new(
+        return response::token_error(&OidcError::new(
             ErrorCode::UnauthorizedClient,
             "the client may not use the device grant",
         ));
     }
     let scopes = match form.get("scope") {
-        Err(e) => return json_error(&OidcError::invalid_request(e.to_string())),
+        Err(e) => return response::token_error(&OidcError::invalid_request(e.to_string())),
         Ok(None) => client.scopes.clone(),
         Ok(Some(s)) => match scope::parse(s) {
             Ok(requested) => scope::grant(&requested, &client.scopes),
-            Err(e) => return json_error(&OidcError::new(ErrorCode::InvalidScope, e)),
+            Err(e) => return response::token_error(&OidcError::new(ErrorCode::InvalidScope, e)),
         },
     };
     if scopes.is_empty() {
-        return json_error(&OidcError::new(
+        return response::token_error(&OidcError::new(
             ErrorCode::InvalidScope,
             "none of the requested scopes is available",
         ));
     }
     if !app.device_codes.admit(Source::from(req.peer), now) {
-        return json_error(&OidcError::new(
+        return response::token_error(&OidcError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many device codes are waiting, retry later",
         ));
@@ -95,7 +91,7 @@ pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         match app.store.put_device(&hash, &grant) {
             // A user code already in use: draw another.
             Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return json_error(&super::response::Fail::Store(e).to_oidc()),
+            Err(e) => return response::token_error(&super::response::Fail::Store(e).to_oidc()),
             Ok(()) => {
                 let shown = rules::display(&grant.user_code);
                 let issuer = &app.config.issuer;
@@ -115,7 +111,7 @@ pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             }
         }
     }
-    json_error(&OidcError::new(
+    response::token_error(&OidcError::new(
         ErrorCode::TemporarilyUnavailable,
         "try again",
     ))

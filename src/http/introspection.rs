@@ -94,16 +94,12 @@ async fn prelude(
     Ok(Ok((client, token, hint)))
 }
 
-fn error(e: &OidcError) -> Resp {
-    response::with_header(response::token_error(e), "pragma", "no-cache")
-}
-
 /// POST /api/v1/oauth/revoke.
 pub(super) async fn revoke(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match revoke_inner(app, req, now).await {
         Ok(Ok(())) => response::json(StatusCode::OK, &json!({})),
-        Ok(Err(e)) => error(&e),
-        Err(f) => error(&f.to_oidc()),
+        Ok(Err(e)) => response::token_error(&e),
+        Err(f) => response::token_error(&f.to_oidc()),
     }
 }
 
@@ -158,8 +154,8 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
 pub(super) async fn introspect(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match introspect_inner(app, req, now).await {
         Ok(Ok(v)) => response::json(StatusCode::OK, &v),
-        Ok(Err(e)) => error(&e),
-        Err(f) => error(&f.to_oidc()),
+        Ok(Err(e)) => response::token_error(&e),
+        Err(f) => response::token_error(&f.to_oidc()),
     }
 }
 

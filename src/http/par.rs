@@ -97,40 +97,36 @@ impl Pushed {
     }
 }
 
-fn json_error(e: &OidcError) -> Resp {
-    response::token_error(e)
-}
-
 /// POST /api/v1/oauth/par.
 pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let (form, client) = match super::token::authenticated_form(app, req).await {
         Ok(Ok(x)) => x,
-        Ok(Err(e)) => return json_error(&e),
-        Err(f) => return json_error(&f.to_oidc()),
+        Ok(Err(e)) => return response::token_error(&e),
+        Err(f) => return response::token_error(&f.to_oidc()),
     };
     if form.contains("request_uri") {
-        return json_error(&OidcError::invalid_request("request_uri cannot be pushed"));
+        return response::token_error(&OidcError::invalid_request("request_uri cannot be pushed"));
     }
     // The authorization request is the body without the client's credentials.
     let mut params = form.without(&["client_secret", "client_assertion", "client_assertion_type"]);
     match params.get("client_id") {
         Ok(Some(id)) if id != client.client_id => {
-            return json_error(&OidcError::invalid_request(
+            return response::token_error(&OidcError::invalid_request(
                 "client_id differs from the authenticated client",
             ));
         }
         Ok(Some(_)) => {}
         Ok(None) => params.push("client_id", &client.client_id),
-        Err(e) => return json_error(&OidcError::invalid_request(e.to_string())),
+        Err(e) => return response::token_error(&OidcError::invalid_request(e.to_string())),
     }
     let redirect_uri = match authz::identify(&params)
         .and_then(|(_, r)| authz::check_redirect_uri(&client, r.as_deref()))
     {
         Ok(r) => r,
-        Err(e) => return json_error(&OidcError::invalid_request(e.0)),
+        Err(e) => return response::token_error(&OidcError::invalid_request(e.0)),
     };
     if let Err(e) = authz::parse(&params, &client, &redirect_uri) {
-        return json_error(&e.error);
+        return response::token_error(&e.error);
     }
     match app
         .pushed
@@ -140,7 +136,7 @@ pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             StatusCode::CREATED,
             &json!({"request_uri": request_uri, "expires_in": TTL}),
         ),
-        None => json_error(&OidcError::new(
+        None => response::token_error(&OidcError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many pending requests, retry later",
         )),

@@ -138,7 +138,8 @@ pub fn with_header(mut r: Resp, name: &'static str, value: &str) -> Resp {
 /// RFC 6749 §5.2 error: 400, or 401 with `WWW-Authenticate` for invalid_client.
 pub fn token_error(e: &OidcError) -> Resp {
     let body = json!({"error": e.code.as_str(), "error_description": e.description});
-    match e.code {
+    // RFC 6749 §5.1: no-store (set by `json`) and Pragma: no-cache, for errors as well.
+    let resp = match e.code {
         ErrorCode::InvalidClient => {
             let r = json(StatusCode::UNAUTHORIZED, &body);
             with_header(
@@ -150,7 +151,8 @@ pub fn token_error(e: &OidcError) -> Resp {
         ErrorCode::ServerError => json(StatusCode::INTERNAL_SERVER_ERROR, &body),
         ErrorCode::TemporarilyUnavailable => json(StatusCode::SERVICE_UNAVAILABLE, &body),
         _ => json(StatusCode::BAD_REQUEST, &body),
-    }
+    };
+    with_header(resp, "pragma", "no-cache")
 }
 
 /// RFC 6750 §3: a Bearer challenge. `None` when no token was sent at all.

@@ -42,7 +42,7 @@ pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         }
         Outcome::Err(e) => {
             tracing::info!(error = e.code.as_str(), description = %e.description, "token request refused");
-            response::with_header(response::token_error(&e), "pragma", "no-cache")
+            response::token_error(&e)
         }
     }
 }

@@ -400,3 +400,22 @@ async fn one_route_table_answers_404_405_with_allow_and_cors() {
         "pages have no CORS"
     );
 }
+
+#[tokio::test]
+async fn every_oauth_json_error_says_no_store_and_no_cache() {
+    // RFC 6749 §5.1; the PAR endpoint's errors used to lack Pragma.
+    let server = Server::new("").start().await;
+    let mut b = server.browser();
+    for path in [
+        "/api/v1/oauth/token",
+        "/api/v1/oauth/par",
+        "/api/v1/oauth/device_authorization",
+        "/api/v1/oauth/introspect",
+        "/api/v1/oauth/revoke",
+    ] {
+        let r = b.post_form(path, &[("client_id", "nobody")]).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+        assert_eq!(r.header("pragma"), Some("no-cache"), "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+    }
+}
