@@ -193,7 +193,10 @@ fn try_proceed(
         ),
     };
     let busy = |app: &App| {
-        tracing::warn!("pending sign-ins are at their limit; an authorization request was refused");
+        // Debug only: a flood would otherwise write a log line per request.
+        tracing::debug!(
+            "pending sign-ins are at their limit; an authorization request was refused"
+        );
         redirect_error(
             app,
             fail(OidcError::new(

@@ -183,6 +183,43 @@ pub fn bearer_error(e: Option<&OidcError>) -> Resp {
     }
 }
 
+/// Why an endpoint did not succeed: a protocol error for the client, or a failure of
+/// Latchkey's own (logged under the request id, answered generically). Handlers return
+/// `Result<T, EndpointError>` and use `?` for both.
+#[derive(Debug)]
+pub enum EndpointError {
+    Protocol(OidcError),
+    Fail(Fail),
+}
+
+impl EndpointError {
+    /// The protocol error to answer with (a failure is logged here, once).
+    pub fn into_oidc(self) -> OidcError {
+        match self {
+            EndpointError::Protocol(e) => e,
+            EndpointError::Fail(f) => f.to_oidc(),
+        }
+    }
+}
+
+impl From<OidcError> for EndpointError {
+    fn from(e: OidcError) -> Self {
+        EndpointError::Protocol(e)
+    }
+}
+
+impl From<Fail> for EndpointError {
+    fn from(f: Fail) -> Self {
+        EndpointError::Fail(f)
+    }
+}
+
+impl From<StoreError> for EndpointError {
+    fn from(e: StoreError) -> Self {
+        EndpointError::Fail(Fail::Store(e))
+    }
+}
+
 /// A failure that is not the client's fault.
 #[derive(Debug)]
 pub enum Fail {

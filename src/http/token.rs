@@ -8,7 +8,7 @@ use hyper::header;
 use serde_json::Value;
 
 use super::issue::{self, Authn};
-use super::response::{self, Fail, Resp};
+use super::response::{self, EndpointError, Fail, Resp};
 use super::{App, Req};
 use crate::model::{Client, RefreshToken, User};
 
@@ -18,45 +18,28 @@ use crate::oidc::token::{self as rules, TokenResponse};
 use crate::oidc::{ErrorCode, OidcError, scope};
 use crate::store::Consumed;
 
-enum Outcome {
-    Ok(TokenResponse),
-    Err(OidcError),
-}
-
-impl From<OidcError> for Outcome {
-    fn from(e: OidcError) -> Self {
-        Outcome::Err(e)
-    }
-}
-
 pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let outcome = match handle(app, req, now).await {
-        Ok(o) => o,
-        Err(f) => Outcome::Err(f.to_oidc()),
-    };
-    match outcome {
-        Outcome::Ok(body) => {
+    match handle(app, req, now).await {
+        Ok(body) => {
             let v = serde_json::to_value(&body).unwrap_or(Value::Null);
             let r = response::json(hyper::StatusCode::OK, &v);
             response::with_header(r, "pragma", "no-cache")
         }
-        Outcome::Err(e) => {
+        Err(e) => {
+            let e = e.into_oidc();
             tracing::info!(error = e.code.as_str(), description = %e.description, "token request refused");
             response::token_error(&e)
         }
     }
 }
 
-async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
-    let (form, client) = match authenticated_form(app, req).await? {
-        Ok(x) => x,
-        Err(e) => return Ok(e.into()),
-    };
+async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<TokenResponse, EndpointError> {
+    let (form, client) = authenticated_form(app, req).await??;
     let grant_type = match form.get("grant_type") {
         Err(_) => {
-            return Ok(OidcError::invalid_request("grant_type was sent more than once").into());
+            return Err(OidcError::invalid_request("grant_type was sent more than once").into());
         }
-        Ok(None) => return Ok(OidcError::invalid_request("grant_type is missing").into()),
+        Ok(None) => return Err(OidcError::invalid_request("grant_type is missing").into()),
         Ok(Some(g)) => g,
     };
     match grant_type {
@@ -64,7 +47,7 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
         | DEVICE_CODE
             if !client.allows_grant(grant_type) =>
         {
-            Ok(OidcError::new(
+            Err(OidcError::new(
                 ErrorCode::UnauthorizedClient,
                 format!("the client may not use {grant_type}"),
             )
@@ -75,7 +58,7 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<Outcome, Fail> {
         "client_credentials" => client_credentials(app, req, &client, &form, now),
         "password" => password(app, req, &client, &form, now).await,
         DEVICE_CODE => device_code(app, req, &client, &form, now),
-        _ => Ok(OidcError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
+        _ => Err(OidcError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
     }
 }
 
@@ -271,7 +254,7 @@ fn authorization_code(
     client: &Client,
     form: &Params,
     now: i64,
-) -> Result<Outcome, Fail> {
+) -> Result<TokenResponse, EndpointError> {
     let get = |name: &str| {
         form.get(name)
             .map_err(|d| OidcError::invalid_request(d.to_string()))
@@ -279,25 +262,25 @@ fn authorization_code(
     let (code, redirect_uri, verifier) =
         match (get("code"), get("redirect_uri"), get("code_verifier")) {
             (Ok(Some(c)), Ok(r), Ok(v)) => (c, r, v),
-            (Ok(None), _, _) => return Ok(OidcError::invalid_request("code is missing").into()),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(e.into()),
+            (Ok(None), _, _) => return Err(OidcError::invalid_request("code is missing").into()),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
         };
     let hash = crate::keys::token_hash(code);
     let Some(record) = app.store.code(&hash)? else {
-        return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
+        return Err(OidcError::invalid_grant("the code is invalid or expired").into());
     };
     if record.used && record.client_id == client.client_id {
-        return Ok(replayed_code(app, req, &record, now)?.into());
+        return Err(replayed_code(app, req, &record, now)?.into());
     }
     if let Err(e) = rules::check_code(&record, &client.client_id, redirect_uri, verifier, now) {
-        return Ok(e.into());
+        return Err(e.into());
     }
     let Some(user) = app
         .store
         .user(&record.user_id)?
         .filter(|u| usable(client, u))
     else {
-        return Ok(OidcError::invalid_grant("the user may no longer use this client").into());
+        return Err(OidcError::invalid_grant("the user may no longer use this client").into());
     };
     // The client as it is now decides: scopes or claims it lost since the code was
     // issued are not released.
@@ -322,7 +305,7 @@ fn authorization_code(
             .session(&record.session_hash)?
             .is_none_or(|s| s.expires_at <= now)
     {
-        return Ok(OidcError::invalid_grant("the sign-in session of this code has ended").into());
+        return Err(OidcError::invalid_grant("the sign-in session of this code has ended").into());
     }
     let bundle = issue::bundle(app, client, &authn, &record.grant_id, offline, now)?;
     // Consuming the code and storing its tokens is one transaction: of concurrent
@@ -330,9 +313,9 @@ fn authorization_code(
     let issued = bundle.issued();
     match app.store.redeem_code(&hash, &issued)? {
         Consumed::Fresh(_) => {}
-        Consumed::Replayed(r) => return Ok(replayed_code(app, req, &r, now)?.into()),
+        Consumed::Replayed(r) => return Err(replayed_code(app, req, &r, now)?.into()),
         Consumed::Missing => {
-            return Ok(OidcError::invalid_grant("the code is invalid or expired").into());
+            return Err(OidcError::invalid_grant("the code is invalid or expired").into());
         }
     }
     app.audit(
@@ -343,7 +326,7 @@ fn authorization_code(
         "authorization_code",
         now,
     );
-    Ok(Outcome::Ok(bundle.response()))
+    Ok(bundle.response())
 }
 
 /// OIDC Core §3.1.3.2 / RFC 6749 §4.1.2: a second use of a code revokes every token
@@ -407,41 +390,38 @@ fn refresh(
     client: &Client,
     form: &Params,
     now: i64,
-) -> Result<Outcome, Fail> {
+) -> Result<TokenResponse, EndpointError> {
     let (token, requested_scope) = match (form.get("refresh_token"), form.get("scope")) {
         (Ok(Some(t)), Ok(s)) => (t, s),
-        (Ok(None), _) => return Ok(OidcError::invalid_request("refresh_token is missing").into()),
+        (Ok(None), _) => return Err(OidcError::invalid_request("refresh_token is missing").into()),
         (Err(d), _) | (_, Err(d)) => {
-            return Ok(OidcError::invalid_request(d.to_string()).into());
+            return Err(OidcError::invalid_request(d.to_string()).into());
         }
     };
     let hash = crate::keys::token_hash(token);
     let invalid = || OidcError::invalid_grant("the refresh token is invalid, expired or revoked");
     let Some(old) = app.store.refresh_token(&hash)? else {
-        return Ok(invalid().into());
+        return Err(invalid().into());
     };
     if old.client_id != client.client_id {
-        return Ok(
+        return Err(
             OidcError::invalid_grant("the refresh token was issued to another client").into(),
         );
     }
     if old.used {
-        return Ok(replayed_refresh(app, req, &old, now)?.into());
+        return Err(replayed_refresh(app, req, &old, now)?.into());
     }
     let Some(grant) = app.store.grant(&old.grant_id)?.filter(|g| !g.revoked) else {
-        return Ok(invalid().into());
+        return Err(invalid().into());
     };
     // The grant follows its session when a sign-in again moves it to a new cookie.
     let session_alive = app
         .store
         .session(&grant.session_hash)?
         .is_some_and(|s| s.expires_at > now);
-    let scopes = match rules::check_refresh(&old, client, requested_scope, session_alive, now) {
-        Ok(s) => s,
-        Err(e) => return Ok(e.into()),
-    };
+    let scopes = rules::check_refresh(&old, client, requested_scope, session_alive, now)?;
     let Some(user) = app.store.user(&old.user_id)?.filter(|u| usable(client, u)) else {
-        return Ok(invalid().into());
+        return Err(invalid().into());
     };
     // A client narrowed since the grant no longer receives the scopes it lost.
     let scopes = scope::grant(&scopes, &client.scopes);
@@ -477,8 +457,8 @@ fn refresh(
         &minted.record,
     )? {
         Consumed::Fresh(_) => {}
-        Consumed::Replayed(r) => return Ok(replayed_refresh(app, req, &r, now)?.into()),
-        Consumed::Missing => return Ok(invalid().into()),
+        Consumed::Replayed(r) => return Err(replayed_refresh(app, req, &r, now)?.into()),
+        Consumed::Missing => return Err(invalid().into()),
     }
     app.audit(
         "token.issued",
@@ -488,7 +468,7 @@ fn refresh(
         "refresh_token",
         now,
     );
-    Ok(Outcome::Ok(minted.response(Some(new_token))))
+    Ok(minted.response(Some(new_token)))
 }
 
 fn scope_param(form: &Params) -> Result<Option<Vec<String>>, OidcError> {
@@ -509,10 +489,10 @@ fn client_credentials(
     client: &Client,
     form: &Params,
     now: i64,
-) -> Result<Outcome, Fail> {
+) -> Result<TokenResponse, EndpointError> {
     let requested = match scope_param(form) {
         Ok(s) => s.unwrap_or_default(),
-        Err(e) => return Ok(e.into()),
+        Err(e) => return Err(e.into()),
     };
     let allowed: Vec<String> = client
         .scopes
@@ -521,7 +501,7 @@ fn client_credentials(
         .cloned()
         .collect();
     if requested.iter().any(|s| !allowed.contains(s)) {
-        return Ok(OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::InvalidScope,
             "a requested scope is not available to this client",
         )
@@ -538,7 +518,7 @@ fn client_credentials(
         "client_credentials",
         now,
     );
-    Ok(Outcome::Ok(bundle.response()))
+    Ok(bundle.response())
 }
 
 /// RFC 6749 §4.3, for clients that opted in: the same throttling, hashing pool and
@@ -549,15 +529,15 @@ async fn password(
     client: &Client,
     form: &Params,
     now: i64,
-) -> Result<Outcome, Fail> {
+) -> Result<TokenResponse, EndpointError> {
     let (Some(username), Some(password)) =
         (form.get_lenient("username"), form.get_lenient("password"))
     else {
-        return Ok(OidcError::invalid_request("username and password are required").into());
+        return Err(OidcError::invalid_request("username and password are required").into());
     };
     if client.policy == crate::model::Policy::TwoFactor {
         // A password alone cannot satisfy a client that demands a second factor.
-        return Ok(OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::UnauthorizedClient,
             "this client requires two-factor sign-in",
         )
@@ -571,18 +551,15 @@ async fn password(
     };
     if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
         app.audit_refused("login.throttled", Some(&username), req.peer, refused, now);
-        return Ok(OidcError::invalid_grant("too many failed attempts, retry later").into());
+        return Err(OidcError::invalid_grant("too many failed attempts, retry later").into());
     }
-    let requested = match scope_param(form) {
-        Ok(s) => s,
-        Err(e) => return Ok(e.into()),
-    };
+    let requested = scope_param(form)?;
     let scopes = match requested {
         None => client.scopes.clone(),
         Some(r) => scope::grant(&r, &client.scopes),
     };
     if scopes.is_empty() {
-        return Ok(OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::InvalidScope,
             "none of the requested scopes is available",
         )
@@ -594,11 +571,7 @@ async fn password(
     } else {
         password.to_string()
     });
-    let ok = match super::check_password(app, user.as_ref(), secret).await {
-        Ok(ok) => ok,
-        Err(Fail::Busy) => return Ok(Fail::Busy.to_oidc().into()),
-        Err(f) => return Err(f),
-    };
+    let ok = super::check_password(app, user.as_ref(), secret).await?;
     let Some(user) = user.filter(|u| ok && usable(client, u)) else {
         app.throttle.failure(who, crate::clock::now_ms());
         app.audit(
@@ -609,7 +582,7 @@ async fn password(
             "password grant",
             now,
         );
-        return Ok(OidcError::invalid_grant("invalid username or password").into());
+        return Err(OidcError::invalid_grant("invalid username or password").into());
     };
     app.throttle.success(who);
     // The grant has no way to ask for a second factor or a new password.
@@ -622,7 +595,7 @@ async fn password(
             "password grant: the account needs a browser sign-in",
             now,
         );
-        return Ok(OidcError::invalid_grant(
+        return Err(OidcError::invalid_grant(
             "this account must sign in through the browser (second factor or new password)",
         )
         .into());
@@ -649,7 +622,7 @@ async fn password(
         "password grant",
         now,
     );
-    Ok(Outcome::Ok(bundle.response()))
+    Ok(bundle.response())
 }
 
 /// RFC 8628 §3.4-3.5: a device polling for the person's answer.
@@ -659,25 +632,25 @@ fn device_code(
     client: &Client,
     form: &Params,
     now: i64,
-) -> Result<Outcome, Fail> {
+) -> Result<TokenResponse, EndpointError> {
     use crate::model::DeviceStatus;
     use crate::oidc::device::{Poll, poll};
     let code = match form.get("device_code") {
         Ok(Some(c)) => c,
-        Ok(None) => return Ok(OidcError::invalid_request("device_code is missing").into()),
+        Ok(None) => return Err(OidcError::invalid_request("device_code is missing").into()),
         Err(_) => {
-            return Ok(OidcError::invalid_request("device_code was sent more than once").into());
+            return Err(OidcError::invalid_request("device_code was sent more than once").into());
         }
     };
     let hash = crate::keys::token_hash(code);
     let Some(grant) = app.store.device(&hash)? else {
-        return Ok(OidcError::invalid_grant("the device_code is invalid").into());
+        return Err(OidcError::invalid_grant("the device_code is invalid").into());
     };
     match poll(&grant, &client.client_id, now) {
-        Poll::Refuse(e) => Ok(e.into()),
+        Poll::Refuse(e) => Err(e.into()),
         Poll::Wait { error, slow_down } => {
             app.store.record_device_poll(&hash, now, slow_down)?;
-            Ok(error.into())
+            Err(error.into())
         }
         Poll::Ready => {
             let DeviceStatus::Approved {
@@ -688,10 +661,10 @@ fn device_code(
                 sid,
             } = &grant.status
             else {
-                return Ok(OidcError::invalid_grant("the device_code is not approved").into());
+                return Err(OidcError::invalid_grant("the device_code is not approved").into());
             };
             let Some(user) = app.store.user(user_id)?.filter(|u| usable(client, u)) else {
-                return Ok(
+                return Err(
                     OidcError::invalid_grant("the user may no longer use this client").into(),
                 );
             };
@@ -710,7 +683,9 @@ fn device_code(
             let bundle = issue::bundle(app, client, &authn, &crate::clock::random_id(), true, now)?;
             match app.store.redeem_device(&hash, &bundle.issued())? {
                 crate::store::Consumed::Fresh(_) => {}
-                _ => return Ok(OidcError::invalid_grant("the device_code was already used").into()),
+                _ => {
+                    return Err(OidcError::invalid_grant("the device_code was already used").into());
+                }
             }
             app.audit(
                 "token.issued",
@@ -720,7 +695,7 @@ fn device_code(
                 "device_code",
                 now,
             );
-            Ok(Outcome::Ok(bundle.response()))
+            Ok(bundle.response())
         }
     }
 }
