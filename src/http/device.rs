@@ -45,9 +45,8 @@ impl Outstanding {
 /// POST /api/v1/oauth/device_authorization (RFC 8628 §3.1-3.2).
 pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let (form, client) = match super::token::authenticated_form(app, req).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return response::token_error(&e),
-        Err(f) => return response::token_error(&f.to_oidc()),
+        Ok(x) => x,
+        Err(e) => return response::token_error(&e.into_oidc()),
     };
     if !client.allows_grant(DEVICE_CODE) {
         return response::token_error(&OidcError::new(

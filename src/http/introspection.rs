@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use super::response::{self, Fail, Resp};
+use super::response::{self, EndpointError, Fail, Resp};
 use super::userinfo::live_access_token;
 use super::{App, Req};
 use crate::model::{Client, RefreshToken};
@@ -76,38 +76,27 @@ fn find_refresh(app: &App, token: &str) -> Result<Found, Fail> {
 async fn prelude(
     app: &Arc<App>,
     req: &Req,
-) -> Result<Result<(Client, String, Option<String>), OidcError>, Fail> {
-    let (form, client) = match super::token::authenticated_form(app, req).await? {
-        Ok(x) => x,
-        Err(e) => return Ok(Err(e)),
-    };
-    let token = match form.get("token") {
-        Ok(Some(t)) => t.to_string(),
-        Ok(None) => return Ok(Err(OidcError::invalid_request("token is missing"))),
-        Err(_) => {
-            return Ok(Err(OidcError::invalid_request(
-                "token was sent more than once",
-            )));
-        }
-    };
+) -> Result<(Client, String, Option<String>), EndpointError> {
+    let (form, client) = super::token::authenticated_form(app, req).await?;
+    let token = form
+        .get("token")
+        .map_err(|d| OidcError::invalid_request(d.to_string()))?
+        .ok_or_else(|| OidcError::invalid_request("token is missing"))?
+        .to_string();
     let hint = form.get_lenient("token_type_hint").map(str::to_string);
-    Ok(Ok((client, token, hint)))
+    Ok((client, token, hint))
 }
 
 /// POST /api/v1/oauth/revoke.
 pub(super) async fn revoke(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match revoke_inner(app, req, now).await {
-        Ok(Ok(())) => response::json(StatusCode::OK, &json!({})),
-        Ok(Err(e)) => response::token_error(&e),
-        Err(f) => response::token_error(&f.to_oidc()),
+        Ok(()) => response::json(StatusCode::OK, &json!({})),
+        Err(e) => response::token_error(&e.into_oidc()),
     }
 }
 
-async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), OidcError>, Fail> {
-    let (client, token, hint) = match prelude(app, req).await? {
-        Ok(x) => x,
-        Err(e) => return Ok(Err(e)),
-    };
+async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<(), EndpointError> {
+    let (client, token, hint) = prelude(app, req).await?;
     // RFC 7009 §2.1 / RFC 6749 §5.2: refused, as a grant issued to another client.
     let other = || OidcError::invalid_grant("the token was issued to another client");
     let found = find(app, &token, hint.as_deref())?;
@@ -117,7 +106,7 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
         Found::Unknown => None,
     };
     if owner.is_some_and(|o| o != client.client_id) {
-        return Ok(Err(other()));
+        return Err(other().into());
     }
     match found {
         // RFC 7009 §2.2: an invalid or unknown token is not an error.
@@ -147,35 +136,28 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Result<(), 
             );
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// POST /api/v1/oauth/introspect.
 pub(super) async fn introspect(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match introspect_inner(app, req, now).await {
-        Ok(Ok(v)) => response::json(StatusCode::OK, &v),
-        Ok(Err(e)) => response::token_error(&e),
-        Err(f) => response::token_error(&f.to_oidc()),
+        Ok(v) => response::json(StatusCode::OK, &v),
+        Err(e) => response::token_error(&e.into_oidc()),
     }
 }
 
-async fn introspect_inner(
-    app: &Arc<App>,
-    req: &Req,
-    now: i64,
-) -> Result<Result<Value, OidcError>, Fail> {
-    let (client, token, hint) = match prelude(app, req).await? {
-        Ok(x) => x,
-        Err(e) => return Ok(Err(e)),
-    };
+async fn introspect_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Value, EndpointError> {
+    let (client, token, hint) = prelude(app, req).await?;
     if client.is_public() {
-        return Ok(Err(OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::InvalidClient,
             "introspection needs client authentication",
-        )));
+        )
+        .into());
     }
     let inactive = json!({"active": false});
-    Ok(Ok(match find(app, &token, hint.as_deref())? {
+    Ok(match find(app, &token, hint.as_deref())? {
         Found::Unknown => inactive,
         Found::Access { client_id, .. } if client_id != client.client_id => inactive,
         Found::Access { .. } => match live_access_token(app, &token, now) {
@@ -186,7 +168,7 @@ async fn introspect_inner(
                     ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError
                 ) =>
             {
-                return Ok(Err(e));
+                return Err(e.into());
             }
             Err(_) => inactive,
             Ok(live) => {
@@ -222,7 +204,7 @@ async fn introspect_inner(
                 "exp": record.expires_at.min(record.absolute_expires_at),
             }),
         },
-    }))
+    })
 }
 
 /// The username when the token endpoint would accept this refresh token now.

@@ -100,9 +100,8 @@ impl Pushed {
 /// POST /api/v1/oauth/par.
 pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let (form, client) = match super::token::authenticated_form(app, req).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return response::token_error(&e),
-        Err(f) => return response::token_error(&f.to_oidc()),
+        Ok(x) => x,
+        Err(e) => return response::token_error(&e.into_oidc()),
     };
     if form.contains("request_uri") {
         return response::token_error(&OidcError::invalid_request("request_uri cannot be pushed"));

@@ -34,7 +34,7 @@ pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 }
 
 async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<TokenResponse, EndpointError> {
-    let (form, client) = authenticated_form(app, req).await??;
+    let (form, client) = authenticated_form(app, req).await?;
     let grant_type = match form.get("grant_type") {
         Err(_) => {
             return Err(OidcError::invalid_request("grant_type was sent more than once").into());
@@ -71,7 +71,7 @@ async fn verify_assertion(
     req: &Req,
     client: &Client,
     assertion: &str,
-) -> Result<Result<(), OidcError>, Fail> {
+) -> Result<(), EndpointError> {
     use crate::keys::assertion::{ClientKeys, verify};
     use crate::model::AuthMethod;
     let invalid = |d: &str| OidcError::new(ErrorCode::InvalidClient, d);
@@ -79,9 +79,7 @@ async fn verify_assertion(
         AuthMethod::ClientSecretJwt => match &client.jwt_secret {
             Some(secret) => verify(assertion, ClientKeys::Secret(secret)),
             None => {
-                return Ok(Err(invalid(
-                    "the client has no secret for client_secret_jwt",
-                )));
+                return Err(invalid("the client has no secret for client_secret_jwt").into());
             }
         },
         _ => {
@@ -89,7 +87,7 @@ async fn verify_assertion(
                 Ok(k) => k,
                 Err(e) => {
                     tracing::warn!(client = %client.client_id, error = %e, "could not load the client's keys");
-                    return Ok(Err(invalid("the client's keys are not available")));
+                    return Err(invalid("the client's keys are not available").into());
                 }
             };
             match verify(assertion, ClientKeys::Jwks(&keys)) {
@@ -104,7 +102,7 @@ async fn verify_assertion(
     };
     let claims = match claims {
         Ok(c) => c,
-        Err(e) => return Ok(Err(invalid(&e))),
+        Err(e) => return Err(invalid(&e).into()),
     };
     let issuer = &app.config.issuer;
     let audiences = vec![
@@ -116,15 +114,15 @@ async fn verify_assertion(
     let (jti, exp) =
         match crate::oidc::client_auth::check_claims(&claims, &client.client_id, &audiences, now) {
             Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Err(e.into()),
         };
     if !app
         .store
         .record_assertion(&format!("{}\u{0}{jti}", client.client_id), exp)?
     {
-        return Ok(Err(invalid("the assertion was already used")));
+        return Err(invalid("the assertion was already used").into());
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The user still exists, is enabled, and is in one of the client's allowed groups: a
@@ -139,53 +137,60 @@ fn usable(client: &Client, user: &User) -> bool {
 pub(super) async fn authenticated_form(
     app: &Arc<App>,
     req: &Req,
-) -> Result<Result<(Params, Client), OidcError>, Fail> {
+) -> Result<(Params, Client), EndpointError> {
     if !req.is_form() {
-        return Ok(Err(OidcError::invalid_request(
+        return Err(OidcError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
-        )));
+        )
+        .into());
     }
     let form = req.form();
     // SPEC §8: a parameter that is not UTF-8 makes the whole request invalid.
     if let Some(e) = form.not_utf8() {
-        return Ok(Err(OidcError::invalid_request(e.to_string())));
+        return Err(OidcError::invalid_request(e.to_string()).into());
     }
-    Ok(authenticate(app, req, &form).await?.map(|c| (form, c)))
+    let client = authenticate(app, req, &form).await?;
+    Ok((form, client))
 }
 
 pub(super) async fn authenticate(
     app: &Arc<App>,
     req: &Req,
     form: &Params,
-) -> Result<Result<Client, OidcError>, Fail> {
+) -> Result<Client, EndpointError> {
     let presented = match rules::presented_client(req.header(header::AUTHORIZATION), form) {
         Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Err(e.into()),
     };
     let bad = || OidcError::new(ErrorCode::InvalidClient, "client authentication failed");
     // SPEC §8: an id no client can have is refused before anything is looked up or
     // recorded; failures are recorded only for clients that exist.
     if !crate::oidc::registration::valid_client_id(&presented.client_id) {
-        return Ok(Err(bad()));
+        return Err(bad().into());
     }
     let Some(client) = app.client(&presented.client_id)? else {
-        return Ok(Err(bad()));
+        return Err(bad().into());
     };
     if let Err(e) = rules::method_allowed(&client, &presented) {
-        return Ok(Err(e));
+        return Err(e.into());
     }
     if client.is_public() {
-        return Ok(Ok(client));
+        return Ok(client);
     }
+    // A failed check counts below; a failure of Latchkey's own passes straight up.
     let verdict = match &presented.assertion {
-        Some(assertion) => verify_assertion(app, req, &client, assertion).await?,
+        Some(assertion) => match verify_assertion(app, req, &client, assertion).await {
+            Ok(()) => Ok(()),
+            Err(EndpointError::Protocol(e)) => Err(e),
+            Err(f) => return Err(f),
+        },
         None => match check_secret(app, &client, presented.secret.clone()).await? {
             true => Ok(()),
             false => Err(bad()),
         },
     };
     match verdict {
-        Ok(()) => Ok(Ok(client)),
+        Ok(()) => Ok(client),
         Err(e) => {
             // RFC 6749 §2.3.1: wrong guesses are slowed per client, the answer held back
             // once the free failures are spent. Only wrong answers wait here; a right
@@ -198,7 +203,7 @@ pub(super) async fn authenticate(
                 app.metrics.event("client.throttled", "");
                 tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
             }
-            Ok(Err(e))
+            Err(e.into())
         }
     }
 }
