@@ -18,6 +18,7 @@ mod grants;
 mod hardening;
 mod hostile;
 mod implicit;
+mod inprocess;
 mod keys;
 mod lifecycle;
 mod logout;
