@@ -24,6 +24,10 @@ use crate::store::redb::RedbStore;
 
 /// Security baseline §4.7.
 const MAX_CONNECTIONS: usize = 1024;
+/// Connections one address (IPv6: one /64) may hold at once: a quarter of the whole, so
+/// no single address can take them all (an office behind one NAT has room: idle
+/// connections close after the header-read timeout).
+const MAX_CONNECTIONS_PER_SOURCE: usize = 256;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -229,6 +233,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     }
 
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let shares = crate::http::throttle::ConnectionShares::new(MAX_CONNECTIONS_PER_SOURCE);
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal =
         |kind| tokio::signal::unix::signal(kind).map_err(|e| format!("signal handler: {e}"));
@@ -251,8 +256,20 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
                     continue;
                 };
                 let (now_live, stop) = (current(&live), stop_rx.clone());
+                // A trusted reverse proxy carries everyone's connections: no share for it.
+                let slot = if now_live.app.config.trusted_proxies.contains(&peer.ip()) {
+                    None
+                } else {
+                    match shares.take(peer.ip()) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            drop(tcp);
+                            continue;
+                        }
+                    }
+                };
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let (_permit, _slot) = (permit, slot);
                     let _ = tcp.set_nodelay(true);
                     let app = now_live.app.clone();
                     match &now_live.tls {
@@ -298,7 +315,10 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
         drop(stop);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
-    // Persists pending non-durable commits (sessions, codes) before exit.
+    // Refusals still waiting for their window are written now, then pending
+    // non-durable commits (sessions, codes, audit events) are persisted before exit.
+    let app = current(&live).app.clone();
+    let _ = tokio::task::spawn_blocking(move || app.write_refusals(true)).await;
     let s = store.clone();
     let _ = tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await;
     tracing::info!("stopped");
@@ -376,6 +396,8 @@ fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHand
             {
                 let a = current(&live).app.clone();
                 let now = crate::clock::now();
+                // Aggregated refusal events whose window has passed.
+                a.write_refusals(false);
                 let result = (|| {
                     let mut removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
                     removed += a

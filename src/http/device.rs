@@ -235,8 +235,8 @@ fn guarded_lookup(
             now,
         );
         let msg = format!(
-            "Too many wrong codes. Wait {} seconds and try again.",
-            refused.wait_secs
+            "Too many wrong codes. Wait {} and try again.",
+            refused.wait_text()
         );
         let view = View {
             user_code: typed,

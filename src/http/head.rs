@@ -65,6 +65,22 @@ pub fn check(
         }
         _ => {}
     }
+    // RFC 9112 §6.1: chunked is the one transfer coding understood here; anything else
+    // is 501, and chunked applied twice is malformed.
+    let codings: Vec<String> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
+    if !codings.is_empty() {
+        if codings.iter().any(|c| c != "chunked") {
+            return refuse(StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding");
+        }
+        if codings.len() > 1 {
+            return refuse(StatusCode::BAD_REQUEST, "chunked applied more than once");
+        }
+    }
     if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -139,7 +155,12 @@ fn valid_host(h: &[u8]) -> bool {
             }));
     let port_ok = match port.split_first() {
         None => true,
-        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some((b':', digits)) => {
+            digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .is_none_or(|d| d.is_empty() || d.parse::<u16>().is_ok())
+        }
         Some(_) => false,
     };
     reg_name_ok && port_ok
@@ -214,6 +235,7 @@ mod tests {
             "a b",
             "host:port",
             "host:123456",
+            "host:99999",
             "[::1",
             "[a b]",
             "[::1]x",
@@ -259,6 +281,27 @@ mod tests {
             Some(413)
         );
         assert_eq!(status(H11, &[h, ("content-length", "32768")]), None);
+        assert_eq!(status(H11, &[h, ("transfer-encoding", "chunked")]), None);
+        assert_eq!(status(H11, &[h, ("transfer-encoding", "Chunked")]), None);
+        assert_eq!(
+            status(H11, &[h, ("transfer-encoding", "gzip, chunked")]),
+            Some(501)
+        );
+        assert_eq!(
+            status(H11, &[h, ("transfer-encoding", "chunked, chunked")]),
+            Some(400)
+        );
+        assert_eq!(
+            status(
+                H11,
+                &[
+                    h,
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked")
+                ]
+            ),
+            Some(400)
+        );
         assert_eq!(status(H11, &[h, ("content-length", "+5")]), Some(400));
         assert_eq!(
             status(

@@ -133,6 +133,8 @@ pub struct App {
     pub client_throttle: Arc<throttle::ClientThrottle>,
     /// The ceiling on aggregated refusal events in the audit log.
     audit_gate: Arc<throttle::AuditGate>,
+    /// Throttled attempts waiting to become aggregated audit events.
+    refusals: Arc<throttle::RefusalLog>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
     /// Sign-ins waiting for a second factor or a new password.
@@ -199,6 +201,7 @@ impl App {
             code_throttle: Arc::new(Throttle::new(&config.login)),
             client_throttle: Default::default(),
             audit_gate: Default::default(),
+            refusals: Default::default(),
             secret_cache: Default::default(),
             interactions: Default::default(),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
@@ -230,6 +233,7 @@ impl App {
             throttle: self.throttle.clone(),
             client_throttle: self.client_throttle.clone(),
             audit_gate: self.audit_gate.clone(),
+            refusals: self.refusals.clone(),
             mfa_throttle: self.mfa_throttle.clone(),
             code_throttle: self.code_throttle.clone(),
             secret_cache: self.secret_cache.clone(),
@@ -495,27 +499,51 @@ impl App {
         }
     }
 
-    /// Records a throttled attempt: one aggregated event per key and window
-    /// ([`throttle::Refused::audit`]), never one row per request.
+    /// Counts a throttled attempt; it reaches the audit log as one aggregated event per
+    /// kind, account, address and window ([`App::write_refusals`]), never one row per
+    /// request.
     pub fn audit_refused(
         &self,
-        kind: &str,
+        kind: &'static str,
         user: Option<&str>,
         ip: IpAddr,
         refused: throttle::Refused,
-        now: i64,
+        _now: i64,
     ) {
-        let gate = || self.audit_gate.admit(crate::clock::now_ms());
-        match refused.audit.and_then(|n| gate().map(|more| (n, more))) {
-            Some((n, more)) => {
-                let mut detail = format!("{n} attempt(s) refused, wait {} s", refused.wait_secs);
-                if more > 0 {
-                    detail.push_str(&format!("; {more} more refusal event(s) not recorded"));
-                }
-                self.audit(kind, user, None, Some(ip), &detail, now);
+        self.metrics.event(kind, "");
+        self.refusals
+            .note(kind, user, ip, refused.wait_secs, crate::clock::now_ms());
+    }
+
+    /// Writes the aggregated refusal events whose window has passed (all of them with
+    /// `all`, at shutdown), at most [`throttle::AuditGate::PER_MINUTE`] rows a minute; a
+    /// row says how many events the ceiling kept out before it.
+    pub fn write_refusals(&self, all: bool) {
+        let now_ms = crate::clock::now_ms();
+        for row in self.refusals.due(now_ms, all) {
+            let Some(more) = self.audit_gate.admit(now_ms) else {
+                continue;
+            };
+            let mut detail = format!(
+                "{} attempt(s) refused in {} s, last wait {} s",
+                row.count,
+                (row.last - row.first) / 1000,
+                row.wait_secs
+            );
+            if more > 0 {
+                detail.push_str(&format!("; {more} more refusal event(s) not recorded"));
             }
-            // Counted in the metrics all the same (`audit` counts the recorded ones).
-            None => self.metrics.event(kind, ""),
+            let e = AuditEvent {
+                time: row.first / 1000,
+                kind: row.kind.to_string(),
+                user: row.user.clone(),
+                client: None,
+                ip: Some(row.ip.to_string()),
+                detail,
+            };
+            if let Err(err) = self.store.append_audit(&e) {
+                tracing::warn!(error = %err, kind = row.kind, "could not record audit event");
+            }
         }
     }
 
@@ -537,13 +565,17 @@ impl App {
 
     /// Routes a request by [`routes::TABLE`]. Never panics on input; unknown paths get
     /// 404, known paths with another method 405 with `Allow`.
-    pub async fn respond(self: &Arc<Self>, req: Req) -> Resp {
+    pub async fn respond(self: &Arc<Self>, mut req: Req) -> Resp {
         let now = crate::clock::now();
         let Some(entry) = routes::find(&req.path) else {
             return self.finish(None, response::plain(StatusCode::NOT_FOUND, "not found"));
         };
+        // RFC 9110 §9.3.2: HEAD is GET without the body (hyper sends no body for HEAD).
+        if req.method == Method::HEAD && entry.allows(&Method::GET) {
+            req.method = Method::GET;
+        }
         let resp = if req.method == Method::OPTIONS && entry.cors {
-            well_known::preflight()
+            well_known::preflight(entry.allow_header())
         } else if !entry.allows(&req.method) {
             response::with_header(
                 response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),

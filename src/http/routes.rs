@@ -178,15 +178,16 @@ impl Entry {
             || (*method == Method::POST && self.methods & POST != 0)
     }
 
-    /// The `Allow` header of a 405 (RFC 9110 §15.5.6).
+    /// The `Allow` header of a 405 (RFC 9110 §15.5.6), and the methods a CORS preflight
+    /// names. HEAD goes with GET (§9.1: a server supports both).
     pub fn allow_header(&self) -> &'static str {
         match (self.methods, self.cors) {
-            (GET, false) => "GET",
+            (GET, false) => "GET, HEAD",
             (POST, false) => "POST",
-            (_, false) => "GET, POST",
-            (GET, true) => "GET, OPTIONS",
+            (_, false) => "GET, HEAD, POST",
+            (GET, true) => "GET, HEAD, OPTIONS",
             (POST, true) => "POST, OPTIONS",
-            (_, true) => "GET, POST, OPTIONS",
+            (_, true) => "GET, HEAD, POST, OPTIONS",
         }
     }
 }
@@ -233,7 +234,7 @@ mod tests {
         let token = find(paths::TOKEN).unwrap();
         assert!(token.allows(&Method::POST) && !token.allows(&Method::GET));
         assert_eq!(token.allow_header(), "POST, OPTIONS");
-        assert_eq!(find("/healthz").unwrap().allow_header(), "GET");
+        assert_eq!(find("/healthz").unwrap().allow_header(), "GET, HEAD");
         assert!(find("/login").unwrap().page);
         assert!(!find(paths::AUTHORIZE).unwrap().page);
         assert!(!find(paths::END_SESSION).unwrap().page);

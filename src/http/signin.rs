@@ -813,8 +813,8 @@ fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Re
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many attempts",
                     &format!(
-                        "Too many links that were not valid. Wait {} seconds and try again.",
-                        refused.wait_secs
+                        "Too many links that were not valid. Wait {} and try again.",
+                        refused.wait_text()
                     ),
                 ));
             }

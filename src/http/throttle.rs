@@ -12,9 +12,9 @@
 //! - Tables are bounded. When one is full, entries past their forget time go first, then
 //!   the entry whose delay ended longest ago; an entry that is still delaying is never
 //!   evicted, and the table is never cleared.
-//! - Refused attempts are not audited one by one: [`Refused::audit`] is set on the first
-//!   refusal for a key in each [`AUDIT_WINDOW`], carrying how many were refused since the
-//!   last event, so a loop writes one row per key and window.
+//! - Refused attempts are not audited one by one: [`RefusalLog`] counts them per kind,
+//!   account and address, and each key becomes one audit event per [`AUDIT_WINDOW`] (its
+//!   first refusal, its last and how many), written when the window has passed.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -56,9 +56,6 @@ impl Schedule {
 struct Entry {
     failures: u32,
     last: i64,
-    /// Refused attempts not yet reported in an audit event, and when the last one was.
-    refused: u32,
-    audited: Option<i64>,
 }
 
 impl Entry {
@@ -110,8 +107,6 @@ impl<K: Hash + Eq + Clone> Table<K> {
             Entry {
                 failures: 1,
                 last: now,
-                refused: 0,
-                audited: None,
             },
         );
     }
@@ -137,17 +132,6 @@ impl<K: Hash + Eq + Clone> Table<K> {
             }
             None => false,
         }
-    }
-
-    /// Counts a refused attempt; `Some(n)` when an audit event is due for this key.
-    fn refused(&mut self, key: &K, now: i64) -> Option<u32> {
-        let e = self.map.get_mut(key)?;
-        e.refused = e.refused.saturating_add(1);
-        if e.audited.is_some_and(|t| now - t < AUDIT_WINDOW) {
-            return None;
-        }
-        e.audited = Some(now);
-        Some(std::mem::take(&mut e.refused))
     }
 
     fn clear(&mut self, key: &K) {
@@ -198,30 +182,34 @@ pub enum Who<'a> {
 pub struct Refused {
     /// Seconds to wait, rounded up.
     pub wait_secs: i64,
-    /// `Some(n)`: record one audit event for the `n` attempts refused since the last one.
-    pub audit: Option<u32>,
 }
 
 impl Refused {
+    /// How long to wait, in words ("1 second", "512 seconds").
+    pub fn wait_text(&self) -> String {
+        match self.wait_secs {
+            1 => "1 second".to_string(),
+            n => format!("{n} seconds"),
+        }
+    }
+
     /// What a page tells the person.
     pub fn message(&self) -> String {
         format!(
-            "Too many failed attempts. Wait {} seconds and try again.",
-            self.wait_secs
+            "Too many failed attempts. Wait {} and try again.",
+            self.wait_text()
         )
     }
 }
 
-/// A refusal from `table` for `key` when it must still wait at `now` (counted for the
-/// audit summary).
-fn refusal<K: Hash + Eq + Clone>(table: &mut Table<K>, key: &K, now: i64) -> Result<(), Refused> {
+/// A refusal from `table` for `key` when it must still wait at `now`.
+fn refusal<K: Hash + Eq + Clone>(table: &Table<K>, key: &K, now: i64) -> Result<(), Refused> {
     let wait = table.wait(key, now);
     if wait == 0 {
         return Ok(());
     }
     Err(Refused {
         wait_secs: secs(wait),
-        audit: table.refused(key, now),
     })
 }
 
@@ -275,23 +263,20 @@ impl Throttle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `who` may attempt at `now` (ms). A refusal counts for the audit summary.
+    /// Whether `who` may attempt at `now` (ms).
     pub fn check(&self, who: Who<'_>, now: i64) -> Result<(), Refused> {
-        let mut t = self.lock();
+        let t = self.lock();
         match who {
-            Who::Known(id) => refusal(&mut t.known, &id.to_string(), now),
-            Who::Address(addr) => refusal(&mut t.addrs, &Source::from(addr), now),
-            Who::Account(key) => refusal(&mut t.keys, &key.to_lowercase(), now),
+            Who::Known(id) => refusal(&t.known, &id.to_string(), now),
+            Who::Address(addr) => refusal(&t.addrs, &Source::from(addr), now),
+            Who::Account(key) => refusal(&t.keys, &key.to_lowercase(), now),
             Who::Anonymous { key, addr } => {
-                // One event per key and window: the account's if it is the one delaying,
-                // else the address's.
                 let (key, src) = (key.to_lowercase(), Source::from(addr));
                 let addr_wait = secs(t.addrs.wait(&src, now));
-                refusal(&mut t.keys, &key, now).map_err(|r| Refused {
+                refusal(&t.keys, &key, now).map_err(|r| Refused {
                     wait_secs: r.wait_secs.max(addr_wait),
-                    ..r
                 })?;
-                refusal(&mut t.addrs, &src, now)
+                refusal(&t.addrs, &src, now)
             }
         }
     }
@@ -325,6 +310,148 @@ impl Throttle {
     pub fn entries(&self) -> usize {
         let t = self.lock();
         t.keys.len() + t.addrs.len() + t.known.len()
+    }
+}
+
+/// One aggregated audit event: how many attempts of one kind, for one account (if named)
+/// from one address, were refused between `first` and `last` (ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRow {
+    pub kind: &'static str,
+    pub user: Option<String>,
+    pub ip: IpAddr,
+    pub count: u64,
+    pub first: i64,
+    pub last: i64,
+    pub wait_secs: i64,
+}
+
+/// Refused attempts waiting to become audit events: one per kind, account and address and
+/// [`AUDIT_WINDOW`], written once the window has passed ([`RefusalLog::due`]), so a loop
+/// of refused attempts writes one row where it would have written thousands. At most
+/// [`RefusalLog::MAX_KEYS`] keys wait; refusals past that are counted in one overflow row.
+#[derive(Default)]
+pub struct RefusalLog(Mutex<RefusalState>);
+
+#[derive(Default)]
+struct RefusalState {
+    pending: HashMap<(&'static str, Option<String>, IpAddr), RefusalRow>,
+    overflow: Option<RefusalRow>,
+}
+
+impl RefusalLog {
+    pub const MAX_KEYS: usize = 10_000;
+
+    /// Counts one refused attempt at `now` (ms).
+    pub fn note(
+        &self,
+        kind: &'static str,
+        user: Option<&str>,
+        ip: IpAddr,
+        wait_secs: i64,
+        now: i64,
+    ) {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (
+            kind,
+            user.map(|u| u.chars().take(128).collect::<String>()),
+            ip,
+        );
+        let fresh = |user: Option<String>, ip| RefusalRow {
+            kind,
+            user,
+            ip,
+            count: 0,
+            first: now,
+            last: now,
+            wait_secs,
+        };
+        let full = st.pending.len() >= Self::MAX_KEYS && !st.pending.contains_key(&key);
+        let row = if full {
+            st.overflow.get_or_insert_with(|| fresh(None, ip))
+        } else {
+            let (user, ip) = (key.1.clone(), key.2);
+            st.pending.entry(key).or_insert_with(|| fresh(user, ip))
+        };
+        row.count += 1;
+        row.last = now;
+        row.wait_secs = wait_secs;
+    }
+
+    /// The rows whose window has passed at `now` (all of them with `all`, at shutdown),
+    /// removed from the log.
+    pub fn due(&self, now: i64, all: bool) -> Vec<RefusalRow> {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let ripe = |r: &RefusalRow| all || now - r.first >= AUDIT_WINDOW;
+        let keys: Vec<_> = st
+            .pending
+            .iter()
+            .filter(|(_, r)| ripe(r))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut rows: Vec<RefusalRow> = keys.iter().filter_map(|k| st.pending.remove(k)).collect();
+        if st.overflow.as_ref().is_some_and(ripe)
+            && let Some(o) = st.overflow.take()
+        {
+            rows.push(o);
+        }
+        rows.sort_by_key(|r| r.first);
+        rows
+    }
+}
+
+/// Open connections per source address (IPv6 per /64), so that one address cannot take
+/// every connection the server accepts (SPEC §8). A slot is given back when dropped.
+pub struct ConnectionShares {
+    counts: Mutex<HashMap<Source, usize>>,
+    limit: usize,
+}
+
+/// One connection's place in its address's share.
+pub struct ConnectionSlot {
+    shares: std::sync::Arc<ConnectionShares>,
+    source: Source,
+}
+
+impl ConnectionShares {
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(ConnectionShares {
+            counts: Mutex::new(HashMap::new()),
+            limit,
+        })
+    }
+
+    /// A slot for a new connection from `ip`, or `None` when its address has its share.
+    pub fn take(self: &std::sync::Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let source = Source::from(ip);
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(source).or_default();
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            shares: self.clone(),
+            source,
+        })
+    }
+
+    #[cfg(test)]
+    fn held(&self, ip: IpAddr) -> usize {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(&Source::from(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.shares.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.source);
+            }
+        }
     }
 }
 
@@ -509,18 +636,39 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_audited_once_per_window_with_their_count() {
-        let t = Throttle::new(&limits());
-        // 14 failures: a delay of 512 s, longer than the audit window.
-        for _ in 0..14 {
-            t.failure(anon("frank", OTHER), 0);
+    fn refusals_become_one_row_per_key_and_window() {
+        let log = RefusalLog::default();
+        for i in 0..146 {
+            log.note("login.throttled", Some("alice"), HOME, 1, i * S);
         }
-        let audits: Vec<Option<u32>> = (0..5)
-            .map(|i| t.check(anon("frank", OTHER), i).unwrap_err().audit)
-            .collect();
-        assert_eq!(audits, [Some(1), None, None, None, None]);
-        let later = t.check(anon("frank", OTHER), AUDIT_WINDOW).unwrap_err();
-        assert_eq!(later.audit, Some(5), "four held back plus this one");
+        log.note("login.throttled", Some("bob"), HOME, 4, 10 * S);
+        log.note("mfa.throttled", Some("alice"), HOME, 2, 20 * S);
+        assert!(
+            log.due(AUDIT_WINDOW - 1, false).is_empty(),
+            "the window has not passed"
+        );
+        let rows = log.due(AUDIT_WINDOW + 20 * S, false);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (
+                rows[0].user.as_deref(),
+                rows[0].count,
+                rows[0].first,
+                rows[0].last
+            ),
+            (Some("alice"), 146, 0, 145 * S)
+        );
+        assert_eq!(
+            (rows[1].user.as_deref(), rows[1].count, rows[1].wait_secs),
+            (Some("bob"), 1, 4)
+        );
+        assert_eq!(rows[2].kind, "mfa.throttled");
+        assert!(
+            log.due(AUDIT_WINDOW * 10, true).is_empty(),
+            "each row is written once"
+        );
+        log.note("login.throttled", None, OTHER, 1, 0);
+        assert_eq!(log.due(1, true).len(), 1, "shutdown writes what is waiting");
     }
 
     #[test]
@@ -552,6 +700,26 @@ mod tests {
         let mut held: Vec<&String> = t3.known.map.keys().collect();
         held.sort();
         assert_eq!(held, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn connections_are_shared_per_address() {
+        let shares = ConnectionShares::new(2);
+        let a = shares.take(HOME).unwrap();
+        let _b = shares.take(HOME).unwrap();
+        assert!(shares.take(HOME).is_none(), "this address has its share");
+        assert!(shares.take(OTHER).is_some(), "others are not affected");
+        drop(a);
+        assert_eq!(shares.held(HOME), 1);
+        assert!(
+            shares.take(HOME).is_some(),
+            "a closed connection gives its place back"
+        );
+        let v6a: IpAddr = "2001:db8::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8::2".parse().unwrap();
+        let _c = shares.take(v6a).unwrap();
+        let _d = shares.take(v6b).unwrap();
+        assert!(shares.take(v6a).is_none(), "IPv6 per /64");
     }
 
     #[test]

@@ -69,9 +69,10 @@ pub(super) fn metrics(app: &App, req: &super::Req, now: i64) -> Resp {
 
 /// CORS preflight for the endpoints browsers may call with a bearer token or client
 /// credentials (never cookies, so `*` without credentials is safe).
-pub(super) fn preflight() -> Resp {
+/// A CORS preflight answer naming the methods the route takes.
+pub(super) fn preflight(methods: &'static str) -> Resp {
     let r = response::plain(StatusCode::NO_CONTENT, "");
-    let r = response::with_header(r, "access-control-allow-methods", "GET, POST, OPTIONS");
+    let r = response::with_header(r, "access-control-allow-methods", methods);
     let r = response::with_header(
         r,
         "access-control-allow-headers",

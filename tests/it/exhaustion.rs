@@ -23,21 +23,28 @@ async fn slow_clients_do_not_starve_normal_ones() {
     let server = Server::new("[tls]\nmode = \"off\"").start().await;
     let pid = server.pid();
     let mut slow = Vec::new();
-    // 300 clients that send half a request head and then nothing...
-    for _ in 0..300 {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+    // From four other addresses (one address may hold 256 connections at most).
+    let port = server.port;
+    let connect = |i: usize| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        let ip = std::net::Ipv4Addr::new(127, 0, 1, (i % 4 + 1) as u8);
+        socket.bind((ip, 0).into()).unwrap();
+        socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
             .await
-            .unwrap();
+            .unwrap()
+    };
+    // 300 clients that send half a request head and then nothing...
+    for i in 0..300 {
+        let mut s = connect(i).await;
         s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
             .await
             .unwrap();
         slow.push(s);
     }
     // ...and 100 that announce a body and trickle it.
-    for _ in 0..100 {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-            .await
-            .unwrap();
+    for i in 0..100 {
+        let mut s = connect(i).await;
         s.write_all(b"POST /api/v1/oauth/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\ngrant").await.unwrap();
         slow.push(s);
     }

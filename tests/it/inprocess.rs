@@ -88,7 +88,7 @@ async fn routes_answer_404_405_and_preflight_from_the_table() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     let a = call(&s, Method::DELETE, "/api/v1/oauth/userinfo", &[], "").await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(header(&a, "allow"), Some("GET, POST, OPTIONS"));
+    assert_eq!(header(&a, "allow"), Some("GET, HEAD, POST, OPTIONS"));
     let a = call(&s, Method::OPTIONS, "/api/v1/oauth/discovery/keys", &[], "").await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(header(&a, "access-control-allow-origin"), Some("*"));

@@ -73,7 +73,7 @@ async fn login_failures_are_generic_and_throttled() {
     }
     let fast = b.login("/login", "mallory", PASSWORD).await;
     assert_eq!(fast.status, 429);
-    assert!(fast.body.contains("Wait 1 seconds"), "{}", fast.body);
+    assert!(fast.body.contains("Wait 1 second and"), "{}", fast.body);
     // The failures are in the audit log with their reason.
     let audit = server.cli(&["audit", "--json"], None).json();
     let reasons: Vec<&str> = audit
@@ -376,11 +376,13 @@ async fn one_route_table_answers_404_405_with_allow_and_cors() {
     let server = Server::new("").start().await;
     let mut b = server.browser();
     for (method, path, status, allow) in [
-        ("POST", "/healthz", 405, Some("GET")),
+        ("POST", "/healthz", 405, Some("GET, HEAD")),
         ("GET", "/api/v1/oauth/token", 405, Some("POST, OPTIONS")),
         ("GET", "/api/v1/openid/token", 405, Some("POST, OPTIONS")),
-        ("DELETE", "/login", 405, Some("GET, POST")),
-        ("POST", "/", 405, Some("GET")),
+        ("DELETE", "/login", 405, Some("GET, HEAD, POST")),
+        ("POST", "/", 405, Some("GET, HEAD")),
+        ("HEAD", "/healthz", 200, None),
+        ("HEAD", "/.well-known/openid-configuration", 200, None),
         ("GET", "/nope", 404, None),
         ("GET", "/administrator", 404, None),
         ("OPTIONS", "/api/v1/oauth/userinfo", 204, None),
