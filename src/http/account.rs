@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use super::response::{self, Fail, Resp};
 use super::signin::{self, PasswordError};
-use super::{App, Req, SignedIn, authorize, check_password};
+use super::{App, Req, SignedIn, check_password};
 use crate::keys::Secret;
 use crate::keys::totp;
 use crate::model::Address;
+use crate::oidc::discovery::paths;
 use crate::oidc::params::Params;
 use crate::oidc::scope;
 
@@ -477,7 +478,7 @@ async fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, no
         .filter(|id| app.interactions.get(id, now).is_some())
     {
         Some(id) => (
-            format!("{}?interaction={id}", authorize::RESUME),
+            format!("{}?interaction={id}", paths::AUTHORIZE_RESUME),
             "Continue to the application",
         ),
         None => ("/account".to_string(), "Back to my account"),

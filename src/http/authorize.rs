@@ -18,9 +18,6 @@ use crate::oidc::authorize::{
 use crate::oidc::{ErrorCode, OidcError};
 use crate::store::Issued;
 
-/// Where the login and consent pages send the browser back to.
-pub(super) const RESUME: &str = "/api/v1/oauth/authorize/resume";
-
 pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let params = if req.method == Method::POST {
         if !req.is_form() {

@@ -12,6 +12,7 @@ use super::{App, Req, authorize, check_password};
 use crate::keys::Secret;
 use crate::model::{Consent, User};
 use crate::oidc::authorize::ACR_ONE_FACTOR;
+use crate::oidc::discovery::paths;
 use crate::oidc::scope;
 
 const GENERIC_FAILURE: &str = "Incorrect username or password.";
@@ -323,7 +324,7 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 &granted,
                 now,
             );
-            response::redirect(&format!("{}?interaction={id}", authorize::RESUME))
+            response::redirect(&format!("{}?interaction={id}", paths::AUTHORIZE_RESUME))
         }
         Some("deny") => {
             app.interactions.finish(id);

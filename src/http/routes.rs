@@ -133,7 +133,7 @@ pub const TABLE: &[Entry] = &[
         BOTH,
         "authorize",
     ),
-    entry(Route::Resume, &[super::authorize::RESUME], GET, "authorize"),
+    entry(Route::Resume, &[paths::AUTHORIZE_RESUME], GET, "authorize"),
     api(
         Route::Token,
         &[paths::TOKEN, paths::TOKEN_ALIAS],

@@ -9,11 +9,12 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::response::{self, Fail, Resp};
-use super::{App, Req, SignedIn, authorize};
+use super::{App, Req, SignedIn};
 use crate::keys::Secret;
 use crate::keys::totp;
 use crate::model::{Session, TrustedDevice, User};
 use crate::oidc::authorize::{ACR_ONE_FACTOR, ACR_TWO_FACTOR};
+use crate::oidc::discovery::paths;
 
 /// A sign-in must finish its remaining steps within ten minutes.
 pub const PENDING_TTL: i64 = 10 * 60;
@@ -32,7 +33,7 @@ pub struct Target {
 impl Target {
     fn url(&self) -> String {
         match (&self.interaction, &self.next) {
-            (Some(id), _) => format!("{}?interaction={id}", authorize::RESUME),
+            (Some(id), _) => format!("{}?interaction={id}", paths::AUTHORIZE_RESUME),
             (None, Some(n)) => n.clone(),
             (None, None) => "/account".to_string(),
         }

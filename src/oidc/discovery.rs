@@ -9,6 +9,8 @@ use super::{claims, registration, scope};
 pub mod paths {
     pub const AUTHORIZE: &str = "/api/v1/oauth/authorize";
     pub const AUTHORIZE_ALIAS: &str = "/api/v1/openid/authorize";
+    /// Where a sign-in or consent returns to continue its authorization request.
+    pub const AUTHORIZE_RESUME: &str = "/api/v1/oauth/authorize/resume";
     pub const TOKEN: &str = "/api/v1/oauth/token";
     pub const TOKEN_ALIAS: &str = "/api/v1/openid/token";
     pub const USERINFO: &str = "/api/v1/oauth/userinfo";
