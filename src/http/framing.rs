@@ -119,6 +119,11 @@ impl Framing {
                                 line.pop();
                             }
                             self.line_done(&line);
+                            // The buffer is kept for the next line (no allocation per line).
+                            line.clear();
+                            if self.state != State::Lost {
+                                self.line = line;
+                            }
                         }
                     }
                 }
@@ -149,10 +154,13 @@ impl Framing {
                     return;
                 };
                 let name = &line[..colon];
-                let value = String::from_utf8_lossy(&line[colon + 1..]);
-                let value = value.trim();
+                let value = || {
+                    String::from_utf8_lossy(&line[colon + 1..])
+                        .trim()
+                        .to_string()
+                };
                 if name.eq_ignore_ascii_case(b"content-length") {
-                    match value.parse::<u64>() {
+                    match value().parse::<u64>() {
                         Ok(n) => self.length = Some(n),
                         Err(_) => self.state = State::Lost,
                     }
