@@ -301,13 +301,7 @@ async fn confirm_password(
     let known = super::known::id_for(app, req, &s.user.id, now);
     let who = super::known::who(known.as_deref(), &s.user.username, req.peer);
     if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
-        app.audit_refused(
-            "login.throttled",
-            Some(&s.user.username),
-            req.peer,
-            refused,
-            now,
-        );
+        app.audit_refused("login.throttled", Some(&s.user.username), req.peer, refused);
         let msg = refused.message();
         return Err(page(
             app,

@@ -347,13 +347,8 @@ async fn reauth(c: &Ctx<'_>) -> Resp {
     let known = crate::http::known::id_for(c.app, c.req, &user.id, c.now);
     let who = crate::http::known::who(known.as_deref(), &user.username, c.req.peer);
     if let Err(refused) = c.app.throttle.check(who, crate::clock::now_ms()) {
-        c.app.audit_refused(
-            "login.throttled",
-            Some(&user.username),
-            c.req.peer,
-            refused,
-            c.now,
-        );
+        c.app
+            .audit_refused("login.throttled", Some(&user.username), c.req.peer, refused);
         let msg = refused.message();
         return c.reauth_page(&back, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }

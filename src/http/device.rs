@@ -232,7 +232,6 @@ fn guarded_lookup(
             Some(&who.user.username),
             req.peer,
             refused,
-            now,
         );
         let msg = format!(
             "Too many wrong codes. Wait {} and try again.",

@@ -122,7 +122,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .and_then(|u| super::known::id_for(app, req, &u.id, now));
     let who = super::known::who(known.as_deref(), &username, req.peer);
     if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
-        app.audit_refused("login.throttled", Some(&username), req.peer, refused, now);
+        app.audit_refused("login.throttled", Some(&username), req.peer, refused);
         let msg = refused.message();
         return render_login(app, req, view(&msg, StatusCode::TOO_MANY_REQUESTS), now);
     }

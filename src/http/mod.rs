@@ -508,7 +508,6 @@ impl App {
         user: Option<&str>,
         ip: IpAddr,
         refused: throttle::Refused,
-        _now: i64,
     ) {
         self.metrics.event(kind, "");
         self.refusals

@@ -563,13 +563,7 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let known = super::known::id_for(app, req, &user.id, now);
     let who = super::known::who(known.as_deref(), &user.id, req.peer);
     if let Err(refused) = app.mfa_throttle.check(who, now_ms) {
-        app.audit_refused(
-            "mfa.throttled",
-            Some(&user.username),
-            req.peer,
-            refused,
-            now,
-        );
+        app.audit_refused("mfa.throttled", Some(&user.username), req.peer, refused);
         let msg = refused.message();
         return render_code_page(app, req, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
@@ -809,7 +803,7 @@ fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Re
             let who = super::throttle::Who::Address(req.peer);
             let now_ms = crate::clock::now_ms();
             if let Err(refused) = app.code_throttle.check(who, now_ms) {
-                app.audit_refused("reset.throttled", None, req.peer, refused, now);
+                app.audit_refused("reset.throttled", None, req.peer, refused);
                 return Err(app.error_page(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many attempts",

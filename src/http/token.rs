@@ -199,7 +199,13 @@ pub(super) async fn authenticate(
             let now_ms = crate::clock::now_ms();
             let wait = app.client_throttle.wait_ms(&client.client_id, now_ms);
             app.client_throttle.failure(&client.client_id, now_ms);
-            if wait > 0 {
+            // An argon2id secret already waited out this delay before its hash.
+            let waited = presented.assertion.is_none()
+                && client
+                    .secret_hash
+                    .as_deref()
+                    .is_some_and(|h| !crate::keys::is_sha256_secret_hash(h));
+            if wait > 0 && !waited {
                 app.metrics.event("client.throttled", "");
                 tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
             }
@@ -555,7 +561,7 @@ async fn password(
         addr: req.peer,
     };
     if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
-        app.audit_refused("login.throttled", Some(&username), req.peer, refused, now);
+        app.audit_refused("login.throttled", Some(&username), req.peer, refused);
         return Err(OidcError::invalid_grant("too many failed attempts, retry later").into());
     }
     let requested = scope_param(form)?;
