@@ -190,17 +190,8 @@ pub enum TlsMode {
     Off,
 }
 
-/// Lifetimes in seconds (SPEC §6 defaults).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lifetimes {
-    pub code: i64,
-    pub access_token: i64,
-    pub id_token: i64,
-    pub refresh_idle: i64,
-    pub refresh_absolute: i64,
-    pub session_idle: i64,
-    pub session_absolute: i64,
-}
+/// Lifetimes in seconds (SPEC §6 defaults); the grant rules read them.
+pub use crate::oidc::grant::Lifetimes;
 
 /// Per-source-address throttling (`[login]`; per-account and known-browser counters
 /// follow fixed schedules in `http::throttle`).

@@ -8,13 +8,14 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use super::interaction::Interaction;
-use super::issue::{self, Authn};
+use super::issue;
 use super::response::{self, Fail, Resp};
 use super::{App, Req, SignedIn};
-use crate::model::{AuthCode, Client, Grant};
+use crate::model::{AuthCode, Client};
 use crate::oidc::authorize::{
     self as authz, AuthRequest, Context, Decision, Delivery, PageError, RedirectError, SessionView,
 };
+use crate::oidc::grant::{self, Draws};
 use crate::oidc::{ErrorCode, OidcError};
 use crate::store::Issued;
 
@@ -309,7 +310,7 @@ fn issue_response(
     now: i64,
 ) -> Result<authz::Issued, Fail> {
     let has = |part: &str| request.response_type.split(' ').any(|x| x == part);
-    let grant_id = crate::clock::random_id();
+    let d = Draws::draw();
     let code = if has("code") {
         Some(issue_code(
             app,
@@ -317,65 +318,47 @@ fn issue_response(
             client,
             request,
             scopes.clone(),
-            &grant_id,
+            &d.grant_id,
             now,
         )?)
     } else {
         app.touch_session(s, Some(&client.client_id), now)?;
         None
     };
-    let authn = Authn {
-        user: &s.user,
-        scopes: &scopes,
+    let authn = grant::Authn {
         auth_time: s.session.auth_time,
-        amr: &s.session.amr,
-        acr: &s.session.acr,
-        sid: &s.session.sid,
-        nonce: request.nonce.as_deref(),
-        session_hash: &s.hash,
-        claims: request.claims.as_ref(),
+        amr: s.session.amr.clone(),
+        acr: s.session.acr.clone(),
+        sid: s.session.sid.clone(),
+        nonce: request.nonce.clone(),
+        session_hash: s.hash.clone(),
     };
+    let plan = grant::front_channel(client, &s.user, authn, scopes, &d, request.claims.clone());
     let access = if has("token") {
-        let minted = issue::mint(app, client, &authn, &grant_id, now)?;
-        let grant = Grant {
-            grant_id: grant_id.clone(),
-            client_id: client.client_id.clone(),
-            user_id: s.user.id.clone(),
-            created_at: now,
-            revoked: false,
-            session_hash: s.hash.clone(),
-            offline: false,
-        };
-        let issued = Issued {
-            grant: &grant,
-            access_jti: &minted.jti,
-            access: &minted.record,
-            refresh: None,
-        };
-        app.store.issue_tokens(&issued)?;
-        Some(minted)
+        let token = issue::access_token(app, &plan, &d, now)?;
+        let records = plan.records(&app.config.lifetimes, &d, now);
+        if let Some(grant) = &records.grant {
+            app.store.issue_tokens(&Issued {
+                grant,
+                access_jti: &d.jti,
+                access: &records.access,
+                refresh: None,
+            })?;
+        }
+        Some((token, app.config.lifetimes.access_token))
     } else {
         None
     };
     let id_token = if has("id_token") {
-        let at_hash = access
-            .as_ref()
-            .map(|m| crate::keys::half_hash(&m.access_token));
+        let at_hash = access.as_ref().map(|(t, _)| crate::keys::half_hash(t));
         let c_hash = code.as_ref().map(|c| crate::keys::half_hash(c));
-        Some(issue::id_token(
-            app,
-            client,
-            &authn,
-            now,
-            at_hash.as_deref(),
-            c_hash.as_deref(),
-        )?)
+        issue::id_token(app, &plan, at_hash.as_deref(), c_hash.as_deref(), now)?
     } else {
         None
     };
     Ok(authz::Issued {
         code,
-        access_token: access.map(|m| (m.access_token, m.expires_in)),
+        access_token: access,
         id_token,
     })
 }

@@ -221,7 +221,7 @@ fn refresh_active(
         .store
         .session(&rt.session_hash)?
         .is_some_and(|s| s.expires_at > now);
-    if crate::oidc::token::check_refresh(rt, client, None, session_alive, now).is_err() {
+    if crate::oidc::grant::check_refresh(rt, client, session_alive, now).is_err() {
         return Ok(None);
     }
     Ok(app

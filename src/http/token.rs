@@ -1,21 +1,22 @@
-//! The token endpoint (RFC 6749 §3.2): client authentication, then the
-//! authorization_code and refresh_token grants. Rules are in `oidc::token`; this file
-//! looks records up, signs tokens and stores them.
+//! The token endpoint (RFC 6749 §3.2): client authentication, then each grant as gather →
+//! decide → act. The rules are in `oidc::grant` and `oidc::client_auth`; this file looks
+//! the facts up, signs what the plan lists and stores it in one transaction.
 
 use std::sync::Arc;
 
 use hyper::header;
 use serde_json::Value;
 
-use super::issue::{self, Authn};
+use super::issue;
 use super::response::{self, EndpointError, Fail, Resp};
 use super::{App, Req};
-use crate::model::{Client, RefreshToken, User};
+use crate::model::Client;
 
+use crate::oidc::client_auth as rules;
+use crate::oidc::grant::{self, Draws, Plan, Refusal, Replay, TokenResponse};
 use crate::oidc::params::Params;
 use crate::oidc::registration::DEVICE_CODE;
-use crate::oidc::token::{self as rules, TokenResponse};
-use crate::oidc::{ErrorCode, OidcError, scope};
+use crate::oidc::{ErrorCode, OidcError};
 use crate::store::Consumed;
 
 pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
@@ -35,24 +36,7 @@ pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 
 async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<TokenResponse, EndpointError> {
     let (form, client) = authenticated_form(app, req).await?;
-    let grant_type = match form.get("grant_type") {
-        Err(_) => {
-            return Err(OidcError::invalid_request("grant_type was sent more than once").into());
-        }
-        Ok(None) => return Err(OidcError::invalid_request("grant_type is missing").into()),
-        Ok(Some(g)) => g,
-    };
-    match grant_type {
-        "authorization_code" | "refresh_token" | "client_credentials" | "password"
-        | DEVICE_CODE
-            if !client.allows_grant(grant_type) =>
-        {
-            Err(OidcError::new(
-                ErrorCode::UnauthorizedClient,
-                format!("the client may not use {grant_type}"),
-            )
-            .into())
-        }
+    match grant::grant_type(&form, &client)? {
         "authorization_code" => authorization_code(app, req, &client, &form, now),
         "refresh_token" => refresh(app, req, &client, &form, now),
         "client_credentials" => client_credentials(app, req, &client, &form, now),
@@ -123,12 +107,6 @@ async fn verify_assertion(
         return Err(invalid("the assertion was already used").into());
     }
     Ok(())
-}
-
-/// The user still exists, is enabled, and is in one of the client's allowed groups: a
-/// change of membership takes effect at the next token request, not at the next login.
-fn usable(client: &Client, user: &User) -> bool {
-    !user.disabled && client.admits(&user.groups)
 }
 
 /// The front half of every endpoint that takes a form from an authenticated client
@@ -259,6 +237,58 @@ async fn check_secret(
     Ok(ok)
 }
 
+/// Acts on a refusal: a replay revokes its grant first; everything else is answered as
+/// it stands (the password and device grants act on theirs before calling this).
+fn refused(app: &App, req: &Req, r: Refusal, now: i64) -> EndpointError {
+    match r {
+        Refusal::Invalid(e)
+        | Refusal::Wait { error: e, .. }
+        | Refusal::SignInFailed { error: e, .. } => e.into(),
+        Refusal::Replay(replay) => match revoke_replayed(app, req, &replay, now) {
+            Ok(()) => replay.error.into(),
+            Err(f) => f.into(),
+        },
+    }
+}
+
+/// OIDC Core §3.1.3.2, RFC 9700 §4.14.2: a second use of a code or refresh token revokes
+/// the whole grant; recorded under the username, like every other audit event, and
+/// logged under a tag of the grant only.
+fn revoke_replayed(app: &App, req: &Req, r: &Replay, now: i64) -> Result<(), Fail> {
+    app.store
+        .revoke_grant(&r.grant_id, &r.client_id, &r.user_id, now)?;
+    tracing::warn!(client = %r.client_id, grant = %crate::keys::log_tag(&r.grant_id), kind = r.kind, "replay detected; grant revoked");
+    app.audit(
+        r.kind,
+        Some(&app.username(&r.user_id)),
+        Some(&r.client_id),
+        Some(req.peer),
+        "grant revoked",
+        now,
+    );
+    Ok(())
+}
+
+fn issued_audit(app: &App, req: &Req, plan: &Plan<'_>, grant_type: &str, now: i64) {
+    let username = match &plan.subject {
+        grant::Subject::User { user, .. } => Some(user.username.as_str()),
+        grant::Subject::Client => None,
+    };
+    app.audit(
+        "token.issued",
+        username,
+        Some(&plan.client.client_id),
+        Some(req.peer),
+        grant_type,
+        now,
+    );
+}
+
+/// The SSO session under `hash` exists and has not expired.
+fn session_alive(app: &App, hash: &str, now: i64) -> Result<bool, Fail> {
+    Ok(app.store.session(hash)?.is_some_and(|s| s.expires_at > now))
+}
+
 fn authorization_code(
     app: &App,
     req: &Req,
@@ -266,133 +296,38 @@ fn authorization_code(
     form: &Params,
     now: i64,
 ) -> Result<TokenResponse, EndpointError> {
-    let get = |name: &str| {
-        form.get(name)
-            .map_err(|d| OidcError::invalid_request(d.to_string()))
+    let request = grant::code_request(form)?;
+    let hash = crate::keys::token_hash(request.code);
+    let code = app.store.code(&hash)?;
+    let (user, session_alive) = match &code {
+        Some(c) => (
+            app.store.user(&c.user_id)?,
+            session_alive(app, &c.session_hash, now)?,
+        ),
+        None => (None, false),
     };
-    let (code, redirect_uri, verifier) =
-        match (get("code"), get("redirect_uri"), get("code_verifier")) {
-            (Ok(Some(c)), Ok(r), Ok(v)) => (c, r, v),
-            (Ok(None), _, _) => return Err(OidcError::invalid_request("code is missing").into()),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
-        };
-    let hash = crate::keys::token_hash(code);
-    let Some(record) = app.store.code(&hash)? else {
-        return Err(OidcError::invalid_grant("the code is invalid or expired").into());
+    let facts = grant::CodeFacts {
+        client,
+        request: &request,
+        code: code.as_ref(),
+        user: user.as_ref(),
+        session_alive,
     };
-    if record.used && record.client_id == client.client_id {
-        return Err(replayed_code(app, req, &record, now)?.into());
-    }
-    if let Err(e) = rules::check_code(&record, &client.client_id, redirect_uri, verifier, now) {
-        return Err(e.into());
-    }
-    let Some(user) = app
-        .store
-        .user(&record.user_id)?
-        .filter(|u| usable(client, u))
-    else {
-        return Err(OidcError::invalid_grant("the user may no longer use this client").into());
-    };
-    // The client as it is now decides: scopes or claims it lost since the code was
-    // issued are not released.
-    let scopes = scope::grant(&record.scopes, &client.scopes);
-    let claims = record.claims.as_ref().map(|c| c.allowed(&client.scopes));
-    let authn = Authn {
-        user: &user,
-        scopes: &scopes,
-        auth_time: record.auth_time,
-        amr: &record.amr,
-        acr: &record.acr,
-        sid: &record.sid,
-        nonce: record.nonce.as_deref(),
-        session_hash: &record.session_hash,
-        claims: claims.as_ref(),
-    };
-    let offline = scope::contains(&scopes, "offline_access");
-    // A code outlives its session only when offline access was granted.
-    if !offline
-        && app
-            .store
-            .session(&record.session_hash)?
-            .is_none_or(|s| s.expires_at <= now)
-    {
-        return Err(OidcError::invalid_grant("the sign-in session of this code has ended").into());
-    }
-    let bundle = issue::bundle(app, client, &authn, &record.grant_id, offline, now)?;
+    let plan = grant::decide_code(&facts, now).map_err(|r| refused(app, req, r, now))?;
+    let signed = issue::sign(app, &plan, &Draws::draw(), now)?;
     // Consuming the code and storing its tokens is one transaction: of concurrent
     // redemptions exactly one wins, and the replays then revoke what it received.
-    let issued = bundle.issued();
-    match app.store.redeem_code(&hash, &issued)? {
+    match app.store.redeem_code(&hash, &signed.issued()?)? {
         Consumed::Fresh(_) => {}
-        Consumed::Replayed(r) => return Err(replayed_code(app, req, &r, now)?.into()),
+        Consumed::Replayed(r) => {
+            return Err(refused(app, req, Refusal::Replay(Replay::of_code(&r)), now));
+        }
         Consumed::Missing => {
             return Err(OidcError::invalid_grant("the code is invalid or expired").into());
         }
     }
-    app.audit(
-        "token.issued",
-        Some(&user.username),
-        Some(&client.client_id),
-        Some(req.peer),
-        "authorization_code",
-        now,
-    );
-    Ok(bundle.response())
-}
-
-/// OIDC Core §3.1.3.2 / RFC 6749 §4.1.2: a second use of a code revokes every token
-/// issued from it.
-fn replayed_code(
-    app: &App,
-    req: &Req,
-    c: &crate::model::AuthCode,
-    now: i64,
-) -> Result<OidcError, Fail> {
-    revoke_replayed(
-        app,
-        req,
-        (&c.grant_id, &c.client_id, &c.user_id),
-        "token.code_replayed",
-        now,
-    )?;
-    Ok(OidcError::invalid_grant("the code was already used"))
-}
-
-/// RFC 9700 §4.14.2: a refresh token used twice means one copy was stolen; the whole
-/// family is revoked.
-fn replayed_refresh(app: &App, req: &Req, rt: &RefreshToken, now: i64) -> Result<OidcError, Fail> {
-    revoke_replayed(
-        app,
-        req,
-        (&rt.grant_id, &rt.client_id, &rt.user_id),
-        "token.refresh_replayed",
-        now,
-    )?;
-    Ok(OidcError::invalid_grant(
-        "the refresh token was already used",
-    ))
-}
-
-/// Revokes a grant after a replay and records it (under the username, like every other
-/// audit event); the log names the grant by a tag only.
-fn revoke_replayed(
-    app: &App,
-    req: &Req,
-    (grant, client, user): (&str, &str, &str),
-    kind: &str,
-    now: i64,
-) -> Result<(), Fail> {
-    app.store.revoke_grant(grant, client, user, now)?;
-    tracing::warn!(client, grant = %crate::keys::log_tag(grant), kind, "replay detected; grant revoked");
-    app.audit(
-        kind,
-        Some(&app.username(user)),
-        Some(client),
-        Some(req.peer),
-        "grant revoked",
-        now,
-    );
-    Ok(())
+    issued_audit(app, req, &plan, "authorization_code", now);
+    Ok(signed.response())
 }
 
 fn refresh(
@@ -402,98 +337,63 @@ fn refresh(
     form: &Params,
     now: i64,
 ) -> Result<TokenResponse, EndpointError> {
-    let (token, requested_scope) = match (form.get("refresh_token"), form.get("scope")) {
-        (Ok(Some(t)), Ok(s)) => (t, s),
-        (Ok(None), _) => return Err(OidcError::invalid_request("refresh_token is missing").into()),
-        (Err(d), _) | (_, Err(d)) => {
-            return Err(OidcError::invalid_request(d.to_string()).into());
-        }
-    };
-    let hash = crate::keys::token_hash(token);
-    let invalid = || OidcError::invalid_grant("the refresh token is invalid, expired or revoked");
-    let Some(old) = app.store.refresh_token(&hash)? else {
-        return Err(invalid().into());
-    };
-    if old.client_id != client.client_id {
-        return Err(
-            OidcError::invalid_grant("the refresh token was issued to another client").into(),
-        );
-    }
-    if old.used {
-        return Err(replayed_refresh(app, req, &old, now)?.into());
-    }
-    let Some(grant) = app.store.grant(&old.grant_id)?.filter(|g| !g.revoked) else {
-        return Err(invalid().into());
+    let request = grant::refresh_request(form)?;
+    let hash = crate::keys::token_hash(request.token);
+    let token = app.store.refresh_token(&hash)?;
+    let grant = match &token {
+        Some(t) => app.store.grant(&t.grant_id)?,
+        None => None,
     };
     // The grant follows its session when a sign-in again moves it to a new cookie.
-    let session_alive = app
-        .store
-        .session(&grant.session_hash)?
-        .is_some_and(|s| s.expires_at > now);
-    let scopes = rules::check_refresh(&old, client, requested_scope, session_alive, now)?;
-    let Some(user) = app.store.user(&old.user_id)?.filter(|u| usable(client, u)) else {
-        return Err(invalid().into());
+    let session_alive = match &grant {
+        Some(g) => session_alive(app, &g.session_hash, now)?,
+        None => false,
     };
-    // A client narrowed since the grant no longer receives the scopes it lost.
-    let scopes = scope::grant(&scopes, &client.scopes);
-    let claims = old.claims.as_ref().map(|c| c.allowed(&client.scopes));
-    let authn = Authn {
-        user: &user,
-        scopes: &scopes,
-        auth_time: old.auth_time,
-        amr: &old.amr,
-        acr: &old.acr,
-        sid: &old.sid,
-        nonce: old.nonce.as_deref(),
-        session_hash: &old.session_hash,
-        claims: claims.as_ref(),
+    let user = match &token {
+        Some(t) => app.store.user(&t.user_id)?,
+        None => None,
     };
-    let minted = issue::mint(app, client, &authn, &old.grant_id, now)?;
-    let l = &app.config.lifetimes;
-    let new_token = crate::clock::random_token();
-    // The successor keeps the original scope, so asking for less now does not narrow
-    // what later refreshes may ask for (RFC 6749 §6).
-    let successor = RefreshToken {
-        issued_at: now,
-        expires_at: (now + l.refresh_idle).min(old.absolute_expires_at),
-        used: false,
-        ..old.clone()
+    let facts = grant::RefreshFacts {
+        client,
+        request: &request,
+        token: token.as_ref(),
+        grant: grant.as_ref(),
+        session_alive,
+        user: user.as_ref(),
     };
-    let new_hash = crate::keys::token_hash(&new_token);
+    let plan = grant::decide_refresh(&facts, &app.config.lifetimes, now)
+        .map_err(|r| refused(app, req, r, now))?;
+    let signed = issue::sign(app, &plan, &Draws::draw(), now)?;
+    let Some((_, new_hash, successor)) = &signed.records.refresh else {
+        return Err(Fail::Internal("a refresh plan without a successor".into()).into());
+    };
     match app.store.rotate_refresh_token(
         &hash,
-        &new_hash,
-        &successor,
-        &minted.jti,
-        &minted.record,
+        new_hash,
+        successor,
+        &signed.jti,
+        &signed.records.access,
     )? {
         Consumed::Fresh(_) => {}
-        Consumed::Replayed(r) => return Err(replayed_refresh(app, req, &r, now)?.into()),
-        Consumed::Missing => return Err(invalid().into()),
+        Consumed::Replayed(r) => {
+            return Err(refused(
+                app,
+                req,
+                Refusal::Replay(Replay::of_refresh(&r)),
+                now,
+            ));
+        }
+        Consumed::Missing => {
+            return Err(OidcError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            )
+            .into());
+        }
     }
-    app.audit(
-        "token.issued",
-        Some(&user.username),
-        Some(&client.client_id),
-        Some(req.peer),
-        "refresh_token",
-        now,
-    );
-    Ok(minted.response(Some(new_token)))
+    issued_audit(app, req, &plan, "refresh_token", now);
+    Ok(signed.response())
 }
 
-fn scope_param(form: &Params) -> Result<Option<Vec<String>>, OidcError> {
-    match form.get("scope") {
-        Err(_) => Err(OidcError::invalid_request("scope was sent more than once")),
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => scope::parse(s)
-            .map(Some)
-            .map_err(|e| OidcError::new(ErrorCode::InvalidScope, e)),
-    }
-}
-
-/// RFC 6749 §4.4: the client acts for itself. Scopes: any registered ones except those
-/// about a user (openid, offline_access); asking for others is invalid_scope.
 fn client_credentials(
     app: &App,
     req: &Req,
@@ -501,39 +401,18 @@ fn client_credentials(
     form: &Params,
     now: i64,
 ) -> Result<TokenResponse, EndpointError> {
-    let requested = match scope_param(form) {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e) => return Err(e.into()),
-    };
-    let allowed: Vec<String> = client
-        .scopes
-        .iter()
-        .filter(|s| *s != "openid" && *s != "offline_access")
-        .cloned()
-        .collect();
-    if requested.iter().any(|s| !allowed.contains(s)) {
-        return Err(OidcError::new(
-            ErrorCode::InvalidScope,
-            "a requested scope is not available to this client",
-        )
-        .into());
-    }
-    let scopes = scope::grant(&requested, &allowed);
-    let bundle = issue::client_bundle(app, client, &scopes, now)?;
-    app.store.issue_tokens(&bundle.issued())?;
-    app.audit(
-        "token.issued",
-        None,
-        Some(&client.client_id),
-        Some(req.peer),
-        "client_credentials",
-        now,
-    );
-    Ok(bundle.response())
+    let requested = grant::scope_param(form)?;
+    let d = Draws::draw();
+    let plan = grant::decide_client_credentials(client, requested, &d)
+        .map_err(|r| refused(app, req, r, now))?;
+    let signed = issue::sign(app, &plan, &d, now)?;
+    app.store.issue_tokens(&signed.issued()?)?;
+    issued_audit(app, req, &plan, "client_credentials", now);
+    Ok(signed.response())
 }
 
 /// RFC 6749 §4.3, for clients that opted in: the same throttling, hashing pool and
-/// generic failure as the sign-in page. There is no SSO session, so the grant is offline.
+/// generic failure as the sign-in page.
 async fn password(
     app: &Arc<App>,
     req: &Req,
@@ -541,99 +420,65 @@ async fn password(
     form: &Params,
     now: i64,
 ) -> Result<TokenResponse, EndpointError> {
-    let (Some(username), Some(password)) =
-        (form.get_lenient("username"), form.get_lenient("password"))
-    else {
-        return Err(OidcError::invalid_request("username and password are required").into());
-    };
-    if client.policy == crate::model::Policy::TwoFactor {
-        // A password alone cannot satisfy a client that demands a second factor.
-        return Err(OidcError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client requires two-factor sign-in",
-        )
-        .into());
-    }
-    let username: String = username.trim().chars().take(128).collect();
+    let request = grant::password_request(form, client)?;
     // No browser, so no known-browser cookie: per username and address (SPEC §8).
     let who = super::throttle::Who::Anonymous {
-        key: &username,
+        key: &request.username,
         addr: req.peer,
     };
-    if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
-        app.audit_refused("login.throttled", Some(&username), req.peer, refused);
+    let now_ms = now * 1000;
+    if let Err(refused) = app.throttle.check(who, now_ms) {
+        app.audit_refused(
+            "login.throttled",
+            Some(&request.username),
+            req.peer,
+            refused,
+        );
         return Err(OidcError::invalid_grant("too many failed attempts, retry later").into());
     }
-    let requested = scope_param(form)?;
-    let scopes = match requested {
-        None => client.scopes.clone(),
-        Some(r) => scope::grant(&r, &client.scopes),
-    };
-    if scopes.is_empty() {
-        return Err(OidcError::new(
-            ErrorCode::InvalidScope,
-            "none of the requested scopes is available",
-        )
-        .into());
+    let user = app.store.user_by_name(&request.username)?;
+    // Too long to be anyone's password: still hashed (as empty), so the answer takes
+    // as long as any other.
+    let secret = crate::keys::Secret::new(request.password.unwrap_or("").to_string());
+    let ok = super::check_password(app, user.as_ref(), secret).await? && request.password.is_some();
+    let d = Draws::draw();
+    match grant::decide_password(client, &request, user.as_ref(), ok, &d, now) {
+        Ok(plan) => {
+            app.throttle.success(who);
+            let signed = issue::sign(app, &plan, &d, now)?;
+            app.store.issue_tokens(&signed.issued()?)?;
+            app.audit(
+                "login.success",
+                Some(&request.username),
+                Some(&client.client_id),
+                Some(req.peer),
+                "password grant",
+                now,
+            );
+            Ok(signed.response())
+        }
+        Err(Refusal::SignInFailed {
+            error,
+            detail,
+            counts,
+        }) => {
+            if counts {
+                app.throttle.failure(who, now_ms);
+            } else {
+                app.throttle.success(who);
+            }
+            app.audit(
+                "login.failure",
+                Some(&request.username),
+                Some(&client.client_id),
+                Some(req.peer),
+                detail,
+                now,
+            );
+            Err(error.into())
+        }
+        Err(r) => Err(refused(app, req, r, now)),
     }
-    let user = app.store.user_by_name(&username)?;
-    let secret = crate::keys::Secret::new(if password.len() > 512 {
-        String::new()
-    } else {
-        password.to_string()
-    });
-    let ok = super::check_password(app, user.as_ref(), secret).await?;
-    let Some(user) = user.filter(|u| ok && usable(client, u)) else {
-        app.throttle.failure(who, crate::clock::now_ms());
-        app.audit(
-            "login.failure",
-            Some(&username),
-            Some(&client.client_id),
-            Some(req.peer),
-            "password grant",
-            now,
-        );
-        return Err(OidcError::invalid_grant("invalid username or password").into());
-    };
-    app.throttle.success(who);
-    // The grant has no way to ask for a second factor or a new password.
-    if user.mfa.enrolled() || user.must_change_password {
-        app.audit(
-            "login.failure",
-            Some(&user.username),
-            Some(&client.client_id),
-            Some(req.peer),
-            "password grant: the account needs a browser sign-in",
-            now,
-        );
-        return Err(OidcError::invalid_grant(
-            "this account must sign in through the browser (second factor or new password)",
-        )
-        .into());
-    }
-    let (sid, amr) = (crate::clock::random_id(), vec!["pwd".to_string()]);
-    let authn = Authn {
-        user: &user,
-        scopes: &scopes,
-        auth_time: now,
-        amr: &amr,
-        acr: "1",
-        sid: &sid,
-        nonce: None,
-        session_hash: "",
-        claims: None,
-    };
-    let bundle = issue::bundle(app, client, &authn, &crate::clock::random_id(), true, now)?;
-    app.store.issue_tokens(&bundle.issued())?;
-    app.audit(
-        "login.success",
-        Some(&user.username),
-        Some(&client.client_id),
-        Some(req.peer),
-        "password grant",
-        now,
-    );
-    Ok(bundle.response())
 }
 
 /// RFC 8628 §3.4-3.5: a device polling for the person's answer.
@@ -644,69 +489,26 @@ fn device_code(
     form: &Params,
     now: i64,
 ) -> Result<TokenResponse, EndpointError> {
-    use crate::model::DeviceStatus;
-    use crate::oidc::device::{Poll, poll};
-    let code = match form.get("device_code") {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(OidcError::invalid_request("device_code is missing").into()),
-        Err(_) => {
-            return Err(OidcError::invalid_request("device_code was sent more than once").into());
-        }
+    let hash = crate::keys::token_hash(grant::device_request(form)?);
+    let device = app.store.device(&hash)?;
+    let user = match device.as_ref().and_then(grant::device_approver) {
+        Some(id) => app.store.user(id)?,
+        None => None,
     };
-    let hash = crate::keys::token_hash(code);
-    let Some(grant) = app.store.device(&hash)? else {
-        return Err(OidcError::invalid_grant("the device_code is invalid").into());
-    };
-    match poll(&grant, &client.client_id, now) {
-        Poll::Refuse(e) => Err(e.into()),
-        Poll::Wait { error, slow_down } => {
+    let d = Draws::draw();
+    let plan = match grant::decide_device(client, device.as_ref(), user.as_ref(), &d, now) {
+        Ok(plan) => plan,
+        Err(Refusal::Wait { error, slow_down }) => {
             app.store.record_device_poll(&hash, now, slow_down)?;
-            Err(error.into())
+            return Err(error.into());
         }
-        Poll::Ready => {
-            let DeviceStatus::Approved {
-                user_id,
-                auth_time,
-                amr,
-                acr,
-                sid,
-            } = &grant.status
-            else {
-                return Err(OidcError::invalid_grant("the device_code is not approved").into());
-            };
-            let Some(user) = app.store.user(user_id)?.filter(|u| usable(client, u)) else {
-                return Err(
-                    OidcError::invalid_grant("the user may no longer use this client").into(),
-                );
-            };
-            let authn = Authn {
-                user: &user,
-                scopes: &grant.scopes,
-                auth_time: *auth_time,
-                amr,
-                acr,
-                sid,
-                nonce: None,
-                session_hash: "",
-                claims: None,
-            };
-            // The device has no browser session of its own: its grant is offline.
-            let bundle = issue::bundle(app, client, &authn, &crate::clock::random_id(), true, now)?;
-            match app.store.redeem_device(&hash, &bundle.issued())? {
-                crate::store::Consumed::Fresh(_) => {}
-                _ => {
-                    return Err(OidcError::invalid_grant("the device_code was already used").into());
-                }
-            }
-            app.audit(
-                "token.issued",
-                Some(&user.username),
-                Some(&client.client_id),
-                Some(req.peer),
-                "device_code",
-                now,
-            );
-            Ok(bundle.response())
-        }
+        Err(r) => return Err(refused(app, req, r, now)),
+    };
+    let signed = issue::sign(app, &plan, &d, now)?;
+    match app.store.redeem_device(&hash, &signed.issued()?)? {
+        Consumed::Fresh(_) => {}
+        _ => return Err(OidcError::invalid_grant("the device_code was already used").into()),
     }
+    issued_audit(app, req, &plan, "device_code", now);
+    Ok(signed.response())
 }

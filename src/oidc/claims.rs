@@ -227,22 +227,49 @@ pub fn id_token(
     m
 }
 
-/// RFC 9068 §2.2 access token claims. The audience is the issuer itself: the only
-/// protected resource Latchkey serves is its own UserInfo endpoint.
+/// RFC 9068 §2.2 access token claims for a user. The audience is the issuer itself: the
+/// only protected resource Latchkey serves is its own UserInfo endpoint.
 pub fn access_token(f: &AuthFacts<'_>, ttl: i64, jti: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("iss".into(), json!(f.issuer));
-    m.insert("sub".into(), json!(f.user.id));
-    m.insert("aud".into(), json!(f.issuer));
-    m.insert("exp".into(), json!(f.now + ttl));
-    m.insert("iat".into(), json!(f.now));
-    m.insert("jti".into(), json!(jti));
-    m.insert("client_id".into(), json!(f.client_id));
-    m.insert("scope".into(), json!(scope::join(f.scopes)));
+    let mut m = access_token_base(f.issuer, f.client_id, &f.user.id, f.scopes, f.now, ttl, jti);
     m.insert("auth_time".into(), json!(f.auth_time));
     m.insert("acr".into(), json!(f.acr));
     m.insert("amr".into(), json!(f.amr));
     m.insert("sid".into(), json!(f.sid));
+    m
+}
+
+/// RFC 9068 §2.2 access token claims for client_credentials (RFC 6749 §4.4): the client is
+/// its own subject, and no authentication of a person is described.
+pub fn client_access_token(
+    issuer: &str,
+    client_id: &str,
+    scopes: &[String],
+    now: i64,
+    ttl: i64,
+    jti: &str,
+) -> Map<String, Value> {
+    access_token_base(issuer, client_id, client_id, scopes, now, ttl, jti)
+}
+
+/// The claims every access token carries.
+fn access_token_base(
+    issuer: &str,
+    client_id: &str,
+    sub: &str,
+    scopes: &[String],
+    now: i64,
+    ttl: i64,
+    jti: &str,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("iss".into(), json!(issuer));
+    m.insert("sub".into(), json!(sub));
+    m.insert("aud".into(), json!(issuer));
+    m.insert("exp".into(), json!(now + ttl));
+    m.insert("iat".into(), json!(now));
+    m.insert("jti".into(), json!(jti));
+    m.insert("client_id".into(), json!(client_id));
+    m.insert("scope".into(), json!(scope::join(scopes)));
     m
 }
 

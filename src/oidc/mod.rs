@@ -8,11 +8,11 @@ pub mod client_auth;
 pub mod device;
 pub mod discovery;
 pub mod error;
+pub mod grant;
 pub mod logout;
 pub mod params;
 pub mod pkce;
 pub mod registration;
 pub mod scope;
-pub mod token;
 
 pub use error::{ErrorCode, OidcError};
