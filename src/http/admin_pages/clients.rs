@@ -1,0 +1,185 @@
+//! The applications pages: the list, and the form that adds or edits a client.
+
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Ctx, group_names, secret_page};
+use crate::admin::Command;
+use crate::http::response::{self, Resp};
+use crate::model::{Client, Policy};
+use crate::oidc::registration::{ClientSpec, DEVICE_CODE};
+
+/// Grant types offered on the application form, with their plain names.
+const GRANTS: &[(&str, &str)] = &[
+    (
+        "authorization_code",
+        "Authorization code (sign-in through the browser)",
+    ),
+    ("refresh_token", "Refresh tokens"),
+    (
+        "client_credentials",
+        "Client credentials (the application itself)",
+    ),
+    (DEVICE_CODE, "Device code (TVs and command-line tools)"),
+    ("implicit", "Implicit (legacy browser applications)"),
+    ("password", "Password (legacy; one-factor users only)"),
+];
+
+pub(super) fn clients(c: &Ctx<'_>) -> Resp {
+    let mut all: Vec<Client> = c.app.config.declared_clients.values().cloned().collect();
+    match c.app.store.clients() {
+        Ok(stored) => all.extend(stored),
+        Err(e) => return c.app.fail_page(e.into()),
+    }
+    all.sort_by_key(|c| c.name.to_lowercase());
+    let rows: Vec<Value> = all
+        .iter()
+        .map(|cl| {
+            json!({"client_id": cl.client_id, "name": cl.name, "public": cl.is_public(),
+                   "declared": cl.declared, "two_factor": cl.policy == Policy::TwoFactor})
+        })
+        .collect();
+    c.page(
+        "clients",
+        "admin_clients.html",
+        json!({"title": "Applications", "clients": rows}),
+        StatusCode::OK,
+    )
+}
+
+/// The application form's view of a client: what it has, or what was submitted.
+fn client_view(spec: &ClientSpec) -> Value {
+    // One empty row to type a further URL into, without JavaScript.
+    let with_blank = |v: &Vec<String>| {
+        let mut v = v.clone();
+        v.push(String::new());
+        v
+    };
+    json!({
+        "name": spec.name,
+        "redirect_uris": with_blank(&spec.redirect_uris),
+        "post_logout_redirect_uris": with_blank(&spec.post_logout_redirect_uris),
+        "scopes": spec.scopes,
+        "grant_types": spec.grant_types,
+        "public": spec.public,
+        "two_factor": spec.policy.as_deref() == Some("two_factor"),
+        "allowed_groups": spec.allowed_groups,
+        "skip_consent": spec.skip_consent,
+        "require_pkce": spec.require_pkce,
+    })
+}
+
+pub(super) fn client_form(
+    c: &Ctx<'_>,
+    cl: Option<&Client>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Resp {
+    let spec = match cl {
+        Some(cl) => crate::admin::spec_of(cl),
+        None => ClientSpec {
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec![String::new()],
+            ..ClientSpec::default()
+        },
+    };
+    client_page(c, cl, &spec, error, status)
+}
+
+/// The application form for a new client (`existing` is `None`) or a stored one.
+fn client_page(
+    c: &Ctx<'_>,
+    existing: Option<&Client>,
+    spec: &ClientSpec,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Resp {
+    let grants: Vec<Value> = GRANTS
+        .iter()
+        .map(|(v, l)| json!({"value": v, "label": l}))
+        .collect();
+    let (title, action) = match existing {
+        Some(x) => (x.name.clone(), format!("/admin/clients/{}", x.client_id)),
+        None => (
+            "Add new application".to_string(),
+            "/admin/clients/new".to_string(),
+        ),
+    };
+    let mut view = client_view(spec);
+    if let Some(x) = existing {
+        view["public"] = json!(x.is_public());
+    }
+    c.page(
+        "clients",
+        "admin_client.html",
+        json!({
+            "title": title,
+            "action": action,
+            "new": existing.is_none(),
+            "client_id": existing.map(|x| x.client_id.clone()),
+            "readonly": existing.is_some_and(|x| x.declared),
+            "c": view,
+            "all_scopes": crate::oidc::scope::SUPPORTED,
+            "all_grants": grants,
+            "groups": group_names(c),
+            "error": error,
+        }),
+        status,
+    )
+}
+
+/// The submitted application form as a registration.
+fn client_spec(c: &Ctx<'_>) -> ClientSpec {
+    ClientSpec {
+        name: c.field("name").unwrap_or_default().trim().to_string(),
+        redirect_uris: c.all("redirect_uri"),
+        post_logout_redirect_uris: c.all("post_logout_redirect_uri"),
+        scopes: c.all("scope"),
+        grant_types: c.all("grant_type"),
+        public: c.field("type").as_deref() == Some("public"),
+        policy: c.field("policy"),
+        skip_consent: c.checked("skip_consent"),
+        require_pkce: c.checked("require_pkce"),
+        allowed_groups: c.all("allowed_group"),
+        ..ClientSpec::default()
+    }
+}
+
+pub(super) async fn client_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
+    let spec = client_spec(c);
+    let existing = match id.map(|i| c.app.client(i)).transpose() {
+        Ok(x) => x.flatten(),
+        Err(e) => return c.app.fail_page(e.into()),
+    };
+    let cmd = match id {
+        None => Command::ClientAdd { spec: spec.clone() },
+        Some(id) => Command::ClientReplace {
+            client_id: id.to_string(),
+            spec: spec.clone(),
+        },
+    };
+    match c.run(cmd).await {
+        Ok(v) => match id {
+            None => {
+                let new_id = v["client_id"].as_str().unwrap_or_default().to_string();
+                secret_page(
+                    c,
+                    "Application created",
+                    &v,
+                    &format!("/admin/clients/{new_id}"),
+                )
+            }
+            Some(id) => response::redirect(&format!("/admin/clients/{id}")),
+        },
+        // Shown again with what was typed, and the reason.
+        Err(e) if e.exit_code == 2 => client_page(
+            c,
+            existing.as_ref(),
+            &spec,
+            Some(&e.message),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(e) => c.fail(e),
+    }
+}

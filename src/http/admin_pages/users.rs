@@ -1,0 +1,213 @@
+//! The users pages: the list, the user form, and the actions on one user.
+
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Ctx, group_names, not_found};
+use crate::admin::{Command, NewUser};
+use crate::http::response::{self, Resp};
+
+pub(super) fn users(c: &Ctx<'_>) -> Resp {
+    let q = c.req.query_params();
+    let query = q.get_lenient("q").unwrap_or("").trim().to_lowercase();
+    let mut all = match c.app.store.users() {
+        Ok(u) => u,
+        Err(e) => return c.app.fail_page(e.into()),
+    };
+    all.retain(|u| {
+        query.is_empty()
+            || u.username.to_lowercase().contains(&query)
+            || u.email.to_lowercase().contains(&query)
+            || u.display_name().to_lowercase().contains(&query)
+    });
+    all.sort_by(|a, b| a.username.cmp(&b.username));
+    let rows: Vec<Value> = all
+        .iter()
+        .take(500)
+        .map(|u| {
+            json!({"id": u.id, "username": u.username, "name": u.display_name(), "email": u.email,
+                   "groups": u.groups.join(", "), "disabled": u.disabled, "two_factor": u.mfa.enrolled()})
+        })
+        .collect();
+    c.page(
+        "users",
+        "admin_users.html",
+        json!({"title": "Users", "users": rows, "q": q.get_lenient("q").unwrap_or("")}),
+        StatusCode::OK,
+    )
+}
+
+/// The user form's view of a stored user.
+pub(super) fn user_view(u: &crate::model::User) -> Value {
+    json!({
+        "id": u.id, "username": u.username, "email": u.email, "given_name": u.given_name,
+        "family_name": u.family_name, "phone": u.phone, "groups": u.groups,
+        "disabled": u.disabled, "two_factor": u.mfa.enrolled(),
+        "must_change_password": u.must_change_password,
+    })
+}
+
+/// The user form: a new user when `id` is `None`.
+pub(super) fn user_form(
+    c: &Ctx<'_>,
+    id: Option<&str>,
+    view: Value,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Resp {
+    let (title, action) = match id {
+        Some(id) => (
+            view["username"].as_str().unwrap_or_default().to_string(),
+            format!("/admin/users/{id}"),
+        ),
+        None => ("Add user".to_string(), "/admin/users/new".to_string()),
+    };
+    c.page(
+        "users",
+        "admin_user.html",
+        json!({"title": title, "action": action, "new": id.is_none(), "u": view,
+               "groups": group_names(c), "error": error}),
+        status,
+    )
+}
+
+/// The submitted user form as a profile.
+fn new_user(c: &Ctx<'_>) -> NewUser {
+    let mut groups = c.all("group");
+    if let Some(g) = c.field("new_group").map(|g| g.trim().to_string())
+        && !g.is_empty()
+    {
+        groups.push(g);
+    }
+    NewUser {
+        username: c.field("username").unwrap_or_default(),
+        email: c.field("email").unwrap_or_default(),
+        given_name: c.field("given_name"),
+        family_name: c.field("family_name"),
+        phone: c.field("phone"),
+        groups,
+        ..NewUser::default()
+    }
+}
+
+pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
+    let new = new_user(c);
+    let existing = match id.map(|i| c.app.store.user(i)).transpose() {
+        Ok(x) => x.flatten(),
+        Err(e) => return c.app.fail_page(e.into()),
+    };
+    if id.is_some() && existing.is_none() {
+        return not_found(c);
+    }
+    // Giving or taking administrator rights is sensitive.
+    let admin = |groups: &[String]| groups.iter().any(|g| g == crate::admin::ADMIN_GROUP);
+    let was_admin = existing.as_ref().is_some_and(|u| admin(&u.groups));
+    if admin(&new.groups) != was_admin && !c.fresh() {
+        return c.reauth_page(
+            &id.map_or_else(
+                || "/admin/users/new".into(),
+                |i| format!("/admin/users/{i}"),
+            ),
+            None,
+            StatusCode::OK,
+        );
+    }
+    let cmd = match &existing {
+        None => Command::UserAdd {
+            user: new.clone(),
+            password: c.field("password").unwrap_or_default(),
+            admin: false,
+            temporary: c.checked("temporary"),
+        },
+        Some(u) => Command::UserUpdate {
+            username: u.username.clone(),
+            user: new.clone(),
+        },
+    };
+    let result = c.run(cmd).await;
+    match result {
+        Ok(v) => response::redirect(&format!(
+            "/admin/users/{}",
+            v["id"].as_str().unwrap_or_default()
+        )),
+        Err(e) if e.exit_code == 2 => {
+            // Shown again with what was typed, and the reason.
+            let mut view = existing.as_ref().map_or_else(|| json!({}), user_view);
+            for (k, v) in [
+                ("username", json!(new.username)),
+                ("email", json!(new.email)),
+                ("given_name", json!(new.given_name)),
+                ("family_name", json!(new.family_name)),
+                ("phone", json!(new.phone)),
+                ("groups", json!(new.groups)),
+            ] {
+                view[k] = v;
+            }
+            user_form(c, id, view, Some(&e.message), StatusCode::BAD_REQUEST)
+        }
+        Err(e) => c.fail(e),
+    }
+}
+
+/// Disable, enable, temporary password, reset link, second-factor reset, delete.
+pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
+    let user = match c.app.store.user(id) {
+        Ok(Some(u)) => u,
+        Ok(None) => return not_found(c),
+        Err(e) => return c.app.fail_page(e.into()),
+    };
+    let username = user.username.clone();
+    let back = format!("/admin/users/{id}");
+    let cmd = match action {
+        "disable" => Command::UserDisable { username },
+        "enable" => Command::UserEnable { username },
+        "reset-2fa" => Command::UserResetMfa { username },
+        "reset-link" => Command::UserResetLink { username },
+        "delete" => Command::UserDelete { username },
+        "temporary-password" => Command::UserPasswd {
+            username,
+            password: temporary_password(),
+            temporary: true,
+        },
+        _ => return not_found(c),
+    };
+    let password = match &cmd {
+        Command::UserPasswd { password, .. } => Some(password.clone()),
+        _ => None,
+    };
+    match c.run(cmd).await {
+        Ok(v) => match action {
+            "delete" => response::redirect("/admin/users"),
+            "reset-link" => c.page(
+                "users",
+                "once.html",
+                json!({
+                    "title": "Password reset link",
+                    "lead": format!("Give this link to {} in person or by a channel you trust. It works once, for 24 hours.", user.username),
+                    "items": [{"label": "Link", "value": v["reset_url"]}],
+                    "next": back, "next_text": "Done",
+                }),
+                StatusCode::OK,
+            ),
+            "temporary-password" => c.page(
+                "users",
+                "once.html",
+                json!({
+                    "title": "Temporary password",
+                    "lead": format!("{} signs in with this password once and must then choose their own. Their sessions and tokens have ended.", user.username),
+                    "items": [{"label": "Temporary password", "value": password}],
+                    "next": back, "next_text": "Done",
+                }),
+                StatusCode::OK,
+            ),
+            _ => response::redirect(&back),
+        },
+        Err(e) => c.fail(e),
+    }
+}
+
+/// Four groups of five letters and digits (about 100 bits): readable aloud, and long
+/// enough for the password policy.
+pub(super) fn temporary_password() -> String {
+    crate::clock::random_readable(4)
+}
