@@ -2,7 +2,9 @@
 //! loopback and prints, per scenario, operations and requests per second, p50/p90/p99
 //! latency, errors and the server's memory (RSS from /proc). It measures the two costs an
 //! OP cannot avoid in the same run (the two-core RS256 signing rate and the argon2 pool's
-//! hash rate) and prints each target of issue 6 as a ratio of those.
+//! hash rate) and prints each target of issue 6 as a ratio of those. Beside Latchkey it
+//! runs the floor (`floor.rs`, a minimal hyper + rustls server in its own process) and
+//! compares the server CPU per request of the two.
 //!
 //! `cargo bench --bench load` runs everything (about 20 minutes, 15 of them the soak). Settings, all optional:
 //! `LATCHKEY_LOAD_SECS` per scenario (default 5), `LATCHKEY_LOAD_CONNS` connections
@@ -10,22 +12,25 @@
 //! the server sat idle for a quarter of the time while all of them waited),
 //! `LATCHKEY_LOAD_ONLY` comma-separated phases (`start`, `scenarios`,
 //! `restart`, `scale`, `soak`), `LATCHKEY_LOAD_BIG_USERS` (default 100000),
-//! `LATCHKEY_LOAD_SCENARIOS` (names or their beginnings, as `code,refresh`),
+//! `LATCHKEY_LOAD_SCENARIOS` (names or their beginnings, as `code,refresh`; `floor` picks
+//! `floor_static` and `floor_token1`),
 //! `LATCHKEY_LOAD_SOAK_SECS` (default 900: the retention windows of used codes
 //! and tokens fill the database for the first 6-7 minutes, so the last third of a 15-minute
 //! run is steady load), `LATCHKEY_LOAD_KEEP=1` keeps the temp dir.
 //! Nothing is asserted: machines are shared, so read the ratios of one run.
 
 mod client;
+mod floor;
 mod scenario;
 mod seed;
 mod server;
 
 use std::time::{Duration, Instant};
 
+use floor::Floor;
 use latchkey::store::prelude::*;
 use scenario::{Kind, Outcome, Target};
-use server::Server;
+use server::{Measured, Server};
 
 struct Settings {
     secs: u64,
@@ -78,6 +83,11 @@ const RESTART_TOKENS: usize = 100_000;
 const BASE_CONFIG: &str = "[login]\nip_max_failures = 1000000\n";
 
 fn main() {
+    // The tool started again as the floor server: nothing else runs in this process.
+    if let Some(config) = std::env::var_os(floor::ENV) {
+        floor::serve(std::path::Path::new(&config));
+        return;
+    }
     let s = Settings::from_env();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -123,12 +133,24 @@ fn main() {
     let mut small: Vec<Outcome> = Vec::new();
     if s.wants("scenarios") {
         srv.start();
+        let floor = Kind::ALL
+            .iter()
+            .any(|k| k.floor() && s.runs(*k))
+            .then(|| Floor::start(&srv));
         println!(
             "\n== scenarios: {SMALL_USERS} users, {CLIENTS} clients, {} connections, {} s each ==",
             s.conns, s.secs
         );
         Outcome::header();
-        small = rt.block_on(scenario::run_all(&srv, &s, Kind::ALL, SMALL_USERS));
+        small = rt.block_on(scenario::run_all(
+            &srv,
+            floor.as_ref(),
+            &s,
+            Kind::ALL,
+            SMALL_USERS,
+        ));
+        drop(floor);
+        targets.extend(floor_ratios(&small));
         let get = |k: Kind| {
             small
                 .iter()
@@ -180,7 +202,7 @@ fn main() {
         ));
         let worst = small
             .iter()
-            .filter(|o| o.kind != Kind::PasswordSignin)
+            .filter(|o| o.kind != Kind::PasswordSignin && !o.kind.floor())
             .map(|o| o.memory.peak)
             .fold(0.0, f64::max);
         targets.push(Target::at_most(
@@ -240,7 +262,7 @@ fn main() {
         srv.start();
         Outcome::header();
         let grants = [Kind::ClientCredentials, Kind::CodeFlow, Kind::Refresh];
-        let big = rt.block_on(scenario::run_all(&srv, &s, &grants, s.big_users));
+        let big = rt.block_on(scenario::run_all(&srv, None, &s, &grants, s.big_users));
         let worst = big.iter().map(|o| o.memory.peak).fold(0.0, f64::max);
         targets.push(Target::at_most(
             &format!("peak RSS, grant scenarios at {} users (MiB)", s.big_users),
@@ -290,6 +312,45 @@ fn main() {
     for t in &targets {
         t.print();
     }
+}
+
+/// Latchkey's server CPU per request against the floor's, for the scenarios that ran:
+/// prints the table and returns the targets.
+fn floor_ratios(small: &[Outcome]) -> Vec<Target> {
+    let cpu = |k: Kind| small.iter().find(|o| o.kind == k).map(Outcome::cpu_per_op);
+    let pairs = [
+        (Kind::Discovery, Kind::FloorStatic, 2.0),
+        (Kind::Jwks, Kind::FloorStatic, 2.0),
+        (Kind::ClientCredentials, Kind::FloorToken1, 1.3),
+    ];
+    let mut out = Vec::new();
+    for (ours, floor, high) in pairs {
+        let (Some(a), Some(b)) = (cpu(ours), cpu(floor)) else {
+            continue;
+        };
+        if out.is_empty() {
+            println!("\n== floor ratios (server CPU per request, this run) ==");
+            println!(
+                "{:<36} {:>12} {:>12} {:>7}",
+                "Latchkey / floor", "Latchkey µs", "floor µs", "ratio"
+            );
+        }
+        let t = Target::at_most(
+            &format!("{} CPU/request / {} CPU/request", ours.name(), floor.name()),
+            a / b,
+            high,
+        );
+        println!(
+            "{:<36} {:>12.1} {:>12.1} {:>7.3}  target <= {high:.1}  {}",
+            format!("{} / {}", ours.name(), floor.name()),
+            a * 1e6,
+            b * 1e6,
+            a / b,
+            if t.met() { "met" } else { "NOT MET" }
+        );
+        out.push(t);
+    }
+    out
 }
 
 fn ms(d: Duration) -> f64 {

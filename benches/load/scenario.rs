@@ -8,15 +8,20 @@ use latchkey::oidc::discovery::paths;
 use sha2::Digest;
 
 use crate::client::{Conn, Reply};
+use crate::floor::{self, Floor};
 use crate::seed::{self, CALLBACK, PASSWORD};
-use crate::server::{Memory, Server};
+use crate::server::{Measured, Memory, Server};
 use crate::{CLIENTS, Settings};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Healthz,
+    /// The floor server's static 1 KiB JSON (`floor.rs`).
+    FloorStatic,
     Discovery,
     Jwks,
+    /// The floor server's one-signature token response.
+    FloorToken1,
     ClientCredentials,
     /// client_credentials for a client declared in the config with an argon2id secret.
     DeclaredClient,
@@ -36,10 +41,18 @@ impl Kind {
         )
     }
 
+    /// Scenarios against the floor server, not Latchkey.
+    pub(crate) fn floor(self) -> bool {
+        matches!(self, Kind::FloorStatic | Kind::FloorToken1)
+    }
+
+    /// Each floor scenario runs right before the Latchkey scenarios compared with it.
     pub(crate) const ALL: &'static [Kind] = &[
         Kind::Healthz,
+        Kind::FloorStatic,
         Kind::Discovery,
         Kind::Jwks,
+        Kind::FloorToken1,
         Kind::ClientCredentials,
         Kind::DeclaredClient,
         Kind::CodeFlow,
@@ -52,8 +65,10 @@ impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Healthz => "healthz",
+            Kind::FloorStatic => "floor_static",
             Kind::Discovery => "discovery",
             Kind::Jwks => "jwks",
+            Kind::FloorToken1 => "floor_token1",
             Kind::ClientCredentials => "client_credentials",
             Kind::DeclaredClient => "client_credentials, argon2 secret",
             Kind::CodeFlow => "code flow (SSO session)",
@@ -227,30 +242,37 @@ impl Worker {
 
     async fn step(&mut self, kind: Kind) -> Step {
         match kind {
-            Kind::Healthz | Kind::Discovery | Kind::Jwks => {
+            Kind::Healthz | Kind::FloorStatic | Kind::Discovery | Kind::Jwks => {
                 let path = match kind {
                     Kind::Healthz => "/healthz",
+                    Kind::FloorStatic => floor::STATIC,
                     Kind::Discovery => paths::OIDC_DISCOVERY,
                     _ => paths::JWKS,
                 };
                 expect(&self.conn.get(path, &[]).await, &[200], path)?;
                 Ok(1)
             }
-            Kind::ClientCredentials | Kind::DeclaredClient => {
+            // The floor gets the same request as Latchkey's token endpoint.
+            Kind::ClientCredentials | Kind::DeclaredClient | Kind::FloorToken1 => {
                 let auth = if kind == Kind::DeclaredClient {
                     basic(seed::DECLARED_CLIENT, seed::DECLARED_SECRET)
                 } else {
                     self.basic.clone()
                 };
+                let path = if kind == Kind::FloorToken1 {
+                    floor::TOKEN1
+                } else {
+                    paths::TOKEN
+                };
                 let r = self
                     .conn
                     .post(
-                        paths::TOKEN,
+                        path,
                         &[("authorization", &auth)],
                         &[("grant_type", "client_credentials")],
                     )
                     .await;
-                expect(&r, &[200], "client_credentials")?;
+                expect(&r, &[200], kind.name())?;
                 Ok(1)
             }
             Kind::CodeFlow => self.code_flow().await,
@@ -316,6 +338,11 @@ pub(crate) struct Outcome {
 impl Outcome {
     pub(crate) fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU seconds per operation.
+    pub(crate) fn cpu_per_op(&self) -> f64 {
+        self.cores / self.ops_per_sec()
     }
 
     fn pct(&self, p: f64) -> f64 {
@@ -434,7 +461,7 @@ fn outcome(
     mut t: Tally,
     elapsed: Duration,
     cpu_at_start: f64,
-    srv: &Server,
+    srv: &dyn Measured,
 ) -> Outcome {
     t.lat.sort_unstable();
     let o = Outcome {
@@ -473,13 +500,41 @@ async fn workers(srv: &Server, n: usize, users: usize) -> Vec<Worker> {
     out
 }
 
+/// Connections to the floor server (it has Latchkey's certificate), one request done on
+/// each so no TLS handshake falls in a scenario.
+async fn floor_workers(floor: &Floor, srv: &Server, n: usize) -> Vec<Worker> {
+    let tls = crate::client::connector(&srv.cert());
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut w = Worker::new(
+            Conn::new(floor.port, tls.clone()),
+            String::new(),
+            i % CLIENTS,
+        );
+        w.step(Kind::FloorStatic)
+            .await
+            .expect("first request to the floor server");
+        out.push(w);
+    }
+    out
+}
+
+/// Runs `kinds` in order; the floor scenarios among them against `floor` (skipped
+/// without one), measuring that process instead of Latchkey.
 pub(crate) async fn run_all(
     srv: &Server,
+    floor: Option<&Floor>,
     s: &Settings,
     kinds: &[Kind],
     users: usize,
 ) -> Vec<Outcome> {
     let mut pool = workers(srv, s.conns, users).await;
+    let mut floor_pool = match floor {
+        Some(f) if kinds.iter().any(|k| k.floor() && s.runs(*k)) => {
+            floor_workers(f, srv, s.conns).await
+        }
+        _ => Vec::new(),
+    };
     // The declared client's argon2 secret is verified once and then remembered: one
     // request first, so the scenario measures the steady state (the first burst of
     // concurrent requests would each wait for, or be refused by, the hashing pool).
@@ -490,16 +545,29 @@ pub(crate) async fn run_all(
     }
     let mut out = Vec::new();
     for &kind in kinds.iter().filter(|k| s.runs(**k)) {
+        let (measured, workers): (&dyn Measured, &mut Vec<Worker>) = match floor {
+            Some(f) if kind.floor() => (f, &mut floor_pool),
+            None if kind.floor() => continue,
+            _ => (srv, &mut pool),
+        };
         let n = kind.conns(s.conns);
-        let rest = pool.split_off(n.min(pool.len()));
+        let mut idle = std::mem::take(workers);
+        let rest = idle.split_off(n.min(idle.len()));
         let before = kind
             .signs()
             .then(|| rs256_rate_two_cores(Duration::from_secs(1)));
-        srv.reset_peak();
-        let cpu = srv.cpu_secs();
+        measured.reset_peak();
+        let cpu = measured.cpu_secs();
         let start = Instant::now();
-        let (t, mut used) = drive(kind, pool, start + Duration::from_secs(s.secs), None).await;
-        let mut o = outcome(kind, kind.name().to_string(), t, start.elapsed(), cpu, srv);
+        let (t, mut used) = drive(kind, idle, start + Duration::from_secs(s.secs), None).await;
+        let mut o = outcome(
+            kind,
+            kind.name().to_string(),
+            t,
+            start.elapsed(),
+            cpu,
+            measured,
+        );
         if let Some(before) = before {
             let after = rs256_rate_two_cores(Duration::from_secs(1));
             let mean = (before + after) / 2.0;
@@ -509,7 +577,7 @@ pub(crate) async fn run_all(
             o.reference = Some(mean);
         }
         used.extend(rest);
-        pool = used;
+        *workers = used;
         out.push(o);
     }
     out
@@ -723,9 +791,11 @@ impl Target {
         }
     }
 
+    pub(crate) fn met(&self) -> bool {
+        self.low.is_none_or(|l| self.value >= l) && self.high.is_none_or(|h| self.value <= h)
+    }
+
     pub(crate) fn print(&self) {
-        let met =
-            self.low.is_none_or(|l| self.value >= l) && self.high.is_none_or(|h| self.value <= h);
         let bound = match (self.low, self.high) {
             (Some(l), Some(h)) => format!("{l} to {h}"),
             (Some(l), None) => format!(">= {l}"),
@@ -737,7 +807,7 @@ impl Target {
             self.name,
             self.value,
             bound,
-            if met { "met" } else { "NOT MET" }
+            if self.met() { "met" } else { "NOT MET" }
         );
     }
 }

@@ -108,11 +108,23 @@ impl Server {
         self.dir.join("server.log")
     }
 
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+    /// SIGTERM and wait (the server drains and persists).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
     }
+}
 
-    pub(crate) fn memory(&self) -> Memory {
+/// A child process whose memory and CPU the tool reads from /proc: the server under test,
+/// or the floor server (`floor.rs`).
+pub(crate) trait Measured {
+    fn pid(&self) -> u32;
+
+    fn memory(&self) -> Memory {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
@@ -128,8 +140,8 @@ impl Server {
         }
     }
 
-    /// CPU seconds the server has used (user + system).
-    pub(crate) fn cpu_secs(&self) -> f64 {
+    /// CPU seconds the process has used (user + system).
+    fn cpu_secs(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
@@ -143,18 +155,14 @@ impl Server {
     }
 
     /// Starts a new peak-RSS measurement (VmHWM) from the current RSS.
-    pub(crate) fn reset_peak(&self) {
+    fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
     }
+}
 
-    /// SIGTERM and wait (the server drains and persists).
-    pub(crate) fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
+impl Measured for Server {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 }
 
