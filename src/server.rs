@@ -321,6 +321,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     let _ = tokio::task::spawn_blocking(move || app.write_refusals(true)).await;
     let s = store.clone();
     let _ = tokio::task::spawn_blocking(move || s.purge_expired(crate::clock::now())).await;
+    current(&live).app.access_log.flush();
     tracing::info!("stopped");
     Ok(())
 }

@@ -300,8 +300,8 @@ async fn confirm_password(
     let current = Secret::new(form.get_lenient("current").unwrap_or("").to_string());
     let known = super::known::id_for(app, req, &s.user.id, now);
     let who = super::known::who(known.as_deref(), &s.user.username, req.peer);
-    if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
-        app.audit_refused("login.throttled", Some(&s.user.username), req.peer, refused);
+    if let Err(refused) = app.throttle.check(who, req.now_ms) {
+        app.audit_refused("login.throttled", Some(&s.user.username), req, refused);
         let msg = refused.message();
         return Err(page(
             app,
@@ -315,7 +315,7 @@ async fn confirm_password(
     match check_password(app, Some(&s.user), current).await {
         Ok(true) => Ok(()),
         Ok(false) => {
-            app.throttle.failure(who, crate::clock::now_ms());
+            app.throttle.failure(who, req.now_ms);
             audit_own(app, req, s, "account.password_check_failed", None, "", now);
             Err(page(
                 app,

@@ -220,7 +220,7 @@ fn try_proceed(
                     interaction: Some(id),
                     next: None,
                 };
-                super::signin::step_up(app, s, target, &client.name)
+                super::signin::step_up(app, s, target, &client.name, now)
             }
             (None, Ok(id)) => response::redirect(&format!("/login?interaction={id}")),
         },

@@ -226,13 +226,8 @@ fn guarded_lookup(
             addr: req.peer,
         }
     };
-    if let Err(refused) = app.code_throttle.check(guesser, crate::clock::now_ms()) {
-        app.audit_refused(
-            "device.throttled",
-            Some(&who.user.username),
-            req.peer,
-            refused,
-        );
+    if let Err(refused) = app.code_throttle.check(guesser, req.now_ms) {
+        app.audit_refused("device.throttled", Some(&who.user.username), req, refused);
         let msg = format!(
             "Too many wrong codes. Wait {} and try again.",
             refused.wait_text()
@@ -248,7 +243,7 @@ fn guarded_lookup(
     match lookup(app, typed, now) {
         Err(e) => Err(app.fail_page(e.into())),
         Ok(None) => {
-            app.code_throttle.failure(guesser, crate::clock::now_ms());
+            app.code_throttle.failure(guesser, req.now_ms);
             Ok(None)
         }
         Ok(found) => Ok(found),
@@ -352,7 +347,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 crate::oidc::params::encode(&typed)
             )),
         };
-        return super::signin::step_up(app, &who, target, &client.name);
+        return super::signin::step_up(app, &who, target, &client.name, now);
     }
     let allowed = decision == "allow" && client.admits(&who.user.groups);
     let status = if allowed {

@@ -121,8 +121,8 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .as_ref()
         .and_then(|u| super::known::id_for(app, req, &u.id, now));
     let who = super::known::who(known.as_deref(), &username, req.peer);
-    if let Err(refused) = app.throttle.check(who, crate::clock::now_ms()) {
-        app.audit_refused("login.throttled", Some(&username), req.peer, refused);
+    if let Err(refused) = app.throttle.check(who, req.now_ms) {
+        app.audit_refused("login.throttled", Some(&username), req, refused);
         let msg = refused.message();
         return render_login(app, req, view(&msg, StatusCode::TOO_MANY_REQUESTS), now);
     }
@@ -151,7 +151,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(f) => return app.fail_page(f),
     };
     let Some(user) = user.clone().filter(|_| ok) else {
-        app.throttle.failure(who, crate::clock::now_ms());
+        app.throttle.failure(who, req.now_ms);
         let reason = match &user {
             None => "unknown user",
             Some(u) if u.disabled => "account disabled",

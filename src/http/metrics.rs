@@ -44,9 +44,9 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    /// Counts a request under its route's label (`super::routes::label`).
-    pub fn request(&self, path: &str, status: u16, took: Duration) {
-        let e = super::routes::label(path);
+    /// Counts a request under its route's label (from the route table; "other" for a
+    /// path that is no route).
+    pub fn request(&self, e: &'static str, status: u16, took: Duration) {
         let Ok(mut c) = self.c.lock() else { return };
         *c.requests.entry((e, status)).or_default() += 1;
         let h = c.latency.entry(e).or_default();
@@ -166,9 +166,21 @@ mod tests {
     #[test]
     fn exposition_has_counters_histograms_and_gauges() {
         let m = Metrics::default();
-        m.request("/api/v1/oauth/token", 200, Duration::from_millis(3));
-        m.request("/api/v1/oauth/token", 400, Duration::from_millis(30));
-        m.request("/../../etc/passwd", 404, Duration::from_millis(1));
+        m.request(
+            super::super::routes::label("/api/v1/oauth/token"),
+            200,
+            Duration::from_millis(3),
+        );
+        m.request(
+            super::super::routes::label("/api/v1/oauth/token"),
+            400,
+            Duration::from_millis(30),
+        );
+        m.request(
+            super::super::routes::label("/../../etc/passwd"),
+            404,
+            Duration::from_millis(1),
+        );
         m.event("login.success", "password");
         m.event("token.issued", "refresh_token");
         m.event("token.issued", "<script>");

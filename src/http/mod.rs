@@ -2,6 +2,7 @@
 //! parsing of queries, forms and cookies, and one file per endpoint. With `server.rs`, the
 //! only code that names hyper. Tests call [`App::respond`] directly, without a socket.
 
+pub mod access_log;
 mod account;
 mod admin_pages;
 mod authorize;
@@ -73,6 +74,9 @@ pub struct Req {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub peer: IpAddr,
+    /// The clock, read once when the request arrived (milliseconds since the Unix epoch):
+    /// every rule the request meets sees this one time. In-process tests set it freely.
+    pub now_ms: i64,
 }
 
 impl Req {
@@ -120,6 +124,10 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     keys: Arc<RwLock<Arc<KeySet>>>,
+    /// The JWKS document of `keys`, serialised when they change (served as it is).
+    jwks: Arc<RwLock<Bytes>>,
+    /// The discovery document of this issuer, serialised once.
+    discovery: Bytes,
     pub pages: Pages,
     pub pool: Arc<HashPool>,
     /// Wrong passwords, per username and source address, or per known browser.
@@ -152,6 +160,8 @@ pub struct App {
     pub outbound: Arc<crate::outbound::Outbound>,
     macs: Arc<Macs>,
     dummy_hash: Arc<String>,
+    /// One line per request, written off the request path.
+    pub access_log: access_log::AccessLog,
 }
 
 /// One key per kind of signed value, derived from the server secret: a CSRF token never
@@ -211,9 +221,12 @@ impl App {
             pushed: Default::default(),
             device_codes: Default::default(),
             jwks_cache: Default::default(),
+            jwks: Arc::new(RwLock::new(Bytes::from(keys.jwks().to_string()))),
             keys: Arc::new(RwLock::new(Arc::new(keys))),
+            discovery: discovery_document(&config.issuer),
             macs: Arc::new(Macs::new(csrf_secret)),
             dummy_hash: Arc::new(dummy_hash),
+            access_log: access_log::AccessLog::start(config.log_json),
             pages,
             config,
             store,
@@ -225,10 +238,12 @@ impl App {
     /// stay as they are until a restart.
     pub fn reconfigured(&self, config: Config) -> Result<App, String> {
         Ok(App {
+            discovery: discovery_document(&config.issuer),
             pages: Pages::new(&config.instance_name, config.logo.is_some())?,
             config,
             store: self.store.clone(),
             keys: self.keys.clone(),
+            jwks: self.jwks.clone(),
             pool: self.pool.clone(),
             throttle: self.throttle.clone(),
             client_throttle: self.client_throttle.clone(),
@@ -247,6 +262,7 @@ impl App {
             outbound: self.outbound.clone(),
             macs: self.macs.clone(),
             dummy_hash: self.dummy_hash.clone(),
+            access_log: self.access_log.clone(),
         })
     }
 
@@ -258,13 +274,31 @@ impl App {
         }
     }
 
+    /// The JWKS document (a cheap clone of shared bytes).
+    pub fn jwks_document(&self) -> Bytes {
+        match self.jwks.read() {
+            Ok(j) => j.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The discovery document (a cheap clone of shared bytes).
+    pub fn discovery_document(&self) -> Bytes {
+        self.discovery.clone()
+    }
+
     /// Reloads the signing keys from the store (after a rotation or pruning).
     pub fn reload_keys(&self) -> Result<(), String> {
         let records = self.store.keys().map_err(|e| e.to_string())?;
         let keys = KeySet::from_records(&records).map_err(|e| e.to_string())?;
+        let jwks = Bytes::from(keys.jwks().to_string());
         match self.keys.write() {
             Ok(mut k) => *k = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+        match self.jwks.write() {
+            Ok(mut j) => *j = jwks,
+            Err(poisoned) => *poisoned.into_inner() = jwks,
         }
         Ok(())
     }
@@ -275,12 +309,12 @@ impl App {
         &self,
         client: &Client,
         fresh: bool,
+        now: i64,
     ) -> Result<serde_json::Value, String> {
         if let Some(j) = &client.jwks {
             return serde_json::from_str(j).map_err(|e| e.to_string());
         }
         let uri = client.jwks_uri.as_ref().ok_or("the client has no keys")?;
-        let now = crate::clock::now();
         // Cached for five minutes; a refetch after a failed check at most once a minute, so
         // bad assertions cannot make Latchkey hammer the client's server.
         if let Ok(cache) = self.jwks_cache.lock()
@@ -506,12 +540,12 @@ impl App {
         &self,
         kind: &'static str,
         user: Option<&str>,
-        ip: IpAddr,
+        req: &Req,
         refused: throttle::Refused,
     ) {
         self.metrics.event(kind, "");
         self.refusals
-            .note(kind, user, ip, refused.wait_secs, crate::clock::now_ms());
+            .note(kind, user, req.peer, refused.wait_secs, req.now_ms);
     }
 
     /// Writes the aggregated refusal events whose window has passed (all of them with
@@ -564,10 +598,16 @@ impl App {
 
     /// Routes a request by [`routes::TABLE`]. Never panics on input; unknown paths get
     /// 404, known paths with another method 405 with `Allow`.
-    pub async fn respond(self: &Arc<Self>, mut req: Req) -> Resp {
-        let now = crate::clock::now();
+    pub async fn respond(self: &Arc<Self>, req: Req) -> Resp {
+        self.respond_labelled(req).await.0
+    }
+
+    /// [`App::respond`], with the metrics label of the route that answered.
+    async fn respond_labelled(self: &Arc<Self>, mut req: Req) -> (Resp, &'static str) {
+        let now = req.now_ms.div_euclid(1000);
         let Some(entry) = routes::find(&req.path) else {
-            return self.finish(None, response::plain(StatusCode::NOT_FOUND, "not found"));
+            let resp = self.finish(None, response::plain(StatusCode::NOT_FOUND, "not found"));
+            return (resp, routes::OTHER);
         };
         // RFC 9110 §9.3.2: HEAD is GET without the body (hyper sends no body for HEAD).
         if req.method == Method::HEAD && entry.allows(&Method::GET) {
@@ -590,7 +630,7 @@ impl App {
         } else {
             self.dispatch(entry.route, &req, now).await
         };
-        self.finish(Some(entry), resp)
+        (self.finish(Some(entry), resp), entry.label)
     }
 
     /// Calls the handler of a route whose method is allowed.
@@ -685,6 +725,10 @@ impl App {
     }
 }
 
+fn discovery_document(issuer: &str) -> Bytes {
+    Bytes::from(crate::oidc::discovery::metadata(issuer).to_string())
+}
+
 /// The hyper entry point: gives the request its id (logged, sent as `x-request-id`, and
 /// named on error pages), answers it, and writes its access-log line.
 pub async fn serve_hyper(
@@ -693,45 +737,70 @@ pub async fn serve_hyper(
     peer: SocketAddr,
 ) -> Result<Resp, Infallible> {
     let id = crate::clock::random_id();
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let now_ms = crate::clock::now_ms();
+    let log = app
+        .access_log
+        .enabled()
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
     let started = std::time::Instant::now();
-    let resp = REQUEST_ID.scope(id.clone(), answer(&app, req, peer)).await;
+    let (resp, route) = REQUEST_ID
+        .scope(id.clone(), answer(&app, req, peer, now_ms))
+        .await;
     let took = started.elapsed();
     let status = resp.status().as_u16();
-    app.metrics.request(&path, status, took);
-    // One line per request: no query string (it may hold codes or tokens), no body.
-    tracing::info!(
-        target: "latchkey::access",
-        request_id = %id,
-        method = %method,
-        path = %path.chars().take(200).collect::<String>(),
-        status,
-        ms = took.as_secs_f64() * 1000.0,
-        "request"
-    );
+    app.metrics.request(route, status, took);
+    // One line per request: no query string (it may hold codes or tokens), no body;
+    // queued here and written in batches off the request path.
+    if let Some((method, path)) = log {
+        app.access_log.push(access_log::Line {
+            at_us: now_ms * 1000,
+            request_id: id.clone(),
+            method,
+            path,
+            status,
+            took_us: took.as_micros().min(u64::MAX as u128) as u64,
+        });
+    }
     Ok(response::with_header(resp, "x-request-id", &id))
 }
 
 /// Checks the head, reads the body within its size and time limits, and routes.
-async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+async fn answer(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    now_ms: i64,
+) -> (Resp, &'static str) {
+    // Refused before routing: counted under the path's label.
+    let label = routes::label(req.uri().path());
+    let early = |r: Resp| (r, label);
     let (parts, body) = req.into_parts();
     let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if let Err(r) = head::check(parts.version, &parts.headers, target_len, MAX_BODY) {
         // The body, if any, is not read: the connection closes after this answer.
-        return response::closing(r.status, r.reason);
+        return early(response::closing(r.status, r.reason));
     }
     let body =
         match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return response::closing(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+                return early(response::closing(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large",
+                ));
             }
             // A malformed chunk size or a connection cut mid-body (RFC 9112 §7.1).
             Ok(Err(_)) => {
-                return response::closing(StatusCode::BAD_REQUEST, "malformed request body");
+                return early(response::closing(
+                    StatusCode::BAD_REQUEST,
+                    "malformed request body",
+                ));
             }
             Err(_) => {
-                return response::closing(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+                return early(response::closing(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body too slow",
+                ));
             }
         };
     let req = Req {
@@ -741,8 +810,9 @@ async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Res
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,
         body,
+        now_ms,
     };
-    app.respond(req).await
+    app.respond_labelled(req).await
 }
 
 /// The client's address: the TCP peer, unless the peer is a trusted reverse proxy, in

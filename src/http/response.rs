@@ -45,12 +45,12 @@ pub fn json(status: StatusCode, v: &Value) -> Resp {
     base(status, "application/json", v.to_string())
 }
 
-/// JSON that relying parties may cache for a few minutes (discovery, JWKS).
-pub fn json_cacheable(v: &Value) -> Resp {
-    let mut r = json(StatusCode::OK, v);
+/// JSON serialised once and shared (discovery, JWKS), with its cache lifetime.
+pub fn json_bytes_cacheable(body: Bytes, cache_control: &'static str) -> Resp {
+    let mut r = base(StatusCode::OK, "application/json", body);
     r.headers_mut().insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
+        HeaderValue::from_static(cache_control),
     );
     r
 }

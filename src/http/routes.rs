@@ -197,9 +197,12 @@ pub fn find(path: &str) -> Option<&'static Entry> {
     TABLE.iter().find(|e| e.matches(path))
 }
 
-/// The metrics label of a path ("other" for paths that are no route).
+/// The metrics label of requests that match no route.
+pub const OTHER: &str = "other";
+
+/// The metrics label of a path.
 pub fn label(path: &str) -> &'static str {
-    find(path).map_or("other", |e| e.label)
+    find(path).map_or(OTHER, |e| e.label)
 }
 
 #[cfg(test)]

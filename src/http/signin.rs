@@ -172,17 +172,16 @@ fn after_new_password(app: &Arc<App>, req: &Req, user: &User, target: Target, no
 /// A signed-in browser whose session has one factor, at a client that needs two: the
 /// second-factor page, or for a user without one, the way to set it up (after which an
 /// authorization request continues).
-pub(super) fn step_up(app: &App, s: &SignedIn, target: Target, client_name: &str) -> Resp {
+pub(super) fn step_up(
+    app: &App,
+    s: &SignedIn,
+    target: Target,
+    client_name: &str,
+    now: i64,
+) -> Resp {
     if s.user.mfa.enrolled() {
         let raises = Some(s.hash.clone());
-        return wait(
-            app,
-            &s.user,
-            Stage::SecondFactor,
-            target,
-            raises,
-            crate::clock::now(),
-        );
+        return wait(app, &s.user, Stage::SecondFactor, target, raises, now);
     }
     let enrol = match &target.interaction {
         Some(id) => format!("/account/2fa?interaction={id}"),
@@ -559,11 +558,11 @@ pub(super) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     // and again, would never slow down).
     // A browser where this user completed a sign-in before counts on its own, so wrong
     // codes from someone who has the password elsewhere never delay it.
-    let now_ms = crate::clock::now_ms();
+    let now_ms = req.now_ms;
     let known = super::known::id_for(app, req, &user.id, now);
     let who = super::known::who(known.as_deref(), &user.id, req.peer);
     if let Err(refused) = app.mfa_throttle.check(who, now_ms) {
-        app.audit_refused("mfa.throttled", Some(&user.username), req.peer, refused);
+        app.audit_refused("mfa.throttled", Some(&user.username), req, refused);
         let msg = refused.message();
         return render_code_page(app, req, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
@@ -801,9 +800,9 @@ fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Re
         Err(f) => Err(app.fail_page(f)),
         Ok(None) => {
             let who = super::throttle::Who::Address(req.peer);
-            let now_ms = crate::clock::now_ms();
+            let now_ms = req.now_ms;
             if let Err(refused) = app.code_throttle.check(who, now_ms) {
-                app.audit_refused("reset.throttled", None, req.peer, refused);
+                app.audit_refused("reset.throttled", None, req, refused);
                 return Err(app.error_page(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many attempts",

@@ -59,6 +59,7 @@ async fn verify_assertion(
     use crate::keys::assertion::{ClientKeys, verify};
     use crate::model::AuthMethod;
     let invalid = |d: &str| OidcError::new(ErrorCode::InvalidClient, d);
+    let now = req.now_ms.div_euclid(1000);
     let claims = match client.token_endpoint_auth_method {
         AuthMethod::ClientSecretJwt => match &client.jwt_secret {
             Some(secret) => verify(assertion, ClientKeys::Secret(secret)),
@@ -67,7 +68,7 @@ async fn verify_assertion(
             }
         },
         _ => {
-            let keys = match app.client_jwks(client, false).await {
+            let keys = match app.client_jwks(client, false, now).await {
                 Ok(k) => k,
                 Err(e) => {
                     tracing::warn!(client = %client.client_id, error = %e, "could not load the client's keys");
@@ -76,10 +77,12 @@ async fn verify_assertion(
             };
             match verify(assertion, ClientKeys::Jwks(&keys)) {
                 // The client may have rotated its keys: fetch its jwks_uri once more.
-                Err(_) if client.jwks_uri.is_some() => match app.client_jwks(client, true).await {
-                    Ok(fresh) => verify(assertion, ClientKeys::Jwks(&fresh)),
-                    Err(e) => Err(e),
-                },
+                Err(_) if client.jwks_uri.is_some() => {
+                    match app.client_jwks(client, true, now).await {
+                        Ok(fresh) => verify(assertion, ClientKeys::Jwks(&fresh)),
+                        Err(e) => Err(e),
+                    }
+                }
                 other => other,
             }
         }
@@ -94,7 +97,6 @@ async fn verify_assertion(
         format!("{issuer}{}", crate::oidc::discovery::paths::TOKEN),
         format!("{issuer}{}", req.path),
     ];
-    let now = crate::clock::now();
     let (jti, exp) =
         match crate::oidc::client_auth::check_claims(&claims, &client.client_id, &audiences, now) {
             Ok(x) => x,
@@ -162,7 +164,7 @@ pub(super) async fn authenticate(
             Err(EndpointError::Protocol(e)) => Err(e),
             Err(f) => return Err(f),
         },
-        None => match check_secret(app, &client, presented.secret.clone()).await? {
+        None => match check_secret(app, &client, presented.secret.clone(), req.now_ms).await? {
             true => Ok(()),
             false => Err(bad()),
         },
@@ -174,7 +176,7 @@ pub(super) async fn authenticate(
             // once the free failures are spent. Only wrong answers wait here; a right
             // credential waits only in `check_secret`, for an argon2id secret not yet
             // verified since the start (declared clients), and is never refused.
-            let now_ms = crate::clock::now_ms();
+            let now_ms = req.now_ms;
             let wait = app.client_throttle.wait_ms(&client.client_id, now_ms);
             app.client_throttle.failure(&client.client_id, now_ms);
             // An argon2id secret already waited out this delay before its hash.
@@ -199,6 +201,7 @@ async fn check_secret(
     app: &Arc<App>,
     client: &Client,
     presented: Option<String>,
+    now_ms: i64,
 ) -> Result<bool, Fail> {
     let (Some(secret), Some(stored)) = (presented, client.secret_hash.clone()) else {
         return Ok(false);
@@ -213,9 +216,7 @@ async fn check_secret(
     {
         return Ok(true);
     }
-    let wait = app
-        .client_throttle
-        .wait_ms(&client.client_id, crate::clock::now_ms());
+    let wait = app.client_throttle.wait_ms(&client.client_id, now_ms);
     if wait > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
     }
@@ -426,14 +427,9 @@ async fn password(
         key: &request.username,
         addr: req.peer,
     };
-    let now_ms = now * 1000;
+    let now_ms = req.now_ms;
     if let Err(refused) = app.throttle.check(who, now_ms) {
-        app.audit_refused(
-            "login.throttled",
-            Some(&request.username),
-            req.peer,
-            refused,
-        );
+        app.audit_refused("login.throttled", Some(&request.username), req, refused);
         return Err(OidcError::invalid_grant("too many failed attempts, retry later").into());
     }
     let user = app.store.user_by_name(&request.username)?;

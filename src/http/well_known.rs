@@ -7,14 +7,13 @@ use super::App;
 use super::response::{self, Resp};
 
 pub(super) fn discovery(app: &App) -> Resp {
-    response::json_cacheable(&crate::oidc::discovery::metadata(&app.config.issuer))
+    response::json_bytes_cacheable(app.discovery_document(), "public, max-age=300")
 }
 
 /// Cached for a minute only, so that relying parties see a rotated key promptly (most
 /// also refetch when they meet an unknown `kid`).
 pub(super) fn jwks(app: &App) -> Resp {
-    let r = response::json(hyper::StatusCode::OK, &app.keys().jwks());
-    response::set_header(r, "cache-control", "public, max-age=60")
+    response::json_bytes_cacheable(app.jwks_document(), "public, max-age=60")
 }
 
 /// 200 when the store answers, 503 when it does not.

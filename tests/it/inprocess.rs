@@ -66,6 +66,7 @@ async fn call(
             headers: h,
             body: Bytes::from(body.to_string()),
             peer: "192.0.2.10".parse().unwrap(),
+            now_ms: latchkey::clock::now_ms(),
         })
         .await;
     let (parts, body) = resp.into_parts();

@@ -147,7 +147,7 @@ async fn sigterm_lets_an_in_flight_request_finish() {
 async fn json_logs_on_request() {
     let server = Server::new("[log]\nformat = \"json\"").start().await;
     server.browser().get("/healthz").await;
-    let log = server.log();
+    let log = server.log_with("\"path\":\"/healthz\"");
     let line = log
         .lines()
         .find(|l| l.contains("\"path\":\"/healthz\""))

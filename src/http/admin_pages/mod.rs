@@ -146,7 +146,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             interaction: None,
             next: Some(req.path.clone()).filter(|p| super::signin::safe_next(p)),
         };
-        return super::signin::step_up(app, &s, back, "Administration");
+        return super::signin::step_up(app, &s, back, "Administration", now);
     }
     let form = match checked_form(app, req) {
         Ok(f) => f,
@@ -320,9 +320,9 @@ async fn reauth(c: &Ctx<'_>) -> Resp {
     let user = &c.s.user;
     let known = crate::http::known::id_for(c.app, c.req, &user.id, c.now);
     let who = crate::http::known::who(known.as_deref(), &user.username, c.req.peer);
-    if let Err(refused) = c.app.throttle.check(who, crate::clock::now_ms()) {
+    if let Err(refused) = c.app.throttle.check(who, c.req.now_ms) {
         c.app
-            .audit_refused("login.throttled", Some(&user.username), c.req.peer, refused);
+            .audit_refused("login.throttled", Some(&user.username), c.req, refused);
         let msg = refused.message();
         return c.reauth_page(&back, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
@@ -341,7 +341,7 @@ async fn reauth(c: &Ctx<'_>) -> Resp {
             }
         }
         Ok(false) => {
-            c.app.throttle.failure(who, crate::clock::now_ms());
+            c.app.throttle.failure(who, c.req.now_ms);
             c.app.audit(
                 "admin.reauth_failed",
                 Some(&user.username),

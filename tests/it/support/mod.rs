@@ -153,6 +153,19 @@ impl Server {
         std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
     }
 
+    /// The log once it contains `text` (access-log lines are written in batches, a
+    /// fraction of a second after their request), or as it is after five seconds.
+    pub fn log_with(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(text) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal (`HUP`, `TERM`, ...) to the server.
     pub fn signal(&self, name: &str) {
         let pid = self.pid();
