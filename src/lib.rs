@@ -2,7 +2,7 @@
 //! shell over this library, which the integration tests and benchmarks use as well.
 //!
 //! Direction of use (checked by the `layering` test below; no module names one above it):
-//! `server → http → admin → {datadir → store, config → oidc → keys} → model`, with
+//! `server → http → {signin, admin} → {datadir → store, config → oidc → keys} → model`, with
 //! `pages`, `tls`, `clock` and the small leaf modules beside them. `oidc` is the pure
 //! protocol core; `store` the only place that names redb; `keys` the only place that names
 //! a crypto crate; `http` and `server` the only places that name hyper. Stored records are
@@ -23,6 +23,7 @@ pub mod output;
 pub mod pages;
 pub mod panic;
 pub mod server;
+pub mod signin;
 pub mod store;
 #[cfg(test)]
 mod testutil;
@@ -48,6 +49,7 @@ mod layering {
         ("config", &["clock", "keys", "model", "oidc"]),
         ("store", &["clock", "model", "panic"]),
         ("datadir", &["store"]),
+        ("signin", &["config", "keys", "model", "oidc"]),
         ("tls", &["clock", "config"]),
         (
             "admin",
@@ -59,7 +61,7 @@ mod layering {
             "http",
             &[
                 "admin", "clock", "config", "datadir", "keys", "model", "oidc", "outbound",
-                "pages", "store",
+                "pages", "signin", "store",
             ],
         ),
     ];

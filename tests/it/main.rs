@@ -10,6 +10,7 @@ mod backup;
 mod browser;
 mod cli;
 mod client_auth;
+mod clocked;
 mod crash;
 mod errors;
 mod exhaustion;

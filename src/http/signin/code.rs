@@ -1,0 +1,127 @@
+//! The second-factor page: a TOTP or recovery code for a pending sign-in (or a step-up
+//! of a signed-in session), throttled per account or known browser.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::{App, Req, Stage, finish, pending, restart, spend_code, step_form, trust_browser};
+use crate::http::response::Resp;
+use crate::signin::{self, CodeOutcome};
+
+fn render_code_page(app: &App, req: &Req, error: Option<&str>, status: StatusCode) -> Resp {
+    app.form_page(
+        req,
+        "second_factor.html",
+        json!({
+            "title": "Two-factor sign-in",
+            "error": error,
+            "trust_days": app.config.trusted_device_days,
+        }),
+        status,
+    )
+}
+
+pub(in crate::http) fn code_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    match pending(app, req, Stage::SecondFactor, now) {
+        Some(_) => render_code_page(app, req, None, StatusCode::OK),
+        None => restart(app, "This sign-in has expired. Please sign in again."),
+    }
+}
+
+pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let again = |e: Option<&str>, status| render_code_page(app, req, e, status);
+    let (form, id, p) = match step_form(app, req, Stage::SecondFactor, now, again) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let user = match app.store.user(&p.user_id) {
+        Ok(u) => u,
+        Err(e) => return app.fail_page(e.into()),
+    };
+    // A step-up counts only while the session it raises lives.
+    let raised = match &p.raises {
+        Some(h) => match app.store.session(h) {
+            Ok(s) => s.filter(|s| s.expires_at > now).map(|s| s.user_id),
+            Err(e) => return app.fail_page(e.into()),
+        },
+        None => None,
+    };
+    let Some(user) = user.filter(|u| signin::may_take_code(&p, Some(u), raised.as_deref())) else {
+        app.pendings.finish(&id);
+        return restart(app, "This sign-in has expired. Please sign in again.");
+    };
+    // Wrong codes count per account in their own counter, which a correct password
+    // does not clear: only a correct code does (else password + five guesses, again
+    // and again, would never slow down).
+    // A browser where this user completed a sign-in before counts on its own, so wrong
+    // codes from someone who has the password elsewhere never delay it.
+    let known = crate::http::known::id_for(app, req, &user.id, now);
+    let who = crate::http::known::who(known.as_deref(), &user.id, req.peer);
+    if let Err(refused) = app.mfa_throttle.check(who, req.now_ms) {
+        app.audit_refused("mfa.throttled", Some(&user.username), req, refused);
+        let msg = refused.message();
+        return render_code_page(app, req, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let code: String = form
+        .get_lenient("code")
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .collect();
+    let spent = match spend_code(app, &user.id, &code, now) {
+        Ok(s) => s,
+        Err(f) => return app.fail_page(f),
+    };
+    match signin::code_outcome(&p, spent) {
+        CodeOutcome::Wrong {
+            attempts,
+            restart: again,
+        } => {
+            app.mfa_throttle.failure(who, req.now_ms);
+            app.audit(
+                "mfa.failure",
+                Some(&user.username),
+                None,
+                Some(req.peer),
+                "wrong code",
+                now,
+            );
+            if again {
+                app.pendings.finish(&id);
+                return restart(app, "Too many wrong codes. Please sign in again.");
+            }
+            app.pendings.update(&id, |p| p.attempts = attempts);
+            render_code_page(
+                app,
+                req,
+                Some("That code is not valid. Codes can be used once."),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+        CodeOutcome::Accepted(spent) => {
+            app.pendings.finish(&id);
+            app.mfa_throttle.success(who);
+            app.audit(
+                "mfa.success",
+                Some(&user.username),
+                None,
+                Some(req.peer),
+                spent.label(),
+                now,
+            );
+            let trust =
+                app.config.trusted_device_days > 0 && form.get_lenient("trust") == Some("yes");
+            let device = if trust {
+                match trust_browser(app, req, &user, now) {
+                    Ok(c) => Some(c),
+                    Err(f) => return app.fail_page(f),
+                }
+            } else {
+                None
+            };
+            finish(app, req, &user, spent.factors(), p.target, device, now)
+        }
+    }
+}

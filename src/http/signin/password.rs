@@ -1,0 +1,253 @@
+//! Choosing a password during a sign-in: the forced new password after a temporary one,
+//! and the administrator's one-time reset link; and the rule both share for setting it.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::{App, Req, Stage, after_password, modify_user, pending, restart, step_form};
+use crate::http::response::{self, Fail, Resp};
+use crate::keys::Secret;
+use crate::model::User;
+use crate::signin;
+
+fn render_new_password(app: &App, req: &Req, error: Option<&str>, status: StatusCode) -> Resp {
+    app.form_page(
+        req,
+        "new_password.html",
+        json!({
+            "title": "Choose a new password",
+            "error": error,
+            "action": "/login/password",
+            "lead": "Your administrator set a temporary password. Choose your own to continue.",
+        }),
+        status,
+    )
+}
+
+pub(in crate::http) fn new_password_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    match pending(app, req, Stage::NewPassword, now) {
+        Some(_) => render_new_password(app, req, None, StatusCode::OK),
+        None => restart(app, "This sign-in has expired. Please sign in again."),
+    }
+}
+
+pub(in crate::http) async fn new_password_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let again = |e: Option<&str>, status| render_new_password(app, req, e, status);
+    let (form, id, p) = match step_form(app, req, Stage::NewPassword, now, again) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
+    let again = form.get_lenient("password2").unwrap_or("");
+    match set_password(app, &p.user_id, new, again, None, None, now).await {
+        Ok(user) => {
+            app.pendings.finish(&id);
+            app.audit(
+                "account.password_changed",
+                Some(&user.username),
+                None,
+                Some(req.peer),
+                "temporary password replaced",
+                now,
+            );
+            after_password(app, req, &user, p.target, now)
+        }
+        Err(PasswordError::Input(msg)) => {
+            render_new_password(app, req, Some(&msg), StatusCode::BAD_REQUEST)
+        }
+        Err(PasswordError::Fail(f)) => app.fail_page(f),
+    }
+}
+
+pub(in crate::http) enum PasswordError {
+    /// For the person to fix; shown on the page.
+    Input(String),
+    Fail(Fail),
+}
+
+impl From<Fail> for PasswordError {
+    fn from(f: Fail) -> Self {
+        PasswordError::Fail(f)
+    }
+}
+
+/// Sets a user's own new password: checks the policy and the repetition, hashes on the
+/// pool, clears a temporary password or reset link, and ends every other sign-in of the
+/// account: sessions (except `keep_session`), refresh and access tokens, trusted browsers.
+pub(in crate::http) async fn set_password(
+    app: &Arc<App>,
+    user_id: &str,
+    new: Secret<String>,
+    again: &str,
+    keep_session: Option<&str>,
+    reset_link: Option<&str>,
+    now: i64,
+) -> Result<User, PasswordError> {
+    let Some(user) = app.store.user(user_id).map_err(Fail::from)? else {
+        return Err(PasswordError::Input("The account no longer exists.".into()));
+    };
+    if again != new.expose() {
+        return Err(PasswordError::Input("The two passwords differ.".into()));
+    }
+    crate::keys::password::check_policy(new.expose(), &user.username)
+        .map_err(PasswordError::Input)?;
+    let params = app.config.password.clone();
+    let hash = match app
+        .pool
+        .run(move || crate::keys::password::hash(new.expose(), &params))
+        .await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return Err(Fail::Internal(e).into()),
+        Err(_) => return Err(Fail::Busy.into()),
+    };
+    let updated = modify_user(app, user_id, |u| {
+        // A reset link is spent here, once: not if it was used or replaced meanwhile.
+        if let Some(link) = reset_link
+            && u.reset_link.as_ref().map(|(h, _)| h.as_str()) != Some(link)
+        {
+            return false;
+        }
+        u.password_hash = hash.clone();
+        u.must_change_password = false;
+        u.reset_link = None;
+        u.mfa.devices.clear();
+        u.mfa.pending_secret = None;
+        u.updated_at = now;
+        true
+    })?
+    .ok_or_else(|| PasswordError::Input("This link or account is no longer valid.".into()))?;
+    // Other sign-ins end and every token is revoked.
+    match keep_session {
+        Some(h) => app.store.delete_user_sessions_except(user_id, h),
+        None => app.store.delete_user_sessions(user_id),
+    }
+    .map_err(Fail::from)?;
+    app.store.revoke_user_grants(user_id).map_err(Fail::from)?;
+    Ok(updated)
+}
+
+/// The user a reset link (`<user id>.<secret>`) belongs to, while it is valid.
+fn reset_user(app: &App, token: &str, now: i64) -> Result<Option<User>, Fail> {
+    let Some((user_id, secret)) = token.split_once('.') else {
+        return Ok(None);
+    };
+    let Some(user) = app.store.user(user_id)? else {
+        return Ok(None);
+    };
+    let ok = signin::reset_link_ok(&user, &crate::keys::token_hash(secret), now);
+    Ok(ok.then_some(user))
+}
+
+fn render_reset(
+    app: &App,
+    req: &Req,
+    token: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Resp {
+    app.form_page(
+        req,
+        "new_password.html",
+        json!({
+            "title": "Choose a new password",
+            "error": error,
+            "action": "/reset",
+            "token": token,
+            "lead": "Your administrator made this link for you. It works once.",
+        }),
+        status,
+    )
+}
+
+fn reset_gone(app: &App) -> Resp {
+    app.error_page(
+        StatusCode::NOT_FOUND,
+        "Link not valid",
+        "This password reset link has expired or was already used. Ask your administrator for a new one.",
+    )
+}
+
+/// The user of a presented reset link, or the page to show. A right link always works
+/// (checking one is a cheap hash); wrong ones are counted per source address, and once an
+/// address has spent its free failures its wrong links are answered "wait" (SPEC §8).
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Resp> {
+    match reset_user(app, token, now) {
+        Ok(Some(u)) => Ok(u),
+        Err(f) => Err(app.fail_page(f)),
+        Ok(None) => {
+            let who = crate::http::throttle::Who::Address(req.peer);
+            let now_ms = req.now_ms;
+            if let Err(refused) = app.code_throttle.check(who, now_ms) {
+                app.audit_refused("reset.throttled", None, req, refused);
+                return Err(app.error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts",
+                    &format!(
+                        "Too many links that were not valid. Wait {} and try again.",
+                        refused.wait_text()
+                    ),
+                ));
+            }
+            app.code_throttle.failure(who, now_ms);
+            Err(reset_gone(app))
+        }
+    }
+}
+
+pub(in crate::http) fn reset_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let q = req.query_params();
+    let token = q.get_lenient("token").unwrap_or("");
+    match reset_attempt(app, req, token, now) {
+        Ok(_) => render_reset(app, req, token, None, StatusCode::OK),
+        Err(page) => page,
+    }
+}
+
+pub(in crate::http) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let form = req.form();
+    let token = form.get_lenient("token").unwrap_or("").to_string();
+    let user = match reset_attempt(app, req, &token, now) {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    if !req.is_form() || !app.csrf_ok(req, &form) {
+        return render_reset(
+            app,
+            req,
+            &token,
+            Some("The form expired. Please try again."),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
+    let again = form.get_lenient("password2").unwrap_or("");
+    let link = user.reset_link.as_ref().map(|(h, _)| h.clone());
+    match set_password(app, &user.id, new, again, None, link.as_deref(), now).await {
+        Ok(_) => {
+            app.audit(
+                "account.password_changed",
+                Some(&user.username),
+                None,
+                Some(req.peer),
+                "reset link",
+                now,
+            );
+            response::html(
+                StatusCode::OK,
+                app.pages.message(
+                    "Password set",
+                    "Your new password is set. Sign in with it.",
+                    Some(("/login", "Sign in")),
+                ),
+            )
+        }
+        Err(PasswordError::Input(m)) => {
+            render_reset(app, req, &token, Some(&m), StatusCode::BAD_REQUEST)
+        }
+        Err(PasswordError::Fail(f)) => app.fail_page(f),
+    }
+}

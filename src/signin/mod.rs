@@ -1,0 +1,288 @@
+//! The sign-in rules, pure: what follows a correct password, what a second-factor attempt
+//! leads to, when a signed-in browser must step up, and when a trusted-browser cookie or a
+//! reset link still counts. The pages (`http::signin`, `http::login`) gather the facts,
+//! call these with `now`, and act on the answer. Nothing here reads the clock, draws randomness or stores
+//! anything, so every rule is tested at a fixed time.
+
+use crate::model::User;
+use crate::oidc::authorize::{ACR_ONE_FACTOR, ACR_TWO_FACTOR};
+use crate::oidc::discovery::paths;
+
+/// A sign-in must finish its remaining steps within ten minutes.
+pub const PENDING_TTL: i64 = 10 * 60;
+/// Wrong codes allowed for one pending sign-in before it starts again at the password.
+pub const MAX_CODE_ATTEMPTS: u32 = 5;
+
+/// Where a finished sign-in continues.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Target {
+    /// A pending authorization request.
+    pub interaction: Option<String>,
+    /// A local page (see [`safe_next`]).
+    pub next: Option<String>,
+}
+
+impl Target {
+    pub fn url(&self) -> String {
+        match (&self.interaction, &self.next) {
+            (Some(id), _) => format!("{}?interaction={id}", paths::AUTHORIZE_RESUME),
+            (None, Some(n)) => n.clone(),
+            (None, None) => "/account".to_string(),
+        }
+    }
+}
+
+/// Where a sign-in may continue besides an authorization request: Latchkey's own pages
+/// only, so the parameter can never become an open redirect.
+pub fn safe_next(next: &str) -> bool {
+    let local = ["/device", "/account", "/admin"].iter().any(|p| {
+        next == *p
+            || next
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('?') || rest.starts_with('/'))
+    });
+    local
+        && next.bytes().all(|b| b.is_ascii_graphic())
+        && !next.contains('\\')
+        && !next.contains("//")
+        && !next.contains("..")
+}
+
+/// The step a pending sign-in waits at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    NewPassword,
+    SecondFactor,
+}
+
+impl Stage {
+    /// The page of the step.
+    pub fn page(self) -> &'static str {
+        match self {
+            Stage::NewPassword => "/login/password",
+            Stage::SecondFactor => "/login/2fa",
+        }
+    }
+}
+
+/// A sign-in between its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub user_id: String,
+    pub stage: Stage,
+    pub target: Target,
+    pub attempts: u32,
+    /// A step-up: the session (its hash) the second factor raises. The code then counts
+    /// only while that session lives; without one, the password was just given.
+    pub raises: Option<String>,
+}
+
+/// How a sign-in was completed: `amr` (RFC 8176) and `acr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Factors {
+    pub amr: &'static [&'static str],
+    pub acr: &'static str,
+}
+
+pub const PASSWORD: Factors = Factors {
+    amr: &["pwd"],
+    acr: ACR_ONE_FACTOR,
+};
+/// The password and a browser the user trusted after a second factor.
+pub const TRUSTED_BROWSER: Factors = Factors {
+    amr: &["pwd", "mfa"],
+    acr: ACR_TWO_FACTOR,
+};
+
+/// What follows a correct password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The password is temporary: choose one first.
+    NewPassword,
+    SecondFactor,
+    /// Signed in; `trusted_browser` when a trusted browser stood in for the second factor.
+    Session {
+        factors: Factors,
+        trusted_browser: bool,
+    },
+}
+
+/// What the page found out about the person who just gave a correct password.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PasswordFacts {
+    pub must_change_password: bool,
+    pub second_factor_enrolled: bool,
+    /// The application asked for a fresh sign-in (`prompt=login`, `max_age`): a trusted
+    /// browser does not stand in for the second factor then.
+    pub fresh_requested: bool,
+    /// This browser carries a valid trusted-browser cookie of this user.
+    pub trusted_browser: bool,
+}
+
+/// After a correct password (and again after a temporary one was replaced, with
+/// `must_change_password` false): the next step, or the session.
+pub fn after_password(f: &PasswordFacts) -> Next {
+    if f.must_change_password {
+        return Next::NewPassword;
+    }
+    if !f.second_factor_enrolled {
+        return Next::Session {
+            factors: PASSWORD,
+            trusted_browser: false,
+        };
+    }
+    if f.trusted_browser && !f.fresh_requested {
+        return Next::Session {
+            factors: TRUSTED_BROWSER,
+            trusted_browser: true,
+        };
+    }
+    Next::SecondFactor
+}
+
+/// A signed-in browser whose session has one factor, at a client that needs two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUp {
+    /// Ask for the second factor, raising the session.
+    SecondFactor,
+    /// The person has none: send them to set one up.
+    Enrol,
+}
+
+pub fn step_up(user: &User) -> StepUp {
+    if user.mfa.enrolled() {
+        StepUp::SecondFactor
+    } else {
+        StepUp::Enrol
+    }
+}
+
+/// A code that was right, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    Totp,
+    RecoveryCode,
+}
+
+impl Spent {
+    pub fn factors(self) -> Factors {
+        match self {
+            Spent::Totp => Factors {
+                amr: &["pwd", "otp", "mfa"],
+                acr: ACR_TWO_FACTOR,
+            },
+            Spent::RecoveryCode => Factors {
+                amr: &["pwd", "mfa"],
+                acr: ACR_TWO_FACTOR,
+            },
+        }
+    }
+
+    /// As the audit log names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Spent::Totp => "totp",
+            Spent::RecoveryCode => "recovery code",
+        }
+    }
+}
+
+/// Whether a pending second-factor step may take a code at all: its user still exists
+/// and is enabled, and a step-up's session still lives for that user (after a sign-out,
+/// or when an administrator ended it, the code alone is no sign-in). `raised_session` is
+/// the user id of the live session a step-up raises, `None` when it is gone.
+pub fn may_take_code(pending: &Pending, user: Option<&User>, raised_session: Option<&str>) -> bool {
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        return false;
+    };
+    match &pending.raises {
+        None => true,
+        Some(_) => raised_session == Some(user.id.as_str()),
+    }
+}
+
+/// What a submitted code leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeOutcome {
+    Accepted(Spent),
+    /// Wrong; `restart` once the pending sign-in has had [`MAX_CODE_ATTEMPTS`] wrong
+    /// codes (the sign-in then begins again at the password).
+    Wrong {
+        attempts: u32,
+        restart: bool,
+    },
+}
+
+pub fn code_outcome(pending: &Pending, spent: Option<Spent>) -> CodeOutcome {
+    match spent {
+        Some(s) => CodeOutcome::Accepted(s),
+        None => {
+            let attempts = pending.attempts + 1;
+            CodeOutcome::Wrong {
+                attempts,
+                restart: attempts >= MAX_CODE_ATTEMPTS,
+            }
+        }
+    }
+}
+
+/// A trusted-browser cookie as presented (its MAC already verified by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCookie<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub expires: i64,
+}
+
+impl<'a> DeviceCookie<'a> {
+    /// `<user id>.<device id>.<expiry>.<tag>`: the parts, and the payload the tag signs.
+    pub fn parse(value: &'a str) -> Option<(DeviceCookie<'a>, &'a str)> {
+        let parts: Vec<&str> = value.split('.').collect();
+        let [user_id, device_id, exp, tag] = parts.as_slice() else {
+            return None;
+        };
+        let expires = exp.parse().ok()?;
+        Some((
+            DeviceCookie {
+                user_id,
+                device_id,
+                expires,
+            },
+            tag,
+        ))
+    }
+
+    /// What the cookie's tag signs.
+    pub fn payload(&self) -> String {
+        device_payload(self.user_id, self.device_id, self.expires)
+    }
+}
+
+pub fn device_payload(user_id: &str, device_id: &str, expires: i64) -> String {
+    format!("device|{user_id}|{device_id}|{expires}")
+}
+
+/// Whether a verified trusted-browser cookie still stands for `user` at `now`: it is
+/// theirs, unexpired, and the browser is still on their list (a password change or the
+/// account page removes it).
+pub fn trusted_device_ok(user: &User, c: &DeviceCookie<'_>, now: i64) -> bool {
+    c.user_id == user.id
+        && c.expires > now
+        && user
+            .mfa
+            .devices
+            .iter()
+            .any(|d| d.id == c.device_id && d.expires_at > now)
+}
+
+/// Whether an administrator's reset link (its secret already hashed) is this user's
+/// current one, unexpired, for an enabled account.
+pub fn reset_link_ok(user: &User, secret_hash: &str, now: i64) -> bool {
+    !user.disabled
+        && user.reset_link.as_ref().is_some_and(|(hash, expires)| {
+            *expires > now && crate::keys::ct_eq(secret_hash.as_bytes(), hash.as_bytes())
+        })
+}
+
+#[cfg(test)]
+mod tests;

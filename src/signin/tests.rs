@@ -1,0 +1,200 @@
+//! Every sign-in rule at a fixed `NOW`.
+
+use super::*;
+use crate::model::TrustedDevice;
+
+const NOW: i64 = 1_700_000_000;
+
+fn user() -> User {
+    User {
+        id: "u1".into(),
+        username: "alice".into(),
+        email: String::new(),
+        email_verified: false,
+        given_name: None,
+        family_name: None,
+        phone: None,
+        address: None,
+        groups: vec![],
+        password_hash: String::new(),
+        disabled: false,
+        created_at: 0,
+        updated_at: 0,
+        mfa: Default::default(),
+        must_change_password: false,
+        reset_link: None,
+    }
+}
+
+fn enrolled() -> User {
+    let mut u = user();
+    u.mfa.totp_secret = Some("JBSWY3DPEHPK3PXP".into());
+    u
+}
+
+#[test]
+fn the_step_after_a_correct_password() {
+    let session = |factors, trusted_browser| Next::Session {
+        factors,
+        trusted_browser,
+    };
+    let f = |must, enrolled, fresh, trusted| PasswordFacts {
+        must_change_password: must,
+        second_factor_enrolled: enrolled,
+        fresh_requested: fresh,
+        trusted_browser: trusted,
+    };
+    // (must change, enrolled, fresh requested, trusted browser) → next
+    let table = [
+        (f(true, true, false, true), Next::NewPassword),
+        (f(true, false, false, false), Next::NewPassword),
+        (f(false, false, false, false), session(PASSWORD, false)),
+        (f(false, false, true, true), session(PASSWORD, false)),
+        (f(false, true, false, false), Next::SecondFactor),
+        (f(false, true, false, true), session(TRUSTED_BROWSER, true)),
+        (f(false, true, true, true), Next::SecondFactor),
+    ];
+    for (facts, next) in table {
+        assert_eq!(after_password(&facts), next, "{facts:?}");
+    }
+    assert_eq!(PASSWORD.acr, ACR_ONE_FACTOR);
+    assert_eq!(TRUSTED_BROWSER.acr, ACR_TWO_FACTOR);
+}
+
+#[test]
+fn step_up_asks_for_the_factor_or_its_enrolment() {
+    assert_eq!(step_up(&user()), StepUp::Enrol);
+    assert_eq!(step_up(&enrolled()), StepUp::SecondFactor);
+}
+
+fn pending(raises: Option<&str>, attempts: u32) -> Pending {
+    Pending {
+        user_id: "u1".into(),
+        stage: Stage::SecondFactor,
+        target: Target::default(),
+        attempts,
+        raises: raises.map(str::to_string),
+    }
+}
+
+#[test]
+fn a_code_counts_only_for_a_live_user_and_a_live_raised_session() {
+    let (u, disabled) = (
+        enrolled(),
+        User {
+            disabled: true,
+            ..enrolled()
+        },
+    );
+    assert!(may_take_code(&pending(None, 0), Some(&u), None));
+    assert!(!may_take_code(&pending(None, 0), None, None));
+    assert!(!may_take_code(&pending(None, 0), Some(&disabled), None));
+    let step_up = pending(Some("h"), 0);
+    assert!(may_take_code(&step_up, Some(&u), Some("u1")));
+    assert!(!may_take_code(&step_up, Some(&u), None), "session ended");
+    assert!(
+        !may_take_code(&step_up, Some(&u), Some("someone-else")),
+        "the session now belongs to another user"
+    );
+}
+
+#[test]
+fn five_wrong_codes_restart_the_sign_in() {
+    for before in 0..MAX_CODE_ATTEMPTS {
+        let expected = CodeOutcome::Wrong {
+            attempts: before + 1,
+            restart: before + 1 == MAX_CODE_ATTEMPTS,
+        };
+        assert_eq!(code_outcome(&pending(None, before), None), expected);
+    }
+    assert_eq!(
+        code_outcome(&pending(None, 4), Some(Spent::Totp)),
+        CodeOutcome::Accepted(Spent::Totp),
+        "a right code on the last attempt still counts"
+    );
+    assert_eq!(Spent::Totp.factors().amr, &["pwd", "otp", "mfa"]);
+    assert_eq!(Spent::RecoveryCode.factors().amr, &["pwd", "mfa"]);
+    assert_eq!(Spent::RecoveryCode.factors().acr, ACR_TWO_FACTOR);
+}
+
+#[test]
+fn trusted_browser_cookies() {
+    let mut u = enrolled();
+    u.mfa.devices.push(TrustedDevice {
+        id: "d1".into(),
+        label: "Firefox".into(),
+        created_at: NOW - 10,
+        expires_at: NOW + 100,
+    });
+    let value = format!("u1.d1.{}.tag", NOW + 100);
+    let (c, tag) = DeviceCookie::parse(&value).unwrap();
+    assert_eq!(tag, "tag");
+    assert_eq!(c.payload(), device_payload("u1", "d1", NOW + 100));
+    assert!(trusted_device_ok(&u, &c, NOW));
+    assert!(!trusted_device_ok(&u, &c, NOW + 100), "expired");
+    let other = DeviceCookie {
+        user_id: "u2",
+        ..c.clone()
+    };
+    assert!(!trusted_device_ok(&u, &other, NOW));
+    let forgotten = DeviceCookie {
+        device_id: "d2",
+        ..c.clone()
+    };
+    assert!(
+        !trusted_device_ok(&u, &forgotten, NOW),
+        "removed from the list"
+    );
+    u.mfa.devices[0].expires_at = NOW;
+    assert!(!trusted_device_ok(&u, &c, NOW));
+    for bad in ["", "u1.d1.x.tag", "u1.d1.5", "a.b.1.c.d"] {
+        assert!(DeviceCookie::parse(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn reset_links() {
+    let mut u = user();
+    assert!(!reset_link_ok(&u, "h", NOW));
+    u.reset_link = Some(("h".into(), NOW + 3600));
+    assert!(reset_link_ok(&u, "h", NOW));
+    assert!(!reset_link_ok(&u, "other", NOW));
+    assert!(!reset_link_ok(&u, "h", NOW + 3600), "expired");
+    u.disabled = true;
+    assert!(!reset_link_ok(&u, "h", NOW));
+}
+
+#[test]
+fn only_latchkey_pages_are_places_to_continue_to() {
+    for ok in [
+        "/device",
+        "/device?user_code=BCDF-GHJK",
+        "/account",
+        "/account/2fa",
+        "/admin/clients?x=1",
+    ] {
+        assert!(safe_next(ok), "{ok}");
+    }
+    for bad in [
+        "/",
+        "//evil.example",
+        "https://evil.example/device",
+        "/device/../admin",
+        "/devices",
+        "/adminx",
+        "/account//evil.example",
+        "/device?x=\\\\evil",
+        "/device? x",
+    ] {
+        assert!(!safe_next(bad), "{bad}");
+    }
+    let t = Target {
+        interaction: Some("i".into()),
+        next: Some("/account".into()),
+    };
+    assert_eq!(
+        t.url(),
+        format!("{}?interaction=i", paths::AUTHORIZE_RESUME)
+    );
+    assert_eq!(Target::default().url(), "/account");
+}
