@@ -233,7 +233,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     }
 
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let shares = crate::http::throttle::ConnectionShares::new(MAX_CONNECTIONS_PER_SOURCE);
+    let shares = crate::signin::throttle::ConnectionShares::new(MAX_CONNECTIONS_PER_SOURCE);
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal =
         |kind| tokio::signal::unix::signal(kind).map_err(|e| format!("signal handler: {e}"));

@@ -15,8 +15,8 @@ use crate::store::{Store, StoreError};
 use super::interaction::{self, Interactions};
 use super::pool::HashPool;
 use super::response::Fail;
-use super::throttle::{self, Throttle};
 use super::{Req, access_log, device, metrics, par, signin};
+use crate::signin::throttle::{self, Throttle};
 
 /// Everything a request handler needs, shared by all connections.
 ///

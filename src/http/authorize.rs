@@ -185,7 +185,7 @@ fn try_proceed(
         Some((id, _)) => Ok(id.clone()),
         None => app.interactions.start(
             request.clone(),
-            super::throttle::Source::from(req.peer),
+            crate::signin::throttle::Source::from(req.peer),
             reserved,
             now,
         ),

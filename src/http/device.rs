@@ -8,12 +8,12 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::response::{self, Resp};
-use super::throttle::Source;
 use super::{App, Req, SignedIn};
 use crate::model::{DeviceGrant, DeviceStatus};
 use crate::oidc::device as rules;
 use crate::oidc::registration::DEVICE_CODE;
 use crate::oidc::{ErrorCode, OidcError, scope};
+use crate::signin::throttle::Source;
 use crate::store::StoreError;
 
 /// Device codes not yet expired, counted so that unauthenticated (public-client) requests
@@ -219,9 +219,9 @@ fn guarded_lookup(
     // browser it signed in on before, others' failures at its address do not count.
     let known = super::known::id_for(app, req, &who.user.id, now).is_some();
     let guesser = if known {
-        super::throttle::Who::Account(&who.user.id)
+        crate::signin::throttle::Who::Account(&who.user.id)
     } else {
-        super::throttle::Who::Anonymous {
+        crate::signin::throttle::Who::Anonymous {
             key: &who.user.id,
             addr: req.peer,
         }

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::throttle::Source;
 use crate::oidc::authorize::AuthRequest;
+use crate::signin::throttle::Source;
 
 /// Security baseline §4.3: the login/consent interaction lives 15 minutes.
 pub const TTL: i64 = 15 * 60;

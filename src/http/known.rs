@@ -6,8 +6,8 @@
 
 use std::net::IpAddr;
 
-use super::throttle::Who;
 use super::{App, Req};
+use crate::signin::throttle::Who;
 
 /// How long a browser stays known after its last sign-in.
 pub const LIFETIME: i64 = 180 * 86_400;

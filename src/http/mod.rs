@@ -26,7 +26,6 @@ mod router;
 pub mod routes;
 mod serve;
 pub mod signin;
-pub mod throttle;
 mod token;
 mod userinfo;
 mod well_known;

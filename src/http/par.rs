@@ -9,11 +9,11 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::response::{self, Resp};
-use super::throttle::Source;
 use super::{App, Req};
 use crate::oidc::authorize as authz;
 use crate::oidc::params::Params;
 use crate::oidc::{ErrorCode, OidcError};
+use crate::signin::throttle::Source;
 
 /// RFC 9126 §2.2: the request_uri is this URN followed by a random reference.
 pub(super) const URN_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";

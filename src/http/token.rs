@@ -423,7 +423,7 @@ async fn password(
 ) -> Result<TokenResponse, EndpointError> {
     let request = grant::password_request(form, client)?;
     // No browser, so no known-browser cookie: per username and address (SPEC §8).
-    let who = super::throttle::Who::Anonymous {
+    let who = crate::signin::throttle::Who::Anonymous {
         key: &request.username,
         addr: req.peer,
     };

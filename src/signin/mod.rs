@@ -1,8 +1,11 @@
 //! The sign-in rules, pure: what follows a correct password, what a second-factor attempt
 //! leads to, when a signed-in browser must step up, and when a trusted-browser cookie or a
 //! reset link still counts. The pages (`http::signin`, `http::login`) gather the facts,
-//! call these with `now`, and act on the answer. Nothing here reads the clock, draws randomness or stores
+//! call these with `now`, and act on the answer; the throttles that slow wrong guesses are
+//! in [`throttle`]. Nothing here reads the clock, draws randomness or stores
 //! anything, so every rule is tested at a fixed time.
+
+pub mod throttle;
 
 use crate::model::User;
 use crate::oidc::authorize::{ACR_ONE_FACTOR, ACR_TWO_FACTOR};

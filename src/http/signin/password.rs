@@ -179,7 +179,7 @@ fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Re
         Ok(Some(u)) => Ok(u),
         Err(f) => Err(app.fail_page(f)),
         Ok(None) => {
-            let who = crate::http::throttle::Who::Address(req.peer);
+            let who = crate::signin::throttle::Who::Address(req.peer);
             let now_ms = req.now_ms;
             if let Err(refused) = app.code_throttle.check(who, now_ms) {
                 app.audit_refused("reset.throttled", None, req, refused);
