@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::interaction::Interaction;
 use super::issue;
-use super::response::{self, Fail, Resp};
+use super::response::{self, EndpointError, Fail, Resp, Shape};
 use super::{App, Req, SignedIn};
 use crate::model::{AuthCode, Client};
 use crate::oidc::authorize::{
@@ -20,92 +20,93 @@ use crate::oidc::{ErrorCode, OidcError};
 use crate::store::Issued;
 
 pub(super) async fn authorize(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    match request(app, req, now) {
+        Ok(r) => r,
+        Err(e) => app.error_answer(e, Shape::Page),
+    }
+}
+
+/// Until the client and its redirect_uri are verified, errors are pages of Latchkey's
+/// own; after that they go back to the client (RFC 6749 §4.1.2.1).
+fn request(app: &Arc<App>, req: &Req, now: i64) -> Result<Resp, EndpointError> {
+    let invalid = |e: PageError| EndpointError::page("Invalid request", e.0);
     let params = if req.method == Method::POST {
         if !req.is_form() {
-            return app.error_page(
-                StatusCode::BAD_REQUEST,
+            return Err(EndpointError::page(
                 "Invalid request",
                 "The authorization request must be form-encoded.",
-            );
+            ));
         }
         req.form()
     } else {
         req.query_params()
     };
-    let page = |e: PageError| app.error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.0);
     let (params, via_par) = match super::par::resolve(app, &params, now) {
         Ok(Some(pushed)) => (pushed, true),
         Ok(None) => (params, false),
-        Err(e) => return page(PageError(e)),
+        Err(e) => return Err(invalid(PageError(e))),
     };
-    let (client_id, redirect_uri) = match authz::identify(&params) {
-        Ok(x) => x,
-        Err(e) => return page(e),
-    };
-    let client = match app.client(&client_id) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return app.error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown application",
-                "No application is registered with this client_id.",
-            );
+    let (client_id, redirect_uri) = authz::identify(&params).map_err(invalid)?;
+    let client = app.client(&client_id)?.ok_or_else(|| {
+        EndpointError::page(
+            "Unknown application",
+            "No application is registered with this client_id.",
+        )
+    })?;
+    let redirect_uri =
+        authz::check_redirect_uri(&client, redirect_uri.as_deref()).map_err(invalid)?;
+    let request = authz::parse(&params, &client, &redirect_uri)?;
+    if let Some(error) = super::par::required_but_missing(&client, via_par) {
+        return Err(RedirectError {
+            error,
+            redirect_uri: request.redirect_uri,
+            response_mode: request.response_mode,
+            state: request.state,
         }
-        Err(e) => return app.fail_page(e.into()),
-    };
-    let redirect_uri = match authz::check_redirect_uri(&client, redirect_uri.as_deref()) {
-        Ok(u) => u,
-        Err(e) => return page(e),
-    };
-    match authz::parse(&params, &client, &redirect_uri) {
-        Ok(request) => match super::par::required_but_missing(&client, via_par) {
-            None => proceed(app, req, &client, request, None, now),
-            Some(error) => redirect_error(
-                app,
-                RedirectError {
-                    error,
-                    redirect_uri: request.redirect_uri,
-                    response_mode: request.response_mode,
-                    state: request.state,
-                },
-            ),
-        },
-        Err(e) => redirect_error(app, e),
+        .into());
     }
+    Ok(proceed(app, req, &client, request, None, now))
 }
 
 /// Back from the login or consent page.
 pub(super) async fn resume(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let params = req.query_params();
-    let Some(id) = params.get_lenient("interaction").map(str::to_string) else {
-        return expired(app);
-    };
-    let Some(interaction) = app.interactions.get(&id, now) else {
-        return expired(app);
-    };
-    let client = match app.client(&interaction.request.client_id) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return app.error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown application",
-                "The application was removed.",
-            );
-        }
-        Err(e) => return app.fail_page(e.into()),
-    };
-    let request = interaction.request.clone();
-    proceed(app, req, &client, request, Some((id, interaction)), now)
+    match resumed(app, req, now) {
+        Ok(r) => r,
+        Err(e) => app.error_answer(e, Shape::Page),
+    }
 }
 
-pub(super) fn expired(app: &App) -> Resp {
-    app.error_page(
-        StatusCode::BAD_REQUEST,
+fn resumed(app: &Arc<App>, req: &Req, now: i64) -> Result<Resp, EndpointError> {
+    let params = req.query_params();
+    let interaction = params
+        .get_lenient("interaction")
+        .and_then(|id| Some((id.to_string(), app.interactions.get(id, now)?)));
+    let Some((id, interaction)) = interaction else {
+        return Err(expired());
+    };
+    let client = app.client(&interaction.request.client_id)?.ok_or_else(|| {
+        EndpointError::page("Unknown application", "The application was removed.")
+    })?;
+    let request = interaction.request.clone();
+    Ok(proceed(
+        app,
+        req,
+        &client,
+        request,
+        Some((id, interaction)),
+        now,
+    ))
+}
+
+pub(super) fn expired() -> EndpointError {
+    EndpointError::page(
         "Sign-in expired",
         "This sign-in request has expired or was already completed. Return to the application and start again.",
     )
 }
 
+/// A verified request: every error from here on, Latchkey's own failures included, goes
+/// back to the client's redirect_uri.
 fn proceed(
     app: &Arc<App>,
     req: &Req,
@@ -114,17 +115,17 @@ fn proceed(
     interaction: Option<(String, Interaction)>,
     now: i64,
 ) -> Resp {
+    let back = |error: OidcError| RedirectError {
+        error,
+        redirect_uri: request.redirect_uri.clone(),
+        response_mode: request.response_mode,
+        state: request.state.clone(),
+    };
     match try_proceed(app, req, client, request.clone(), interaction, now) {
         Ok(r) => r,
-        Err(f) => redirect_error(
-            app,
-            RedirectError {
-                error: f.to_oidc(),
-                redirect_uri: request.redirect_uri,
-                response_mode: request.response_mode,
-                state: request.state,
-            },
-        ),
+        Err(EndpointError::Fail(f)) => redirect_error(app, back(f.to_oidc())),
+        Err(EndpointError::Protocol(e)) => redirect_error(app, back(e)),
+        Err(e) => app.error_answer(e, Shape::Page),
     }
 }
 
@@ -135,25 +136,17 @@ fn try_proceed(
     request: AuthRequest,
     interaction: Option<(String, Interaction)>,
     now: i64,
-) -> Result<Resp, Fail> {
-    let fail = |e: OidcError| RedirectError {
-        error: e,
-        redirect_uri: request.redirect_uri.clone(),
-        response_mode: request.response_mode,
-        state: request.state.clone(),
-    };
+) -> Result<Resp, EndpointError> {
     let signed_in = app.signed_in(req, now)?;
     let hint_subject = match &request.id_token_hint {
         None => None,
         Some(hint) => match hint_subject(app, hint) {
             Some(sub) => Some(sub),
             None => {
-                return Ok(redirect_error(
-                    app,
-                    fail(OidcError::invalid_request(
-                        "id_token_hint is not a valid ID token from this issuer",
-                    )),
-                ));
+                return Err(OidcError::invalid_request(
+                    "id_token_hint is not a valid ID token from this issuer",
+                )
+                .into());
             }
         },
     };
@@ -190,18 +183,16 @@ fn try_proceed(
             now,
         ),
     };
-    let busy = |app: &App| {
+    let busy = || {
         // Debug only: a flood would otherwise write a log line per request.
         tracing::debug!(
             "pending sign-ins are at their limit; an authorization request was refused"
         );
-        redirect_error(
-            app,
-            fail(OidcError::new(
-                crate::oidc::ErrorCode::TemporarilyUnavailable,
-                "too many sign-ins in progress, try again later",
-            )),
+        Err(OidcError::new(
+            crate::oidc::ErrorCode::TemporarilyUnavailable,
+            "too many sign-ins in progress, try again later",
         )
+        .into())
     };
     let finish = |app: &App| {
         if let Some((id, _)) = &interaction {
@@ -211,10 +202,10 @@ fn try_proceed(
     Ok(match authz::decide(&request, client, &ctx) {
         Decision::Login => match interaction_id(app) {
             Ok(id) => response::redirect(&format!("/login?interaction={id}")),
-            Err(_) => busy(app),
+            Err(_) => return busy(),
         },
         Decision::StepUp => match (&signed_in, interaction_id(app)) {
-            (_, Err(_)) => busy(app),
+            (_, Err(_)) => return busy(),
             (Some(s), Ok(id)) => {
                 let target = super::signin::Target {
                     interaction: Some(id),
@@ -226,7 +217,7 @@ fn try_proceed(
         },
         Decision::Consent { .. } => match interaction_id(app) {
             Ok(id) => response::redirect(&format!("/consent?interaction={id}")),
-            Err(_) => busy(app),
+            Err(_) => return busy(),
         },
         Decision::Forbidden => {
             finish(app);
@@ -272,11 +263,11 @@ fn try_proceed(
         }
         Decision::Error(e) => {
             finish(app);
-            redirect_error(app, fail(e))
+            return Err(e.into());
         }
         Decision::Issue { scopes } => {
             let Some(s) = signed_in else {
-                return Err(Fail::Internal("issue decided without a session".into()));
+                return Err(Fail::Internal("issue decided without a session".into()).into());
             };
             let issued = issue_response(app, &s, client, &request, scopes, now)?;
             finish(app);

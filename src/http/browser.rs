@@ -6,8 +6,8 @@ use crate::model::{Session, User};
 use crate::oidc::params::Params;
 use crate::store::StoreError;
 
-use super::response::{self, Fail, Resp};
-use super::{App, Macs, Req, request_id};
+use super::response::{self, Resp};
+use super::{App, Macs, Req};
 
 /// A signed-in browser: the stored session (with its hash) and its user.
 pub struct SignedIn {
@@ -154,21 +154,5 @@ impl App {
             (Some(cookie), Some(token)) => self.macs.csrf.verify(&cookie, token),
             _ => false,
         }
-    }
-
-    pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> Resp {
-        let id = request_id();
-        response::html(status, self.pages.error(title, message, id.as_deref()))
-    }
-
-    /// A failure on a page: a generic error page; the detail is logged under a request id.
-    pub fn fail_page(&self, f: Fail) -> Resp {
-        let e = f.to_oidc();
-        let status = if f.is_temporary() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        self.error_page(status, "Something went wrong", &e.description)
     }
 }

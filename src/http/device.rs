@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::response::{self, Resp};
+use super::response::{self, EndpointError, Resp, Shape};
 use super::{App, Req, SignedIn};
 use crate::model::{DeviceGrant, DeviceStatus};
 use crate::oidc::device as rules;
@@ -44,35 +44,51 @@ impl Outstanding {
 
 /// POST /api/v1/oauth/device_authorization (RFC 8628 §3.1-3.2).
 pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let (form, client) = match super::token::authenticated_form(app, req).await {
-        Ok(x) => x,
-        Err(e) => return response::token_error(&e.into_oidc()),
-    };
+    match authorize_device(app, req, now).await {
+        Ok(body) => {
+            response::with_header(response::json(StatusCode::OK, &body), "pragma", "no-cache")
+        }
+        Err(e) => app.error_answer(e, Shape::Json),
+    }
+}
+
+async fn authorize_device(
+    app: &Arc<App>,
+    req: &Req,
+    now: i64,
+) -> Result<serde_json::Value, EndpointError> {
+    let (form, client) = super::token::authenticated_form(app, req).await?;
     if !client.allows_grant(DEVICE_CODE) {
-        return response::token_error(&OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::UnauthorizedClient,
             "the client may not use the device grant",
-        ));
+        )
+        .into());
     }
-    let scopes = match form.get("scope") {
-        Err(e) => return response::token_error(&OidcError::invalid_request(e.to_string())),
-        Ok(None) => client.scopes.clone(),
-        Ok(Some(s)) => match scope::parse(s) {
-            Ok(requested) => scope::grant(&requested, &client.scopes),
-            Err(e) => return response::token_error(&OidcError::new(ErrorCode::InvalidScope, e)),
-        },
+    let scopes = match form
+        .get("scope")
+        .map_err(|e| OidcError::invalid_request(e.to_string()))?
+    {
+        None => client.scopes.clone(),
+        Some(s) => {
+            let requested =
+                scope::parse(s).map_err(|e| OidcError::new(ErrorCode::InvalidScope, e))?;
+            scope::grant(&requested, &client.scopes)
+        }
     };
     if scopes.is_empty() {
-        return response::token_error(&OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::InvalidScope,
             "none of the requested scopes is available",
-        ));
+        )
+        .into());
     }
     if !app.device_codes.admit(Source::from(req.peer), now) {
-        return response::token_error(&OidcError::new(
+        return Err(OidcError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many device codes are waiting, retry later",
-        ));
+        )
+        .into());
     }
     let device_code = crate::clock::random_token();
     let hash = crate::keys::token_hash(&device_code);
@@ -90,30 +106,22 @@ pub(super) async fn authorization(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         match app.store.put_device(&hash, &grant) {
             // A user code already in use: draw another.
             Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return response::token_error(&super::response::Fail::Store(e).to_oidc()),
+            Err(e) => return Err(e.into()),
             Ok(()) => {
                 let shown = rules::display(&grant.user_code);
                 let issuer = &app.config.issuer;
-                let body = json!({
+                return Ok(json!({
                     "device_code": device_code,
                     "user_code": shown,
                     "verification_uri": format!("{issuer}/device"),
                     "verification_uri_complete": format!("{issuer}/device?user_code={shown}"),
                     "expires_in": rules::LIFETIME,
                     "interval": rules::INTERVAL,
-                });
-                return response::with_header(
-                    response::json(StatusCode::OK, &body),
-                    "pragma",
-                    "no-cache",
-                );
+                }));
             }
         }
     }
-    response::token_error(&OidcError::new(
-        ErrorCode::TemporarilyUnavailable,
-        "try again",
-    ))
+    Err(OidcError::new(ErrorCode::TemporarilyUnavailable, "try again").into())
 }
 
 struct View<'a> {

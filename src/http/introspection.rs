@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use super::response::{self, EndpointError, Fail, Resp};
+use super::response::{self, EndpointError, Fail, Resp, Shape};
 use super::userinfo::live_access_token;
 use super::{App, Req};
 use crate::model::{Client, RefreshToken};
@@ -91,7 +91,7 @@ async fn prelude(
 pub(super) async fn revoke(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match revoke_inner(app, req, now).await {
         Ok(()) => response::json(StatusCode::OK, &json!({})),
-        Err(e) => response::token_error(&e.into_oidc()),
+        Err(e) => app.error_answer(e, Shape::Json),
     }
 }
 
@@ -143,7 +143,7 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<(), Endpoin
 pub(super) async fn introspect(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match introspect_inner(app, req, now).await {
         Ok(v) => response::json(StatusCode::OK, &v),
-        Err(e) => response::token_error(&e.into_oidc()),
+        Err(e) => app.error_answer(e, Shape::Json),
     }
 }
 

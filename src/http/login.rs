@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::response::{self, Fail, Resp};
+use super::response::{self, Fail, Resp, Shape};
 use super::signin::{self, Target, safe_next};
 use super::{App, Req, authorize, check_password};
 use crate::keys::Secret;
@@ -228,7 +228,7 @@ fn consent_context<'a>(
 ) -> Result<ConsentContext<'a>, Resp> {
     let Some((id, interaction)) = id.and_then(|id| app.interactions.get(id, now).map(|i| (id, i)))
     else {
-        return Err(authorize::expired(app));
+        return Err(app.error_answer(authorize::expired(), Shape::Page));
     };
     let signed_in = match app.signed_in(req, now) {
         Ok(Some(s)) => s,
@@ -242,7 +242,7 @@ fn consent_context<'a>(
             signed_in,
             client,
         }),
-        Ok(None) => Err(authorize::expired(app)),
+        Ok(None) => Err(app.error_answer(authorize::expired(), Shape::Page)),
         Err(e) => Err(app.fail_page(e.into())),
     }
 }
@@ -467,7 +467,8 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         // storage failure) is logged, and the page says only that it failed.
         Ok(Err(e)) if e.exit_code == 2 => return again(&e.message),
         Ok(Err(e)) => {
-            let id = crate::clock::random_id();
+            // The request's own id: the one in its access-log line and x-request-id.
+            let id = super::request_id().unwrap_or_default();
             tracing::error!(request_id = %id, error = %e.message, "setup: creating the administrator failed");
             let msg = format!(
                 "The account could not be created (request id {id}). Try again in a moment."

@@ -9,6 +9,7 @@ mod app;
 mod authorize;
 mod browser;
 mod device;
+mod errors;
 pub mod framing;
 pub mod head;
 pub mod interaction;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::response::{self, Resp};
+use super::response::{self, EndpointError, Resp, Shape};
 use super::{App, Req};
 use crate::oidc::authorize as authz;
 use crate::oidc::params::Params;
@@ -99,47 +99,46 @@ impl Pushed {
 
 /// POST /api/v1/oauth/par.
 pub(super) async fn push(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let (form, client) = match super::token::authenticated_form(app, req).await {
-        Ok(x) => x,
-        Err(e) => return response::token_error(&e.into_oidc()),
-    };
+    match pushed(app, req, now).await {
+        Ok(request_uri) => response::json(
+            StatusCode::CREATED,
+            &json!({"request_uri": request_uri, "expires_in": TTL}),
+        ),
+        Err(e) => app.error_answer(e, Shape::Json),
+    }
+}
+
+async fn pushed(app: &Arc<App>, req: &Req, now: i64) -> Result<String, EndpointError> {
+    let (form, client) = super::token::authenticated_form(app, req).await?;
     if form.contains("request_uri") {
-        return response::token_error(&OidcError::invalid_request("request_uri cannot be pushed"));
+        return Err(OidcError::invalid_request("request_uri cannot be pushed").into());
     }
     // The authorization request is the body without the client's credentials.
     let mut params = form.without(&["client_secret", "client_assertion", "client_assertion_type"]);
     match params.get("client_id") {
         Ok(Some(id)) if id != client.client_id => {
-            return response::token_error(&OidcError::invalid_request(
+            return Err(OidcError::invalid_request(
                 "client_id differs from the authenticated client",
-            ));
+            )
+            .into());
         }
         Ok(Some(_)) => {}
         Ok(None) => params.push("client_id", &client.client_id),
-        Err(e) => return response::token_error(&OidcError::invalid_request(e.to_string())),
+        Err(e) => return Err(OidcError::invalid_request(e.to_string()).into()),
     }
-    let redirect_uri = match authz::identify(&params)
+    let redirect_uri = authz::identify(&params)
         .and_then(|(_, r)| authz::check_redirect_uri(&client, r.as_deref()))
-    {
-        Ok(r) => r,
-        Err(e) => return response::token_error(&OidcError::invalid_request(e.0)),
-    };
-    if let Err(e) = authz::parse(&params, &client, &redirect_uri) {
-        return response::token_error(&e.error);
-    }
-    match app
-        .pushed
+        .map_err(|e| OidcError::invalid_request(e.0))?;
+    authz::parse(&params, &client, &redirect_uri).map_err(|e| e.error)?;
+    app.pushed
         .put(&client.client_id, params, Source::from(req.peer), now)
-    {
-        Some(request_uri) => response::json(
-            StatusCode::CREATED,
-            &json!({"request_uri": request_uri, "expires_in": TTL}),
-        ),
-        None => response::token_error(&OidcError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "too many pending requests, retry later",
-        )),
-    }
+        .ok_or_else(|| {
+            OidcError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many pending requests, retry later",
+            )
+            .into()
+        })
 }
 
 /// RFC 9126 §4: replaces an authorization request that names a pushed request_uri with

@@ -7,6 +7,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::oidc::authorize::RedirectError;
 use crate::oidc::{ErrorCode, OidcError};
 use crate::store::StoreError;
 
@@ -183,21 +184,47 @@ pub fn bearer_error(e: Option<&OidcError>) -> Resp {
     }
 }
 
-/// Why an endpoint did not succeed: a protocol error for the client, or a failure of
-/// Latchkey's own (logged under the request id, answered generically). Handlers return
-/// `Result<T, EndpointError>` and use `?` for both.
+/// Why an endpoint did not succeed. Handlers return `Result<T, EndpointError>` and use
+/// `?`; `App::error_answer` (in `errors.rs`) is the one mapping to what the client sees,
+/// in the shape of its endpoint ([`Shape`]).
 #[derive(Debug)]
 pub enum EndpointError {
+    /// A protocol error for the client.
     Protocol(OidcError),
+    /// RFC 6750 §3.1: no credentials at all (a challenge without an error code).
+    NoCredentials,
+    /// An error for a client's verified redirect_uri (the authorization endpoint).
+    Redirect(RedirectError),
+    /// The request cannot be answered to any client (unknown client, unregistered
+    /// redirect_uri, expired sign-in): a page of Latchkey's own.
+    Page {
+        status: StatusCode,
+        title: &'static str,
+        message: String,
+    },
+    /// A failure of Latchkey's own (logged under the request id, answered generically).
     Fail(Fail),
 }
 
+/// How an endpoint answers its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// RFC 6749 §5.2 JSON (token, introspection, revocation, PAR, device authorization).
+    Json,
+    /// RFC 6750 §3 `WWW-Authenticate: Bearer` (UserInfo).
+    Bearer,
+    /// An HTML page (the authorization endpoint before its redirect_uri is verified, and
+    /// every page).
+    Page,
+}
+
 impl EndpointError {
-    /// The protocol error to answer with (a failure is logged here, once).
-    pub fn into_oidc(self) -> OidcError {
-        match self {
-            EndpointError::Protocol(e) => e,
-            EndpointError::Fail(f) => f.to_oidc(),
+    /// A page for a request that cannot go back to any client.
+    pub fn page(title: &'static str, message: impl Into<String>) -> EndpointError {
+        EndpointError::Page {
+            status: StatusCode::BAD_REQUEST,
+            title,
+            message: message.into(),
         }
     }
 }
@@ -205,6 +232,12 @@ impl EndpointError {
 impl From<OidcError> for EndpointError {
     fn from(e: OidcError) -> Self {
         EndpointError::Protocol(e)
+    }
+}
+
+impl From<RedirectError> for EndpointError {
+    fn from(e: RedirectError) -> Self {
+        EndpointError::Redirect(e)
     }
 }
 
@@ -264,7 +297,7 @@ impl Fail {
             }
             other => {
                 // The request's own id: the one in its access-log line and x-request-id.
-                let id = super::request_id().unwrap_or_else(crate::clock::random_id);
+                let id = super::request_id().unwrap_or_default();
                 tracing::error!(request_id = %id, error = ?other, "request failed");
                 OidcError::new(
                     ErrorCode::ServerError,

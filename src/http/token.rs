@@ -8,7 +8,7 @@ use hyper::header;
 use serde_json::Value;
 
 use super::issue;
-use super::response::{self, EndpointError, Fail, Resp};
+use super::response::{self, EndpointError, Fail, Resp, Shape};
 use super::{App, Req};
 use crate::model::Client;
 
@@ -27,9 +27,10 @@ pub(super) async fn token(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             response::with_header(r, "pragma", "no-cache")
         }
         Err(e) => {
-            let e = e.into_oidc();
-            tracing::info!(error = e.code.as_str(), description = %e.description, "token request refused");
-            response::token_error(&e)
+            if let EndpointError::Protocol(p) = &e {
+                tracing::info!(error = p.code.as_str(), description = %p.description, "token request refused");
+            }
+            app.error_answer(e, Shape::Json)
         }
     }
 }

@@ -6,7 +6,7 @@
 use hyper::{Method, StatusCode, header};
 use serde_json::Value;
 
-use super::response::{self, Resp};
+use super::response::{self, EndpointError, Resp, Shape};
 use super::{App, Req};
 use crate::model::{AccessTokenRecord, User};
 use crate::oidc::{ErrorCode, OidcError, claims, scope};
@@ -16,7 +16,15 @@ pub(super) fn invalid_token(d: &str) -> OidcError {
 }
 
 pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
-    // Another scheme (Basic, say) carries no bearer token: it counts as no credentials.
+    match presented_token(req).and_then(|t| Ok(claims_for(app, &t, now)?)) {
+        Ok(v) => response::json(StatusCode::OK, &v),
+        Err(e) => app.error_answer(e, Shape::Bearer),
+    }
+}
+
+/// The bearer token, from the Authorization header or (POST) a form body, never both.
+/// Another scheme (Basic, say) carries no bearer token: it counts as no credentials.
+fn presented_token(req: &Req) -> Result<String, EndpointError> {
     let from_header = req
         .header(header::AUTHORIZATION)
         .and_then(|h| match h.split_once(' ') {
@@ -26,27 +34,19 @@ pub(super) fn userinfo(app: &App, req: &Req, now: i64) -> Resp {
             _ => None,
         });
     let from_body = if req.method == Method::POST && req.is_form() {
-        match req.form().get("access_token") {
-            Ok(t) => t.map(str::to_string),
-            Err(e) => {
-                return response::bearer_error(Some(&OidcError::invalid_request(e.to_string())));
-            }
-        }
+        req.form()
+            .get("access_token")
+            .map_err(|e| OidcError::invalid_request(e.to_string()))?
+            .map(str::to_string)
     } else {
         None
     };
-    let token = match (from_header, from_body) {
+    match (from_header, from_body) {
         (Some(_), Some(_)) => {
-            return response::bearer_error(Some(&OidcError::invalid_request(
-                "the token was sent in more than one way",
-            )));
+            Err(OidcError::invalid_request("the token was sent in more than one way").into())
         }
-        (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => return response::bearer_error(None),
-    };
-    match claims_for(app, &token, now) {
-        Ok(v) => response::json(StatusCode::OK, &v),
-        Err(e) => response::bearer_error(Some(&e)),
+        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (None, None) => Err(EndpointError::NoCredentials),
     }
 }
 

@@ -165,6 +165,27 @@ async fn protocol_errors_have_their_shapes() {
     )
     .await;
     assert!(header(&a, "www-authenticate").is_some_and(|w| w.contains("error=\"invalid_token\"")));
+    let a = call(
+        &s,
+        Method::POST,
+        "/api/v1/oauth/userinfo",
+        &[
+            ("authorization", "Bearer one"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        "access_token=two",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "a token sent two ways");
+    assert!(header(&a, "www-authenticate").is_some_and(|w| w.contains("invalid_request")));
+    // PAR and device authorization answer like the token endpoint, Pragma included.
+    for path in ["/api/v1/oauth/par", "/api/v1/oauth/device_authorization"] {
+        let a = call(&s, Method::POST, path, &form, "client_id=nobody").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(header(&a, "pragma"), Some("no-cache"), "{path}");
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["error"], "invalid_client", "{path}");
+    }
     // Authorization endpoint with an unknown client: a page, never a redirect.
     let a = call(
         &s,

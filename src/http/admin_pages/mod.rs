@@ -114,12 +114,13 @@ impl Ctx<'_> {
             self.app
                 .error_page(StatusCode::BAD_REQUEST, "Not possible", &e.message)
         } else {
-            let id = crate::clock::random_id();
+            // Logged under the request's own id, which the page shows.
+            let id = crate::http::request_id().unwrap_or_default();
             tracing::error!(request_id = %id, error = %e.message, "admin page: command failed");
             self.app.error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Something went wrong",
-                &format!("The change was not made (request id {id}). Try again in a moment."),
+                "The change was not made. Try again in a moment.",
             )
         }
     }
