@@ -99,13 +99,27 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
     };
     // Colours only on a terminal: the journal and files get plain text (or JSON).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // rustls warns per connection about what clients send (an IP address as SNI, which
+    // wrk and some libraries do): noise on a busy server, shown only at debug level.
+    let rustls = if level == tracing::Level::DEBUG {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::ERROR
+    };
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("rustls", rustls);
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr);
-    if config.log_json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(ansi).init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        if config.log_json {
+            builder.json().finish().with(targets).init();
+        } else {
+            builder.with_ansi(ansi).finish().with(targets).init();
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -330,8 +330,10 @@ pub struct Consent {
 }
 
 /// One authorization: the tokens of a code exchange and all their refresh descendants.
-/// Revoking it revokes every access and refresh token issued under it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Revoking it revokes every access and refresh token issued under it: access tokens
+/// name their grant in their `jti` and are checked against it (see `store` for the
+/// design), so no record is kept per access token.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Grant {
     pub grant_id: String,
     pub client_id: String,
@@ -345,6 +347,13 @@ pub struct Grant {
     pub session_hash: String,
     #[serde(default)]
     pub offline: bool,
+    /// Claims asked for individually for UserInfo (the `claims` parameter).
+    #[serde(default)]
+    pub userinfo_claims: Vec<String>,
+    /// When the last access token issued under the grant expires: the grant is kept at
+    /// least until then, even with nothing else referring to it.
+    #[serde(default)]
+    pub tokens_until: i64,
 }
 
 /// A refresh token (stored under its SHA-256).
@@ -370,22 +379,6 @@ pub struct RefreshToken {
     pub used: bool,
     #[serde(default)]
     pub claims: Option<ClaimsRequest>,
-}
-
-/// Record of an issued JWT access token, keyed by its `jti`, so revocation and user
-/// disabling take effect before the token expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccessTokenRecord {
-    pub grant_id: String,
-    pub client_id: String,
-    pub user_id: String,
-    pub scopes: Vec<String>,
-    pub expires_at: i64,
-    #[serde(default)]
-    pub revoked: bool,
-    /// Claims asked for individually for UserInfo (the `claims` parameter).
-    #[serde(default)]
-    pub userinfo_claims: Vec<String>,
 }
 
 /// Where a device authorization (RFC 8628) stands.

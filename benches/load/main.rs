@@ -6,17 +6,21 @@
 //! runs the floor (`floor.rs`, a minimal hyper + rustls server in its own process) and
 //! compares the server CPU per request of the two.
 //!
-//! `cargo bench --bench load` runs everything (about 20 minutes, 15 of them the soak). Settings, all optional:
+//! `cargo bench --bench load` runs everything but the sustained phase (about 20 minutes, 15 of
+//! them the soak; `sustained.rs` adds about 21). Settings, all optional:
 //! `LATCHKEY_LOAD_SECS` per scenario (default 5), `LATCHKEY_LOAD_CONNS` connections
 //! (default 32: the code flow and refresh wait for a shared fsync, and with 16 connections
 //! the server sat idle for a quarter of the time while all of them waited),
 //! `LATCHKEY_LOAD_ONLY` comma-separated phases (`start`, `scenarios`,
-//! `restart`, `scale`, `soak`), `LATCHKEY_LOAD_BIG_USERS` (default 100000),
+//! `restart`, `scale`, `soak`, and `sustained`, which runs only when named here),
+//! `LATCHKEY_LOAD_BIG_USERS` (default 100000),
 //! `LATCHKEY_LOAD_SCENARIOS` (names or their beginnings, as `code,refresh`; `floor` picks
 //! `floor_static` and `floor_token1`),
 //! `LATCHKEY_LOAD_SOAK_SECS` (default 900: the retention windows of used codes
 //! and tokens fill the database for the first 6-7 minutes, so the last third of a 15-minute
-//! run is steady load), `LATCHKEY_LOAD_KEEP=1` keeps the temp dir.
+//! run is steady load), `LATCHKEY_LOAD_SUSTAINED_SECS` (default 600, per load of the
+//! sustained phase: client_credentials, then code flows and refreshes, each reported per
+//! 10-second window; `sustained.rs`), `LATCHKEY_LOAD_KEEP=1` keeps the temp dir.
 //! Nothing is asserted: machines are shared, so read the ratios of one run.
 
 mod client;
@@ -24,6 +28,7 @@ mod floor;
 mod scenario;
 mod seed;
 mod server;
+mod sustained;
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +43,7 @@ struct Settings {
     only: Option<Vec<String>>,
     big_users: usize,
     soak_secs: u64,
+    sustained_secs: u64,
 }
 
 impl Settings {
@@ -56,6 +62,7 @@ impl Settings {
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
             big_users: num("LATCHKEY_LOAD_BIG_USERS", 100_000) as usize,
             soak_secs: num("LATCHKEY_LOAD_SOAK_SECS", 900),
+            sustained_secs: num("LATCHKEY_LOAD_SUSTAINED_SECS", 600),
         }
     }
 
@@ -70,6 +77,13 @@ impl Settings {
         self.only
             .as_ref()
             .is_none_or(|o| o.iter().any(|p| p == phase))
+    }
+
+    /// Phases outside the default set run only when `LATCHKEY_LOAD_ONLY` names them.
+    fn asks(&self, phase: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|p| p == phase))
     }
 }
 
@@ -299,6 +313,11 @@ fn main() {
             growth,
             5.0,
         ));
+    }
+
+    // About 21 minutes: only when asked for (`LATCHKEY_LOAD_ONLY=sustained`).
+    if s.asks("sustained") && s.sustained_secs > 0 {
+        targets.extend(rt.block_on(sustained::run(&s, &hash)));
     }
 
     let bin = std::fs::metadata(env!("CARGO_BIN_EXE_latchkey")).map_or(0, |m| m.len());

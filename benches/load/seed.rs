@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use latchkey::model::{AccessTokenRecord, Client, Grant, RefreshToken, User};
+use latchkey::model::{Client, Grant, RefreshToken, User};
 use latchkey::oidc::registration::{ClientSpec, build_client};
 use latchkey::store::prelude::*;
 use latchkey::store::{Issued, redb::RedbStore};
@@ -128,17 +128,10 @@ pub(crate) fn refresh_tokens(store: &RedbStore, n: usize, users: &[User]) {
             revoked: false,
             session_hash: String::new(),
             offline: true,
+            userinfo_claims: vec![],
+            tokens_until: now + 600,
         };
         let scopes: Vec<String> = ["openid", "offline_access"].map(String::from).to_vec();
-        let access = AccessTokenRecord {
-            grant_id: grant.grant_id.clone(),
-            client_id: grant.client_id.clone(),
-            user_id: user.id.clone(),
-            scopes: scopes.clone(),
-            expires_at: now + 600,
-            revoked: false,
-            userinfo_claims: vec![],
-        };
         let rt = RefreshToken {
             grant_id: grant.grant_id.clone(),
             client_id: grant.client_id.clone(),
@@ -157,13 +150,10 @@ pub(crate) fn refresh_tokens(store: &RedbStore, n: usize, users: &[User]) {
             used: false,
             claims: None,
         };
-        let jti = latchkey::clock::random_id();
         let hash = latchkey::keys::token_hash(&latchkey::clock::random_token());
         store
             .issue_tokens(&Issued {
                 grant: &grant,
-                access_jti: &jti,
-                access: &access,
                 refresh: Some((&hash, &rt)),
             })
             .expect("issue tokens");

@@ -46,6 +46,8 @@ pub struct App {
     audit_gate: Arc<throttle::AuditGate>,
     /// Throttled attempts waiting to become aggregated audit events.
     refusals: Arc<throttle::RefusalLog>,
+    /// client_credentials tokens, counted for their per-minute audit rows.
+    pub(super) issued: Arc<super::tally::IssuedTally>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
     /// Sign-ins waiting for a second factor or a new password.
@@ -108,6 +110,7 @@ impl App {
             client_throttle: Default::default(),
             audit_gate: Default::default(),
             refusals: Default::default(),
+            issued: Default::default(),
             secret_cache: Default::default(),
             interactions: Default::default(),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
@@ -145,6 +148,7 @@ impl App {
             client_throttle: self.client_throttle.clone(),
             audit_gate: self.audit_gate.clone(),
             refusals: self.refusals.clone(),
+            issued: self.issued.clone(),
             mfa_throttle: self.mfa_throttle.clone(),
             code_throttle: self.code_throttle.clone(),
             secret_cache: self.secret_cache.clone(),
@@ -307,7 +311,8 @@ impl App {
 
     /// Writes the aggregated refusal events whose window has passed (all of them with
     /// `all`, at shutdown), at most [`throttle::AuditGate::PER_MINUTE`] rows a minute; a
-    /// row says how many events the ceiling kept out before it.
+    /// row says how many events the ceiling kept out before it. Then the per-client
+    /// counts of client_credentials tokens ([`super::tally`]).
     pub fn write_refusals(&self, all: bool) {
         let now_ms = crate::clock::now_ms();
         for row in self.refusals.due(now_ms, all) {
@@ -333,6 +338,19 @@ impl App {
             };
             if let Err(err) = self.store.append_audit(&e) {
                 tracing::warn!(error = %err, kind = row.kind, "could not record audit event");
+            }
+        }
+        for row in self.issued.due(now_ms, all) {
+            let e = AuditEvent {
+                time: row.first_ms / 1000,
+                kind: "token.issued".into(),
+                user: None,
+                client: row.client_id.clone(),
+                ip: None,
+                detail: row.detail(),
+            };
+            if let Err(err) = self.store.append_audit(&e) {
+                tracing::warn!(error = %err, "could not record audit event");
             }
         }
     }

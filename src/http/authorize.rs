@@ -331,8 +331,6 @@ fn issue_response(
         if let Some(grant) = &records.grant {
             app.store.issue_tokens(&Issued {
                 grant,
-                access_jti: &d.jti,
-                access: &records.access,
                 refresh: None,
             })?;
         }

@@ -15,10 +15,12 @@ use crate::oidc::{ErrorCode, OidcError, scope};
 
 /// A token as presented: one of our access tokens, one of our refresh tokens, or neither.
 enum Found {
+    /// One of our access tokens (signature checked; it may be expired or revoked).
     Access {
         jti: String,
         client_id: String,
-        user_id: String,
+        sub: String,
+        exp: i64,
     },
     Refresh {
         record: Box<RefreshToken>,
@@ -48,16 +50,23 @@ fn find_access(app: &App, token: &str) -> Result<Found, Fail> {
     if header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
         return Ok(Found::Unknown);
     }
-    let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+    if claims.get("iss").and_then(Value::as_str) != Some(app.config.issuer.as_str()) {
+        return Ok(Found::Unknown);
+    }
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(jti), Some(client_id), Some(sub), Some(exp)) = (
+        text("jti"),
+        text("client_id"),
+        text("sub"),
+        claims.get("exp").and_then(Value::as_i64),
+    ) else {
         return Ok(Found::Unknown);
     };
-    Ok(match app.store.access_token(jti)? {
-        Some(r) => Found::Access {
-            jti: jti.to_string(),
-            client_id: r.client_id,
-            user_id: r.user_id,
-        },
-        None => Found::Unknown,
+    Ok(Found::Access {
+        jti,
+        client_id,
+        sub,
+        exp,
     })
 }
 
@@ -111,11 +120,15 @@ async fn revoke_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<(), Endpoin
     match found {
         // RFC 7009 §2.2: an invalid or unknown token is not an error.
         Found::Unknown => {}
-        Found::Access { jti, user_id, .. } => {
-            app.store.revoke_access_token(&jti)?;
+        // An expired token needs no entry: it is refused anyway.
+        Found::Access { exp, .. } if exp <= now => {}
+        Found::Access { jti, sub, exp, .. } => {
+            app.store.revoke_access_token(&jti, exp)?;
+            // A person's token names its grant; a client's own token names none.
+            let user = crate::oidc::grant::jti_grant(&jti).map(|_| app.username(&sub));
             app.audit(
                 "token.revoked",
-                Some(&app.username(&user_id)),
+                user.as_deref(),
                 Some(&client.client_id),
                 Some(req.peer),
                 "access_token",
@@ -175,8 +188,8 @@ async fn introspect_inner(app: &Arc<App>, req: &Req, now: i64) -> Result<Value, 
                 let mut v = json!({
                     "active": true,
                     "token_type": "Bearer",
-                    "scope": scope::join(&live.record.scopes),
-                    "client_id": live.record.client_id,
+                    "scope": scope::join(&live.scopes),
+                    "client_id": live.client_id,
                     "jti": live.jti,
                 });
                 for k in ["iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "sid"] {

@@ -11,7 +11,6 @@ use crate::store::Issued;
 pub(super) struct Signed {
     pub(super) access_token: String,
     pub(super) id_token: Option<String>,
-    pub(super) jti: String,
     pub(super) records: Records,
     pub(super) expires_in: i64,
     pub(super) scope: String,
@@ -26,7 +25,6 @@ pub(super) fn sign(app: &App, plan: &Plan<'_>, d: &Draws, now: i64) -> Result<Si
     Ok(Signed {
         id_token: id_token(app, plan, Some(&at_hash), None, now)?,
         access_token,
-        jti: d.jti.clone(),
         records: plan.records(l, d, now),
         expires_in: l.access_token,
         scope: crate::oidc::scope::join(&plan.scopes),
@@ -74,8 +72,6 @@ impl Signed {
         })?;
         Ok(Issued {
             grant,
-            access_jti: &self.jti,
-            access: &self.records.access,
             refresh: self
                 .records
                 .refresh

@@ -27,6 +27,7 @@ mod router;
 pub mod routes;
 mod serve;
 pub mod signin;
+pub mod tally;
 mod token;
 mod userinfo;
 mod well_known;

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::response::{self, EndpointError, Resp, Shape};
 use super::{App, Req};
-use crate::model::{AccessTokenRecord, User};
-use crate::oidc::{ErrorCode, OidcError, claims, scope};
+use crate::model::User;
+use crate::oidc::{ErrorCode, OidcError, claims, grant, scope};
 
 pub(super) fn invalid_token(d: &str) -> OidcError {
     OidcError::new(ErrorCode::InvalidToken, d)
@@ -58,7 +58,7 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
             "the access token was issued to a client, not a user",
         )
     })?;
-    if !scope::contains(&live.record.scopes, "openid") {
+    if !scope::contains(&live.scopes, "openid") {
         return Err(OidcError::new(
             ErrorCode::InsufficientScope,
             "the access token lacks the openid scope",
@@ -66,8 +66,8 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
     }
     Ok(Value::Object(claims::userinfo(
         &user,
-        &live.record.scopes,
-        &live.record.userinfo_claims,
+        &live.scopes,
+        &live.userinfo_claims,
     )))
 }
 
@@ -75,14 +75,18 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
 pub(super) struct LiveAccessToken {
     pub claims: serde_json::Map<String, Value>,
     pub jti: String,
-    pub record: AccessTokenRecord,
+    pub client_id: String,
+    pub scopes: Vec<String>,
     /// `None` for tokens issued to a client itself (client_credentials).
     pub user: Option<User>,
+    /// Claims asked for individually for UserInfo (kept with the grant).
+    pub userinfo_claims: Vec<String>,
 }
 
 /// Checks one of our RFC 9068 access tokens: signature by a current or retired key,
-/// `typ`, issuer, expiry, and the issued-token record (so revocation, logout, a deleted
-/// client or a disabled user take effect at once).
+/// `typ`, issuer, expiry, then its standing against its grant, user, client and the
+/// revocation list (`oidc::grant::access_standing`), so revocation, logout, a deleted
+/// client or a disabled user take effect at once.
 pub(super) fn live_access_token(
     app: &App,
     token: &str,
@@ -105,37 +109,47 @@ pub(super) fn live_access_token(
     {
         return Err(invalid_token("the access token has expired"));
     }
-    let jti = claims
-        .get("jti")
+    let text = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| invalid_token("the access token lacks a claim"))
+    };
+    let (jti, client_id, sub) = (text("jti")?, text("client_id")?, text("sub")?);
+    let scopes: Vec<String> = claims
+        .get("scope")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid_token("the access token has no jti"))?
-        .to_string();
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let grant_id = grant::jti_grant(&jti);
     let store_err = |e: crate::store::StoreError| super::response::Fail::Store(e).to_oidc();
     let ctx = app
         .store
-        .access_token_context(&jti)
-        .map_err(store_err)?
-        .ok_or_else(|| invalid_token("the access token is not known"))?;
-    let record = ctx.record;
-    let client_gone =
-        !ctx.client_stored && !app.config.declared_clients.contains_key(&record.client_id);
-    let grant_revoked = ctx.grant.is_none_or(|g| g.revoked);
-    if client_gone || record.revoked || grant_revoked {
-        return Err(invalid_token("the access token was revoked"));
-    }
-    let user = if record.user_id.is_empty() {
-        None
-    } else {
-        let user = ctx
-            .user
-            .filter(|u| !u.disabled)
-            .ok_or_else(|| invalid_token("the user no longer exists or is disabled"))?;
-        Some(user)
+        .access_token_context(&jti, grant_id, &client_id)
+        .map_err(store_err)?;
+    let facts = grant::AccessFacts {
+        client_id: &client_id,
+        sub: &sub,
+        grant_id,
+        revoked: ctx.revoked,
+        client_exists: ctx.client_stored || app.config.declared_clients.contains_key(&client_id),
+        grant: ctx.grant.as_ref(),
+        user: ctx.user.as_ref(),
     };
+    let user = grant::access_standing(&facts)
+        .map_err(invalid_token)?
+        .cloned();
+    let userinfo_claims = ctx.grant.map(|g| g.userinfo_claims).unwrap_or_default();
     Ok(LiveAccessToken {
         claims,
         jti,
-        record,
+        client_id,
+        scopes,
         user,
+        userinfo_claims,
     })
 }

@@ -5,12 +5,27 @@
 //! decides protocol questions, except the atomic check-and-set steps that must happen in
 //! one transaction (a code or refresh token is consumed exactly once).
 //!
+//! Access tokens keep no record each. A token is a signed RFC 9068 JWT whose `jti` names
+//! its grant (`<grant id>.<random>`, see `oidc::grant::token_jti`); a client's own token
+//! (client_credentials) has no grant. UserInfo and introspection check a token against
+//! what is alive at grant level, read in one snapshot ([`Tokens::access_token_context`]):
+//! the grant (revoked by token revocation of its refresh token, replay, logout of its
+//! session unless offline, the user's or an administrator's revocation, a password
+//! change, disabling or deleting the user), the user (must exist and be enabled), the
+//! client (must still exist), and the revocation list of single access tokens revoked
+//! through RFC 7009, each entry kept until the token would have expired. So every
+//! guarantee of SPEC §6 holds at once and across restarts, while the state grows with
+//! what is revoked or alive at grant level, not with tokens minted: issuing a
+//! client_credentials token writes nothing, and the other grants write their grant and
+//! refresh token, which they need anyway. A grant is kept while a code or refresh token
+//! refers to it and at least until its last access token expires (`tokens_until`).
+//!
 //! Durability: users, groups, clients, consents, grants, refresh tokens, keys and
 //! metadata are committed durably before the caller answers, and so is every change that
 //! undoes or consumes a credential (a code or device code redeemed, an assertion jti
 //! recorded, a session ended, an access token revoked): losing one of those would bring a
-//! credential back. New codes, sessions, device polls and issued access-token records
-//! use non-durable commits (a crash may lose them, which costs a user one more sign-in
+//! credential back. New codes, sessions, device polls and the grants of tokens without a
+//! refresh token use non-durable commits (a crash may lose them, which costs a user one more sign-in
 //! at worst), and audit events ride along with the next write transaction (they are also
 //! written when the log is read, when 256 are waiting, and when the store closes, so a
 //! crash may lose the last few). Every durable commit and the once-a-minute maintenance
@@ -22,14 +37,15 @@ mod commit;
 pub mod redb;
 
 use crate::model::{
-    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
-    RefreshToken, Session, User,
+    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, RefreshToken,
+    Session, User,
 };
 
 /// Version of the on-disk layout. History: 1 = the first layout; 2 = adds the device
-/// authorization, user code and client-assertion tables. Older databases are migrated
+/// authorization, user code and client-assertion tables; 3 = access tokens keep no
+/// record (the `access_tokens` table is dropped, `revoked_access_tokens` added). Older databases are migrated
 /// when opened; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -71,23 +87,24 @@ pub enum Consumed<T> {
     Missing,
 }
 
-/// What [`Store::access_token_context`] returns.
-#[derive(Debug, Clone)]
+/// What [`Tokens::access_token_context`] returns: what decides whether an access token
+/// is still good, read in one snapshot.
+#[derive(Debug, Clone, Default)]
 pub struct TokenContext {
-    pub record: AccessTokenRecord,
+    /// The token was revoked on its own (RFC 7009).
+    pub revoked: bool,
+    /// The grant the token names (`None` when it has none or it is gone).
     pub grant: Option<Grant>,
-    /// `None` for client tokens and for users that no longer exist.
+    /// The grant's user (`None` without a grant and for users that no longer exist).
     pub user: Option<User>,
     /// Whether the client is in the store (declared clients live in the configuration).
     pub client_stored: bool,
 }
 
-/// Tokens issued together in one transaction.
+/// A grant with its first refresh token, stored in one transaction.
 #[derive(Debug, Clone)]
 pub struct Issued<'a> {
     pub grant: &'a Grant,
-    pub access_jti: &'a str,
-    pub access: &'a AccessTokenRecord,
     pub refresh: Option<(&'a str, &'a RefreshToken)>,
 }
 
@@ -228,8 +245,8 @@ pub trait Consents: Send + Sync {
 
 /// Grants and the access and refresh tokens issued under them.
 pub trait Tokens: Send + Sync {
-    /// Stores a grant with its first tokens where no code is consumed (client
-    /// credentials, password, device and implicit grants); durable with a refresh token.
+    /// Stores a grant with its first refresh token where no code is consumed (password,
+    /// device and implicit grants); durable with a refresh token.
     fn issue_tokens(&self, issued: &Issued<'_>) -> Result<()>;
 
     fn grant(&self, id: &str) -> Result<Option<Grant>>;
@@ -247,26 +264,31 @@ pub trait Tokens: Send + Sync {
     /// Revokes the grants that came from an SSO session, except offline ones (logout).
     fn revoke_session_grants(&self, session_hash: &str) -> Result<usize>;
 
-    /// Marks one access token revoked; `false` if it is unknown.
-    fn revoke_access_token(&self, jti: &str) -> Result<bool>;
+    /// Puts one access token on the revocation list until `expires_at` (when it would
+    /// have expired anyway), durably.
+    fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<()>;
 
-    fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>>;
-
-    /// An access token's record with what decides whether it is still good, read in one
-    /// snapshot (userinfo and introspection run this on every call).
-    fn access_token_context(&self, jti: &str) -> Result<Option<TokenContext>>;
+    /// What decides whether the access token `jti` of `client_id`, naming `grant_id`, is
+    /// still good, read in one snapshot (userinfo and introspection run this on every
+    /// call).
+    fn access_token_context(
+        &self,
+        jti: &str,
+        grant_id: Option<&str>,
+        client_id: &str,
+    ) -> Result<TokenContext>;
 
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
 
-    /// Marks `old` used and stores its successor and the new access token, atomically
-    /// and durably. A replay of `old` returns [`Consumed::Replayed`] and stores nothing.
+    /// Marks `old` used and stores its successor, atomically and durably, and keeps the
+    /// grant at least until `tokens_until` (the new access token's expiry). A replay of
+    /// `old` returns [`Consumed::Replayed`] and stores nothing.
     fn rotate_refresh_token(
         &self,
         old_hash: &str,
         new_hash: &str,
         new: &RefreshToken,
-        access_jti: &str,
-        access: &AccessTokenRecord,
+        tokens_until: i64,
     ) -> Result<Consumed<RefreshToken>>;
 }
 

@@ -71,18 +71,6 @@ fn rt(expires_at: i64) -> RefreshToken {
     }
 }
 
-fn at(expires_at: i64) -> AccessTokenRecord {
-    AccessTokenRecord {
-        grant_id: "g".into(),
-        client_id: "c".into(),
-        user_id: "u".into(),
-        scopes: vec![],
-        expires_at,
-        revoked: false,
-        userinfo_claims: vec![],
-    }
-}
-
 #[test]
 fn users_round_trip_with_unique_case_insensitive_names() {
     let (_d, s) = open();
@@ -117,18 +105,22 @@ fn grant() -> Grant {
         revoked: false,
         session_hash: "h".into(),
         offline: false,
+        userinfo_claims: vec![],
+        tokens_until: 0,
     }
 }
 
-/// Stores a code and redeems it with an access token `jti` and refresh token `rt_hash`.
-fn issue(s: &RedbStore, code_hash: &str, jti: &str, rt_hash: &str, expires: i64) {
+/// Stores a code and redeems it, starting grant `g` (its access tokens expire at
+/// `expires`) with refresh token `rt_hash`.
+fn issue(s: &RedbStore, code_hash: &str, rt_hash: &str, expires: i64) {
     s.put_code(code_hash, &code(expires)).unwrap();
-    let g = grant();
-    let (a, r) = (at(expires), rt(expires));
+    let g = Grant {
+        tokens_until: expires,
+        ..grant()
+    };
+    let r = rt(expires);
     let issued = Issued {
         grant: &g,
-        access_jti: jti,
-        access: &a,
         refresh: Some((rt_hash, &r)),
     };
     assert!(matches!(
@@ -140,23 +132,19 @@ fn issue(s: &RedbStore, code_hash: &str, jti: &str, rt_hash: &str, expires: i64)
 #[test]
 fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
     let (_d, s) = open();
-    issue(&s, "h1", "j1", "r1", 100);
-    assert!(s.access_token("j1").unwrap().is_some());
+    issue(&s, "h1", "r1", 100);
     assert!(s.refresh_token("r1").unwrap().is_some());
     assert!(s.code("h1").unwrap().unwrap().used);
     let g = grant();
-    let (a, r) = (at(100), rt(100));
+    let r = rt(100);
     let again = Issued {
         grant: &g,
-        access_jti: "j2",
-        access: &a,
         refresh: Some(("r2", &r)),
     };
     assert!(matches!(
         s.redeem_code("h1", &again).unwrap(),
         Consumed::Replayed(_)
     ));
-    assert!(s.access_token("j2").unwrap().is_none());
     assert!(s.refresh_token("r2").unwrap().is_none());
     assert_eq!(s.redeem_code("nope", &again).unwrap(), Consumed::Missing);
 }
@@ -164,17 +152,19 @@ fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
 #[test]
 fn refresh_rotation_is_single_use() {
     let (_d, s) = open();
-    issue(&s, "h", "j1", "r1", 100);
-    let fresh = s
-        .rotate_refresh_token("r1", "r2", &rt(100), "j2", &at(10))
-        .unwrap();
+    issue(&s, "h", "r1", 100);
+    let fresh = s.rotate_refresh_token("r1", "r2", &rt(100), 500).unwrap();
     assert!(matches!(fresh, Consumed::Fresh(_)));
-    let replay = s
-        .rotate_refresh_token("r1", "r3", &rt(100), "j3", &at(10))
-        .unwrap();
+    assert_eq!(
+        s.grant("g").unwrap().unwrap().tokens_until,
+        500,
+        "the grant outlives its newest access token"
+    );
+    let replay = s.rotate_refresh_token("r1", "r3", &rt(100), 900).unwrap();
     assert!(matches!(replay, Consumed::Replayed(_)));
     assert!(s.refresh_token("r3").unwrap().is_none());
     assert!(s.refresh_token("r2").unwrap().is_some());
+    assert_eq!(s.grant("g").unwrap().unwrap().tokens_until, 500);
     s.revoke_grant("g", "c", "u", 5).unwrap();
     assert!(s.grant("g").unwrap().unwrap().revoked);
     s.revoke_grant("other", "c", "u", 5).unwrap();
@@ -184,20 +174,18 @@ fn refresh_rotation_is_single_use() {
 #[test]
 fn revoking_a_users_grants_touches_no_one_else() {
     let (_d, s) = open();
-    issue(&s, "h", "j", "r", 100);
+    issue(&s, "h", "r", 100);
     let other = Grant {
         grant_id: "g2".into(),
         user_id: "someone".into(),
         ..grant()
     };
     s.put_code("h2", &code(100)).unwrap();
-    let (a, r) = (at(100), rt(100));
+    let r = rt(100);
     s.redeem_code(
         "h2",
         &Issued {
             grant: &other,
-            access_jti: "j2",
-            access: &a,
             refresh: Some(("r2", &r)),
         },
     )
@@ -224,13 +212,11 @@ fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
             ..self::code(100)
         };
         s.put_code(code, &c).unwrap();
-        let (a, r) = (at(100), rt(100));
+        let r = rt(100);
         s.redeem_code(
             code,
             &Issued {
                 grant: &g,
-                access_jti: code,
-                access: &a,
                 refresh: Some((code, &r)),
             },
         )
@@ -249,15 +235,11 @@ fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
 fn purge_removes_only_expired_records() {
     let (_d, s) = open();
     s.put_code("new", &code(10_000)).unwrap();
-    issue(&s, "old", "j", "r", 10);
+    issue(&s, "old", "r", 10);
     let n = s.purge_expired(1000).unwrap();
-    assert_eq!(
-        n, 3,
-        "the used code, the access token and the refresh token"
-    );
+    assert_eq!(n, 2, "the used code and the refresh token");
     assert!(s.code("old").unwrap().is_none());
     assert!(s.code("new").unwrap().is_some());
-    assert!(s.access_token("j").unwrap().is_none());
     assert!(s.refresh_token("r").unwrap().is_none());
     assert!(
         s.grant("g").unwrap().is_some(),
@@ -366,16 +348,14 @@ fn a_code_of_a_revoked_grant_yields_nothing() {
     s.put_code("h", &code(100)).unwrap();
     s.revoke_grant("g", "c", "u", 1).unwrap();
     let g = grant();
-    let (a, r) = (at(100), rt(100));
+    let r = rt(100);
     let issued = Issued {
         grant: &g,
-        access_jti: "j",
-        access: &a,
         refresh: Some(("r", &r)),
     };
     assert_eq!(s.redeem_code("h", &issued).unwrap(), Consumed::Missing);
     assert!(s.grant("g").unwrap().unwrap().revoked);
-    assert!(s.access_token("j").unwrap().is_none());
+    assert!(s.refresh_token("r").unwrap().is_none());
     assert!(s.code("h").unwrap().unwrap().used, "the code is spent");
 }
 
@@ -416,7 +396,7 @@ fn a_device_answer_is_never_undone_by_a_poll() {
 fn a_backup_is_a_complete_readable_copy() {
     let (dir, s) = open();
     s.create_user(&user("1", "alice")).unwrap();
-    issue(&s, "h", "j", "r", 100);
+    issue(&s, "h", "r", 100);
     s.append_audit(&AuditEvent {
         time: 1,
         kind: "k".into(),
@@ -525,18 +505,51 @@ fn queued_audit_events_are_read_back_and_survive_closing() {
 #[test]
 fn an_access_tokens_context_is_read_together() {
     let (_d, s) = open();
-    assert!(s.access_token_context("j").unwrap().is_none());
-    issue(&s, "h", "j", "r", 100);
-    let ctx = s.access_token_context("j").unwrap().unwrap();
-    assert_eq!(ctx.record.grant_id, "g");
+    let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
+    assert!(ctx.grant.is_none() && !ctx.revoked);
+    issue(&s, "h", "r", 100);
+    let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
     assert_eq!(ctx.grant.map(|g| g.revoked), Some(false));
     assert!(ctx.user.is_none(), "user u was never created");
     assert!(!ctx.client_stored, "client c was never created");
     s.create_user(&user("u", "alice")).unwrap();
     s.revoke_grant("g", "c", "u", 1).unwrap();
-    let ctx = s.access_token_context("j").unwrap().unwrap();
+    let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
     assert_eq!(ctx.user.map(|u| u.username), Some("alice".to_string()));
     assert_eq!(ctx.grant.map(|g| g.revoked), Some(true));
+    // A client's own token: no grant, and the revocation list alone.
+    assert!(
+        s.access_token_context("k", None, "c")
+            .unwrap()
+            .grant
+            .is_none()
+    );
+    s.revoke_access_token("k", 50).unwrap();
+    assert!(s.access_token_context("k", None, "c").unwrap().revoked);
+    assert!(!s.access_token_context("k2", None, "c").unwrap().revoked);
+}
+
+#[test]
+fn revocation_list_entries_and_grants_live_as_long_as_their_tokens() {
+    let (_d, s) = open();
+    s.revoke_access_token("k", 50).unwrap();
+    // A grant with no code or refresh token left, whose access tokens live until 500.
+    issue(&s, "h", "r", 10);
+    s.rotate_refresh_token("r", "r2", &rt(10), 500).unwrap();
+    s.purge_expired(49).unwrap();
+    assert!(s.access_token_context("k", None, "c").unwrap().revoked);
+    s.purge_expired(100).unwrap();
+    assert!(
+        !s.access_token_context("k", None, "c").unwrap().revoked,
+        "expired: gone"
+    );
+    assert!(s.refresh_token("r2").unwrap().is_none());
+    assert!(
+        s.grant("g").unwrap().is_some(),
+        "its access token still lives"
+    );
+    s.purge_expired(100_000).unwrap();
+    assert!(s.grant("g").unwrap().is_none());
 }
 
 #[test]

@@ -28,4 +28,5 @@ mod ops;
 mod pages;
 mod people;
 mod service;
+mod standing;
 mod storage;

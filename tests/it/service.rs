@@ -156,3 +156,33 @@ async fn json_logs_on_request() {
     assert_eq!(v["fields"]["status"], 200);
     assert!(v["fields"]["request_id"].is_string());
 }
+
+#[tokio::test]
+async fn per_connection_tls_noise_stays_out_of_the_log() {
+    // An IP address as SNI (wrk and some libraries send one): rustls warns about it on
+    // every connection, which Latchkey shows only at debug level.
+    let mut server = Server::new("").start().await;
+    let run = |port: u16| {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client")
+    };
+    let out = run(server.port);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+        "the handshake happened"
+    );
+    server.browser().get("/healthz").await;
+    let log = server.log_with("path=/healthz");
+    assert!(!log.contains("SNI"), "{log}");
+    // At debug level it is there, so the filter is what keeps it out.
+    server.stop();
+    server.env.push(("LATCHKEY_LOG".into(), "debug".into()));
+    server.spawn().await;
+    run(server.port);
+    server.browser().get("/healthz").await;
+    assert!(server.log_with("SNI").contains("SNI"), "{}", server.log());
+}

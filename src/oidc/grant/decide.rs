@@ -314,11 +314,7 @@ pub fn check_refresh(
 
 /// The client acts for itself. Scopes: any registered ones except those about a user
 /// (openid, offline_access); asking for others is invalid_scope. No refresh token.
-pub fn decide_client_credentials<'a>(
-    client: &'a Client,
-    requested: Option<Vec<String>>,
-    d: &Draws,
-) -> Decision<'a> {
+pub fn decide_client_credentials(client: &Client, requested: Option<Vec<String>>) -> Decision<'_> {
     let requested = requested.unwrap_or_default();
     let allowed: Vec<String> = client
         .scopes
@@ -333,12 +329,14 @@ pub fn decide_client_credentials<'a>(
         )
         .into());
     }
+    // No grant: the token is checked against the client and the revocation list only,
+    // so issuing one stores nothing.
     Ok(Plan {
         client,
         subject: Subject::Client,
         scopes: scope::grant(&requested, &allowed),
-        grant_id: d.grant_id.clone(),
-        new_grant: Some(true),
+        grant_id: String::new(),
+        new_grant: None,
         refresh: Refresh::None,
         claims: None,
     })

@@ -14,7 +14,7 @@ pub use decide::*;
 
 use serde_json::{Map, Value};
 
-use crate::model::{AccessTokenRecord, ClaimsRequest, Client, Grant, RefreshToken, User};
+use crate::model::{ClaimsRequest, Client, Grant, RefreshToken, User};
 
 use super::claims::{self, AuthFacts};
 use super::{OidcError, scope};
@@ -95,9 +95,10 @@ pub struct Plan<'a> {
     pub client: &'a Client,
     pub subject: Subject<'a>,
     pub scopes: Vec<String>,
+    /// The grant the tokens belong to ("" for client_credentials, which has none).
     pub grant_id: String,
     /// `Some(offline)` when the response starts a grant (stored with it); `None` when it
-    /// continues one (refresh).
+    /// continues one (refresh) or has none (client_credentials).
     pub new_grant: Option<bool>,
     pub refresh: Refresh,
     /// Claims asked for individually, limited to what the client may receive now.
@@ -183,14 +184,35 @@ impl Replay {
     }
 }
 
-/// The records a plan stores, in one transaction with whatever it consumes.
+/// The records a plan stores, in one transaction with whatever it consumes. Access
+/// tokens have none of their own: they name their grant in their `jti` ([`token_jti`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Records {
-    /// The new grant (absent when a refresh continues one).
+    /// The new grant (absent when a refresh continues one, and for client_credentials).
     pub grant: Option<Grant>,
-    pub access: AccessTokenRecord,
     /// The refresh token to hand out, its hash and its record.
     pub refresh: Option<(String, String, RefreshToken)>,
+    /// When the access token expires: its grant is kept at least until then.
+    pub tokens_until: i64,
+}
+
+/// The `jti` of an access token: `<grant id>.<random id>` for a person's tokens, so the
+/// token names the grant it is checked against; the random id alone for a client's own
+/// (client_credentials) tokens, which have no grant. Ids are base64url and never
+/// contain a dot.
+pub fn token_jti(grant_id: &str, random: &str) -> String {
+    if grant_id.is_empty() {
+        random.to_string()
+    } else {
+        format!("{grant_id}.{random}")
+    }
+}
+
+/// The grant an access token's `jti` names (`None` for a client's own token).
+pub fn jti_grant(jti: &str) -> Option<&str> {
+    jti.split_once('.')
+        .map(|(g, _)| g)
+        .filter(|g| !g.is_empty())
 }
 
 impl Plan<'_> {
@@ -216,6 +238,11 @@ impl Plan<'_> {
         })
     }
 
+    /// The access token's `jti` ([`token_jti`]).
+    pub fn jti(&self, d: &Draws) -> String {
+        token_jti(&self.grant_id, &d.jti)
+    }
+
     /// The claims of the access token (RFC 9068 §2.2).
     pub fn access_claims(
         &self,
@@ -224,15 +251,16 @@ impl Plan<'_> {
         d: &Draws,
         now: i64,
     ) -> Map<String, Value> {
+        let jti = self.jti(d);
         match self.user_facts(issuer, now) {
-            Some(f) => claims::access_token(&f, l.access_token, &d.jti),
+            Some(f) => claims::access_token(&f, l.access_token, &jti),
             None => claims::client_access_token(
                 issuer,
                 &self.client.client_id,
                 &self.scopes,
                 now,
                 l.access_token,
-                &d.jti,
+                &jti,
             ),
         }
     }
@@ -269,19 +297,12 @@ impl Plan<'_> {
             Subject::User { user, .. } => user.id.clone(),
             Subject::Client => String::new(),
         };
-        let access = AccessTokenRecord {
-            grant_id: self.grant_id.clone(),
-            client_id: self.client.client_id.clone(),
-            user_id: user_id.clone(),
-            scopes: self.scopes.clone(),
-            expires_at: now + l.access_token,
-            revoked: false,
-            userinfo_claims: self
-                .claims
-                .as_ref()
-                .map(|c| c.userinfo.clone())
-                .unwrap_or_default(),
-        };
+        let userinfo_claims = self
+            .claims
+            .as_ref()
+            .map(|c| c.userinfo.clone())
+            .unwrap_or_default();
+        let tokens_until = now + l.access_token;
         let grant = self.new_grant.map(|offline| Grant {
             grant_id: self.grant_id.clone(),
             client_id: self.client.client_id.clone(),
@@ -293,6 +314,8 @@ impl Plan<'_> {
                 Subject::Client => String::new(),
             },
             offline,
+            userinfo_claims,
+            tokens_until,
         });
         let refresh = match (&self.refresh, &self.subject) {
             (Refresh::None, _) | (Refresh::New, Subject::Client) => None,
@@ -322,10 +345,55 @@ impl Plan<'_> {
         });
         Records {
             grant,
-            access,
             refresh,
+            tokens_until,
         }
     }
+}
+
+/// What decides whether a signed, unexpired access token is still good: what it says
+/// (its client, subject and the grant its `jti` names) and what the store holds now.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessFacts<'a> {
+    pub client_id: &'a str,
+    pub sub: &'a str,
+    pub grant_id: Option<&'a str>,
+    /// On the revocation list (RFC 7009).
+    pub revoked: bool,
+    /// The client is still registered (stored or declared).
+    pub client_exists: bool,
+    pub grant: Option<&'a Grant>,
+    /// The grant's user.
+    pub user: Option<&'a User>,
+}
+
+/// SPEC §6: revocation, the end of a grant (logout, replay, the user's or an
+/// administrator's revocation, a password change), a deleted client and a disabled or
+/// deleted user all take effect at once. `Err` says why the token is refused.
+pub fn access_standing<'a>(f: &AccessFacts<'a>) -> Result<Option<&'a User>, &'static str> {
+    if f.revoked || !f.client_exists {
+        return Err("the access token was revoked");
+    }
+    let Some(grant_id) = f.grant_id else {
+        // A client's own token: its subject is the client.
+        return if f.sub == f.client_id {
+            Ok(None)
+        } else {
+            Err("the access token is not known")
+        };
+    };
+    let grant = f
+        .grant
+        .filter(|g| g.grant_id == grant_id && g.client_id == f.client_id && g.user_id == f.sub)
+        .ok_or("the access token is not known")?;
+    if grant.revoked {
+        return Err("the access token was revoked");
+    }
+    let user = f
+        .user
+        .filter(|u| u.id == grant.user_id && !u.disabled)
+        .ok_or("the user no longer exists or is disabled")?;
+    Ok(Some(user))
 }
 
 /// RFC 6749 §5.1 successful response.

@@ -334,6 +334,8 @@ fn grant() -> Grant {
         revoked: false,
         session_hash: "h".into(),
         offline: true,
+        userinfo_claims: vec![],
+        tokens_until: NOW + 900,
     }
 }
 
@@ -544,15 +546,15 @@ fn a_client_narrowed_since_the_grant_loses_those_scopes() {
 fn client_credentials_scopes() {
     let cl =
         client_with(|s| s.scopes = vec!["openid".into(), "groups".into(), "offline_access".into()]);
-    let plan = decide_client_credentials(&cl, None, &draws()).unwrap();
+    let plan = decide_client_credentials(&cl, None).unwrap();
     assert!(plan.scopes.is_empty(), "nothing asked, nothing granted");
     assert_eq!(plan.subject, Subject::Client);
-    assert_eq!(plan.grant_id, "new-grant");
-    let plan = decide_client_credentials(&cl, Some(s(&["groups"])), &draws()).unwrap();
+    assert_eq!(plan.grant_id, "", "a client's own token has no grant");
+    let plan = decide_client_credentials(&cl, Some(s(&["groups"]))).unwrap();
     assert_eq!(plan.scopes, s(&["groups"]));
     for bad in [&["openid"][..], &["offline_access"], &["email"]] {
         assert_eq!(
-            code_error(decide_client_credentials(&cl, Some(s(bad)), &draws())),
+            code_error(decide_client_credentials(&cl, Some(s(bad)))),
             ErrorCode::InvalidScope,
             "{bad:?}"
         );
@@ -566,10 +568,11 @@ fn client_credentials_scopes() {
         plan.id_claims("https://op", &l(), NOW, None, None)
             .is_none()
     );
+    assert_eq!(at["jti"], "jti-1", "no grant to name");
+    assert_eq!(jti_grant("jti-1"), None);
     let rec = plan.records(&l(), &draws(), NOW);
     assert!(rec.refresh.is_none());
-    assert!(rec.grant.unwrap().offline);
-    assert_eq!(rec.access.user_id, "");
+    assert!(rec.grant.is_none(), "issuing one stores nothing");
 }
 
 fn form(q: &str) -> Params {
@@ -792,7 +795,7 @@ fn a_plan_for_a_person_makes_matching_tokens_and_records() {
     let at = plan.access_claims("https://op", &l(), &draws(), NOW);
     assert_eq!(
         (at["sub"].as_str(), at["jti"].as_str()),
-        (Some("u"), Some("jti-1"))
+        (Some("u"), Some("g.jti-1"))
     );
     assert_eq!(at["sid"], "sid");
     let id = plan
@@ -806,11 +809,100 @@ fn a_plan_for_a_person_makes_matching_tokens_and_records() {
     let rec = plan.records(&l(), &draws(), NOW);
     let grant = rec.grant.unwrap();
     assert_eq!((grant.grant_id.as_str(), grant.offline), ("g", true));
-    assert_eq!(rec.access.expires_at, NOW + 900);
-    assert_eq!(rec.access.userinfo_claims, s(&["email"]));
+    assert_eq!(grant.tokens_until, NOW + 900);
+    assert_eq!(rec.tokens_until, NOW + 900);
+    assert_eq!(grant.userinfo_claims, s(&["email"]));
     let (_, _, refresh) = rec.refresh.unwrap();
     assert_eq!(refresh.expires_at, NOW + 100);
     assert_eq!(refresh.absolute_expires_at, NOW + 1000);
     assert!(refresh.offline);
     assert_eq!(refresh.nonce.as_deref(), Some("n"));
+}
+
+#[test]
+fn an_access_token_stands_while_its_grant_user_and_client_do() {
+    let (g, u) = (grant(), user());
+    let facts = AccessFacts {
+        client_id: "rp",
+        sub: "u",
+        grant_id: jti_grant("g.x"),
+        revoked: false,
+        client_exists: true,
+        grant: Some(&g),
+        user: Some(&u),
+    };
+    assert_eq!(access_standing(&facts), Ok(Some(&u)));
+    let revoked_grant = Grant {
+        revoked: true,
+        ..grant()
+    };
+    let other_client = Grant {
+        client_id: "other".into(),
+        ..grant()
+    };
+    let disabled = User {
+        disabled: true,
+        ..user()
+    };
+    let refused = [
+        AccessFacts {
+            revoked: true,
+            ..facts
+        },
+        AccessFacts {
+            client_exists: false,
+            ..facts
+        },
+        AccessFacts {
+            grant: None,
+            ..facts
+        },
+        AccessFacts {
+            grant: Some(&revoked_grant),
+            ..facts
+        },
+        AccessFacts {
+            grant: Some(&other_client),
+            ..facts
+        },
+        AccessFacts {
+            sub: "someone-else",
+            ..facts
+        },
+        AccessFacts {
+            user: None,
+            ..facts
+        },
+        AccessFacts {
+            user: Some(&disabled),
+            ..facts
+        },
+    ];
+    for f in refused {
+        assert!(access_standing(&f).is_err(), "{f:?}");
+    }
+    // A client's own token: the client is its subject, and nothing else is needed.
+    let own = AccessFacts {
+        sub: "rp",
+        grant_id: None,
+        grant: None,
+        user: None,
+        ..facts
+    };
+    assert_eq!(access_standing(&own), Ok(None));
+    assert!(access_standing(&AccessFacts { sub: "u", ..own }).is_err());
+    assert!(
+        access_standing(&AccessFacts {
+            revoked: true,
+            ..own
+        })
+        .is_err()
+    );
+    assert!(
+        access_standing(&AccessFacts {
+            client_exists: false,
+            ..own
+        })
+        .is_err()
+    );
 }

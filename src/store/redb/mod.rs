@@ -29,8 +29,8 @@ use super::{
     Sessions, SigningKeys, StoreError, TokenContext, Tokens, Upkeep,
 };
 use crate::model::{
-    AccessTokenRecord, AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord,
-    RefreshToken, Session, User,
+    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, RefreshToken,
+    Session, User,
 };
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -43,7 +43,10 @@ const CODES: Table = TableDefinition::new("codes");
 const SESSIONS: Table = TableDefinition::new("sessions");
 const CONSENTS: Table = TableDefinition::new("consents");
 const GRANTS: Table = TableDefinition::new("grants");
-const ACCESS_TOKENS: Table = TableDefinition::new("access_tokens");
+/// Schema 2 kept a record per access token here; schema 3 drops the table.
+const LEGACY_ACCESS_TOKENS: Table = TableDefinition::new("access_tokens");
+/// Access tokens revoked one by one (RFC 7009): jti → when the token expires.
+const REVOKED_ACCESS: Table = TableDefinition::new("revoked_access_tokens");
 const REFRESH_TOKENS: Table = TableDefinition::new("refresh_tokens");
 const KEYS: Table = TableDefinition::new("keys");
 const META: Table = TableDefinition::new("meta");
@@ -61,7 +64,7 @@ const ALL: [Table; 15] = [
     SESSIONS,
     CONSENTS,
     GRANTS,
-    ACCESS_TOKENS,
+    REVOKED_ACCESS,
     REFRESH_TOKENS,
     KEYS,
     META,
@@ -239,6 +242,12 @@ impl RedbStore {
                 )));
             }
             // Migrations. 1 → 2 only adds tables, which the loop above has created.
+            // 2 → 3: access tokens keep no record; the old records go. Access tokens issued
+            // before the upgrade name no grant and are refused from now on (refresh tokens
+            // keep working, so relying parties get new ones by refreshing).
+            if version < 3 {
+                tx.delete_table(LEGACY_ACCESS_TOKENS).map_err(backend)?;
+            }
             if version < SCHEMA_VERSION {
                 tracing::info!(from = version, to = SCHEMA_VERSION, "database schema migrated");
             }
@@ -572,7 +581,6 @@ fn tx_revoke_grants_where(tx: &WriteTransaction, pick: impl Fn(&Grant) -> bool) 
 
 fn put_issued(tx: &WriteTransaction, i: &Issued<'_>) -> Result<()> {
     tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
-    tx_put(tx, ACCESS_TOKENS, i.access_jti, i.access)?;
     if let Some((rt_hash, rt)) = i.refresh {
         tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
     }

@@ -1,4 +1,4 @@
-//! [`Tokens`] on redb: grants, access tokens and refresh tokens.
+//! [`Tokens`] on redb: grants, refresh tokens and the access-token revocation list.
 
 use super::*;
 
@@ -18,9 +18,7 @@ impl Tokens for RedbStore {
                 client_id: client_id.to_string(),
                 user_id: user_id.to_string(),
                 created_at: now,
-                revoked: false,
-                session_hash: String::new(),
-                offline: false,
+                ..Grant::default()
             });
             g.revoked = true;
             tx_put(tx, GRANTS, id, &g)
@@ -61,7 +59,7 @@ impl Tokens for RedbStore {
                         created_at: c.auth_time,
                         revoked: true,
                         session_hash: c.session_hash.clone(),
-                        offline: false,
+                        ..Grant::default()
                     };
                     tx_put(tx, GRANTS, &c.grant_id, &g)?;
                 }
@@ -74,54 +72,40 @@ impl Tokens for RedbStore {
         self.revoke_grants_where(|g| g.session_hash == session_hash && !g.offline)
     }
 
-    fn revoke_access_token(&self, jti: &str) -> Result<bool> {
-        self.write(true, |tx| {
-            let Some(mut a) = tx_get::<AccessTokenRecord>(tx, ACCESS_TOKENS, jti)? else {
-                return Ok(false);
-            };
-            a.revoked = true;
-            tx_put(tx, ACCESS_TOKENS, jti, &a)?;
-            Ok(true)
-        })
+    fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<()> {
+        self.put(REVOKED_ACCESS, jti, &expires_at, true)
     }
 
-    fn access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>> {
-        self.get(ACCESS_TOKENS, jti)
-    }
-
-    fn access_token_context(&self, jti: &str) -> Result<Option<TokenContext>> {
+    fn access_token_context(
+        &self,
+        jti: &str,
+        grant_id: Option<&str>,
+        client_id: &str,
+    ) -> Result<TokenContext> {
         self.read(|tx| {
             let get = |t: Table, key: &str| -> Result<Option<Vec<u8>>> {
                 let table = tx.open_table(t).map_err(backend)?;
                 let v = table.get(key).map_err(backend)?;
                 Ok(v.map(|g| g.value().to_vec()))
             };
-            let Some(record) = get(ACCESS_TOKENS, jti)? else {
-                return Ok(None);
+            let revoked = get(REVOKED_ACCESS, jti)?.is_some();
+            let grant: Option<Grant> = match grant_id {
+                Some(id) => get(GRANTS, id)?.map(|b| decode(&b)).transpose()?,
+                None => None,
             };
-            let record: AccessTokenRecord = decode(&record)?;
-            let grant = get(GRANTS, &record.grant_id)?
-                .map(|b| decode(&b))
-                .transpose()?;
-            let user = if record.user_id.is_empty() {
-                None
-            } else {
-                get(USERS, &record.user_id)?
-                    .map(|b| decode(&b))
-                    .transpose()?
+            let user = match &grant {
+                Some(g) if !g.user_id.is_empty() => {
+                    get(USERS, &g.user_id)?.map(|b| decode(&b)).transpose()?
+                }
+                _ => None,
             };
-            let client_stored = tx
-                .open_table(CLIENTS)
-                .map_err(backend)?
-                .get(record.client_id.as_str())
-                .map_err(backend)?
-                .is_some();
-            Ok(Some(TokenContext {
-                record,
+            let client_stored = get(CLIENTS, client_id)?.is_some();
+            Ok(TokenContext {
+                revoked,
                 grant,
                 user,
                 client_stored,
-            }))
+            })
         })
     }
 
@@ -134,8 +118,7 @@ impl Tokens for RedbStore {
         old_hash: &str,
         new_hash: &str,
         new: &RefreshToken,
-        access_jti: &str,
-        access: &AccessTokenRecord,
+        tokens_until: i64,
     ) -> Result<Consumed<RefreshToken>> {
         self.write(true, |tx| {
             let Some(mut old) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, old_hash)? else {
@@ -147,7 +130,12 @@ impl Tokens for RedbStore {
             old.used = true;
             tx_put(tx, REFRESH_TOKENS, old_hash, &old)?;
             tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
-            tx_put(tx, ACCESS_TOKENS, access_jti, access)?;
+            if let Some(mut g) = tx_get::<Grant>(tx, GRANTS, &new.grant_id)?
+                && g.tokens_until < tokens_until
+            {
+                g.tokens_until = tokens_until;
+                tx_put(tx, GRANTS, &new.grant_id, &g)?;
+            }
             Ok(Consumed::Fresh(old))
         })
     }

@@ -46,31 +46,31 @@ impl Upkeep for RedbStore {
             }
             Ok(n)
         })?;
-        n += self.purge(ACCESS_TOKENS, |a: &AccessTokenRecord| a.expires_at < now)?;
+        n += self.purge(REVOKED_ACCESS, |exp: &i64| *exp < now)?;
         n += self.purge(REFRESH_TOKENS, |r: &RefreshToken| {
             r.expires_at.min(r.absolute_expires_at) < now
         })?;
         // A grant lives as long as something refers to it: a code (a late replay revokes
-        // it), an access token or a refresh token. Grants and their first tokens are
-        // stored together, and later tokens only come from earlier ones, so a grant that
-        // nothing refers to in one snapshot never will again.
+        // it) or a refresh token, and at least until its last access token expires
+        // (`tokens_until`). Grants and their first tokens are stored together, and later
+        // tokens only come from earlier ones, so a grant that nothing refers to in one
+        // snapshot, past that time, never will again.
         let unreferenced = self.read(|tx| {
             let mut referenced = std::collections::HashSet::new();
             let mut note = |grant_id: String| {
                 referenced.insert(grant_id);
             };
             read_visit::<AuthCode>(tx, CODES, |c| note(c.grant_id))?;
-            read_visit::<AccessTokenRecord>(tx, ACCESS_TOKENS, |a| note(a.grant_id))?;
             read_visit::<RefreshToken>(tx, REFRESH_TOKENS, |r| note(r.grant_id))?;
             let mut doomed = Vec::new();
             read_visit::<Grant>(tx, GRANTS, |g| {
-                if !referenced.contains(&g.grant_id) {
+                if g.tokens_until < now && !referenced.contains(&g.grant_id) {
                     doomed.push(g.grant_id);
                 }
             })?;
             Ok(doomed)
         })?;
-        n += self.remove_batched(GRANTS, &unreferenced, |_: &Grant| true)?;
+        n += self.remove_batched(GRANTS, &unreferenced, |g: &Grant| g.tokens_until < now)?;
         // One durable commit persists the batches and every earlier non-durable commit.
         self.write(true, |_| Ok(()))?;
         Ok(n)
