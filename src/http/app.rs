@@ -346,7 +346,7 @@ impl App {
                 kind: "token.issued".into(),
                 user: None,
                 client: row.client_id.clone(),
-                ip: None,
+                ip: row.ip.map(|i| i.to_string()),
                 detail: row.detail(),
             };
             if let Err(err) = self.store.append_audit(&e) {

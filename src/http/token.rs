@@ -406,7 +406,7 @@ fn client_credentials(
     // Nothing is stored: the token names no grant and is checked against its client and
     // the revocation list. Its audit row is one per client and minute.
     let signed = issue::sign(app, &plan, &Draws::draw(), now)?;
-    app.issued.note(&client.client_id, req.now_ms);
+    app.issued.note(&client.client_id, req.peer, req.now_ms);
     app.metrics.event("token.issued", "client_credentials");
     Ok(signed.response())
 }

@@ -100,10 +100,9 @@ impl ClaimsRequest {
 
     /// Keeps only claims Latchkey knows whose scope the client is registered for.
     pub fn allowed(&self, client_scopes: &[String]) -> ClaimsRequest {
-        let ok = |n: &String| claim_scope(n).is_some_and(|s| scope::contains(client_scopes, s));
         ClaimsRequest {
-            userinfo: self.userinfo.iter().filter(|n| ok(n)).cloned().collect(),
-            id_token: self.id_token.iter().filter(|n| ok(n)).cloned().collect(),
+            userinfo: allowed_claims(&self.userinfo, client_scopes),
+            id_token: allowed_claims(&self.id_token, client_scopes),
             sub: self.sub.clone(),
             essential_acr: self.essential_acr.clone(),
         }
@@ -118,6 +117,16 @@ impl ClaimsRequest {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// The individually requested claims a client may still receive: those whose scope it is
+/// registered for now (a client narrowed since the request loses the rest at once).
+pub fn allowed_claims(names: &[String], client_scopes: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| claim_scope(n).is_some_and(|s| scope::contains(client_scopes, s)))
+        .cloned()
+        .collect()
 }
 
 /// The scope that releases a standard claim.
@@ -408,6 +417,20 @@ mod tests {
         assert_eq!(m["address"]["formatted"], "Oxford\nUK");
         assert_eq!(m["groups"][0], "staff");
         assert!(m.keys().all(|k| SUPPORTED.contains(&k.as_str())));
+    }
+
+    #[test]
+    fn a_narrowed_client_loses_individually_requested_claims_at_once() {
+        let asked = s(&["email", "phone_number", "nonsense"]);
+        assert_eq!(
+            allowed_claims(&asked, &s(&["openid", "email", "phone"])),
+            s(&["email", "phone_number"])
+        );
+        assert_eq!(
+            allowed_claims(&asked, &s(&["openid", "phone"])),
+            s(&["phone_number"])
+        );
+        assert!(allowed_claims(&asked, &s(&["openid"])).is_empty());
     }
 
     #[test]

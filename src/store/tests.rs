@@ -167,6 +167,13 @@ fn refresh_rotation_is_single_use() {
     assert_eq!(s.grant("g").unwrap().unwrap().tokens_until, 500);
     s.revoke_grant("g", "c", "u", 5).unwrap();
     assert!(s.grant("g").unwrap().unwrap().revoked);
+    assert_eq!(
+        s.rotate_refresh_token("r2", "r4", &rt(100), 900).unwrap(),
+        Consumed::Missing,
+        "a grant revoked since the caller looked yields nothing"
+    );
+    assert!(s.refresh_token("r4").unwrap().is_none());
+    assert!(!s.refresh_token("r2").unwrap().unwrap().used);
     s.revoke_grant("other", "c", "u", 5).unwrap();
     assert!(s.grant("other").unwrap().unwrap().revoked);
 }
@@ -420,6 +427,53 @@ fn a_backup_is_a_complete_readable_copy() {
 }
 
 #[test]
+fn schema_2_access_token_revocations_survive_the_migration() {
+    let dir = TempDir::new("schema-v2");
+    let path = dir.path().join("v2.redb");
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx
+                .open_table(::redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", b"2".as_slice()).unwrap();
+            let mut at = tx
+                .open_table(::redb::TableDefinition::<&str, &[u8]>::new("access_tokens"))
+                .unwrap();
+            for (jti, revoked) in [("old-revoked", true), ("old-live", false)] {
+                let record = serde_json::json!({
+                    "grant_id": "g", "client_id": "c", "user_id": "", "scopes": [],
+                    "expires_at": 500, "revoked": revoked,
+                });
+                at.insert(jti, serde_json::to_vec(&record).unwrap().as_slice())
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let s = RedbStore::open(&path).unwrap();
+    assert!(
+        s.access_token_context("old-revoked", None, "c")
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !s.access_token_context("old-live", None, "c")
+            .unwrap()
+            .revoked
+    );
+    drop(s);
+    // The old table is gone, and a second open changes nothing.
+    let s = RedbStore::open(&path).unwrap();
+    assert!(
+        s.access_token_context("old-revoked", None, "c")
+            .unwrap()
+            .revoked
+    );
+}
+
+#[test]
 fn an_older_schema_is_migrated_and_a_newer_one_refused() {
     let dir = TempDir::new("schema-v1");
     let path = dir.path().join("v1.redb");
@@ -538,7 +592,12 @@ fn revocation_list_entries_and_grants_live_as_long_as_their_tokens() {
     s.rotate_refresh_token("r", "r2", &rt(10), 500).unwrap();
     s.purge_expired(49).unwrap();
     assert!(s.access_token_context("k", None, "c").unwrap().revoked);
-    s.purge_expired(100).unwrap();
+    s.purge_expired(169).unwrap();
+    assert!(
+        s.access_token_context("k", None, "c").unwrap().revoked,
+        "kept two minutes past expiry, against a clock stepped back"
+    );
+    s.purge_expired(171).unwrap();
     assert!(
         !s.access_token_context("k", None, "c").unwrap().revoked,
         "expired: gone"

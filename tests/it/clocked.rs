@@ -16,14 +16,15 @@ use crate::support::{TempDir, html_unescape};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-struct Service {
+/// The service in-process, on a clock the test moves (also used by `inprocess`).
+pub(crate) struct Service {
     _dir: TempDir,
-    app: Arc<App>,
+    pub(crate) app: Arc<App>,
     now_ms: AtomicI64,
 }
 
 impl Service {
-    fn new(extra: &str) -> Service {
+    pub(crate) fn new(extra: &str) -> Service {
         let dir = TempDir::new();
         let text = format!(
             "issuer = \"https://id.example.test\"\ndata_dir = \"{}\"\n[password]\nmemory_kib = 19456\niterations = 2\n{extra}",
@@ -45,7 +46,11 @@ impl Service {
     }
 
     fn now(&self) -> i64 {
-        self.now_ms.load(Ordering::SeqCst) / 1000
+        self.now_ms() / 1000
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.now_ms.load(Ordering::SeqCst)
     }
 
     fn advance_ms(&self, ms: i64) {

@@ -2,38 +2,16 @@
 //! route table's 404/405/CORS answers, the security headers every response carries, and
 //! the shapes of protocol errors.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::HeaderMap;
 use hyper::{Method, StatusCode};
-use latchkey::http::{App, Req};
+use latchkey::http::Req;
 
-use crate::support::TempDir;
-
-struct Service {
-    _dir: TempDir,
-    app: Arc<App>,
-}
+use crate::clocked::Service;
 
 fn service() -> Service {
-    let dir = TempDir::new();
-    let text = format!(
-        "issuer = \"https://id.example.test\"\ndata_dir = \"{}\"\n[password]\nmemory_kib = 19456\niterations = 2\n",
-        dir.0.join("data").display()
-    );
-    let env = latchkey::config::Env {
-        hostname: "id.example.test".into(),
-        ..Default::default()
-    };
-    let config = latchkey::config::parse(Some(&text), &env).unwrap();
-    let p = latchkey::server::prepare(&config, latchkey::clock::now()).unwrap();
-    let app = App::new(config, p.store, p.keys, &p.csrf_secret, p.dummy_hash).unwrap();
-    Service {
-        _dir: dir,
-        app: Arc::new(app),
-    }
+    Service::new("")
 }
 
 struct Answer {
@@ -66,7 +44,7 @@ async fn call(
             headers: h,
             body: Bytes::from(body.to_string()),
             peer: "192.0.2.10".parse().unwrap(),
-            now_ms: latchkey::clock::now_ms(),
+            now_ms: s.now_ms(),
         })
         .await;
     let (parts, body) = resp.into_parts();

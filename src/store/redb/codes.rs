@@ -24,13 +24,19 @@ impl Codes for RedbStore {
             tx_put(tx, CODES, hash, &code)?;
             // A grant revoked meanwhile (logout ended its front-channel tokens) stays
             // revoked: the code is spent and yields nothing.
-            if tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?.is_some_and(|g| g.revoked) {
+            let before = tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?;
+            if before.as_ref().is_some_and(|g| g.revoked) {
                 return Ok(Consumed::Missing);
             }
             // The session as it is now: a sign-in again may have moved it since the
-            // caller read the code.
+            // caller read the code. Tokens the grant already has (the hybrid flow's access
+            // token) keep it alive as long as they live.
             let grant = Grant {
                 session_hash: code.session_hash.clone(),
+                tokens_until: i
+                    .grant
+                    .tokens_until
+                    .max(before.map_or(0, |g| g.tokens_until)),
                 ..i.grant.clone()
             };
             put_issued(

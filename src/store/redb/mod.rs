@@ -242,10 +242,13 @@ impl RedbStore {
                 )));
             }
             // Migrations. 1 → 2 only adds tables, which the loop above has created.
-            // 2 → 3: access tokens keep no record; the old records go. Access tokens issued
-            // before the upgrade name no grant and are refused from now on (refresh tokens
-            // keep working, so relying parties get new ones by refreshing).
+            // 2 → 3: access tokens keep no record; the old records go. A person's access
+            // token issued before the upgrade names no grant and is refused from now on
+            // (refresh tokens keep working, so relying parties get new ones by refreshing);
+            // a client's own token stays good unless it was revoked, which the revocation
+            // list takes over.
             if version < 3 {
+                migrate_revoked_access_tokens(tx)?;
                 tx.delete_table(LEGACY_ACCESS_TOKENS).map_err(backend)?;
             }
             if version < SCHEMA_VERSION {
@@ -577,6 +580,33 @@ fn tx_revoke_grants_where(tx: &WriteTransaction, pick: impl Fn(&Grant) -> bool) 
         tx_put(tx, GRANTS, &g.grant_id, &*g)?;
     }
     Ok(live.len())
+}
+
+/// Schema 2 → 3: the access tokens revoked one by one move to the revocation list (the
+/// purge drops those already expired).
+fn migrate_revoked_access_tokens(tx: &WriteTransaction) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Legacy {
+        expires_at: i64,
+        #[serde(default)]
+        revoked: bool,
+    }
+    let mut revoked = Vec::new();
+    {
+        let table = tx.open_table(LEGACY_ACCESS_TOKENS).map_err(backend)?;
+        for item in table.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            if let Ok(a) = decode::<Legacy>(v.value())
+                && a.revoked
+            {
+                revoked.push((k.value().to_string(), a.expires_at));
+            }
+        }
+    }
+    for (jti, exp) in revoked {
+        tx_put(tx, REVOKED_ACCESS, &jti, &exp)?;
+    }
+    Ok(())
 }
 
 fn put_issued(tx: &WriteTransaction, i: &Issued<'_>) -> Result<()> {

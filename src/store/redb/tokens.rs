@@ -127,12 +127,17 @@ impl Tokens for RedbStore {
             if old.used {
                 return Ok(Consumed::Replayed(old));
             }
+            // A grant revoked since the caller looked (logout, revocation, a password
+            // change) yields nothing: no successor, and the caller's new access token is
+            // refused wherever it is checked.
+            let Some(mut g) = tx_get::<Grant>(tx, GRANTS, &new.grant_id)?.filter(|g| !g.revoked)
+            else {
+                return Ok(Consumed::Missing);
+            };
             old.used = true;
             tx_put(tx, REFRESH_TOKENS, old_hash, &old)?;
             tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
-            if let Some(mut g) = tx_get::<Grant>(tx, GRANTS, &new.grant_id)?
-                && g.tokens_until < tokens_until
-            {
+            if g.tokens_until < tokens_until {
                 g.tokens_until = tokens_until;
                 tx_put(tx, GRANTS, &new.grant_id, &g)?;
             }
