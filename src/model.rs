@@ -381,6 +381,55 @@ pub struct RefreshToken {
     pub claims: Option<ClaimsRequest>,
 }
 
+impl AuthCode {
+    /// What a used code keeps until it is purged: enough to recognise a replay and
+    /// revoke its grant (and when to forget it), nothing of the sign-in it carried.
+    pub fn spent(&self) -> AuthCode {
+        AuthCode {
+            client_id: self.client_id.clone(),
+            redirect_uri: String::new(),
+            user_id: self.user_id.clone(),
+            scopes: Vec::new(),
+            nonce: None,
+            code_challenge: None,
+            grant_id: self.grant_id.clone(),
+            auth_time: 0,
+            amr: Vec::new(),
+            acr: String::new(),
+            sid: String::new(),
+            session_hash: String::new(),
+            expires_at: self.expires_at,
+            claims: None,
+            used: true,
+        }
+    }
+}
+
+impl RefreshToken {
+    /// What a used refresh token keeps until it expires: enough to recognise a replay and
+    /// revoke its family (RFC 9700 §4.14.2), nothing of the grant it carried.
+    pub fn spent(&self) -> RefreshToken {
+        RefreshToken {
+            grant_id: self.grant_id.clone(),
+            client_id: self.client_id.clone(),
+            user_id: self.user_id.clone(),
+            scopes: Vec::new(),
+            auth_time: 0,
+            amr: Vec::new(),
+            acr: String::new(),
+            sid: String::new(),
+            session_hash: String::new(),
+            offline: self.offline,
+            nonce: None,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            absolute_expires_at: self.absolute_expires_at,
+            used: true,
+            claims: None,
+        }
+    }
+}
+
 /// Where a device authorization (RFC 8628) stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]

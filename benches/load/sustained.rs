@@ -86,11 +86,19 @@ impl Mix {
     }
 }
 
-/// Runs both loads, each on a server of its own; returns their targets.
+/// Runs both loads (or the one `LATCHKEY_LOAD_SUSTAINED_MIX` names: `client` or
+/// `code`), each on a server of its own; returns their targets.
 pub(crate) async fn run(s: &Settings, hash: &str) -> Vec<Target> {
+    let only = std::env::var("LATCHKEY_LOAD_SUSTAINED_MIX").unwrap_or_default();
     let mut targets = Vec::new();
     for mix in [Mix::ClientCredentials, Mix::CodeAndRefresh] {
-        targets.extend(one(s, hash, mix).await);
+        let tag = match mix {
+            Mix::ClientCredentials => "client",
+            Mix::CodeAndRefresh => "code",
+        };
+        if only.is_empty() || only == tag {
+            targets.extend(one(s, hash, mix).await);
+        }
     }
     targets
 }
@@ -111,6 +119,8 @@ fn config() -> String {
 struct Slot {
     /// Latency of each operation that ended in the window, µs.
     lat: Vec<u32>,
+    /// Latency of the discovery probes that ended in the window, µs.
+    probe: Vec<u32>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -124,6 +134,8 @@ struct Row {
     p99: f64,
     p999: f64,
     max: f64,
+    /// The slowest discovery probe of the window (a request that needs no store).
+    probe_max: f64,
     file: u64,
     disk: u64,
     rss: f64,
@@ -132,7 +144,7 @@ struct Row {
 impl Row {
     fn header() {
         println!(
-            "{:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>12} {:>12} {:>8}",
+            "{:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>12} {:>12} {:>8}",
             "start s",
             "ops",
             "errors",
@@ -140,6 +152,7 @@ impl Row {
             "p99 ms",
             "p99.9 ms",
             "max ms",
+            "probe ms",
             "file bytes",
             "disk bytes",
             "RSS MiB"
@@ -148,7 +161,7 @@ impl Row {
 
     fn print(&self) {
         println!(
-            "{:>7} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>12} {:>12} {:>8.1}",
+            "{:>7} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>12} {:>12} {:>8.1}",
             self.start,
             self.ops,
             self.errors,
@@ -156,6 +169,7 @@ impl Row {
             self.p99,
             self.p999,
             self.max,
+            self.probe_max,
             self.file,
             self.disk,
             self.rss
@@ -231,6 +245,23 @@ async fn work(
     }
 }
 
+/// A discovery request every 50 ms on a connection of its own until `until`: whether
+/// requests that need no store keep answering while the store works (or stalls).
+async fn probe(mut w: Worker, start: Instant, until: Instant, slots: Arc<Mutex<Vec<Slot>>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while Instant::now() < until {
+        tick.tick().await;
+        let t = Instant::now();
+        let ok = w.step(Kind::Discovery).await.is_ok();
+        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        let mut slots = slots.lock().expect("windows");
+        let i = ((start.elapsed().as_secs() / WINDOW_SECS) as usize).min(slots.len() - 1);
+        if ok {
+            slots[i].probe.push(us);
+        }
+    }
+}
+
 /// One load on a fresh server for the configured time; prints its windows and summary
 /// and returns its targets.
 async fn one(s: &Settings, hash: &str, mix: Mix) -> Vec<Target> {
@@ -261,6 +292,10 @@ async fn one(s: &Settings, hash: &str, mix: Mix) -> Vec<Target> {
         mix.name()
     );
     let pool = scenario::workers(&srv, conns, crate::SMALL_USERS).await;
+    let prober = scenario::workers(&srv, 1, crate::SMALL_USERS)
+        .await
+        .pop()
+        .expect("a probe connection");
     Row::header();
     let slots = Arc::new(Mutex::new(
         (0..n).map(|_| Slot::default()).collect::<Vec<_>>(),
@@ -281,6 +316,12 @@ async fn one(s: &Settings, hash: &str, mix: Mix) -> Vec<Target> {
             ))
         })
         .collect();
+    tasks.push(tokio::spawn(probe(
+        prober,
+        start,
+        until,
+        Arc::clone(&slots),
+    )));
     let mut rows = Vec::with_capacity(n);
     let mut first_error = None;
     for i in 0..n {
@@ -294,6 +335,7 @@ async fn one(s: &Settings, hash: &str, mix: Mix) -> Vec<Target> {
         }
         let mut slot = std::mem::take(&mut slots.lock().expect("windows")[i]);
         slot.lat.sort_unstable();
+        let probe_max = slot.probe.iter().max().map_or(0.0, |&us| us as f64 / 1e3);
         let (file, disk) = sizes(&srv.database());
         let row = Row {
             start: i as u64 * WINDOW_SECS,
@@ -303,6 +345,7 @@ async fn one(s: &Settings, hash: &str, mix: Mix) -> Vec<Target> {
             p99: pct(&slot.lat, 0.99),
             p999: pct(&slot.lat, 0.999),
             max: slot.lat.last().map_or(0.0, |&us| us as f64 / 1e3),
+            probe_max,
             file,
             disk,
             rss: srv.memory().rss,
@@ -356,6 +399,20 @@ fn summary(
         if stall.met() { "met" } else { "NOT MET" }
     );
     targets.push(stall);
+    // Discovery needs no store: it should never wait for the store's work, so its
+    // slowest answer stays under the load's own median.
+    let probe_worst = rows.iter().map(|r| r.probe_max).fold(0.0, f64::max);
+    let probe = Target::at_most(
+        &format!("sustained {name}: slowest discovery probe / median p50"),
+        probe_worst / median,
+        1.0,
+    );
+    println!(
+        "slowest discovery probe: {probe_worst:.2} ms, {:.2}× the median p50 (<= 1×): {}",
+        probe_worst / median,
+        if probe.met() { "met" } else { "NOT MET" }
+    );
+    targets.push(probe);
 
     // Each successful operation is one token response (client_credentials: an access
     // token; code flow: access, ID and refresh token; refresh: access and refresh token).

@@ -46,7 +46,8 @@ pub struct App {
     audit_gate: Arc<throttle::AuditGate>,
     /// Throttled attempts waiting to become aggregated audit events.
     refusals: Arc<throttle::RefusalLog>,
-    /// client_credentials tokens, counted for their per-minute audit rows.
+    /// client_credentials and refresh_token tokens, counted for their per-minute audit
+    /// rows.
     pub(super) issued: Arc<super::tally::IssuedTally>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
@@ -344,7 +345,7 @@ impl App {
             let e = AuditEvent {
                 time: row.first_ms / 1000,
                 kind: "token.issued".into(),
-                user: None,
+                user: row.user.clone(),
                 client: row.client_id.clone(),
                 ip: row.ip.map(|i| i.to_string()),
                 detail: row.detail(),

@@ -1,15 +1,15 @@
-//! Client_credentials tokens are audited per client and minute, not one row each: at
-//! thousands of tokens a second a row per token would be the only thing issuing one
-//! writes (SPEC §6 keeps no other state for them). [`IssuedTally`] counts them in memory;
-//! the minute maintenance (and shutdown) turns each client's count from each address into
-//! one `token.issued` row, "client_credentials: N token(s) in S s" (a secret used from
-//! somewhere new still shows).
+//! Machine-driven grants (client_credentials, refresh_token) are audited per minute, not
+//! one row each: at thousands of tokens a second a row per token would be most of what
+//! issuing one writes (client_credentials keeps no other state at all). [`IssuedTally`]
+//! counts them in memory per grant type, client, user and address; the minute
+//! maintenance (and shutdown) turns each count into one `token.issued` row,
+//! "refresh_token: N token(s) in S s" (a credential used from somewhere new still shows).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-/// Client and address pairs counted at once; a registered client's secret is the only
+/// Counters (grant type, client, user, address) kept at once; a registered client's secret is the only
 /// way in, so this is a guard, not a limit anyone meets (the rest are counted under one
 /// overflow row).
 pub const MAX_CLIENTS: usize = 10_000;
@@ -18,8 +18,10 @@ pub const WINDOW_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    pub grant: &'static str,
     /// `None` for the overflow row.
     pub client_id: Option<String>,
+    pub user: Option<String>,
     pub ip: Option<IpAddr>,
     pub count: u64,
     pub first_ms: i64,
@@ -28,9 +30,11 @@ pub struct Row {
 
 #[derive(Default)]
 struct State {
-    counts: HashMap<(String, IpAddr), (u64, i64, i64)>,
+    counts: HashMap<Key, (u64, i64, i64)>,
     overflow: Option<(u64, i64, i64)>,
 }
+
+type Key = (&'static str, String, Option<String>, IpAddr);
 
 #[derive(Default)]
 pub struct IssuedTally(Mutex<State>);
@@ -41,10 +45,17 @@ fn bump(slot: &mut (u64, i64, i64), now_ms: i64) {
 }
 
 impl IssuedTally {
-    /// Counts one token for `client_id`, requested from `ip`.
-    pub fn note(&self, client_id: &str, ip: IpAddr, now_ms: i64) {
+    /// Counts one token of `grant` for `client_id` (and `user`), requested from `ip`.
+    pub fn note(
+        &self,
+        grant: &'static str,
+        client_id: &str,
+        user: Option<&str>,
+        ip: IpAddr,
+        now_ms: i64,
+    ) {
         let Ok(mut s) = self.0.lock() else { return };
-        let key = (client_id.to_string(), ip);
+        let key = (grant, client_id.to_string(), user.map(str::to_string), ip);
         if let Some(slot) = s.counts.get_mut(&key) {
             bump(slot, now_ms);
         } else if s.counts.len() < MAX_CLIENTS {
@@ -61,7 +72,7 @@ impl IssuedTally {
             return Vec::new();
         };
         let ripe = |first: i64| all || now_ms - first >= WINDOW_MS;
-        let keys: Vec<(String, IpAddr)> = s
+        let keys: Vec<Key> = s
             .counts
             .iter()
             .filter(|(_, (_, first, _))| ripe(*first))
@@ -72,8 +83,10 @@ impl IssuedTally {
             .filter_map(|k| {
                 let (count, first_ms, last_ms) = s.counts.remove(&k)?;
                 Some(Row {
-                    client_id: Some(k.0),
-                    ip: Some(k.1),
+                    grant: k.0,
+                    client_id: Some(k.1),
+                    user: k.2,
+                    ip: Some(k.3),
                     count,
                     first_ms,
                     last_ms,
@@ -83,14 +96,18 @@ impl IssuedTally {
         if let Some((count, first_ms, last_ms)) = s.overflow.filter(|(_, f, _)| ripe(*f)) {
             s.overflow = None;
             rows.push(Row {
+                grant: "various",
                 client_id: None,
+                user: None,
                 ip: None,
                 count,
                 first_ms,
                 last_ms,
             });
         }
-        rows.sort_by(|a, b| (&a.client_id, a.ip).cmp(&(&b.client_id, b.ip)));
+        rows.sort_by(|a, b| {
+            (a.grant, &a.client_id, &a.user, a.ip).cmp(&(b.grant, &b.client_id, &b.user, b.ip))
+        });
         rows
     }
 }
@@ -99,9 +116,9 @@ impl Row {
     pub fn detail(&self) -> String {
         let secs = (self.last_ms - self.first_ms) / 1000;
         match &self.client_id {
-            Some(_) => format!("client_credentials: {} token(s) in {secs} s", self.count),
+            Some(_) => format!("{}: {} token(s) in {secs} s", self.grant, self.count),
             None => format!(
-                "client_credentials: {} token(s) in {secs} s by clients past the first {MAX_CLIENTS}",
+                "{} token(s) in {secs} s past the first {MAX_CLIENTS} counters",
                 self.count
             ),
         }
@@ -119,9 +136,9 @@ mod tests {
     fn one_row_per_client_and_window() {
         let t = IssuedTally::default();
         for i in 0..1000 {
-            t.note("a", IP, T + i);
+            t.note("client_credentials", "a", None, IP, T + i);
         }
-        t.note("b", IP, T + 30_000);
+        t.note("client_credentials", "b", None, IP, T + 30_000);
         assert!(t.due(T + 59_999, false).is_empty(), "window still open");
         let rows = t.due(T + 60_000, false);
         assert_eq!(rows.len(), 1);
@@ -140,7 +157,7 @@ mod tests {
     fn clients_past_the_guard_share_one_row() {
         let t = IssuedTally::default();
         for i in 0..MAX_CLIENTS + 5 {
-            t.note(&format!("c{i}"), IP, T);
+            t.note("client_credentials", &format!("c{i}"), None, IP, T);
         }
         let rows = t.due(T, true);
         assert_eq!(rows.len(), MAX_CLIENTS + 1);
@@ -151,9 +168,15 @@ mod tests {
     fn each_address_of_a_client_has_its_own_row() {
         let t = IssuedTally::default();
         let other: IpAddr = "198.51.100.7".parse().unwrap();
-        t.note("a", "192.0.2.1".parse().unwrap(), 0);
-        t.note("a", other, 0);
-        t.note("a", other, 1);
+        t.note(
+            "refresh_token",
+            "a",
+            Some("u"),
+            "192.0.2.1".parse().unwrap(),
+            0,
+        );
+        t.note("refresh_token", "a", Some("u"), other, 0);
+        t.note("refresh_token", "a", Some("u"), other, 1);
         let rows = t.due(0, true);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows.iter().find(|r| r.ip == Some(other)).unwrap().count, 2);

@@ -271,14 +271,18 @@ fn revoke_replayed(app: &App, req: &Req, r: &Replay, now: i64) -> Result<(), Fai
     Ok(())
 }
 
-fn issued_audit(app: &App, req: &Req, plan: &Plan<'_>, grant_type: &str, now: i64) {
-    let username = match &plan.subject {
+/// The username the tokens of a plan are for (none for a client's own).
+fn username<'p>(plan: &'p Plan<'_>) -> Option<&'p str> {
+    match &plan.subject {
         grant::Subject::User { user, .. } => Some(user.username.as_str()),
         grant::Subject::Client => None,
-    };
+    }
+}
+
+fn issued_audit(app: &App, req: &Req, plan: &Plan<'_>, grant_type: &str, now: i64) {
     app.audit(
         "token.issued",
-        username,
+        username(plan),
         Some(&plan.client.client_id),
         Some(req.peer),
         grant_type,
@@ -389,7 +393,16 @@ fn refresh(
             .into());
         }
     }
-    issued_audit(app, req, &plan, "refresh_token", now);
+    // A refresh is machine-paced: its audit row is one per client, user, address and
+    // minute (`tally`).
+    app.issued.note(
+        "refresh_token",
+        &client.client_id,
+        username(&plan),
+        req.peer,
+        req.now_ms,
+    );
+    app.metrics.event("token.issued", "refresh_token");
     Ok(signed.response())
 }
 
@@ -406,7 +419,13 @@ fn client_credentials(
     // Nothing is stored: the token names no grant and is checked against its client and
     // the revocation list. Its audit row is one per client and minute.
     let signed = issue::sign(app, &plan, &Draws::draw(), now)?;
-    app.issued.note(&client.client_id, req.peer, req.now_ms);
+    app.issued.note(
+        "client_credentials",
+        &client.client_id,
+        None,
+        req.peer,
+        req.now_ms,
+    );
     app.metrics.event("token.issued", "client_credentials");
     Ok(signed.response())
 }

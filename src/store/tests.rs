@@ -134,7 +134,17 @@ fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
     let (_d, s) = open();
     issue(&s, "h1", "r1", 100);
     assert!(s.refresh_token("r1").unwrap().is_some());
-    assert!(s.code("h1").unwrap().unwrap().used);
+    let spent = s.code("h1").unwrap().unwrap();
+    assert!(spent.used);
+    assert_eq!(
+        (spent.grant_id.as_str(), spent.client_id.as_str()),
+        ("g", "c"),
+        "enough to revoke the grant on a replay"
+    );
+    assert!(
+        spent.redirect_uri.is_empty() && spent.scopes.is_empty() && spent.sid.is_empty(),
+        "and nothing more"
+    );
     let g = grant();
     let r = rt(100);
     let again = Issued {
@@ -155,6 +165,9 @@ fn refresh_rotation_is_single_use() {
     issue(&s, "h", "r1", 100);
     let fresh = s.rotate_refresh_token("r1", "r2", &rt(100), 500).unwrap();
     assert!(matches!(fresh, Consumed::Fresh(_)));
+    let spent = s.refresh_token("r1").unwrap().unwrap();
+    assert!(spent.used && spent.scopes.is_empty() && spent.session_hash.is_empty());
+    assert_eq!((spent.grant_id.as_str(), spent.expires_at), ("g", 100));
     assert_eq!(
         s.grant("g").unwrap().unwrap().tokens_until,
         500,

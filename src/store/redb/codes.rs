@@ -21,7 +21,8 @@ impl Codes for RedbStore {
                 return Ok(Consumed::Replayed(code));
             }
             code.used = true;
-            tx_put(tx, CODES, hash, &code)?;
+            // Kept until purged only to recognise a replay: the slim form.
+            tx_put(tx, CODES, hash, &code.spent())?;
             // A grant revoked meanwhile (logout ended its front-channel tokens) stays
             // revoked: the code is spent and yields nothing.
             let before = tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?;

@@ -521,7 +521,10 @@ impl RedbStore {
             })?;
             n += self.remove_batched(t, &keys, &doomed)?;
             match last {
-                Some(l) if keys.len() == PURGE_BATCH => after = Some(l),
+                Some(l) if keys.len() == PURGE_BATCH => {
+                    after = Some(l);
+                    std::thread::sleep(PURGE_PAUSE);
+                }
                 _ => return Ok(n),
             }
         }
@@ -534,7 +537,10 @@ impl RedbStore {
         doomed: impl Fn(&T) -> bool,
     ) -> Result<usize> {
         let mut n = 0;
-        for batch in keys.chunks(PURGE_BATCH) {
+        for (i, batch) in keys.chunks(PURGE_BATCH).enumerate() {
+            if i > 0 {
+                std::thread::sleep(PURGE_PAUSE);
+            }
             n += self.write(false, |tx| {
                 let mut table = tx.open_table(t).map_err(backend)?;
                 let mut removed = 0;
@@ -679,7 +685,10 @@ fn tx_update_all<T: DeserializeOwned + Serialize>(
 
 /// Records removed per transaction by the background purge: each holds the write lock
 /// and memory only briefly, however much has expired.
-const PURGE_BATCH: usize = 1000;
+const PURGE_BATCH: usize = 250;
+/// The purge's pause between two batches, so that requests waiting for the write lock
+/// go first (the purge runs on the maintenance thread, never on a request's).
+const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Removes every record of a table for which `drop` says so; returns how many.
 fn tx_retain<T: DeserializeOwned>(

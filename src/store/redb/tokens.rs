@@ -135,7 +135,8 @@ impl Tokens for RedbStore {
                 return Ok(Consumed::Missing);
             };
             old.used = true;
-            tx_put(tx, REFRESH_TOKENS, old_hash, &old)?;
+            // Kept until it expires only to recognise a replay: the slim form.
+            tx_put(tx, REFRESH_TOKENS, old_hash, &old.spent())?;
             tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
             if g.tokens_until < tokens_until {
                 g.tokens_until = tokens_until;
