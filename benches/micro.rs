@@ -227,7 +227,7 @@ fn store(c: &mut Criterion) {
     let rotate = |old: &str| {
         let x = exchange();
         let r = store
-            .rotate_refresh_token(old, &x.rt_hash, &x.rt, x.grant.tokens_until)
+            .rotate_refresh_token(old, &x.rt_hash, &x.rt, x.grant.tokens_until, &[])
             .expect("rotate");
         assert!(matches!(r, Consumed::Fresh(_)));
         x.rt_hash

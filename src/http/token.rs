@@ -373,10 +373,13 @@ fn refresh(
     let Some((_, new_hash, successor)) = &signed.records.refresh else {
         return Err(Fail::Internal("a refresh plan without a successor".into()).into());
     };
-    match app
-        .store
-        .rotate_refresh_token(&hash, new_hash, successor, signed.records.tokens_until)?
-    {
+    match app.store.rotate_refresh_token(
+        &hash,
+        new_hash,
+        successor,
+        signed.records.tokens_until,
+        &signed.records.userinfo_claims,
+    )? {
         Consumed::Fresh(_) => {}
         Consumed::Replayed(r) => {
             return Err(refused(

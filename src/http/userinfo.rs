@@ -64,16 +64,12 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
             "the access token lacks the openid scope",
         ));
     }
-    // Claims asked for individually, as far as the client may still receive them.
-    let requested = match app.client(&live.client_id) {
-        Ok(Some(client)) => claims::allowed_claims(&live.userinfo_claims, &client.scopes),
-        Ok(None) => Vec::new(),
-        Err(e) => return Err(super::response::Fail::Store(e).to_oidc()),
-    };
+    // Claims asked for individually, as the grant keeps them: narrowed to the client's
+    // scopes when the grant started and again at each refresh.
     Ok(Value::Object(claims::userinfo(
         &user,
         &live.scopes,
-        &requested,
+        &live.userinfo_claims,
     )))
 }
 

@@ -280,15 +280,18 @@ pub trait Tokens: Send + Sync {
 
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
 
-    /// Marks `old` used and stores its successor, atomically and durably, and keeps the
-    /// grant at least until `tokens_until` (the new access token's expiry). A replay of
-    /// `old` returns [`Consumed::Replayed`] and stores nothing.
+    /// Marks `old` used and stores its successor, atomically and durably; keeps the
+    /// grant at least until `tokens_until` (the new access token's expiry) and sets the
+    /// claims its access tokens release at UserInfo (narrowed to the client as it is
+    /// now). A replay of `old` returns [`Consumed::Replayed`] and stores nothing; a grant
+    /// revoked meanwhile gives [`Consumed::Missing`].
     fn rotate_refresh_token(
         &self,
         old_hash: &str,
         new_hash: &str,
         new: &RefreshToken,
         tokens_until: i64,
+        userinfo_claims: &[String],
     ) -> Result<Consumed<RefreshToken>>;
 }
 

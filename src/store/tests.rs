@@ -163,7 +163,9 @@ fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
 fn refresh_rotation_is_single_use() {
     let (_d, s) = open();
     issue(&s, "h", "r1", 100);
-    let fresh = s.rotate_refresh_token("r1", "r2", &rt(100), 500).unwrap();
+    let fresh = s
+        .rotate_refresh_token("r1", "r2", &rt(100), 500, &["email".to_string()])
+        .unwrap();
     assert!(matches!(fresh, Consumed::Fresh(_)));
     let spent = s.refresh_token("r1").unwrap().unwrap();
     assert!(spent.used && spent.scopes.is_empty() && spent.session_hash.is_empty());
@@ -173,7 +175,14 @@ fn refresh_rotation_is_single_use() {
         500,
         "the grant outlives its newest access token"
     );
-    let replay = s.rotate_refresh_token("r1", "r3", &rt(100), 900).unwrap();
+    assert_eq!(
+        s.grant("g").unwrap().unwrap().userinfo_claims,
+        vec!["email".to_string()],
+        "the claims narrowed at this refresh"
+    );
+    let replay = s
+        .rotate_refresh_token("r1", "r3", &rt(100), 900, &[])
+        .unwrap();
     assert!(matches!(replay, Consumed::Replayed(_)));
     assert!(s.refresh_token("r3").unwrap().is_none());
     assert!(s.refresh_token("r2").unwrap().is_some());
@@ -181,7 +190,8 @@ fn refresh_rotation_is_single_use() {
     s.revoke_grant("g", "c", "u", 5).unwrap();
     assert!(s.grant("g").unwrap().unwrap().revoked);
     assert_eq!(
-        s.rotate_refresh_token("r2", "r4", &rt(100), 900).unwrap(),
+        s.rotate_refresh_token("r2", "r4", &rt(100), 900, &[])
+            .unwrap(),
         Consumed::Missing,
         "a grant revoked since the caller looked yields nothing"
     );
@@ -602,7 +612,8 @@ fn revocation_list_entries_and_grants_live_as_long_as_their_tokens() {
     s.revoke_access_token("k", 50).unwrap();
     // A grant with no code or refresh token left, whose access tokens live until 500.
     issue(&s, "h", "r", 10);
-    s.rotate_refresh_token("r", "r2", &rt(10), 500).unwrap();
+    s.rotate_refresh_token("r", "r2", &rt(10), 500, &[])
+        .unwrap();
     s.purge_expired(49).unwrap();
     assert!(s.access_token_context("k", None, "c").unwrap().revoked);
     s.purge_expired(169).unwrap();

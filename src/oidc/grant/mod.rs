@@ -194,6 +194,8 @@ pub struct Records {
     pub refresh: Option<(String, String, RefreshToken)>,
     /// When the access token expires: its grant is kept at least until then.
     pub tokens_until: i64,
+    /// The claims the access token releases at UserInfo (kept with the grant).
+    pub userinfo_claims: Vec<String>,
 }
 
 /// The `jti` of an access token: `<grant id>.<random id>` for a person's tokens, so the
@@ -314,7 +316,7 @@ impl Plan<'_> {
                 Subject::Client => String::new(),
             },
             offline,
-            userinfo_claims,
+            userinfo_claims: userinfo_claims.clone(),
             tokens_until,
         });
         let refresh = match (&self.refresh, &self.subject) {
@@ -347,6 +349,7 @@ impl Plan<'_> {
             grant,
             refresh,
             tokens_until,
+            userinfo_claims,
         }
     }
 }

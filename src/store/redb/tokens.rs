@@ -119,6 +119,7 @@ impl Tokens for RedbStore {
         new_hash: &str,
         new: &RefreshToken,
         tokens_until: i64,
+        userinfo_claims: &[String],
     ) -> Result<Consumed<RefreshToken>> {
         self.write(true, |tx| {
             let Some(mut old) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, old_hash)? else {
@@ -138,8 +139,9 @@ impl Tokens for RedbStore {
             // Kept until it expires only to recognise a replay: the slim form.
             tx_put(tx, REFRESH_TOKENS, old_hash, &old.spent())?;
             tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
-            if g.tokens_until < tokens_until {
-                g.tokens_until = tokens_until;
+            if g.tokens_until < tokens_until || g.userinfo_claims != userinfo_claims {
+                g.tokens_until = g.tokens_until.max(tokens_until);
+                g.userinfo_claims = userinfo_claims.to_vec();
                 tx_put(tx, GRANTS, &new.grant_id, &g)?;
             }
             Ok(Consumed::Fresh(old))
