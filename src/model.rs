@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A person who signs in. `id` is the stable, opaque `sub`; `username` may change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub username: String,

@@ -54,10 +54,10 @@ async fn answer(
     peer: SocketAddr,
     now_ms: i64,
 ) -> (Resp, &'static str) {
-    // Refused before routing: counted under the path's label.
-    let label = routes::label(req.uri().path());
-    let early = |r: Resp| (r, label);
     let (parts, body) = req.into_parts();
+    // Refused before routing: counted under the path's label (looked up only then; the
+    // router looks the route up for everything else).
+    let early = |r: Resp| (r, routes::label(parts.uri.path()));
     let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if let Err(r) = head::check(parts.version, &parts.headers, target_len, MAX_BODY) {
         // The body, if any, is not read: the connection closes after this answer.

@@ -290,6 +290,19 @@ fn issued_audit(app: &App, req: &Req, plan: &Plan<'_>, grant_type: &str, now: i6
     );
 }
 
+/// The audit of machine-paced grants (client_credentials, refresh): counted, and written
+/// as one row per client, user, address and minute (`http::tally`).
+fn tallied_audit(app: &App, req: &Req, plan: &Plan<'_>, grant_type: &'static str) {
+    app.issued.note(
+        grant_type,
+        &plan.client.client_id,
+        username(plan),
+        req.peer,
+        req.now_ms,
+    );
+    app.metrics.event("token.issued", grant_type);
+}
+
 /// The SSO session under `hash` exists and has not expired.
 fn session_alive(app: &App, hash: &str, now: i64) -> Result<bool, Fail> {
     Ok(app.store.session(hash)?.is_some_and(|s| s.expires_at > now))
@@ -396,16 +409,7 @@ fn refresh(
             .into());
         }
     }
-    // A refresh is machine-paced: its audit row is one per client, user, address and
-    // minute (`tally`).
-    app.issued.note(
-        "refresh_token",
-        &client.client_id,
-        username(&plan),
-        req.peer,
-        req.now_ms,
-    );
-    app.metrics.event("token.issued", "refresh_token");
+    tallied_audit(app, req, &plan, "refresh_token");
     Ok(signed.response())
 }
 
@@ -420,16 +424,9 @@ fn client_credentials(
     let plan = grant::decide_client_credentials(client, requested)
         .map_err(|r| refused(app, req, r, now))?;
     // Nothing is stored: the token names no grant and is checked against its client and
-    // the revocation list. Its audit row is one per client and minute.
+    // the revocation list.
     let signed = issue::sign(app, &plan, &Draws::draw(), now)?;
-    app.issued.note(
-        "client_credentials",
-        &client.client_id,
-        None,
-        req.peer,
-        req.now_ms,
-    );
-    app.metrics.event("token.issued", "client_credentials");
+    tallied_audit(app, req, &plan, "client_credentials");
     Ok(signed.response())
 }
 

@@ -9,20 +9,7 @@ fn user() -> User {
     User {
         id: "u1".into(),
         username: "alice".into(),
-        email: String::new(),
-        email_verified: false,
-        given_name: None,
-        family_name: None,
-        phone: None,
-        address: None,
-        groups: vec![],
-        password_hash: String::new(),
-        disabled: false,
-        created_at: 0,
-        updated_at: 0,
-        mfa: Default::default(),
-        must_change_password: false,
-        reset_link: None,
+        ..User::default()
     }
 }
 

@@ -57,6 +57,36 @@ impl Service {
         self.now_ms.fetch_add(ms, Ordering::SeqCst);
     }
 
+    /// `App::respond` at the service's clock, from a fixed documentation address.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        target: &str,
+        headers: HeaderMap,
+        body: &str,
+    ) -> Answer {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let resp = self
+            .app
+            .respond(Req {
+                method,
+                path: path.to_string(),
+                query: query.to_string(),
+                headers,
+                body: Bytes::from(body.to_string()),
+                peer: "192.0.2.10".parse().unwrap(),
+                now_ms: self.now_ms(),
+            })
+            .await;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
     /// A user with the test password (and a TOTP secret when `totp`, returned).
     fn add_user(&self, name: &str, groups: &[&str], totp: bool) -> Option<String> {
         let new = latchkey::admin::NewUser {
@@ -91,10 +121,11 @@ impl Service {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+/// A response, read whole.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -122,7 +153,6 @@ struct Browser<'a> {
 
 impl Browser<'_> {
     async fn call(&mut self, method: Method, target: &str, body: &str) -> Answer {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let mut h = HeaderMap::new();
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self
@@ -138,21 +168,8 @@ impl Browser<'_> {
                 "application/x-www-form-urlencoded".parse().unwrap(),
             );
         }
-        let resp = self
-            .s
-            .app
-            .respond(Req {
-                method,
-                path: path.to_string(),
-                query: query.to_string(),
-                headers: h,
-                body: Bytes::from(body.to_string()),
-                peer: "192.0.2.10".parse().unwrap(),
-                now_ms: self.s.now_ms.load(Ordering::SeqCst),
-            })
-            .await;
-        let (parts, body) = resp.into_parts();
-        for c in parts.headers.get_all("set-cookie") {
+        let a = self.s.call(method, target, h, body).await;
+        for c in a.headers.get_all("set-cookie") {
             let c = c.to_str().unwrap();
             let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
             let (name, value) = pair.split_once('=').unwrap();
@@ -162,12 +179,7 @@ impl Browser<'_> {
                 self.cookies.insert(name.to_string(), value.to_string());
             }
         }
-        let bytes = body.collect().await.unwrap().to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        a
     }
 
     async fn get(&mut self, target: &str) -> Answer {
@@ -261,14 +273,13 @@ async fn a_right_code_after_the_delay_signs_in_and_clears_the_count() {
 #[tokio::test]
 async fn a_pending_sign_in_expires_after_ten_minutes() {
     let s = Service::new("");
-    let secret = s.add_user("alice", &[], true).unwrap();
+    s.add_user("alice", &[], true);
     let mut b = s.browser();
     b.sign_in("alice").await;
     s.advance_ms(latchkey::signin::PENDING_TTL * 1000 + 1000);
     let page = b.get("/login/2fa").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("expired"), "{}", page.body);
-    let _ = secret;
 }
 
 #[tokio::test]

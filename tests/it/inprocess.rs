@@ -2,22 +2,13 @@
 //! route table's 404/405/CORS answers, the security headers every response carries, and
 //! the shapes of protocol errors.
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::header::HeaderMap;
 use hyper::{Method, StatusCode};
-use latchkey::http::Req;
 
-use crate::clocked::Service;
+use crate::clocked::{Answer, Service};
 
 fn service() -> Service {
     Service::new("")
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
 }
 
 async fn call(
@@ -27,7 +18,6 @@ async fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Answer {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut h = HeaderMap::new();
     for (k, v) in headers {
         h.append(
@@ -35,25 +25,7 @@ async fn call(
             v.parse().unwrap(),
         );
     }
-    let resp = s
-        .app
-        .respond(Req {
-            method,
-            path: path.to_string(),
-            query: query.to_string(),
-            headers: h,
-            body: Bytes::from(body.to_string()),
-            peer: "192.0.2.10".parse().unwrap(),
-            now_ms: s.now_ms(),
-        })
-        .await;
-    let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    s.call(method, target, h, body).await
 }
 
 fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {

@@ -64,19 +64,8 @@ fn user() -> User {
         id: "u".into(),
         username: "alice".into(),
         email: "alice@example.com".into(),
-        email_verified: false,
-        given_name: None,
-        family_name: None,
-        phone: None,
-        address: None,
         groups: vec!["staff".into()],
-        password_hash: String::new(),
-        disabled: false,
-        created_at: 0,
-        updated_at: 0,
-        mfa: Default::default(),
-        must_change_password: false,
-        reset_link: None,
+        ..User::default()
     }
 }
 
