@@ -136,6 +136,7 @@ fn exchange() -> Exchange {
         offline: false,
         userinfo_claims: vec![],
         tokens_until: now + 900,
+        keep_until: 0,
     };
     let scopes: Vec<String> = ["openid", "profile"].map(String::from).to_vec();
     Exchange {

@@ -266,26 +266,36 @@ impl Client {
     }
 }
 
-/// An authorization code (stored under the SHA-256 of the code itself).
+/// An authorization code (stored under the SHA-256 of the code itself). Fields a used
+/// code no longer needs ([`AuthCode::spent`]) are left out of the record when empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthCode {
     pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub redirect_uri: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
     /// The grant every token issued from this code belongs to.
     pub grant_id: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub acr: String,
     /// Public session id (`sid` claim) and the stored hash of the SSO session.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub session_hash: String,
     pub expires_at: i64,
     /// Individually requested claims (the `claims` parameter).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<ClaimsRequest>,
     /// Set on first redemption; a second redemption revokes the grant.
     #[serde(default)]
@@ -339,37 +349,50 @@ pub struct Grant {
     pub client_id: String,
     pub user_id: String,
     pub created_at: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub revoked: bool,
     /// The SSO session the grant came from; logging out of it revokes the grant unless
     /// it is `offline` (offline_access was granted).
     #[serde(default)]
     pub session_hash: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub offline: bool,
     /// Claims asked for individually for UserInfo (the `claims` parameter).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub userinfo_claims: Vec<String>,
     /// When the last access token issued under the grant expires: the grant is kept at
     /// least until then, even with nothing else referring to it.
     #[serde(default)]
     pub tokens_until: i64,
+    /// Until when the store keeps the record: the latest of `tokens_until` and the
+    /// expiry of every code (with its replay window) and refresh token that refers to
+    /// the grant. Maintained by the store, which alone sees all of them.
+    #[serde(default)]
+    pub keep_until: i64,
 }
 
-/// A refresh token (stored under its SHA-256).
+/// A refresh token (stored under its SHA-256). As for codes, the fields a used token
+/// no longer needs ([`RefreshToken::spent`]) are left out of the record when empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefreshToken {
     pub grant_id: String,
     pub client_id: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub acr: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
     /// Hash of the SSO session; tokens without `offline_access` end with it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub session_hash: String,
     pub offline: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
     pub issued_at: i64,
     /// Idle expiry: renewed on each rotation, never past `absolute_expires_at`.
@@ -377,7 +400,7 @@ pub struct RefreshToken {
     pub absolute_expires_at: i64,
     #[serde(default)]
     pub used: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<ClaimsRequest>,
 }
 
@@ -570,4 +593,14 @@ pub struct ClaimsRequest {
     /// §5.5.1.1: acr values asked for as essential; one must be met.
     #[serde(default)]
     pub essential_acr: Vec<String>,
+}
+
+/// For `skip_serializing_if`: a zero timestamp is an absent one.
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// For `skip_serializing_if`: a flag that is off is not written.
+fn is_false(v: &bool) -> bool {
+    !*v
 }

@@ -130,6 +130,7 @@ pub(crate) fn refresh_tokens(store: &RedbStore, n: usize, users: &[User]) {
             offline: true,
             userinfo_claims: vec![],
             tokens_until: now + 600,
+            keep_until: 0,
         };
         let scopes: Vec<String> = ["openid", "offline_access"].map(String::from).to_vec();
         let rt = RefreshToken {

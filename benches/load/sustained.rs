@@ -355,7 +355,54 @@ async fn one(s: &Settings, hash: &str, mix: Mix) -> Vec<Target> {
         rows.push(row);
     }
     srv.stop();
+    slow_writes(&srv.log_path());
+    tables(&srv.database());
     summary(mix, secs, &rows, (file0, disk0), first_error)
+}
+
+/// The server's reports of slow store writes (at most one a second), where they were.
+fn slow_writes(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let slow: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("slow store write"))
+        .collect();
+    println!("slow store writes reported by the server: {}", slow.len());
+    for l in slow.iter().take(30) {
+        println!("    {l}");
+    }
+}
+
+/// What the file holds at the end, table by table: where the bytes per token go.
+fn tables(db: &Path) {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let Ok(db) = redb::Database::open(db) else {
+        println!("(the file could not be opened for its table sizes)");
+        return;
+    };
+    let Ok(tx) = db.begin_read() else { return };
+    println!(
+        "{:<24} {:>10} {:>12} {:>12} {:>12}",
+        "table", "entries", "stored B", "metadata B", "fragmented B"
+    );
+    let Ok(handles) = tx.list_tables() else {
+        return;
+    };
+    for h in handles {
+        let name = redb::TableHandle::name(&h).to_owned();
+        let Ok(t) = tx.open_untyped_table(h) else {
+            continue;
+        };
+        let (Ok(n), Ok(st)) = (t.len(), t.stats()) else {
+            continue;
+        };
+        println!(
+            "{name:<24} {n:>10} {:>12} {:>12} {:>12}",
+            st.stored_bytes(),
+            st.metadata_bytes(),
+            st.fragmented_bytes()
+        );
+    }
 }
 
 /// The figures and targets of one load from its windows.

@@ -18,7 +18,9 @@
 //! what is revoked or alive at grant level, not with tokens minted: issuing a
 //! client_credentials token writes nothing, and the other grants write their grant and
 //! refresh token, which they need anyway. A grant is kept while a code or refresh token
-//! refers to it and at least until its last access token expires (`tokens_until`).
+//! refers to it and at least until its last access token expires (`tokens_until`); each
+//! write that adds such a reference raises the grant's `keep_until`, so the purge decides
+//! from the grant alone.
 //!
 //! Durability: users, groups, clients, consents, grants, refresh tokens, keys and
 //! metadata are committed durably before the caller answers, and so is every change that
@@ -43,9 +45,10 @@ use crate::model::{
 
 /// Version of the on-disk layout. History: 1 = the first layout; 2 = adds the device
 /// authorization, user code and client-assertion tables; 3 = access tokens keep no
-/// record (the `access_tokens` table is dropped, `revoked_access_tokens` added). Older databases are migrated
-/// when opened; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 3;
+/// record (the `access_tokens` table is dropped, `revoked_access_tokens` added); 4 = each
+/// grant records how long it is kept (`keep_until`). Older databases are migrated when
+/// opened; newer ones are refused.
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {

@@ -107,6 +107,7 @@ fn grant() -> Grant {
         offline: false,
         userinfo_claims: vec![],
         tokens_until: 0,
+        keep_until: 0,
     }
 }
 
@@ -265,23 +266,43 @@ fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
 fn purge_removes_only_expired_records() {
     let (_d, s) = open();
     s.put_code("new", &code(10_000)).unwrap();
+    // Grant g: code "old" (expires at 10, recognised as replayed until 310) and refresh
+    // token "r" (expires at 10).
     issue(&s, "old", "r", 10);
-    let n = s.purge_expired(1000).unwrap();
-    assert_eq!(n, 2, "the used code and the refresh token");
-    assert!(s.code("old").unwrap().is_none());
-    assert!(s.code("new").unwrap().is_some());
+    assert_eq!(s.purge_expired(200).unwrap(), 1, "the refresh token only");
     assert!(s.refresh_token("r").unwrap().is_none());
     assert!(
+        s.code("old").unwrap().is_some(),
+        "a replay is still recognised"
+    );
+    assert!(
         s.grant("g").unwrap().is_some(),
-        "the unexpired code still refers to its grant"
+        "the used code still refers to its grant: a replay revokes it"
     );
-    // Once its last code is gone too, nothing refers to the grant any more.
     assert_eq!(
-        s.purge_expired(20_000).unwrap(),
+        s.purge_expired(1000).unwrap(),
         2,
-        "the code and its grant"
+        "the used code and its grant"
     );
+    assert!(s.code("old").unwrap().is_none());
     assert!(s.grant("g").unwrap().is_none());
+    assert!(s.code("new").unwrap().is_some());
+    assert_eq!(s.purge_expired(20_000).unwrap(), 1, "the unused code");
+}
+
+#[test]
+fn a_rotated_refresh_token_keeps_its_grant_until_it_expires() {
+    let (_d, s) = open();
+    issue(&s, "c1", "r1", 10);
+    // The successor lives until 5,000; the grant's access tokens only until 600.
+    s.rotate_refresh_token("r1", "r2", &rt(5_000), 600, &[])
+        .unwrap();
+    s.purge_expired(4_000).unwrap();
+    assert!(s.grant("g").unwrap().is_some());
+    assert!(s.refresh_token("r2").unwrap().is_some());
+    s.purge_expired(5_001).unwrap();
+    assert!(s.grant("g").unwrap().is_none());
+    assert!(s.refresh_token("r2").unwrap().is_none());
 }
 
 #[test]
@@ -350,16 +371,16 @@ fn audit_is_newest_first() {
 #[test]
 fn audit_retention_removes_only_older_events() {
     let (_d, s) = open();
+    let event = |time| AuditEvent {
+        time,
+        kind: "k".into(),
+        user: None,
+        client: None,
+        ip: None,
+        detail: String::new(),
+    };
     for t in 1..=5 {
-        s.append_audit(&AuditEvent {
-            time: t * 100,
-            kind: "k".into(),
-            user: None,
-            client: None,
-            ip: None,
-            detail: String::new(),
-        })
-        .unwrap();
+        s.append_audit(&event(t * 100)).unwrap();
     }
     assert_eq!(s.purge_audit(300).unwrap(), 2);
     let left: Vec<i64> = s
@@ -370,6 +391,30 @@ fn audit_retention_removes_only_older_events() {
         .collect();
     assert_eq!(left, vec![500, 400, 300]);
     assert_eq!(s.purge_audit(300).unwrap(), 0);
+    // More than one batch's worth, all older: every one goes, the newer ones stay.
+    for i in 0..700 {
+        s.append_audit(&event(1_000 + i)).unwrap();
+    }
+    assert_eq!(s.purge_audit(1_650).unwrap(), 3 + 650);
+    assert_eq!(s.audit(0, 1_000, None).unwrap().len(), 50);
+}
+
+#[test]
+fn used_records_are_stored_slim_and_read_back() {
+    let (_d, s) = open();
+    let spent = code(10).spent();
+    let bytes = serde_json::to_vec(&spent).unwrap();
+    assert!(bytes.len() < 120, "{}", String::from_utf8_lossy(&bytes));
+    s.put_code("h", &spent).unwrap();
+    assert_eq!(s.code("h").unwrap(), Some(spent));
+    let spent = rt(10).spent();
+    let bytes = serde_json::to_vec(&spent).unwrap();
+    assert!(bytes.len() < 200, "{}", String::from_utf8_lossy(&bytes));
+    let full = rt(10);
+    issue(&s, "c", "r1", 10);
+    s.rotate_refresh_token("r1", "r2", &full, 10, &[]).unwrap();
+    assert_eq!(s.refresh_token("r1").unwrap(), Some(rt(10).spent()));
+    assert_eq!(s.refresh_token("r2").unwrap(), Some(full));
 }
 
 #[test]
@@ -494,6 +539,65 @@ fn schema_2_access_token_revocations_survive_the_migration() {
             .unwrap()
             .revoked
     );
+}
+
+#[test]
+fn schema_3_grants_learn_how_long_they_are_kept() {
+    let dir = TempDir::new("schema-v3");
+    let path = dir.path().join("v3.redb");
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let table = |name| ::redb::TableDefinition::<&str, &[u8]>::new(name);
+            tx.open_table(table("meta"))
+                .unwrap()
+                .insert("schema_version", b"3".as_slice())
+                .unwrap();
+            // Grants as schema 3 wrote them: no keep_until.
+            let mut grants = tx.open_table(table("grants")).unwrap();
+            for (id, tokens_until) in [("by-refresh", 50), ("by-code", 50), ("alone", 70)] {
+                let g = serde_json::json!({
+                    "grant_id": id, "client_id": "c", "user_id": "u", "created_at": 0,
+                    "tokens_until": tokens_until,
+                });
+                grants
+                    .insert(id, serde_json::to_vec(&g).unwrap().as_slice())
+                    .unwrap();
+            }
+            let mut refresh = tx.open_table(table("refresh_tokens")).unwrap();
+            let r = RefreshToken {
+                grant_id: "by-refresh".into(),
+                ..rt(9_000)
+            };
+            refresh
+                .insert("r", serde_json::to_vec(&r).unwrap().as_slice())
+                .unwrap();
+            let mut codes = tx.open_table(table("codes")).unwrap();
+            let c = AuthCode {
+                grant_id: "by-code".into(),
+                used: true,
+                ..code(1_000)
+            };
+            codes
+                .insert("c", serde_json::to_vec(&c).unwrap().as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let s = RedbStore::open(&path).unwrap();
+    let kept = |id| s.grant(id).unwrap().map(|g| g.keep_until);
+    assert_eq!(kept("by-refresh"), Some(9_000));
+    assert_eq!(kept("by-code"), Some(1_000 + 300));
+    assert_eq!(kept("alone"), Some(70));
+    // So the purge keeps what is still referred to, and only that.
+    s.purge_expired(100).unwrap();
+    assert!(s.grant("alone").unwrap().is_none());
+    assert!(s.grant("by-code").unwrap().is_some());
+    assert!(s.refresh_token("r").unwrap().is_some());
+    s.purge_expired(2_000).unwrap();
+    assert!(s.grant("by-code").unwrap().is_none());
+    assert!(s.grant("by-refresh").unwrap().is_some());
 }
 
 #[test]

@@ -318,6 +318,8 @@ impl Plan<'_> {
             offline,
             userinfo_claims: userinfo_claims.clone(),
             tokens_until,
+            // The store sets it from what refers to the grant.
+            keep_until: 0,
         });
         let refresh = match (&self.refresh, &self.subject) {
             (Refresh::None, _) | (Refresh::New, Subject::Client) => None,

@@ -325,6 +325,7 @@ fn grant() -> Grant {
         offline: true,
         userinfo_claims: vec![],
         tokens_until: NOW + 900,
+        keep_until: 0,
     }
 }
 

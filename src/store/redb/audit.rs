@@ -45,21 +45,33 @@ impl AuditLog for RedbStore {
 
     fn purge_audit(&self, before: i64) -> Result<usize> {
         self.flush_audit(false)?;
-        self.write(false, |tx| {
-            let mut t = tx.open_table(AUDIT).map_err(backend)?;
-            let mut doomed = Vec::new();
-            // Keys grow with time, so the old events are the first ones.
-            for item in t.iter().map_err(backend)? {
-                let (k, v) = item.map_err(backend)?;
-                match decode::<AuditEvent>(v.value()) {
-                    Ok(e) if e.time < before => doomed.push(k.value()),
-                    _ => break,
+        // Keys grow with time, so the old events are the first ones: each batch takes the
+        // oldest `PURGE_BATCH` in a transaction of its own, with a pause between batches,
+        // so a minute's worth of events never holds the writer at once.
+        let mut n = 0;
+        loop {
+            let removed = self.write(false, |tx| {
+                let mut t = tx.open_table(AUDIT).map_err(backend)?;
+                let mut doomed = Vec::with_capacity(PURGE_BATCH);
+                for item in t.iter().map_err(backend)? {
+                    let (k, v) = item.map_err(backend)?;
+                    match decode::<AuditEvent>(v.value()) {
+                        Ok(e) if e.time < before && doomed.len() < PURGE_BATCH => {
+                            doomed.push(k.value())
+                        }
+                        _ => break,
+                    }
                 }
+                for k in &doomed {
+                    t.remove(k).map_err(backend)?;
+                }
+                Ok(doomed.len())
+            })?;
+            n += removed;
+            if removed < PURGE_BATCH {
+                return Ok(n);
             }
-            for k in &doomed {
-                t.remove(k).map_err(backend)?;
-            }
-            Ok(doomed.len())
-        })
+            std::thread::sleep(PURGE_PAUSE);
+        }
     }
 }

@@ -37,7 +37,8 @@ impl Codes for RedbStore {
                 tokens_until: i
                     .grant
                     .tokens_until
-                    .max(before.map_or(0, |g| g.tokens_until)),
+                    .max(before.as_ref().map_or(0, |g| g.tokens_until)),
+                keep_until: before.map_or(0, |g| g.keep_until),
                 ..i.grant.clone()
             };
             put_issued(
@@ -46,6 +47,8 @@ impl Codes for RedbStore {
                     grant: &grant,
                     ..i.clone()
                 },
+                // The used code refers to the grant until it is purged.
+                code.expires_at + CODE_REPLAY_WINDOW,
             )?;
             Ok(Consumed::Fresh(code))
         })
@@ -117,7 +120,7 @@ impl Codes for RedbStore {
             }
             d.used = true;
             tx_put(tx, DEVICES, hash, &d)?;
-            put_issued(tx, i)?;
+            put_issued(tx, i, d.expires_at + CODE_REPLAY_WINDOW)?;
             Ok(Consumed::Fresh(d))
         })
     }

@@ -183,10 +183,73 @@ impl Handle {
     /// Makes every commit so far durable, sharing the fsync with concurrent callers.
     fn flush(&self) -> Result<()> {
         self.group.wait_durable(|| {
+            let mut clock = SlowWrite::start(std::panic::Location::caller());
             let mut tx = self.db.begin_write().map_err(backend)?;
+            clock.lap(0);
             tx.set_durability(Durability::Immediate).map_err(invalid)?;
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            clock.lap(3);
+            clock.report();
+            Ok(())
         })
+    }
+}
+
+/// A write slower than this is reported (at most once a second), with where its time
+/// went: an operator's first clue when the disk or the file is the bottleneck.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// When the last slow write was reported, in ms since the epoch (0: never).
+static SLOW_REPORTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The phases of one write: waiting for the write lock, the work, the commit, the flush.
+struct SlowWrite {
+    caller: &'static std::panic::Location<'static>,
+    started: std::time::Instant,
+    last: std::time::Instant,
+    phases: [std::time::Duration; 4],
+}
+
+impl SlowWrite {
+    fn start(caller: &'static std::panic::Location<'static>) -> SlowWrite {
+        let now = std::time::Instant::now();
+        SlowWrite {
+            caller,
+            started: now,
+            last: now,
+            phases: [std::time::Duration::ZERO; 4],
+        }
+    }
+
+    fn lap(&mut self, phase: usize) {
+        let now = std::time::Instant::now();
+        self.phases[phase] = now - self.last;
+        self.last = now;
+    }
+
+    fn report(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.started.elapsed() < SLOW_WRITE {
+            return;
+        }
+        let now_ms = crate::clock::now_ms().max(0) as u64;
+        let last = SLOW_REPORTED.load(Relaxed);
+        if now_ms < last + 1_000
+            || SLOW_REPORTED
+                .compare_exchange(last, now_ms, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        tracing::warn!(
+            at = %self.caller,
+            lock_wait_ms = ms(self.phases[0]),
+            work_ms = ms(self.phases[1]),
+            commit_ms = ms(self.phases[2]),
+            flush_ms = ms(self.phases[3]),
+            "slow store write"
+        );
     }
 }
 
@@ -250,6 +313,10 @@ impl RedbStore {
             if version < 3 {
                 migrate_revoked_access_tokens(tx)?;
                 tx.delete_table(LEGACY_ACCESS_TOKENS).map_err(backend)?;
+            }
+            // 3 → 4: grants carry how long they are kept.
+            if version < 4 {
+                migrate_grant_keep_until(tx)?;
             }
             if version < SCHEMA_VERSION {
                 tracing::info!(from = version, to = SCHEMA_VERSION, "database schema migrated");
@@ -335,8 +402,10 @@ impl RedbStore {
 
     /// One write transaction. It commits without an fsync; a `durable` write then waits
     /// for the group commit, so it returns only once it is on disk (see `commit.rs`).
+    #[track_caller]
     fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
         use std::sync::atomic::Ordering::SeqCst;
+        let caller = std::panic::Location::caller();
         let db = self.handle(false)?;
         // A write that may wait (for a flush, or behind one holding the write lock) leaves
         // its tokio worker first; the others are shorter than the hand-over.
@@ -347,14 +416,20 @@ impl RedbStore {
         let _done = durable.then(|| DurableWrite(&db.durable_writes));
         blocking(may_wait, || {
             let run = || {
+                let mut clock = SlowWrite::start(caller);
                 let mut tx = db.begin_write().map_err(backend)?;
+                clock.lap(0);
                 tx.set_durability(Durability::None).map_err(invalid)?;
                 let out = f(&tx)?;
                 self.write_queued_audit(&tx)?;
+                clock.lap(1);
                 tx.commit().map_err(backend)?;
+                clock.lap(2);
                 if durable {
                     db.flush()?;
+                    clock.lap(3);
                 }
+                clock.report();
                 Ok(out)
             };
             self.after(&db, run())
@@ -420,6 +495,7 @@ impl RedbStore {
         })
     }
 
+    #[track_caller]
     fn put<T: Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
         let bytes = encode(v)?;
         self.write(durable, |tx| {
@@ -431,6 +507,7 @@ impl RedbStore {
         })
     }
 
+    #[track_caller]
     fn remove(&self, t: Table, key: &str, durable: bool) -> Result<bool> {
         self.write(durable, |tx| {
             Ok(tx
@@ -588,6 +665,40 @@ fn tx_revoke_grants_where(tx: &WriteTransaction, pick: impl Fn(&Grant) -> bool) 
     Ok(live.len())
 }
 
+/// Schema 3 → 4: each grant learns how long it is kept (`keep_until`) from the codes and
+/// refresh tokens that refer to it, so the purge no longer needs to look at those.
+fn migrate_grant_keep_until(tx: &WriteTransaction) -> Result<()> {
+    let mut until = std::collections::HashMap::<String, i64>::new();
+    let mut refer = |grant_id: String, t: i64| {
+        let e = until.entry(grant_id).or_insert(t);
+        *e = (*e).max(t);
+    };
+    {
+        let codes = tx.open_table(CODES).map_err(backend)?;
+        for item in codes.iter().map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            if let Ok(c) = decode::<AuthCode>(v.value()) {
+                refer(c.grant_id, c.expires_at + CODE_REPLAY_WINDOW);
+            }
+        }
+        let refresh = tx.open_table(REFRESH_TOKENS).map_err(backend)?;
+        for item in refresh.iter().map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            if let Ok(r) = decode::<RefreshToken>(v.value()) {
+                let end = refresh_end(&r);
+                refer(r.grant_id, end);
+            }
+        }
+    }
+    tx_update_all::<Grant>(tx, GRANTS, |g| {
+        let keep = kept_until(g, until.get(&g.grant_id).copied().unwrap_or(0));
+        let changed = keep != g.keep_until;
+        g.keep_until = keep;
+        changed
+    })?;
+    Ok(())
+}
+
 /// Schema 2 → 3: the access tokens revoked one by one move to the revocation list (the
 /// purge drops those already expired).
 fn migrate_revoked_access_tokens(tx: &WriteTransaction) -> Result<()> {
@@ -615,12 +726,31 @@ fn migrate_revoked_access_tokens(tx: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-fn put_issued(tx: &WriteTransaction, i: &Issued<'_>) -> Result<()> {
-    tx_put(tx, GRANTS, &i.grant.grant_id, i.grant)?;
+/// Stores a grant with its first refresh token. The grant is kept (`keep_until`) at
+/// least until its access tokens and that refresh token expire, and until `also` (the
+/// replay window of the code or device code it came from): the purge then needs no
+/// look at what refers to it.
+fn put_issued(tx: &WriteTransaction, i: &Issued<'_>, also: i64) -> Result<()> {
+    let until = i.refresh.map_or(0, |(_, rt)| refresh_end(rt)).max(also);
+    let grant = Grant {
+        keep_until: kept_until(i.grant, until),
+        ..i.grant.clone()
+    };
+    tx_put(tx, GRANTS, &grant.grant_id, &grant)?;
     if let Some((rt_hash, rt)) = i.refresh {
         tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
     }
     Ok(())
+}
+
+/// When a refresh token ends: its idle expiry, never past the family's absolute one.
+fn refresh_end(rt: &RefreshToken) -> i64 {
+    rt.expires_at.min(rt.absolute_expires_at)
+}
+
+/// How long `g` must be kept once something new that lasts until `until` refers to it.
+fn kept_until(g: &Grant, until: i64) -> i64 {
+    g.keep_until.max(g.tokens_until).max(until)
 }
 
 fn consent_key(user_id: &str, client_id: &str) -> String {
@@ -639,22 +769,6 @@ fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Re
         .map_err(backend)?
         .insert(key, bytes.as_slice())
         .map_err(backend)?;
-    Ok(())
-}
-
-/// Calls `f` with every decodable record of a table, in a read snapshot.
-fn read_visit<T: DeserializeOwned>(
-    tx: &ReadTransaction,
-    t: Table,
-    mut f: impl FnMut(T),
-) -> Result<()> {
-    let table = tx.open_table(t).map_err(backend)?;
-    for item in table.iter().map_err(backend)? {
-        let (_, v) = item.map_err(backend)?;
-        if let Ok(rec) = decode::<T>(v.value()) {
-            f(rec);
-        }
-    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use super::*;
 
 impl Tokens for RedbStore {
     fn issue_tokens(&self, i: &Issued<'_>) -> Result<()> {
-        self.write(i.refresh.is_some(), |tx| put_issued(tx, i))
+        self.write(i.refresh.is_some(), |tx| put_issued(tx, i, 0))
     }
 
     fn grant(&self, id: &str) -> Result<Option<Grant>> {
@@ -18,6 +18,8 @@ impl Tokens for RedbStore {
                 client_id: client_id.to_string(),
                 user_id: user_id.to_string(),
                 created_at: now,
+                // A marker for a grant already gone: kept as long as a used code is.
+                keep_until: now + CODE_REPLAY_WINDOW,
                 ..Grant::default()
             });
             g.revoked = true;
@@ -59,6 +61,7 @@ impl Tokens for RedbStore {
                         created_at: c.auth_time,
                         revoked: true,
                         session_hash: c.session_hash.clone(),
+                        keep_until: c.expires_at + CODE_REPLAY_WINDOW,
                         ..Grant::default()
                     };
                     tx_put(tx, GRANTS, &c.grant_id, &g)?;
@@ -139,11 +142,10 @@ impl Tokens for RedbStore {
             // Kept until it expires only to recognise a replay: the slim form.
             tx_put(tx, REFRESH_TOKENS, old_hash, &old.spent())?;
             tx_put(tx, REFRESH_TOKENS, new_hash, new)?;
-            if g.tokens_until < tokens_until || g.userinfo_claims != userinfo_claims {
-                g.tokens_until = g.tokens_until.max(tokens_until);
-                g.userinfo_claims = userinfo_claims.to_vec();
-                tx_put(tx, GRANTS, &new.grant_id, &g)?;
-            }
+            g.tokens_until = g.tokens_until.max(tokens_until);
+            g.keep_until = kept_until(&g, refresh_end(new));
+            g.userinfo_claims = userinfo_claims.to_vec();
+            tx_put(tx, GRANTS, &new.grant_id, &g)?;
             Ok(Consumed::Fresh(old))
         })
     }

@@ -49,30 +49,12 @@ impl Upkeep for RedbStore {
         // Two minutes past expiry, as for assertions: a clock stepped back a little never
         // brings a revoked token back.
         n += self.purge(REVOKED_ACCESS, |exp: &i64| *exp + 120 < now)?;
-        n += self.purge(REFRESH_TOKENS, |r: &RefreshToken| {
-            r.expires_at.min(r.absolute_expires_at) < now
-        })?;
-        // A grant lives as long as something refers to it: a code (a late replay revokes
-        // it) or a refresh token, and at least until its last access token expires
-        // (`tokens_until`). Grants and their first tokens are stored together, and later
-        // tokens only come from earlier ones, so a grant that nothing refers to in one
-        // snapshot, past that time, never will again.
-        let unreferenced = self.read(|tx| {
-            let mut referenced = std::collections::HashSet::new();
-            let mut note = |grant_id: String| {
-                referenced.insert(grant_id);
-            };
-            read_visit::<AuthCode>(tx, CODES, |c| note(c.grant_id))?;
-            read_visit::<RefreshToken>(tx, REFRESH_TOKENS, |r| note(r.grant_id))?;
-            let mut doomed = Vec::new();
-            read_visit::<Grant>(tx, GRANTS, |g| {
-                if g.tokens_until < now && !referenced.contains(&g.grant_id) {
-                    doomed.push(g.grant_id);
-                }
-            })?;
-            Ok(doomed)
-        })?;
-        n += self.remove_batched(GRANTS, &unreferenced, |g: &Grant| g.tokens_until < now)?;
+        n += self.purge(REFRESH_TOKENS, |r: &RefreshToken| refresh_end(r) < now)?;
+        // A grant is kept while a code (a late replay revokes it) or a refresh token
+        // refers to it, and at least until its last access token expires: `keep_until`
+        // and `tokens_until`, which every write that adds such a reference raises. So the
+        // purge decides from the grant alone, a batch at a time.
+        n += self.purge(GRANTS, |g: &Grant| g.keep_until.max(g.tokens_until) < now)?;
         // One durable commit persists the batches and every earlier non-durable commit.
         self.write(true, |_| Ok(()))?;
         Ok(n)
