@@ -40,3 +40,61 @@ document.querySelectorAll("[data-rows]").forEach(function (set) {
     input.focus();
   });
 });
+// Passkeys: <form data-passkey="register|signin" data-start="URL"> with hidden csrf,
+// ceremony and credential fields. On submit the page asks the server to start a
+// ceremony, lets the browser's authenticator answer, and posts the form with the answer.
+// A sign-in form with data-conditional also offers passkeys in the username field's
+// autofill. Without WebAuthn in the browser the forms stay hidden.
+(function () {
+  var pkc = window.PublicKeyCredential;
+  if (!pkc || !pkc.parseCreationOptionsFromJSON || !pkc.parseRequestOptionsFromJSON) return;
+  document.querySelectorAll("form[data-passkey]").forEach(function (form) {
+    var mode = form.getAttribute("data-passkey");
+    var status = form.querySelector("[data-passkey-status]");
+    var waiting = null;
+    form.hidden = false;
+    function say(text) { if (status) status.textContent = text; }
+    function begin(conditional) {
+      var body = new URLSearchParams();
+      body.set("csrf", form.elements.csrf.value);
+      return fetch(form.getAttribute("data-start"), { method: "POST", body: body, credentials: "same-origin" })
+        .then(function (r) {
+          return r.json().then(function (j) {
+            if (!r.ok) throw new Error(j.error || "the server refused");
+            return j;
+          });
+        })
+        .then(function (j) {
+          form.elements.ceremony.value = j.ceremony;
+          if (mode === "register") {
+            return navigator.credentials.create({ publicKey: pkc.parseCreationOptionsFromJSON(j.options.publicKey) });
+          }
+          var request = { publicKey: pkc.parseRequestOptionsFromJSON(j.options.publicKey) };
+          if (conditional) {
+            waiting = new AbortController();
+            request.mediation = "conditional";
+            request.signal = waiting.signal;
+          }
+          return navigator.credentials.get(request);
+        })
+        .then(function (credential) {
+          if (!credential) return;
+          form.elements.credential.value = JSON.stringify(credential);
+          form.submit();
+        });
+    }
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (waiting) { waiting.abort(); waiting = null; }
+      say("");
+      begin(false).catch(function (e) {
+        say(e && e.name === "NotAllowedError" ? "The passkey request was cancelled or timed out." : "Passkeys did not work here: " + (e && e.message || e));
+      });
+    });
+    if (mode === "signin" && form.hasAttribute("data-conditional") && pkc.isConditionalMediationAvailable) {
+      pkc.isConditionalMediationAvailable().then(function (ok) {
+        if (ok) begin(true).catch(function () {});
+      });
+    }
+  });
+})();

@@ -65,12 +65,41 @@ pub struct Mfa {
     pub recovery_hashes: Vec<String>,
     #[serde(default)]
     pub devices: Vec<TrustedDevice>,
+    /// Passkeys and security keys (WebAuthn), in the order they were added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkeys: Vec<PasskeyRecord>,
 }
 
 impl Mfa {
     pub fn enrolled(&self) -> bool {
         self.totp_secret.is_some()
     }
+}
+
+/// What a WebAuthn credential is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasskeyKind {
+    /// A discoverable credential with user verification: signs in on its own.
+    Passkey,
+    /// A security key checked for user presence only: a second factor after the password.
+    SecurityKey,
+}
+
+/// A registered passkey or security key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url: how the browser names it.
+    pub id: String,
+    /// The name the user gave it.
+    pub name: String,
+    pub kind: PasskeyKind,
+    pub created_at: i64,
+    /// The last sign-in with it (0: never).
+    #[serde(default)]
+    pub last_used: i64,
+    /// The credential as webauthn-rs keeps it (public key, counter, flags).
+    pub credential: serde_json::Value,
 }
 
 /// A browser that may skip the second factor until `expires_at` (its cookie names `id`).

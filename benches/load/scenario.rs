@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey::oidc::discovery::paths;
-use sha2::Digest;
 
 use crate::client::{Conn, Reply};
 use crate::floor::{self, Floor};
@@ -119,7 +118,7 @@ fn basic(id: &str, secret: &str) -> String {
 
 fn pkce() -> (String, String) {
     let verifier = latchkey::clock::random_token();
-    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = URL_SAFE_NO_PAD.encode(latchkey::keys::sha256(verifier.as_bytes()));
     (verifier, challenge)
 }
 

@@ -101,6 +101,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "device" => "The browser is no longer trusted.",
         "app" => "The application's access was revoked.",
         "session" => "That session was signed out.",
+        "passkey" => "Your passkey was added.",
+        "passkey-removed" => "The passkey was removed.",
         _ => return None,
     })
 }
@@ -166,6 +168,9 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
         "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
         "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
+        "/account/passkeys/start" if post => super::passkeys::register_start(app, &s, now),
+        "/account/passkeys" if post => add_passkey(app, req, &s, &form, now),
+        "/account/passkeys/remove" if post => remove_passkey(app, req, &s, &form, now).await,
         "/account"
         | "/account/profile"
         | "/account/password"
@@ -174,7 +179,10 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         | "/account/recovery"
         | "/account/devices/revoke"
         | "/account/apps/revoke"
-        | "/account/sessions/end" => {
+        | "/account/sessions/end"
+        | "/account/passkeys/start"
+        | "/account/passkeys"
+        | "/account/passkeys/remove" => {
             response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => response::plain(StatusCode::NOT_FOUND, "not found"),
@@ -245,6 +253,9 @@ fn page(
             "enrolled": u.mfa.enrolled(),
             "recovery_left": u.mfa.recovery_hashes.len(),
             "devices": devices,
+            "passkeys": super::passkeys::listed(u),
+            "passkeys_available": app.passkeys.available(),
+            "fresh": fresh(app, s, now),
             "apps": apps,
             "sessions": sessions,
             "notice": notice(q.get_lenient("done")),
@@ -554,6 +565,55 @@ async fn remove_2fa(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now:
     }
     audit_own(app, req, s, "mfa.removed", None, "", now);
     back("2fa-off")
+}
+
+/// Whether the session signed in (or confirmed the password) within the
+/// re-authentication window: sensitive changes need no password then.
+fn fresh(app: &App, s: &SignedIn, now: i64) -> bool {
+    s.session.auth_time.max(s.session.reauth_at) >= now - app.config.reauth_window
+}
+
+fn add_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    match super::passkeys::register_finish(app, s, form, now) {
+        Ok(name) => {
+            audit_own(app, req, s, "passkey.added", None, &name, now);
+            back("passkey")
+        }
+        Err(message) => page(app, req, s, Some(&message), StatusCode::BAD_REQUEST, now),
+    }
+}
+
+/// Removing a passkey needs a fresh sign-in, or the password.
+async fn remove_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if !fresh(app, s, now)
+        && let Err(r) = confirm_password(app, req, s, form, now).await
+    {
+        return r;
+    }
+    let id = form.get_lenient("id").unwrap_or("");
+    let removed = signin::modify_user(app, &s.user.id, |u| {
+        let before = u.mfa.passkeys.len();
+        u.mfa.passkeys.retain(|p| p.id != id);
+        u.updated_at = now;
+        u.mfa.passkeys.len() != before
+    });
+    let name = s.user.mfa.passkeys.iter().find(|p| p.id == id);
+    match (removed, name) {
+        (Err(f), _) => app.fail_page(f),
+        (Ok(Some(_)), Some(p)) => {
+            let name = p.name.clone();
+            audit_own(app, req, s, "passkey.removed", None, &name, now);
+            back("passkey-removed")
+        }
+        (Ok(_), _) => page(
+            app,
+            req,
+            s,
+            Some("That passkey is not yours, or it was removed already."),
+            StatusCode::NOT_FOUND,
+            now,
+        ),
+    }
 }
 
 fn revoke_device(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {

@@ -51,6 +51,8 @@ pub struct App {
     pub(super) issued: Arc<super::tally::IssuedTally>,
     pub secret_cache: Arc<crate::keys::SecretCache>,
     pub interactions: Arc<Interactions>,
+    /// WebAuthn for this issuer and the passkey ceremonies under way.
+    pub passkeys: Arc<super::passkeys::Passkeys>,
     /// Sign-ins waiting for a second factor or a new password.
     pub pendings: Arc<interaction::Expiring<signin::Pending>>,
     /// Client JWK Sets fetched from their jwks_uri, with the time they were fetched.
@@ -114,6 +116,10 @@ impl App {
             issued: Default::default(),
             secret_cache: Default::default(),
             interactions: Default::default(),
+            passkeys: Arc::new(super::passkeys::Passkeys::new(
+                &config.issuer,
+                &config.instance_name,
+            )),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
             outbound: Arc::new(crate::outbound::Outbound::new()),
             metrics: Default::default(),
@@ -140,6 +146,10 @@ impl App {
         Ok(App {
             discovery: discovery_document(&config.issuer),
             pages: Pages::new(&config.instance_name, config.logo.is_some())?,
+            passkeys: Arc::new(
+                self.passkeys
+                    .reloaded(&config.issuer, &config.instance_name),
+            ),
             config,
             store: self.store.clone(),
             keys: self.keys.clone(),

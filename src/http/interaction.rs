@@ -160,6 +160,15 @@ impl<T: Clone> Expiring<T> {
         self.lock().remove(id);
     }
 
+    /// Takes the record out: a second take of the same id finds nothing (single use).
+    pub fn take(&self, id: &str, now: i64) -> Option<T> {
+        let mut m = self.lock();
+        let live = m.map.get(id).is_some_and(|r| now - r.made < self.ttl);
+        let value = m.map.get(id).map(|r| r.value.clone());
+        m.remove(id);
+        value.filter(|_| live)
+    }
+
     /// Records held and their bytes, for tests and metrics.
     pub fn usage(&self) -> (usize, usize) {
         let m = self.lock();

@@ -50,6 +50,8 @@ fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
             "client_name": client_name,
             "username": v.username,
             "error": v.error,
+            "passkeys": app.passkeys.available(),
+            "script": app.passkeys.available(),
         }),
     );
     with_cookie(response::html(v.status, body), cookie)
@@ -180,6 +182,51 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         next: next.map(str::to_string),
     };
     signin::after_password(app, req, &user, target, now)
+}
+
+/// `POST /login/passkey`: the browser's answer to a passkey sign-in. A passkey that
+/// verified the user is two factors on its own (SPEC §10); the sign-in then goes on as
+/// after a second factor.
+pub(super) fn passkey_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let form = req.form();
+    let interaction = form
+        .get_lenient("interaction")
+        .filter(|id| app.interactions.get(id, now).is_some());
+    let next = form.get_lenient("next").filter(|n| safe_next(n));
+    let view = |error, status| LoginView {
+        next,
+        interaction,
+        username: "",
+        error: Some(error),
+        status,
+    };
+    if !req.is_form() || !app.csrf_ok(req, &form) {
+        let v = view(
+            "The form expired. Please sign in again.",
+            StatusCode::BAD_REQUEST,
+        );
+        return render_login(app, req, v, now);
+    }
+    let verified = match super::passkeys::signin_finish(app, &form, now) {
+        Ok(v) => v,
+        Err(super::passkeys::Refused(message)) => {
+            app.audit("login.failure", None, None, Some(req.peer), "passkey", now);
+            return render_login(app, req, view(message, StatusCode::UNAUTHORIZED), now);
+        }
+    };
+    let target = Target {
+        interaction: interaction.map(str::to_string),
+        next: next.map(str::to_string),
+    };
+    signin::finish(
+        app,
+        req,
+        &verified.user,
+        verified.used.factors(),
+        target,
+        None,
+        now,
+    )
 }
 
 /// SPEC §8: a hash made with older parameters is replaced after a successful sign-in.

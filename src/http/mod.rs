@@ -20,6 +20,7 @@ mod login;
 mod logout;
 pub mod metrics;
 mod par;
+mod passkeys;
 pub mod pool;
 mod req;
 pub mod response;

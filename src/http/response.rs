@@ -13,11 +13,12 @@ use crate::store::StoreError;
 
 pub type Resp = Response<Full<Bytes>>;
 
-/// CSP of HTML pages: no inline script or style anywhere. `form-action` is left out on
+/// CSP of HTML pages: no inline script or style anywhere; scripts may call this origin
+/// only (the passkey ceremonies). `form-action` is left out on
 /// purpose: browsers apply it to the redirect chain after a form POST, which ends at the
 /// relying party's origin.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                        frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+                        connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
 
 fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));

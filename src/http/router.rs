@@ -9,8 +9,8 @@ use crate::config::TlsMode;
 
 use super::response::{self, Resp};
 use super::{
-    App, Req, account, admin_pages, authorize, device, introspection, login, logout, par, routes,
-    signin, token, userinfo, well_known,
+    App, Req, account, admin_pages, authorize, device, introspection, login, logout, par, passkeys,
+    routes, signin, token, userinfo, well_known,
 };
 
 impl App {
@@ -88,6 +88,8 @@ impl App {
             R::Login => login::login_submit(self, req, now).await,
             R::SecondFactor if get => signin::code_page(self, req, now),
             R::SecondFactor => signin::code_submit(self, req, now),
+            R::Passkey if req.path.ends_with("/start") => passkeys::signin_start(self, req, now),
+            R::Passkey => login::passkey_submit(self, req, now),
             R::NewPassword if get => signin::new_password_page(self, req, now),
             R::NewPassword => signin::new_password_submit(self, req, now).await,
             R::Reset if get => signin::reset_page(self, req, now),

@@ -31,6 +31,8 @@ pub enum Route {
     EndSession,
     Login,
     SecondFactor,
+    /// Signing in with a passkey: `/login/passkey/start` and `/login/passkey`.
+    Passkey,
     NewPassword,
     Reset,
     Consent,
@@ -154,6 +156,12 @@ pub const TABLE: &[Entry] = &[
     entry(Route::EndSession, &[paths::END_SESSION], BOTH, "logout"),
     page(Route::Login, &["/login"], BOTH, "login"),
     page(Route::SecondFactor, &["/login/2fa"], BOTH, "login"),
+    page(
+        Route::Passkey,
+        &["/login/passkey", "/login/passkey/start"],
+        POST,
+        "login",
+    ),
     page(Route::NewPassword, &["/login/password"], BOTH, "login"),
     page(Route::Reset, &["/reset"], BOTH, "reset"),
     page(Route::Consent, &["/consent"], BOTH, "consent"),

@@ -9,7 +9,6 @@ pub mod totp;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -47,10 +46,18 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// SHA-256 of `bytes` (aws-lc-rs).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// The storage key of a random token (code, refresh token, session id): hex SHA-256.
 /// The tokens carry 256 bits of entropy, so a fast hash is enough (RFC 9700 §4.14).
 pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex(&sha256(token.as_bytes()))
 }
 
 /// A short, non-reversible tag of a secret for log lines (first 8 hex digits of SHA-256).
@@ -61,7 +68,7 @@ pub fn log_tag(secret: &str) -> String {
 /// OIDC Core §3.1.3.6 / §3.3.2.11: base64url of the left half of SHA-256 (the hash of
 /// RS256 and ES256), for `at_hash` and `c_hash`.
 pub fn half_hash(value: &str) -> String {
-    let d = Sha256::digest(value.as_bytes());
+    let d = sha256(value.as_bytes());
     URL_SAFE_NO_PAD.encode(&d[..16])
 }
 

@@ -41,9 +41,15 @@ fn argon2(p: &PasswordParams) -> Result<Argon2<'static>, String> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// A fresh 16-byte salt from the system's random source (aws-lc-rs).
+fn salt() -> Result<SaltString, String> {
+    let bytes: [u8; 16] = crate::clock::random_bytes();
+    SaltString::encode_b64(&bytes).map_err(|e| e.to_string())
+}
+
 /// Hashes a password into a PHC string with a fresh 16-byte salt.
 pub fn hash(password: &str, p: &PasswordParams) -> Result<String, String> {
-    let salt = SaltString::generate(&mut rand_core::OsRng);
+    let salt = salt()?;
     argon2(p)?
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())

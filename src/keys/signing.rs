@@ -1,8 +1,7 @@
 //! Signing keys and compact JWS (RFC 7515) for ID tokens and access tokens.
 //!
-//! SPEC §1: every private-key operation in a request path (RS256 and ES256 signing) goes
-//! through aws-lc-rs, which is constant-time; the `rsa` and `p256` crates generate keys at
-//! first start (not remotely timeable) and derive the public JWKs. Verification of our own
+//! SPEC §1: every key operation goes through aws-lc-rs, which is constant-time: key
+//! generation, the public JWKs, RS256 and ES256 signing and verification. Verification of our own
 //! tokens picks the key by `kid` and takes the algorithm from the key, never the header.
 
 use aws_lc_rs::rand::SystemRandom;
@@ -10,7 +9,6 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, ParsedPublicKey, Rs
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::model::{Alg, KeyRecord, KeyState};
 
@@ -62,24 +60,26 @@ pub struct KeySet {
     rng: SystemRandom,
 }
 
-/// Generates a new key record (RSA-2048 with `rsa`, P-256 with `p256`).
+/// Generates a new key record: RSA-2048 or P-256, as PKCS#8.
 pub fn generate(alg: Alg, now: i64) -> Result<KeyRecord, JwtError> {
-    use p256::pkcs8::EncodePrivateKey as _;
-    let mut rng = rand_core::OsRng;
-    let der = match alg {
+    use aws_lc_rs::encoding::AsDer as _;
+    let failed = |what: &str| JwtError::Key(format!("{what} key generation failed"));
+    let der: Vec<u8> = match alg {
         Alg::RS256 => {
-            let key = rsa::RsaPrivateKey::new(&mut rng, 2048)
-                .map_err(|e| JwtError::Key(e.to_string()))?;
-            rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&key)
-                .map_err(|e| JwtError::Key(e.to_string()))?
+            let key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| failed("RSA"))?;
+            key.as_der().map_err(|_| failed("RSA"))?.as_ref().to_vec()
         }
         Alg::ES256 => {
-            let key = p256::SecretKey::random(&mut rng);
-            key.to_pkcs8_der()
-                .map_err(|e| JwtError::Key(e.to_string()))?
+            let key = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                .map_err(|_| failed("P-256"))?;
+            key.to_pkcs8v1()
+                .map_err(|_| failed("P-256"))?
+                .as_ref()
+                .to_vec()
         }
     };
-    let pkcs8_b64 = STANDARD.encode(der.as_bytes());
+    let pkcs8_b64 = STANDARD.encode(&der);
     let loaded = load(&KeyRecord {
         kid: String::new(),
         alg,
@@ -139,7 +139,16 @@ fn thumbprint(jwk: &Value) -> String {
             jwk["y"].as_str().unwrap_or("")
         ),
     };
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    URL_SAFE_NO_PAD.encode(super::sha256(canonical.as_bytes()))
+}
+
+/// A big-endian integer without leading zero bytes (JWK `n` and `e`, RFC 7518 §6.3.1).
+fn unsigned(b: &[u8]) -> &[u8] {
+    let first = b
+        .iter()
+        .position(|&x| x != 0)
+        .unwrap_or(b.len().saturating_sub(1));
+    &b[first..]
 }
 
 fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
@@ -149,13 +158,10 @@ fn load(rec: &KeyRecord) -> Result<SigningKey, JwtError> {
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let (private, public, mut jwk) = match rec.alg {
         Alg::RS256 => {
-            use rsa::traits::PublicKeyParts as _;
             let pair = RsaKeyPair::from_pkcs8(&der).map_err(|e| JwtError::Key(e.to_string()))?;
-            let parsed = <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(&der)
-                .map_err(|e| JwtError::Key(e.to_string()))?;
-            let n = parsed.n().to_bytes_be();
-            let e = parsed.e().to_bytes_be();
-            let jwk = json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
+            let parts = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+            let jwk =
+                json!({"kty": "RSA", "n": b64(unsigned(&parts.n)), "e": b64(unsigned(&parts.e))});
             let public = ParsedPublicKey::new(
                 &signature::RSA_PKCS1_2048_8192_SHA256,
                 pair.public_key().as_ref(),

@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 
 use super::OidcError;
 
@@ -60,7 +59,7 @@ pub fn verify(verifier: &str, challenge: &str) -> bool {
     if !valid_verifier(verifier) {
         return false;
     }
-    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = URL_SAFE_NO_PAD.encode(crate::keys::sha256(verifier.as_bytes()));
     crate::keys::ct_eq(computed.as_bytes(), challenge.as_bytes())
 }
 

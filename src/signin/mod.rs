@@ -5,6 +5,7 @@
 //! in [`throttle`]. Nothing here reads the clock, draws randomness or stores
 //! anything, so every rule is tested at a fixed time.
 
+pub mod passkey;
 pub mod throttle;
 
 use crate::model::User;

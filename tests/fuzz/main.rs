@@ -141,11 +141,7 @@ fn fuzz(target: &str, extra_seeds: Vec<Vec<u8>>, dict: &[&[u8]], check: impl Fn(
     let seed: u64 = std::env::var("LATCHKEY_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            let mut bytes = [0u8; 8];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-            u64::from_le_bytes(bytes)
-        });
+        .unwrap_or_else(|| u64::from_le_bytes(latchkey::clock::random_bytes::<8>()));
     let mut rng = Rng(seed ^ target.len() as u64);
     let run = |input: &[u8]| {
         if catch_unwind(AssertUnwindSafe(|| check(input))).is_err() {

@@ -11,7 +11,7 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn artifacts(test: &str) -> std::path::PathBuf {
+pub(crate) fn artifacts(test: &str) -> std::path::PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -27,7 +27,7 @@ fn free_port() -> u16 {
 }
 
 /// An application's callback on 127.0.0.1: answers every request with a small page.
-async fn relying_party() -> u16 {
+pub(crate) async fn relying_party() -> u16 {
     let port = free_port();
     serve_on(
         port,
@@ -48,7 +48,7 @@ fn setup_link(server: &Server) -> String {
 }
 
 /// Signs in on the login page the browser is at.
-async fn sign_in(d: &Driver, name: &str, username: &str, password: &str) {
+pub(crate) async fn sign_in(d: &Driver, name: &str, username: &str, password: &str) {
     d.wait_for("#username", WAIT).await;
     d.screenshot(name).await;
     d.fill("#username", username).await;
@@ -56,7 +56,7 @@ async fn sign_in(d: &Driver, name: &str, username: &str, password: &str) {
     d.click("form[action='/login'] button[type=submit]").await;
 }
 
-async fn sign_out(d: &Driver, server: &Server) {
+pub(crate) async fn sign_out(d: &Driver, server: &Server) {
     d.goto(&format!("{}/account", server.issuer)).await;
     d.screenshot("account-before-sign-out").await;
     d.click("header form button.link").await;

@@ -26,6 +26,7 @@ mod logout;
 mod network;
 mod ops;
 mod pages;
+mod passkeys;
 mod people;
 mod service;
 mod standing;

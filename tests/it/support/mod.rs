@@ -77,11 +77,17 @@ impl Output {
 impl Server {
     /// A configured but not yet started server (TLS self-signed, fast argon2 parameters).
     pub fn new(extra: &str) -> Server {
+        Server::named("127.0.0.1", extra)
+    }
+
+    /// A configured server whose issuer names `host` (it still listens on 127.0.0.1):
+    /// `localhost` for what browsers allow only under a host name (passkeys).
+    pub fn named(host: &str, extra: &str) -> Server {
         let dir = TempDir::new();
         let port = free_port();
         let tls = !extra.contains("mode = \"off\"");
         let scheme = if tls { "https" } else { "http" };
-        let issuer = format!("{scheme}://127.0.0.1:{port}");
+        let issuer = format!("{scheme}://{host}:{port}");
         let config = dir.0.join("latchkey.toml");
         let text = format!(
             "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{extra}\n[password]\nmemory_kib = 19456\niterations = 2\n",
@@ -547,10 +553,12 @@ impl Browser {
     /// authentication header (and PKCE verifier, if any).
     pub async fn redeem(&mut self, callback: &str, verifier: Option<&str>, auth: &str) -> Resp {
         let code = params_of(callback)["code"].clone();
+        // The redirect URI is the callback the code arrived at, without its query.
+        let redirect_uri = callback.split('?').next().unwrap_or(CALLBACK);
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
-            ("redirect_uri", CALLBACK),
+            ("redirect_uri", redirect_uri),
         ];
         if let Some(v) = verifier {
             form.push(("code_verifier", v));

@@ -1,0 +1,208 @@
+//! Passkey rules (SPEC §10) that need no browser: what a passkey sign-in proves (`amr`,
+//! `acr` per RFC 8176), the names and number of passkeys, and how a refused ceremony is
+//! recorded.
+
+use serde_json::Value;
+
+use super::Factors;
+use crate::oidc::authorize::{ACR_ONE_FACTOR, ACR_TWO_FACTOR};
+
+/// Passkeys and security keys one user may hold.
+pub const MAX_PER_USER: usize = 20;
+
+/// Characters kept of the name a user gives a passkey.
+pub const NAME_MAX: usize = 64;
+
+/// What a verified assertion showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Use {
+    /// The authenticator verified the user (PIN or biometric): a second factor on the
+    /// key itself.
+    pub user_verified: bool,
+    /// The credential may be copied to other devices (a synced passkey).
+    pub backup_eligible: bool,
+}
+
+impl Use {
+    /// RFC 8176: `hwk` for a key bound to its device, `swk` for one that can be synced;
+    /// `user` for the presence test every assertion carries; `mfa` when the key also
+    /// verified the user, which makes it two factors (possession and PIN or biometric):
+    /// such a sign-in satisfies `two_factor` clients on its own.
+    pub fn factors(self) -> Factors {
+        match (self.user_verified, self.backup_eligible) {
+            (true, false) => Factors {
+                amr: &["hwk", "user", "mfa"],
+                acr: ACR_TWO_FACTOR,
+            },
+            (true, true) => Factors {
+                amr: &["swk", "user", "mfa"],
+                acr: ACR_TWO_FACTOR,
+            },
+            (false, false) => Factors {
+                amr: &["hwk", "user"],
+                acr: ACR_ONE_FACTOR,
+            },
+            (false, true) => Factors {
+                amr: &["swk", "user"],
+                acr: ACR_ONE_FACTOR,
+            },
+        }
+    }
+}
+
+/// The name a passkey is stored under: what the user typed, trimmed, without control
+/// characters and at most [`NAME_MAX`] characters; a dated default when empty.
+pub fn name(typed: &str, now: i64) -> String {
+    let clean: String = typed
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(NAME_MAX)
+        .collect();
+    if clean.trim().is_empty() {
+        let day = time::OffsetDateTime::from_unix_timestamp(now)
+            .map(|d| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()))
+            .unwrap_or_default();
+        format!("Passkey added {day}")
+    } else {
+        clean.trim().to_string()
+    }
+}
+
+/// A stored credential id (base64url) as bytes.
+pub fn credential_id(id: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()
+}
+
+/// A short tag of a credential id for the audit log and the server log.
+pub fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// Asks the authenticator for a discoverable credential (a passkey that signs in without
+/// a username): webauthn-rs asks for none by default. `options` is the JSON sent to the
+/// browser; its `publicKey.authenticatorSelection` is set in place.
+pub fn ask_for_discoverable(options: &mut Value) {
+    if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
+        let selection = public_key
+            .entry("authenticatorSelection")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(s) = selection.as_object_mut() {
+            s.insert("residentKey".into(), "required".into());
+            s.insert("requireResidentKey".into(), true.into());
+            s.insert("userVerification".into(), "required".into());
+        }
+    }
+}
+
+/// Why an assertion was refused, as far as the audit log needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The signature counter did not go up: the key may have been cloned (WebAuthn §6.1.1).
+    CounterWentBack,
+    /// The backup-eligible flag changed since registration, which WebAuthn forbids.
+    BackupFlagsChanged,
+    /// Anything else: a wrong origin or RP ID, a stale challenge, a bad signature.
+    Other,
+}
+
+impl Refusal {
+    pub fn audit_kind(self) -> &'static str {
+        match self {
+            Refusal::CounterWentBack => "passkey.counter_regressed",
+            Refusal::BackupFlagsChanged => "passkey.flags_inconsistent",
+            Refusal::Other => "passkey.failure",
+        }
+    }
+}
+
+/// Sorts a webauthn-rs error into a [`Refusal`].
+pub fn assertion_refusal(e: &webauthn_rs::prelude::WebauthnError) -> Refusal {
+    use webauthn_rs::prelude::WebauthnError as E;
+    match e {
+        E::CredentialPossibleCompromise => Refusal::CounterWentBack,
+        E::CredentialBackupEligibilityInconsistent | E::CredentialMayNotBeHardwareBound => {
+            Refusal::BackupFlagsChanged
+        }
+        _ => Refusal::Other,
+    }
+}
+
+/// What the account page says when a new passkey is refused.
+pub fn registration_refusal(e: &webauthn_rs::prelude::WebauthnError) -> &'static str {
+    use webauthn_rs::prelude::WebauthnError as E;
+    match e {
+        E::UserNotVerified => "The passkey did not verify you (PIN or fingerprint). Try again.",
+        E::CredentialAlteredAlgFromRequest => "This passkey is already registered.",
+        E::InvalidRPOrigin | E::InvalidRPIDHash => {
+            "The passkey was made for another site. Use this site's address."
+        }
+        _ => "The passkey could not be added. Try again.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_passkey_proves() {
+        let f = |user_verified, backup_eligible| {
+            Use {
+                user_verified,
+                backup_eligible,
+            }
+            .factors()
+        };
+        assert_eq!(f(true, false).amr, ["hwk", "user", "mfa"]);
+        assert_eq!(f(true, false).acr, ACR_TWO_FACTOR);
+        assert_eq!(f(true, true).amr, ["swk", "user", "mfa"]);
+        assert_eq!(f(false, false).amr, ["hwk", "user"]);
+        assert_eq!(f(false, true).acr, ACR_ONE_FACTOR);
+    }
+
+    #[test]
+    fn passkey_names() {
+        // 2026-12-04
+        let now = 1_796_342_400;
+        assert_eq!(name("  Laptop  ", now), "Laptop");
+        assert_eq!(name("", now), "Passkey added 2026-12-04");
+        assert_eq!(name("a\u{7}b", now), "ab");
+        assert_eq!(name(&"x".repeat(200), now).chars().count(), NAME_MAX);
+    }
+
+    #[test]
+    fn registration_asks_for_a_discoverable_credential() {
+        let mut v = serde_json::json!({"publicKey": {"authenticatorSelection": {
+            "residentKey": "discouraged", "requireResidentKey": false,
+            "userVerification": "required"}}});
+        ask_for_discoverable(&mut v);
+        let s = &v["publicKey"]["authenticatorSelection"];
+        assert_eq!(s["residentKey"], "required");
+        assert_eq!(s["requireResidentKey"], true);
+        let mut bare = serde_json::json!({"publicKey": {}});
+        ask_for_discoverable(&mut bare);
+        assert_eq!(
+            bare["publicKey"]["authenticatorSelection"]["residentKey"],
+            "required"
+        );
+    }
+
+    #[test]
+    fn refusals_the_audit_log_tells_apart() {
+        use webauthn_rs::prelude::WebauthnError as E;
+        assert_eq!(
+            assertion_refusal(&E::CredentialPossibleCompromise),
+            Refusal::CounterWentBack
+        );
+        assert_eq!(
+            assertion_refusal(&E::CredentialBackupEligibilityInconsistent),
+            Refusal::BackupFlagsChanged
+        );
+        assert_eq!(assertion_refusal(&E::InvalidRPOrigin), Refusal::Other);
+        assert_eq!(assertion_refusal(&E::MismatchedChallenge), Refusal::Other);
+    }
+}
