@@ -144,3 +144,153 @@ async fn presence(d: &Driver, authenticator: &str, enabled: bool) {
     )
     .await;
 }
+
+/// Registers a passkey for `user` (signed in with the password first) and signs out.
+async fn register(d: &Driver, server: &Server, user: &str) {
+    d.goto(&format!("{}/login?next=/account", server.issuer))
+        .await;
+    sign_in(d, "login", user, PASSWORD).await;
+    d.wait_for("#add-passkey button[type=submit]", WAIT).await;
+    d.click("#add-passkey button[type=submit]").await;
+    d.wait_url(|u| u.contains("done=passkey"), WAIT).await;
+    sign_out(d, server).await;
+}
+
+/// Opens the sign-in page with the authenticator waiting for a touch, keeps what the page
+/// posts in `sessionStorage` (`ceremony`, `credential`), then presses "Sign in with a
+/// passkey" with the authenticator answering. Returns the URL the browser ends on.
+async fn passkey_sign_in(d: &Driver, server: &Server, authenticator: &str) -> String {
+    presence(d, authenticator, false).await;
+    d.goto(&format!("{}/login?next=/account", server.issuer))
+        .await;
+    d.wait_for("#passkey-signin button[type=submit]", WAIT)
+        .await;
+    d.execute(
+        "const f = document.getElementById('passkey-signin');\
+         const submit = f.submit.bind(f);\
+         f.submit = function () {\
+           sessionStorage.setItem('ceremony', f.elements.ceremony.value);\
+           sessionStorage.setItem('credential', f.elements.credential.value);\
+           submit();\
+         };",
+        &[],
+    )
+    .await;
+    presence(d, authenticator, true).await;
+    d.click("#passkey-signin button[type=submit]").await;
+    d.wait_url(|u| !u.contains("/login?"), WAIT).await
+}
+
+/// Posts a passkey answer to `/login/passkey` from the sign-in page, with the page's own
+/// CSRF token; returns the page the server answers with.
+async fn post_answer(d: &Driver, ceremony: &str, credential: &str) -> String {
+    d.execute(
+        "const [ceremony, credential] = arguments;\
+         const body = new URLSearchParams();\
+         body.set('csrf', document.querySelector('#passkey-signin input[name=csrf]').value);\
+         body.set('ceremony', ceremony);\
+         body.set('credential', credential);\
+         return fetch('/login/passkey', {method: 'POST', body}).then(r => r.text());",
+        &[json!(ceremony), json!(credential)],
+    )
+    .await
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// The cases peers got wrong (issue 14, item 6) that a browser can produce: an answer
+/// replayed, one for a stale challenge, a signature counter that went back, the
+/// backup-eligible flag changing after registration, and a disabled user. Each is
+/// refused with the sign-in page (never a 500), and the suspicious ones are in the audit
+/// log.
+#[tokio::test]
+async fn passkey_answers_that_must_not_sign_in() {
+    let server = Server::named("localhost", "").start().await;
+    server.add_user("dave", &[]);
+    let d = Driver::start(artifacts("passkey_refusals")).await;
+    let authenticator = platform_authenticator(&d).await;
+    register(&d, &server, "dave").await;
+
+    // A first sign-in works; its answer is kept.
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.ends_with("/account"), "{landed}");
+    let stash = |key: &'static str| {
+        let d = &d;
+        async move {
+            d.execute(&format!("return sessionStorage.getItem('{key}');"), &[])
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let (ceremony, credential) = (stash("ceremony").await, stash("credential").await);
+    assert!(!ceremony.is_empty() && credential.contains("authenticatorData"));
+    sign_out(&d, &server).await;
+
+    // Replayed with its own ceremony: the ceremony was used up.
+    presence(&d, &authenticator, false).await;
+    d.goto(&format!("{}/login", server.issuer)).await;
+    d.wait_for("#passkey-signin", WAIT).await;
+    let page = post_answer(&d, &ceremony, &credential).await;
+    assert!(page.contains("expired"), "{page}");
+    // Replayed into a new ceremony: its challenge is not the one signed.
+    let fresh = d
+        .execute(
+            "const body = new URLSearchParams();\
+             body.set('csrf', document.querySelector('#passkey-signin input[name=csrf]').value);\
+             return fetch('/login/passkey/start', {method: 'POST', body}).then(r => r.json()).then(j => j.ceremony);",
+            &[],
+        )
+        .await;
+    let page = post_answer(&d, fresh.as_str().unwrap(), &credential).await;
+    assert!(page.contains("could not sign you in"), "{page}");
+
+    // The authenticator's counter goes back (a cloned key): refused and flagged.
+    let held = credentials(&d, &authenticator).await;
+    let mut cloned = held[0].clone();
+    cloned["signCount"] = json!(0);
+    d.cdp(
+        "WebAuthn.removeCredential",
+        json!({ "authenticatorId": authenticator, "credentialId": held[0]["credentialId"] }),
+    )
+    .await;
+    d.cdp(
+        "WebAuthn.addCredential",
+        json!({ "authenticatorId": authenticator, "credential": cloned }),
+    )
+    .await;
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.contains("/login/passkey"), "{landed}");
+    let page = d.text("main").await;
+    assert!(page.contains("could not sign you in"), "{page}");
+    d.screenshot("counter-went-back").await;
+    let audit = server.cli(&["audit", "--json"], None).stdout;
+    assert!(audit.contains("passkey.counter_regressed"), "{audit}");
+
+    // The backup-eligible flag set after registration: WebAuthn says it never changes.
+    d.cdp(
+        "WebAuthn.setCredentialProperties",
+        json!({ "authenticatorId": authenticator, "credentialId": held[0]["credentialId"],
+                "backupEligibility": true, "backupState": true }),
+    )
+    .await;
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.contains("/login/passkey"), "{landed}");
+    let audit = server.cli(&["audit", "--json"], None).stdout;
+    assert!(audit.contains("passkey.flags_inconsistent"), "{audit}");
+
+    // A disabled user's passkey signs nobody in.
+    d.cdp(
+        "WebAuthn.setCredentialProperties",
+        json!({ "authenticatorId": authenticator, "credentialId": held[0]["credentialId"],
+                "backupEligibility": false, "backupState": false }),
+    )
+    .await;
+    assert_eq!(server.cli(&["user", "disable", "dave"], None).code, 0);
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.contains("/login/passkey"), "{landed}");
+    let page = d.text("main").await;
+    assert!(page.contains("could not sign you in"), "{page}");
+}
