@@ -74,6 +74,16 @@ impl Mfa {
     pub fn enrolled(&self) -> bool {
         self.totp_secret.is_some()
     }
+
+    /// Turns the authenticator-app second factor off: the TOTP secret, recovery codes and
+    /// trusted browsers go; passkeys stay (they are removed one by one, or by an
+    /// administrator).
+    pub fn turn_off_codes(&mut self) {
+        *self = Mfa {
+            passkeys: std::mem::take(&mut self.passkeys),
+            ..Mfa::default()
+        };
+    }
 }
 
 /// What a WebAuthn credential is used for.

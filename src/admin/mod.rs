@@ -97,6 +97,11 @@ pub enum Command {
     UserResetMfa {
         username: String,
     },
+    /// Removes one passkey (by credential id) or, without an id, all of the user's.
+    UserRemovePasskeys {
+        username: String,
+        id: Option<String>,
+    },
     /// Makes a one-time link (24 hours) at which the user sets a new password.
     UserResetLink {
         username: String,
@@ -174,6 +179,7 @@ impl Command {
             Command::UserPasswd { .. } => "user.passwd",
             Command::UserUpdate { .. } => "user.update",
             Command::UserResetMfa { .. } => "user.reset_mfa",
+            Command::UserRemovePasskeys { .. } => "user.passkeys_removed",
             Command::UserResetLink { .. } => "user.reset_link",
             Command::GroupAdd { .. } => "group.add",
             Command::GroupDelete { .. } => "group.delete",
@@ -299,7 +305,21 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::UserResetMfa { username } => {
             let u = modify_user(store, &username, |u| {
-                u.mfa = crate::model::Mfa::default();
+                u.mfa.turn_off_codes();
+                u.updated_at = now;
+                Ok(())
+            })?;
+            Ok(user_json(&u))
+        }
+        Command::UserRemovePasskeys { username, id } => {
+            let u = modify_user(store, &username, |u| {
+                let before = u.mfa.passkeys.len();
+                u.mfa
+                    .passkeys
+                    .retain(|p| id.as_ref().is_some_and(|id| *id != p.id));
+                if u.mfa.passkeys.len() == before {
+                    return Err(AdminError::input("passkey: no such passkey".to_string()));
+                }
                 u.updated_at = now;
                 Ok(())
             })?;

@@ -197,6 +197,10 @@ pub(super) fn user_json(u: &User) -> Value {
         "groups": u.groups,
         "disabled": u.disabled,
         "two_factor": u.mfa.enrolled(),
+        "passkeys": u.mfa.passkeys.iter().map(|p| json!({
+            "id": p.id, "name": p.name, "kind": p.kind,
+            "created_at": p.created_at, "last_used": p.last_used,
+        })).collect::<Vec<_>>(),
         "must_change_password": u.must_change_password,
         "created_at": u.created_at,
         "updated_at": u.updated_at,

@@ -557,7 +557,7 @@ async fn remove_2fa(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now:
         return r;
     }
     if let Err(f) = signin::modify_user(app, &s.user.id, |u| {
-        u.mfa = crate::model::Mfa::default();
+        u.mfa.turn_off_codes();
         u.updated_at = now;
         true
     }) {

@@ -165,6 +165,26 @@ mod tests {
     }
 
     #[test]
+    fn turning_off_the_authenticator_app_keeps_passkeys() {
+        let mut mfa = crate::model::Mfa {
+            totp_secret: Some("JBSWY3DPEHPK3PXP".into()),
+            recovery_hashes: vec!["h".into()],
+            passkeys: vec![crate::model::PasskeyRecord {
+                id: "cred".into(),
+                name: "Laptop".into(),
+                kind: crate::model::PasskeyKind::Passkey,
+                created_at: 1,
+                last_used: 0,
+                credential: serde_json::json!({}),
+            }],
+            ..Default::default()
+        };
+        mfa.turn_off_codes();
+        assert!(!mfa.enrolled() && mfa.recovery_hashes.is_empty());
+        assert_eq!(mfa.passkeys.len(), 1);
+    }
+
+    #[test]
     fn passkey_names() {
         // 2026-12-04
         let now = 1_796_342_400;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::browser::{artifacts, relying_party, sign_in, sign_out};
+use crate::people::{admin, post_on};
 use crate::support::webdriver::Driver;
 use crate::support::*;
 
@@ -134,6 +135,30 @@ async fn a_passkey_alone_signs_in_to_a_two_factor_application() {
     d.click("#passkey-signin button[type=submit]").await;
     d.wait_url(|u| u.ends_with("/account"), WAIT).await;
     d.screenshot("account-after-passkey-button").await;
+
+    // An administrator sees Carol's passkey and removes it: it signs nobody in any more.
+    let mut root = admin(&server).await;
+    let carol = server
+        .cli(&["user", "show", "carol", "--json"], None)
+        .json();
+    let page = format!("/admin/users/{}", carol["id"].as_str().unwrap());
+    assert!(root.get(&page).await.body.contains("Work laptop"));
+    let id = carol["passkeys"][0]["id"].as_str().unwrap();
+    let removed = post_on(
+        &mut root,
+        &page,
+        &format!("{page}/remove-passkey"),
+        &[("id", id)],
+    )
+    .await;
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    let carol = server
+        .cli(&["user", "show", "carol", "--json"], None)
+        .json();
+    assert_eq!(carol["passkeys"].as_array().map(Vec::len), Some(0));
+    sign_out(&d, &server).await;
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.contains("/login/passkey"), "{landed}");
 }
 
 /// Whether the virtual authenticator answers without a person touching it.

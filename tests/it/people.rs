@@ -87,7 +87,12 @@ async fn enrol_with(b: &mut Browser, password: &str) -> (String, Vec<String>) {
 }
 
 /// Posts a form found on `page_url` whose action is `action`, with extra fields.
-async fn post_on(b: &mut Browser, page_url: &str, action: &str, fields: &[(&str, &str)]) -> Resp {
+pub(crate) async fn post_on(
+    b: &mut Browser,
+    page_url: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> Resp {
     let page = b.get(page_url).await;
     assert_eq!(page.status, 200, "{page_url}: {}", page.body);
     let csrf = page.input("csrf").unwrap();
@@ -390,7 +395,7 @@ async fn sensitive(b: &mut Browser, page_url: &str, action: &str, fields: &[(&st
 }
 
 /// An administrator signed in on a browser.
-async fn admin(server: &Server) -> Browser {
+pub(crate) async fn admin(server: &Server) -> Browser {
     server.add_user("root", &["--group", "admin"]);
     let mut b = server.browser();
     let r = password_step(&mut b, "root", PASSWORD).await;

@@ -44,6 +44,7 @@ pub(super) fn user_view(u: &crate::model::User) -> Value {
         "family_name": u.family_name, "phone": u.phone, "groups": u.groups,
         "disabled": u.disabled, "two_factor": u.mfa.enrolled(),
         "must_change_password": u.must_change_password,
+        "passkeys": crate::http::passkeys::listed(u),
     })
 }
 
@@ -149,7 +150,8 @@ pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
     }
 }
 
-/// Disable, enable, temporary password, reset link, second-factor reset, delete.
+/// Disable, enable, temporary password, reset link, second-factor reset, passkey
+/// removal, delete.
 pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
     let user = match c.app.store.user(id) {
         Ok(Some(u)) => u,
@@ -162,6 +164,11 @@ pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
         "disable" => Command::UserDisable { username },
         "enable" => Command::UserEnable { username },
         "reset-2fa" => Command::UserResetMfa { username },
+        "remove-passkey" => Command::UserRemovePasskeys {
+            username,
+            id: Some(c.form.get_lenient("id").unwrap_or("").to_string()),
+        },
+        "remove-passkeys" => Command::UserRemovePasskeys { username, id: None },
         "reset-link" => Command::UserResetLink { username },
         "delete" => Command::UserDelete { username },
         "temporary-password" => Command::UserPasswd {
