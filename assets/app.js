@@ -40,7 +40,7 @@ document.querySelectorAll("[data-rows]").forEach(function (set) {
     input.focus();
   });
 });
-// Passkeys: <form data-passkey="register|signin" data-start="URL"> with hidden csrf,
+// Passkeys: <form data-passkey="register|signin|second" data-start="URL"> with hidden csrf,
 // ceremony and credential fields. On submit the page asks the server to start a
 // ceremony, lets the browser's authenticator answer, and posts the form with the answer.
 // A sign-in form with data-conditional also offers passkeys in the username field's
@@ -57,6 +57,7 @@ document.querySelectorAll("[data-rows]").forEach(function (set) {
     function begin(conditional) {
       var body = new URLSearchParams();
       body.set("csrf", form.elements.csrf.value);
+      if (form.elements.kind) body.set("kind", form.elements.kind.value);
       return fetch(form.getAttribute("data-start"), { method: "POST", body: body, credentials: "same-origin" })
         .then(function (r) {
           return r.json().then(function (j) {

@@ -75,6 +75,19 @@ impl Mfa {
         self.totp_secret.is_some()
     }
 
+    /// Whether a sign-in with the password must show a second factor: an authenticator
+    /// app or a security key.
+    pub fn has_second_factor(&self) -> bool {
+        self.enrolled() || self.security_keys().next().is_some()
+    }
+
+    /// The security keys (second factor after the password).
+    pub fn security_keys(&self) -> impl Iterator<Item = &PasskeyRecord> {
+        self.passkeys
+            .iter()
+            .filter(|p| p.kind == PasskeyKind::SecurityKey)
+    }
+
     /// Turns the authenticator-app second factor off: the TOTP secret, recovery codes and
     /// trusted browsers go; passkeys stay (they are removed one by one, or by an
     /// administrator).

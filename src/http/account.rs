@@ -168,7 +168,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
         "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
         "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
-        "/account/passkeys/start" if post => super::passkeys::register_start(app, &s, now),
+        "/account/passkeys/start" if post => super::passkeys::register_start(app, &s, &form, now),
         "/account/passkeys" if post => add_passkey(app, req, &s, &form, now),
         "/account/passkeys/remove" if post => remove_passkey(app, req, &s, &form, now).await,
         "/account"

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
-    RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, RequestChallengeResponse, SecurityKey, SecurityKeyAuthentication,
+    SecurityKeyRegistration, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 use super::interaction::{Budget, Expiring};
@@ -47,14 +47,28 @@ const CEREMONY_BYTES: usize = 1_024;
 /// A ceremony under way.
 #[derive(Clone)]
 pub(super) enum Ceremony {
-    /// Adding a passkey for the signed-in user in the session with this hash.
+    /// Adding a passkey or security key for the signed-in user in the session with this
+    /// hash.
     Register {
         user_id: String,
         session: String,
-        state: PasskeyRegistration,
+        state: Registration,
     },
     /// Signing in with a passkey the browser chooses.
     SignIn(DiscoverableAuthentication),
+    /// A security key as the second factor of the pending sign-in with this id.
+    SecondFactor {
+        pending: String,
+        user_id: String,
+        state: SecurityKeyAuthentication,
+    },
+}
+
+/// The state of a registration, by what is registered.
+#[derive(Clone)]
+pub(super) enum Registration {
+    Passkey(PasskeyRegistration),
+    SecurityKey(SecurityKeyRegistration),
 }
 
 /// WebAuthn for this issuer, and the ceremonies under way.
@@ -104,7 +118,13 @@ fn relying_party(issuer: &str, instance_name: &str) -> Option<Webauthn> {
         return None;
     };
     let origin = Url::parse(&url.origin().ascii_serialization()).ok()?;
-    let built = WebauthnBuilder::new(host, &origin).and_then(|b| b.rp_name(instance_name).build());
+    // Security keys without a PIN count as a second factor after the password only
+    // (`Spent::SecurityKey`); passkeys still must verify the user.
+    let built = WebauthnBuilder::new(host, &origin).and_then(|b| {
+        b.rp_name(instance_name)
+            .danger_set_user_presence_only_security_keys(true)
+            .build()
+    });
     match built {
         Ok(w) => Some(w),
         Err(e) => {
@@ -152,9 +172,10 @@ fn json_error(status: StatusCode, message: &str) -> Resp {
 }
 
 /// `POST /account/passkeys/start`: the options for `navigator.credentials.create`, for
-/// the signed-in user. The passkey is discoverable (it signs in without a username) and
-/// verifies the user; the user's own keys are excluded.
-pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, now: i64) -> Resp {
+/// the signed-in user: a passkey (discoverable, verifying the user: it signs in on its
+/// own) or, with `kind=security_key`, a security key (user presence is enough: a second
+/// factor after the password). The user's own keys are excluded.
+pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, form: &Params, now: i64) -> Resp {
     let Some(w) = &app.passkeys.webauthn else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -174,14 +195,23 @@ pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, now: i64) -> Resp {
         .iter()
         .filter_map(|p| rules::credential_id(&p.id))
         .collect();
-    let started = w.start_passkey_registration(
-        user_handle(&u.id),
-        &u.username,
-        &u.display_name(),
-        Some(exclude),
-    );
-    let (options, state): (CreationChallengeResponse, PasskeyRegistration) = match started {
-        Ok(x) => x,
+    let (handle, name, display) = (user_handle(&u.id), &u.username, u.display_name());
+    let begun = if form.get_lenient("kind") == Some("security_key") {
+        w.start_securitykey_registration(handle, name, &display, Some(exclude), None, None)
+            .map(|(o, st)| (serde_json::to_value(&o), Registration::SecurityKey(st)))
+    } else {
+        w.start_passkey_registration(handle, name, &display, Some(exclude))
+            .map(|(o, st)| (serde_json::to_value(&o), Registration::Passkey(st)))
+    };
+    let (mut options, state) = match begun {
+        Ok((Ok(options), state)) => (options, state),
+        Ok((Err(e), _)) => {
+            tracing::warn!(error = %e, "passkey options could not be encoded");
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "passkeys are not available",
+            );
+        }
         Err(e) => {
             tracing::warn!(error = %e, "passkey registration could not start");
             return json_error(
@@ -190,22 +220,22 @@ pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, now: i64) -> Resp {
             );
         }
     };
-    let Ok(mut options) = serde_json::to_value(&options) else {
-        return json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "passkeys are not available",
-        );
-    };
-    rules::ask_for_discoverable(&mut options);
+    if matches!(state, Registration::Passkey(_)) {
+        rules::ask_for_discoverable(&mut options);
+    }
     // Registration is for a signed-in user; their number is bounded by the sign-ins.
-    let id = app.passkeys.ceremonies.start(
-        Ceremony::Register {
-            user_id: u.id.clone(),
-            session: s.hash.clone(),
-            state,
-        },
-        now,
-    );
+    let ceremony = Ceremony::Register {
+        user_id: u.id.clone(),
+        session: s.hash.clone(),
+        state,
+    };
+    started(app, ceremony, &options, now)
+}
+
+/// Keeps a ceremony begun after a sign-in step (a signed-in user, or a correct password:
+/// their number is bounded by the sign-ins) and answers with its id and the options.
+fn started(app: &App, ceremony: Ceremony, options: &impl serde::Serialize, now: i64) -> Resp {
+    let id = app.passkeys.ceremonies.start(ceremony, now);
     response::json(
         StatusCode::OK,
         &json!({ "ceremony": id, "options": options }),
@@ -238,13 +268,27 @@ pub(super) fn register_finish(
     let credential: RegisterPublicKeyCredential =
         serde_json::from_str(form.get_lenient("credential").unwrap_or(""))
             .map_err(|_| "The browser sent no usable passkey.".to_string())?;
-    let passkey: Passkey = w
-        .finish_passkey_registration(&credential, &state)
-        .map_err(|e| {
-            tracing::info!(error = %e, "passkey registration refused");
-            rules::registration_refusal(&e).to_string()
-        })?;
-    let id = b64(passkey.cred_id());
+    let refused = |e: webauthn_rs::prelude::WebauthnError| {
+        tracing::info!(error = %e, "passkey registration refused");
+        rules::registration_refusal(&e).to_string()
+    };
+    let saved = |_| "The passkey could not be saved. Try again.".to_string();
+    let (id, kind, stored) = match &state {
+        Registration::Passkey(st) => {
+            let key: Passkey = w
+                .finish_passkey_registration(&credential, st)
+                .map_err(refused)?;
+            let value = serde_json::to_value(&key).map_err(saved)?;
+            (b64(key.cred_id()), PasskeyKind::Passkey, value)
+        }
+        Registration::SecurityKey(st) => {
+            let key: SecurityKey = w
+                .finish_securitykey_registration(&credential, st)
+                .map_err(refused)?;
+            let value = serde_json::to_value(&key).map_err(saved)?;
+            (b64(key.cred_id()), PasskeyKind::SecurityKey, value)
+        }
+    };
     // A credential id names one credential: never let it be registered twice.
     let taken = app
         .store
@@ -258,11 +302,10 @@ pub(super) fn register_finish(
     let record = PasskeyRecord {
         id,
         name: name.clone(),
-        kind: PasskeyKind::Passkey,
+        kind,
         created_at: now,
         last_used: 0,
-        credential: serde_json::to_value(&passkey)
-            .map_err(|_| "The passkey could not be saved. Try again.".to_string())?,
+        credential: stored,
     };
     super::signin::modify_user(app, &s.user.id, |u| {
         if u.mfa.passkeys.len() >= rules::MAX_PER_USER {
@@ -277,18 +320,30 @@ pub(super) fn register_finish(
     Ok(name)
 }
 
+/// The checks before a ceremony starts from a page: a form post with its CSRF token, and
+/// WebAuthn available for this issuer.
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+fn starting<'a>(app: &'a App, req: &Req) -> Result<&'a Webauthn, Resp> {
+    if !req.is_form() || !app.csrf_ok(req, &req.form()) {
+        return Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "the page expired; reload it",
+        ));
+    }
+    app.passkeys.webauthn.as_ref().ok_or_else(|| {
+        json_error(
+            StatusCode::NOT_FOUND,
+            "passkeys need the issuer to be a host name",
+        )
+    })
+}
+
 /// `POST /login/passkey/start`: the options for `navigator.credentials.get` without a
 /// username: the browser offers the passkeys it holds for this site.
 pub(super) fn signin_start(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let form = req.form();
-    if !req.is_form() || !app.csrf_ok(req, &form) {
-        return json_error(StatusCode::BAD_REQUEST, "the page expired; reload it");
-    }
-    let Some(w) = &app.passkeys.webauthn else {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "passkeys need the issuer to be a host name",
-        );
+    let w = match starting(app, req) {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     let (options, state): (RequestChallengeResponse, DiscoverableAuthentication) =
         match w.start_discoverable_authentication() {
@@ -384,19 +439,11 @@ pub(super) fn signin_finish(app: &Arc<App>, form: &Params, now: i64) -> Result<V
         }
     };
     let mut updated = passkey.clone();
-    let changed = updated.update_credential(&result).unwrap_or(false);
-    let stored = serde_json::to_value(&updated).ok();
-    super::signin::modify_user(app, &user.id, |u| {
-        let Some(p) = u.mfa.passkeys.iter_mut().find(|p| p.id == cred_id) else {
-            return false;
-        };
-        p.last_used = now;
-        if changed && let Some(v) = &stored {
-            p.credential = v.clone();
-        }
-        true
-    })
-    .map_err(|_| FAILED)?;
+    let changed = updated.update_credential(&result) == Some(true);
+    let stored = changed
+        .then(|| serde_json::to_value(&updated).ok())
+        .flatten();
+    record_use(app, &user.id, &cred_id, stored, now).map_err(|_| FAILED)?;
     Ok(Verified {
         used: Use {
             user_verified: result.user_verified(),
@@ -404,6 +451,131 @@ pub(super) fn signin_finish(app: &Arc<App>, form: &Params, now: i64) -> Result<V
         },
         user,
     })
+}
+
+/// `POST /login/2fa/key`: the options for `navigator.credentials.get` with the security
+/// keys of the user whose sign-in waits for its second factor.
+pub(super) fn second_factor_start(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+    let w = match starting(app, req) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let expired = || {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "this sign-in has expired; sign in again",
+        )
+    };
+    let Some((pending, p)) =
+        super::signin::pending(app, req, super::signin::Stage::SecondFactor, now)
+    else {
+        return expired();
+    };
+    let user = match app.store.user(&p.user_id) {
+        Ok(Some(u)) if !u.disabled => u,
+        Ok(_) => return expired(),
+        Err(_) => return json_error(StatusCode::SERVICE_UNAVAILABLE, "try again in a moment"),
+    };
+    let keys: Vec<SecurityKey> = user
+        .mfa
+        .security_keys()
+        .filter_map(|k| serde_json::from_value(k.credential.clone()).ok())
+        .collect();
+    if keys.is_empty() {
+        return json_error(StatusCode::NOT_FOUND, "no security key is registered");
+    }
+    let (options, state) = match w.start_securitykey_authentication(&keys) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, "security key check could not start");
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "security keys are not available",
+            );
+        }
+    };
+    let ceremony = Ceremony::SecondFactor {
+        pending,
+        user_id: user.id,
+        state,
+    };
+    started(app, ceremony, &options, now)
+}
+
+/// The answer of a security key for the pending sign-in `pending` of `user`: `true` when
+/// it verifies (its counter and last use are saved).
+pub(super) fn second_factor_check(
+    app: &Arc<App>,
+    form: &Params,
+    pending: &str,
+    user: &User,
+    now: i64,
+) -> bool {
+    let Some(w) = &app.passkeys.webauthn else {
+        return false;
+    };
+    let state = match app
+        .passkeys
+        .ceremonies
+        .take(form.get_lenient("ceremony").unwrap_or(""), now)
+    {
+        Some(Ceremony::SecondFactor {
+            pending: p,
+            user_id,
+            state,
+        }) if p == pending && user_id == user.id => state,
+        _ => return false,
+    };
+    let Ok(credential) =
+        serde_json::from_str::<PublicKeyCredential>(form.get_lenient("credential").unwrap_or(""))
+    else {
+        return false;
+    };
+    let result = match w.finish_securitykey_authentication(&credential, &state) {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = rules::assertion_refusal(&e);
+            if kind != rules::Refusal::Other {
+                let who = Some(user.username.as_str());
+                app.audit(kind.audit_kind(), who, None, None, "security key", now);
+            }
+            tracing::info!(error = %e, "security key refused");
+            return false;
+        }
+    };
+    let cred_id = b64(result.cred_id());
+    let stored = user
+        .mfa
+        .security_keys()
+        .find(|k| k.id == cred_id)
+        .and_then(|k| serde_json::from_value::<SecurityKey>(k.credential.clone()).ok())
+        .and_then(|mut key| {
+            let changed = key.update_credential(&result) == Some(true);
+            changed.then(|| serde_json::to_value(&key).ok()).flatten()
+        });
+    matches!(record_use(app, &user.id, &cred_id, stored, now), Ok(true))
+}
+
+/// Saves a credential's last use and, when its counter or flags moved, the credential as
+/// it is now. `Ok(false)` when the user no longer holds it.
+fn record_use(
+    app: &App,
+    user_id: &str,
+    cred_id: &str,
+    updated: Option<Value>,
+    now: i64,
+) -> Result<bool, super::response::Fail> {
+    let saved = super::signin::modify_user(app, user_id, |u| {
+        let Some(p) = u.mfa.passkeys.iter_mut().find(|p| p.id == cred_id) else {
+            return false;
+        };
+        p.last_used = now;
+        if let Some(v) = &updated {
+            p.credential = v.clone();
+        }
+        true
+    })?;
+    Ok(saved.is_some())
 }
 
 /// The passkeys of a user as the account and admin pages list them.

@@ -88,6 +88,7 @@ impl App {
             R::Login => login::login_submit(self, req, now).await,
             R::SecondFactor if get => signin::code_page(self, req, now),
             R::SecondFactor => signin::code_submit(self, req, now),
+            R::SecondFactorKey => passkeys::second_factor_start(self, req, now),
             R::Passkey if req.path.ends_with("/start") => passkeys::signin_start(self, req, now),
             R::Passkey => login::passkey_submit(self, req, now),
             R::NewPassword if get => signin::new_password_page(self, req, now),

@@ -33,6 +33,8 @@ pub enum Route {
     SecondFactor,
     /// Signing in with a passkey: `/login/passkey/start` and `/login/passkey`.
     Passkey,
+    /// A security key as the second factor: its options (`/login/2fa/key`).
+    SecondFactorKey,
     NewPassword,
     Reset,
     Consent,
@@ -156,6 +158,7 @@ pub const TABLE: &[Entry] = &[
     entry(Route::EndSession, &[paths::END_SESSION], BOTH, "logout"),
     page(Route::Login, &["/login"], BOTH, "login"),
     page(Route::SecondFactor, &["/login/2fa"], BOTH, "login"),
+    page(Route::SecondFactorKey, &["/login/2fa/key"], POST, "login"),
     page(
         Route::Passkey,
         &["/login/passkey", "/login/passkey/start"],

@@ -154,7 +154,7 @@ pub enum StepUp {
 }
 
 pub fn step_up(user: &User) -> StepUp {
-    if user.mfa.enrolled() {
+    if user.mfa.has_second_factor() {
         StepUp::SecondFactor
     } else {
         StepUp::Enrol
@@ -166,6 +166,8 @@ pub fn step_up(user: &User) -> StepUp {
 pub enum Spent {
     Totp,
     RecoveryCode,
+    /// A registered security key answered (user presence at least).
+    SecurityKey,
 }
 
 impl Spent {
@@ -179,6 +181,11 @@ impl Spent {
                 amr: &["pwd", "mfa"],
                 acr: ACR_TWO_FACTOR,
             },
+            // RFC 8176: a hardware-secured key and a user-presence test.
+            Spent::SecurityKey => Factors {
+                amr: &["pwd", "hwk", "user", "mfa"],
+                acr: ACR_TWO_FACTOR,
+            },
         }
     }
 
@@ -187,6 +194,7 @@ impl Spent {
         match self {
             Spent::Totp => "totp",
             Spent::RecoveryCode => "recovery code",
+            Spent::SecurityKey => "security key",
         }
     }
 }

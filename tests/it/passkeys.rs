@@ -51,10 +51,8 @@ async fn credentials(d: &Driver, authenticator: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_passkey_alone_signs_in_to_a_two_factor_application() {
-    let server = Server::named("localhost", "").start().await;
-    server.add_user("carol", &[]);
+/// An application on 127.0.0.1 that requires two factors: its callback, id and secret.
+async fn two_factor_application(server: &Server) -> (String, String, String) {
     let rp = relying_party().await;
     let callback = format!("http://127.0.0.1:{rp}/cb");
     let (client_id, secret) = server.add_client(&[
@@ -64,6 +62,43 @@ async fn a_passkey_alone_signs_in_to_a_two_factor_application() {
         "--policy",
         "two_factor",
     ]);
+    (callback, client_id, secret)
+}
+
+/// Sends the browser to the application's sign-in (code flow with PKCE); returns the
+/// PKCE verifier.
+async fn open_application(d: &Driver, issuer: &str, callback: &str, client_id: &str) -> String {
+    let (verifier, challenge) = pkce();
+    d.goto(&format!(
+        "{issuer}/api/v1/oauth/authorize?client_id={client_id}&redirect_uri={}&response_type=code&scope=openid&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        enc(callback)
+    ))
+    .await;
+    verifier
+}
+
+/// Redeems the code the browser brought back at `back` and returns the ID token's `amr`.
+async fn amr_of(server: &Server, back: &str, verifier: &str, client: (&str, &str)) -> Vec<String> {
+    let mut http = server.browser();
+    let tokens = http
+        .redeem(back, Some(verifier), &basic(client.0, client.1))
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let jwks = http.get("/api/v1/oauth/discovery/keys").await.json();
+    let (_, claims) = verify_jwt(tokens.json()["id_token"].as_str().unwrap(), &jwks);
+    claims["amr"]
+        .as_array()
+        .expect("amr")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_passkey_alone_signs_in_to_a_two_factor_application() {
+    let server = Server::named("localhost", "").start().await;
+    server.add_user("carol", &[]);
+    let (callback, client_id, secret) = two_factor_application(&server).await;
     let issuer = server.issuer.clone();
     let d = Driver::start(artifacts("passkey_alone")).await;
     let authenticator = platform_authenticator(&d).await;
@@ -90,31 +125,15 @@ async fn a_passkey_alone_signs_in_to_a_two_factor_application() {
     sign_out(&d, &server).await;
 
     // The application asks for two factors; the passkey alone is enough, no username.
-    let (verifier, challenge) = pkce();
-    d.goto(&format!(
-        "{issuer}/api/v1/oauth/authorize?client_id={client_id}&redirect_uri={}&response_type=code&scope=openid&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
-        enc(&callback)
-    ))
-    .await;
+    let verifier = open_application(&d, &issuer, &callback, &client_id).await;
     // The sign-in page offers the passkey in the username field's autofill (conditional
     // mediation), which the virtual authenticator answers at once: no username, no click.
     let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
-    let mut http = server.browser();
-    let tokens = http
-        .redeem(&back, Some(&verifier), &basic(&client_id, &secret))
-        .await;
-    assert_eq!(tokens.status, 200, "{}", tokens.body);
-    let jwks = http.get("/api/v1/oauth/discovery/keys").await.json();
-    let (_, claims) = verify_jwt(tokens.json()["id_token"].as_str().unwrap(), &jwks);
-    let amr: Vec<&str> = claims["amr"]
-        .as_array()
-        .expect("amr")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(amr.contains(&"mfa") && amr.contains(&"user"), "{amr:?}");
-    assert!(amr.contains(&"hwk") || amr.contains(&"swk"), "{amr:?}");
-    assert!(!amr.contains(&"pwd"), "no password was used: {amr:?}");
+    let amr = amr_of(&server, &back, &verifier, (&client_id, &secret)).await;
+    let has = |m: &str| amr.iter().any(|a| a == m);
+    assert!(has("mfa") && has("user"), "{amr:?}");
+    assert!(has("hwk") || has("swk"), "{amr:?}");
+    assert!(!has("pwd"), "no password was used: {amr:?}");
 
     // Signing in to Latchkey itself (`next`), with the button on the page: the
     // authenticator waits for a touch until the button is pressed (the autofill request
@@ -318,4 +337,67 @@ async fn passkey_answers_that_must_not_sign_in() {
     assert!(landed.contains("/login/passkey"), "{landed}");
     let page = d.text("main").await;
     assert!(page.contains("could not sign you in"), "{page}");
+}
+
+/// A security key without user verification (a CTAP2 USB key without a PIN, holding no
+/// discoverable credential) is registered on the account page and is then the second
+/// factor after the password, for an application that requires two factors.
+#[tokio::test]
+async fn a_security_key_is_the_second_factor_after_the_password() {
+    let server = Server::named("localhost", "").start().await;
+    server.add_user("erin", &[]);
+    let (callback, client_id, secret) = two_factor_application(&server).await;
+    let issuer = server.issuer.clone();
+    let d = Driver::start(artifacts("security_key")).await;
+    d.cdp("WebAuthn.enable", json!({ "enableUI": false })).await;
+    let key = d
+        .cdp(
+            "WebAuthn.addVirtualAuthenticator",
+            json!({ "options": {
+                "protocol": "ctap2",
+                "transport": "usb",
+                "hasResidentKey": false,
+                "hasUserVerification": false,
+                "automaticPresenceSimulation": true,
+            }}),
+        )
+        .await["authenticatorId"]
+        .as_str()
+        .expect("an authenticator id")
+        .to_string();
+
+    d.goto(&format!("{issuer}/login?next=/account")).await;
+    sign_in(&d, "login", "erin", PASSWORD).await;
+    d.wait_for("#add-security-key button[type=submit]", WAIT)
+        .await;
+    d.fill("#key-name", "Blue key").await;
+    d.click("#add-security-key button[type=submit]").await;
+    d.wait_url(|u| u.contains("done=passkey"), WAIT).await;
+    let listed = d.text("#passkeys").await;
+    assert!(
+        listed.contains("Blue key") && listed.contains("security key"),
+        "{listed}"
+    );
+    let held = credentials(&d, &key).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["isResidentCredential"], false);
+    sign_out(&d, &server).await;
+
+    // The password, then the key: two factors.
+    let verifier = open_application(&d, &issuer, &callback, &client_id).await;
+    sign_in(&d, "login", "erin", PASSWORD).await;
+    d.wait_for("#security-key button[type=submit]", WAIT).await;
+    d.screenshot("second-factor-security-key").await;
+    assert!(
+        d.try_find("#code").await.is_none(),
+        "no authenticator app: no code field"
+    );
+    d.click("#security-key button[type=submit]").await;
+    let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    let amr = amr_of(&server, &back, &verifier, (&client_id, &secret)).await;
+    for m in ["pwd", "hwk", "user", "mfa"] {
+        assert!(amr.iter().any(|a| a == m), "{m} in {amr:?}");
+    }
+    let audit = server.cli(&["audit", "--json"], None).stdout;
+    assert!(audit.contains("security key"), "{audit}");
 }

@@ -8,9 +8,18 @@ use serde_json::json;
 
 use super::{App, Req, Stage, finish, pending, restart, spend_code, step_form, trust_browser};
 use crate::http::response::Resp;
-use crate::signin::{self, CodeOutcome};
+use crate::signin::{self, CodeOutcome, Spent};
 
-fn render_code_page(app: &App, req: &Req, error: Option<&str>, status: StatusCode) -> Resp {
+/// The page offers what the user has: an authenticator app's code (or a recovery code)
+/// and, with security keys registered, the key.
+fn render_code_page(
+    app: &App,
+    req: &Req,
+    factors: (bool, bool),
+    error: Option<&str>,
+    status: StatusCode,
+) -> Resp {
+    let (codes, keys) = factors;
     app.form_page(
         req,
         "second_factor.html",
@@ -18,20 +27,38 @@ fn render_code_page(app: &App, req: &Req, error: Option<&str>, status: StatusCod
             "title": "Two-factor sign-in",
             "error": error,
             "trust_days": app.config.trusted_device_days,
+            "codes": codes,
+            "keys": keys && app.passkeys.available(),
+            "script": keys,
         }),
         status,
     )
 }
 
+/// What second factors the pending sign-in's user has: (codes, security keys).
+fn factors_of(app: &App, user_id: &str) -> (bool, bool) {
+    match app.store.user(user_id) {
+        Ok(Some(u)) => (u.mfa.enrolled(), u.mfa.security_keys().next().is_some()),
+        _ => (true, false),
+    }
+}
+
 pub(in crate::http) fn code_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match pending(app, req, Stage::SecondFactor, now) {
-        Some(_) => render_code_page(app, req, None, StatusCode::OK),
+        Some((_, p)) => {
+            let factors = factors_of(app, &p.user_id);
+            render_code_page(app, req, factors, None, StatusCode::OK)
+        }
         None => restart(app, "This sign-in has expired. Please sign in again."),
     }
 }
 
 pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
-    let again = |e: Option<&str>, status| render_code_page(app, req, e, status);
+    let again = |e: Option<&str>, status| {
+        let factors = pending(app, req, Stage::SecondFactor, now)
+            .map_or((true, false), |(_, p)| factors_of(app, &p.user_id));
+        render_code_page(app, req, factors, e, status)
+    };
     let (form, id, p) = match step_form(app, req, Stage::SecondFactor, now, again) {
         Ok(x) => x,
         Err(r) => return r,
@@ -62,22 +89,31 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
     if let Err(refused) = app.mfa_throttle.check(who, req.now_ms) {
         app.audit_refused("mfa.throttled", Some(&user.username), req, refused);
         let msg = refused.message();
-        return render_code_page(app, req, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        return again(Some(&msg), StatusCode::TOO_MANY_REQUESTS);
     }
-    let code: String = form
-        .get_lenient("code")
-        .unwrap_or("")
-        .chars()
-        .take(64)
-        .collect();
-    let spent = match spend_code(app, &user.id, &code, now) {
-        Ok(s) => s,
-        Err(f) => return app.fail_page(f),
+    // A security key's answer, or a code.
+    let by_key = form
+        .get_lenient("credential")
+        .is_some_and(|c| !c.is_empty());
+    let spent = if by_key {
+        crate::http::passkeys::second_factor_check(app, &form, &id, &user, now)
+            .then_some(Spent::SecurityKey)
+    } else {
+        let code: String = form
+            .get_lenient("code")
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect();
+        match spend_code(app, &user.id, &code, now) {
+            Ok(s) => s,
+            Err(f) => return app.fail_page(f),
+        }
     };
     match signin::code_outcome(&p, spent) {
         CodeOutcome::Wrong {
             attempts,
-            restart: again,
+            restart: start_over,
         } => {
             app.mfa_throttle.failure(who, req.now_ms);
             app.audit(
@@ -85,20 +121,24 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
                 Some(&user.username),
                 None,
                 Some(req.peer),
-                "wrong code",
+                if by_key {
+                    "security key refused"
+                } else {
+                    "wrong code"
+                },
                 now,
             );
-            if again {
+            if start_over {
                 app.pendings.finish(&id);
                 return restart(app, "Too many wrong codes. Please sign in again.");
             }
             app.pendings.update(&id, |p| p.attempts = attempts);
-            render_code_page(
-                app,
-                req,
-                Some("That code is not valid. Codes can be used once."),
-                StatusCode::UNAUTHORIZED,
-            )
+            let message = if by_key {
+                "That security key could not be checked. Try again."
+            } else {
+                "That code is not valid. Codes can be used once."
+            };
+            again(Some(message), StatusCode::UNAUTHORIZED)
         }
         CodeOutcome::Accepted(spent) => {
             app.pendings.finish(&id);

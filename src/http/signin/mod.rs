@@ -122,9 +122,9 @@ pub(super) fn after_password(
         .is_some_and(|i| i.request.prompt.login || i.request.max_age.is_some());
     let facts = signin::PasswordFacts {
         must_change_password: user.must_change_password,
-        second_factor_enrolled: user.mfa.enrolled(),
+        second_factor_enrolled: user.mfa.has_second_factor(),
         fresh_requested,
-        trusted_browser: user.mfa.enrolled() && trusted_browser(app, req, user, now),
+        trusted_browser: user.mfa.has_second_factor() && trusted_browser(app, req, user, now),
     };
     match signin::after_password(&facts) {
         signin::Next::NewPassword => wait(app, user, Stage::NewPassword, target, None, now),
