@@ -105,6 +105,8 @@ struct RawLogin {
     ip_block_secs: Option<i64>,
     /// "Trust this browser" skips the second factor for this many days (0: offered never).
     trusted_device_days: Option<i64>,
+    /// The sign-in page offers "Sign in with a passkey" above the password form.
+    passkey_first: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +224,8 @@ pub struct Config {
     pub reauth_window: i64,
     /// Days a browser may skip the second factor after "trust this browser"; 0 = off.
     pub trusted_device_days: i64,
+    /// `[login] passkey_first`: the sign-in page puts the passkey button first.
+    pub passkey_first: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the real client address (for
     /// throttling and the audit log). Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -521,6 +525,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         logo,
         reauth_window,
         trusted_device_days,
+        passkey_first: l.passkey_first.unwrap_or(false),
         trusted_proxies,
         tls,
         lifetimes,

@@ -51,6 +51,7 @@ fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
             "username": v.username,
             "error": v.error,
             "passkeys": app.passkeys.available(),
+            "passkey_first": app.config.passkey_first,
             "script": app.passkeys.available(),
         }),
     );

@@ -401,3 +401,27 @@ async fn a_security_key_is_the_second_factor_after_the_password() {
     let audit = server.cli(&["audit", "--json"], None).stdout;
     assert!(audit.contains("security key"), "{audit}");
 }
+
+/// `[login] passkey_first` puts the passkey button above the password form; without a
+/// host name in the issuer the sign-in page offers no passkey at all.
+#[tokio::test]
+async fn the_sign_in_page_offers_passkeys_first_or_not_at_all() {
+    let server = Server::named("localhost", "[login]\npasskey_first = true\n")
+        .start()
+        .await;
+    let r = server.browser().get("/login?next=/account").await;
+    assert_eq!(r.input("next").as_deref(), Some("/account"));
+    let page = r.body;
+    let passkey = page.find("id=\"passkey-signin\"").expect("passkey form");
+    let password = page.find("name=\"password\"").expect("password form");
+    assert!(passkey < password, "passkey first");
+    assert!(page.contains("autocomplete=\"username webauthn\""));
+
+    let by_address = Server::new("").start().await;
+    let page = by_address.browser().get("/login").await.body;
+    assert!(
+        !page.contains("passkey-signin"),
+        "no passkeys for an IP issuer"
+    );
+    assert!(page.contains("autocomplete=\"username\""));
+}
