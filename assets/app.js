@@ -42,12 +42,15 @@ document.querySelectorAll("[data-rows]").forEach(function (set) {
 });
 // Passkeys: <form data-passkey="register|signin|second" data-start="URL"> with hidden csrf,
 // ceremony and credential fields. On submit the page asks the server to start a
-// ceremony, lets the browser's authenticator answer, and posts the form with the answer.
-// A sign-in form with data-conditional also offers passkeys in the username field's
-// autofill. Without WebAuthn in the browser the forms stay hidden.
+// ceremony, lets the browser's authenticator answer, and posts the form with the answer
+// and the id of the ceremony it answered. A sign-in form with data-conditional also offers
+// passkeys in the username field's autofill; pressing the button cancels that request
+// first. Without WebAuthn in the browser the forms stay hidden and [data-passkey-missing]
+// notes stay shown.
 (function () {
   var pkc = window.PublicKeyCredential;
   if (!pkc || !pkc.parseCreationOptionsFromJSON || !pkc.parseRequestOptionsFromJSON) return;
+  document.querySelectorAll("[data-passkey-missing]").forEach(function (note) { note.hidden = true; });
   document.querySelectorAll("form[data-passkey]").forEach(function (form) {
     var mode = form.getAttribute("data-passkey");
     var status = form.querySelector("[data-passkey-status]");
@@ -55,9 +58,13 @@ document.querySelectorAll("[data-rows]").forEach(function (set) {
     form.hidden = false;
     function say(text) { if (status) status.textContent = text; }
     function begin(conditional) {
+      var abort = conditional ? new AbortController() : null;
+      if (abort) waiting = abort;
       var body = new URLSearchParams();
       body.set("csrf", form.elements.csrf.value);
       if (form.elements.kind) body.set("kind", form.elements.kind.value);
+      if (form.elements.current) body.set("current", form.elements.current.value);
+      var ceremony = null;
       return fetch(form.getAttribute("data-start"), { method: "POST", body: body, credentials: "same-origin" })
         .then(function (r) {
           return r.json().then(function (j) {
@@ -66,20 +73,21 @@ document.querySelectorAll("[data-rows]").forEach(function (set) {
           });
         })
         .then(function (j) {
-          form.elements.ceremony.value = j.ceremony;
+          if (abort && abort.signal.aborted) return null;
+          ceremony = j.ceremony;
           if (mode === "register") {
             return navigator.credentials.create({ publicKey: pkc.parseCreationOptionsFromJSON(j.options.publicKey) });
           }
           var request = { publicKey: pkc.parseRequestOptionsFromJSON(j.options.publicKey) };
-          if (conditional) {
-            waiting = new AbortController();
+          if (abort) {
             request.mediation = "conditional";
-            request.signal = waiting.signal;
+            request.signal = abort.signal;
           }
           return navigator.credentials.get(request);
         })
         .then(function (credential) {
-          if (!credential) return;
+          if (!credential || (abort && abort.signal.aborted)) return;
+          form.elements.ceremony.value = ceremony;
           form.elements.credential.value = JSON.stringify(credential);
           form.submit();
         });

@@ -320,6 +320,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 if u.mfa.passkeys.len() == before {
                     return Err(AdminError::input("passkey: no such passkey".to_string()));
                 }
+                if !u.mfa.has_second_factor() {
+                    u.mfa.devices.clear();
+                }
                 u.updated_at = now;
                 Ok(())
             })?;

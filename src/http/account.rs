@@ -168,7 +168,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
         "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
         "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
-        "/account/passkeys/start" if post => super::passkeys::register_start(app, &s, &form, now),
+        "/account/passkeys/start" if post => start_passkey(app, req, &s, &form, now).await,
         "/account/passkeys" if post => add_passkey(app, req, &s, &form, now),
         "/account/passkeys/remove" if post => remove_passkey(app, req, &s, &form, now).await,
         "/account"
@@ -300,7 +300,41 @@ fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> 
     back("profile")
 }
 
-/// Checks the user's current password (on the hashing pool); `Err` is the page to show.
+/// Checks the user's current password (on the hashing pool), throttled like the sign-in
+/// page; `Err` is the status and the sentence to show.
+async fn check_current(
+    app: &Arc<App>,
+    req: &Req,
+    s: &SignedIn,
+    form: &Params,
+    now: i64,
+) -> Result<(), Result<(StatusCode, String), Fail>> {
+    let current = Secret::new(form.get_lenient("current").unwrap_or("").to_string());
+    let known = super::known::id_for(app, req, &s.user.id, now);
+    let who = super::known::who(known.as_deref(), &s.user.username, req.peer);
+    if let Err(refused) = app.throttle.check(who, req.now_ms) {
+        app.audit_refused("login.throttled", Some(&s.user.username), req, refused);
+        return Err(Ok((StatusCode::TOO_MANY_REQUESTS, refused.message())));
+    }
+    match check_password(app, Some(&s.user), current).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            app.throttle.failure(who, req.now_ms);
+            audit_own(app, req, s, "account.password_check_failed", None, "", now);
+            Err(Ok((
+                StatusCode::UNAUTHORIZED,
+                "Your current password is not correct.".to_string(),
+            )))
+        }
+        Err(Fail::Busy) => Err(Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is busy. Try again in a moment.".to_string(),
+        ))),
+        Err(f) => Err(Err(f)),
+    }
+}
+
+/// Checks the user's current password; `Err` is the page to show.
 async fn confirm_password(
     app: &Arc<App>,
     req: &Req,
@@ -308,45 +342,26 @@ async fn confirm_password(
     form: &Params,
     now: i64,
 ) -> Result<(), Resp> {
-    let current = Secret::new(form.get_lenient("current").unwrap_or("").to_string());
-    let known = super::known::id_for(app, req, &s.user.id, now);
-    let who = super::known::who(known.as_deref(), &s.user.username, req.peer);
-    if let Err(refused) = app.throttle.check(who, req.now_ms) {
-        app.audit_refused("login.throttled", Some(&s.user.username), req, refused);
-        let msg = refused.message();
-        return Err(page(
-            app,
-            req,
-            s,
-            Some(&msg),
-            StatusCode::TOO_MANY_REQUESTS,
-            now,
-        ));
+    match check_current(app, req, s, form, now).await {
+        Ok(()) => Ok(()),
+        Err(Ok((status, message))) => Err(page(app, req, s, Some(&message), status, now)),
+        Err(Err(f)) => Err(app.fail_page(f)),
     }
-    match check_password(app, Some(&s.user), current).await {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            app.throttle.failure(who, req.now_ms);
-            audit_own(app, req, s, "account.password_check_failed", None, "", now);
-            Err(page(
-                app,
-                req,
-                s,
-                Some("Your current password is not correct."),
-                StatusCode::UNAUTHORIZED,
-                now,
-            ))
+}
+
+/// `POST /account/passkeys/start`. A new passkey signs in on its own, so a stolen session
+/// cookie alone must not add one: it needs a recent sign-in or the password.
+async fn start_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if !fresh(app, s, now) {
+        match check_current(app, req, s, form, now).await {
+            Ok(()) => {}
+            Err(Ok((status, message))) => {
+                return response::json(status, &json!({ "error": message }));
+            }
+            Err(Err(f)) => return app.fail_page(f),
         }
-        Err(Fail::Busy) => Err(page(
-            app,
-            req,
-            s,
-            Some("The server is busy. Try again in a moment."),
-            StatusCode::SERVICE_UNAVAILABLE,
-            now,
-        )),
-        Err(f) => Err(app.fail_page(f)),
     }
+    super::passkeys::register_start(app, req, s, form, now)
 }
 
 async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
@@ -594,6 +609,10 @@ async fn remove_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, 
     let removed = signin::modify_user(app, &s.user.id, |u| {
         let before = u.mfa.passkeys.len();
         u.mfa.passkeys.retain(|p| p.id != id);
+        if !u.mfa.has_second_factor() {
+            // Browsers trusted through a second factor that is gone trust nothing now.
+            u.mfa.devices.clear();
+        }
         u.updated_at = now;
         u.mfa.passkeys.len() != before
     });

@@ -161,7 +161,7 @@ fn try_proceed(
             auth_time: s.session.auth_time,
             user_groups: s.user.groups.clone(),
             acr: s.session.acr.clone(),
-            second_factor: s.user.mfa.enrolled(),
+            second_factor: s.user.mfa.has_second_factor(),
         }),
         consent: consent.as_ref(),
         interaction_started: interaction.as_ref().map(|(_, i)| i.started),

@@ -208,9 +208,17 @@ pub(super) fn passkey_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         );
         return render_login(app, req, v, now);
     }
+    // Answers that name no account are counted per address, like reset links.
+    let who = crate::signin::throttle::Who::Address(req.peer);
+    if let Err(refused) = app.throttle.check(who, req.now_ms) {
+        app.audit_refused("login.throttled", None, req, refused);
+        let msg = refused.message();
+        return render_login(app, req, view(&msg, StatusCode::TOO_MANY_REQUESTS), now);
+    }
     let verified = match super::passkeys::signin_finish(app, &form, now) {
         Ok(v) => v,
         Err(super::passkeys::Refused(message)) => {
+            app.throttle.failure(who, req.now_ms);
             app.audit("login.failure", None, None, Some(req.peer), "passkey", now);
             return render_login(app, req, view(message, StatusCode::UNAUTHORIZED), now);
         }

@@ -134,32 +134,20 @@ fn relying_party(issuer: &str, instance_name: &str) -> Option<Webauthn> {
     }
 }
 
-/// The WebAuthn user handle of a user: the 16 bytes of a Latchkey user id (random ids are
-/// 16 bytes, base64url), or a name-based UUID for ids made otherwise.
-pub(super) fn user_handle(user_id: &str) -> Uuid {
+/// The WebAuthn user handle of a user: the 16 bytes of a Latchkey user id (ids are 16
+/// random bytes, base64url). `None` for an id made otherwise, which cannot hold passkeys:
+/// a handle must lead back to its user without a search.
+pub(super) fn user_handle(user_id: &str) -> Option<Uuid> {
     use base64::Engine as _;
-    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(user_id) {
-        Ok(b) if b.len() == 16 => Uuid::from_bytes(b.try_into().unwrap_or([0; 16])),
-        _ => {
-            let digest = crate::keys::token_hash(user_id);
-            Uuid::from_u128(u128::from_str_radix(&digest[..32], 16).unwrap_or(0))
-        }
-    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(user_id)
+        .ok()?;
+    Some(Uuid::from_bytes(bytes.try_into().ok()?))
 }
 
 /// The user a user handle names (`None`: nobody).
 fn user_by_handle(app: &App, handle: Uuid) -> Result<Option<User>, super::response::Fail> {
-    use base64::Engine as _;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(handle.as_bytes());
-    if let Some(u) = app.store.user(&id)? {
-        return Ok(Some(u));
-    }
-    // Ids that are not 16 random bytes: their handle is derived, so look for it.
-    Ok(app
-        .store
-        .users()?
-        .into_iter()
-        .find(|u| user_handle(&u.id) == handle))
+    Ok(app.store.user(&b64(handle.as_bytes()))?)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -175,7 +163,13 @@ fn json_error(status: StatusCode, message: &str) -> Resp {
 /// the signed-in user: a passkey (discoverable, verifying the user: it signs in on its
 /// own) or, with `kind=security_key`, a security key (user presence is enough: a second
 /// factor after the password). The user's own keys are excluded.
-pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, form: &Params, now: i64) -> Resp {
+pub(super) fn register_start(
+    app: &Arc<App>,
+    req: &Req,
+    s: &SignedIn,
+    form: &Params,
+    now: i64,
+) -> Resp {
     let Some(w) = &app.passkeys.webauthn else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -189,13 +183,19 @@ pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, form: &Params, now: i
             "remove a passkey before adding another",
         );
     }
+    let Some(handle) = user_handle(&u.id) else {
+        return json_error(
+            StatusCode::CONFLICT,
+            "this account's id predates passkeys; an administrator can recreate the account",
+        );
+    };
     let exclude: Vec<_> = u
         .mfa
         .passkeys
         .iter()
         .filter_map(|p| rules::credential_id(&p.id))
         .collect();
-    let (handle, name, display) = (user_handle(&u.id), &u.username, u.display_name());
+    let (name, display) = (&u.username, u.display_name());
     let begun = if form.get_lenient("kind") == Some("security_key") {
         w.start_securitykey_registration(handle, name, &display, Some(exclude), None, None)
             .map(|(o, st)| (serde_json::to_value(&o), Registration::SecurityKey(st)))
@@ -229,17 +229,37 @@ pub(super) fn register_start(app: &Arc<App>, s: &SignedIn, form: &Params, now: i
         session: s.hash.clone(),
         state,
     };
-    started(app, ceremony, &options, now)
+    started(app, req, ceremony, &options, now)
 }
 
-/// Keeps a ceremony begun after a sign-in step (a signed-in user, or a correct password:
-/// their number is bounded by the sign-ins) and answers with its id and the options.
-fn started(app: &App, ceremony: Ceremony, options: &impl serde::Serialize, now: i64) -> Resp {
-    let id = app.passkeys.ceremonies.start(ceremony, now);
-    response::json(
-        StatusCode::OK,
-        &json!({ "ceremony": id, "options": options }),
-    )
+/// Keeps a ceremony begun after a sign-in step (a signed-in user, or a correct password)
+/// within the same bounds as the sign-in page's ones, per address and in all, never
+/// pushing out anyone else's; answers with its id and the options.
+fn started(
+    app: &App,
+    req: &Req,
+    ceremony: Ceremony,
+    options: &impl serde::Serialize,
+    now: i64,
+) -> Resp {
+    let kept = app.passkeys.ceremonies.try_start(
+        ceremony,
+        CEREMONY_BYTES,
+        Source::from(req.peer),
+        false,
+        &CEREMONIES,
+        now,
+    );
+    match kept {
+        Ok(id) => response::json(
+            StatusCode::OK,
+            &json!({ "ceremony": id, "options": options }),
+        ),
+        Err(_) => json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many passkey requests from this address; try again in a few minutes",
+        ),
+    }
 }
 
 /// `POST /account/passkeys`: the browser's new credential. Stored under the name the user
@@ -286,6 +306,11 @@ pub(super) fn register_finish(
                 .finish_securitykey_registration(&credential, st)
                 .map_err(refused)?;
             let value = serde_json::to_value(&key).map_err(saved)?;
+            // A credential that can be synced is a passkey, not a key bound to a device
+            // (`amr` says `hwk` for security keys).
+            if value["cred"]["backup_eligible"] == true {
+                return Err("This is a synced passkey: add it as a passkey instead.".into());
+            }
             (b64(key.cred_id()), PasskeyKind::SecurityKey, value)
         }
     };
@@ -499,7 +524,7 @@ pub(super) fn second_factor_start(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         user_id: user.id,
         state,
     };
-    started(app, ceremony, &options, now)
+    started(app, req, ceremony, &options, now)
 }
 
 /// The answer of a security key for the pending sign-in `pending` of `user`: `true` when

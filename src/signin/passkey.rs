@@ -136,7 +136,6 @@ pub fn registration_refusal(e: &webauthn_rs::prelude::WebauthnError) -> &'static
     use webauthn_rs::prelude::WebauthnError as E;
     match e {
         E::UserNotVerified => "The passkey did not verify you (PIN or fingerprint). Try again.",
-        E::CredentialAlteredAlgFromRequest => "This passkey is already registered.",
         E::InvalidRPOrigin | E::InvalidRPIDHash => {
             "The passkey was made for another site. Use this site's address."
         }

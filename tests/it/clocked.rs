@@ -375,3 +375,33 @@ async fn sensitive_admin_actions_ask_for_the_password_once_the_window_has_passed
     assert!(!r.body.contains("Confirm it is you"), "{}", r.body);
     assert_eq!(count(&s), 3);
 }
+
+/// A new passkey signs in on its own, so a session cookie alone adds none once the
+/// re-authentication window has passed: the password is asked for first.
+#[tokio::test]
+async fn adding_a_passkey_after_the_window_needs_the_password() {
+    let s = Service::new("[session]\nreauth_secs = 60\n");
+    s.add_user("carol", &[], false);
+    let mut b = s.browser();
+    assert_eq!(b.sign_in("carol").await.location(), "/account");
+    let start = "/account/passkeys/start";
+    let r = b.post_on("/account", start, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("\"ceremony\""), "{}", r.body);
+    s.advance_ms(61_000);
+    let page = b.get("/account").await;
+    assert!(
+        page.body.contains("id=\"passkey-password\""),
+        "the form asks for it"
+    );
+    let r = b.post_on("/account", start, &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert!(!r.body.contains("\"ceremony\""));
+    let r = b
+        .post_on("/account", start, &[("current", "not the password")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let r = b.post_on("/account", start, &[("current", PASSWORD)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("\"ceremony\""), "{}", r.body);
+}

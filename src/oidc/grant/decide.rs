@@ -412,7 +412,7 @@ pub fn decide_password<'a>(
         });
     };
     // The grant has no way to ask for a second factor or a new password.
-    if user.mfa.enrolled() || user.must_change_password {
+    if user.mfa.has_second_factor() || user.must_change_password {
         return Err(Refusal::SignInFailed {
             error: OidcError::invalid_grant(
                 "this account must sign in through the browser (second factor or new password)",

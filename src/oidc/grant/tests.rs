@@ -650,6 +650,24 @@ fn password_decisions() {
         &draws(),
         NOW
     )));
+    // A security key is a second factor the grant cannot ask for either.
+    let mut keyed = user();
+    keyed.mfa.passkeys.push(crate::model::PasskeyRecord {
+        id: "cred".into(),
+        name: "Blue key".into(),
+        kind: crate::model::PasskeyKind::SecurityKey,
+        created_at: NOW,
+        last_used: 0,
+        credential: serde_json::json!({}),
+    });
+    assert!(!failed(decide_password(
+        &cl,
+        &r,
+        Some(&keyed),
+        true,
+        &draws(),
+        NOW
+    )));
 }
 
 fn device(status: DeviceStatus) -> DeviceGrant {
