@@ -245,7 +245,7 @@ async fn post_answer(d: &Driver, ceremony: &str, credential: &str) -> String {
 
 /// The cases peers got wrong (issue 14, item 6) that a browser can produce: an answer
 /// replayed, one for a stale challenge, a signature counter that went back, the
-/// backup-eligible flag changing after registration, and a disabled user. Each is
+/// backup-eligible flag changing after registration, and a disabled or deleted user. Each is
 /// refused with the sign-in page (never a 500), and the suspicious ones are in the audit
 /// log.
 #[tokio::test]
@@ -325,14 +325,25 @@ async fn passkey_answers_that_must_not_sign_in() {
     let audit = server.cli(&["audit", "--json"], None).stdout;
     assert!(audit.contains("passkey.flags_inconsistent"), "{audit}");
 
-    // A disabled user's passkey signs nobody in.
+    // With the flags as registered and the counter past the stored one, it works again.
     d.cdp(
         "WebAuthn.setCredentialProperties",
         json!({ "authenticatorId": authenticator, "credentialId": held[0]["credentialId"],
                 "backupEligibility": false, "backupState": false }),
     )
     .await;
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.ends_with("/account"), "{landed}");
+    sign_out(&d, &server).await;
+
+    // A disabled user's passkey signs nobody in, nor a deleted user's.
     assert_eq!(server.cli(&["user", "disable", "dave"], None).code, 0);
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.contains("/login/passkey"), "{landed}");
+    let page = d.text("main").await;
+    assert!(page.contains("could not sign you in"), "{page}");
+    assert_eq!(server.cli(&["user", "enable", "dave"], None).code, 0);
+    assert_eq!(server.cli(&["user", "delete", "dave"], None).code, 0);
     let landed = passkey_sign_in(&d, &server, &authenticator).await;
     assert!(landed.contains("/login/passkey"), "{landed}");
     let page = d.text("main").await;
