@@ -99,6 +99,7 @@ pub enum UserAction {
     Enable(UserNamed<2>),
     Delete(UserNamed<3>),
     Reset2fa(UserNamed<4>),
+    RemovePasskeys(UserNamed<5>),
     GroupAdd(UserGroup<0>),
     GroupDel(UserGroup<1>),
 }
@@ -227,6 +228,15 @@ mod named_reset_2fa {
         4,
         "reset-2fa",
         "Remove a user's second factor (TOTP, recovery codes, trusted browsers)."
+    );
+}
+
+mod named_remove_passkeys {
+    use super::*;
+    user_named!(
+        5,
+        "remove-passkeys",
+        "Remove all of a user's passkeys and security keys (lost devices)."
     );
 }
 

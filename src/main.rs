@@ -210,6 +210,14 @@ fn user(action: UserAction) -> ExitCode {
         UserAction::Enable(n) => (n.config, n.json, Command::UserEnable { username: n.name }),
         UserAction::Delete(n) => (n.config, n.json, Command::UserDelete { username: n.name }),
         UserAction::Reset2fa(n) => (n.config, n.json, Command::UserResetMfa { username: n.name }),
+        UserAction::RemovePasskeys(n) => (
+            n.config,
+            n.json,
+            Command::UserRemovePasskeys {
+                username: n.name,
+                id: None,
+            },
+        ),
         UserAction::Passwd(p) => {
             let password = match read_password(p.password_stdin) {
                 Ok(p) => p,

@@ -411,6 +411,14 @@ async fn a_security_key_is_the_second_factor_after_the_password() {
     }
     let audit = server.cli(&["audit", "--json"], None).stdout;
     assert!(audit.contains("security key"), "{audit}");
+
+    // The key is lost: an administrator removes it from the command line.
+    let out = server.cli(&["user", "remove-passkeys", "erin", "--json"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["passkeys"].as_array().map(Vec::len), Some(0));
+    let again = server.cli(&["user", "remove-passkeys", "erin"], None);
+    assert_ne!(again.code, 0, "nothing left to remove");
+    assert!(again.stderr.contains("no such passkey"), "{}", again.stderr);
 }
 
 /// `[login] passkey_first` puts the passkey button above the password form; without a
