@@ -595,7 +595,9 @@ fn record_use(
             return false;
         };
         p.last_used = now;
-        if let Some(v) = &updated {
+        if let Some(v) = &updated
+            && rules::may_replace(&p.credential, v)
+        {
             p.credential = v.clone();
         }
         true

@@ -98,6 +98,15 @@ pub fn ask_for_discoverable(options: &mut Value) {
     }
 }
 
+/// Whether a credential updated after a sign-in may replace the stored one (both as
+/// webauthn-rs serialises them). Two sign-ins at once are each verified against the same
+/// stored copy; the one with the lower signature counter must not overwrite the higher,
+/// or a key that went back would pass the next check.
+pub fn may_replace(stored: &Value, updated: &Value) -> bool {
+    let counter = |v: &Value| v["cred"]["counter"].as_u64().unwrap_or(0);
+    counter(updated) >= counter(stored)
+}
+
 /// Why an assertion was refused, as far as the audit log needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -181,6 +190,14 @@ mod tests {
         mfa.turn_off_codes();
         assert!(!mfa.enrolled() && mfa.recovery_hashes.is_empty());
         assert_eq!(mfa.passkeys.len(), 1);
+    }
+
+    #[test]
+    fn the_higher_counter_is_kept() {
+        let at = |n: u64| serde_json::json!({"cred": {"counter": n, "backup_state": false}});
+        assert!(may_replace(&at(2), &at(3)));
+        assert!(may_replace(&at(0), &at(0)), "synced passkeys count nothing");
+        assert!(!may_replace(&at(5), &at(4)));
     }
 
     #[test]
