@@ -356,7 +356,7 @@ async fn start_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, n
         match check_current(app, req, s, form, now).await {
             Ok(()) => {}
             Err(Ok((status, message))) => {
-                return response::json(status, &json!({ "error": message }));
+                return super::passkeys::json_error(status, &message);
             }
             Err(Err(f)) => return app.fail_page(f),
         }
@@ -583,9 +583,9 @@ async fn remove_2fa(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now:
 }
 
 /// Whether the session signed in (or confirmed the password) within the
-/// re-authentication window: sensitive changes need no password then.
+/// re-authentication window.
 fn fresh(app: &App, s: &SignedIn, now: i64) -> bool {
-    s.session.auth_time.max(s.session.reauth_at) >= now - app.config.reauth_window
+    s.fresh(app.config.reauth_window, now)
 }
 
 fn add_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {

@@ -16,6 +16,14 @@ pub struct SignedIn {
     pub user: User,
 }
 
+impl SignedIn {
+    /// Whether the session signed in, or confirmed the password, within the last
+    /// `window` seconds: sensitive changes need no password then.
+    pub fn fresh(&self, window: i64, now: i64) -> bool {
+        self.session.auth_time.max(self.session.reauth_at) >= now - window
+    }
+}
+
 impl App {
     pub(super) fn secure(&self) -> bool {
         self.config.issuer.starts_with("https://")

@@ -96,7 +96,7 @@ impl<T: Clone> Expiring<T> {
                 .min_by_key(|(_, r)| r.made)
                 .map(|(k, _)| k.clone())
         {
-            m.remove(&oldest);
+            let _ = m.remove(&oldest);
         }
         m.insert(id.clone(), now, value, None, 0);
         id
@@ -157,16 +157,15 @@ impl<T: Clone> Expiring<T> {
     }
 
     pub fn finish(&self, id: &str) {
-        self.lock().remove(id);
+        let _ = self.lock().remove(id);
     }
 
     /// Takes the record out: a second take of the same id finds nothing (single use).
     pub fn take(&self, id: &str, now: i64) -> Option<T> {
-        let mut m = self.lock();
-        let live = m.map.get(id).is_some_and(|r| now - r.made < self.ttl);
-        let value = m.map.get(id).map(|r| r.value.clone());
-        m.remove(id);
-        value.filter(|_| live)
+        self.lock()
+            .remove(id)
+            .filter(|r| now - r.made < self.ttl)
+            .map(|r| r.value)
     }
 
     /// Records held and their bytes, for tests and metrics.
@@ -194,18 +193,19 @@ impl<T> Inner<T> {
         );
     }
 
-    fn remove(&mut self, id: &str) {
-        if let Some(r) = self.map.remove(id) {
-            self.bytes -= r.bytes;
-            if let Some(src) = r.source
-                && let Some(used) = self.by_source.get_mut(&src)
-            {
-                *used = (used.0 - 1, used.1 - r.bytes);
-                if used.0 == 0 {
-                    self.by_source.remove(&src);
-                }
+    /// Removes a record and its share of the totals; returns it.
+    fn remove(&mut self, id: &str) -> Option<Record<T>> {
+        let r = self.map.remove(id)?;
+        self.bytes -= r.bytes;
+        if let Some(src) = r.source
+            && let Some(used) = self.by_source.get_mut(&src)
+        {
+            *used = (used.0 - 1, used.1 - r.bytes);
+            if used.0 == 0 {
+                self.by_source.remove(&src);
             }
         }
+        Some(r)
     }
 
     fn purge(&mut self, now: i64, ttl: i64) {
@@ -216,7 +216,7 @@ impl<T> Inner<T> {
             .map(|(k, _)| k.clone())
             .collect();
         for id in expired {
-            self.remove(&id);
+            let _ = self.remove(&id);
         }
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential, RequestChallengeResponse, SecurityKey, SecurityKeyAuthentication,
-    SecurityKeyRegistration, Url, Uuid, Webauthn, WebauthnBuilder,
+    SecurityKeyRegistration, Url, Webauthn, WebauthnBuilder,
 };
 
 use super::interaction::{Budget, Expiring};
@@ -27,12 +27,13 @@ use crate::signin::passkey::{self as rules, Use};
 use crate::signin::throttle::Source;
 
 /// A ceremony's state is kept this long; the browser's own timeout is shorter.
-pub(super) const CEREMONY_TTL: i64 = 300;
+const CEREMONY_TTL: i64 = 300;
 
-/// Ceremonies that anyone may start from the sign-in page: at most 10,000 and 16 MiB in
-/// all, 200 and 512 KiB from one address (IPv6: one /64), and a reserve for browsers that
-/// signed in here before. A ceremony's state is about a kilobyte.
-pub(super) const CEREMONIES: Budget = Budget {
+/// Ceremonies under way, whoever started them (the sign-in page, the account page, the
+/// second-factor page): at most 10,000 and 16 MiB in all, 200 and 512 KiB from one
+/// address (IPv6: one /64), and a reserve for browsers that signed in here before. A
+/// ceremony's state is about a kilobyte.
+const CEREMONIES: Budget = Budget {
     count: 10_000,
     bytes: 16 << 20,
     per_source: 200,
@@ -101,11 +102,6 @@ impl Passkeys {
     pub fn available(&self) -> bool {
         self.webauthn.is_some()
     }
-
-    /// Ceremonies held and their bytes.
-    pub fn usage(&self) -> (usize, usize) {
-        self.ceremonies.usage()
-    }
 }
 
 fn relying_party(issuer: &str, instance_name: &str) -> Option<Webauthn> {
@@ -134,28 +130,8 @@ fn relying_party(issuer: &str, instance_name: &str) -> Option<Webauthn> {
     }
 }
 
-/// The WebAuthn user handle of a user: the 16 bytes of a Latchkey user id (ids are 16
-/// random bytes, base64url). `None` for an id made otherwise, which cannot hold passkeys:
-/// a handle must lead back to its user without a search.
-pub(super) fn user_handle(user_id: &str) -> Option<Uuid> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(user_id)
-        .ok()?;
-    Some(Uuid::from_bytes(bytes.try_into().ok()?))
-}
-
-/// The user a user handle names (`None`: nobody).
-fn user_by_handle(app: &App, handle: Uuid) -> Result<Option<User>, super::response::Fail> {
-    Ok(app.store.user(&b64(handle.as_bytes()))?)
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn json_error(status: StatusCode, message: &str) -> Resp {
+/// An error for the page's script: `{"error": message}`.
+pub(super) fn json_error(status: StatusCode, message: &str) -> Resp {
     response::json(status, &json!({ "error": message }))
 }
 
@@ -183,7 +159,7 @@ pub(super) fn register_start(
             "remove a passkey before adding another",
         );
     }
-    let Some(handle) = user_handle(&u.id) else {
+    let Some(handle) = rules::user_handle(&u.id) else {
         return json_error(
             StatusCode::CONFLICT,
             "this account's id predates passkeys; an administrator can recreate the account",
@@ -223,30 +199,30 @@ pub(super) fn register_start(
     if matches!(state, Registration::Passkey(_)) {
         rules::ask_for_discoverable(&mut options);
     }
-    // Registration is for a signed-in user; their number is bounded by the sign-ins.
     let ceremony = Ceremony::Register {
         user_id: u.id.clone(),
         session: s.hash.clone(),
         state,
     };
-    started(app, req, ceremony, &options, now)
+    started(app, req, ceremony, &options, false, now)
 }
 
-/// Keeps a ceremony begun after a sign-in step (a signed-in user, or a correct password)
-/// within the same bounds as the sign-in page's ones, per address and in all, never
-/// pushing out anyone else's; answers with its id and the options.
+/// Keeps a ceremony within [`CEREMONIES`], per address and in all, never pushing out
+/// anyone else's (`reserved`: a browser that signed in here before may use the reserve);
+/// answers with its id and the options for the browser.
 fn started(
     app: &App,
     req: &Req,
     ceremony: Ceremony,
     options: &impl serde::Serialize,
+    reserved: bool,
     now: i64,
 ) -> Resp {
     let kept = app.passkeys.ceremonies.try_start(
         ceremony,
         CEREMONY_BYTES,
         Source::from(req.peer),
-        false,
+        reserved,
         &CEREMONIES,
         now,
     );
@@ -299,7 +275,7 @@ pub(super) fn register_finish(
                 .finish_passkey_registration(&credential, st)
                 .map_err(refused)?;
             let value = serde_json::to_value(&key).map_err(saved)?;
-            (b64(key.cred_id()), PasskeyKind::Passkey, value)
+            (rules::encode_id(key.cred_id()), PasskeyKind::Passkey, value)
         }
         Registration::SecurityKey(st) => {
             let key: SecurityKey = w
@@ -311,7 +287,11 @@ pub(super) fn register_finish(
             if value["cred"]["backup_eligible"] == true {
                 return Err("This is a synced passkey: add it as a passkey instead.".into());
             }
-            (b64(key.cred_id()), PasskeyKind::SecurityKey, value)
+            (
+                rules::encode_id(key.cred_id()),
+                PasskeyKind::SecurityKey,
+                value,
+            )
         }
     };
     // A credential id names one credential: never let it be registered twice.
@@ -382,24 +362,7 @@ pub(super) fn signin_start(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             }
         };
     let known = super::known::any_valid(app, req, now);
-    let started = app.passkeys.ceremonies.try_start(
-        Ceremony::SignIn(state),
-        CEREMONY_BYTES,
-        Source::from(req.peer),
-        known,
-        &CEREMONIES,
-        now,
-    );
-    match started {
-        Ok(id) => response::json(
-            StatusCode::OK,
-            &json!({ "ceremony": id, "options": options }),
-        ),
-        Err(_) => json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many sign-ins in progress; try again in a few minutes",
-        ),
-    }
+    started(app, req, Ceremony::SignIn(state), &options, known, now)
 }
 
 /// A passkey sign-in that was verified: the user and what the key proved.
@@ -430,8 +393,10 @@ pub(super) fn signin_finish(app: &Arc<App>, form: &Params, now: i64) -> Result<V
     let (handle, cred_id) = w
         .identify_discoverable_authentication(&credential)
         .map_err(|_| FAILED)?;
-    let cred_id = b64(cred_id);
-    let user = user_by_handle(app, handle)
+    let cred_id = rules::encode_id(cred_id);
+    let user = app
+        .store
+        .user(&rules::encode_id(handle.as_bytes()))
         .map_err(|_| FAILED)?
         .filter(|u| !u.disabled)
         .ok_or(FAILED)?;
@@ -524,7 +489,7 @@ pub(super) fn second_factor_start(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         user_id: user.id,
         state,
     };
-    started(app, req, ceremony, &options, now)
+    started(app, req, ceremony, &options, false, now)
 }
 
 /// The answer of a security key for the pending sign-in `pending` of `user`: `true` when
@@ -568,7 +533,7 @@ pub(super) fn second_factor_check(
             return false;
         }
     };
-    let cred_id = b64(result.cred_id());
+    let cred_id = rules::encode_id(result.cred_id());
     let stored = user
         .mfa
         .security_keys()

@@ -77,6 +77,22 @@ pub fn credential_id(id: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// How a credential id (or a user handle) is stored and compared: base64url.
+pub fn encode_id(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The WebAuthn user handle of a user: the 16 bytes of a Latchkey user id (ids are 16
+/// random bytes, base64url), so a handle leads back to its user without a search
+/// ([`encode_id`] of the handle is the id). `None` for an id made otherwise, which
+/// cannot hold passkeys.
+pub fn user_handle(user_id: &str) -> Option<webauthn_rs::prelude::Uuid> {
+    Some(webauthn_rs::prelude::Uuid::from_bytes(
+        credential_id(user_id)?.try_into().ok()?,
+    ))
+}
+
 /// A short tag of a credential id for the audit log and the server log.
 pub fn short(id: &str) -> String {
     id.chars().take(8).collect()
@@ -190,6 +206,15 @@ mod tests {
         mfa.turn_off_codes();
         assert!(!mfa.enrolled() && mfa.recovery_hashes.is_empty());
         assert_eq!(mfa.passkeys.len(), 1);
+    }
+
+    #[test]
+    fn a_user_handle_is_the_ids_bytes() {
+        let id = "k2PpRSm0Nq1xEtyv3fX6Hg";
+        let handle = user_handle(id).unwrap();
+        assert_eq!(encode_id(handle.as_bytes()), id);
+        assert_eq!(user_handle("1"), None, "not 16 bytes");
+        assert_eq!(user_handle("not base64!"), None);
     }
 
     #[test]

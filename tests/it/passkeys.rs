@@ -180,6 +180,17 @@ async fn a_passkey_alone_signs_in_to_a_two_factor_application() {
     assert!(landed.contains("/login/passkey"), "{landed}");
 }
 
+/// Sets the backup-eligible and backup-state flags the authenticator reports for a
+/// credential.
+async fn backup_flags(d: &Driver, authenticator: &str, credential: &Value, on: bool) {
+    d.cdp(
+        "WebAuthn.setCredentialProperties",
+        json!({ "authenticatorId": authenticator, "credentialId": credential,
+                "backupEligibility": on, "backupState": on }),
+    )
+    .await;
+}
+
 /// Whether the virtual authenticator answers without a person touching it.
 async fn presence(d: &Driver, authenticator: &str, enabled: bool) {
     d.cdp(
@@ -314,24 +325,14 @@ async fn passkey_answers_that_must_not_sign_in() {
     assert!(audit.contains("passkey.counter_regressed"), "{audit}");
 
     // The backup-eligible flag set after registration: WebAuthn says it never changes.
-    d.cdp(
-        "WebAuthn.setCredentialProperties",
-        json!({ "authenticatorId": authenticator, "credentialId": held[0]["credentialId"],
-                "backupEligibility": true, "backupState": true }),
-    )
-    .await;
+    backup_flags(&d, &authenticator, &held[0]["credentialId"], true).await;
     let landed = passkey_sign_in(&d, &server, &authenticator).await;
     assert!(landed.contains("/login/passkey"), "{landed}");
     let audit = server.cli(&["audit", "--json"], None).stdout;
     assert!(audit.contains("passkey.flags_inconsistent"), "{audit}");
 
     // With the flags as registered and the counter past the stored one, it works again.
-    d.cdp(
-        "WebAuthn.setCredentialProperties",
-        json!({ "authenticatorId": authenticator, "credentialId": held[0]["credentialId"],
-                "backupEligibility": false, "backupState": false }),
-    )
-    .await;
+    backup_flags(&d, &authenticator, &held[0]["credentialId"], false).await;
     let landed = passkey_sign_in(&d, &server, &authenticator).await;
     assert!(landed.ends_with("/account"), "{landed}");
     sign_out(&d, &server).await;

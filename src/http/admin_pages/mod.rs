@@ -96,8 +96,7 @@ impl Ctx<'_> {
 
     /// Whether the password was confirmed recently enough for a sensitive action.
     fn fresh(&self) -> bool {
-        self.s.session.auth_time.max(self.s.session.reauth_at)
-            >= self.now - self.app.config.reauth_window
+        self.s.fresh(self.app.config.reauth_window, self.now)
     }
 
     fn reauth_page(&self, back: &str, error: Option<&str>, status: StatusCode) -> Resp {

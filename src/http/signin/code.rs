@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{App, Req, Stage, finish, pending, restart, spend_code, step_form, trust_browser};
 use crate::http::response::Resp;
+use crate::model::User;
 use crate::signin::{self, CodeOutcome, Spent};
 
 /// The page offers what the user has: an authenticator app's code (or a recovery code)
@@ -35,10 +36,15 @@ fn render_code_page(
     )
 }
 
-/// What second factors the pending sign-in's user has: (codes, security keys).
+/// What second factors a user has: (codes, security keys).
+fn factors(u: &User) -> (bool, bool) {
+    (u.mfa.enrolled(), u.mfa.security_keys().next().is_some())
+}
+
+/// The second factors of the pending sign-in's user (codes only when it cannot be read).
 fn factors_of(app: &App, user_id: &str) -> (bool, bool) {
     match app.store.user(user_id) {
-        Ok(Some(u)) => (u.mfa.enrolled(), u.mfa.security_keys().next().is_some()),
+        Ok(Some(u)) => factors(&u),
         _ => (true, false),
     }
 }
@@ -89,7 +95,13 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
     if let Err(refused) = app.mfa_throttle.check(who, req.now_ms) {
         app.audit_refused("mfa.throttled", Some(&user.username), req, refused);
         let msg = refused.message();
-        return again(Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        return render_code_page(
+            app,
+            req,
+            factors(&user),
+            Some(&msg),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
     }
     // A security key's answer, or a code.
     let by_key = form
@@ -138,7 +150,13 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
             } else {
                 "That code is not valid. Codes can be used once."
             };
-            again(Some(message), StatusCode::UNAUTHORIZED)
+            render_code_page(
+                app,
+                req,
+                factors(&user),
+                Some(message),
+                StatusCode::UNAUTHORIZED,
+            )
         }
         CodeOutcome::Accepted(spent) => {
             app.pendings.finish(&id);
