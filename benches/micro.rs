@@ -36,6 +36,7 @@ fn user() -> User {
         mfa: Default::default(),
         must_change_password: false,
         reset_link: None,
+        passkeys_only: false,
     }
 }
 

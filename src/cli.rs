@@ -100,6 +100,8 @@ pub enum UserAction {
     Delete(UserNamed<3>),
     Reset2fa(UserNamed<4>),
     RemovePasskeys(UserNamed<5>),
+    RequirePasskeys(UserNamed<6>),
+    AllowPassword(UserNamed<7>),
     GroupAdd(UserGroup<0>),
     GroupDel(UserGroup<1>),
 }
@@ -231,6 +233,24 @@ mod named_reset_2fa {
     );
 }
 
+mod named_require_passkeys {
+    use super::*;
+    user_named!(
+        6,
+        "require-passkeys",
+        "Sign a user in with passkeys only: the password alone is refused (a security key or a recovery code may follow it; a reset link is the way back)."
+    );
+}
+
+mod named_allow_password {
+    use super::*;
+    user_named!(
+        7,
+        "allow-password",
+        "Let a user who had to use passkeys sign in with the password again."
+    );
+}
+
 mod named_remove_passkeys {
     use super::*;
     user_named!(
@@ -356,7 +376,7 @@ pub struct ClientAdd {
     /// post-logout redirect URI (repeatable)
     #[argh(option)]
     pub post_logout_redirect_uri: Vec<String>,
-    /// one_factor or two_factor
+    /// one_factor, two_factor or passkey
     #[argh(option)]
     pub policy: Option<String>,
     /// do not ask users for consent (first-party applications)

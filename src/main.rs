@@ -218,6 +218,22 @@ fn user(action: UserAction) -> ExitCode {
                 id: None,
             },
         ),
+        UserAction::RequirePasskeys(n) => (
+            n.config,
+            n.json,
+            Command::UserPasskeysOnly {
+                username: n.name,
+                on: true,
+            },
+        ),
+        UserAction::AllowPassword(n) => (
+            n.config,
+            n.json,
+            Command::UserPasskeysOnly {
+                username: n.name,
+                on: false,
+            },
+        ),
         UserAction::Passwd(p) => {
             let password = match read_password(p.password_stdin) {
                 Ok(p) => p,

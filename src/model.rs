@@ -34,6 +34,11 @@ pub struct User {
     /// Set by an administrator's password reset: the next sign-in must choose a new one.
     #[serde(default)]
     pub must_change_password: bool,
+    /// Set by an administrator (SPEC §10): the password alone never signs this user in;
+    /// a passkey does, or the password with a security key or a recovery code (the way
+    /// back after losing every passkey).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passkeys_only: bool,
     /// A one-time password reset link made by an administrator: SHA-256 of the token
     /// and its expiry.
     #[serde(default)]
@@ -179,13 +184,51 @@ pub struct Group {
     pub description: String,
 }
 
-/// Sign-in strength a client demands: a password, or a password and a second factor.
+/// Sign-in strength a client demands: a password, a password and a second factor, or a
+/// passkey or security key (SPEC §10), which is two factors too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     #[default]
     OneFactor,
     TwoFactor,
+    Passkey,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "one_factor" => Some(Policy::OneFactor),
+            "two_factor" => Some(Policy::TwoFactor),
+            "passkey" => Some(Policy::Passkey),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::OneFactor => "one_factor",
+            Policy::TwoFactor => "two_factor",
+            Policy::Passkey => "passkey",
+        }
+    }
+
+    /// More than a password: a second factor, or a passkey.
+    pub fn needs_two_factors(self) -> bool {
+        self != Policy::OneFactor
+    }
+
+    /// Whether a sign-in with these `amr` values (RFC 8176) meets the policy's passkey
+    /// part: a passkey or a security key (`hwk`/`swk`) was used.
+    pub fn met_by_amr(self, amr: &[String]) -> bool {
+        self != Policy::Passkey || used_webauthn(amr)
+    }
+}
+
+/// A sign-in whose `amr` names a WebAuthn credential: a passkey (`hwk` or `swk`) or a
+/// security key (`hwk`).
+pub fn used_webauthn(amr: &[String]) -> bool {
+    amr.iter().any(|a| a == "hwk" || a == "swk")
 }
 
 /// RFC 7591 §2 token_endpoint_auth_method values Latchkey implements.

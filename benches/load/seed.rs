@@ -89,6 +89,7 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             mfa: Default::default(),
             must_change_password: false,
             reset_link: None,
+            passkeys_only: false,
         };
         store.create_user(&u).expect("create user");
     });

@@ -82,13 +82,7 @@ pub fn spec_of(c: &Client) -> ClientSpec {
         response_types: c.response_types.clone(),
         public: c.is_public(),
         token_endpoint_auth_method: Some(c.token_endpoint_auth_method.as_str().to_string()),
-        policy: Some(
-            match c.policy {
-                crate::model::Policy::OneFactor => "one_factor",
-                crate::model::Policy::TwoFactor => "two_factor",
-            }
-            .to_string(),
-        ),
+        policy: Some(c.policy.as_str().to_string()),
         skip_consent: c.skip_consent,
         id_token_alg: Some(c.id_token_alg.as_str().to_string()),
         require_pkce: c.require_pkce,

@@ -102,6 +102,11 @@ pub enum Command {
         username: String,
         id: Option<String>,
     },
+    /// Requires passkeys (`on`) or allows the password again (SPEC §10).
+    UserPasskeysOnly {
+        username: String,
+        on: bool,
+    },
     /// Makes a one-time link (24 hours) at which the user sets a new password.
     UserResetLink {
         username: String,
@@ -180,6 +185,8 @@ impl Command {
             Command::UserUpdate { .. } => "user.update",
             Command::UserResetMfa { .. } => "user.reset_mfa",
             Command::UserRemovePasskeys { .. } => "user.passkeys_removed",
+            Command::UserPasskeysOnly { on: true, .. } => "user.passkeys_required",
+            Command::UserPasskeysOnly { on: false, .. } => "user.password_allowed",
             Command::UserResetLink { .. } => "user.reset_link",
             Command::GroupAdd { .. } => "group.add",
             Command::GroupDelete { .. } => "group.delete",
@@ -323,6 +330,14 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 if !u.mfa.has_second_factor() {
                     u.mfa.devices.clear();
                 }
+                u.updated_at = now;
+                Ok(())
+            })?;
+            Ok(user_json(&u))
+        }
+        Command::UserPasskeysOnly { username, on } => {
+            let u = modify_user(store, &username, |u| {
+                u.passkeys_only = on;
                 u.updated_at = now;
                 Ok(())
             })?;

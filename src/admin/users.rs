@@ -166,6 +166,7 @@ pub fn create_user(
         mfa: Default::default(),
         must_change_password,
         reset_link: None,
+        passkeys_only: false,
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;
@@ -202,6 +203,7 @@ pub(super) fn user_json(u: &User) -> Value {
             "created_at": p.created_at, "last_used": p.last_used,
         })).collect::<Vec<_>>(),
         "must_change_password": u.must_change_password,
+        "passkeys_only": u.passkeys_only,
         "created_at": u.created_at,
         "updated_at": u.updated_at,
     })

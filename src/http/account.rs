@@ -8,7 +8,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::response::{self, Fail, Resp};
-use super::signin::{self, PasswordError};
+use super::signin::{self, PasswordError, Target, safe_next};
 use super::{App, Req, SignedIn, check_password};
 use crate::keys::Secret;
 use crate::keys::totp;
@@ -168,6 +168,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/devices/revoke" if post => revoke_device(app, req, &s, &form, now),
         "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
         "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
+        "/account/passkey" if get => offer_page(app, req, &s, None, StatusCode::OK, now),
         "/account/passkeys/start" if post => start_passkey(app, req, &s, &form, now).await,
         "/account/passkeys" if post => add_passkey(app, req, &s, &form, now),
         "/account/passkeys/remove" if post => remove_passkey(app, req, &s, &form, now).await,
@@ -180,6 +181,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         | "/account/devices/revoke"
         | "/account/apps/revoke"
         | "/account/sessions/end"
+        | "/account/passkey"
         | "/account/passkeys/start"
         | "/account/passkeys"
         | "/account/passkeys/remove" => {
@@ -589,13 +591,92 @@ fn fresh(app: &App, s: &SignedIn, now: i64) -> bool {
 }
 
 fn add_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let then = continuation(app, form, now);
     match super::passkeys::register_finish(app, s, form, now) {
         Ok(name) => {
             audit_own(app, req, s, "passkey.added", None, &name, now);
-            back("passkey")
+            match then {
+                Some(t) => response::redirect(&t.url()),
+                None => back("passkey"),
+            }
         }
-        Err(message) => page(app, req, s, Some(&message), StatusCode::BAD_REQUEST, now),
+        Err(message) => match then {
+            Some(_) => offer_page(app, req, s, Some(&message), StatusCode::BAD_REQUEST, now),
+            None => page(app, req, s, Some(&message), StatusCode::BAD_REQUEST, now),
+        },
     }
+}
+
+/// Where the passkey offer continues: a pending authorization request or a local page
+/// (`interaction` / `next` of a query or form); `None` for the account page itself.
+fn continuation(app: &App, q: &Params, now: i64) -> Option<Target> {
+    let interaction = q
+        .get_lenient("interaction")
+        .filter(|id| app.interactions.get(id, now).is_some());
+    let next = q.get_lenient("next").filter(|n| safe_next(n));
+    (interaction.is_some() || next.is_some()).then(|| Target {
+        interaction: interaction.map(str::to_string),
+        next: next.map(str::to_string),
+    })
+}
+
+/// `GET /account/passkey`: the offer to add a passkey, after a password was just chosen
+/// (first administrator, reset link) or for an application that requires one; then on
+/// to where the person was going.
+fn offer_page(
+    app: &App,
+    req: &Req,
+    s: &SignedIn,
+    error: Option<&str>,
+    status: StatusCode,
+    now: i64,
+) -> Resp {
+    let query = req.query_params();
+    let form = req.form();
+    let source = if req.method == Method::POST {
+        &form
+    } else {
+        &query
+    };
+    let then = continuation(app, source, now);
+    let client = then
+        .as_ref()
+        .and_then(|t| t.interaction.as_deref())
+        .and_then(|id| app.interactions.get(id, now))
+        .and_then(|i| app.client(&i.request.client_id).ok().flatten());
+    let lead = match &client {
+        Some(c) if c.policy == crate::model::Policy::Passkey => format!(
+            "{} asks you to sign in with a passkey. Add one here; you then sign in with it.",
+            c.name
+        ),
+        _ => "Your password is set. Add a passkey to sign in next time without typing it."
+            .to_string(),
+    };
+    let (then_interaction, then_next) = match &then {
+        Some(t) => (t.interaction.clone(), t.next.clone()),
+        None => (None, None),
+    };
+    let continue_url = then
+        .as_ref()
+        .map_or_else(|| "/account".to_string(), Target::url);
+    render(
+        app,
+        req,
+        s,
+        ("account", ""),
+        "passkey_offer.html",
+        json!({
+            "title": "Add a passkey",
+            "lead": lead,
+            "error": error,
+            "fresh": fresh(app, s, now),
+            "then_interaction": then_interaction,
+            "then_next": then_next,
+            "continue_url": continue_url,
+            "continue_label": if then.is_some() { "Not now, continue" } else { "Not now" },
+        }),
+        status,
+    )
 }
 
 /// Removing a passkey needs a fresh sign-in, or the password.

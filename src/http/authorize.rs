@@ -162,6 +162,7 @@ fn try_proceed(
             user_groups: s.user.groups.clone(),
             acr: s.session.acr.clone(),
             second_factor: s.user.mfa.has_second_factor(),
+            webauthn: crate::model::used_webauthn(&s.session.amr),
         }),
         consent: consent.as_ref(),
         interaction_started: interaction.as_ref().map(|(_, i)| i.started),
@@ -204,14 +205,14 @@ fn try_proceed(
             Ok(id) => response::redirect(&format!("/login?interaction={id}")),
             Err(_) => return busy(),
         },
-        Decision::StepUp => match (&signed_in, interaction_id(app)) {
+        Decision::StepUp { passkey } => match (&signed_in, interaction_id(app)) {
             (_, Err(_)) => return busy(),
             (Some(s), Ok(id)) => {
                 let target = super::signin::Target {
                     interaction: Some(id),
                     next: None,
                 };
-                super::signin::step_up(app, s, target, &client.name, now)
+                super::signin::step_up(app, s, target, &client.name, passkey, now)
             }
             (None, Ok(id)) => response::redirect(&format!("/login?interaction={id}")),
         },

@@ -342,12 +342,12 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         }
         Err(e) => return app.fail_page(e.into()),
     };
-    // A two-factor client's device gets only a two-factor approval.
-    if decision == "allow"
-        && client.policy == crate::model::Policy::TwoFactor
-        && who.session.acr != crate::oidc::authorize::ACR_TWO_FACTOR
-        && client.admits(&who.user.groups)
-    {
+    // A two-factor (or passkey) client's device gets only such an approval.
+    let passkey = !client.policy.met_by_amr(&who.session.amr);
+    let weak = passkey
+        || (client.policy.needs_two_factors()
+            && who.session.acr != crate::oidc::authorize::ACR_TWO_FACTOR);
+    if decision == "allow" && weak && client.admits(&who.user.groups) {
         let target = super::signin::Target {
             interaction: None,
             next: Some(format!(
@@ -355,7 +355,7 @@ pub(super) fn submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 crate::oidc::params::encode(&typed)
             )),
         };
-        return super::signin::step_up(app, &who, target, &client.name, now);
+        return super::signin::step_up(app, &who, target, &client.name, passkey, now);
     }
     let allowed = decision == "allow" && client.admits(&who.user.groups);
     let status = if allowed {

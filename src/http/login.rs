@@ -31,6 +31,8 @@ struct LoginView<'a> {
     username: &'a str,
     error: Option<&'a str>,
     status: StatusCode,
+    /// Only "Sign in with a passkey": the application requires one (SPEC §10).
+    passkey_required: bool,
 }
 
 fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
@@ -52,6 +54,7 @@ fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
             "error": v.error,
             "passkeys": app.passkeys.available(),
             "passkey_first": app.config.passkey_first,
+            "passkey_required": v.passkey_required && app.passkeys.available(),
             "script": app.passkeys.available(),
         }),
     );
@@ -73,6 +76,7 @@ pub(super) fn login_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         username: &hint,
         error: None,
         status: StatusCode::OK,
+        passkey_required: q.get_lenient("passkey") == Some("required"),
     };
     render_login(app, req, view, now)
 }
@@ -103,6 +107,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         username: &username,
         error: Some(error),
         status,
+        passkey_required: false,
     };
     if !app.csrf_ok(req, &form) {
         return render_login(
@@ -182,7 +187,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         interaction: interaction.map(str::to_string),
         next: next.map(str::to_string),
     };
-    signin::after_password(app, req, &user, target, now)
+    signin::after_password(app, req, &user, target, false, now)
 }
 
 /// `POST /login/passkey`: the browser's answer to a passkey sign-in. A passkey that
@@ -200,6 +205,7 @@ pub(super) fn passkey_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         username: "",
         error: Some(error),
         status,
+        passkey_required: form.get_lenient("passkey") == Some("required"),
     };
     if !req.is_form() || !app.csrf_ok(req, &form) {
         let v = view(
@@ -549,8 +555,15 @@ pub(super) async fn setup_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "",
         now,
     );
+    let then = signin::passkey_offer(
+        app,
+        Target {
+            interaction: None,
+            next: Some("/admin".into()),
+        },
+    );
     match signin::start_session(app, req, &user, &["pwd"], ACR_ONE_FACTOR, now) {
-        Ok(cookie) => response::with_header(response::redirect("/admin"), "set-cookie", &cookie),
+        Ok(cookie) => response::with_header(response::redirect(&then.url()), "set-cookie", &cookie),
         Err(f) => app.fail_page(f),
     }
 }

@@ -350,6 +350,7 @@ mod tests {
             mfa: Default::default(),
             must_change_password: false,
             reset_link: None,
+            passkeys_only: false,
         }
     }
 

@@ -187,9 +187,9 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
     }
 
     let policy = match spec.policy.as_deref() {
-        None | Some("one_factor") => Policy::OneFactor,
-        Some("two_factor") => Policy::TwoFactor,
-        Some(p) => return Err(format!("policy: {p:?} is not one_factor or two_factor")),
+        None => Policy::OneFactor,
+        Some(p) => Policy::parse(p)
+            .ok_or_else(|| format!("policy: {p:?} is not one_factor, two_factor or passkey"))?,
     };
     let id_token_alg = match spec.id_token_alg.as_deref() {
         None => Alg::RS256,

@@ -79,6 +79,49 @@ pub struct Pending {
     /// A step-up: the session (its hash) the second factor raises. The code then counts
     /// only while that session lives; without one, the password was just given.
     pub raises: Option<String>,
+    /// The second factors this step takes.
+    pub accepts: Accepts,
+}
+
+/// Which second factors a waiting sign-in takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accepts {
+    /// Whatever the user has: an authenticator app's code, a recovery code, a security key.
+    #[default]
+    Any,
+    /// A passkeys-only account that gave its password: a security key, or a recovery
+    /// code (the way back after losing every passkey).
+    KeyOrRecovery,
+    /// An application that requires a passkey or security key: a security key.
+    KeyOnly,
+}
+
+impl Accepts {
+    pub fn takes(self, spent: Spent) -> bool {
+        match self {
+            Accepts::Any => true,
+            Accepts::KeyOrRecovery => spent != Spent::Totp,
+            Accepts::KeyOnly => spent == Spent::SecurityKey,
+        }
+    }
+
+    /// What the second-factor page offers `user`: the factors this step takes that the
+    /// user has.
+    pub fn offer(self, user: &User) -> Offer {
+        Offer {
+            totp: self.takes(Spent::Totp) && user.mfa.enrolled(),
+            recovery: self.takes(Spent::RecoveryCode) && !user.mfa.recovery_hashes.is_empty(),
+            keys: self.takes(Spent::SecurityKey) && user.mfa.security_keys().next().is_some(),
+        }
+    }
+}
+
+/// The second factors a page offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offer {
+    pub totp: bool,
+    pub recovery: bool,
+    pub keys: bool,
 }
 
 /// How a sign-in was completed: `amr` (RFC 8176) and `acr`.
@@ -103,7 +146,10 @@ pub const TRUSTED_BROWSER: Factors = Factors {
 pub enum Next {
     /// The password is temporary: choose one first.
     NewPassword,
-    SecondFactor,
+    SecondFactor(Accepts),
+    /// A passkeys-only account with nothing that may follow its password: sign in with a
+    /// passkey, or ask an administrator for a reset link.
+    PasskeyNeeded,
     /// Signed in; `trusted_browser` when a trusted browser stood in for the second factor.
     Session {
         factors: Factors,
@@ -121,6 +167,15 @@ pub struct PasswordFacts {
     pub fresh_requested: bool,
     /// This browser carries a valid trusted-browser cookie of this user.
     pub trusted_browser: bool,
+    /// An administrator requires passkeys for this user (SPEC §10).
+    pub passkeys_only: bool,
+    /// The user holds unused recovery codes.
+    pub recovery_codes: bool,
+    /// The user holds security keys.
+    pub security_keys: bool,
+    /// The password was just chosen on an administrator's reset link: for a
+    /// passkeys-only user who lost every passkey, the way back in to register one.
+    pub reset_link: bool,
 }
 
 /// After a correct password (and again after a temporary one was replaced, with
@@ -128,6 +183,19 @@ pub struct PasswordFacts {
 pub fn after_password(f: &PasswordFacts) -> Next {
     if f.must_change_password {
         return Next::NewPassword;
+    }
+    if f.passkeys_only {
+        // A trusted browser stood in for an authenticator app, which does not count here.
+        if f.security_keys || f.recovery_codes {
+            return Next::SecondFactor(Accepts::KeyOrRecovery);
+        }
+        if f.reset_link {
+            return Next::Session {
+                factors: PASSWORD,
+                trusted_browser: false,
+            };
+        }
+        return Next::PasskeyNeeded;
     }
     if !f.second_factor_enrolled {
         return Next::Session {
@@ -141,23 +209,52 @@ pub fn after_password(f: &PasswordFacts) -> Next {
             trusted_browser: true,
         };
     }
-    Next::SecondFactor
+    Next::SecondFactor(Accepts::Any)
 }
 
-/// A signed-in browser whose session has one factor, at a client that needs two.
+/// A signed-in browser whose session is weaker than a client demands: one factor where
+/// two are needed, or no passkey where one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepUp {
-    /// Ask for the second factor, raising the session.
-    SecondFactor,
-    /// The person has none: send them to set one up.
+    /// Ask for a second factor, raising the session.
+    SecondFactor(Accepts),
+    /// Sign in again with a passkey.
+    Passkey,
+    /// The person has no second factor: send them to set one up.
     Enrol,
+    /// The person has no passkey or security key (or, passkeys-only, nothing that
+    /// counts): send them to add a passkey.
+    EnrolPasskey,
 }
 
-pub fn step_up(user: &User) -> StepUp {
-    if user.mfa.has_second_factor() {
-        StepUp::SecondFactor
+/// What raises the session of `user` for a client that needs two factors, or a passkey
+/// (`passkey`).
+pub fn step_up(user: &User, passkey: bool) -> StepUp {
+    let passkeys = user
+        .mfa
+        .passkeys
+        .iter()
+        .any(|p| p.kind == crate::model::PasskeyKind::Passkey);
+    let accepts = if passkey {
+        Accepts::KeyOnly
+    } else if user.passkeys_only {
+        Accepts::KeyOrRecovery
     } else {
-        StepUp::Enrol
+        Accepts::Any
+    };
+    let offer = accepts.offer(user);
+    // A passkey sign-in is the stronger answer: it replaces the session (passkeys first,
+    // as they need nothing typed).
+    if passkey && passkeys {
+        return StepUp::Passkey;
+    }
+    if offer.totp || offer.recovery || offer.keys {
+        return StepUp::SecondFactor(accepts);
+    }
+    match (passkeys, passkey || user.passkeys_only) {
+        (true, _) => StepUp::Passkey,
+        (false, true) => StepUp::EnrolPasskey,
+        (false, false) => StepUp::Enrol,
     }
 }
 

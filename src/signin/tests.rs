@@ -30,6 +30,7 @@ fn the_step_after_a_correct_password() {
         second_factor_enrolled: enrolled,
         fresh_requested: fresh,
         trusted_browser: trusted,
+        ..PasswordFacts::default()
     };
     // (must change, enrolled, fresh requested, trusted browser) → next
     let table = [
@@ -37,9 +38,12 @@ fn the_step_after_a_correct_password() {
         (f(true, false, false, false), Next::NewPassword),
         (f(false, false, false, false), session(PASSWORD, false)),
         (f(false, false, true, true), session(PASSWORD, false)),
-        (f(false, true, false, false), Next::SecondFactor),
+        (
+            f(false, true, false, false),
+            Next::SecondFactor(Accepts::Any),
+        ),
         (f(false, true, false, true), session(TRUSTED_BROWSER, true)),
-        (f(false, true, true, true), Next::SecondFactor),
+        (f(false, true, true, true), Next::SecondFactor(Accepts::Any)),
     ];
     for (facts, next) in table {
         assert_eq!(after_password(&facts), next, "{facts:?}");
@@ -49,9 +53,116 @@ fn the_step_after_a_correct_password() {
 }
 
 #[test]
+fn a_passkeys_only_password_needs_a_key_or_a_recovery_code_never_a_dead_end() {
+    let only = |recovery, keys, reset, trusted| PasswordFacts {
+        passkeys_only: true,
+        second_factor_enrolled: true,
+        recovery_codes: recovery,
+        security_keys: keys,
+        reset_link: reset,
+        trusted_browser: trusted,
+        ..PasswordFacts::default()
+    };
+    let second = Next::SecondFactor(Accepts::KeyOrRecovery);
+    // A trusted browser stands in for an authenticator app, not for a passkey.
+    assert_eq!(after_password(&only(true, false, false, true)), second);
+    assert_eq!(after_password(&only(false, true, false, false)), second);
+    assert_eq!(
+        after_password(&only(false, false, false, true)),
+        Next::PasskeyNeeded
+    );
+    // The administrator's reset link is the way back in, to add a passkey.
+    assert_eq!(
+        after_password(&only(false, false, true, false)),
+        Next::Session {
+            factors: PASSWORD,
+            trusted_browser: false
+        }
+    );
+    // A temporary password is replaced first, as for everyone.
+    let must = PasswordFacts {
+        must_change_password: true,
+        ..only(false, false, false, false)
+    };
+    assert_eq!(after_password(&must), Next::NewPassword);
+}
+
+fn with_key(mut u: User, kind: crate::model::PasskeyKind) -> User {
+    u.mfa.passkeys.push(crate::model::PasskeyRecord {
+        id: format!("k{}", u.mfa.passkeys.len()),
+        name: "key".into(),
+        kind,
+        created_at: NOW,
+        last_used: 0,
+        credential: serde_json::Value::Null,
+    });
+    u
+}
+
+#[test]
 fn step_up_asks_for_the_factor_or_its_enrolment() {
-    assert_eq!(step_up(&user()), StepUp::Enrol);
-    assert_eq!(step_up(&enrolled()), StepUp::SecondFactor);
+    use crate::model::PasskeyKind::{Passkey, SecurityKey};
+    // Two factors.
+    assert_eq!(step_up(&user(), false), StepUp::Enrol);
+    assert_eq!(
+        step_up(&enrolled(), false),
+        StepUp::SecondFactor(Accepts::Any)
+    );
+    assert_eq!(
+        step_up(&with_key(user(), SecurityKey), false),
+        StepUp::SecondFactor(Accepts::Any)
+    );
+    // A user with a passkey alone signs in with it again.
+    assert_eq!(step_up(&with_key(user(), Passkey), false), StepUp::Passkey);
+    // A passkey required: a passkey first, else a security key, never the app's code.
+    assert_eq!(step_up(&enrolled(), true), StepUp::EnrolPasskey);
+    assert_eq!(
+        step_up(&with_key(enrolled(), Passkey), true),
+        StepUp::Passkey
+    );
+    assert_eq!(
+        step_up(&with_key(enrolled(), SecurityKey), true),
+        StepUp::SecondFactor(Accepts::KeyOnly)
+    );
+    // A passkeys-only user: a key or a recovery code, never the app's code alone.
+    let mut only = enrolled();
+    only.passkeys_only = true;
+    assert_eq!(step_up(&only, false), StepUp::EnrolPasskey);
+    only.mfa.recovery_hashes = vec!["h".into()];
+    assert_eq!(
+        step_up(&only, false),
+        StepUp::SecondFactor(Accepts::KeyOrRecovery)
+    );
+}
+
+#[test]
+fn each_step_takes_only_its_factors_and_offers_what_the_user_has() {
+    use Spent::{RecoveryCode, SecurityKey, Totp};
+    let table = [
+        (Accepts::Any, [true, true, true]),
+        (Accepts::KeyOrRecovery, [false, true, true]),
+        (Accepts::KeyOnly, [false, false, true]),
+    ];
+    for (accepts, takes) in table {
+        let got = [Totp, RecoveryCode, SecurityKey].map(|s| accepts.takes(s));
+        assert_eq!(got, takes, "{accepts:?}");
+    }
+    let mut u = with_key(enrolled(), crate::model::PasskeyKind::SecurityKey);
+    u.mfa.recovery_hashes = vec!["h".into()];
+    let all = Offer {
+        totp: true,
+        recovery: true,
+        keys: true,
+    };
+    assert_eq!(Accepts::Any.offer(&u), all);
+    assert_eq!(
+        Accepts::KeyOnly.offer(&u),
+        Offer {
+            keys: true,
+            ..Offer::default()
+        }
+    );
+    assert_eq!(Accepts::KeyOrRecovery.offer(&enrolled()), Offer::default());
 }
 
 fn pending(raises: Option<&str>, attempts: u32) -> Pending {
@@ -61,6 +172,7 @@ fn pending(raises: Option<&str>, attempts: u32) -> Pending {
         target: Target::default(),
         attempts,
         raises: raises.map(str::to_string),
+        accepts: Accepts::Any,
     }
 }
 

@@ -27,6 +27,7 @@ fn user(id: &str, name: &str) -> User {
         mfa: Default::default(),
         must_change_password: false,
         reset_link: None,
+        passkeys_only: false,
     }
 }
 

@@ -138,7 +138,19 @@ async fn values_are_escaped_on_pages() {
 
 #[tokio::test]
 async fn setup_link_creates_the_first_administrator_once() {
-    let server = Server::new("").start().await;
+    // Reached by IP address (no passkeys there): on to the admin pages.
+    setup_once(Server::new("").start().await, "/admin").await;
+}
+
+/// Under a host name, the new administrator is offered a passkey first (issue 14, item
+/// 5), then goes on to the admin pages.
+#[tokio::test]
+async fn setup_offers_a_passkey_under_a_host_name() {
+    let server = Server::named("localhost", "").start().await;
+    setup_once(server, "/account/passkey?next=%2Fadmin").await;
+}
+
+async fn setup_once(server: Server, lands: &str) {
     let log = server.log();
     let link = log
         .lines()
@@ -171,6 +183,15 @@ async fn setup_link_creates_the_first_administrator_once() {
     let pairs: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = b.post_form("/setup", &pairs).await;
     assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location(), lands);
+    if lands.starts_with("/account/passkey") {
+        let offer = b.get(lands).await;
+        assert_eq!(offer.status, 200, "{}", offer.body);
+        assert!(offer.body.contains("id=\"add-passkey\""), "{}", offer.body);
+        assert!(offer.body.contains("href=\"/admin\""), "{}", offer.body);
+        // A fresh sign-in: adding the passkey asks for no password.
+        assert!(!offer.body.contains("name=\"current\""), "{}", offer.body);
+    }
     assert!(b.get("/").await.body.contains("signed in as root-admin"));
     let user = server
         .cli(&["user", "show", "root-admin", "--json"], None)

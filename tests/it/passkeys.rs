@@ -53,6 +53,11 @@ async fn credentials(d: &Driver, authenticator: &str) -> Vec<Value> {
 
 /// An application on 127.0.0.1 that requires two factors: its callback, id and secret.
 async fn two_factor_application(server: &Server) -> (String, String, String) {
+    application(server, "two_factor").await
+}
+
+/// An application on 127.0.0.1 with the sign-in `policy`: its callback, id and secret.
+async fn application(server: &Server, policy: &str) -> (String, String, String) {
     let rp = relying_party().await;
     let callback = format!("http://127.0.0.1:{rp}/cb");
     let (client_id, secret) = server.add_client(&[
@@ -60,7 +65,7 @@ async fn two_factor_application(server: &Server) -> (String, String, String) {
         &callback,
         "--skip-consent",
         "--policy",
-        "two_factor",
+        policy,
     ]);
     (callback, client_id, secret)
 }
@@ -291,15 +296,8 @@ async fn passkey_answers_that_must_not_sign_in() {
     let page = post_answer(&d, &ceremony, &credential).await;
     assert!(page.contains("expired"), "{page}");
     // Replayed into a new ceremony: its challenge is not the one signed.
-    let fresh = d
-        .execute(
-            "const body = new URLSearchParams();\
-             body.set('csrf', document.querySelector('#passkey-signin input[name=csrf]').value);\
-             return fetch('/login/passkey/start', {method: 'POST', body}).then(r => r.json()).then(j => j.ceremony);",
-            &[],
-        )
-        .await;
-    let page = post_answer(&d, fresh.as_str().unwrap(), &credential).await;
+    let (fresh, _) = start_ceremony(&d).await;
+    let page = post_answer(&d, &fresh, &credential).await;
     assert!(page.contains("could not sign you in"), "{page}");
 
     // The authenticator's counter goes back (a cloned key): refused and flagged.
@@ -444,4 +442,213 @@ async fn the_sign_in_page_offers_passkeys_first_or_not_at_all() {
         "no passkeys for an IP issuer"
     );
     assert!(page.contains("autocomplete=\"username\""));
+}
+
+/// A ceremony started from the sign-in page open in `d`: its id and challenge.
+async fn start_ceremony(d: &Driver) -> (String, String) {
+    let started = d
+        .execute(
+            "const body = new URLSearchParams();\
+             body.set('csrf', document.querySelector('#passkey-signin input[name=csrf]').value);\
+             return fetch('/login/passkey/start', {method: 'POST', body}).then(r => r.json());",
+            &[],
+        )
+        .await;
+    let ceremony = started["ceremony"].as_str().expect("a ceremony id");
+    let challenge = started["options"]["publicKey"]["challenge"]
+        .as_str()
+        .expect("a challenge");
+    (ceremony.to_string(), challenge.to_string())
+}
+
+/// An assertion as a browser would send it, signed with the private key of a virtual
+/// authenticator's credential (`WebAuthn.getCredentials`), for `rp_id`, made in a page of
+/// `origin`, with the signature counter `counter`.
+fn signed_answer(cred: &Value, rp_id: &str, origin: &str, challenge: &str, counter: u32) -> String {
+    use aws_lc_rs::digest::{SHA256, digest};
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let binary = |field: &str| {
+        STANDARD
+            .decode(cred[field].as_str().expect(field))
+            .expect("base64")
+    };
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &binary("privateKey"))
+        .expect("the authenticator's P-256 key");
+    let client_data = json!({
+        "type": "webauthn.get", "challenge": challenge, "origin": origin, "crossOrigin": false,
+    })
+    .to_string();
+    // WebAuthn §6.1: the RP ID's hash, flags (user present, user verified), counter.
+    let mut authenticator_data = digest(&SHA256, rp_id.as_bytes()).as_ref().to_vec();
+    authenticator_data.push(0x05);
+    authenticator_data.extend(counter.to_be_bytes());
+    let mut signed = authenticator_data.clone();
+    signed.extend(digest(&SHA256, client_data.as_bytes()).as_ref());
+    let signature = key.sign(&SystemRandom::new(), &signed).expect("signed");
+    let id = URL_SAFE_NO_PAD.encode(binary("credentialId"));
+    json!({
+        "id": id, "rawId": id, "type": "public-key", "clientExtensionResults": {},
+        "response": {
+            "authenticatorData": URL_SAFE_NO_PAD.encode(&authenticator_data),
+            "clientDataJSON": URL_SAFE_NO_PAD.encode(client_data.as_bytes()),
+            "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()),
+            "userHandle": URL_SAFE_NO_PAD.encode(binary("userHandle")),
+        },
+    })
+    .to_string()
+}
+
+/// The cases a browser never produces (issue 14, item 6): an answer signed by the right
+/// key but for another RP ID, and one made in a page of another origin. The test signs
+/// them itself with the virtual authenticator's key; the same answer made right signs in,
+/// so each refusal is the RP ID's or the origin's.
+#[tokio::test]
+async fn answers_for_another_rp_id_or_origin_are_refused() {
+    let server = Server::named("localhost", "").start().await;
+    server.add_user("faye", &[]);
+    let d = Driver::start(artifacts("passkey_forged")).await;
+    let authenticator = platform_authenticator(&d).await;
+    register(&d, &server, "faye").await;
+    let held = credentials(&d, &authenticator).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    let counter = held[0]["signCount"].as_u64().expect("a counter") as u32;
+
+    presence(&d, &authenticator, false).await;
+    d.goto(&format!("{}/login", server.issuer)).await;
+    d.wait_for("#passkey-signin", WAIT).await;
+    let origin = server.issuer.clone();
+    let cases = [
+        ("example.com", origin.as_str(), false),
+        ("localhost", "https://localhost.evil.example", false),
+        ("localhost", "http://localhost", false),
+        ("localhost", origin.as_str(), true),
+    ];
+    for (n, (rp_id, from, signs_in)) in cases.into_iter().enumerate() {
+        let (ceremony, challenge) = start_ceremony(&d).await;
+        let answer = signed_answer(&held[0], rp_id, from, &challenge, counter + 1 + n as u32);
+        let page = post_answer(&d, &ceremony, &answer).await;
+        if signs_in {
+            assert!(page.contains("id=\"passkeys\""), "signed in: {page}");
+        } else {
+            assert!(
+                page.contains("could not sign you in"),
+                "{rp_id} {from}: {page}"
+            );
+        }
+    }
+}
+
+/// SPEC §10 policies: an application with `--policy passkey` takes only a sign-in with a
+/// passkey (a password sign-in is sent to add one, then to use it), and a user an
+/// administrator set to passkeys only cannot use the password alone; the administrator's
+/// reset link is the way back in, and it offers to add a passkey at once.
+#[tokio::test]
+async fn passkey_policies_for_applications_and_users() {
+    let server = Server::named("localhost", "").start().await;
+    server.add_user("gail", &[]);
+    let (callback, client_id, secret) = application(&server, "passkey").await;
+    let issuer = server.issuer.clone();
+    let d = Driver::start(artifacts("passkey_policies")).await;
+    let authenticator = platform_authenticator(&d).await;
+    // Only the button answers (the autofill offer waits for a touch that never comes).
+    presence(&d, &authenticator, false).await;
+
+    // A password sign-in to the passkey application: first add a passkey...
+    let verifier = open_application(&d, &issuer, &callback, &client_id).await;
+    sign_in(&d, "login", "gail", PASSWORD).await;
+    d.wait_url(|u| u.contains("/account/passkey?interaction="), WAIT)
+        .await;
+    d.wait_for("#add-passkey button[type=submit]", WAIT).await;
+    assert!(
+        d.text("main")
+            .await
+            .contains("asks you to sign in with a passkey")
+    );
+    d.screenshot("passkey-application-offer").await;
+    presence(&d, &authenticator, true).await;
+    d.click("#add-passkey button[type=submit]").await;
+    // ...then sign in with it: the password session is not enough.
+    d.wait_url(|u| u.contains("/login?passkey=required"), WAIT)
+        .await;
+    d.wait_for("#passkey-required", WAIT).await;
+    assert!(
+        !d.source().await.contains("id=\"password\""),
+        "no password field when a passkey is required"
+    );
+    d.screenshot("passkey-required").await;
+    d.click("#passkey-signin button[type=submit]").await;
+    let back = d.wait_url(|u| u.starts_with(&callback), WAIT).await;
+    let amr = amr_of(&server, &back, &verifier, (&client_id, &secret)).await;
+    assert!(amr.iter().any(|a| a == "hwk" || a == "swk"), "{amr:?}");
+    assert!(!amr.iter().any(|a| a == "pwd"), "{amr:?}");
+    sign_out(&d, &server).await;
+
+    // Passkeys only: the right password alone is refused, and the page leads to the
+    // passkey sign-in.
+    let set = server.cli(&["user", "require-passkeys", "gail", "--json"], None);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    assert_eq!(set.json()["passkeys_only"], true);
+    presence(&d, &authenticator, false).await;
+    d.goto(&format!("{issuer}/login?next=/account")).await;
+    sign_in(&d, "login-passkeys-only", "gail", PASSWORD).await;
+    d.wait_for("main a[href^='/login?passkey=required']", WAIT)
+        .await;
+    assert!(d.text("main").await.contains("sign in with a passkey"));
+    d.screenshot("password-refused-passkeys-only").await;
+    let mut http = server.browser();
+    let refused = http.login("/login", "gail", PASSWORD).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(http.get("/account").await.location().starts_with("/login"));
+    d.click("main a[href^='/login?passkey=required']").await;
+    d.wait_for("#passkey-signin button[type=submit]", WAIT)
+        .await;
+    presence(&d, &authenticator, true).await;
+    d.click("#passkey-signin button[type=submit]").await;
+    d.wait_url(|u| u.ends_with("/account"), WAIT).await;
+    sign_out(&d, &server).await;
+
+    // Every passkey lost: the administrator's reset link signs Gail in once she chose a
+    // password, and offers to add a passkey.
+    let removed = server.cli(&["user", "remove-passkeys", "gail"], None);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    let mut root = admin(&server).await;
+    let gail = server.cli(&["user", "show", "gail", "--json"], None).json();
+    let page = format!("/admin/users/{}", gail["id"].as_str().unwrap());
+    assert!(root.get(&page).await.body.contains("passkeys only"));
+    let made = post_on(&mut root, &page, &format!("{page}/reset-link"), &[]).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let url = html_unescape(
+        made.body
+            .split("<code id=\"once-1\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</code>").next())
+            .expect("the link shown once"),
+    );
+    d.goto(&url).await;
+    d.wait_for("#password2", WAIT).await;
+    d.fill("#password", "a fresh passphrase, kept well").await;
+    d.fill("#password2", "a fresh passphrase, kept well").await;
+    d.click("form[action='/reset'] button[type=submit]").await;
+    d.wait_url(|u| u.ends_with("/account/passkey"), WAIT).await;
+    d.wait_for("#add-passkey button[type=submit]", WAIT).await;
+    d.screenshot("reset-link-offers-a-passkey").await;
+    d.fill("#passkey-name", "New phone").await;
+    d.click("#add-passkey button[type=submit]").await;
+    d.wait_url(|u| u.contains("done=passkey"), WAIT).await;
+    assert!(d.text("#passkeys").await.contains("New phone"));
+    let audit = server.cli(&["audit", "--json"], None).stdout;
+    assert!(audit.contains("user.passkeys_required"), "{audit}");
+    assert!(audit.contains("passkey required"), "{audit}");
+
+    // Allowed the password again, it signs in on its own.
+    let allowed = server.cli(&["user", "allow-password", "gail"], None);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    let mut http = server.browser();
+    let r = http
+        .login("/login", "gail", "a fresh passphrase, kept well")
+        .await;
+    assert_eq!(r.location(), "/account", "{}", r.body);
 }

@@ -376,6 +376,41 @@ async fn temporary_passwords_and_reset_links_make_the_user_choose() {
     );
 }
 
+/// A passkeys-only user (SPEC §10) who has no passkey with them: the password is followed
+/// by a recovery code (the way back), never by the authenticator app's code alone.
+#[tokio::test]
+async fn a_passkeys_only_password_takes_a_recovery_code_not_an_app_code() {
+    let server = Server::new("").start().await;
+    server.add_user("pia", &[]);
+    let mut b = server.browser();
+    password_step(&mut b, "pia", PASSWORD).await;
+    let (secret, codes) = enrol(&mut b).await;
+    let set = server.cli(&["user", "require-passkeys", "pia"], None);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+
+    let mut p = server.browser();
+    let r = password_step(&mut p, "pia", PASSWORD).await;
+    assert_eq!(r.location(), "/login/2fa", "{}", r.body);
+    let page = p.get("/login/2fa").await;
+    assert!(
+        page.body.contains("one of your recovery codes"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("authenticator app"), "{}", page.body);
+    let code = latchkey::keys::totp::code_at(&secret, now()).unwrap();
+    let r = code_step(&mut p, &code, false).await;
+    assert_eq!(r.status, 401, "an app code does not count: {}", r.body);
+    let r = code_step(&mut p, &codes[0], false).await;
+    assert_eq!(r.location(), "/account", "{}", r.body);
+    assert_eq!(p.get("/account").await.status, 200);
+    // A recovery code works once.
+    let mut again = server.browser();
+    password_step(&mut again, "pia", PASSWORD).await;
+    let r = code_step(&mut again, &codes[0], false).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
 /// Posts a sensitive admin action, confirming the password first when the page asks.
 async fn sensitive(b: &mut Browser, page_url: &str, action: &str, fields: &[(&str, &str)]) -> Resp {
     let r = post_on(b, page_url, action, fields).await;
@@ -649,13 +684,25 @@ async fn admin_pages_manage_applications() {
             ("scope", "openid"),
             ("grant_type", "authorization_code"),
             ("grant_type", "refresh_token"),
-            ("policy", "one_factor"),
+            ("policy", "passkey"),
         ],
     )
     .await;
     assert_eq!(r.location(), format!("/admin/clients/{id}"));
     let shown = server.cli(&["client", "show", &id, "--json"], None).json();
     assert_eq!(shown["name"], "Grafana (office)");
+    assert_eq!(shown["policy"], "passkey");
+    let form = b.get(&format!("/admin/clients/{id}")).await;
+    assert!(
+        form.body.contains("value=\"passkey\" checked"),
+        "the form shows the policy"
+    );
+    assert!(
+        b.get("/admin/clients")
+            .await
+            .body
+            .contains("<td>passkey</td>")
+    );
     assert_eq!(shown["redirect_uris"].as_array().unwrap().len(), 1);
     assert_eq!(shown["skip_consent"], false);
     let r = post_on(
@@ -822,7 +869,11 @@ async fn admin_pages_manage_users_groups_sessions_and_keys() {
             ],
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    // The new password was just given: the person is signed in (no passkey offer for an
+    // issuer reached by IP address).
+    assert_eq!(r.location(), "/account", "{}", r.body);
+    assert_eq!(reset.get("/account").await.status, 200);
+    logout(&mut reset).await;
     // Asked from another address (this one is slowed after its wrong links above).
     let mut elsewhere = server.browser_from([127, 0, 0, 2].into());
     assert_eq!(elsewhere.get(&path).await.status, 404, "used once");

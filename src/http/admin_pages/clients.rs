@@ -25,6 +25,15 @@ const GRANTS: &[(&str, &str)] = &[
     ("password", "Password (legacy; one-factor users only)"),
 ];
 
+/// How the list of applications names a sign-in policy.
+fn policy_label(p: Policy) -> &'static str {
+    match p {
+        Policy::OneFactor => "password",
+        Policy::TwoFactor => "two factors",
+        Policy::Passkey => "passkey",
+    }
+}
+
 pub(super) fn clients(c: &Ctx<'_>) -> Resp {
     let mut all: Vec<Client> = c.app.config.declared_clients.values().cloned().collect();
     match c.app.store.clients() {
@@ -36,7 +45,7 @@ pub(super) fn clients(c: &Ctx<'_>) -> Resp {
         .iter()
         .map(|cl| {
             json!({"client_id": cl.client_id, "name": cl.name, "public": cl.is_public(),
-                   "declared": cl.declared, "two_factor": cl.policy == Policy::TwoFactor})
+                   "declared": cl.declared, "policy": policy_label(cl.policy)})
         })
         .collect();
     c.page(
@@ -62,7 +71,7 @@ fn client_view(spec: &ClientSpec) -> Value {
         "scopes": spec.scopes,
         "grant_types": spec.grant_types,
         "public": spec.public,
-        "two_factor": spec.policy.as_deref() == Some("two_factor"),
+        "policy": spec.policy.as_deref().unwrap_or("one_factor"),
         "allowed_groups": spec.allowed_groups,
         "skip_consent": spec.skip_consent,
         "require_pkce": spec.require_pkce,

@@ -146,7 +146,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             interaction: None,
             next: Some(req.path.clone()).filter(|p| super::signin::safe_next(p)),
         };
-        return super::signin::step_up(app, &s, back, "Administration", now);
+        return super::signin::step_up(app, &s, back, "Administration", false, now);
     }
     let form = match checked_form(app, req) {
         Ok(f) => f,

@@ -44,6 +44,8 @@ pub(super) fn user_view(u: &crate::model::User) -> Value {
         "family_name": u.family_name, "phone": u.phone, "groups": u.groups,
         "disabled": u.disabled, "two_factor": u.mfa.enrolled(),
         "must_change_password": u.must_change_password,
+        "passkeys_only": u.passkeys_only,
+        "recovery_left": u.mfa.recovery_hashes.len(),
         "passkeys": crate::http::passkeys::listed(u),
     })
 }
@@ -169,6 +171,11 @@ pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
             id: Some(c.form.get_lenient("id").unwrap_or("").to_string()),
         },
         "remove-passkeys" => Command::UserRemovePasskeys { username, id: None },
+        "require-passkeys" => Command::UserPasskeysOnly { username, on: true },
+        "allow-password" => Command::UserPasskeysOnly {
+            username,
+            on: false,
+        },
         "reset-link" => Command::UserResetLink { username },
         "delete" => Command::UserDelete { username },
         "temporary-password" => Command::UserPasswd {

@@ -8,19 +8,18 @@ use serde_json::json;
 
 use super::{App, Req, Stage, finish, pending, restart, spend_code, step_form, trust_browser};
 use crate::http::response::Resp;
-use crate::model::User;
-use crate::signin::{self, CodeOutcome, Spent};
+use crate::signin::{self, CodeOutcome, Offer, Pending, Spent};
 
-/// The page offers what the user has: an authenticator app's code (or a recovery code)
-/// and, with security keys registered, the key.
+/// The page offers what the step takes and the user has: an authenticator app's code, a
+/// recovery code, a security key.
 fn render_code_page(
     app: &App,
     req: &Req,
-    factors: (bool, bool),
+    offer: Offer,
     error: Option<&str>,
     status: StatusCode,
 ) -> Resp {
-    let (codes, keys) = factors;
+    let keys = offer.keys && app.passkeys.available();
     app.form_page(
         req,
         "second_factor.html",
@@ -28,42 +27,39 @@ fn render_code_page(
             "title": "Two-factor sign-in",
             "error": error,
             "trust_days": app.config.trusted_device_days,
-            "codes": codes,
-            "keys": keys && app.passkeys.available(),
+            "totp": offer.totp,
+            "recovery": offer.recovery,
+            "keys": keys,
             "script": keys,
         }),
         status,
     )
 }
 
-/// What second factors a user has: (codes, security keys).
-fn factors(u: &User) -> (bool, bool) {
-    (u.mfa.enrolled(), u.mfa.security_keys().next().is_some())
-}
-
-/// The second factors of the pending sign-in's user (codes only when it cannot be read).
-fn factors_of(app: &App, user_id: &str) -> (bool, bool) {
-    match app.store.user(user_id) {
-        Ok(Some(u)) => factors(&u),
-        _ => (true, false),
+/// What the pending sign-in offers its user (an authenticator app's code when the user
+/// cannot be read: the page then only asks, every check still reads the user).
+fn offer_of(app: &App, p: &Pending) -> Offer {
+    match app.store.user(&p.user_id) {
+        Ok(Some(u)) => p.accepts.offer(&u),
+        _ => Offer {
+            totp: true,
+            ..Offer::default()
+        },
     }
 }
 
 pub(in crate::http) fn code_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match pending(app, req, Stage::SecondFactor, now) {
-        Some((_, p)) => {
-            let factors = factors_of(app, &p.user_id);
-            render_code_page(app, req, factors, None, StatusCode::OK)
-        }
+        Some((_, p)) => render_code_page(app, req, offer_of(app, &p), None, StatusCode::OK),
         None => restart(app, "This sign-in has expired. Please sign in again."),
     }
 }
 
 pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let again = |e: Option<&str>, status| {
-        let factors = pending(app, req, Stage::SecondFactor, now)
-            .map_or((true, false), |(_, p)| factors_of(app, &p.user_id));
-        render_code_page(app, req, factors, e, status)
+        let offer = pending(app, req, Stage::SecondFactor, now)
+            .map_or_else(Offer::default, |(_, p)| offer_of(app, &p));
+        render_code_page(app, req, offer, e, status)
     };
     let (form, id, p) = match step_form(app, req, Stage::SecondFactor, now, again) {
         Ok(x) => x,
@@ -98,7 +94,7 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
         return render_code_page(
             app,
             req,
-            factors(&user),
+            p.accepts.offer(&user),
             Some(&msg),
             StatusCode::TOO_MANY_REQUESTS,
         );
@@ -117,7 +113,7 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
             .chars()
             .take(64)
             .collect();
-        match spend_code(app, &user.id, &code, now) {
+        match spend_code(app, &user.id, &code, p.accepts, now) {
             Ok(s) => s,
             Err(f) => return app.fail_page(f),
         }
@@ -153,7 +149,7 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
             render_code_page(
                 app,
                 req,
-                factors(&user),
+                p.accepts.offer(&user),
                 Some(message),
                 StatusCode::UNAUTHORIZED,
             )

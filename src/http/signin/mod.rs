@@ -49,6 +49,7 @@ fn wait(
     stage: Stage,
     target: Target,
     raises: Option<String>,
+    accepts: signin::Accepts,
     now: i64,
 ) -> Resp {
     let id = app.pendings.start(
@@ -58,6 +59,7 @@ fn wait(
             target,
             attempts: 0,
             raises,
+            accepts,
         },
         now,
     );
@@ -104,13 +106,14 @@ pub(super) fn step_form(
     }
 }
 
-/// After a correct password (or a temporary one replaced): the next step, or the
-/// session.
+/// After a correct password (or a temporary one replaced, or a password chosen on an
+/// administrator's reset link: `reset_link`): the next step, or the session.
 pub(super) fn after_password(
     app: &Arc<App>,
     req: &Req,
     user: &User,
     target: Target,
+    reset_link: bool,
     now: i64,
 ) -> Resp {
     // An application that asked for a fresh sign-in (prompt=login, max_age) gets the
@@ -125,10 +128,42 @@ pub(super) fn after_password(
         second_factor_enrolled: user.mfa.has_second_factor(),
         fresh_requested,
         trusted_browser: user.mfa.has_second_factor() && trusted_browser(app, req, user, now),
+        passkeys_only: user.passkeys_only,
+        recovery_codes: !user.mfa.recovery_hashes.is_empty(),
+        security_keys: user.mfa.security_keys().next().is_some(),
+        reset_link,
     };
     match signin::after_password(&facts) {
-        signin::Next::NewPassword => wait(app, user, Stage::NewPassword, target, None, now),
-        signin::Next::SecondFactor => wait(app, user, Stage::SecondFactor, target, None, now),
+        signin::Next::NewPassword => wait(
+            app,
+            user,
+            Stage::NewPassword,
+            target,
+            None,
+            signin::Accepts::Any,
+            now,
+        ),
+        signin::Next::SecondFactor(accepts) => {
+            wait(app, user, Stage::SecondFactor, target, None, accepts, now)
+        }
+        signin::Next::PasskeyNeeded => {
+            app.audit(
+                "login.failure",
+                Some(&user.username),
+                None,
+                Some(req.peer),
+                "passkey required",
+                now,
+            );
+            response::html(
+                StatusCode::FORBIDDEN,
+                app.pages.message(
+                    "Sign in with your passkey",
+                    "Your administrator set this account to sign in with a passkey, not the password. Use your passkey; if you lost it, ask your administrator for a reset link.",
+                    Some((&passkey_signin_url(&target), "Sign in with a passkey")),
+                ),
+            )
+        }
         signin::Next::Session {
             factors,
             trusted_browser,
@@ -148,23 +183,79 @@ pub(super) fn after_password(
     }
 }
 
-/// A signed-in browser whose session has one factor, at a client that needs two: the
-/// second-factor page, or for a user without one, the way to set it up (after which an
+/// The sign-in page showing only "Sign in with a passkey", continuing to `target`.
+fn passkey_signin_url(target: &Target) -> String {
+    match (&target.interaction, &target.next) {
+        (Some(id), _) => format!("/login?passkey=required&interaction={id}"),
+        (None, Some(n)) => format!(
+            "/login?passkey=required&next={}",
+            crate::oidc::params::encode(n)
+        ),
+        (None, None) => "/login?passkey=required".to_string(),
+    }
+}
+
+/// After a password was just chosen (first administrator, reset link): the page that
+/// offers to add a passkey, then continues to `target`. Without passkeys here (an IP
+/// issuer), `target` itself.
+pub(super) fn passkey_offer(app: &App, target: Target) -> Target {
+    if !app.passkeys.available() {
+        return target;
+    }
+    let next = match (&target.interaction, &target.next) {
+        (Some(id), _) => format!("/account/passkey?interaction={id}"),
+        (None, Some(n)) => format!("/account/passkey?next={}", crate::oidc::params::encode(n)),
+        (None, None) => "/account/passkey".to_string(),
+    };
+    Target {
+        interaction: None,
+        next: Some(next),
+    }
+}
+
+/// A signed-in browser whose session is weaker than a client demands (one factor where
+/// two are needed, no passkey where one is): the second-factor page, the passkey
+/// sign-in, or for a user without what it takes, the way to set it up (after which an
 /// authorization request continues).
 pub(super) fn step_up(
     app: &App,
     s: &SignedIn,
     target: Target,
     client_name: &str,
+    passkey: bool,
     now: i64,
 ) -> Resp {
-    if signin::step_up(&s.user) == signin::StepUp::SecondFactor {
-        let raises = Some(s.hash.clone());
-        return wait(app, &s.user, Stage::SecondFactor, target, raises, now);
+    if passkey && !app.passkeys.available() {
+        let message = format!(
+            "{client_name} requires a passkey, and passkeys need this server to be reached under a host name, not an IP address. Tell your administrator."
+        );
+        return response::html(
+            StatusCode::FORBIDDEN,
+            app.pages
+                .message("Passkey needed", &message, Some(("/account", "My account"))),
+        );
     }
-    let enrol = match &target.interaction {
-        Some(id) => format!("/account/2fa?interaction={id}"),
-        None => "/account/2fa".to_string(),
+    let enrol = match signin::step_up(&s.user, passkey) {
+        signin::StepUp::SecondFactor(accepts) => {
+            let raises = Some(s.hash.clone());
+            return wait(
+                app,
+                &s.user,
+                Stage::SecondFactor,
+                target,
+                raises,
+                accepts,
+                now,
+            );
+        }
+        signin::StepUp::Passkey => return response::redirect(&passkey_signin_url(&target)),
+        signin::StepUp::EnrolPasskey => {
+            return response::redirect(&passkey_offer(app, target).url());
+        }
+        signin::StepUp::Enrol => match &target.interaction {
+            Some(id) => format!("/account/2fa?interaction={id}"),
+            None => "/account/2fa".to_string(),
+        },
     };
     let message = format!(
         "{client_name} asks for a second factor when you sign in. Set up an authenticator app on your account page, then continue to {client_name}."
@@ -399,14 +490,25 @@ pub(super) fn modify_user(
     Err(Fail::Internal("the user keeps changing".into()))
 }
 
-/// Checks a TOTP or recovery code and spends it. `Some` when it was good.
+/// Checks a TOTP or recovery code and spends it, if the step `accepts` its kind. `Some`
+/// when it was good.
 pub(super) fn spend_code(
     app: &App,
     user_id: &str,
     code: &str,
+    accepts: signin::Accepts,
     now: i64,
 ) -> Result<Option<signin::Spent>, Fail> {
-    if totp::looks_like_recovery(code) {
+    let recovery = totp::looks_like_recovery(code);
+    let kind = if recovery {
+        signin::Spent::RecoveryCode
+    } else {
+        signin::Spent::Totp
+    };
+    if !accepts.takes(kind) {
+        return Ok(None);
+    }
+    if recovery {
         let hash = totp::recovery_hash(code);
         let used = modify_user(app, user_id, |u| {
             let before = u.mfa.recovery_hashes.len();

@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::{App, Req, Stage, after_password, modify_user, pending, restart, step_form};
-use crate::http::response::{self, Fail, Resp};
+use crate::http::response::{Fail, Resp};
 use crate::keys::Secret;
 use crate::model::User;
 use crate::signin;
@@ -52,7 +52,7 @@ pub(in crate::http) async fn new_password_submit(app: &Arc<App>, req: &Req, now:
                 "temporary password replaced",
                 now,
             );
-            after_password(app, req, &user, p.target, now)
+            after_password(app, req, &user, p.target, false, now)
         }
         Err(PasswordError::Input(msg)) => {
             render_new_password(app, req, Some(&msg), StatusCode::BAD_REQUEST)
@@ -227,7 +227,7 @@ pub(in crate::http) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -
     let again = form.get_lenient("password2").unwrap_or("");
     let link = user.reset_link.as_ref().map(|(h, _)| h.clone());
     match set_password(app, &user.id, new, again, None, link.as_deref(), now).await {
-        Ok(_) => {
+        Ok(user) => {
             app.audit(
                 "account.password_changed",
                 Some(&user.username),
@@ -236,14 +236,10 @@ pub(in crate::http) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -
                 "reset link",
                 now,
             );
-            response::html(
-                StatusCode::OK,
-                app.pages.message(
-                    "Password set",
-                    "Your new password is set. Sign in with it.",
-                    Some(("/login", "Sign in")),
-                ),
-            )
+            // The password was just given: the sign-in goes on from there (a second
+            // factor when the user has one), then offers to add a passkey.
+            let target = super::passkey_offer(app, super::Target::default());
+            after_password(app, req, &user, target, true, now)
         }
         Err(PasswordError::Input(m)) => {
             render_reset(app, req, &token, Some(&m), StatusCode::BAD_REQUEST)

@@ -381,6 +381,8 @@ pub struct SessionView {
     /// Whether the user has a second factor set up (a voluntary `acr_values=2` asks for
     /// it only then).
     pub second_factor: bool,
+    /// The session began with a passkey or a security key.
+    pub webauthn: bool,
 }
 
 /// Facts gathered by the caller for [`decide`].
@@ -407,8 +409,9 @@ pub enum Decision {
     Consent { scopes: Vec<String> },
     /// The signed-in user is not in any of the client's allowed groups.
     Forbidden,
-    /// The session has one factor and the client (or an essential acr) needs two.
-    StepUp,
+    /// The session has one factor and the client (or an essential acr) needs two, or
+    /// the client needs a passkey (`passkey`) and the session began without one.
+    StepUp { passkey: bool },
     /// Issue a code for these scopes.
     Issue { scopes: Vec<String> },
     /// Return this error to the client.
@@ -482,7 +485,18 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
         }
         return Decision::Forbidden;
     }
-    let required = client.policy == Policy::TwoFactor
+    // SPEC §10: a passkey client takes only sessions that began with a passkey or a
+    // security key (either is two factors, so the rest below is then met).
+    if client.policy == Policy::Passkey && !session.webauthn {
+        if req.prompt.none {
+            return Decision::Error(OidcError::new(
+                ErrorCode::LoginRequired,
+                "the application requires a passkey",
+            ));
+        }
+        return Decision::StepUp { passkey: true };
+    }
+    let required = client.policy.needs_two_factors()
         || (!essential.is_empty() && !essential.contains(&session.acr));
     // acr_values is voluntary (OIDC Core §3.1.2.1): a request naming only "2" gets a
     // second factor from a user who has one, when a page may be shown; the session as it
@@ -499,7 +513,7 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
             ));
         }
         if required || (asked && !req.prompt.none) {
-            return Decision::StepUp;
+            return Decision::StepUp { passkey: false };
         }
     }
 

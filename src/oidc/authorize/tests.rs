@@ -43,6 +43,7 @@ fn session(auth_time: i64) -> Option<SessionView> {
         user_groups: vec![],
         acr: "1".into(),
         second_factor: true,
+        webauthn: false,
     })
 }
 
@@ -451,6 +452,7 @@ fn allowed_groups_are_enforced() {
             user_groups: vec!["staff".into()],
             acr: "1".into(),
             second_factor: false,
+            webauthn: false,
         }),
         ..ctx
     };
@@ -632,6 +634,48 @@ fn claims_sub_and_essential_acr_constrain_the_response() {
 }
 
 #[test]
+fn passkey_clients_take_only_sessions_that_began_with_one() {
+    let mut c = client();
+    c.policy = crate::model::Policy::Passkey;
+    let cons = consent(&["openid", "email"]);
+    // Two factors without a passkey (an authenticator app) are not enough.
+    let mut two = session(NOW);
+    if let Some(s) = two.as_mut() {
+        s.acr = ACR_TWO_FACTOR.into();
+    }
+    let ctx = Context {
+        now: NOW,
+        session: two.clone(),
+        consent: Some(&cons),
+        ..Context::default()
+    };
+    assert_eq!(
+        decide(&parsed("").unwrap(), &c, &ctx),
+        Decision::StepUp { passkey: true }
+    );
+    assert!(matches!(
+        decide(&parsed("&prompt=none").unwrap(), &c, &ctx),
+        Decision::Error(e) if e.code == ErrorCode::LoginRequired
+    ));
+    // Group membership is still checked first.
+    c.allowed_groups = vec!["staff".into()];
+    assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::Forbidden);
+    c.allowed_groups.clear();
+    let mut keyed = two;
+    if let Some(s) = keyed.as_mut() {
+        s.webauthn = true;
+    }
+    let ctx = Context {
+        session: keyed,
+        ..ctx
+    };
+    assert!(matches!(
+        decide(&parsed("&prompt=none").unwrap(), &c, &ctx),
+        Decision::Issue { .. }
+    ));
+}
+
+#[test]
 fn two_factor_clients_step_up_one_factor_sessions() {
     let mut c = client();
     c.policy = crate::model::Policy::TwoFactor;
@@ -642,7 +686,10 @@ fn two_factor_clients_step_up_one_factor_sessions() {
         consent: Some(&cons),
         ..Context::default()
     };
-    assert_eq!(decide(&parsed("").unwrap(), &c, &ctx), Decision::StepUp);
+    assert_eq!(
+        decide(&parsed("").unwrap(), &c, &ctx),
+        Decision::StepUp { passkey: false }
+    );
     assert!(matches!(
         decide(&parsed("&prompt=none").unwrap(), &c, &ctx),
         Decision::Error(e) if e.code == ErrorCode::LoginRequired
@@ -668,11 +715,14 @@ fn two_factor_clients_step_up_one_factor_sessions() {
         "&claims={}",
         urlenc(r#"{"id_token":{"acr":{"essential":true,"values":["2"]}}}"#)
     );
-    assert_eq!(decide(&parsed(&q).unwrap(), &one, &ctx), Decision::StepUp);
+    assert_eq!(
+        decide(&parsed(&q).unwrap(), &one, &ctx),
+        Decision::StepUp { passkey: false }
+    );
     // acr_values=2 is a wish: a second factor when a page may be shown.
     assert_eq!(
         decide(&parsed("&acr_values=2").unwrap(), &one, &ctx),
-        Decision::StepUp
+        Decision::StepUp { passkey: false }
     );
     assert!(matches!(
         decide(&parsed("&acr_values=2&prompt=none").unwrap(), &one, &ctx),

@@ -1,9 +1,7 @@
 //! The rules of each grant: what a request must carry, and a pure decision over the facts
 //! the handler gathered.
 
-use crate::model::{
-    AuthCode, Client, DeviceGrant, DeviceStatus, Grant, Policy, RefreshToken, User,
-};
+use crate::model::{AuthCode, Client, DeviceGrant, DeviceStatus, Grant, RefreshToken, User};
 
 use super::super::device::{Poll, poll};
 use super::super::params::Params;
@@ -300,10 +298,16 @@ pub fn check_refresh(
             "the sign-in session of this refresh token has ended",
         ));
     }
-    // A client switched to two-factor sign-in does not keep one-factor grants alive.
-    if client.policy == Policy::TwoFactor && rt.acr != super::super::authorize::ACR_TWO_FACTOR {
+    // A client switched to two-factor (or passkey) sign-in does not keep weaker grants
+    // alive.
+    if client.policy.needs_two_factors() && rt.acr != super::super::authorize::ACR_TWO_FACTOR {
         return Err(OidcError::invalid_grant(
             "the application now requires two-factor sign-in",
+        ));
+    }
+    if !client.policy.met_by_amr(&rt.amr) {
+        return Err(OidcError::invalid_grant(
+            "the application now requires a passkey",
         ));
     }
     Ok(())
@@ -370,8 +374,8 @@ pub fn password_request<'f>(
             "username and password are required",
         ));
     };
-    if client.policy == Policy::TwoFactor {
-        // A password alone cannot satisfy a client that demands a second factor.
+    if client.policy.needs_two_factors() {
+        // A password alone cannot satisfy a client that demands more.
         return Err(OidcError::new(
             ErrorCode::UnauthorizedClient,
             "this client requires two-factor sign-in",
@@ -411,11 +415,11 @@ pub fn decide_password<'a>(
             counts: true,
         });
     };
-    // The grant has no way to ask for a second factor or a new password.
-    if user.mfa.has_second_factor() || user.must_change_password {
+    // The grant has no way to ask for a second factor, a passkey or a new password.
+    if user.mfa.has_second_factor() || user.must_change_password || user.passkeys_only {
         return Err(Refusal::SignInFailed {
             error: OidcError::invalid_grant(
-                "this account must sign in through the browser (second factor or new password)",
+                "this account must sign in through the browser (second factor, passkey or new password)",
             ),
             detail: "password grant: the account needs a browser sign-in",
             counts: false,

@@ -523,6 +523,18 @@ fn a_two_factor_client_refreshes_only_two_factor_grants() {
 }
 
 #[test]
+fn a_passkey_client_refreshes_only_grants_signed_in_with_one() {
+    let mut r = R::new();
+    r.client.policy = Policy::Passkey;
+    let t = r.token.as_mut().unwrap();
+    t.acr = crate::oidc::authorize::ACR_TWO_FACTOR.into();
+    t.amr = s(&["pwd", "otp", "mfa"]);
+    assert_eq!(code_error(r.decide(NOW)), ErrorCode::InvalidGrant);
+    r.token.as_mut().unwrap().amr = s(&["hwk", "user", "mfa"]);
+    assert!(r.decide(NOW).is_ok());
+}
+
+#[test]
 fn a_client_narrowed_since_the_grant_loses_those_scopes() {
     let mut r = R::new();
     r.client.scopes = s(&["openid", "offline_access"]);
@@ -592,13 +604,16 @@ fn password_requests() {
             "{q}"
         );
     }
-    let two = client_with(|s| s.policy = Some("two_factor".into()));
-    assert_eq!(
-        password_request(&form("username=a&password=b"), &two)
-            .unwrap_err()
-            .code,
-        ErrorCode::UnauthorizedClient
-    );
+    for policy in ["two_factor", "passkey"] {
+        let strict = client_with(|s| s.policy = Some(policy.into()));
+        assert_eq!(
+            password_request(&form("username=a&password=b"), &strict)
+                .unwrap_err()
+                .code,
+            ErrorCode::UnauthorizedClient,
+            "{policy}"
+        );
+    }
 }
 
 #[test]
@@ -664,6 +679,19 @@ fn password_decisions() {
         &cl,
         &r,
         Some(&keyed),
+        true,
+        &draws(),
+        NOW
+    )));
+    // Nor can a passkeys-only account use its password here.
+    let only = User {
+        passkeys_only: true,
+        ..user()
+    };
+    assert!(!failed(decide_password(
+        &cl,
+        &r,
+        Some(&only),
         true,
         &draws(),
         NOW
