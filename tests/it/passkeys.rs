@@ -652,3 +652,160 @@ async fn passkey_policies_for_applications_and_users() {
         .await;
     assert_eq!(r.location(), "/account", "{}", r.body);
 }
+
+/// A minimal CBOR writer (RFC 8949) for the attestation objects the next test makes:
+/// integers, byte and text strings, maps.
+enum Cbor {
+    Int(i64),
+    Bytes(Vec<u8>),
+    Text(&'static str),
+    Map(Vec<(Cbor, Cbor)>),
+}
+
+impl Cbor {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let head = |out: &mut Vec<u8>, major: u8, n: u64| match n {
+            0..=23 => out.push(major << 5 | n as u8),
+            24..=255 => out.extend([major << 5 | 24, n as u8]),
+            _ => {
+                out.push(major << 5 | 25);
+                out.extend((n as u16).to_be_bytes());
+            }
+        };
+        match self {
+            Cbor::Int(v) if *v >= 0 => head(out, 0, *v as u64),
+            Cbor::Int(v) => head(out, 1, (-1 - *v) as u64),
+            Cbor::Bytes(b) => {
+                head(out, 2, b.len() as u64);
+                out.extend(b);
+            }
+            Cbor::Text(t) => {
+                head(out, 3, t.len() as u64);
+                out.extend(t.as_bytes());
+            }
+            Cbor::Map(pairs) => {
+                head(out, 5, pairs.len() as u64);
+                for (k, v) in pairs {
+                    k.encode(out);
+                    v.encode(out);
+                }
+            }
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = vec![];
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// A registration answer from an authenticator that sends `packed` self-attestation
+/// (WebAuthn §8.2): the new ES256 key signs authenticator data and the client data hash.
+/// With `forged`, another key signs it.
+fn packed_registration(origin: &str, challenge: &str, forged: bool) -> String {
+    use aws_lc_rs::digest::{SHA256, digest};
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rng = SystemRandom::new();
+    let new_key = || {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap()
+    };
+    let key = new_key();
+    let point = key.public_key().as_ref().to_vec(); // 0x04 || x || y
+    let cose = Cbor::Map(vec![
+        (Cbor::Int(1), Cbor::Int(2)),  // kty: EC2
+        (Cbor::Int(3), Cbor::Int(-7)), // alg: ES256
+        (Cbor::Int(-1), Cbor::Int(1)), // crv: P-256
+        (Cbor::Int(-2), Cbor::Bytes(point[1..33].to_vec())),
+        (Cbor::Int(-3), Cbor::Bytes(point[33..].to_vec())),
+    ]);
+    let credential_id = latchkey::clock::random_token().into_bytes();
+    let mut auth_data = digest(&SHA256, b"localhost").as_ref().to_vec();
+    auth_data.push(0x45); // user present, user verified, attested credential data
+    auth_data.extend(0u32.to_be_bytes());
+    auth_data.extend([0u8; 16]); // AAGUID
+    auth_data.extend((credential_id.len() as u16).to_be_bytes());
+    auth_data.extend(&credential_id);
+    auth_data.extend(cose.bytes());
+    let client_data = json!({
+        "type": "webauthn.create", "challenge": challenge, "origin": origin, "crossOrigin": false,
+    })
+    .to_string();
+    let mut signed = auth_data.clone();
+    signed.extend(digest(&SHA256, client_data.as_bytes()).as_ref());
+    let signer = if forged { new_key() } else { key };
+    let sig = signer.sign(&rng, &signed).unwrap();
+    let attestation = Cbor::Map(vec![
+        (Cbor::Text("fmt"), Cbor::Text("packed")),
+        (
+            Cbor::Text("attStmt"),
+            Cbor::Map(vec![
+                (Cbor::Text("alg"), Cbor::Int(-7)),
+                (Cbor::Text("sig"), Cbor::Bytes(sig.as_ref().to_vec())),
+            ]),
+        ),
+        (Cbor::Text("authData"), Cbor::Bytes(auth_data)),
+    ]);
+    let id = URL_SAFE_NO_PAD.encode(&credential_id);
+    json!({
+        "id": id, "rawId": id, "type": "public-key", "clientExtensionResults": {},
+        "response": {
+            "attestationObject": URL_SAFE_NO_PAD.encode(attestation.bytes()),
+            "clientDataJSON": URL_SAFE_NO_PAD.encode(client_data.as_bytes()),
+        },
+    })
+    .to_string()
+}
+
+/// SPEC §10: attestation `none` is what browsers send by default (the tests above);
+/// `packed` is verified when an authenticator sends it: a correct self-attestation adds
+/// the passkey, one signed by another key is refused and adds nothing.
+#[tokio::test]
+async fn packed_attestation_is_verified_when_given() {
+    let server = Server::named("localhost", "").start().await;
+    server.add_user("hana", &[]);
+    let mut b = server.browser();
+    let signed_in = b.login("/login", "hana", PASSWORD).await;
+    assert_eq!(signed_in.location(), "/account", "{}", signed_in.body);
+    let csrf = b.get("/account").await.input("csrf").expect("a CSRF token");
+    for (forged, name) in [(true, "Forged key"), (false, "Packed key")] {
+        let started = b
+            .post_form("/account/passkeys/start", &[("csrf", &csrf)])
+            .await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let started = started.json();
+        let challenge = started["options"]["publicKey"]["challenge"]
+            .as_str()
+            .expect("a challenge");
+        let answer = packed_registration(&server.issuer, challenge, forged);
+        let ceremony = started["ceremony"].as_str().expect("a ceremony");
+        let r = b
+            .post_form(
+                "/account/passkeys",
+                &[
+                    ("csrf", &csrf),
+                    ("ceremony", ceremony),
+                    ("credential", &answer),
+                    ("name", name),
+                ],
+            )
+            .await;
+        if forged {
+            assert_eq!(r.status, 400, "{}", r.body);
+        } else {
+            assert_eq!(r.location(), "/account?done=passkey", "{}", r.body);
+        }
+    }
+    let hana = server.cli(&["user", "show", "hana", "--json"], None).json();
+    let names: Vec<&str> = hana["passkeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Packed key"]);
+}
