@@ -37,6 +37,8 @@ fn user() -> User {
         must_change_password: false,
         reset_link: None,
         passkeys_only: false,
+        invitation: None,
+        email_check: None,
     }
 }
 

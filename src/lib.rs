@@ -15,6 +15,7 @@ pub mod config;
 pub mod datadir;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod model;
 pub mod notify;
 pub mod oidc;
@@ -51,16 +52,17 @@ mod layering {
         ("datadir", &["store"]),
         ("signin", &["config", "keys", "model", "oidc"]),
         ("tls", &["clock", "config"]),
+        ("mail", &["clock", "config", "keys", "model", "store"]),
         (
             "admin",
             &[
-                "clock", "config", "datadir", "keys", "model", "oidc", "output", "store",
+                "clock", "config", "datadir", "keys", "mail", "model", "oidc", "output", "store",
             ],
         ),
         (
             "http",
             &[
-                "admin", "clock", "config", "datadir", "keys", "model", "oidc", "outbound",
+                "admin", "clock", "config", "datadir", "keys", "mail", "model", "oidc", "outbound",
                 "pages", "signin", "store",
             ],
         ),

@@ -43,6 +43,67 @@ pub struct User {
     /// and its expiry.
     #[serde(default)]
     pub reset_link: Option<(String, i64)>,
+    /// An invitation not yet accepted (SPEC §12): SHA-256 of the link's token (empty
+    /// until its mail is sent), when the invitation ends, and the address the link went
+    /// to (accepting it proves that address). The account has no password until the
+    /// person chooses one there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation: Option<(String, i64, String)>,
+    /// A link proving the email address: SHA-256 of its token, its expiry and the
+    /// address it proves (a changed address makes it worthless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_check: Option<(String, i64, String)>,
+}
+
+/// What a queued mail is for. A mail in the outbox holds no secret: its link is made
+/// when it is sent (the token's hash then goes on the user), so the store never keeps a
+/// usable link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailKind {
+    /// "Forgot your password?" (one hour).
+    Reset,
+    /// An administrator's invitation (seven days from the invitation).
+    Invitation,
+    /// Proves the address (one day).
+    Verification,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Reset => "reset",
+            MailKind::Invitation => "invitation",
+            MailKind::Verification => "verification",
+        }
+    }
+}
+
+/// A mail waiting in the outbox, or one that failed for good (kept for the admin page).
+/// One per user and kind: a new request replaces the waiting one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMail {
+    pub kind: MailKind,
+    pub user_id: String,
+    /// The address when it was queued; a mail whose user's address changed is dropped.
+    pub to: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub attempts: u32,
+    pub next_attempt: i64,
+    /// The last failure, as the SMTP client or server put it.
+    #[serde(default)]
+    pub last_error: String,
+    /// Retried for a day without success: no more attempts.
+    #[serde(default)]
+    pub gave_up: bool,
+}
+
+impl OutboxMail {
+    /// The outbox key: one mail per user and kind.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.user_id, self.kind.as_str())
+    }
 }
 
 /// A user's second factor: a TOTP secret (RFC 6238), single-use recovery codes and the

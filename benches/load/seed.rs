@@ -90,6 +90,8 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             must_change_password: false,
             reset_link: None,
             passkeys_only: false,
+            invitation: None,
+            email_check: None,
         };
         store.create_user(&u).expect("create user");
     });

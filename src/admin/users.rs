@@ -167,6 +167,8 @@ pub fn create_user(
         must_change_password,
         reset_link: None,
         passkeys_only: false,
+        invitation: None,
+        email_check: None,
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;

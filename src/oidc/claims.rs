@@ -351,6 +351,8 @@ mod tests {
             must_change_password: false,
             reset_link: None,
             passkeys_only: false,
+            invitation: None,
+            email_check: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Persistence behind role traits ([`Directory`], [`Registry`], [`Codes`], [`Sessions`],
-//! [`Consents`], [`Tokens`], [`SigningKeys`], [`AuditLog`], [`Upkeep`]) that together make
+//! [`Consents`], [`Tokens`], [`SigningKeys`], [`AuditLog`], [`Outbox`], [`Upkeep`]) that
+//! together make
 //! [`Store`]. [`redb::RedbStore`] is the embedded default; another backend plugs in by
 //! implementing the roles. The store keeps records; it never
 //! decides protocol questions, except the atomic check-and-set steps that must happen in
@@ -39,8 +40,8 @@ mod commit;
 pub mod redb;
 
 use crate::model::{
-    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, RefreshToken,
-    Session, User,
+    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, OutboxMail,
+    RefreshToken, Session, User,
 };
 
 /// Version of the on-disk layout. History: 1 = the first layout; 2 = adds the device
@@ -338,10 +339,31 @@ pub trait Upkeep: Send + Sync {
     fn backup_to(&self, path: &std::path::Path) -> Result<()>;
 }
 
+/// Mail waiting to be sent (SPEC §12), kept across restarts. Written durably: a mail
+/// that was asked for is not lost.
+pub trait Outbox: Send + Sync {
+    /// Queues `m`, replacing a waiting mail of the same user and kind.
+    fn queue_mail(&self, m: &OutboxMail) -> Result<()>;
+    /// Saves an attempt's outcome; `false` when the mail is no longer queued.
+    fn update_mail(&self, m: &OutboxMail) -> Result<bool>;
+    fn delete_mail(&self, key: &str) -> Result<bool>;
+    /// Every queued or failed mail, oldest first.
+    fn outbox(&self) -> Result<Vec<OutboxMail>>;
+}
+
 /// The whole store, as the server uses it: every role. A backend implements the roles;
 /// this trait follows.
 pub trait Store:
-    Directory + Registry + Codes + Sessions + Consents + Tokens + SigningKeys + AuditLog + Upkeep
+    Directory
+    + Registry
+    + Codes
+    + Sessions
+    + Consents
+    + Tokens
+    + SigningKeys
+    + AuditLog
+    + Outbox
+    + Upkeep
 {
 }
 
@@ -354,6 +376,7 @@ impl<T> Store for T where
         + Tokens
         + SigningKeys
         + AuditLog
+        + Outbox
         + Upkeep
 {
 }
@@ -361,8 +384,8 @@ impl<T> Store for T where
 /// Every role trait, for code that calls store methods on a concrete backend.
 pub mod prelude {
     pub use super::{
-        AuditLog, Codes, Consents, Directory, Registry, Sessions, SigningKeys, Store, Tokens,
-        Upkeep,
+        AuditLog, Codes, Consents, Directory, Outbox, Registry, Sessions, SigningKeys, Store,
+        Tokens, Upkeep,
     };
 }
 

@@ -28,6 +28,8 @@ fn user(id: &str, name: &str) -> User {
         must_change_password: false,
         reset_link: None,
         passkeys_only: false,
+        invitation: None,
+        email_check: None,
     }
 }
 

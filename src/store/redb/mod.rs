@@ -8,6 +8,7 @@ mod codes;
 mod consents;
 mod directory;
 mod keys;
+mod outbox;
 mod registry;
 mod sessions;
 mod tokens;
@@ -25,12 +26,12 @@ use serde::de::DeserializeOwned;
 
 use super::commit::GroupCommit;
 use super::{
-    AuditLog, Codes, Consents, Consumed, Directory, Issued, Registry, Result, SCHEMA_VERSION,
-    Sessions, SigningKeys, StoreError, TokenContext, Tokens, Upkeep,
+    AuditLog, Codes, Consents, Consumed, Directory, Issued, Outbox, Registry, Result,
+    SCHEMA_VERSION, Sessions, SigningKeys, StoreError, TokenContext, Tokens, Upkeep,
 };
 use crate::model::{
-    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, RefreshToken,
-    Session, User,
+    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, OutboxMail,
+    RefreshToken, Session, User,
 };
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -53,9 +54,12 @@ const META: Table = TableDefinition::new("meta");
 const DEVICES: Table = TableDefinition::new("device_codes");
 const USER_CODES: Table = TableDefinition::new("user_codes");
 const ASSERTIONS: Table = TableDefinition::new("assertion_jtis");
+/// Mail waiting to be sent, one per user and kind (added without a schema change: an
+/// older binary ignores it).
+const OUTBOX: Table = TableDefinition::new("outbox");
 const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
 
-const ALL: [Table; 15] = [
+const ALL: [Table; 16] = [
     USERS,
     USERNAMES,
     GROUPS,
@@ -71,6 +75,7 @@ const ALL: [Table; 15] = [
     DEVICES,
     USER_CODES,
     ASSERTIONS,
+    OUTBOX,
 ];
 
 /// Used codes stay this long past expiry so a late replay is still recognised and

@@ -25,6 +25,8 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+pub mod mail;
+
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
@@ -60,6 +62,8 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    mail: mail::RawMail,
     #[serde(default)]
     clients: Vec<RawClient>,
 }
@@ -246,6 +250,8 @@ pub struct Config {
     pub log_json: bool,
     /// `[[clients]]` from the file, keyed by client_id.
     pub declared_clients: HashMap<String, Client>,
+    /// `[mail]`: without it, nothing is ever mailed (and the pages offer no mail).
+    pub mail: Option<mail::MailSettings>,
 }
 
 /// An image file served at `/assets/logo`.
@@ -517,6 +523,12 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         }
     }
 
+    let mail = if raw.mail.is_empty() {
+        None
+    } else {
+        Some(mail::settings(raw.mail).map_err(ConfigError)?)
+    };
+
     Ok(Config {
         issuer,
         listen,
@@ -537,6 +549,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         metrics_token,
         log_json,
         declared_clients,
+        mail,
     })
 }
 
@@ -665,7 +678,7 @@ mod tests {
 
     #[test]
     fn the_shipped_example_is_valid_and_all_commented_keys_are_known() {
-        let text = include_str!("../packaging/latchkey.toml");
+        let text = include_str!("../../packaging/latchkey.toml");
         parse(Some(text), &env()).unwrap();
         // Uncomment every `#key = value` line: the result must still be accepted.
         let uncommented: String = text
