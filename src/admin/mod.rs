@@ -341,6 +341,12 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 u.updated_at = now;
                 Ok(())
             })?;
+            if on {
+                // What the password opened before ends: the person signs in again, with
+                // a passkey.
+                store.delete_user_sessions(&u.id)?;
+                store.revoke_user_grants(&u.id)?;
+            }
             Ok(user_json(&u))
         }
         Command::UserResetLink { username } => users::reset_link(store, config, username, now),

@@ -382,9 +382,25 @@ async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i
     }
 }
 
+/// A passkeys-only account changes its codes (authenticator app, recovery codes) only
+/// from a sign-in made with a passkey or security key: else a password and one recovery
+/// code would buy an endless supply of them.
+fn codes_locked(app: &App, s: &SignedIn) -> Option<Resp> {
+    (s.user.passkeys_only && !crate::model::used_webauthn(&s.session.amr)).then(|| {
+        app.error_page(
+            StatusCode::FORBIDDEN,
+            "Sign in with a passkey first",
+            "Your account signs in with passkeys. Add a passkey on your account page or sign in with one, then change your codes.",
+        )
+    })
+}
+
 fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now: i64) -> Resp {
     if s.user.mfa.enrolled() {
         return response::redirect("/account");
+    }
+    if let Some(r) = codes_locked(app, s) {
+        return r;
     }
     // The secret waits in the user record until a code confirms it, bound to this
     // session and for at most `ENROL_TTL`: a reload shows the same one, and a secret
@@ -441,6 +457,9 @@ fn enrol_page(app: &Arc<App>, req: &Req, s: &SignedIn, error: Option<&str>, now:
 const ENROL_TTL: i64 = 15 * 60;
 
 async fn enrol_submit(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if let Some(r) = codes_locked(app, s) {
+        return r;
+    }
     // The password too: a stolen session cookie alone must not add an authenticator.
     if let Err(r) = confirm_password(app, req, s, form, now).await {
         return r;
@@ -544,6 +563,9 @@ async fn new_recovery_codes(
     form: &Params,
     now: i64,
 ) -> Resp {
+    if let Some(r) = codes_locked(app, s) {
+        return r;
+    }
     if let Err(r) = confirm_password(app, req, s, form, now).await {
         return r;
     }
@@ -656,9 +678,19 @@ fn offer_page(
         Some(t) => (t.interaction.clone(), t.next.clone()),
         None => (None, None),
     };
-    let continue_url = then
+    // An application that requires a passkey would only send the person back here.
+    let requires = client
         .as_ref()
-        .map_or_else(|| "/account".to_string(), Target::url);
+        .is_some_and(|c| c.policy == crate::model::Policy::Passkey);
+    let continue_url = match &then {
+        Some(t) if !requires => t.url(),
+        _ => "/account".to_string(),
+    };
+    let continue_label = match (&then, requires) {
+        (_, true) => "Back to my account",
+        (Some(_), false) => "Not now, continue",
+        (None, false) => "Not now",
+    };
     render(
         app,
         req,
@@ -673,7 +705,7 @@ fn offer_page(
             "then_interaction": then_interaction,
             "then_next": then_next,
             "continue_url": continue_url,
-            "continue_label": if then.is_some() { "Not now, continue" } else { "Not now" },
+            "continue_label": continue_label,
         }),
         status,
     )

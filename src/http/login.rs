@@ -180,7 +180,17 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             now,
         );
     };
-    app.throttle.success(who);
+    // A passkeys-only account whose password leads nowhere (no security key, no recovery
+    // code) still counts it as a guess: the page after it tells that the password was
+    // right, and that must not come cheaply.
+    let leads_nowhere = user.passkeys_only
+        && user.mfa.security_keys().next().is_none()
+        && user.mfa.recovery_hashes.is_empty();
+    if leads_nowhere {
+        app.throttle.failure(who, req.now_ms);
+    } else {
+        app.throttle.success(who);
+    }
     rehash_if_needed(app, &user, password).await;
 
     let target = Target {

@@ -97,6 +97,15 @@ pub enum Accepts {
 }
 
 impl Accepts {
+    /// What a step waiting since before an administrator required passkeys of `user`
+    /// takes now: never less strict than the user's rule.
+    pub fn now_for(self, user: &User) -> Accepts {
+        match self {
+            Accepts::Any if user.passkeys_only => Accepts::KeyOrRecovery,
+            other => other,
+        }
+    }
+
     pub fn takes(self, spent: Spent) -> bool {
         match self {
             Accepts::Any => true,
@@ -173,9 +182,10 @@ pub struct PasswordFacts {
     pub recovery_codes: bool,
     /// The user holds security keys.
     pub security_keys: bool,
-    /// The password was just chosen on an administrator's reset link: for a
-    /// passkeys-only user who lost every passkey, the way back in to register one.
-    pub reset_link: bool,
+    /// The password was just chosen on an administrator's reset link or after an
+    /// administrator's temporary password: for a passkeys-only user who lost every
+    /// passkey, the way back in to register one.
+    pub from_administrator: bool,
 }
 
 /// After a correct password (and again after a temporary one was replaced, with
@@ -185,15 +195,20 @@ pub fn after_password(f: &PasswordFacts) -> Next {
         return Next::NewPassword;
     }
     if f.passkeys_only {
-        // A trusted browser stood in for an authenticator app, which does not count here.
-        if f.security_keys || f.recovery_codes {
-            return Next::SecondFactor(Accepts::KeyOrRecovery);
-        }
-        if f.reset_link {
+        // The administrator's link is the way back to adding a passkey; whatever second
+        // factor the person has still counts then, as it does for everyone.
+        if f.from_administrator {
+            if f.second_factor_enrolled {
+                return Next::SecondFactor(Accepts::Any);
+            }
             return Next::Session {
                 factors: PASSWORD,
                 trusted_browser: false,
             };
+        }
+        // A trusted browser stood in for an authenticator app, which does not count here.
+        if f.security_keys || f.recovery_codes {
+            return Next::SecondFactor(Accepts::KeyOrRecovery);
         }
         return Next::PasskeyNeeded;
     }

@@ -54,12 +54,12 @@ fn the_step_after_a_correct_password() {
 
 #[test]
 fn a_passkeys_only_password_needs_a_key_or_a_recovery_code_never_a_dead_end() {
-    let only = |recovery, keys, reset, trusted| PasswordFacts {
+    let only = |recovery, keys, admin, trusted| PasswordFacts {
         passkeys_only: true,
-        second_factor_enrolled: true,
+        second_factor_enrolled: recovery || keys,
         recovery_codes: recovery,
         security_keys: keys,
-        reset_link: reset,
+        from_administrator: admin,
         trusted_browser: trusted,
         ..PasswordFacts::default()
     };
@@ -71,7 +71,18 @@ fn a_passkeys_only_password_needs_a_key_or_a_recovery_code_never_a_dead_end() {
         after_password(&only(false, false, false, true)),
         Next::PasskeyNeeded
     );
-    // The administrator's reset link is the way back in, to add a passkey.
+    // The administrator's reset link (or temporary password) is the way back in, to
+    // add a passkey: with the second factor the person has, as for everyone...
+    assert_eq!(
+        after_password(&only(true, false, true, false)),
+        Next::SecondFactor(Accepts::Any)
+    );
+    let app_only = PasswordFacts {
+        second_factor_enrolled: true,
+        ..only(false, false, true, false)
+    };
+    assert_eq!(after_password(&app_only), Next::SecondFactor(Accepts::Any));
+    // ...or the new password alone for someone without one.
     assert_eq!(
         after_password(&only(false, false, true, false)),
         Next::Session {
@@ -85,6 +96,15 @@ fn a_passkeys_only_password_needs_a_key_or_a_recovery_code_never_a_dead_end() {
         ..only(false, false, false, false)
     };
     assert_eq!(after_password(&must), Next::NewPassword);
+}
+
+#[test]
+fn a_step_waiting_from_before_passkeys_were_required_takes_no_app_code() {
+    let mut u = enrolled();
+    assert_eq!(Accepts::Any.now_for(&u), Accepts::Any);
+    u.passkeys_only = true;
+    assert_eq!(Accepts::Any.now_for(&u), Accepts::KeyOrRecovery);
+    assert_eq!(Accepts::KeyOnly.now_for(&u), Accepts::KeyOnly);
 }
 
 fn with_key(mut u: User, kind: crate::model::PasskeyKind) -> User {

@@ -387,6 +387,8 @@ async fn a_passkeys_only_password_takes_a_recovery_code_not_an_app_code() {
     let (secret, codes) = enrol(&mut b).await;
     let set = server.cli(&["user", "require-passkeys", "pia"], None);
     assert_eq!(set.code, 0, "{}", set.stderr);
+    // What the password opened before ends.
+    assert!(b.get("/account").await.location().starts_with("/login"));
 
     let mut p = server.browser();
     let r = password_step(&mut p, "pia", PASSWORD).await;
@@ -401,9 +403,25 @@ async fn a_passkeys_only_password_takes_a_recovery_code_not_an_app_code() {
     let code = latchkey::keys::totp::code_at(&secret, now()).unwrap();
     let r = code_step(&mut p, &code, false).await;
     assert_eq!(r.status, 401, "an app code does not count: {}", r.body);
+    assert!(r.body.contains("does not count"), "{}", r.body);
     let r = code_step(&mut p, &codes[0], false).await;
     assert_eq!(r.location(), "/account", "{}", r.body);
     assert_eq!(p.get("/account").await.status, 200);
+    // A password and a recovery code do not buy new codes.
+    let renewed = post_on(
+        &mut p,
+        "/account",
+        "/account/recovery",
+        &[("current", PASSWORD)],
+    )
+    .await;
+    assert_eq!(renewed.status, 403, "{}", renewed.body);
+    // An application that requires a passkey, under an IP address where passkeys cannot
+    // work: a page that says so, not a loop of redirects.
+    let (passkey_app, _) = server.add_client(&["--policy", "passkey", "--skip-consent"]);
+    let r = p.get(&authorize_url(&passkey_app, "")).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("host name"), "{}", r.body);
     // A recovery code works once.
     let mut again = server.browser();
     password_step(&mut again, "pia", PASSWORD).await;

@@ -81,6 +81,8 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
         app.pendings.finish(&id);
         return restart(app, "This sign-in has expired. Please sign in again.");
     };
+    // An administrator may have required passkeys since this step began.
+    let accepts = p.accepts.now_for(&user);
     // Wrong codes count per account in their own counter, which a correct password
     // does not clear: only a correct code does (else password + five guesses, again
     // and again, would never slow down).
@@ -94,7 +96,7 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
         return render_code_page(
             app,
             req,
-            p.accepts.offer(&user),
+            accepts.offer(&user),
             Some(&msg),
             StatusCode::TOO_MANY_REQUESTS,
         );
@@ -103,17 +105,25 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
     let by_key = form
         .get_lenient("credential")
         .is_some_and(|c| !c.is_empty());
+    let code: String = form
+        .get_lenient("code")
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .collect();
+    // A code of a kind this step does not take (an authenticator app's code for a
+    // passkeys-only account) is refused as such, and spent never.
+    let kind = if crate::keys::totp::looks_like_recovery(&code) {
+        Spent::RecoveryCode
+    } else {
+        Spent::Totp
+    };
+    let not_taken = !by_key && !accepts.takes(kind);
     let spent = if by_key {
         crate::http::passkeys::second_factor_check(app, &form, &id, &user, now)
             .then_some(Spent::SecurityKey)
     } else {
-        let code: String = form
-            .get_lenient("code")
-            .unwrap_or("")
-            .chars()
-            .take(64)
-            .collect();
-        match spend_code(app, &user.id, &code, p.accepts, now) {
+        match spend_code(app, &user.id, &code, accepts, now) {
             Ok(s) => s,
             Err(f) => return app.fail_page(f),
         }
@@ -131,6 +141,8 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
                 Some(req.peer),
                 if by_key {
                     "security key refused"
+                } else if not_taken {
+                    "code of a kind not taken here (passkeys only)"
                 } else {
                     "wrong code"
                 },
@@ -143,13 +155,15 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
             app.pendings.update(&id, |p| p.attempts = attempts);
             let message = if by_key {
                 "That security key could not be checked. Try again."
+            } else if not_taken {
+                "Your account signs in with passkeys: an authenticator app's code does not count. Use a recovery code or your security key."
             } else {
                 "That code is not valid. Codes can be used once."
             };
             render_code_page(
                 app,
                 req,
-                p.accepts.offer(&user),
+                accepts.offer(&user),
                 Some(message),
                 StatusCode::UNAUTHORIZED,
             )

@@ -107,13 +107,14 @@ pub(super) fn step_form(
 }
 
 /// After a correct password (or a temporary one replaced, or a password chosen on an
-/// administrator's reset link: `reset_link`): the next step, or the session.
+/// administrator's reset link: `from_administrator` for those two): the next step, or
+/// the session.
 pub(super) fn after_password(
     app: &Arc<App>,
     req: &Req,
     user: &User,
     target: Target,
-    reset_link: bool,
+    from_administrator: bool,
     now: i64,
 ) -> Resp {
     // An application that asked for a fresh sign-in (prompt=login, max_age) gets the
@@ -131,7 +132,7 @@ pub(super) fn after_password(
         passkeys_only: user.passkeys_only,
         recovery_codes: !user.mfa.recovery_hashes.is_empty(),
         security_keys: user.mfa.security_keys().next().is_some(),
-        reset_link,
+        from_administrator,
     };
     match signin::after_password(&facts) {
         signin::Next::NewPassword => wait(
@@ -225,9 +226,16 @@ pub(super) fn step_up(
     passkey: bool,
     now: i64,
 ) -> Resp {
-    if passkey && !app.passkeys.available() {
+    let needs = signin::step_up(&s.user, passkey);
+    let passkey_step = matches!(
+        needs,
+        signin::StepUp::Passkey | signin::StepUp::EnrolPasskey
+    );
+    if passkey_step && !app.passkeys.available() {
+        // Passkeys cannot work under an IP address: say so rather than send the browser
+        // round in circles.
         let message = format!(
-            "{client_name} requires a passkey, and passkeys need this server to be reached under a host name, not an IP address. Tell your administrator."
+            "{client_name} needs you to sign in with a passkey, and passkeys need this server to be reached under a host name, not an IP address. Tell your administrator."
         );
         return response::html(
             StatusCode::FORBIDDEN,
@@ -235,7 +243,7 @@ pub(super) fn step_up(
                 .message("Passkey needed", &message, Some(("/account", "My account"))),
         );
     }
-    let enrol = match signin::step_up(&s.user, passkey) {
+    let enrol = match needs {
         signin::StepUp::SecondFactor(accepts) => {
             let raises = Some(s.hash.clone());
             return wait(

@@ -52,7 +52,8 @@ pub(in crate::http) async fn new_password_submit(app: &Arc<App>, req: &Req, now:
                 "temporary password replaced",
                 now,
             );
-            after_password(app, req, &user, p.target, false, now)
+            // The temporary password came from an administrator, like a reset link.
+            after_password(app, req, &user, p.target, true, now)
         }
         Err(PasswordError::Input(msg)) => {
             render_new_password(app, req, Some(&msg), StatusCode::BAD_REQUEST)

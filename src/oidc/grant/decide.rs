@@ -118,6 +118,7 @@ pub fn decide_code<'a>(f: &CodeFacts<'a>, now: i64) -> Decision<'a> {
     if !offline && !f.session_alive {
         return Err(OidcError::invalid_grant("the sign-in session of this code has ended").into());
     }
+    meets_policy(client, &code.amr, &code.acr)?;
     Ok(Plan {
         client,
         subject: Subject::User {
@@ -300,12 +301,19 @@ pub fn check_refresh(
     }
     // A client switched to two-factor (or passkey) sign-in does not keep weaker grants
     // alive.
-    if client.policy.needs_two_factors() && rt.acr != super::super::authorize::ACR_TWO_FACTOR {
+    meets_policy(client, &rt.amr, &rt.acr)
+}
+
+/// Whether a sign-in (`amr`, `acr`) is as strong as the client demands now: a code or
+/// device approval made before the client was switched to a stricter policy, or a
+/// refresh token from then, gets nothing.
+fn meets_policy(client: &Client, amr: &[String], acr: &str) -> Result<(), OidcError> {
+    if client.policy.needs_two_factors() && acr != super::super::authorize::ACR_TWO_FACTOR {
         return Err(OidcError::invalid_grant(
             "the application now requires two-factor sign-in",
         ));
     }
-    if !client.policy.met_by_amr(&rt.amr) {
+    if !client.policy.met_by_amr(amr) {
         return Err(OidcError::invalid_grant(
             "the application now requires a passkey",
         ));
@@ -484,6 +492,7 @@ pub fn decide_device<'a>(
                     OidcError::invalid_grant("the user may no longer use this client").into(),
                 );
             };
+            meets_policy(client, amr, acr)?;
             // The device has no browser session of its own: its grant is offline.
             Ok(Plan {
                 client,

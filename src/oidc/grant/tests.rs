@@ -260,10 +260,15 @@ fn a_code_follows_the_user_and_the_client_as_they_are_now() {
         ..user()
     };
     let grouped = client_with(|s| s.allowed_groups = vec!["admins".into()]);
+    // Switched to two factors or a passkey since the (password) code was issued.
+    let two = client_with(|s| s.policy = Some("two_factor".into()));
+    let passkey = client_with(|s| s.policy = Some("passkey".into()));
     for (cl, user) in [
         (&narrowed, Some(&disabled)),
         (&narrowed, None),
         (&grouped, Some(&u)),
+        (&two, Some(&u)),
+        (&passkey, Some(&u)),
     ] {
         let f = CodeFacts {
             client: cl,
