@@ -23,7 +23,60 @@ pub enum Cmd {
     Backup(Backup),
     Restore(Restore),
     CheckConfig(CheckConfig),
+    Mail(MailCmd),
     Version(Version),
+}
+
+#[derive(FromArgs)]
+/// Mail: send a test, see the outbox, retry it.
+#[argh(subcommand, name = "mail")]
+pub struct MailCmd {
+    #[argh(subcommand)]
+    pub action: MailAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum MailAction {
+    Test(MailTest),
+    Queue(MailQueue),
+    Retry(MailRetry),
+}
+
+#[derive(FromArgs)]
+/// Send a test mail through [mail] and print the server's answer or the exact failure.
+#[argh(subcommand, name = "test")]
+pub struct MailTest {
+    /// the address to send to
+    #[argh(option)]
+    pub to: String,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// List the mail waiting to be sent or given up on (exit code 1 when some failed).
+#[argh(subcommand, name = "queue")]
+pub struct MailQueue {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Try every waiting or failed mail again now.
+#[argh(subcommand, name = "retry")]
+pub struct MailRetry {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]
@@ -92,6 +145,8 @@ pub struct UserCmd {
 #[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum UserAction {
     Add(UserAdd),
+    Invite(UserInvite),
+    Update(UserUpdate),
     List(UserList),
     Show(UserNamed<0>),
     Passwd(UserPasswd),
@@ -149,6 +204,76 @@ pub struct UserAdd {
     /// make the user an administrator (group "admin")
     #[argh(switch)]
     pub admin: bool,
+    /// the email address is known to be the user's (email_verified)
+    #[argh(switch)]
+    pub email_verified: bool,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Invite a user by mail: they choose their password at the link (7 days, single use).
+/// Again with --resend, or withdraw it with --revoke.
+#[argh(subcommand, name = "invite")]
+pub struct UserInvite {
+    /// username
+    #[argh(positional)]
+    pub name: String,
+    /// email address (required for a new invitation)
+    #[argh(option)]
+    pub email: Option<String>,
+    /// given name
+    #[argh(option)]
+    pub given_name: Option<String>,
+    /// family name
+    #[argh(option)]
+    pub family_name: Option<String>,
+    /// group (repeatable)
+    #[argh(option)]
+    pub group: Vec<String>,
+    /// mail the pending invitation again (a new link, 7 days from now)
+    #[argh(switch)]
+    pub resend: bool,
+    /// withdraw the pending invitation (its link stops working)
+    #[argh(switch)]
+    pub revoke: bool,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Change a user's contact fields (the others stay as they are).
+#[argh(subcommand, name = "update")]
+pub struct UserUpdate {
+    /// username
+    #[argh(positional)]
+    pub name: String,
+    /// email address (a new one is unverified unless --email-verified is given too)
+    #[argh(option)]
+    pub email: Option<String>,
+    /// given name
+    #[argh(option)]
+    pub given_name: Option<String>,
+    /// family name
+    #[argh(option)]
+    pub family_name: Option<String>,
+    /// phone number
+    #[argh(option)]
+    pub phone: Option<String>,
+    /// the email address is known to be the user's
+    #[argh(switch)]
+    pub email_verified: bool,
+    /// the email address is not verified
+    #[argh(switch)]
+    pub email_unverified: bool,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,

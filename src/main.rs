@@ -47,6 +47,11 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(2, &e.to_string()),
         },
+        Cmd::Mail(m) => match m.action {
+            cli::MailAction::Test(t) => mail_test(t),
+            cli::MailAction::Queue(q) => manage(q.config.as_deref(), q.json, Command::MailQueue),
+            cli::MailAction::Retry(r) => manage(r.config.as_deref(), r.json, Command::MailRetry),
+        },
         Cmd::Version(_) => {
             println!("latchkey {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -192,6 +197,7 @@ fn user(action: UserAction) -> ExitCode {
                 },
                 groups: a.group,
                 must_change_password: false,
+                email_verified: a.email_verified,
             };
             (
                 a.config,
@@ -201,6 +207,47 @@ fn user(action: UserAction) -> ExitCode {
                     password,
                     admin: a.admin,
                     temporary: false,
+                },
+            )
+        }
+        UserAction::Invite(i) => {
+            let cmd = match (i.resend, i.revoke, i.email) {
+                (true, true, _) => return fail(2, "--resend and --revoke: choose one"),
+                (true, false, _) => Command::UserInviteResend { username: i.name },
+                (false, true, _) => Command::UserInviteRevoke { username: i.name },
+                (false, false, None) => return fail(2, "email: --email is required"),
+                (false, false, Some(email)) => Command::UserInvite {
+                    user: NewUser {
+                        username: i.name,
+                        email,
+                        given_name: i.given_name,
+                        family_name: i.family_name,
+                        groups: i.group,
+                        ..NewUser::default()
+                    },
+                },
+            };
+            (i.config, i.json, cmd)
+        }
+        UserAction::Update(u) => {
+            let email_verified = match (u.email_verified, u.email_unverified) {
+                (true, true) => {
+                    return fail(2, "--email-verified and --email-unverified: choose one");
+                }
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            };
+            (
+                u.config,
+                u.json,
+                Command::UserEdit {
+                    username: u.name,
+                    email: u.email,
+                    given_name: u.given_name,
+                    family_name: u.family_name,
+                    phone: u.phone,
+                    email_verified,
                 },
             )
         }
@@ -390,9 +437,50 @@ fn print_result(json: bool, result: Result<serde_json::Value, AdminError>) -> Ex
             } else {
                 print!("{}", output::human(&v));
             }
+            // A command whose mail was not sent did its work, but says so (SPEC §12:
+            // never reported as sent): exit code 1 and the reason on stderr.
+            if let Some(e) = v.get("mail_error").and_then(|e| e.as_str()) {
+                eprintln!("mail: {e}");
+                return ExitCode::from(1);
+            }
+            // `mail queue`: mail given up on is a failure to look at.
+            if v.as_array()
+                .is_some_and(|a| a.iter().any(|m| m["failed"] == true))
+            {
+                eprintln!("mail: some mail could not be sent (see last_error)");
+                return ExitCode::from(1);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(e.exit_code.clamp(1, 2) as u8, &e.message),
+    }
+}
+
+/// `latchkey mail test --to ADDRESS`: one message through `[mail]`, at once; prints the
+/// server's answer, or the stage that failed (DNS, connection, TLS, authentication,
+/// refusal) with the detail.
+fn mail_test(t: cli::MailTest) -> ExitCode {
+    let config = match config::load(t.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let mailer = match admin::mailer(&config) {
+        None => return fail(2, "mail: not configured (add a [mail] section)"),
+        Some(Err(e)) => return fail(2, &e),
+        Some(Ok(m)) => m,
+    };
+    let letter = latchkey::mail::compose::compose(
+        latchkey::mail::compose::Letter::Test,
+        &config.instance_name,
+        "",
+        "",
+    );
+    match mailer.send(&t.to, &letter) {
+        Ok(answer) => {
+            println!("sent to {}: the server answered {answer}", t.to);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, &format!("mail not sent: {e}")),
     }
 }
 

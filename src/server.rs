@@ -187,6 +187,9 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
 
     let (for_keys, for_config) = (live.clone(), live.clone());
     let after: crate::admin::socket::AfterCommand = Arc::new(move |name: &str| {
+        if name.starts_with("mail.") || name.starts_with("user.invite") {
+            current(&for_keys).app.mail_wake.wake();
+        }
         if name.starts_with("keys.")
             && let Err(e) = current(&for_keys).app.reload_keys()
         {
@@ -202,6 +205,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
         after,
     ));
     let maintenance = maintenance(live.clone());
+    mail_worker(live.clone());
 
     let first = current(&live);
     let cfg = &first.app.config;
@@ -424,6 +428,73 @@ fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHand
             None
         }
     }
+}
+
+/// Longest sleep of the mail worker between looks at the outbox.
+const MAIL_POLL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends queued mail (SPEC §12) on its own thread: SMTP is blocking and may take its
+/// time. Wakes when a mail is queued, when the next retry is due, and every 30 seconds;
+/// each attempt's outcome reaches the outbox, the audit log and the metrics. The thread
+/// ends with the process (a mail cut off mid-send is retried at the next start).
+fn mail_worker(live: Current) {
+    let spawned = std::thread::Builder::new()
+        .name("mail".into())
+        .spawn(move || {
+            loop {
+                let a = current(&live).app.clone();
+                let wait = match &a.mailer {
+                    None => MAIL_POLL,
+                    Some(mailer) => send_due_mail(&a, mailer),
+                };
+                let wake = a.mail_wake.clone();
+                drop(a);
+                wake.wait(wait);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the mail thread");
+    }
+}
+
+/// One pass over the outbox; returns how long to sleep.
+fn send_due_mail(a: &App, mailer: &crate::mail::Mailer) -> std::time::Duration {
+    use crate::mail::outbox;
+    let now = crate::clock::now();
+    let all = match a.store.outbox() {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the outbox");
+            return MAIL_POLL;
+        }
+    };
+    let (due, next) = outbox::due(&all, now);
+    let retry = a.config.mail.as_ref().map_or(30, |m| m.retry_secs);
+    for m in &due {
+        let now = crate::clock::now();
+        let outcome = outbox::deliver(
+            a.store.as_ref(),
+            &a.config.issuer,
+            &a.config.instance_name,
+            mailer,
+            m,
+            now,
+        );
+        let who = a.username(&m.user_id);
+        match outbox::record(a.store.as_ref(), m, &who, &outcome, retry, now) {
+            Ok(e) => a.audit(&e.kind, e.user.as_deref(), None, None, &e.detail, now),
+            Err(e) => tracing::warn!(error = %e, "could not record a mail's outcome"),
+        }
+        if let outbox::Outcome::Failed(e) = &outcome {
+            tracing::warn!(kind = m.kind.as_str(), error = %e, "mail not sent; it will be retried");
+        }
+    }
+    if !due.is_empty() {
+        // Attempts took time and may have queued retries: look again soon.
+        return std::time::Duration::from_secs(1);
+    }
+    let until = next.map_or(MAIL_POLL.as_secs() as i64, |t| t - now);
+    std::time::Duration::from_secs(until.clamp(1, MAIL_POLL.as_secs() as i64) as u64)
 }
 
 /// Drops retired keys no token can still need and rotates active keys older than the

@@ -3,7 +3,10 @@
 //! runs: one code path either way. Bad input is an [`AdminError`] with exit code 2 that
 //! names the field, and nothing is written.
 
+mod mail;
 pub mod socket;
+
+pub use mail::mailer;
 
 mod backup;
 mod clients;
@@ -17,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::model::{Alg, Client, Group};
+use crate::model::{Alg, Client, Group, MailKind};
 use crate::oidc::registration::{ClientSpec, valid_group_name};
 use crate::store::StoreError;
 use crate::store::prelude::*;
@@ -101,6 +104,40 @@ pub enum Command {
     UserRemovePasskeys {
         username: String,
         id: Option<String>,
+    },
+    /// Creates a user without a password and mails them an invitation (SPEC §12).
+    UserInvite {
+        user: NewUser,
+    },
+    /// Mails a pending invitation again, good for seven days from now.
+    UserInviteResend {
+        username: String,
+    },
+    /// Ends a pending invitation: its link stops working.
+    UserInviteRevoke {
+        username: String,
+    },
+    /// Changes some contact fields, leaving the others (`latchkey user update`).
+    UserEdit {
+        username: String,
+        #[serde(default)]
+        email: Option<String>,
+        #[serde(default)]
+        given_name: Option<String>,
+        #[serde(default)]
+        family_name: Option<String>,
+        #[serde(default)]
+        phone: Option<String>,
+        #[serde(default)]
+        email_verified: Option<bool>,
+    },
+    /// The mail waiting or failed (SPEC §12).
+    MailQueue,
+    /// Tries every waiting or failed mail again now.
+    MailRetry,
+    /// Removes one mail from the outbox (its key, `<user id>:<kind>`).
+    MailDrop {
+        key: String,
     },
     /// Requires passkeys (`on`) or allows the password again (SPEC §10).
     UserPasskeysOnly {
@@ -188,6 +225,13 @@ impl Command {
             Command::UserPasskeysOnly { on: true, .. } => "user.passkeys_required",
             Command::UserPasskeysOnly { on: false, .. } => "user.password_allowed",
             Command::UserResetLink { .. } => "user.reset_link",
+            Command::UserInvite { .. } => "user.invite",
+            Command::UserInviteResend { .. } => "user.invite_resend",
+            Command::UserInviteRevoke { .. } => "user.invite_revoke",
+            Command::UserEdit { .. } => "user.update",
+            Command::MailQueue => "mail.queue",
+            Command::MailRetry => "mail.retry",
+            Command::MailDrop { .. } => "mail.drop",
             Command::GroupAdd { .. } => "group.add",
             Command::GroupDelete { .. } => "group.delete",
             Command::ClientReplace { .. } => "client.replace",
@@ -213,6 +257,7 @@ impl Command {
         !matches!(
             self,
             Command::UserList
+                | Command::MailQueue
                 | Command::UserShow { .. }
                 | Command::ClientList
                 | Command::ClientShow { .. }
@@ -300,15 +345,95 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             temporary,
         } => users::passwd(store, config, username, password, temporary, now),
         Command::UserUpdate { username, user } => {
+            let verified = user.email_verified;
             let p = validate_profile(user)?;
             ensure_groups(store, &p.groups)?;
             let u = modify_user(store, &username, |u| {
+                let moved = u.email != p.email;
                 u.username = p.username.clone();
                 u.groups = p.groups.clone();
                 p.apply_contact(u, now);
+                // The administrator's word holds for the address as it was shown; a new
+                // one is unverified until checked (or ticked again).
+                u.email_verified = verified && !moved;
                 Ok(())
             })?;
             Ok(user_json(&u))
+        }
+        Command::UserEdit {
+            username,
+            email,
+            given_name,
+            family_name,
+            phone,
+            email_verified,
+        } => users::edit(
+            store,
+            &username,
+            users::Edit {
+                email,
+                given_name,
+                family_name,
+                phone,
+                email_verified,
+            },
+            now,
+        ),
+        Command::UserInvite { user } => {
+            config.mail.as_ref().ok_or_else(mail::not_configured)?;
+            let u = users::create_invited(store, user, now)?;
+            Ok(mail::send_now(
+                store,
+                config,
+                MailKind::Invitation,
+                &u,
+                user_json(&u),
+                now,
+            ))
+        }
+        Command::UserInviteResend { username } => {
+            config.mail.as_ref().ok_or_else(mail::not_configured)?;
+            let u = modify_user(store, &username, |u| {
+                if u.invitation.is_none() && !u.password_hash.is_empty() {
+                    return Err(AdminError::input(format!(
+                        "username: {:?} accepted the invitation already",
+                        u.username
+                    )));
+                }
+                let until = now + crate::mail::outbox::INVITATION_TTL;
+                u.invitation = Some((String::new(), until, u.email.clone()));
+                Ok(())
+            })?;
+            Ok(mail::send_now(
+                store,
+                config,
+                MailKind::Invitation,
+                &u,
+                user_json(&u),
+                now,
+            ))
+        }
+        Command::UserInviteRevoke { username } => {
+            let u = modify_user(store, &username, |u| {
+                if u.invitation.take().is_none() {
+                    return Err(AdminError::input(format!(
+                        "username: {:?} has no pending invitation",
+                        u.username
+                    )));
+                }
+                Ok(())
+            })?;
+            Ok(user_json(&u))
+        }
+        Command::MailQueue => mail::queue_json(store),
+        Command::MailRetry => mail::retry_all(store, now),
+        Command::MailDrop { key } => {
+            if !store.delete_mail(&key)? {
+                return Err(AdminError::input(format!(
+                    "mail: no mail {key:?} in the outbox"
+                )));
+            }
+            Ok(serde_json::json!({ "dropped": key }))
         }
         Command::UserResetMfa { username } => {
             let u = modify_user(store, &username, |u| {

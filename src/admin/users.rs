@@ -23,6 +23,9 @@ pub struct NewUser {
     /// A temporary password: the user chooses their own at the first sign-in.
     #[serde(default)]
     pub must_change_password: bool,
+    /// An administrator vouches for the address (`--email-verified`).
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// Whether any enabled user is in the admin group.
@@ -129,7 +132,37 @@ pub fn create_user(
     password: &str,
     now: i64,
 ) -> Result<User, AdminError> {
-    let must_change_password = new.must_change_password;
+    crate::keys::password::check_policy(password, new.username.trim())
+        .map_err(AdminError::input)?;
+    let password_hash = crate::keys::password::hash(password, params).map_err(|e| AdminError {
+        message: e,
+        exit_code: 1,
+    })?;
+    store_new_user(store, new, password_hash, None, now)
+}
+
+/// Stores an invited user (SPEC §12): no password until they choose one at the link, the
+/// invitation good for seven days (its link is made when the mail is sent).
+pub(super) fn create_invited(
+    store: &dyn Store,
+    new: NewUser,
+    now: i64,
+) -> Result<User, AdminError> {
+    if new.email.trim().is_empty() {
+        return Err(AdminError::input("email: an invitation needs an address"));
+    }
+    let until = now + crate::mail::outbox::INVITATION_TTL;
+    store_new_user(store, new, String::new(), Some(until), now)
+}
+
+fn store_new_user(
+    store: &dyn Store,
+    new: NewUser,
+    password_hash: String,
+    invited_until: Option<i64>,
+    now: i64,
+) -> Result<User, AdminError> {
+    let (must_change_password, email_verified) = (new.must_change_password, new.email_verified);
     let Profile {
         username,
         email,
@@ -139,21 +172,17 @@ pub fn create_user(
         address,
         groups,
     } = validate_profile(new)?;
-    crate::keys::password::check_policy(password, &username).map_err(AdminError::input)?;
     if store.user_by_name(&username)?.is_some() {
         return Err(AdminError::input(format!(
             "username: {username:?} is taken"
         )));
     }
-    let password_hash = crate::keys::password::hash(password, params).map_err(|e| AdminError {
-        message: e,
-        exit_code: 1,
-    })?;
     let user = User {
         id: crate::clock::random_id(),
         username,
+        invitation: invited_until.map(|t| (String::new(), t, email.clone())),
         email,
-        email_verified: false,
+        email_verified,
         given_name,
         family_name,
         phone,
@@ -167,7 +196,6 @@ pub fn create_user(
         must_change_password,
         reset_link: None,
         passkeys_only: false,
-        invitation: None,
         email_check: None,
     };
     ensure_groups(store, &user.groups)?;
@@ -206,6 +234,8 @@ pub(super) fn user_json(u: &User) -> Value {
         })).collect::<Vec<_>>(),
         "must_change_password": u.must_change_password,
         "passkeys_only": u.passkeys_only,
+        "email_verified": u.email_verified,
+        "invited_until": u.invitation.as_ref().map(|(_, until, _)| *until),
         "created_at": u.created_at,
         "updated_at": u.updated_at,
     })
@@ -306,6 +336,45 @@ pub(super) fn reset_link(
         "reset_url": format!("{}/reset?token={token}", config.issuer),
         "expires_at": now + RESET_LINK_TTL,
     }))
+}
+
+/// Contact fields `latchkey user update` changes; `None` keeps a field.
+pub(super) struct Edit {
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub phone: Option<String>,
+    pub email_verified: Option<bool>,
+}
+
+/// `Command::UserEdit`: the named fields change, checked like a whole profile; a new
+/// address is unverified unless `email_verified` says otherwise in the same command.
+pub(super) fn edit(
+    store: &dyn Store,
+    username: &str,
+    e: Edit,
+    now: i64,
+) -> Result<Value, AdminError> {
+    let u = find_user(store, username)?;
+    let or = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
+    let profile = validate_profile(NewUser {
+        username: u.username.clone(),
+        email: e.email.clone().unwrap_or_else(|| u.email.clone()),
+        given_name: or(&e.given_name, &u.given_name),
+        family_name: or(&e.family_name, &u.family_name),
+        phone: or(&e.phone, &u.phone),
+        address: u.address.clone().unwrap_or_default(),
+        groups: u.groups.clone(),
+        ..NewUser::default()
+    })?;
+    let u = modify_user(store, username, |u| {
+        profile.apply_contact(u, now);
+        if let Some(v) = e.email_verified {
+            u.email_verified = v;
+        }
+        Ok(())
+    })?;
+    Ok(user_json(&u))
 }
 
 /// `Command::UserGroupAdd`.

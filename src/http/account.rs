@@ -12,7 +12,7 @@ use super::signin::{self, PasswordError, Target, safe_next};
 use super::{App, Req, SignedIn, check_password};
 use crate::keys::Secret;
 use crate::keys::totp;
-use crate::model::Address;
+use crate::model::{Address, MailKind};
 use crate::oidc::discovery::paths;
 use crate::oidc::params::Params;
 use crate::oidc::scope;
@@ -102,6 +102,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "app" => "The application's access was revoked.",
         "session" => "That session was signed out.",
         "passkey" => "Your passkey was added.",
+        "verify-sent" => "A confirmation link is on its way to your address. It works for one day.",
         "passkey-removed" => "The passkey was removed.",
         _ => return None,
     })
@@ -169,6 +170,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         "/account/apps/revoke" if post => revoke_app(app, req, &s, &form, now),
         "/account/sessions/end" if post => end_session(app, req, &s, &form, now),
         "/account/passkey" if get => offer_page(app, req, &s, None, StatusCode::OK, now),
+        "/account/verify" if post => send_verification(app, req, &s, now),
         "/account/passkeys/start" if post => start_passkey(app, req, &s, &form, now).await,
         "/account/passkeys" if post => add_passkey(app, req, &s, &form, now),
         "/account/passkeys/remove" if post => remove_passkey(app, req, &s, &form, now).await,
@@ -182,6 +184,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         | "/account/apps/revoke"
         | "/account/sessions/end"
         | "/account/passkey"
+        | "/account/verify"
         | "/account/passkeys/start"
         | "/account/passkeys"
         | "/account/passkeys/remove" => {
@@ -257,6 +260,8 @@ fn page(
             "devices": devices,
             "passkeys": super::passkeys::listed(u),
             "passkeys_available": app.passkeys.available(),
+            "email_verified": u.email_verified,
+            "mail": app.mailer.is_some(),
             "fresh": fresh(app, s, now),
             "apps": apps,
             "sessions": sessions,
@@ -295,11 +300,50 @@ fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> 
         p.apply_contact(u, now);
         true
     });
-    if let Err(f) = changed {
+    let user = match changed {
+        Ok(Some(u)) => u,
+        Ok(None) => return back("profile"),
+        Err(f) => return app.fail_page(f),
+    };
+    audit_own(app, req, s, "account.profile_changed", None, "", now);
+    // A new address is unverified; with mail, its confirmation link goes out at once.
+    if user.email != s.user.email && app.mailer.is_some() && !user.email.is_empty() {
+        if let Err(f) = super::mail::queue(app, MailKind::Verification, &user, now) {
+            return app.fail_page(f);
+        }
+        return back("verify-sent");
+    }
+    back("profile")
+}
+
+/// `POST /account/verify`: mails a link that proves the address.
+fn send_verification(app: &Arc<App>, req: &Req, s: &SignedIn, now: i64) -> Resp {
+    if app.mailer.is_none() || s.user.email.is_empty() || s.user.email_verified {
+        return back("profile");
+    }
+    // Each request counts for the account, so the page cannot flood an inbox.
+    let account = crate::signin::throttle::Who::Account(&s.user.id);
+    if let Err(refused) = app.mail_throttle.check(account, req.now_ms) {
+        let msg = format!(
+            "A link was sent a moment ago. Wait {} before asking again.",
+            refused.wait_text()
+        );
+        return page(app, req, s, Some(&msg), StatusCode::TOO_MANY_REQUESTS, now);
+    }
+    app.mail_throttle.failure(account, req.now_ms);
+    if let Err(f) = super::mail::queue(app, MailKind::Verification, &s.user, now) {
         return app.fail_page(f);
     }
-    audit_own(app, req, s, "account.profile_changed", None, "", now);
-    back("profile")
+    audit_own(
+        app,
+        req,
+        s,
+        "email.verification_sent",
+        None,
+        &s.user.email,
+        now,
+    );
+    back("verify-sent")
 }
 
 /// Checks the user's current password (on the hashing pool), throttled like the sign-in

@@ -66,10 +66,29 @@ pub struct App {
     pub cert_expiry: Arc<std::sync::atomic::AtomicI64>,
     /// Connections Latchkey opens itself (back-channel logout).
     pub outbound: Arc<crate::outbound::Outbound>,
+    /// The SMTP client of `[mail]` (`None` without mail: no page offers it).
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// Wakes the mail worker when a mail is queued.
+    pub mail_wake: Arc<crate::mail::outbox::Wake>,
+    /// Mail asked for from the sign-in pages ("Forgot your password?"), per account and
+    /// per address: each request counts, so nobody can flood an inbox.
+    pub mail_throttle: Arc<Throttle>,
     pub(super) macs: Arc<Macs>,
     dummy_hash: Arc<String>,
     /// One line per request, written off the request path.
     pub access_log: access_log::AccessLog,
+}
+
+/// The SMTP client for `[mail]`; a set-up failure (unreadable trust anchors) is logged
+/// and mail stays off.
+fn mailer(config: &Config) -> Option<Arc<crate::mail::Mailer>> {
+    match crate::admin::mailer(config)? {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::error!(error = %e, "mail is off");
+            None
+        }
+    }
 }
 
 /// One key per kind of signed value, derived from the server secret: a CSRF token never
@@ -122,6 +141,9 @@ impl App {
             )),
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
             outbound: Arc::new(crate::outbound::Outbound::new()),
+            mailer: mailer(&config),
+            mail_wake: Default::default(),
+            mail_throttle: Arc::new(Throttle::new(&config.login)),
             metrics: Default::default(),
             cert_expiry: Default::default(),
             pushed: Default::default(),
@@ -143,6 +165,7 @@ impl App {
     /// rebuilt for the new instance name. The listener, data directory and hashing pool
     /// stay as they are until a restart.
     pub fn reconfigured(&self, config: Config) -> Result<App, String> {
+        let mailer = mailer(&config);
         Ok(App {
             discovery: discovery_document(&config.issuer),
             pages: Pages::new(&config.instance_name, config.logo.is_some())?,
@@ -171,6 +194,9 @@ impl App {
             metrics: self.metrics.clone(),
             cert_expiry: self.cert_expiry.clone(),
             outbound: self.outbound.clone(),
+            mailer,
+            mail_wake: self.mail_wake.clone(),
+            mail_throttle: self.mail_throttle.clone(),
             macs: self.macs.clone(),
             dummy_hash: self.dummy_hash.clone(),
             access_log: self.access_log.clone(),
@@ -378,8 +404,9 @@ pub async fn check_password(
     user: Option<&User>,
     password: crate::keys::Secret<String>,
 ) -> Result<bool, Fail> {
+    // An invited user has no password until they choose one: checked like no user.
     let (hash, real) = match user {
-        Some(u) if !u.disabled => (u.password_hash.clone(), true),
+        Some(u) if !u.disabled && !u.password_hash.is_empty() => (u.password_hash.clone(), true),
         _ => (app.dummy_hash.as_ref().clone(), false),
     };
     let ok = app

@@ -54,6 +54,7 @@ fn render_login(app: &App, req: &Req, v: LoginView<'_>, now: i64) -> Resp {
             "error": v.error,
             "passkeys": app.passkeys.available(),
             "passkey_first": app.config.passkey_first,
+            "mail": app.mailer.is_some(),
             "passkey_required": v.passkey_required && app.passkeys.available(),
             "script": app.passkeys.available(),
         }),

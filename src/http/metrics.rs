@@ -26,6 +26,7 @@ struct Counters {
     latency: BTreeMap<&'static str, Histogram>,
     signins: BTreeMap<&'static str, u64>,
     tokens: BTreeMap<String, u64>,
+    mail: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -41,6 +42,9 @@ pub struct Gauges {
     pub key_ages: Vec<(&'static str, i64)>,
     /// Unix time the TLS certificate expires, when Latchkey serves TLS.
     pub cert_expiry: Option<i64>,
+    /// Mail in the outbox waiting for an attempt, and mail given up on.
+    pub mail_waiting: u64,
+    pub mail_given_up: u64,
 }
 
 impl Metrics {
@@ -67,6 +71,10 @@ impl Metrics {
             "login.success" => *c.signins.entry("success").or_default() += 1,
             "login.failure" => *c.signins.entry("failure").or_default() += 1,
             "login.throttled" => *c.signins.entry("throttled").or_default() += 1,
+            "mail.sent" => *c.mail.entry("sent").or_default() += 1,
+            "mail.failed" => *c.mail.entry("failed").or_default() += 1,
+            "mail.given_up" => *c.mail.entry("given_up").or_default() += 1,
+            "mail.dropped" => *c.mail.entry("dropped").or_default() += 1,
             "token.issued" => {
                 // Only the fixed grant names (the detail is chosen by the code, not input).
                 let grant = match detail {
@@ -147,6 +155,16 @@ impl Metrics {
                 "latchkey_signing_key_age_seconds{{alg=\"{alg}\"}} {age}"
             );
         }
+        out.push_str("# HELP latchkey_mail_attempts_total Mail sending attempts by result.\n");
+        out.push_str("# TYPE latchkey_mail_attempts_total counter\n");
+        for (r, n) in &c.mail {
+            let _ = writeln!(out, "latchkey_mail_attempts_total{{result=\"{r}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP latchkey_mail_queued Mail in the outbox by state.\n# TYPE latchkey_mail_queued gauge\nlatchkey_mail_queued{{state=\"waiting\"}} {}\nlatchkey_mail_queued{{state=\"given_up\"}} {}",
+            g.mail_waiting, g.mail_given_up
+        );
         if let Some(t) = g.cert_expiry {
             let _ = writeln!(
                 out,
@@ -184,13 +202,18 @@ mod tests {
         m.event("login.success", "password");
         m.event("token.issued", "refresh_token");
         m.event("token.issued", "<script>");
+        m.event("mail.failed", "reset to a@example.com: connection: refused");
         let g = Gauges {
             active_sessions: 2,
             database_bytes: 4096,
             key_ages: vec![("RS256", 60)],
             cert_expiry: Some(1_900_000_000),
+            mail_waiting: 1,
+            mail_given_up: 0,
         };
         let text = m.render(&g);
+        assert!(text.contains("latchkey_mail_attempts_total{result=\"failed\"} 1"));
+        assert!(text.contains("latchkey_mail_queued{state=\"waiting\"} 1"));
         assert!(text.contains("latchkey_http_requests_total{endpoint=\"token\",status=\"200\"} 1"));
         assert!(text.contains("latchkey_http_requests_total{endpoint=\"other\",status=\"404\"} 1"));
         assert!(text.contains(

@@ -18,6 +18,7 @@ mod issue;
 pub mod known;
 mod login;
 mod logout;
+mod mail;
 pub mod metrics;
 mod par;
 mod passkeys;

@@ -9,8 +9,8 @@ use crate::config::TlsMode;
 
 use super::response::{self, Resp};
 use super::{
-    App, Req, account, admin_pages, authorize, device, introspection, login, logout, par, passkeys,
-    routes, signin, token, userinfo, well_known,
+    App, Req, account, admin_pages, authorize, device, introspection, login, logout, mail, par,
+    passkeys, routes, signin, token, userinfo, well_known,
 };
 
 impl App {
@@ -93,8 +93,20 @@ impl App {
             R::Passkey => login::passkey_submit(self, req, now),
             R::NewPassword if get => signin::new_password_page(self, req, now),
             R::NewPassword => signin::new_password_submit(self, req, now).await,
-            R::Reset if get => signin::reset_page(self, req, now),
-            R::Reset => signin::reset_submit(self, req, now).await,
+            // With a token: the link of a reset mail or an administrator; without one:
+            // "Forgot your password?".
+            R::Reset if get && req.query_params().get_lenient("token").is_some() => {
+                signin::reset_page(self, req, now)
+            }
+            R::Reset if get => mail::request_page(self, req, now),
+            R::Reset if req.form().get_lenient("token").is_some() => {
+                signin::reset_submit(self, req, now).await
+            }
+            R::Reset => mail::request_submit(self, req, now),
+            R::Invite if get => mail::invite_page(self, req, now),
+            R::Invite => mail::invite_submit(self, req, now).await,
+            R::Verify if get => mail::verify_page(self, req, now),
+            R::Verify => mail::verify_submit(self, req, now),
             R::Consent if get => login::consent_page(self, req, now),
             R::Consent => login::consent_submit(self, req, now),
             R::Setup if get => login::setup_page(self, req, now),

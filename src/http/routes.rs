@@ -37,6 +37,10 @@ pub enum Route {
     SecondFactorKey,
     NewPassword,
     Reset,
+    /// Accepting an invitation (SPEC §12).
+    Invite,
+    /// Proving an email address.
+    Verify,
     Consent,
     Setup,
     Logout,
@@ -167,6 +171,8 @@ pub const TABLE: &[Entry] = &[
     ),
     page(Route::NewPassword, &["/login/password"], BOTH, "login"),
     page(Route::Reset, &["/reset"], BOTH, "reset"),
+    page(Route::Invite, &["/invite"], BOTH, "invite"),
+    page(Route::Verify, &["/verify"], BOTH, "verify"),
     page(Route::Consent, &["/consent"], BOTH, "consent"),
     page(Route::Setup, &["/setup"], BOTH, "setup"),
     page(Route::Logout, &["/logout"], BOTH, "logout"),

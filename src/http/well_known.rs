@@ -49,7 +49,10 @@ pub(super) fn metrics(app: &App, req: &super::Req, now: i64) -> Resp {
         .map(|k| (k.alg.as_str(), now - k.created_at))
         .collect();
     let expiry = app.cert_expiry.load(std::sync::atomic::Ordering::Relaxed);
+    let outbox = app.store.outbox().unwrap_or_default();
     let gauges = super::metrics::Gauges {
+        mail_waiting: outbox.iter().filter(|m| !m.gave_up).count() as u64,
+        mail_given_up: outbox.iter().filter(|m| m.gave_up).count() as u64,
         active_sessions: app.store.count_sessions(now).unwrap_or(0),
         database_bytes: std::fs::metadata(crate::datadir::db_path(&app.config.data_dir))
             .map(|m| m.len())

@@ -154,9 +154,11 @@ fn modify_user(
 }
 
 /// Saves an attempt's outcome in the outbox and returns the audit event that tells it.
+/// `who` names the user in the event.
 pub fn record(
     store: &dyn Store,
     m: &OutboxMail,
+    who: &str,
     outcome: &Outcome,
     retry_secs: i64,
     now: i64,
@@ -164,7 +166,7 @@ pub fn record(
     let event = |kind: &str, detail: String| AuditEvent {
         time: now,
         kind: kind.to_string(),
-        user: Some(m.user_id.clone()),
+        user: Some(who.to_string()),
         client: None,
         ip: None,
         detail,

@@ -30,6 +30,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "account_2fa.html",
     "_passkey_add.html",
     "passkey_offer.html",
+    "reset_request.html",
+    "verify.html",
     "once.html",
     "confirm.html",
     "admin_clients.html",
@@ -40,6 +42,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "admin_sessions.html",
     "admin_audit.html",
     "admin_keys.html",
+    "admin_mail.html",
 ];
 
 /// Static files under `/assets/`.

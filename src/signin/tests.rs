@@ -317,3 +317,28 @@ fn only_latchkey_pages_are_places_to_continue_to() {
     );
     assert_eq!(Target::default().url(), "/account");
 }
+
+#[test]
+fn invitation_and_address_links_hold_only_while_they_should() {
+    let hash = crate::keys::token_hash("secret");
+    let mut u = user();
+    u.email = "a@example.com".into();
+    assert!(!invitation_ok(&u, &hash, NOW), "no invitation");
+    // Queued but not yet mailed: no link works.
+    u.invitation = Some((String::new(), NOW + 10, String::new()));
+    assert!(!invitation_ok(&u, "", NOW));
+    u.invitation = Some((hash.clone(), NOW + 10, u.email.clone()));
+    assert!(invitation_ok(&u, &hash, NOW));
+    assert!(!invitation_ok(&u, &crate::keys::token_hash("other"), NOW));
+    assert!(!invitation_ok(&u, &hash, NOW + 10), "expired");
+    u.disabled = true;
+    assert!(!invitation_ok(&u, &hash, NOW), "disabled");
+    u.disabled = false;
+
+    u.email_check = Some((hash.clone(), NOW + 10, u.email.clone()));
+    assert!(email_check_ok(&u, &hash, NOW));
+    assert!(!email_check_ok(&u, &hash, NOW + 10), "expired");
+    assert!(!email_check_ok(&u, &crate::keys::token_hash("x"), NOW));
+    u.email = "b@example.com".into();
+    assert!(!email_check_ok(&u, &hash, NOW), "the address changed since");
+}

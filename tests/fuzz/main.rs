@@ -506,6 +506,7 @@ fn admin_socket_protocol() {
                 address: Default::default(),
                 groups: vec!["staff".into()],
                 must_change_password: false,
+                email_verified: false,
             },
             password: "correct horse battery staple".into(),
             admin: false,

@@ -405,3 +405,43 @@ async fn adding_a_passkey_after_the_window_needs_the_password() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("\"ceremony\""), "{}", r.body);
 }
+
+/// Issue 16: a reset link from a mail works for one hour, then is refused. The mail goes
+/// through a real SMTP server; the hour passes on the service's clock.
+#[tokio::test]
+async fn a_mailed_reset_link_expires_after_an_hour() {
+    let dir = TempDir::new();
+    let smtp = crate::support::smtp::Smtp::start(&dir.0, crate::support::free_port(), None);
+    let s = Service::new(&crate::support::smtp::mail_config(smtp.port, ""));
+    s.add_user("alice", &[], false);
+    let mut b = s.browser();
+    let asked = b
+        .post_on("/reset", "/reset", &[("username", "alice")])
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    // The worker's part, at the service's clock: send what is queued.
+    let store = s.app.store.as_ref();
+    let queued = store.outbox().unwrap();
+    assert_eq!(queued.len(), 1);
+    let mailer = s.app.mailer.as_ref().expect("mail is configured");
+    let outcome = latchkey::mail::outbox::deliver(
+        store,
+        &s.app.config.issuer,
+        &s.app.config.instance_name,
+        mailer,
+        &queued[0],
+        s.now(),
+    );
+    assert!(
+        matches!(outcome, latchkey::mail::outbox::Outcome::Sent(_)),
+        "{outcome:?}"
+    );
+    let mails = smtp.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let link = crate::support::smtp::link_in(&mails[0], "https://id.example.test/reset?token=");
+    let path = link.strip_prefix("https://id.example.test").unwrap();
+    s.advance_ms((3600 - 5) * 1000);
+    assert_eq!(b.get(path).await.status, StatusCode::OK, "still valid");
+    s.advance_ms(10 * 1000);
+    let expired = b.get(path).await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND, "{}", expired.body);
+}

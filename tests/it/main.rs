@@ -23,6 +23,7 @@ mod inprocess;
 mod keys;
 mod lifecycle;
 mod logout;
+mod mail;
 mod network;
 mod ops;
 mod pages;

@@ -8,6 +8,7 @@ mod audit;
 mod clients;
 mod groups;
 mod keys;
+mod mail;
 mod sessions;
 mod users;
 
@@ -286,6 +287,8 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 Err(e) => c.fail(e),
             }
         }
+        ["mail"] if get => mail::mail(&c),
+        ["mail", action] if post => mail::mail_action(&c, action).await,
         ["sessions"] if get => sessions(&c),
         ["sessions", "end"] if post => end_session(&c),
         ["audit"] if get => audit(&c),

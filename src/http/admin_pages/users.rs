@@ -45,6 +45,8 @@ pub(super) fn user_view(u: &crate::model::User) -> Value {
         "disabled": u.disabled, "two_factor": u.mfa.enrolled(),
         "must_change_password": u.must_change_password,
         "passkeys_only": u.passkeys_only,
+        "email_verified": u.email_verified,
+        "invited_until": u.invitation.as_ref().map(|(_, until, _)| crate::http::account::when(*until)),
         "recovery_left": u.mfa.recovery_hashes.len(),
         "passkeys": crate::http::passkeys::listed(u),
     })
@@ -65,11 +67,20 @@ pub(super) fn user_form(
         ),
         None => ("Add user".to_string(), "/admin/users/new".to_string()),
     };
+    // Fixed notices after an invitation (`?mail=`), never text from the request.
+    let notice = match c.req.query_params().get_lenient("mail") {
+        Some("sent") => Some("The invitation was mailed."),
+        Some("failed") => Some(
+            "The invitation could not be mailed yet. It waits under Mail, with the reason, and is retried.",
+        ),
+        _ => None,
+    };
     c.page(
         "users",
         "admin_user.html",
         json!({"title": title, "action": action, "new": id.is_none(), "u": view,
-               "groups": group_names(c), "error": error}),
+               "groups": group_names(c), "error": error, "notice": notice,
+               "mail": c.app.mailer.is_some()}),
         status,
     )
 }
@@ -89,8 +100,23 @@ fn new_user(c: &Ctx<'_>) -> NewUser {
         family_name: c.field("family_name"),
         phone: c.field("phone"),
         groups,
+        email_verified: c.checked("email_verified"),
         ..NewUser::default()
     }
+}
+
+/// Where the browser goes after a command that mailed: the user's page, saying whether
+/// the mail left.
+fn after_mail(v: &serde_json::Value) -> Resp {
+    let state = if v.get("mail_error").is_some() {
+        "failed"
+    } else {
+        "sent"
+    };
+    response::redirect(&format!(
+        "/admin/users/{}?mail={state}",
+        v["id"].as_str().unwrap_or_default()
+    ))
 }
 
 pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
@@ -115,7 +141,9 @@ pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
             StatusCode::OK,
         );
     }
+    let invite = existing.is_none() && c.checked("invite");
     let cmd = match &existing {
+        None if invite => Command::UserInvite { user: new.clone() },
         None => Command::UserAdd {
             user: new.clone(),
             password: c.field("password").unwrap_or_default(),
@@ -129,6 +157,7 @@ pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
     };
     let result = c.run(cmd).await;
     match result {
+        Ok(v) if invite => after_mail(&v),
         Ok(v) => response::redirect(&format!(
             "/admin/users/{}",
             v["id"].as_str().unwrap_or_default()
@@ -153,7 +182,7 @@ pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
 }
 
 /// Disable, enable, temporary password, reset link, second-factor reset, passkey
-/// removal, delete.
+/// removal, invitation resent or withdrawn, delete.
 pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
     let user = match c.app.store.user(id) {
         Ok(Some(u)) => u,
@@ -177,6 +206,8 @@ pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
             on: false,
         },
         "reset-link" => Command::UserResetLink { username },
+        "invite-resend" => Command::UserInviteResend { username },
+        "invite-revoke" => Command::UserInviteRevoke { username },
         "delete" => Command::UserDelete { username },
         "temporary-password" => Command::UserPasswd {
             username,
@@ -192,6 +223,7 @@ pub(super) async fn user_action(c: &Ctx<'_>, id: &str, action: &str) -> Resp {
     match c.run(cmd).await {
         Ok(v) => match action {
             "delete" => response::redirect("/admin/users"),
+            "invite-resend" => after_mail(&v),
             "reset-link" => c.page(
                 "users",
                 "once.html",

@@ -11,7 +11,8 @@ mod password;
 pub use crate::signin::{PENDING_TTL, Pending, Stage, Target, safe_next};
 pub(super) use code::{code_page, code_submit};
 pub(super) use password::{
-    PasswordError, new_password_page, new_password_submit, reset_page, reset_submit, set_password,
+    Link, PasswordError, linked, new_password_page, new_password_submit, reset_page, reset_submit,
+    set_password,
 };
 
 use std::sync::Arc;

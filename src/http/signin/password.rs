@@ -11,6 +11,7 @@ use crate::http::response::{Fail, Resp};
 use crate::keys::Secret;
 use crate::model::User;
 use crate::signin;
+use crate::signin::throttle::Who;
 
 fn render_new_password(app: &App, req: &Req, error: Option<&str>, status: StatusCode) -> Resp {
     app.form_page(
@@ -77,13 +78,21 @@ impl From<Fail> for PasswordError {
 /// Sets a user's own new password: checks the policy and the repetition, hashes on the
 /// pool, clears a temporary password or reset link, and ends every other sign-in of the
 /// account: sessions (except `keep_session`), refresh and access tokens, trusted browsers.
+/// The single-use link a new password spends: its token's SHA-256 as stored.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::http) enum Link<'a> {
+    Reset(&'a str),
+    /// An accepted invitation also proves the address it was mailed to.
+    Invitation(&'a str),
+}
+
 pub(in crate::http) async fn set_password(
     app: &Arc<App>,
     user_id: &str,
     new: Secret<String>,
     again: &str,
     keep_session: Option<&str>,
-    reset_link: Option<&str>,
+    link: Option<Link<'_>>,
     now: i64,
 ) -> Result<User, PasswordError> {
     let Some(user) = app.store.user(user_id).map_err(Fail::from)? else {
@@ -105,11 +114,23 @@ pub(in crate::http) async fn set_password(
         Err(_) => return Err(Fail::Busy.into()),
     };
     let updated = modify_user(app, user_id, |u| {
-        // A reset link is spent here, once: not if it was used or replaced meanwhile.
-        if let Some(link) = reset_link
-            && u.reset_link.as_ref().map(|(h, _)| h.as_str()) != Some(link)
-        {
-            return false;
+        // A link is spent here, once: not if it was used or replaced meanwhile.
+        match link {
+            Some(Link::Reset(h)) if u.reset_link.as_ref().map(|(x, _)| x.as_str()) != Some(h) => {
+                return false;
+            }
+            Some(Link::Invitation(h)) => {
+                let Some((x, _, address)) = u.invitation.take() else {
+                    return false;
+                };
+                if x != h {
+                    return false;
+                }
+                if address == u.email {
+                    u.email_verified = true;
+                }
+            }
+            _ => {}
         }
         u.password_hash = hash.clone();
         u.must_change_password = false;
@@ -128,18 +149,6 @@ pub(in crate::http) async fn set_password(
     .map_err(Fail::from)?;
     app.store.revoke_user_grants(user_id).map_err(Fail::from)?;
     Ok(updated)
-}
-
-/// The user a reset link (`<user id>.<secret>`) belongs to, while it is valid.
-fn reset_user(app: &App, token: &str, now: i64) -> Result<Option<User>, Fail> {
-    let Some((user_id, secret)) = token.split_once('.') else {
-        return Ok(None);
-    };
-    let Some(user) = app.store.user(user_id)? else {
-        return Ok(None);
-    };
-    let ok = signin::reset_link_ok(&user, &crate::keys::token_hash(secret), now);
-    Ok(ok.then_some(user))
 }
 
 fn render_reset(
@@ -163,26 +172,34 @@ fn render_reset(
     )
 }
 
-fn reset_gone(app: &App) -> Resp {
-    app.error_page(
-        StatusCode::NOT_FOUND,
-        "Link not valid",
-        "This password reset link has expired or was already used. Ask your administrator for a new one.",
-    )
-}
+const RESET_GONE: &str = "This password reset link has expired or was already used. Ask your administrator for a new one, or use \"Forgot your password?\" on the sign-in page.";
 
-/// The user of a presented reset link, or the page to show. A right link always works
-/// (checking one is a cheap hash); wrong ones are counted per source address, and once an
-/// address has spent its free failures its wrong links are answered "wait" (SPEC §8).
+/// The user a link token (`<user id>.<secret>`) names, with the secret's hash, when
+/// `valid` says the link holds. Wrong links count per address (like reset links); once an
+/// address has spent its free failures it is told to wait.
 #[allow(clippy::result_large_err)] // the error is the response itself, sent at once
-fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Resp> {
-    match reset_user(app, token, now) {
-        Ok(Some(u)) => Ok(u),
-        Err(f) => Err(app.fail_page(f)),
-        Ok(None) => {
-            let who = crate::signin::throttle::Who::Address(req.peer);
-            let now_ms = req.now_ms;
-            if let Err(refused) = app.code_throttle.check(who, now_ms) {
+pub(in crate::http) fn linked(
+    app: &App,
+    req: &Req,
+    token: &str,
+    valid: fn(&User, &str, i64) -> bool,
+    gone: &str,
+    now: i64,
+) -> Result<(User, String), Resp> {
+    let found = token.split_once('.').and_then(|(id, secret)| {
+        let hash = crate::keys::token_hash(secret);
+        match app.store.user(id) {
+            Ok(Some(u)) if valid(&u, &hash, now) => Some(Ok((u, hash))),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    });
+    match found {
+        Some(Ok(x)) => Ok(x),
+        Some(Err(e)) => Err(app.fail_page(e.into())),
+        None => {
+            let who = Who::Address(req.peer);
+            if let Err(refused) = app.code_throttle.check(who, req.now_ms) {
                 app.audit_refused("reset.throttled", None, req, refused);
                 return Err(app.error_page(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -193,10 +210,18 @@ fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Re
                     ),
                 ));
             }
-            app.code_throttle.failure(who, now_ms);
-            Err(reset_gone(app))
+            app.code_throttle.failure(who, req.now_ms);
+            Err(app.error_page(StatusCode::NOT_FOUND, "Link not valid", gone))
         }
     }
+}
+
+/// The user of a presented reset link, or the page to show. A right link always works
+/// (checking one is a cheap hash); wrong ones are counted per source address, and once an
+/// address has spent its free failures its wrong links are answered "wait" (SPEC §8).
+#[allow(clippy::result_large_err)] // the error is the response itself, sent at once
+fn reset_attempt(app: &App, req: &Req, token: &str, now: i64) -> Result<User, Resp> {
+    linked(app, req, token, signin::reset_link_ok, RESET_GONE, now).map(|(u, _)| u)
 }
 
 pub(in crate::http) fn reset_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
@@ -227,7 +252,8 @@ pub(in crate::http) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -
     let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
     let again = form.get_lenient("password2").unwrap_or("");
     let link = user.reset_link.as_ref().map(|(h, _)| h.clone());
-    match set_password(app, &user.id, new, again, None, link.as_deref(), now).await {
+    let link = link.as_deref().map(Link::Reset);
+    match set_password(app, &user.id, new, again, None, link, now).await {
         Ok(user) => {
             app.audit(
                 "account.password_changed",

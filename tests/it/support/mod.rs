@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
 pub mod webdriver;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
