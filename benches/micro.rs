@@ -39,6 +39,7 @@ fn user() -> User {
         passkeys_only: false,
         invitation: None,
         email_check: None,
+        reset_mailed: false,
     }
 }
 
@@ -64,6 +65,7 @@ fn tokens(c: &mut Criterion) {
         sid: "s1",
         now: 1_700_000_010,
         id_token_claims: &[],
+        groups_filter: &[],
     };
     let id_claims = claims::id_token(
         &facts,

@@ -543,6 +543,14 @@ pub struct ClientAdd {
     /// deny refresh once the user's sign-in session has ended, even with offline_access
     #[argh(switch)]
     pub refresh_requires_session: bool,
+    /// seconds (0-60) in which a refresh token used again by this client gets the same
+    /// answer instead of ending the grant (clients refreshing from two processes)
+    #[argh(option)]
+    pub refresh_grace_secs: Option<i64>,
+    /// a group the groups claim shows this client, or a prefix ending in * (repeatable;
+    /// default: every group)
+    #[argh(option)]
+    pub groups_filter: Vec<String>,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,
@@ -669,6 +677,16 @@ pub struct ClientUpdate {
     /// allow every user again (clear the allowed groups)
     #[argh(switch)]
     pub any_group: bool,
+    /// seconds (0-60) in which a refresh token used again gets the same answer
+    #[argh(option)]
+    pub refresh_grace_secs: Option<i64>,
+    /// a group the groups claim shows, or a prefix ending in * (repeatable; replaces the
+    /// list)
+    #[argh(option)]
+    pub groups_filter: Vec<String>,
+    /// let the groups claim show every group again
+    #[argh(switch)]
+    pub all_groups: bool,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,

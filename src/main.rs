@@ -350,6 +350,8 @@ fn client(action: ClientAction) -> ExitCode {
                 jwks_uri: a.jwks_uri,
                 require_par: a.require_par,
                 refresh_requires_session: a.refresh_requires_session,
+                refresh_grace_secs: a.refresh_grace_secs.unwrap_or(0),
+                groups_filter: a.groups_filter,
             };
             (a.config, a.json, Command::ClientAdd { spec })
         }
@@ -408,6 +410,14 @@ fn client(action: ClientAction) -> ExitCode {
                 backchannel_logout_uri: u.backchannel_logout_uri,
                 frontchannel_logout_uri: u.frontchannel_logout_uri,
                 refresh_requires_session: None,
+                refresh_grace_secs: u.refresh_grace_secs,
+                groups_filter: if u.all_groups {
+                    Some(vec![])
+                } else if u.groups_filter.is_empty() {
+                    None
+                } else {
+                    Some(u.groups_filter)
+                },
                 allowed_groups: if u.any_group {
                     Some(vec![])
                 } else if u.allowed_group.is_empty() {

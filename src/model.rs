@@ -43,6 +43,10 @@ pub struct User {
     /// and its expiry.
     #[serde(default)]
     pub reset_link: Option<(String, i64)>,
+    /// The reset link was mailed on request ("Forgot your password?"), not made by an
+    /// administrator: it proves the mailbox, not the administrator's word.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_mailed: bool,
     /// An invitation not yet accepted (SPEC §12): SHA-256 of the link's token (empty
     /// until its mail is sent), when the invitation ends, and the address the link went
     /// to (accepting it proves that address). The account has no password until the
@@ -83,6 +87,10 @@ impl MailKind {
 /// One per user and kind: a new request replaces the waiting one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxMail {
+    /// This request's identity: an outcome is recorded only on the mail it was for, never
+    /// on a newer one that replaced it meanwhile.
+    #[serde(default)]
+    pub id: String,
     pub kind: MailKind,
     pub user_id: String,
     /// The address when it was queued; a mail whose user's address changed is dropped.
@@ -401,6 +409,15 @@ pub struct Client {
     /// Deny refresh once the user's SSO session has ended, even with offline_access.
     #[serde(default)]
     pub refresh_requires_session: bool,
+    /// Seconds (0-60) within which the same refresh token presented again by this client
+    /// gets the same answer instead of counting as a replay (clients that refresh from
+    /// two processes at once). 0: every reuse is a replay (RFC 9700 §4.14.2).
+    #[serde(default)]
+    pub refresh_grace_secs: i64,
+    /// The groups the `groups` claim shows this client: names, or prefixes ending in `*`.
+    /// Empty: every group of the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups_filter: Vec<String>,
     /// Declared in the configuration file: read-only for the CLI and admin pages.
     #[serde(default)]
     pub declared: bool,

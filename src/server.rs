@@ -472,6 +472,15 @@ fn send_due_mail(a: &App, mailer: &crate::mail::Mailer) -> std::time::Duration {
     let retry = a.config.mail.as_ref().map_or(30, |m| m.retry_secs);
     for m in &due {
         let now = crate::clock::now();
+        // Still the same request, still due? (A command may have replaced or sent it.)
+        match a.store.mail(&m.key()) {
+            Ok(Some(cur)) if cur.id == m.id && !cur.gave_up && cur.next_attempt <= now => {}
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the outbox");
+                continue;
+            }
+        }
         let outcome = outbox::deliver(
             a.store.as_ref(),
             &a.config.issuer,

@@ -92,6 +92,7 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             passkeys_only: false,
             invitation: None,
             email_check: None,
+            reset_mailed: false,
         };
         store.create_user(&u).expect("create user");
     });

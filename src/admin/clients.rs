@@ -26,6 +26,10 @@ pub struct ClientPatch {
     pub backchannel_logout_uri: Option<String>,
     pub frontchannel_logout_uri: Option<String>,
     pub refresh_requires_session: Option<bool>,
+    #[serde(default)]
+    pub refresh_grace_secs: Option<i64>,
+    #[serde(default)]
+    pub groups_filter: Option<Vec<String>>,
 }
 
 pub(super) fn client_json(c: &Client) -> Value {
@@ -48,6 +52,8 @@ pub(super) fn client_json(c: &Client) -> Value {
         "has_jwks": c.jwks.is_some(),
                 "require_par": c.require_par,
         "refresh_requires_session": c.refresh_requires_session,
+        "refresh_grace_secs": c.refresh_grace_secs,
+        "groups_filter": c.groups_filter,
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "frontchannel_logout_uri": c.frontchannel_logout_uri,
         "frontchannel_logout_session_required": c.frontchannel_logout_session_required,
@@ -94,6 +100,8 @@ pub fn spec_of(c: &Client) -> ClientSpec {
         jwks_uri: c.jwks_uri.clone(),
         require_par: c.require_par,
         refresh_requires_session: c.refresh_requires_session,
+        refresh_grace_secs: c.refresh_grace_secs,
+        groups_filter: c.groups_filter.clone(),
     }
 }
 
@@ -131,6 +139,11 @@ pub(super) fn apply_patch(old: &Client, patch: &ClientPatch) -> Result<Client, A
         refresh_requires_session: patch
             .refresh_requires_session
             .unwrap_or(old.refresh_requires_session),
+        refresh_grace_secs: patch.refresh_grace_secs.unwrap_or(old.refresh_grace_secs),
+        groups_filter: patch
+            .groups_filter
+            .clone()
+            .unwrap_or_else(|| old.groups_filter.clone()),
         ..base
     };
     let mut client =

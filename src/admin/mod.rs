@@ -428,7 +428,7 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         Command::MailQueue => mail::queue_json(store),
         Command::MailRetry => mail::retry_all(store, now),
         Command::MailDrop { key } => {
-            if !store.delete_mail(&key)? {
+            if !store.delete_mail(&key, None)? {
                 return Err(AdminError::input(format!(
                     "mail: no mail {key:?} in the outbox"
                 )));

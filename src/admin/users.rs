@@ -55,7 +55,12 @@ impl Profile {
     /// address is no longer verified.
     pub fn apply_contact(&self, u: &mut User, now: i64) {
         if u.email != self.email {
+            // Links mailed to the old address stop working.
             u.email_verified = false;
+            u.email_check = None;
+            if let Some(inv) = &mut u.invitation {
+                inv.0.clear();
+            }
         }
         u.email = self.email.clone();
         u.given_name = self.given_name.clone();
@@ -197,6 +202,7 @@ fn store_new_user(
         reset_link: None,
         passkeys_only: false,
         email_check: None,
+        reset_mailed: false,
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;
@@ -304,6 +310,7 @@ pub(super) fn passwd(
     let u = modify_user(store, &username, |u| {
         u.password_hash = hash.clone();
         u.must_change_password = temporary;
+        u.invitation = None;
         u.reset_link = None;
         // Browsers trusted to skip the second factor were trusted under the old
         // password: someone who had it may have made one.
@@ -328,6 +335,7 @@ pub(super) fn reset_link(
     let secret = crate::clock::random_token();
     let u = modify_user(store, &username, |u| {
         u.reset_link = Some((crate::keys::token_hash(&secret), now + RESET_LINK_TTL));
+        u.reset_mailed = false;
         Ok(())
     })?;
     let token = format!("{}.{secret}", u.id);

@@ -185,6 +185,10 @@ struct RawClient {
     require_par: bool,
     #[serde(default)]
     refresh_requires_session: bool,
+    #[serde(default)]
+    refresh_grace_secs: i64,
+    #[serde(default)]
+    groups_filter: Vec<String>,
 }
 
 /// How the listener speaks: its own self-signed certificate, the administrator's files, or
@@ -628,6 +632,8 @@ fn declared_client(rc: RawClient) -> Result<Client, String> {
         jwks_uri: rc.jwks_uri,
         require_par: rc.require_par,
         refresh_requires_session: rc.refresh_requires_session,
+        refresh_grace_secs: rc.refresh_grace_secs,
+        groups_filter: rc.groups_filter,
     };
     let mut client = build_client(rc.client_id, spec, 0)?;
     match (client.token_endpoint_auth_method, rc.jwt_secret) {

@@ -160,7 +160,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let post = req.method == Method::POST;
     match req.path.as_str() {
         "/account" if get => page(app, req, &s, None, StatusCode::OK, now),
-        "/account/profile" if post => profile(app, req, &s, &form, now),
+        "/account/profile" if post => profile(app, req, &s, &form, now).await,
         "/account/password" if post => password(app, req, &s, &form, now).await,
         "/account/2fa" if get => enrol_page(app, req, &s, None, now),
         "/account/2fa" if post => enrol_submit(app, req, &s, &form, now).await,
@@ -276,7 +276,7 @@ fn field(form: &Params, name: &str) -> Option<String> {
     form.get_lenient(name).map(str::to_string)
 }
 
-fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+async fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
     let new = crate::admin::NewUser {
         username: s.user.username.clone(),
         email: field(form, "email").unwrap_or_default(),
@@ -296,6 +296,26 @@ fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> 
         Ok(p) => p,
         Err(e) => return page(app, req, s, Some(&e.message), StatusCode::BAD_REQUEST, now),
     };
+    // The address is where password resets go: changing it needs a recent sign-in or the
+    // password (a stolen session cookie alone must not redirect them), and its link counts
+    // against the account's mail allowance.
+    let moving = p.email != s.user.email;
+    if moving && !fresh(app, s, now) {
+        if let Err(r) = confirm_password(app, req, s, form, now).await {
+            return r;
+        }
+    }
+    if moving && app.mailer.is_some() {
+        let account = crate::signin::throttle::Who::Account(&s.user.id);
+        if let Err(refused) = app.mail_throttle.check(account, req.now_ms) {
+            let msg = format!(
+                "Your address changed a moment ago. Wait {} before changing it again.",
+                refused.wait_text()
+            );
+            return page(app, req, s, Some(&msg), StatusCode::TOO_MANY_REQUESTS, now);
+        }
+        app.mail_throttle.failure(account, req.now_ms);
+    }
     let changed = signin::modify_user(app, &s.user.id, |u| {
         p.apply_contact(u, now);
         true

@@ -66,6 +66,8 @@ pub struct App {
     pub cert_expiry: Arc<std::sync::atomic::AtomicI64>,
     /// Connections Latchkey opens itself (back-channel logout).
     pub outbound: Arc<crate::outbound::Outbound>,
+    /// Refresh answers kept for clients with a grace period (issue 17).
+    pub refresh_grace: Arc<super::grace::RefreshGrace>,
     /// The SMTP client of `[mail]` (`None` without mail: no page offers it).
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// Wakes the mail worker when a mail is queued.
@@ -142,8 +144,9 @@ impl App {
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
             outbound: Arc::new(crate::outbound::Outbound::new()),
             mailer: mailer(&config),
+            refresh_grace: Default::default(),
             mail_wake: Default::default(),
-            mail_throttle: Arc::new(Throttle::new(&config.login)),
+            mail_throttle: Arc::new(Throttle::for_mail(&config.login)),
             metrics: Default::default(),
             cert_expiry: Default::default(),
             pushed: Default::default(),
@@ -195,6 +198,7 @@ impl App {
             cert_expiry: self.cert_expiry.clone(),
             outbound: self.outbound.clone(),
             mailer,
+            refresh_grace: self.refresh_grace.clone(),
             mail_wake: self.mail_wake.clone(),
             mail_throttle: self.mail_throttle.clone(),
             macs: self.macs.clone(),

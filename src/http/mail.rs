@@ -60,11 +60,13 @@ fn named(app: &App, name: &str) -> Result<Option<User>, Fail> {
     if !name.contains('@') {
         return Ok(None);
     }
+    // Only a verified address names an account: anyone may type someone else's address
+    // into their own profile.
     let mut found = app
         .store
         .users()?
         .into_iter()
-        .filter(|u| u.email.eq_ignore_ascii_case(name));
+        .filter(|u| u.email_verified && u.email.eq_ignore_ascii_case(name));
     Ok(match (found.next(), found.next()) {
         (Some(u), None) => Some(u),
         _ => None,
@@ -102,7 +104,11 @@ pub(super) fn request_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .take(MAX_NAME)
         .collect();
     let user = match named(app, &name) {
-        Ok(u) => u.filter(|u| !u.disabled && !u.email.is_empty()),
+        // Not for accounts without a password yet (invited) or with passkeys only: their
+        // way in is the invitation or their administrator.
+        Ok(u) => u.filter(|u| {
+            !u.disabled && !u.email.is_empty() && !u.password_hash.is_empty() && !u.passkeys_only
+        }),
         Err(f) => return app.fail_page(f),
     };
     if let Some(u) = user {

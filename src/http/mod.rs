@@ -11,6 +11,7 @@ mod browser;
 mod device;
 mod errors;
 pub mod framing;
+mod grace;
 pub mod head;
 pub mod interaction;
 mod introspection;

@@ -358,6 +358,10 @@ fn refresh(
 ) -> Result<TokenResponse, EndpointError> {
     let request = grant::refresh_request(form)?;
     let hash = crate::keys::token_hash(request.token);
+    // Within the client's grace period, the same token again gets the same answer.
+    if let Some(answer) = again(app, req, client, &hash, false, now)? {
+        return Ok(answer);
+    }
     let token = app.store.refresh_token(&hash)?;
     let grant = match &token {
         Some(t) => app.store.grant(&t.grant_id)?,
@@ -380,8 +384,17 @@ fn refresh(
         session_alive,
         user: user.as_ref(),
     };
-    let plan = grant::decide_refresh(&facts, &app.config.lifetimes, now)
-        .map_err(|r| refused(app, req, r, now))?;
+    let plan = match grant::decide_refresh(&facts, &app.config.lifetimes, now) {
+        Ok(p) => p,
+        // The other process's refresh may have just rotated it: its answer, if kept.
+        Err(Refusal::Replay(r)) => {
+            if let Some(answer) = again(app, req, client, &hash, true, now)? {
+                return Ok(answer);
+            }
+            return Err(refused(app, req, Refusal::Replay(r), now));
+        }
+        Err(r) => return Err(refused(app, req, r, now)),
+    };
     let signed = issue::sign(app, &plan, &Draws::draw(), now)?;
     let Some((_, new_hash, successor)) = &signed.records.refresh else {
         return Err(Fail::Internal("a refresh plan without a successor".into()).into());
@@ -395,6 +408,9 @@ fn refresh(
     )? {
         Consumed::Fresh(_) => {}
         Consumed::Replayed(r) => {
+            if let Some(answer) = again(app, req, client, &hash, true, now)? {
+                return Ok(answer);
+            }
             return Err(refused(
                 app,
                 req,
@@ -410,7 +426,64 @@ fn refresh(
         }
     }
     tallied_audit(app, req, &plan, "refresh_token");
-    Ok(signed.response())
+    let grant_id = successor.grant_id.clone();
+    let response = signed.response();
+    app.refresh_grace.keep(
+        &hash,
+        &client.client_id,
+        &grant_id,
+        &response,
+        client.refresh_grace_secs,
+        now,
+    );
+    Ok(response)
+}
+
+/// The answer kept for a refresh token used again within the client's grace period,
+/// while its grant lives. `settle`: the token was just found used, perhaps by a request
+/// that rotated it a moment ago and is about to keep its answer, so wait for it briefly
+/// (at most 100 ms, only on this path of a client with a grace period).
+fn again(
+    app: &App,
+    req: &Req,
+    client: &Client,
+    hash: &str,
+    settle: bool,
+    now: i64,
+) -> Result<Option<TokenResponse>, Fail> {
+    if client.refresh_grace_secs <= 0 {
+        return Ok(None);
+    }
+    let tries = if settle { 20 } else { 1 };
+    for i in 0..tries {
+        if let Some((grant_id, answer)) = app.refresh_grace.again(hash, &client.client_id, now) {
+            if !grant_lives(app, &grant_id)? {
+                return Ok(None);
+            }
+            app.audit(
+                "token.refresh_again",
+                None,
+                Some(&client.client_id),
+                Some(req.peer),
+                "within the grace period",
+                now,
+            );
+            return Ok(Some(answer));
+        }
+        if i + 1 < tries {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a grant is still good: not revoked (logout, revocation, a password change),
+/// its user still there and enabled.
+fn grant_lives(app: &App, grant_id: &str) -> Result<bool, Fail> {
+    let Some(g) = app.store.grant(grant_id)?.filter(|g| !g.revoked) else {
+        return Ok(false);
+    };
+    Ok(app.store.user(&g.user_id)?.is_some_and(|u| !u.disabled))
 }
 
 fn client_credentials(

@@ -66,10 +66,16 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
     }
     // Claims asked for individually, as the grant keeps them: narrowed to the client's
     // scopes when the grant started and again at each refresh.
+    // The client as it is now decides which groups it sees.
+    let client = app.client(&live.client_id).ok().flatten();
+    let filter = client
+        .as_ref()
+        .map_or(&[][..], |c| c.groups_filter.as_slice());
     Ok(Value::Object(claims::userinfo(
         &user,
         &live.scopes,
         &live.userinfo_claims,
+        filter,
     )))
 }
 

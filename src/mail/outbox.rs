@@ -33,6 +33,7 @@ pub fn next_step(attempts: u32, created_at: i64, now: i64, base: i64) -> Option<
 /// A new mail for `user`, due at once.
 pub fn new_mail(kind: MailKind, user: &User, now: i64) -> OutboxMail {
     OutboxMail {
+        id: crate::clock::random_id(),
         kind,
         user_id: user.id.clone(),
         to: user.email.clone(),
@@ -63,6 +64,10 @@ fn still_wanted(m: &OutboxMail, user: Option<&User>, now: i64) -> Result<(), &'s
     }
     match m.kind {
         MailKind::Reset if u.disabled => Err("the account is disabled"),
+        // An invited account has no password to reset (its invitation is the way in), and
+        // a passkeys-only account's way back is its administrator.
+        MailKind::Reset if u.password_hash.is_empty() => Err("the account has no password yet"),
+        MailKind::Reset if u.passkeys_only => Err("the account signs in with passkeys only"),
         MailKind::Invitation => match &u.invitation {
             Some((_, until, _)) if *until > now => Ok(()),
             _ => Err("the invitation was accepted, revoked or has expired"),
@@ -105,7 +110,10 @@ pub fn deliver(
             return false;
         }
         match m.kind {
-            MailKind::Reset => u.reset_link = Some((hash.clone(), now + RESET_TTL)),
+            MailKind::Reset => {
+                u.reset_link = Some((hash.clone(), now + RESET_TTL));
+                u.reset_mailed = true;
+            }
             MailKind::Invitation => {
                 if let Some(inv) = &mut u.invitation {
                     inv.0 = hash.clone();
@@ -174,11 +182,11 @@ pub fn record(
     let what = format!("{} to {}", m.kind.as_str(), m.to);
     Ok(match outcome {
         Outcome::Sent(answer) => {
-            store.delete_mail(&m.key())?;
+            store.delete_mail(&m.key(), Some(&m.id))?;
             event("mail.sent", format!("{what}: {answer}"))
         }
         Outcome::Dropped(why) => {
-            store.delete_mail(&m.key())?;
+            store.delete_mail(&m.key(), Some(&m.id))?;
             event("mail.dropped", format!("{what}: {why}"))
         }
         Outcome::Failed(e) => {
@@ -258,6 +266,7 @@ mod tests {
             id: "u1".into(),
             username: "alice".into(),
             email: "alice@example.com".into(),
+            password_hash: "$argon2id$…".into(),
             ..User::default()
         }
     }
@@ -267,6 +276,22 @@ mod tests {
         let u = user();
         let reset = new_mail(MailKind::Reset, &u, NOW);
         assert_eq!(still_wanted(&reset, Some(&u), NOW), Ok(()));
+        let invited = User {
+            password_hash: String::new(),
+            ..user()
+        };
+        assert!(
+            still_wanted(&reset, Some(&invited), NOW).is_err(),
+            "no password yet"
+        );
+        let keyed = User {
+            passkeys_only: true,
+            ..user()
+        };
+        assert!(
+            still_wanted(&reset, Some(&keyed), NOW).is_err(),
+            "passkeys only"
+        );
         assert!(still_wanted(&reset, None, NOW).is_err());
         let moved = User {
             email: "new@example.com".into(),

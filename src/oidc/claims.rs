@@ -21,6 +21,30 @@ pub struct AuthFacts<'a> {
     pub now: i64,
     /// Claims the `claims` parameter asked for in the ID token.
     pub id_token_claims: &'a [String],
+    /// The client's `groups_filter` (empty: every group).
+    pub groups_filter: &'a [String],
+}
+
+/// The groups a client sees (SPEC §14): those matching one of `filter`'s names or
+/// `prefix*` patterns; every group when the filter is empty.
+pub fn visible_groups(groups: &[String], filter: &[String]) -> Vec<String> {
+    if filter.is_empty() {
+        return groups.to_vec();
+    }
+    let shown = |g: &String| {
+        filter.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => g.starts_with(prefix),
+            None => g == p,
+        })
+    };
+    groups.iter().filter(|g| shown(g)).cloned().collect()
+}
+
+/// Narrows a `groups` claim in `m` to what the client sees.
+fn filter_groups(m: &mut Map<String, Value>, user: &User, filter: &[String]) {
+    if let Some(g) = m.get_mut("groups") {
+        *g = json!(visible_groups(&user.groups, filter));
+    }
 }
 
 /// The `claims` request parameter, as kept with codes and refresh tokens (a stored
@@ -233,6 +257,7 @@ pub fn id_token(
     for (k, v) in requested_claims(f.user, f.id_token_claims) {
         m.insert(k, v);
     }
+    filter_groups(&mut m, f.user, f.groups_filter);
     m
 }
 
@@ -284,7 +309,13 @@ fn access_token_base(
 
 /// OIDC Core §5.3.2 UserInfo response: the claims of the granted scopes plus those asked
 /// for individually with the `claims` parameter.
-pub fn userinfo(user: &User, scopes: &[String], requested: &[String]) -> Map<String, Value> {
+/// `groups_filter` is the client's (empty: every group).
+pub fn userinfo(
+    user: &User,
+    scopes: &[String],
+    requested: &[String],
+    groups_filter: &[String],
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("sub".into(), json!(user.id));
     for (k, v) in scope_claims(user, scopes) {
@@ -293,6 +324,7 @@ pub fn userinfo(user: &User, scopes: &[String], requested: &[String]) -> Map<Str
     for (k, v) in requested_claims(user, requested) {
         m.insert(k, v);
     }
+    filter_groups(&mut m, user, groups_filter);
     m
 }
 
@@ -353,6 +385,7 @@ mod tests {
             passkeys_only: false,
             invitation: None,
             email_check: None,
+            reset_mailed: false,
         }
     }
 
@@ -371,7 +404,7 @@ mod tests {
             "unknown and unregistered claims are dropped"
         );
         assert_eq!(allowed.scopes(), vec!["profile"]);
-        let m = userinfo(&user(), &s(&["openid"]), &allowed.userinfo);
+        let m = userinfo(&user(), &s(&["openid"]), &allowed.userinfo, &[]);
         assert_eq!(m["name"], "Alice Liddell");
         assert!(m.get("email").is_none());
         for bad in [
@@ -399,9 +432,31 @@ mod tests {
 
     #[test]
     fn openid_alone_releases_nothing_but_sub() {
-        let m = userinfo(&user(), &s(&["openid"]), &[]);
+        let m = userinfo(&user(), &s(&["openid"]), &[], &[]);
         assert_eq!(m.len(), 1);
         assert_eq!(m["sub"], "sub-1");
+    }
+
+    #[test]
+    fn a_client_sees_only_the_groups_of_its_filter() {
+        let groups = s(&["grafana-admin", "grafana-viewer", "staff", "vpn"]);
+        assert_eq!(
+            visible_groups(&groups, &[]),
+            groups,
+            "no filter: every group"
+        );
+        assert_eq!(
+            visible_groups(&groups, &s(&["grafana-*", "vpn"])),
+            s(&["grafana-admin", "grafana-viewer", "vpn"])
+        );
+        assert!(visible_groups(&groups, &s(&["nothing"])).is_empty());
+        let mut u = user();
+        u.groups = groups.clone();
+        let m = userinfo(&u, &s(&["openid", "groups"]), &[], &s(&["staff"]));
+        assert_eq!(m["groups"], json!(["staff"]));
+        // Asked for individually with the claims parameter: filtered the same way.
+        let m = userinfo(&u, &s(&["openid"]), &s(&["groups"]), &s(&["vpn"]));
+        assert_eq!(m["groups"], json!(["vpn"]));
     }
 
     #[test]
@@ -409,6 +464,7 @@ mod tests {
         let m = userinfo(
             &user(),
             &s(&["openid", "profile", "email", "phone", "address", "groups"]),
+            &[],
             &[],
         );
         assert_eq!(m["name"], "Alice Liddell");
@@ -452,6 +508,7 @@ mod tests {
             sid: "sid",
             now: 100,
             id_token_claims: &[],
+            groups_filter: &[],
         };
         let m = id_token(&f, 900, Some("n"), Some("h"));
         for k in [

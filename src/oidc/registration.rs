@@ -30,6 +30,26 @@ pub struct ClientSpec {
     pub require_par: bool,
     #[serde(default)]
     pub refresh_requires_session: bool,
+    #[serde(default)]
+    pub refresh_grace_secs: i64,
+    #[serde(default)]
+    pub groups_filter: Vec<String>,
+}
+
+/// The longest refresh grace period a client may have (issue 17).
+pub const MAX_REFRESH_GRACE: i64 = 60;
+
+/// A `groups_filter` entry: a group name, or a prefix of one followed by `*`.
+pub fn valid_groups_pattern(p: &str) -> bool {
+    match p.strip_suffix('*') {
+        Some(prefix) => {
+            !prefix.is_empty()
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }
+        None => valid_group_name(p),
+    }
 }
 
 /// Grant types this version implements for registered clients.
@@ -238,6 +258,16 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         }
     }
 
+    if !(0..=MAX_REFRESH_GRACE).contains(&spec.refresh_grace_secs) {
+        return Err(format!(
+            "refresh_grace_secs: between 0 and {MAX_REFRESH_GRACE}"
+        ));
+    }
+    if let Some(bad) = spec.groups_filter.iter().find(|p| !valid_groups_pattern(p)) {
+        return Err(format!(
+            "groups_filter: {bad:?} is not a group name or a prefix ending in *"
+        ));
+    }
     Ok(Client {
         client_id,
         name,
@@ -262,6 +292,8 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         jwt_secret: None,
         require_par: spec.require_par,
         refresh_requires_session: spec.refresh_requires_session,
+        refresh_grace_secs: spec.refresh_grace_secs,
+        groups_filter: spec.groups_filter,
         declared: false,
         created_at: now,
     })

@@ -412,11 +412,15 @@ pub fn reset_link_ok(user: &User, secret_hash: &str, now: i64) -> bool {
 /// to `user` and the invitation still stands (SPEC §12).
 pub fn invitation_ok(user: &User, secret_hash: &str, now: i64) -> bool {
     !user.disabled
-        && user.invitation.as_ref().is_some_and(|(hash, expires, _)| {
-            !hash.is_empty()
-                && *expires > now
-                && crate::keys::ct_eq(secret_hash.as_bytes(), hash.as_bytes())
-        })
+        && user
+            .invitation
+            .as_ref()
+            .is_some_and(|(hash, expires, address)| {
+                !hash.is_empty()
+                    && *expires > now
+                    && *address == user.email
+                    && crate::keys::ct_eq(secret_hash.as_bytes(), hash.as_bytes())
+            })
 }
 
 /// Whether an address-check link's token proves the address `user` has now.

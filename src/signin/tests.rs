@@ -331,6 +331,9 @@ fn invitation_and_address_links_hold_only_while_they_should() {
     assert!(invitation_ok(&u, &hash, NOW));
     assert!(!invitation_ok(&u, &crate::keys::token_hash("other"), NOW));
     assert!(!invitation_ok(&u, &hash, NOW + 10), "expired");
+    u.email = "corrected@example.com".into();
+    assert!(!invitation_ok(&u, &hash, NOW), "mailed to another address");
+    u.email = "a@example.com".into();
     u.disabled = true;
     assert!(!invitation_ok(&u, &hash, NOW), "disabled");
     u.disabled = false;

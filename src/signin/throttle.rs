@@ -247,6 +247,24 @@ impl Throttle {
         Throttle::with(key, addr, known, MAX_ENTRIES)
     }
 
+    /// Mail asked for without signing in (SPEC §12): per account three, then one after
+    /// 10 minutes, doubling up to six hours (about ten a day at most: nobody can flood an
+    /// inbox); per address as for passwords.
+    pub fn for_mail(limits: &LoginLimits) -> Throttle {
+        let key = Schedule {
+            free: 3,
+            base: 10 * 60 * SECOND,
+            cap: 6 * 3600 * SECOND,
+            forget: 24 * 3600 * SECOND,
+        };
+        let t = Throttle::new(limits);
+        let (addr, known) = {
+            let s = t.lock();
+            (s.addrs.schedule, s.known.schedule)
+        };
+        Throttle::with(key, addr, known, MAX_ENTRIES)
+    }
+
     fn with(key: Schedule, addr: Schedule, known: Schedule, max: usize) -> Throttle {
         Throttle {
             state: Mutex::new(Tables {

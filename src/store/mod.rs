@@ -344,9 +344,12 @@ pub trait Upkeep: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Queues `m`, replacing a waiting mail of the same user and kind.
     fn queue_mail(&self, m: &OutboxMail) -> Result<()>;
-    /// Saves an attempt's outcome; `false` when the mail is no longer queued.
+    /// Saves an attempt's outcome on the mail with `m`'s key and id; `false` when that
+    /// mail is no longer queued (sent, dropped or replaced by a newer request).
     fn update_mail(&self, m: &OutboxMail) -> Result<bool>;
-    fn delete_mail(&self, key: &str) -> Result<bool>;
+    /// Removes the mail with this key (and this id, when given).
+    fn delete_mail(&self, key: &str, id: Option<&str>) -> Result<bool>;
+    fn mail(&self, key: &str) -> Result<Option<OutboxMail>>;
     /// Every queued or failed mail, oldest first.
     fn outbox(&self) -> Result<Vec<OutboxMail>>;
 }

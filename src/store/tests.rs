@@ -30,6 +30,7 @@ fn user(id: &str, name: &str) -> User {
         passkeys_only: false,
         invitation: None,
         email_check: None,
+        reset_mailed: false,
     }
 }
 

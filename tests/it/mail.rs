@@ -101,7 +101,13 @@ async fn a_forgotten_password_is_reset_by_mail_once() {
         .login("/login", "alice", "a fresh passphrase, mailed")
         .await;
     assert_eq!(signed.location(), "/account");
-    // By address as well as by username.
+    // By address as well as by username, once the address is verified (anyone may type
+    // someone else's address into their own profile).
+    ask("ALICE@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.mails().len(), 1, "an unverified address names nobody");
+    let vouched = server.cli(&["user", "update", "alice", "--email-verified"], None);
+    assert_eq!(vouched.code, 0, "{}", vouched.stderr);
     ask("ALICE@example.com").await;
     smtp.wait_for(2, WAIT).await;
     let audit = server.cli(&["audit", "--json"], None).stdout;
@@ -378,4 +384,44 @@ async fn admin_pages_invite_show_the_outbox_and_withdraw() {
     .await;
     assert_eq!(withdrawn.location(), user_page);
     assert_eq!(server.browser().get(&path).await.status, 404, "withdrawn");
+}
+
+/// No self-service reset mail for an invited account (its invitation is the way in, and a
+/// withdrawn one must stay withdrawn) or a passkeys-only one (its administrator is).
+#[tokio::test]
+async fn no_reset_mail_for_invited_or_passkeys_only_accounts() {
+    let dir = TempDir::new();
+    let smtp = Smtp::start(&dir.0, free_port(), None);
+    let server = Server::new(&mail_config(smtp.port, "")).start().await;
+    let invited = server.cli(
+        &["user", "invite", "ivy", "--email", "ivy@example.test"],
+        None,
+    );
+    assert_eq!(invited.code, 0, "{}", invited.stderr);
+    smtp.wait_for(1, WAIT).await;
+    let revoked = server.cli(&["user", "invite", "ivy", "--revoke"], None);
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    server.add_user("pat", &[]);
+    assert_eq!(
+        server.cli(&["user", "require-passkeys", "pat"], None).code,
+        0
+    );
+    for who in ["ivy", "pat"] {
+        let mut b = server.browser();
+        let page = b.get("/reset").await;
+        let r = b
+            .post_form(
+                "/reset",
+                &[("csrf", &page.input("csrf").unwrap()), ("username", who)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "the same answer: {}", r.body);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        smtp.mails().len(),
+        1,
+        "only the invitation: {:?}",
+        smtp.mails()
+    );
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod apps;
 mod backup;
 mod browser;
 mod cli;

@@ -74,25 +74,27 @@ impl Ctx<'_> {
         let app = self.app.clone();
         let actor = self.s.user.username.clone();
         let (ip, now) = (self.req.peer, self.now);
-        self.app
-            .pool
-            .run(move || {
-                crate::admin::execute_from(
-                    app.store.as_ref(),
-                    &app.config,
-                    cmd,
-                    &actor,
-                    Some(ip),
-                    now,
-                )
+        // A command that mails waits for the mail server (up to a minute): on a blocking
+        // thread of its own, never on the password-hashing pool that sign-ins need.
+        let mails = matches!(
+            cmd,
+            Command::UserInvite { .. } | Command::UserInviteResend { .. }
+        );
+        let work = move || {
+            crate::admin::execute_from(app.store.as_ref(), &app.config, cmd, &actor, Some(ip), now)
+        };
+        let busy = || {
+            Err(AdminError {
+                message: "The server is busy. Try again in a moment.".into(),
+                exit_code: 1,
             })
-            .await
-            .unwrap_or_else(|_| {
-                Err(AdminError {
-                    message: "The server is busy. Try again in a moment.".into(),
-                    exit_code: 1,
-                })
-            })
+        };
+        if mails {
+            return tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or_else(|_| busy());
+        }
+        self.app.pool.run(work).await.unwrap_or_else(|_| busy())
     }
 
     /// Whether the password was confirmed recently enough for a sensitive action.

@@ -135,6 +135,10 @@ pub(in crate::http) async fn set_password(
         u.password_hash = hash.clone();
         u.must_change_password = false;
         u.reset_link = None;
+        u.reset_mailed = false;
+        // A password chosen any way ends a pending invitation: its link cannot set
+        // another later.
+        u.invitation = None;
         u.mfa.devices.clear();
         u.mfa.pending_secret = None;
         u.updated_at = now;
@@ -154,10 +158,15 @@ pub(in crate::http) async fn set_password(
 fn render_reset(
     app: &App,
     req: &Req,
-    token: &str,
+    (token, mailed): (&str, bool),
     error: Option<&str>,
     status: StatusCode,
 ) -> Resp {
+    let lead = if mailed {
+        "Choose your new password. The link works once."
+    } else {
+        "Your administrator made this link for you. It works once."
+    };
     app.form_page(
         req,
         "new_password.html",
@@ -166,7 +175,7 @@ fn render_reset(
             "error": error,
             "action": "/reset",
             "token": token,
-            "lead": "Your administrator made this link for you. It works once.",
+            "lead": lead,
         }),
         status,
     )
@@ -228,7 +237,7 @@ pub(in crate::http) fn reset_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let q = req.query_params();
     let token = q.get_lenient("token").unwrap_or("");
     match reset_attempt(app, req, token, now) {
-        Ok(_) => render_reset(app, req, token, None, StatusCode::OK),
+        Ok(u) => render_reset(app, req, (token, u.reset_mailed), None, StatusCode::OK),
         Err(page) => page,
     }
 }
@@ -240,17 +249,21 @@ pub(in crate::http) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -
         Ok(u) => u,
         Err(page) => return page,
     };
+    let mailed = user.reset_mailed;
     if !req.is_form() || !app.csrf_ok(req, &form) {
         return render_reset(
             app,
             req,
-            &token,
+            (&token, mailed),
             Some("The form expired. Please try again."),
             StatusCode::BAD_REQUEST,
         );
     }
     let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
     let again = form.get_lenient("password2").unwrap_or("");
+    // A link an administrator made stands for their word; one mailed on request proves
+    // only the mailbox, so the person's second factor (or passkey rule) applies in full.
+    let from_administrator = !mailed;
     let link = user.reset_link.as_ref().map(|(h, _)| h.clone());
     let link = link.as_deref().map(Link::Reset);
     match set_password(app, &user.id, new, again, None, link, now).await {
@@ -266,11 +279,15 @@ pub(in crate::http) async fn reset_submit(app: &Arc<App>, req: &Req, now: i64) -
             // The password was just given: the sign-in goes on from there (a second
             // factor when the user has one), then offers to add a passkey.
             let target = super::passkey_offer(app, super::Target::default());
-            after_password(app, req, &user, target, true, now)
+            after_password(app, req, &user, target, from_administrator, now)
         }
-        Err(PasswordError::Input(m)) => {
-            render_reset(app, req, &token, Some(&m), StatusCode::BAD_REQUEST)
-        }
+        Err(PasswordError::Input(m)) => render_reset(
+            app,
+            req,
+            (&token, mailed),
+            Some(&m),
+            StatusCode::BAD_REQUEST,
+        ),
         Err(PasswordError::Fail(f)) => app.fail_page(f),
     }
 }

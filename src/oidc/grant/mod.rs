@@ -237,6 +237,7 @@ impl Plan<'_> {
                 .as_ref()
                 .map(|c| c.id_token.as_slice())
                 .unwrap_or(&[]),
+            groups_filter: &self.client.groups_filter,
         })
     }
 
@@ -402,7 +403,7 @@ pub fn access_standing<'a>(f: &AccessFacts<'a>) -> Result<Option<&'a User>, &'st
 }
 
 /// RFC 6749 §5.1 successful response.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,

@@ -11,17 +11,33 @@ impl Outbox for RedbStore {
         let key = m.key();
         let value = encode(m)?;
         self.write(true, |tx| {
-            let mut t = tx.open_table(OUTBOX).map_err(backend)?;
-            if t.get(key.as_str()).map_err(backend)?.is_none() {
+            let same = tx_get::<OutboxMail>(tx, OUTBOX, &key)?.is_some_and(|old| old.id == m.id);
+            if !same {
                 return Ok(false);
             }
+            let mut t = tx.open_table(OUTBOX).map_err(backend)?;
             t.insert(key.as_str(), value.as_slice()).map_err(backend)?;
             Ok(true)
         })
     }
 
-    fn delete_mail(&self, key: &str) -> Result<bool> {
-        self.remove(OUTBOX, key, true)
+    fn delete_mail(&self, key: &str, id: Option<&str>) -> Result<bool> {
+        let Some(id) = id else {
+            return self.remove(OUTBOX, key, true);
+        };
+        self.write(true, |tx| {
+            let same = tx_get::<OutboxMail>(tx, OUTBOX, key)?.is_some_and(|old| old.id == id);
+            if !same {
+                return Ok(false);
+            }
+            let mut t = tx.open_table(OUTBOX).map_err(backend)?;
+            t.remove(key).map_err(backend)?;
+            Ok(true)
+        })
+    }
+
+    fn mail(&self, key: &str) -> Result<Option<OutboxMail>> {
+        self.get(OUTBOX, key)
     }
 
     fn outbox(&self) -> Result<Vec<OutboxMail>> {

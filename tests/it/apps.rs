@@ -1,0 +1,185 @@
+//! Issue 17 for applications: the groups a client sees (`--groups-filter`), and the
+//! forgiving refresh of clients that refresh from two processes at once
+//! (`--refresh-grace-secs`).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The `groups` claim of a fresh ID token and of UserInfo for `user` at `client`.
+async fn groups_seen(server: &Server, client: &(String, String), user: &str) -> (Value, Value) {
+    let mut b = server.browser();
+    let (verifier, challenge) = pkce();
+    let start = b
+        .get(&authorize_url(
+            &client.0,
+            &format!(
+                "&scope=openid%20groups&code_challenge={challenge}&code_challenge_method=S256"
+            ),
+        ))
+        .await;
+    let callback = b.drive_to_callback(start, user).await;
+    let tokens = b
+        .redeem(&callback, Some(&verifier), &basic(&client.0, &client.1))
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let t = tokens.json();
+    let jwks = b.get("/api/v1/oauth/discovery/keys").await.json();
+    let (_, claims) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks);
+    let info = b
+        .get_with(
+            "/api/v1/oauth/userinfo",
+            &[(
+                "authorization",
+                &format!("Bearer {}", t["access_token"].as_str().unwrap()),
+            )],
+        )
+        .await
+        .json();
+    (claims["groups"].clone(), info["groups"].clone())
+}
+
+#[tokio::test]
+async fn each_client_sees_only_the_groups_chosen_for_it() {
+    let server = Server::new("").start().await;
+    server.add_user(
+        "gus",
+        &[
+            "--group",
+            "grafana-admin",
+            "--group",
+            "staff",
+            "--group",
+            "vpn",
+        ],
+    );
+    let scopes = ["--scope", "openid", "--scope", "groups", "--skip-consent"];
+    let every = server.add_client(&scopes);
+    let mut filtered_args = scopes.to_vec();
+    filtered_args.extend(["--groups-filter", "grafana-*", "--groups-filter", "vpn"]);
+    let filtered = server.add_client(&filtered_args);
+    let all = json!(["grafana-admin", "staff", "vpn"]);
+    assert_eq!(
+        groups_seen(&server, &every, "gus").await,
+        (all.clone(), all)
+    );
+    let some = json!(["grafana-admin", "vpn"]);
+    assert_eq!(
+        groups_seen(&server, &filtered, "gus").await,
+        (some.clone(), some)
+    );
+    // Changed later: the next tokens and UserInfo follow.
+    let out = server.cli(
+        &["client", "update", &filtered.0, "--groups-filter", "staff"],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let staff = json!(["staff"]);
+    assert_eq!(
+        groups_seen(&server, &filtered, "gus").await,
+        (staff.clone(), staff)
+    );
+    // A bad pattern is refused and names the field.
+    let bad = server.cli(
+        &["client", "update", &filtered.0, "--groups-filter", "a*b"],
+        None,
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("groups_filter"), "{}", bad.stderr);
+}
+
+/// A client with offline access and no consent page, with `extra` options.
+fn offline_client(server: &Server, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+        "--skip-consent",
+    ];
+    args.extend_from_slice(extra);
+    server.add_client(&args)
+}
+
+/// The refresh token of a fresh code flow for `user` at `client`.
+async fn refresh_token_of(server: &Server, client: &(String, String), user: &str) -> String {
+    let t = server
+        .browser()
+        .sign_in_for_tokens(&client.0, &basic(&client.0, &client.1), user)
+        .await
+        .json();
+    t["refresh_token"].as_str().unwrap().to_string()
+}
+
+async fn refresh(server: &Server, client: &(String, String), token: &str) -> Resp {
+    server
+        .browser()
+        .refresh(token, &basic(&client.0, &client.1))
+        .await
+}
+
+#[tokio::test]
+async fn a_refresh_token_used_twice_within_the_grace_period_gets_the_same_answer() {
+    let server = Server::new("").start().await;
+    server.add_user("rita", &[]);
+    let grace = offline_client(&server, &["--refresh-grace-secs", "2"]);
+    let rt = refresh_token_of(&server, &grace, "rita").await;
+
+    // Two processes refresh with the same token at once: both get the same successor.
+    let (a, b2) = tokio::join!(refresh(&server, &grace, &rt), refresh(&server, &grace, &rt));
+    assert_eq!(
+        (a.status, b2.status),
+        (200, 200),
+        "{} / {}",
+        a.body,
+        b2.body
+    );
+    let successor = a.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(b2.json()["refresh_token"], a.json()["refresh_token"]);
+    assert_ne!(successor, rt);
+    // Another client presenting it is refused (and that is a replay of the grant).
+    let other = server.add_client(&["--scope", "openid", "--scope", "offline_access"]);
+    assert_eq!(refresh(&server, &other, &rt).await.status, 400);
+
+    // Outside the period, reuse detection as always: the grant ends.
+    let grace2 = offline_client(&server, &["--refresh-grace-secs", "1"]);
+    let rt = refresh_token_of(&server, &grace2, "rita").await;
+    let next = refresh(&server, &grace2, &rt).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    let successor = next.json()["refresh_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let late = refresh(&server, &grace2, &rt).await;
+    assert_eq!(late.status, 400, "{}", late.body);
+    assert_eq!(late.json()["error"], "invalid_grant");
+    assert_eq!(
+        refresh(&server, &grace2, &successor).await.status,
+        400,
+        "the replay ended the grant"
+    );
+    // Without a grace period (the default), the second use at once is a replay.
+    let strict = offline_client(&server, &[]);
+    let rt = refresh_token_of(&server, &strict, "rita").await;
+    assert_eq!(refresh(&server, &strict, &rt).await.status, 200);
+    assert_eq!(refresh(&server, &strict, &rt).await.status, 400);
+    let too_long = server.cli(
+        &[
+            "client",
+            "add",
+            "--name",
+            "x",
+            "--redirect-uri",
+            CALLBACK,
+            "--refresh-grace-secs",
+            "61",
+        ],
+        None,
+    );
+    assert_eq!(too_long.code, 2, "{}", too_long.stderr);
+    assert!(
+        too_long.stderr.contains("refresh_grace_secs"),
+        "{}",
+        too_long.stderr
+    );
+}
