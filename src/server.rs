@@ -445,7 +445,14 @@ fn mail_worker(live: Current) {
                 let a = current(&live).app.clone();
                 let wait = match &a.mailer {
                     None => MAIL_POLL,
-                    Some(mailer) => send_due_mail(&a, mailer),
+                    // A bug in one pass must not stop mail for good.
+                    Some(mailer) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        send_due_mail(&a, mailer)
+                    }))
+                    .unwrap_or_else(|_| {
+                        tracing::error!("the mail pass failed; trying again shortly");
+                        MAIL_POLL
+                    }),
                 };
                 let wake = a.mail_wake.clone();
                 drop(a);

@@ -129,7 +129,7 @@ async fn a_forgotten_password_is_reset_by_mail_once() {
 async fn an_invitation_waits_for_the_mail_server_then_signs_in_to_an_application() {
     let dir = TempDir::new();
     let port = free_port();
-    let server = Server::new(&mail_config(port, "")).start().await;
+    let mut server = Server::new(&mail_config(port, "")).start().await;
     let (client_id, secret) = server.add_client(&["--skip-consent"]);
 
     // No mail server yet: the command says so and fails; the mail waits in the outbox.
@@ -170,6 +170,9 @@ async fn an_invitation_waits_for_the_mail_server_then_signs_in_to_an_application
     let mut guess = server.browser();
     assert_eq!(guess.login("/login", "bob", "").await.status, 401);
 
+    // Latchkey restarts meanwhile: the mail waits in the database, not in memory.
+    server.stop();
+    server.spawn().await;
     // The mail server comes up: the worker's retry delivers.
     let smtp = Smtp::start(&dir.0, port, None);
     let mails = smtp.wait_for(1, WAIT).await;
