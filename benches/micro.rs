@@ -40,6 +40,7 @@ fn user() -> User {
         invitation: None,
         email_check: None,
         reset_mailed: false,
+        attributes: Default::default(),
     }
 }
 

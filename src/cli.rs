@@ -23,8 +23,67 @@ pub enum Cmd {
     Backup(Backup),
     Restore(Restore),
     CheckConfig(CheckConfig),
+    Group(GroupCmd),
     Mail(MailCmd),
     Version(Version),
+}
+
+#[derive(FromArgs)]
+/// Groups: their custom attributes (SPEC §14).
+#[argh(subcommand, name = "group")]
+pub struct GroupCmd {
+    #[argh(subcommand)]
+    pub action: GroupAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum GroupAction {
+    SetAttribute(GroupSetAttribute),
+}
+
+#[derive(FromArgs)]
+/// Set a group's attribute (a string, or JSON: a number, true/false, a list), or remove
+/// it when no value is given.
+#[argh(subcommand, name = "set-attribute")]
+pub struct GroupSetAttribute {
+    /// group name
+    #[argh(positional)]
+    pub name: String,
+    /// attribute name
+    #[argh(positional)]
+    pub key: String,
+    /// the value (absent: remove the attribute)
+    #[argh(positional)]
+    pub value: Option<String>,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Set a user's attribute (a string, or JSON: a number, true/false, a list), or remove it
+/// when no value is given.
+#[argh(subcommand, name = "set-attribute")]
+pub struct UserSetAttribute {
+    /// username
+    #[argh(positional)]
+    pub name: String,
+    /// attribute name
+    #[argh(positional)]
+    pub key: String,
+    /// the value (absent: remove the attribute)
+    #[argh(positional)]
+    pub value: Option<String>,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]
@@ -147,6 +206,7 @@ pub enum UserAction {
     Add(UserAdd),
     Invite(UserInvite),
     Update(UserUpdate),
+    SetAttribute(UserSetAttribute),
     List(UserList),
     Show(UserNamed<0>),
     Passwd(UserPasswd),
@@ -483,6 +543,13 @@ pub enum ClientAction {
 /// Register an application; prints its client_id and (once) its secret.
 #[argh(subcommand, name = "add")]
 pub struct ClientAdd {
+    /// start from an application's preset (grafana, portainer, proxmox, django, synapse,
+    /// minio, vault, nextcloud, oauth2-proxy, immich, jellyfin); needs --url
+    #[argh(option)]
+    pub preset: Option<String>,
+    /// the application's URL, for --preset (its redirect URI is made from it)
+    #[argh(option)]
+    pub url: Option<String>,
     /// display name
     #[argh(option)]
     pub name: Option<String>,
@@ -551,6 +618,10 @@ pub struct ClientAdd {
     /// default: every group)
     #[argh(option)]
     pub groups_filter: Vec<String>,
+    /// a custom claim as JSON, e.g. {"name":"policy","scope":"minio","groups":{"admins":"consoleAdmin"}}
+    /// (repeatable; see docs/operations.md)
+    #[argh(option)]
+    pub claim: Vec<String>,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,
@@ -687,6 +758,12 @@ pub struct ClientUpdate {
     /// let the groups claim show every group again
     #[argh(switch)]
     pub all_groups: bool,
+    /// a custom claim as JSON (repeatable; replaces the client's claims)
+    #[argh(option)]
+    pub claim: Vec<String>,
+    /// remove every custom claim
+    #[argh(switch)]
+    pub no_claims: bool,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,

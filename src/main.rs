@@ -47,6 +47,17 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(2, &e.to_string()),
         },
+        Cmd::Group(g) => match g.action {
+            cli::GroupAction::SetAttribute(a) => manage(
+                a.config.as_deref(),
+                a.json,
+                Command::GroupSetAttribute {
+                    name: a.name,
+                    key: a.key,
+                    value: a.value.as_deref().map(attribute_value),
+                },
+            ),
+        },
         Cmd::Mail(m) => match m.action {
             cli::MailAction::Test(t) => mail_test(t),
             cli::MailAction::Queue(q) => manage(q.config.as_deref(), q.json, Command::MailQueue),
@@ -251,6 +262,15 @@ fn user(action: UserAction) -> ExitCode {
                 },
             )
         }
+        UserAction::SetAttribute(a) => (
+            a.config,
+            a.json,
+            Command::UserSetAttribute {
+                username: a.name,
+                key: a.key,
+                value: a.value.as_deref().map(attribute_value),
+            },
+        ),
         UserAction::List(l) => (l.config, l.json, Command::UserList),
         UserAction::Show(n) => (n.config, n.json, Command::UserShow { username: n.name }),
         UserAction::Disable(n) => (n.config, n.json, Command::UserDisable { username: n.name }),
@@ -319,8 +339,16 @@ fn user(action: UserAction) -> ExitCode {
 fn client(action: ClientAction) -> ExitCode {
     let (config, json, cmd) = match action {
         ClientAction::Add(a) => {
-            let Some(name) = a.name else {
-                return fail(2, "name: --name is required");
+            let preset = match (a.preset, a.url) {
+                (Some(p), Some(u)) => Some((p, u)),
+                (None, None) => None,
+                _ => return fail(2, "preset: --preset and --url go together"),
+            };
+            let name = match (a.name, &preset) {
+                (Some(n), _) => n,
+                // The preset names the application.
+                (None, Some(_)) => String::new(),
+                (None, None) => return fail(2, "name: --name is required"),
             };
             let jwks = match &a.jwks_file {
                 None => None,
@@ -352,8 +380,12 @@ fn client(action: ClientAction) -> ExitCode {
                 refresh_requires_session: a.refresh_requires_session,
                 refresh_grace_secs: a.refresh_grace_secs.unwrap_or(0),
                 groups_filter: a.groups_filter,
+                claims: match claim_rules(&a.claim) {
+                    Ok(c) => c,
+                    Err(e) => return fail(2, &e),
+                },
             };
-            (a.config, a.json, Command::ClientAdd { spec })
+            (a.config, a.json, Command::ClientAdd { spec, preset })
         }
         ClientAction::List(l) => (l.config, l.json, Command::ClientList),
         ClientAction::Show(o) => (
@@ -411,6 +443,12 @@ fn client(action: ClientAction) -> ExitCode {
                 frontchannel_logout_uri: u.frontchannel_logout_uri,
                 refresh_requires_session: None,
                 refresh_grace_secs: u.refresh_grace_secs,
+                claims: match (u.no_claims, claim_rules(&u.claim)) {
+                    (true, _) => Some(vec![]),
+                    (false, Err(e)) => return fail(2, &e),
+                    (false, Ok(c)) if c.is_empty() => None,
+                    (false, Ok(c)) => Some(c),
+                },
                 groups_filter: if u.all_groups {
                     Some(vec![])
                 } else if u.groups_filter.is_empty() {
@@ -464,6 +502,27 @@ fn print_result(json: bool, result: Result<serde_json::Value, AdminError>) -> Ex
         }
         Err(e) => fail(e.exit_code.clamp(1, 2) as u8, &e.message),
     }
+}
+
+/// An attribute's value from the command line: JSON when it reads as a number, a boolean
+/// or a list, else the text itself.
+fn attribute_value(text: &str) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(
+            v @ (serde_json::Value::Number(_)
+            | serde_json::Value::Bool(_)
+            | serde_json::Value::Array(_)),
+        ) => v,
+        _ => serde_json::Value::String(text.to_string()),
+    }
+}
+
+/// `--claim JSON` options as claim rules; `Err` names the bad one.
+fn claim_rules(texts: &[String]) -> Result<Vec<latchkey::model::ClaimRule>, String> {
+    texts
+        .iter()
+        .map(|t| serde_json::from_str(t).map_err(|e| format!("claim: {t:?}: {e}")))
+        .collect()
 }
 
 /// `latchkey mail test --to ADDRESS`: one message through `[mail]`, at once; prints the

@@ -57,6 +57,9 @@ pub struct User {
     /// address it proves (a changed address makes it worthless).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_check: Option<(String, i64, String)>,
+    /// Custom attributes (SPEC §14) that clients' claim rules may release.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 /// What a queued mail is for. A mail in the outbox holds no secret: its link is made
@@ -251,6 +254,32 @@ pub struct Group {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Custom attributes (SPEC §14) that clients' claim rules may release.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
+}
+
+/// Custom attributes of a user or group (SPEC §14): a string, number, boolean or list
+/// of those per name. Checked by `oidc::claims::check_attribute`.
+pub type Attributes = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// How a client receives one custom claim (SPEC §14): its name, the scope that releases
+/// it, where its value comes from (exactly one of a user attribute, a group attribute
+/// merged over the user's groups, or a map from group to value merged likewise), and in
+/// which tokens it appears (default: ID token, UserInfo and access token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRule {
+    pub name: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_attribute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_attribute: Option<String>,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub groups: Attributes,
+    #[serde(default, rename = "in", skip_serializing_if = "Vec::is_empty")]
+    pub places: Vec<String>,
 }
 
 /// Sign-in strength a client demands: a password, a password and a second factor, or a
@@ -418,6 +447,9 @@ pub struct Client {
     /// Empty: every group of the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups_filter: Vec<String>,
+    /// Custom claims this client receives (SPEC §14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimRule>,
     /// Declared in the configuration file: read-only for the CLI and admin pages.
     #[serde(default)]
     pub declared: bool,

@@ -93,6 +93,7 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             invitation: None,
             email_check: None,
             reset_mailed: false,
+            attributes: Default::default(),
         };
         store.create_user(&u).expect("create user");
     });

@@ -30,6 +30,8 @@ pub struct ClientPatch {
     pub refresh_grace_secs: Option<i64>,
     #[serde(default)]
     pub groups_filter: Option<Vec<String>>,
+    #[serde(default)]
+    pub claims: Option<Vec<crate::model::ClaimRule>>,
 }
 
 pub(super) fn client_json(c: &Client) -> Value {
@@ -54,6 +56,7 @@ pub(super) fn client_json(c: &Client) -> Value {
         "refresh_requires_session": c.refresh_requires_session,
         "refresh_grace_secs": c.refresh_grace_secs,
         "groups_filter": c.groups_filter,
+        "claims": c.claims,
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "frontchannel_logout_uri": c.frontchannel_logout_uri,
         "frontchannel_logout_session_required": c.frontchannel_logout_session_required,
@@ -102,6 +105,7 @@ pub fn spec_of(c: &Client) -> ClientSpec {
         refresh_requires_session: c.refresh_requires_session,
         refresh_grace_secs: c.refresh_grace_secs,
         groups_filter: c.groups_filter.clone(),
+        claims: c.claims.clone(),
     }
 }
 
@@ -144,6 +148,7 @@ pub(super) fn apply_patch(old: &Client, patch: &ClientPatch) -> Result<Client, A
             .groups_filter
             .clone()
             .unwrap_or_else(|| old.groups_filter.clone()),
+        claims: patch.claims.clone().unwrap_or_else(|| old.claims.clone()),
         ..base
     };
     let mut client =

@@ -10,6 +10,7 @@ pub use mail::mailer;
 
 mod backup;
 mod clients;
+pub mod presets;
 mod users;
 
 pub use backup::{backup_direct, restore};
@@ -131,6 +132,18 @@ pub enum Command {
         #[serde(default)]
         email_verified: Option<bool>,
     },
+    /// Sets (or, without a value, removes) a custom attribute of a user (SPEC §14).
+    UserSetAttribute {
+        username: String,
+        key: String,
+        value: Option<Value>,
+    },
+    /// The same for a group.
+    GroupSetAttribute {
+        name: String,
+        key: String,
+        value: Option<Value>,
+    },
     /// The mail waiting or failed (SPEC §12).
     MailQueue,
     /// Tries every waiting or failed mail again now.
@@ -182,6 +195,10 @@ pub enum Command {
     },
     ClientAdd {
         spec: ClientSpec,
+        /// A preset and the application's URL: the answer carries its configuration
+        /// snippet (issue 17).
+        #[serde(default)]
+        preset: Option<(String, String)>,
     },
     ClientList,
     ClientShow {
@@ -230,6 +247,8 @@ impl Command {
             Command::UserInviteRevoke { .. } => "user.invite_revoke",
             Command::UserEdit { .. } => "user.update",
             Command::MailQueue => "mail.queue",
+            Command::UserSetAttribute { .. } => "user.attribute",
+            Command::GroupSetAttribute { .. } => "group.attribute",
             Command::MailRetry => "mail.retry",
             Command::MailDrop { .. } => "mail.drop",
             Command::GroupAdd { .. } => "group.add",
@@ -320,6 +339,31 @@ pub fn execute_from(
         }
     }
     Ok(out)
+}
+
+/// Sets or removes one attribute, within [`crate::oidc::claims::MAX_ATTRIBUTES`].
+fn set_attribute(
+    attributes: &mut crate::model::Attributes,
+    key: &str,
+    value: Option<Value>,
+) -> Result<(), AdminError> {
+    match value {
+        Some(v) => {
+            if !attributes.contains_key(key)
+                && attributes.len() >= crate::oidc::claims::MAX_ATTRIBUTES
+            {
+                return Err(AdminError::input(format!(
+                    "attribute: at most {} per user or group",
+                    crate::oidc::claims::MAX_ATTRIBUTES
+                )));
+            }
+            attributes.insert(key.to_string(), v);
+        }
+        None => {
+            attributes.remove(key);
+        }
+    }
+    Ok(())
 }
 
 fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Value, AdminError> {
@@ -425,6 +469,34 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             })?;
             Ok(user_json(&u))
         }
+        Command::UserSetAttribute {
+            username,
+            key,
+            value,
+        } => {
+            if let Some(v) = &value {
+                crate::oidc::claims::check_attribute(&key, v).map_err(AdminError::input)?;
+            }
+            let u = modify_user(store, &username, |u| {
+                set_attribute(&mut u.attributes, &key, value.clone())?;
+                u.updated_at = now;
+                Ok(())
+            })?;
+            Ok(user_json(&u))
+        }
+        Command::GroupSetAttribute { name, key, value } => {
+            if let Some(v) = &value {
+                crate::oidc::claims::check_attribute(&key, v).map_err(AdminError::input)?;
+            }
+            let mut g = store
+                .groups()?
+                .into_iter()
+                .find(|g| g.name == name)
+                .ok_or_else(|| AdminError::input(format!("group: no group {name:?}")))?;
+            set_attribute(&mut g.attributes, &key, value)?;
+            store.put_group(&g)?;
+            Ok(json!({"group": g.name, "attributes": g.attributes}))
+        }
         Command::MailQueue => mail::queue_json(store),
         Command::MailRetry => mail::retry_all(store, now),
         Command::MailDrop { key } => {
@@ -482,9 +554,17 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 )));
             }
             check_text("description", &Some(description.clone()), 200)?;
+            // A group added again keeps its attributes.
+            let attributes = store
+                .groups()?
+                .into_iter()
+                .find(|g| g.name == name)
+                .map(|g| g.attributes)
+                .unwrap_or_default();
             store.put_group(&Group {
                 name: name.clone(),
                 description: description.trim().to_string(),
+                attributes,
             })?;
             Ok(json!({"group": name}))
         }
@@ -518,7 +598,30 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::UserGroupAdd { username, group } => users::group_add(store, username, group, now),
         Command::UserGroupDel { username, group } => users::group_del(store, username, group, now),
-        Command::ClientAdd { spec } => clients::add_client(store, spec, now),
+        Command::ClientAdd { mut spec, preset } => {
+            let Some((name, url)) = preset else {
+                return clients::add_client(store, spec, now);
+            };
+            let p = presets::find(&name).ok_or_else(|| {
+                let known: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
+                AdminError::input(format!(
+                    "preset: {name:?} is not one of {}",
+                    known.join(", ")
+                ))
+            })?;
+            let url = presets::app_url(&url).map_err(AdminError::input)?;
+            p.apply(&mut spec, &url).map_err(AdminError::input)?;
+            let mut out = clients::add_client(store, spec, now)?;
+            let text = |k: &str| out[k].as_str().unwrap_or_default().to_string();
+            let snippet = p.snippet(
+                &config.issuer,
+                &url,
+                &text("client_id"),
+                &text("client_secret"),
+            );
+            out["snippet"] = json!(snippet);
+            Ok(out)
+        }
         Command::ClientList => {
             let mut all: Vec<Client> = config.declared_clients.values().cloned().collect();
             all.sort_by(|a, b| a.name.cmp(&b.name));

@@ -188,7 +188,7 @@ fn client_add_returns_the_secret_once_and_stores_only_its_hash() {
         redirect_uris: vec!["https://g.example/cb".into()],
         ..ClientSpec::default()
     };
-    let out = execute(&s, &c, Command::ClientAdd { spec }, "t", 1).unwrap();
+    let out = execute(&s, &c, Command::ClientAdd { spec, preset: None }, "t", 1).unwrap();
     let id = out["client_id"].as_str().unwrap().to_string();
     let secret = out["client_secret"].as_str().unwrap().to_string();
     let stored = s.client(&id).unwrap().unwrap();

@@ -203,6 +203,7 @@ fn store_new_user(
         passkeys_only: false,
         email_check: None,
         reset_mailed: false,
+        attributes: Default::default(),
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;
@@ -216,6 +217,7 @@ pub(super) fn ensure_groups(store: &dyn Store, groups: &[String]) -> Result<(), 
             store.put_group(&Group {
                 name: g.clone(),
                 description: String::new(),
+                attributes: Default::default(),
             })?;
         }
     }
@@ -241,6 +243,7 @@ pub(super) fn user_json(u: &User) -> Value {
         "must_change_password": u.must_change_password,
         "passkeys_only": u.passkeys_only,
         "email_verified": u.email_verified,
+        "attributes": u.attributes,
         "invited_until": u.invitation.as_ref().map(|(_, until, _)| *until),
         "created_at": u.created_at,
         "updated_at": u.updated_at,

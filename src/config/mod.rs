@@ -66,6 +66,8 @@ struct RawConfig {
     mail: mail::RawMail,
     #[serde(default)]
     clients: Vec<RawClient>,
+    #[serde(default)]
+    groups: Vec<RawGroup>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +191,18 @@ struct RawClient {
     refresh_grace_secs: i64,
     #[serde(default)]
     groups_filter: Vec<String>,
+    #[serde(default)]
+    claims: Vec<crate::model::ClaimRule>,
+}
+
+/// `[[groups]]`: attributes of a group declared in the file (SPEC §14); they win over
+/// the same attributes set with the CLI or the admin pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    #[serde(default)]
+    attributes: crate::model::Attributes,
 }
 
 /// How the listener speaks: its own self-signed certificate, the administrator's files, or
@@ -256,6 +270,8 @@ pub struct Config {
     pub declared_clients: HashMap<String, Client>,
     /// `[mail]`: without it, nothing is ever mailed (and the pages offer no mail).
     pub mail: Option<mail::MailSettings>,
+    /// `[[groups]]`: attributes of groups, by group name (SPEC §14).
+    pub declared_groups: HashMap<String, crate::model::Attributes>,
 }
 
 /// An image file served at `/assets/logo`.
@@ -527,6 +543,22 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         }
     }
 
+    let mut declared_groups = HashMap::new();
+    for (i, g) in raw.groups.into_iter().enumerate() {
+        if !crate::oidc::registration::valid_group_name(&g.name) {
+            return err(format!("groups[{i}]: {:?} is not a group name", g.name));
+        }
+        for (k, v) in &g.attributes {
+            crate::oidc::claims::check_attribute(k, v)
+                .map_err(|e| ConfigError(format!("groups[{i}] ({}): {e}", g.name)))?;
+        }
+        if declared_groups
+            .insert(g.name.clone(), g.attributes)
+            .is_some()
+        {
+            return err(format!("groups[{i}]: {:?} is declared twice", g.name));
+        }
+    }
     let mail = if raw.mail.is_empty() {
         None
     } else {
@@ -554,6 +586,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         log_json,
         declared_clients,
         mail,
+        declared_groups,
     })
 }
 
@@ -634,6 +667,7 @@ fn declared_client(rc: RawClient) -> Result<Client, String> {
         refresh_requires_session: rc.refresh_requires_session,
         refresh_grace_secs: rc.refresh_grace_secs,
         groups_filter: rc.groups_filter,
+        claims: rc.claims,
     };
     let mut client = build_client(rc.client_id, spec, 0)?;
     match (client.token_endpoint_auth_method, rc.jwt_secret) {
@@ -706,6 +740,36 @@ mod tests {
         let parsed = parse(Some(&uncommented), &env());
         let _ = std::fs::remove_file(&logo);
         assert_eq!(parsed.unwrap().logo.unwrap().content_type, "image/png");
+    }
+
+    #[test]
+    fn groups_and_client_claims_can_be_declared() {
+        let text = r#"
+[[groups]]
+name = "storage-admins"
+attributes = { minio_policy = "consoleAdmin", tier = 2 }
+
+[[clients]]
+client_id = "minio"
+name = "MinIO"
+secret_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+redirect_uris = ["https://minio.example.lan/oauth_callback"]
+scopes = ["openid", "minio"]
+claims = [{ name = "policy", scope = "minio", group_attribute = "minio_policy" }]
+"#;
+        let c = parse(Some(text), &env()).unwrap();
+        assert_eq!(c.declared_groups["storage-admins"]["tier"], 2);
+        assert_eq!(c.declared_clients["minio"].claims[0].name, "policy");
+        let reserved = text.replace("name = \"policy\"", "name = \"sub\"");
+        let e = parse(Some(&reserved), &env()).unwrap_err();
+        assert!(e.0.contains("reserved"), "{e}");
+        let bad = text.replace("tier = 2", "tier = { a = 1 }");
+        assert!(
+            parse(Some(&bad), &env())
+                .unwrap_err()
+                .0
+                .contains("groups[0]")
+        );
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn page(
                 .ok()
                 .flatten()
                 .map_or_else(|| c.client_id.clone(), |cl| cl.name);
-            let scopes: Vec<&str> = c.scopes.iter().filter_map(|s| scope::describe(s)).collect();
+            let scopes: Vec<String> = c.scopes.iter().map(|s| scope::describe(s).into_owned()).collect();
             json!({"client_id": c.client_id, "name": name, "scopes": scopes.join("; "), "since": when(c.granted_at)})
         })
         .collect();

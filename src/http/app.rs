@@ -30,7 +30,7 @@ pub struct App {
     /// The JWKS document of `keys`, serialised when they change (served as it is).
     jwks: Arc<RwLock<Bytes>>,
     /// The discovery document of this issuer, serialised once.
-    discovery: Bytes,
+    discovery: Arc<RwLock<(Bytes, i64)>>,
     pub pages: Pages,
     pub pool: Arc<HashPool>,
     /// Wrong passwords, per username and source address, or per known browser.
@@ -154,7 +154,7 @@ impl App {
             jwks_cache: Default::default(),
             jwks: Arc::new(RwLock::new(Bytes::from(keys.jwks().to_string()))),
             keys: Arc::new(RwLock::new(Arc::new(keys))),
-            discovery: discovery_document(&config.issuer),
+            discovery: Default::default(),
             macs: Arc::new(Macs::new(csrf_secret)),
             dummy_hash: Arc::new(dummy_hash),
             access_log: access_log::AccessLog::start(config.log_json),
@@ -170,7 +170,7 @@ impl App {
     pub fn reconfigured(&self, config: Config) -> Result<App, String> {
         let mailer = mailer(&config);
         Ok(App {
-            discovery: discovery_document(&config.issuer),
+            discovery: Default::default(),
             pages: Pages::new(&config.instance_name, config.logo.is_some())?,
             passkeys: Arc::new(
                 self.passkeys
@@ -224,8 +224,42 @@ impl App {
     }
 
     /// The discovery document (a cheap clone of shared bytes).
-    pub fn discovery_document(&self) -> Bytes {
-        self.discovery.clone()
+    /// The discovery document: fixed metadata plus the scopes and claims the clients
+    /// define themselves (SPEC §14), rebuilt at most every ten seconds.
+    pub fn discovery_document(&self, now: i64) -> Bytes {
+        let cached = match self.discovery.read() {
+            Ok(d) => d.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if !cached.0.is_empty() && now - cached.1 < 10 {
+            return cached.0;
+        }
+        let mut all: Vec<Client> = self.config.declared_clients.values().cloned().collect();
+        all.extend(self.store.clients().unwrap_or_default());
+        let (mut scopes, mut claims) = (Vec::new(), Vec::new());
+        for c in &all {
+            for s in &c.scopes {
+                if !crate::oidc::scope::SUPPORTED.contains(&s.as_str()) && !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+            for r in &c.claims {
+                if !claims.contains(&r.name) {
+                    claims.push(r.name.clone());
+                }
+            }
+        }
+        scopes.sort();
+        claims.sort();
+        let doc = Bytes::from(
+            crate::oidc::discovery::metadata_with(&self.config.issuer, &scopes, &claims)
+                .to_string(),
+        );
+        match self.discovery.write() {
+            Ok(mut d) => *d = (doc.clone(), now),
+            Err(p) => *p.into_inner() = (doc.clone(), now),
+        }
+        doc
     }
 
     /// Reloads the signing keys from the store (after a rotation or pruning).
@@ -301,6 +335,31 @@ impl App {
             return Ok(Some(c.clone()));
         }
         self.store.client(id)
+    }
+
+    /// The records of `user`'s groups with their attributes, those declared in the
+    /// configuration file laid over the stored ones (SPEC §14).
+    pub fn group_records(&self, user: &User) -> Result<Vec<crate::model::Group>, Fail> {
+        let stored = self.store.groups()?;
+        Ok(user
+            .groups
+            .iter()
+            .map(|name| {
+                let mut g = stored
+                    .iter()
+                    .find(|g| &g.name == name)
+                    .cloned()
+                    .unwrap_or_else(|| crate::model::Group {
+                        name: name.clone(),
+                        description: String::new(),
+                        attributes: Default::default(),
+                    });
+                if let Some(declared) = self.config.declared_groups.get(name) {
+                    g.attributes.extend(declared.clone());
+                }
+                g
+            })
+            .collect())
     }
 
     /// The username for an audit line, from a user id (the id itself if the user is gone).
@@ -395,10 +454,6 @@ impl App {
             }
         }
     }
-}
-
-fn discovery_document(issuer: &str) -> Bytes {
-    Bytes::from(crate::oidc::discovery::metadata(issuer).to_string())
 }
 
 /// Verifies a password on the hashing pool against a user's hash, or against a dummy

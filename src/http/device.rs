@@ -136,7 +136,11 @@ fn render(app: &App, req: &Req, who: &SignedIn, v: View<'_>) -> Resp {
     let (csrf, cookie) = app.csrf_token(req);
     let (client_name, scopes) = match &v.found {
         Some((g, name)) => {
-            let described: Vec<&str> = g.scopes.iter().filter_map(|s| scope::describe(s)).collect();
+            let described: Vec<String> = g
+                .scopes
+                .iter()
+                .map(|s| scope::describe(s).into_owned())
+                .collect();
             (Some(name.clone()), described)
         }
         None => (None, vec![]),

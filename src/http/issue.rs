@@ -4,7 +4,8 @@
 
 use super::App;
 use super::response::Fail;
-use crate::oidc::grant::{Draws, Plan, Records, TokenResponse};
+use crate::oidc::claims::{Custom, custom_claims};
+use crate::oidc::grant::{Draws, Plan, Records, Subject, TokenResponse};
 use crate::store::Issued;
 
 /// A plan's tokens, signed, with the records that make them revocable.
@@ -38,7 +39,10 @@ pub(super) fn access_token(
     d: &Draws,
     now: i64,
 ) -> Result<String, Fail> {
-    let claims = plan.access_claims(&app.config.issuer, &app.config.lifetimes, d, now);
+    let mut claims = plan.access_claims(&app.config.issuer, &app.config.lifetimes, d, now);
+    if let Some(c) = custom(app, plan)? {
+        claims.extend(c.access_token);
+    }
     Ok(app
         .keys()
         .sign(plan.client.id_token_alg, "at+jwt", &claims)?)
@@ -55,13 +59,31 @@ pub(super) fn id_token(
 ) -> Result<Option<String>, Fail> {
     let (issuer, l) = (&app.config.issuer, &app.config.lifetimes);
     match plan.id_claims(issuer, l, now, at_hash, c_hash) {
-        Some(c) => Ok(Some(app.keys().sign(
-            plan.client.id_token_alg,
-            "JWT",
-            &c,
-        )?)),
+        Some(mut c) => {
+            if let Some(x) = custom(app, plan)? {
+                c.extend(x.id_token);
+            }
+            Ok(Some(app.keys().sign(
+                plan.client.id_token_alg,
+                "JWT",
+                &c,
+            )?))
+        }
         None => Ok(None),
     }
+}
+
+/// The client's custom claims for the plan's person (SPEC §14), `None` for a client
+/// without claim rules or a client's own token.
+fn custom(app: &App, plan: &Plan<'_>) -> Result<Option<Custom>, Fail> {
+    let (rules, Subject::User { user, .. }) = (&plan.client.claims, &plan.subject) else {
+        return Ok(None);
+    };
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let groups = app.group_records(user)?;
+    Ok(Some(custom_claims(user, &groups, rules, &plan.scopes)))
 }
 
 impl Signed {

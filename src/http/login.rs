@@ -327,7 +327,10 @@ pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         Err(resp) => return resp,
     };
     let granted = crate::oidc::authorize::consent_scopes(&ctx.interaction.request, &ctx.client);
-    let described: Vec<&str> = granted.iter().filter_map(|s| scope::describe(s)).collect();
+    let described: Vec<String> = granted
+        .iter()
+        .map(|s| scope::describe(s).into_owned())
+        .collect();
     let (csrf, cookie) = app.csrf_token(req);
     let body = app.pages.render(
         "consent.html",

@@ -56,7 +56,7 @@ impl App {
         use routes::Route as R;
         let get = req.method == Method::GET;
         match route {
-            R::Discovery => well_known::discovery(self),
+            R::Discovery => well_known::discovery(self, now),
             R::Jwks => well_known::jwks(self),
             R::Health => well_known::health(self),
             R::Metrics => well_known::metrics(self, req, now),

@@ -71,12 +71,15 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
     let filter = client
         .as_ref()
         .map_or(&[][..], |c| c.groups_filter.as_slice());
-    Ok(Value::Object(claims::userinfo(
-        &user,
-        &live.scopes,
-        &live.userinfo_claims,
-        filter,
-    )))
+    let mut out = claims::userinfo(&user, &live.scopes, &live.userinfo_claims, filter);
+    // The client's custom claims (SPEC §14), as its rules are now.
+    if let Some(c) = client.as_ref().filter(|c| !c.claims.is_empty()) {
+        let groups = app
+            .group_records(&user)
+            .map_err(|_| OidcError::new(ErrorCode::TemporarilyUnavailable, "try again"))?;
+        out.extend(claims::custom_claims(&user, &groups, &c.claims, &live.scopes).userinfo);
+    }
+    Ok(Value::Object(out))
 }
 
 /// An access token that is valid right now, with what it was issued for.

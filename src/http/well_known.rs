@@ -6,8 +6,8 @@ use serde_json::json;
 use super::App;
 use super::response::{self, Resp};
 
-pub(super) fn discovery(app: &App) -> Resp {
-    response::json_bytes_cacheable(app.discovery_document(), "public, max-age=300")
+pub(super) fn discovery(app: &App, now: i64) -> Resp {
+    response::json_bytes_cacheable(app.discovery_document(now), "public, max-age=300")
 }
 
 /// Cached for a minute only, so that relying parties see a rotated key promptly (most

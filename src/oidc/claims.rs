@@ -355,6 +355,214 @@ pub const SUPPORTED: &[&str] = &[
     "groups",
 ];
 
+// ---------------------------------------------------------------------------------------
+// Custom claims (SPEC §14)
+
+/// Claims no rule may set: those of JWTs and of OIDC, and every claim Latchkey releases
+/// itself.
+const RESERVED: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "sid",
+    "client_id",
+    "scope",
+    "cnf",
+    "act",
+    "may_act",
+    "events",
+    "typ",
+    "email_verified",
+    "phone_number_verified",
+];
+
+/// Where a custom claim can appear.
+pub const PLACES: &[&str] = &["id_token", "userinfo", "access_token"];
+/// Most claim rules per client, attributes per user or group, and values in a list.
+pub const MAX_RULES: usize = 32;
+pub const MAX_ATTRIBUTES: usize = 64;
+const MAX_LIST: usize = 64;
+const MAX_TEXT: usize = 1024;
+
+/// A claim or attribute name: 1 to 64 letters, digits or `_.:-`, starting with a letter.
+pub fn valid_name(n: &str) -> bool {
+    n.len() <= 64
+        && n.starts_with(|c: char| c.is_ascii_alphabetic())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+}
+
+pub fn reserved(name: &str) -> bool {
+    RESERVED.contains(&name) || SUPPORTED.contains(&name)
+}
+
+/// Whether `v` may be an attribute's value (or a group map's): a string, number or
+/// boolean, or a list of those.
+fn valid_value(v: &Value) -> bool {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.len() <= MAX_TEXT,
+        Value::Number(_) | Value::Bool(_) => true,
+        _ => false,
+    };
+    match v {
+        Value::Array(items) => items.len() <= MAX_LIST && items.iter().all(scalar),
+        other => scalar(other),
+    }
+}
+
+/// Checks one attribute, naming what is wrong.
+pub fn check_attribute(name: &str, value: &Value) -> Result<(), String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "attribute: {name:?} is not a name (letters, digits, _.:- ; at most 64)"
+        ));
+    }
+    if !valid_value(value) {
+        return Err(format!(
+            "attribute {name}: a string, number, boolean or a list of those (at most {MAX_LIST})"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a client's claim rules against its scopes, naming the first problem.
+pub fn check_rules(rules: &[crate::model::ClaimRule], scopes: &[String]) -> Result<(), String> {
+    if rules.len() > MAX_RULES {
+        return Err(format!("claims: at most {MAX_RULES} rules"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in rules {
+        let n = &r.name;
+        if !valid_name(n) {
+            return Err(format!("claims: {n:?} is not a claim name"));
+        }
+        if reserved(n) {
+            return Err(format!(
+                "claims: {n:?} is reserved (a standard claim Latchkey sets itself)"
+            ));
+        }
+        if !seen.insert(n.as_str()) {
+            return Err(format!("claims: {n:?} is mapped twice"));
+        }
+        if !scope::contains(scopes, &r.scope) {
+            return Err(format!(
+                "claims: {n}: its scope {:?} is not one of the client's scopes",
+                r.scope
+            ));
+        }
+        if r.scope == "openid" || r.scope == "offline_access" {
+            return Err(format!(
+                "claims: {n}: scope {:?} cannot release claims",
+                r.scope
+            ));
+        }
+        let sources = usize::from(r.user_attribute.is_some())
+            + usize::from(r.group_attribute.is_some())
+            + usize::from(!r.groups.is_empty());
+        if sources != 1 {
+            return Err(format!(
+                "claims: {n}: give exactly one of user_attribute, group_attribute, groups"
+            ));
+        }
+        for a in r.user_attribute.iter().chain(&r.group_attribute) {
+            if !valid_name(a) {
+                return Err(format!("claims: {n}: {a:?} is not an attribute name"));
+            }
+        }
+        for (g, v) in &r.groups {
+            if !crate::oidc::registration::valid_group_name(g) || !valid_value(v) {
+                return Err(format!(
+                    "claims: {n}: group {g:?} needs a valid name and a string, number, boolean or list"
+                ));
+            }
+        }
+        if let Some(p) = r.places.iter().find(|p| !PLACES.contains(&p.as_str())) {
+            return Err(format!(
+                "claims: {n}: {p:?} is not one of {}",
+                PLACES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A client's custom claims for one user, by where they appear.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Custom {
+    pub id_token: Map<String, Value>,
+    pub userinfo: Map<String, Value>,
+    pub access_token: Map<String, Value>,
+}
+
+/// Values from the user's groups, in the user's order of groups, lists flattened,
+/// repeats removed; `None` when no group gives one.
+fn merged<'a>(values: impl Iterator<Item = &'a Value>) -> Option<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in values {
+        let items = match v {
+            Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        for i in items {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(Value::Array(out))
+}
+
+/// The custom claims `rules` release for `user` under the granted `scopes` (SPEC §14).
+/// `groups` are the records of the user's groups (their attributes). A claim whose source
+/// gives no value is left out.
+pub fn custom_claims(
+    user: &User,
+    groups: &[crate::model::Group],
+    rules: &[crate::model::ClaimRule],
+    scopes: &[String],
+) -> Custom {
+    let mut c = Custom::default();
+    let of_user_groups = || {
+        user.groups
+            .iter()
+            .filter_map(|name| groups.iter().find(|g| &g.name == name))
+    };
+    for r in rules.iter().filter(|r| scope::contains(scopes, &r.scope)) {
+        let value = if let Some(a) = &r.user_attribute {
+            user.attributes.get(a).cloned()
+        } else if let Some(a) = &r.group_attribute {
+            merged(of_user_groups().filter_map(|g| g.attributes.get(a)))
+        } else {
+            merged(user.groups.iter().filter_map(|g| r.groups.get(g)))
+        };
+        let Some(value) = value else { continue };
+        let everywhere = r.places.is_empty();
+        let wanted = |p: &str| everywhere || r.places.iter().any(|x| x == p);
+        for (place, map) in [
+            ("id_token", &mut c.id_token),
+            ("userinfo", &mut c.userinfo),
+            ("access_token", &mut c.access_token),
+        ] {
+            if wanted(place) {
+                map.insert(r.name.clone(), value.clone());
+            }
+        }
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +594,7 @@ mod tests {
             invitation: None,
             email_check: None,
             reset_mailed: false,
+            attributes: Default::default(),
         }
     }
 
@@ -532,5 +741,104 @@ mod tests {
         let at = access_token(&f, 900, "j");
         assert_eq!(at["client_id"], "rp");
         assert_eq!(at["jti"], "j");
+    }
+
+    fn rule(json: serde_json::Value) -> crate::model::ClaimRule {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn custom_claims_follow_their_rules_scopes_and_places() {
+        use crate::model::Group;
+        let mut u = user();
+        u.groups = s(&["minio-admins", "minio-users", "staff"]);
+        u.attributes.insert("employee_id".into(), json!(42));
+        let admins = Group {
+            name: "minio-admins".into(),
+            description: String::new(),
+            attributes: [("role".to_string(), json!("admin"))].into_iter().collect(),
+        };
+        let users = Group {
+            name: "minio-users".into(),
+            description: String::new(),
+            attributes: [("role".to_string(), json!(["user", "admin"]))]
+                .into_iter()
+                .collect(),
+        };
+        let rules = vec![
+            rule(json!({"name": "policy", "scope": "minio",
+                        "groups": {"minio-admins": "consoleAdmin", "minio-users": ["readwrite", "diagnostics"]}})),
+            rule(
+                json!({"name": "role", "scope": "minio", "group_attribute": "role", "in": ["userinfo"]}),
+            ),
+            rule(
+                json!({"name": "employee", "scope": "profile", "user_attribute": "employee_id", "in": ["id_token"]}),
+            ),
+            rule(json!({"name": "none", "scope": "minio", "user_attribute": "missing"})),
+        ];
+        let scopes = s(&["openid", "profile", "minio"]);
+        check_rules(&rules, &scopes).unwrap();
+        let c = custom_claims(&u, &[admins, users], &rules, &scopes);
+        // Merged over the groups, in the user's order, without repeats.
+        assert_eq!(
+            c.id_token["policy"],
+            json!(["consoleAdmin", "readwrite", "diagnostics"])
+        );
+        assert_eq!(c.access_token["policy"], c.id_token["policy"]);
+        assert_eq!(c.userinfo["role"], json!(["admin", "user"]));
+        assert!(!c.id_token.contains_key("role"), "userinfo only");
+        assert_eq!(c.id_token["employee"], json!(42));
+        assert!(!c.userinfo.contains_key("employee"));
+        assert!(!c.userinfo.contains_key("none"), "no value, no claim");
+        // Without its scope, nothing.
+        let c = custom_claims(&u, &[], &rules, &s(&["openid"]));
+        assert_eq!(c, Custom::default());
+    }
+
+    #[test]
+    fn bad_rules_and_attributes_are_refused_by_name() {
+        let scopes = s(&["openid", "email", "minio"]);
+        for (r, says) in [
+            (
+                json!({"name": "email", "scope": "minio", "user_attribute": "a"}),
+                "reserved",
+            ),
+            (
+                json!({"name": "sub", "scope": "minio", "user_attribute": "a"}),
+                "reserved",
+            ),
+            (
+                json!({"name": "x", "scope": "vault", "user_attribute": "a"}),
+                "not one of the client's scopes",
+            ),
+            (json!({"name": "x", "scope": "minio"}), "exactly one"),
+            (
+                json!({"name": "x", "scope": "minio", "user_attribute": "a", "group_attribute": "b"}),
+                "exactly one",
+            ),
+            (
+                json!({"name": "x", "scope": "minio", "user_attribute": "a", "in": ["cookie"]}),
+                "not one of",
+            ),
+            (
+                json!({"name": "1x", "scope": "minio", "user_attribute": "a"}),
+                "not a claim name",
+            ),
+            (
+                json!({"name": "x", "scope": "openid", "user_attribute": "a"}),
+                "cannot release",
+            ),
+        ] {
+            let e = check_rules(&[rule(r.clone())], &scopes).unwrap_err();
+            assert!(e.contains(says), "{r}: {e}");
+        }
+        let twice = vec![
+            rule(json!({"name": "x", "scope": "minio", "user_attribute": "a"})),
+            rule(json!({"name": "x", "scope": "minio", "user_attribute": "b"})),
+        ];
+        assert!(check_rules(&twice, &scopes).unwrap_err().contains("twice"));
+        assert!(check_attribute("policy", &json!(["a", 1, true])).is_ok());
+        assert!(check_attribute("policy", &json!({"nested": 1})).is_err());
+        assert!(check_attribute("bad name", &json!("x")).is_err());
     }
 }

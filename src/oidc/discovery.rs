@@ -35,6 +35,21 @@ const AUTH_METHODS: [&str; 5] = [
 
 /// The metadata document for `issuer` (no trailing slash).
 pub fn metadata(issuer: &str) -> Value {
+    metadata_with(issuer, &[], &[])
+}
+
+/// [`metadata`] with the clients' own scopes and custom claims (SPEC §14) listed too.
+pub fn metadata_with(issuer: &str, scopes: &[String], claims: &[String]) -> Value {
+    let scopes: Vec<&str> = scope::SUPPORTED
+        .iter()
+        .copied()
+        .chain(scopes.iter().map(String::as_str))
+        .collect();
+    let claims: Vec<&str> = claims::SUPPORTED
+        .iter()
+        .copied()
+        .chain(claims.iter().map(String::as_str))
+        .collect();
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
@@ -55,7 +70,7 @@ pub fn metadata(issuer: &str) -> Value {
         "frontchannel_logout_session_supported": true,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
-        "scopes_supported": scope::SUPPORTED,
+        "scopes_supported": scopes,
         "response_types_supported": registration::RESPONSE_TYPES,
         "response_modes_supported": ["query", "fragment", "form_post"],
         "grant_types_supported": registration::GRANT_TYPES,
@@ -64,7 +79,7 @@ pub fn metadata(issuer: &str) -> Value {
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "HS256"],
         "code_challenge_methods_supported": ["S256"],
-        "claims_supported": claims::SUPPORTED,
+        "claims_supported": claims,
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": true,
         "request_parameter_supported": false,

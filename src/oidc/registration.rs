@@ -34,6 +34,9 @@ pub struct ClientSpec {
     pub refresh_grace_secs: i64,
     #[serde(default)]
     pub groups_filter: Vec<String>,
+    /// Custom claims (SPEC §14).
+    #[serde(default)]
+    pub claims: Vec<crate::model::ClaimRule>,
 }
 
 /// The longest refresh grace period a client may have (issue 17).
@@ -178,13 +181,14 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
 
     let scopes = defaulted(spec.scopes, scope::DEFAULT_CLIENT_SCOPES);
     for s in &scopes {
-        if !scope::SUPPORTED.contains(&s.as_str()) {
+        if !scope::SUPPORTED.contains(&s.as_str()) && !scope::valid_custom(s) {
             return Err(format!(
-                "scope: {s:?} is not one of {}",
+                "scope: {s:?} is neither one of {} nor a name of the client's own (letters, digits, _.:-)",
                 scope::SUPPORTED.join(", ")
             ));
         }
     }
+    crate::oidc::claims::check_rules(&spec.claims, &scopes)?;
     if !scopes.iter().any(|s| s == "openid") {
         return Err("scope: openid is required".into());
     }
@@ -294,6 +298,7 @@ pub fn build_client(client_id: String, spec: ClientSpec, now: i64) -> Result<Cli
         refresh_requires_session: spec.refresh_requires_session,
         refresh_grace_secs: spec.refresh_grace_secs,
         groups_filter: spec.groups_filter,
+        claims: spec.claims,
         declared: false,
         created_at: now,
     })
@@ -504,7 +509,7 @@ mod tests {
             ),
             (
                 ClientSpec {
-                    scopes: vec!["openid".into(), "root".into()],
+                    scopes: vec!["openid".into(), "root/all".into()],
                     ..spec()
                 },
                 "scope",

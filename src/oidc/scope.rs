@@ -53,11 +53,28 @@ pub fn parse(s: &str) -> Result<Vec<String>, String> {
 /// client is registered for, in canonical order. Unknown scopes are ignored, as RFC 6749
 /// §3.3 lets the server grant less than was asked.
 pub fn grant(requested: &[String], client_scopes: &[String]) -> Vec<String> {
+    let both = |s: &str| requested.iter().any(|r| r == s) && client_scopes.iter().any(|c| c == s);
+    // The standard scopes in their order, then the client's own (SPEC §14) in its order.
     SUPPORTED
         .iter()
-        .filter(|s| requested.iter().any(|r| r == *s) && client_scopes.iter().any(|c| c == *s))
+        .filter(|s| both(s))
         .map(|s| s.to_string())
+        .chain(
+            client_scopes
+                .iter()
+                .filter(|c| !SUPPORTED.contains(&c.as_str()) && both(c))
+                .cloned(),
+        )
         .collect()
+}
+
+/// A client's own scope (SPEC §14: `minio`, `vault`): 1 to 64 letters, digits or `_.:-`,
+/// starting with a letter.
+pub fn valid_custom(s: &str) -> bool {
+    s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
 }
 
 pub fn join(scopes: &[String]) -> String {
@@ -73,8 +90,16 @@ pub fn is_subset(wanted: &[String], have: &[String]) -> bool {
     wanted.iter().all(|w| have.contains(w))
 }
 
-/// Plain-language description of what a scope releases, for the consent page.
-pub fn describe(scope: &str) -> Option<&'static str> {
+/// Plain-language description of what a scope releases, for the consent page; a client's
+/// own scope is named as it is.
+pub fn describe(scope: &str) -> std::borrow::Cow<'static, str> {
+    known(scope).map_or_else(
+        || format!("Information the application calls \"{scope}\"").into(),
+        Into::into,
+    )
+}
+
+fn known(scope: &str) -> Option<&'static str> {
     Some(match scope {
         "openid" => "Know who you are (a stable identifier)",
         "profile" => "Your name and username",
@@ -141,6 +166,13 @@ mod tests {
 
     #[test]
     fn every_supported_scope_is_described() {
-        assert!(SUPPORTED.iter().all(|s| describe(s).is_some()));
+        assert!(SUPPORTED.iter().all(|s| known(s).is_some()));
+        assert!(describe("minio").contains("minio"));
+        // A client's own scope is granted after the standard ones, when it asked.
+        let client = v(&["openid", "minio", "email"]);
+        assert_eq!(
+            grant(&v(&["minio", "openid", "vault"]), &client),
+            v(&["openid", "minio"])
+        );
     }
 }

@@ -31,6 +31,7 @@ fn user(id: &str, name: &str) -> User {
         invitation: None,
         email_check: None,
         reset_mailed: false,
+        attributes: Default::default(),
     }
 }
 

@@ -519,6 +519,7 @@ fn admin_socket_protocol() {
                 redirect_uris: vec!["https://app.example/cb".into()],
                 ..ClientSpec::default()
             },
+            preset: None,
         },
         Command::KeysList,
         Command::Audit {

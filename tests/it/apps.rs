@@ -10,35 +10,8 @@ use crate::support::*;
 
 /// The `groups` claim of a fresh ID token and of UserInfo for `user` at `client`.
 async fn groups_seen(server: &Server, client: &(String, String), user: &str) -> (Value, Value) {
-    let mut b = server.browser();
-    let (verifier, challenge) = pkce();
-    let start = b
-        .get(&authorize_url(
-            &client.0,
-            &format!(
-                "&scope=openid%20groups&code_challenge={challenge}&code_challenge_method=S256"
-            ),
-        ))
-        .await;
-    let callback = b.drive_to_callback(start, user).await;
-    let tokens = b
-        .redeem(&callback, Some(&verifier), &basic(&client.0, &client.1))
-        .await;
-    assert_eq!(tokens.status, 200, "{}", tokens.body);
-    let t = tokens.json();
-    let jwks = b.get("/api/v1/oauth/discovery/keys").await.json();
-    let (_, claims) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks);
-    let info = b
-        .get_with(
-            "/api/v1/oauth/userinfo",
-            &[(
-                "authorization",
-                &format!("Bearer {}", t["access_token"].as_str().unwrap()),
-            )],
-        )
-        .await
-        .json();
-    (claims["groups"].clone(), info["groups"].clone())
+    let (id, _, info) = claims_of(server, client, user, "openid groups").await;
+    (id["groups"].clone(), info["groups"].clone())
 }
 
 #[tokio::test]
@@ -181,5 +154,198 @@ async fn a_refresh_token_used_twice_within_the_grace_period_gets_the_same_answer
         too_long.stderr.contains("refresh_grace_secs"),
         "{}",
         too_long.stderr
+    );
+}
+
+/// The claims of a code flow for `user` at `client` with `scope`: the ID token's, the
+/// access token's and UserInfo's.
+async fn claims_of(
+    server: &Server,
+    client: &(String, String),
+    user: &str,
+    scope: &str,
+) -> (Value, Value, Value) {
+    let mut b = server.browser();
+    let (verifier, challenge) = pkce();
+    let start = b
+        .get(&authorize_url(
+            &client.0,
+            &format!(
+                "&scope={}&code_challenge={challenge}&code_challenge_method=S256",
+                enc(scope)
+            ),
+        ))
+        .await;
+    let callback = b.drive_to_callback(start, user).await;
+    let tokens = b
+        .redeem(&callback, Some(&verifier), &basic(&client.0, &client.1))
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let t = tokens.json();
+    let jwks = b.get("/api/v1/oauth/discovery/keys").await.json();
+    let (_, id) = verify_jwt(t["id_token"].as_str().unwrap(), &jwks);
+    let access_token = t["access_token"].as_str().unwrap();
+    let (_, access) = verify_jwt(access_token, &jwks);
+    let info = b
+        .get_with(
+            "/api/v1/oauth/userinfo",
+            &[("authorization", &format!("Bearer {access_token}"))],
+        )
+        .await
+        .json();
+    (id, access, info)
+}
+
+/// SPEC §14 as MinIO uses it: a `policy` claim under the client's own `minio` scope, mapped
+/// from groups (merged when several apply), a group attribute and a user attribute, each
+/// where its rule says and nowhere else; discovery lists them; reserved names refused.
+#[tokio::test]
+async fn custom_claims_reach_only_the_client_and_tokens_their_rules_name() {
+    let server = Server::new("").start().await;
+    server.add_user("mia", &["--group", "storage-admins", "--group", "staff"]);
+    let ok = |args: &[&str]| {
+        let out = server.cli(args, None);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    };
+    ok(&["user", "set-attribute", "mia", "department", "Finance"]);
+    ok(&["group", "set-attribute", "staff", "tier", "2"]);
+    let minio = server.add_client(&[
+        "--scope",
+        "openid",
+        "--scope",
+        "minio",
+        "--skip-consent",
+        "--claim",
+        r#"{"name": "policy", "scope": "minio", "groups": {"storage-admins": "consoleAdmin", "staff": ["readwrite", "consoleAdmin"]}}"#,
+        "--claim",
+        r#"{"name": "department", "scope": "minio", "user_attribute": "department", "in": ["userinfo"]}"#,
+        "--claim",
+        r#"{"name": "tier", "scope": "minio", "group_attribute": "tier", "in": ["access_token"]}"#,
+    ]);
+    let (id, access, info) = claims_of(&server, &minio, "mia", "openid minio").await;
+    let policy = json!(["consoleAdmin", "readwrite"]);
+    assert_eq!(id["policy"], policy, "{id}");
+    assert_eq!(access["policy"], policy, "{access}");
+    assert_eq!(info["policy"], policy, "{info}");
+    assert_eq!(info["department"], "Finance");
+    assert!(id.get("department").is_none() && access.get("department").is_none());
+    assert_eq!(access["tier"], json!([2]));
+    assert!(id.get("tier").is_none() && info.get("tier").is_none());
+    assert!(access["scope"].as_str().unwrap().contains("minio"));
+
+    // Without the scope, none of them; another client never sees them.
+    let (id, access, info) = claims_of(&server, &minio, "mia", "openid").await;
+    for c in [&id, &access, &info] {
+        assert!(c.get("policy").is_none(), "{c}");
+    }
+    let other = server.add_client(&["--scope", "openid", "--skip-consent"]);
+    let (id, _, info) = claims_of(&server, &other, "mia", "openid minio").await;
+    assert!(id.get("policy").is_none() && info.get("policy").is_none());
+
+    // Discovery lists the client's own scope and claims.
+    let meta = server
+        .browser()
+        .get("/.well-known/openid-configuration")
+        .await
+        .json();
+    let has = |field: &str, v: &str| meta[field].as_array().unwrap().iter().any(|x| x == v);
+    assert!(has("scopes_supported", "minio"), "{meta}");
+    assert!(has("claims_supported", "policy"), "{meta}");
+
+    // Reserved names, and a scope the client does not have, are refused by name.
+    for (claim, says) in [
+        (
+            r#"{"name": "email", "scope": "minio", "user_attribute": "x"}"#,
+            "reserved",
+        ),
+        (
+            r#"{"name": "role", "scope": "vault", "user_attribute": "x"}"#,
+            "scope",
+        ),
+    ] {
+        let out = server.cli(&["client", "update", &minio.0, "--claim", claim], None);
+        assert_eq!(out.code, 2, "{claim}");
+        assert!(out.stderr.contains(says), "{claim}: {}", out.stderr);
+    }
+    let bad = server.cli(&["user", "set-attribute", "mia", "x", r#"{"a": 1}"#], None);
+    assert_eq!(bad.code, 0, "an object is kept as text: {}", bad.stderr);
+}
+
+/// Issue 17, item 3: every preset registers its application from `--preset` and `--url`
+/// alone, and its snippet's URLs of this server all answer (none is a 404 or a 5xx).
+#[tokio::test]
+async fn every_preset_registers_and_its_snippet_urls_answer() {
+    let server = Server::new("").start().await;
+    let mut b = server.browser();
+    for name in [
+        "grafana",
+        "portainer",
+        "proxmox",
+        "django",
+        "synapse",
+        "minio",
+        "vault",
+        "nextcloud",
+        "oauth2-proxy",
+        "immich",
+        "jellyfin",
+    ] {
+        let out = server.cli(
+            &[
+                "client",
+                "add",
+                "--preset",
+                name,
+                "--url",
+                "https://app.example.test/",
+                "--json",
+            ],
+            None,
+        );
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        let v = out.json();
+        let snippet = v["snippet"].as_str().expect("a snippet");
+        assert!(snippet.contains(v["client_id"].as_str().unwrap()), "{name}");
+        assert!(
+            v["redirect_uris"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("https://app.example.test")
+        );
+        let urls: Vec<&str> = snippet
+            .split(|c: char| c.is_whitespace() || "\"'=,".contains(c))
+            .filter(|w| w.starts_with(&server.issuer))
+            .collect();
+        assert!(
+            !urls.is_empty(),
+            "{name}: no URL of this server in {snippet}"
+        );
+        for u in urls {
+            let path = u.strip_prefix(&server.issuer).unwrap();
+            let path = if path.is_empty() { "/" } else { path };
+            let r = b.get(path).await;
+            assert!(
+                r.status != 404 && r.status < 500,
+                "{name}: {u} answered {}",
+                r.status
+            );
+        }
+    }
+    let bad = server.cli(
+        &[
+            "client",
+            "add",
+            "--preset",
+            "nothing",
+            "--url",
+            "https://x.test",
+        ],
+        None,
+    );
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("grafana"),
+        "lists the presets: {}",
+        bad.stderr
     );
 }

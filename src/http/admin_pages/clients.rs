@@ -162,7 +162,10 @@ pub(super) async fn client_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
         Err(e) => return c.app.fail_page(e.into()),
     };
     let cmd = match id {
-        None => Command::ClientAdd { spec: spec.clone() },
+        None => Command::ClientAdd {
+            spec: spec.clone(),
+            preset: None,
+        },
         Some(id) => Command::ClientReplace {
             client_id: id.to_string(),
             spec: spec.clone(),
