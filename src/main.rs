@@ -209,6 +209,7 @@ fn user(action: UserAction) -> ExitCode {
                 groups: a.group,
                 must_change_password: false,
                 email_verified: a.email_verified,
+                attributes: None,
             };
             (
                 a.config,

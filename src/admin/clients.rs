@@ -220,6 +220,9 @@ pub(super) fn replace_client(
             skip_consent: spec.skip_consent,
             require_pkce: spec.require_pkce,
             allowed_groups: spec.allowed_groups.clone(),
+            groups_filter: spec.groups_filter.clone(),
+            refresh_grace_secs: spec.refresh_grace_secs,
+            claims: spec.claims.clone(),
             response_types: if grants_changed {
                 vec![]
             } else {

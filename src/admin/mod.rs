@@ -144,6 +144,11 @@ pub enum Command {
         key: String,
         value: Option<Value>,
     },
+    /// Replaces every attribute of a group (the admin pages' form).
+    GroupSetAttributes {
+        name: String,
+        attributes: crate::model::Attributes,
+    },
     /// The mail waiting or failed (SPEC §12).
     MailQueue,
     /// Tries every waiting or failed mail again now.
@@ -171,7 +176,8 @@ pub enum Command {
         name: String,
     },
     /// Sets the fields the admin page's application form edits (name, URLs, scopes,
-    /// grant types, policy, consent skipping, PKCE, allowed groups); the others stay.
+    /// grant types, policy, consent skipping, PKCE, allowed groups, groups filter,
+    /// refresh grace, custom claims); the others stay.
     ClientReplace {
         client_id: String,
         spec: ClientSpec,
@@ -248,7 +254,9 @@ impl Command {
             Command::UserEdit { .. } => "user.update",
             Command::MailQueue => "mail.queue",
             Command::UserSetAttribute { .. } => "user.attribute",
-            Command::GroupSetAttribute { .. } => "group.attribute",
+            Command::GroupSetAttribute { .. } | Command::GroupSetAttributes { .. } => {
+                "group.attribute"
+            }
             Command::MailRetry => "mail.retry",
             Command::MailDrop { .. } => "mail.drop",
             Command::GroupAdd { .. } => "group.add",
@@ -341,6 +349,20 @@ pub fn execute_from(
     Ok(out)
 }
 
+/// Checks a whole set of attributes (names, values, how many).
+pub fn check_attributes(attributes: &crate::model::Attributes) -> Result<(), AdminError> {
+    if attributes.len() > crate::oidc::claims::MAX_ATTRIBUTES {
+        return Err(AdminError::input(format!(
+            "attribute: at most {} per user or group",
+            crate::oidc::claims::MAX_ATTRIBUTES
+        )));
+    }
+    for (k, v) in attributes {
+        crate::oidc::claims::check_attribute(k, v).map_err(AdminError::input)?;
+    }
+    Ok(())
+}
+
 /// Sets or removes one attribute, within [`crate::oidc::claims::MAX_ATTRIBUTES`].
 fn set_attribute(
     attributes: &mut crate::model::Attributes,
@@ -390,6 +412,10 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         } => users::passwd(store, config, username, password, temporary, now),
         Command::UserUpdate { username, user } => {
             let verified = user.email_verified;
+            let attributes = user.attributes.clone();
+            if let Some(a) = &attributes {
+                check_attributes(a)?;
+            }
             let p = validate_profile(user)?;
             ensure_groups(store, &p.groups)?;
             let u = modify_user(store, &username, |u| {
@@ -400,6 +426,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 // The administrator's word holds for the address as it was shown; a new
                 // one is unverified until checked (or ticked again).
                 u.email_verified = verified && !moved;
+                if let Some(a) = &attributes {
+                    u.attributes = a.clone();
+                }
                 Ok(())
             })?;
             Ok(user_json(&u))
@@ -494,6 +523,17 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                 .find(|g| g.name == name)
                 .ok_or_else(|| AdminError::input(format!("group: no group {name:?}")))?;
             set_attribute(&mut g.attributes, &key, value)?;
+            store.put_group(&g)?;
+            Ok(json!({"group": g.name, "attributes": g.attributes}))
+        }
+        Command::GroupSetAttributes { name, attributes } => {
+            check_attributes(&attributes)?;
+            let mut g = store
+                .groups()?
+                .into_iter()
+                .find(|g| g.name == name)
+                .ok_or_else(|| AdminError::input(format!("group: no group {name:?}")))?;
+            g.attributes = attributes;
             store.put_group(&g)?;
             Ok(json!({"group": g.name, "attributes": g.attributes}))
         }

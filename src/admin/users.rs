@@ -26,6 +26,9 @@ pub struct NewUser {
     /// An administrator vouches for the address (`--email-verified`).
     #[serde(default)]
     pub email_verified: bool,
+    /// Replaces the custom attributes when given (the admin pages' form).
+    #[serde(default)]
+    pub attributes: Option<crate::model::Attributes>,
 }
 
 /// Whether any enabled user is in the admin group.

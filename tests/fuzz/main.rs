@@ -507,6 +507,7 @@ fn admin_socket_protocol() {
                 groups: vec!["staff".into()],
                 must_change_password: false,
                 email_verified: false,
+                attributes: None,
             },
             password: "correct horse battery staple".into(),
             admin: false,

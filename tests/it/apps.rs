@@ -349,3 +349,131 @@ async fn every_preset_registers_and_its_snippet_urls_answer() {
         bad.stderr
     );
 }
+
+/// The admin pages for issue 17: "Add new application" from a preset shows the snippet
+/// once; the application page shows this server's addresses and edits the groups filter,
+/// the grace period and custom claims; users' and groups' attributes are edited on their
+/// pages; the result reaches the tokens.
+#[tokio::test]
+async fn admin_pages_set_presets_claims_and_attributes() {
+    let server = Server::new("").start().await;
+    server.add_user("nina", &["--group", "staff"]);
+    let mut root = crate::people::admin(&server).await;
+    let form = root
+        .get("/admin/clients/new?preset=minio&url=https%3A%2F%2Fminio.example.test%3A9001")
+        .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let body = html_unescape(&form.body);
+    assert!(
+        body.contains("https://minio.example.test:9001/oauth_callback"),
+        "{body}"
+    );
+    assert!(body.contains("\"policy\""), "the preset's claim: {body}");
+    let csrf = form.input("csrf").unwrap();
+    let created = root
+        .post_form(
+            "/admin/clients/new",
+            &[
+                ("csrf", &csrf),
+                ("preset", "minio"),
+                ("app_url", "https://minio.example.test:9001"),
+                ("name", "MinIO"),
+                (
+                    "redirect_uri",
+                    "https://minio.example.test:9001/oauth_callback",
+                ),
+                ("redirect_uri", CALLBACK),
+                ("scope", "openid"),
+                ("custom_scopes", "minio"),
+                ("type", "confidential"),
+                ("grant_type", "authorization_code"),
+                ("policy", "one_factor"),
+                ("skip_consent", "yes"),
+                ("groups_filter", "staff"),
+                ("refresh_grace_secs", "5"),
+                (
+                    "claims",
+                    r#"[{"name": "policy", "scope": "minio", "groups": {"staff": "readwrite"}},
+                        {"name": "tier", "scope": "minio", "group_attribute": "tier"},
+                        {"name": "desk", "scope": "minio", "user_attribute": "desk"}]"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert!(created.body.contains("id=\"snippet\""), "{}", created.body);
+    assert!(created.body.contains("MINIO_IDENTITY_OPENID_CLAIM_NAME"));
+    let id = created
+        .body
+        .split("<code id=\"once-1\">")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .unwrap()
+        .to_string();
+    let secret = created
+        .body
+        .split("<code id=\"once-2\">")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .unwrap()
+        .to_string();
+    let page = root.get(&format!("/admin/clients/{id}")).await;
+    assert!(page.body.contains("id=\"endpoints\""), "{}", page.body);
+    let endpoints = html_unescape(&page.body);
+    let discovery = format!("{}/.well-known/openid-configuration", server.issuer);
+    assert!(endpoints.contains(&discovery), "{endpoints}");
+    let shown = server.cli(&["client", "show", &id, "--json"], None).json();
+    assert_eq!(shown["refresh_grace_secs"], 5, "{shown}");
+    assert!(
+        shown["redirect_uris"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == CALLBACK),
+        "{shown}"
+    );
+    assert_eq!(shown["groups_filter"], json!(["staff"]));
+    assert_eq!(shown["claims"].as_array().unwrap().len(), 3);
+
+    // Attributes on the group and the user pages.
+    let r = crate::people::post_on(
+        &mut root,
+        "/admin/groups",
+        "/admin/groups/staff/attributes",
+        &[("attributes", r#"{"tier": "gold"}"#)],
+    )
+    .await;
+    assert_eq!(r.location(), "/admin/groups");
+    let nina = server.cli(&["user", "show", "nina", "--json"], None).json();
+    let user_page = format!("/admin/users/{}", nina["id"].as_str().unwrap());
+    let r = crate::people::post_on(
+        &mut root,
+        &user_page,
+        &user_page,
+        &[
+            ("username", "nina"),
+            ("email", "nina@example.com"),
+            ("group", "staff"),
+            ("attributes", r#"{"desk": 12}"#),
+        ],
+    )
+    .await;
+    assert_eq!(r.location(), user_page, "{}", r.body);
+    let bad = crate::people::post_on(
+        &mut root,
+        &user_page,
+        &user_page,
+        &[
+            ("username", "nina"),
+            ("email", "nina@example.com"),
+            ("attributes", "[1]"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "a list is not an object");
+
+    let (id_token, _, info) = claims_of(&server, &(id, secret), "nina", "openid minio").await;
+    assert_eq!(id_token["policy"], json!(["readwrite"]));
+    assert_eq!(id_token["tier"], json!(["gold"]));
+    assert_eq!(info["desk"], json!(12));
+}

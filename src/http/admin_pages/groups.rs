@@ -15,7 +15,8 @@ pub(super) fn groups(c: &Ctx<'_>, error: Option<&str>, status: StatusCode) -> Re
         .iter()
         .map(|g| {
             let members = users.iter().filter(|u| u.groups.contains(&g.name)).count();
-            json!({"name": g.name, "description": g.description, "members": members})
+            json!({"name": g.name, "description": g.description, "members": members,
+                   "attributes": super::users::attributes_text(&g.attributes)})
         })
         .collect();
     c.page(

@@ -271,6 +271,22 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 Err(e) => c.fail(e),
             }
         }
+        ["groups", name, "attributes"] if post => {
+            let attributes = match users::attributes_of(&c.field("attributes").unwrap_or_default())
+            {
+                Ok(a) => a,
+                Err(e) => return groups(&c, Some(&e), StatusCode::BAD_REQUEST),
+            };
+            let cmd = Command::GroupSetAttributes {
+                name: name.to_string(),
+                attributes,
+            };
+            match c.run(cmd).await {
+                Ok(_) => response::redirect("/admin/groups"),
+                Err(e) if e.exit_code == 2 => groups(&c, Some(&e.message), StatusCode::BAD_REQUEST),
+                Err(e) => c.fail(e),
+            }
+        }
         ["groups", name, "delete"] if get => confirm(
             &c,
             "Delete this group?",
@@ -392,6 +408,7 @@ fn secret_page(c: &Ctx<'_>, title: &str, v: &Value, next: &str) -> Resp {
             "title": title,
             "lead": "Copy these into the application's OpenID Connect settings now. The secret is stored only as a hash and cannot be shown again.",
             "items": items,
+            "snippet": v.get("snippet"),
             "next": next,
             "next_text": "Done",
         }),

@@ -46,6 +46,7 @@ pub(super) fn user_view(u: &crate::model::User) -> Value {
         "must_change_password": u.must_change_password,
         "passkeys_only": u.passkeys_only,
         "email_verified": u.email_verified,
+        "attributes": attributes_text(&u.attributes),
         "invited_until": u.invitation.as_ref().map(|(_, until, _)| crate::http::account::when(*until)),
         "recovery_left": u.mfa.recovery_hashes.len(),
         "passkeys": crate::http::passkeys::listed(u),
@@ -85,6 +86,22 @@ pub(super) fn user_form(
     )
 }
 
+/// Attributes as the forms show them: a JSON object, empty for none.
+pub(super) fn attributes_text(a: &crate::model::Attributes) -> String {
+    if a.is_empty() {
+        return String::new();
+    }
+    serde_json::to_string_pretty(a).unwrap_or_default()
+}
+
+/// The attributes typed into a form (a JSON object; empty: none).
+pub(super) fn attributes_of(text: &str) -> Result<crate::model::Attributes, String> {
+    if text.trim().is_empty() {
+        return Ok(Default::default());
+    }
+    serde_json::from_str(text).map_err(|e| format!("attributes: not a JSON object ({e})"))
+}
+
 /// The submitted user form as a profile.
 fn new_user(c: &Ctx<'_>) -> NewUser {
     let mut groups = c.all("group");
@@ -101,6 +118,7 @@ fn new_user(c: &Ctx<'_>) -> NewUser {
         phone: c.field("phone"),
         groups,
         email_verified: c.checked("email_verified"),
+        attributes: None,
         ..NewUser::default()
     }
 }
@@ -120,7 +138,14 @@ fn after_mail(v: &serde_json::Value) -> Resp {
 }
 
 pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
-    let new = new_user(c);
+    let mut new = new_user(c);
+    match attributes_of(&c.field("attributes").unwrap_or_default()) {
+        Ok(a) => new.attributes = Some(a),
+        Err(e) => {
+            let view = json!({"username": new.username, "email": new.email, "groups": new.groups});
+            return user_form(c, id, view, Some(&e), StatusCode::BAD_REQUEST);
+        }
+    }
     let existing = match id.map(|i| c.app.store.user(i)).transpose() {
         Ok(x) => x.flatten(),
         Err(e) => return c.app.fail_page(e.into()),
