@@ -17,6 +17,13 @@ pub struct Preset {
     pub scopes: &'static [&'static str],
     /// Custom claims (JSON array of rules), `""` for none.
     pub claims: &'static str,
+    /// Whether the application sends PKCE (those that do not would be refused).
+    pub pkce: bool,
+    /// Appended to the application's URL: where it returns after signing out (`""`:
+    /// none registered).
+    pub post_logout: &'static str,
+    /// Further redirect URIs, as they are (a CLI's loopback listener).
+    pub extra_redirects: &'static [&'static str],
     snippet: &'static str,
 }
 
@@ -30,15 +37,21 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://grafana.example.lan",
         scopes: &["openid", "profile", "email", "groups", "offline_access"],
         claims: "",
+        pkce: true,
+        post_logout: "/login",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/grafana.txt"),
     },
     Preset {
         name: "portainer",
         title: "Portainer",
-        callback: "",
+        callback: "/",
         example_url: "https://portainer.example.lan:9443",
         scopes: STD,
         claims: "",
+        pkce: false,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/portainer.txt"),
     },
     Preset {
@@ -48,6 +61,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://pve.example.lan:8006",
         scopes: &["openid", "profile", "email"],
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/proxmox.txt"),
     },
     Preset {
@@ -57,6 +73,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://app.example.lan",
         scopes: &["openid", "profile", "email"],
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/django.txt"),
     },
     Preset {
@@ -66,6 +85,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://matrix.example.lan",
         scopes: &["openid", "profile", "email"],
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/synapse.txt"),
     },
     Preset {
@@ -75,6 +97,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://minio.example.lan:9001",
         scopes: &["openid", "profile", "email", "minio"],
         claims: r#"[{"name": "policy", "scope": "minio", "groups": {"admin": "consoleAdmin", "staff": "readwrite"}}]"#,
+        pkce: false,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/minio.txt"),
     },
     Preset {
@@ -84,6 +109,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://vault.example.lan:8200",
         scopes: STD,
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &["http://localhost:8250/oidc/callback"],
         snippet: include_str!("../../assets/presets/vault.txt"),
     },
     Preset {
@@ -93,6 +121,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://cloud.example.lan",
         scopes: STD,
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/nextcloud.txt"),
     },
     Preset {
@@ -102,6 +133,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://app.example.lan",
         scopes: STD,
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/oauth2-proxy.txt"),
     },
     Preset {
@@ -111,6 +145,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://photos.example.lan",
         scopes: &["openid", "profile", "email"],
         claims: r#"[{"name": "immich_role", "scope": "profile", "groups": {"immich-admins": "admin"}}]"#,
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/immich.txt"),
     },
     Preset {
@@ -120,6 +157,9 @@ pub const PRESETS: &[Preset] = &[
         example_url: "https://jellyfin.example.lan",
         scopes: STD,
         claims: "",
+        pkce: true,
+        post_logout: "",
+        extra_redirects: &[],
         snippet: include_str!("../../assets/presets/jellyfin.txt"),
     },
 ];
@@ -146,16 +186,11 @@ pub fn app_url(url: &str) -> Result<String, String> {
 impl Preset {
     /// The redirect URIs for the application at `app_url` (see [`app_url`]).
     pub fn redirect_uris(&self, app_url: &str) -> Vec<String> {
-        let first = format!("{app_url}{}", self.callback);
-        let mut uris = vec![if self.callback.is_empty() && !first.ends_with('/') {
-            // Portainer and Proxmox send their own URL; browsers add the slash.
-            format!("{first}/")
-        } else {
-            first
-        }];
+        let mut uris = vec![format!("{app_url}{}", self.callback)];
         if self.name == "immich" {
             uris.push(format!("{app_url}/user-settings"));
         }
+        uris.extend(self.extra_redirects.iter().map(|u| u.to_string()));
         uris
     }
 
@@ -173,7 +208,13 @@ impl Preset {
         if spec.scopes.is_empty() {
             spec.scopes = self.scopes.iter().map(|s| s.to_string()).collect();
         }
-        spec.require_pkce = true;
+        spec.require_pkce = self.pkce;
+        if !self.post_logout.is_empty() {
+            let back = format!("{app_url}{}", self.post_logout);
+            if !spec.post_logout_redirect_uris.contains(&back) {
+                spec.post_logout_redirect_uris.push(back);
+            }
+        }
         if spec.claims.is_empty() && !self.claims.is_empty() {
             spec.claims = serde_json::from_str(self.claims)
                 .map_err(|e| format!("preset {}: claims: {e}", self.name))?;
@@ -238,7 +279,7 @@ mod tests {
             p.apply(&mut spec, p.example_url).unwrap();
             let client = crate::oidc::registration::build_client("id".into(), spec, 0)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.name));
-            assert!(client.require_pkce, "{}", p.name);
+            assert_eq!(client.require_pkce, p.pkce, "{}", p.name);
             assert!(!client.redirect_uris.is_empty());
             let s = p.snippet("https://id.example.lan", p.example_url, "cid", "sec");
             assert!(s.contains("cid"), "{}: the client id", p.name);
@@ -263,6 +304,12 @@ mod tests {
         assert_eq!(
             p.redirect_uris("https://p.example.lan:9443"),
             vec!["https://p.example.lan:9443/".to_string()]
+        );
+        // Proxmox sends its origin as it is, without a slash.
+        let p = find("proxmox").unwrap();
+        assert_eq!(
+            p.redirect_uris("https://pve.example.lan:8006"),
+            vec!["https://pve.example.lan:8006".to_string()]
         );
     }
 }

@@ -548,6 +548,13 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         if !crate::oidc::registration::valid_group_name(&g.name) {
             return err(format!("groups[{i}]: {:?} is not a group name", g.name));
         }
+        if g.attributes.len() > crate::oidc::claims::MAX_ATTRIBUTES {
+            return err(format!(
+                "groups[{i}] ({}): at most {} attributes",
+                g.name,
+                crate::oidc::claims::MAX_ATTRIBUTES
+            ));
+        }
         for (k, v) in &g.attributes {
             crate::oidc::claims::check_attribute(k, v)
                 .map_err(|e| ConfigError(format!("groups[{i}] ({}): {e}", g.name)))?;

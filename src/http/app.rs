@@ -231,11 +231,19 @@ impl App {
             Ok(d) => d.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        if !cached.0.is_empty() && now - cached.1 < 10 {
+        if !cached.0.is_empty() && (0..10).contains(&(now - cached.1)) {
             return cached.0;
         }
         let mut all: Vec<Client> = self.config.declared_clients.values().cloned().collect();
-        all.extend(self.store.clients().unwrap_or_default());
+        match self.store.clients() {
+            Ok(stored) => all.extend(stored),
+            // The last good document (or the fixed metadata), tried again next time.
+            Err(e) if !cached.0.is_empty() => {
+                tracing::warn!(error = %e, "discovery: clients unreadable; serving the last document");
+                return cached.0;
+            }
+            Err(e) => tracing::warn!(error = %e, "discovery: clients unreadable"),
+        }
         let (mut scopes, mut claims) = (Vec::new(), Vec::new());
         for c in &all {
             for s in &c.scopes {

@@ -42,8 +42,15 @@ impl RefreshGrace {
         }
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|_, k| k.until >= now);
-        if kept.len() >= MAX_KEPT {
-            return;
+        // Full of live answers: the one that ends first makes room (its client's reuse
+        // then counts as a replay, as without a grace period).
+        if kept.len() >= MAX_KEPT
+            && let Some(first) = kept
+                .iter()
+                .min_by_key(|(_, k)| k.until)
+                .map(|(h, _)| h.clone())
+        {
+            kept.remove(&first);
         }
         kept.insert(
             used_hash.to_string(),
@@ -65,7 +72,9 @@ impl RefreshGrace {
         client_id: &str,
         now: i64,
     ) -> Option<(String, TokenResponse)> {
-        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Answers past their period go, so no token stays in memory longer than needed.
+        kept.retain(|_, k| k.until >= now);
         let k = kept.get(used_hash)?;
         if k.client_id != client_id || now > k.until {
             return None;

@@ -41,7 +41,7 @@ pub(super) fn access_token(
 ) -> Result<String, Fail> {
     let mut claims = plan.access_claims(&app.config.issuer, &app.config.lifetimes, d, now);
     if let Some(c) = custom(app, plan)? {
-        claims.extend(c.access_token);
+        add_claims(&mut claims, c.access_token);
     }
     Ok(app
         .keys()
@@ -61,7 +61,7 @@ pub(super) fn id_token(
     match plan.id_claims(issuer, l, now, at_hash, c_hash) {
         Some(mut c) => {
             if let Some(x) = custom(app, plan)? {
-                c.extend(x.id_token);
+                add_claims(&mut c, x.id_token);
             }
             Ok(Some(app.keys().sign(
                 plan.client.id_token_alg,
@@ -70,6 +70,16 @@ pub(super) fn id_token(
             )?))
         }
         None => Ok(None),
+    }
+}
+
+/// Adds custom claims without ever replacing one Latchkey set itself.
+pub(super) fn add_claims(
+    to: &mut serde_json::Map<String, serde_json::Value>,
+    custom: serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in custom {
+        to.entry(k).or_insert(v);
     }
 }
 

@@ -39,7 +39,7 @@ async fn handle(app: &Arc<App>, req: &Req, now: i64) -> Result<TokenResponse, En
     let (form, client) = authenticated_form(app, req).await?;
     match grant::grant_type(&form, &client)? {
         "authorization_code" => authorization_code(app, req, &client, &form, now),
-        "refresh_token" => refresh(app, req, &client, &form, now),
+        "refresh_token" => refresh(app, req, &client, &form, now).await,
         "client_credentials" => client_credentials(app, req, &client, &form, now),
         "password" => password(app, req, &client, &form, now).await,
         DEVICE_CODE => device_code(app, req, &client, &form, now),
@@ -349,7 +349,7 @@ fn authorization_code(
     Ok(signed.response())
 }
 
-fn refresh(
+async fn refresh(
     app: &App,
     req: &Req,
     client: &Client,
@@ -358,10 +358,6 @@ fn refresh(
 ) -> Result<TokenResponse, EndpointError> {
     let request = grant::refresh_request(form)?;
     let hash = crate::keys::token_hash(request.token);
-    // Within the client's grace period, the same token again gets the same answer.
-    if let Some(answer) = again(app, req, client, &hash, false, now)? {
-        return Ok(answer);
-    }
     let token = app.store.refresh_token(&hash)?;
     let grant = match &token {
         Some(t) => app.store.grant(&t.grant_id)?,
@@ -384,11 +380,23 @@ fn refresh(
         session_alive,
         user: user.as_ref(),
     };
+    // Within the client's grace period a used token gets the answer it got, when it
+    // stands in every other way (grant, session, user, client policy, expiry).
+    let unused = token.clone().map(|mut t| {
+        t.used = false;
+        t
+    });
+    let stands = || {
+        let as_unused = grant::RefreshFacts {
+            token: unused.as_ref(),
+            ..facts
+        };
+        grant::decide_refresh(&as_unused, &app.config.lifetimes, now).is_ok()
+    };
     let plan = match grant::decide_refresh(&facts, &app.config.lifetimes, now) {
         Ok(p) => p,
-        // The other process's refresh may have just rotated it: its answer, if kept.
         Err(Refusal::Replay(r)) => {
-            if let Some(answer) = again(app, req, client, &hash, true, now)? {
+            if let Some(answer) = again(app, req, client, &hash, stands(), now).await {
                 return Ok(answer);
             }
             return Err(refused(app, req, Refusal::Replay(r), now));
@@ -408,7 +416,9 @@ fn refresh(
     )? {
         Consumed::Fresh(_) => {}
         Consumed::Replayed(r) => {
-            if let Some(answer) = again(app, req, client, &hash, true, now)? {
+            // Another request rotated it a moment ago (a client refreshing from two
+            // processes): its answer, once kept.
+            if let Some(answer) = again(app, req, client, &hash, true, now).await {
                 return Ok(answer);
             }
             return Err(refused(
@@ -439,27 +449,23 @@ fn refresh(
     Ok(response)
 }
 
-/// The answer kept for a refresh token used again within the client's grace period,
-/// while its grant lives. `settle`: the token was just found used, perhaps by a request
-/// that rotated it a moment ago and is about to keep its answer, so wait for it briefly
-/// (at most 100 ms, only on this path of a client with a grace period).
-fn again(
+/// The answer kept for a refresh token used again within the client's grace period
+/// (`stands`: the token passes every check but single use). The request that rotated it
+/// may be about to keep its answer, so this waits for it briefly (at most 100 ms, without
+/// holding a thread, only for a client with a grace period).
+async fn again(
     app: &App,
     req: &Req,
     client: &Client,
     hash: &str,
-    settle: bool,
+    stands: bool,
     now: i64,
-) -> Result<Option<TokenResponse>, Fail> {
-    if client.refresh_grace_secs <= 0 {
-        return Ok(None);
+) -> Option<TokenResponse> {
+    if client.refresh_grace_secs <= 0 || !stands {
+        return None;
     }
-    let tries = if settle { 20 } else { 1 };
-    for i in 0..tries {
-        if let Some((grant_id, answer)) = app.refresh_grace.again(hash, &client.client_id, now) {
-            if !grant_lives(app, &grant_id)? {
-                return Ok(None);
-            }
+    for i in 0..20 {
+        if let Some((_, answer)) = app.refresh_grace.again(hash, &client.client_id, now) {
             app.audit(
                 "token.refresh_again",
                 None,
@@ -468,22 +474,13 @@ fn again(
                 "within the grace period",
                 now,
             );
-            return Ok(Some(answer));
+            return Some(answer);
         }
-        if i + 1 < tries {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        if i < 19 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
-    Ok(None)
-}
-
-/// Whether a grant is still good: not revoked (logout, revocation, a password change),
-/// its user still there and enabled.
-fn grant_lives(app: &App, grant_id: &str) -> Result<bool, Fail> {
-    let Some(g) = app.store.grant(grant_id)?.filter(|g| !g.revoked) else {
-        return Ok(false);
-    };
-    Ok(app.store.user(&g.user_id)?.is_some_and(|u| !u.disabled))
+    None
 }
 
 fn client_credentials(

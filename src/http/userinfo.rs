@@ -67,7 +67,9 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
     // Claims asked for individually, as the grant keeps them: narrowed to the client's
     // scopes when the grant started and again at each refresh.
     // The client as it is now decides which groups it sees.
-    let client = app.client(&live.client_id).ok().flatten();
+    let client = app
+        .client(&live.client_id)
+        .map_err(|_| OidcError::new(ErrorCode::TemporarilyUnavailable, "try again"))?;
     let filter = client
         .as_ref()
         .map_or(&[][..], |c| c.groups_filter.as_slice());
@@ -77,7 +79,8 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
         let groups = app
             .group_records(&user)
             .map_err(|_| OidcError::new(ErrorCode::TemporarilyUnavailable, "try again"))?;
-        out.extend(claims::custom_claims(&user, &groups, &c.claims, &live.scopes).userinfo);
+        let custom = claims::custom_claims(&user, &groups, &c.claims, &live.scopes).userinfo;
+        super::issue::add_claims(&mut out, custom);
     }
     Ok(Value::Object(out))
 }

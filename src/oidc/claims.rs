@@ -404,9 +404,14 @@ pub fn valid_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
 }
 
+/// Reserved whatever the case (some relying parties compare claim names without it).
 pub fn reserved(name: &str) -> bool {
-    RESERVED.contains(&name) || SUPPORTED.contains(&name)
+    let lower = name.to_ascii_lowercase();
+    RESERVED.contains(&lower.as_str()) || SUPPORTED.contains(&lower.as_str())
 }
+
+/// Most bytes of custom claims in one token (their JSON): rules beyond it are left out.
+pub const MAX_CUSTOM_BYTES: usize = 8 * 1024;
 
 /// Whether `v` may be an attribute's value (or a group map's): a string, number or
 /// boolean, or a list of those.
@@ -481,6 +486,9 @@ pub fn check_rules(rules: &[crate::model::ClaimRule], scopes: &[String]) -> Resu
                 return Err(format!("claims: {n}: {a:?} is not an attribute name"));
             }
         }
+        if r.groups.len() > MAX_LIST {
+            return Err(format!("claims: {n}: at most {MAX_LIST} groups in its map"));
+        }
         for (g, v) in &r.groups {
             if !crate::oidc::registration::valid_group_name(g) || !valid_value(v) {
                 return Err(format!(
@@ -507,7 +515,9 @@ pub struct Custom {
 }
 
 /// Values from the user's groups, in the user's order of groups, lists flattened,
-/// repeats removed; `None` when no group gives one.
+/// repeats removed (at most [`MAX_LIST`]): one value as it is, several as a list
+/// (SPEC §14: merged lists when several groups set one claim); `None` when no group gives
+/// one.
 fn merged<'a>(values: impl Iterator<Item = &'a Value>) -> Option<Value> {
     let mut out: Vec<Value> = Vec::new();
     for v in values {
@@ -516,12 +526,16 @@ fn merged<'a>(values: impl Iterator<Item = &'a Value>) -> Option<Value> {
             other => vec![other.clone()],
         };
         for i in items {
-            if !out.contains(&i) {
+            if !out.contains(&i) && out.len() < MAX_LIST {
                 out.push(i);
             }
         }
     }
-    (!out.is_empty()).then_some(Value::Array(out))
+    match out.len() {
+        0 => None,
+        1 => out.pop(),
+        _ => Some(Value::Array(out)),
+    }
 }
 
 /// The custom claims `rules` release for `user` under the granted `scopes` (SPEC §14).
@@ -539,6 +553,7 @@ pub fn custom_claims(
             .iter()
             .filter_map(|name| groups.iter().find(|g| &g.name == name))
     };
+    let mut bytes = 0;
     for r in rules.iter().filter(|r| scope::contains(scopes, &r.scope)) {
         let value = if let Some(a) = &r.user_attribute {
             user.attributes.get(a).cloned()
@@ -548,6 +563,12 @@ pub fn custom_claims(
             merged(user.groups.iter().filter_map(|g| r.groups.get(g)))
         };
         let Some(value) = value else { continue };
+        // A token stays small whatever the attributes hold.
+        bytes += r.name.len() + value.to_string().len();
+        if bytes > MAX_CUSTOM_BYTES {
+            tracing::warn!(claim = %r.name, "custom claims over 8 KiB: the rest are left out");
+            break;
+        }
         let everywhere = r.places.is_empty();
         let wanted = |p: &str| everywhere || r.places.iter().any(|x| x == p);
         for (place, map) in [
@@ -786,6 +807,11 @@ mod tests {
         );
         assert_eq!(c.access_token["policy"], c.id_token["policy"]);
         assert_eq!(c.userinfo["role"], json!(["admin", "user"]));
+        // One group, one value: the value itself.
+        u.groups = s(&["minio-admins"]);
+        let one = custom_claims(&u, &[], &rules, &scopes);
+        assert_eq!(one.id_token["policy"], json!("consoleAdmin"));
+        u.groups = s(&["minio-admins", "minio-users", "staff"]);
         assert!(!c.id_token.contains_key("role"), "userinfo only");
         assert_eq!(c.id_token["employee"], json!(42));
         assert!(!c.userinfo.contains_key("employee"));
