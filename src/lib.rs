@@ -47,12 +47,15 @@ mod layering {
         ("notify", &[]),
         ("keys", &["clock", "model"]),
         ("oidc", &["clock", "keys", "model"]),
-        ("config", &["clock", "keys", "model", "oidc"]),
+        ("config", &["clock", "keys", "model", "oidc", "pages"]),
         ("store", &["clock", "model", "panic"]),
         ("datadir", &["store"]),
         ("signin", &["config", "keys", "model", "oidc"]),
         ("tls", &["clock", "config"]),
-        ("mail", &["clock", "config", "keys", "model", "store"]),
+        (
+            "mail",
+            &["clock", "config", "keys", "model", "pages", "store"],
+        ),
         (
             "admin",
             &[

@@ -541,6 +541,7 @@ fn mail_test(t: cli::MailTest) -> ExitCode {
     };
     let letter = latchkey::mail::compose::compose(
         latchkey::mail::compose::Letter::Test,
+        config.default_language,
         &config.instance_name,
         "",
         "",

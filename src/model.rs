@@ -108,6 +108,13 @@ pub struct OutboxMail {
     /// Retried for a day without success: no more attempts.
     #[serde(default)]
     pub gave_up: bool,
+    /// The language of the pages where it was asked for (SPEC §12).
+    #[serde(default = "english")]
+    pub lang: String,
+}
+
+fn english() -> String {
+    "en".to_string()
 }
 
 impl OutboxMail {

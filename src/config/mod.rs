@@ -68,6 +68,15 @@ struct RawConfig {
     clients: Vec<RawClient>,
     #[serde(default)]
     groups: Vec<RawGroup>,
+    #[serde(default)]
+    ui: RawUi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    /// The language of pages and mails when the browser names none Latchkey has.
+    default_language: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +281,8 @@ pub struct Config {
     pub mail: Option<mail::MailSettings>,
     /// `[[groups]]`: attributes of groups, by group name (SPEC §14).
     pub declared_groups: HashMap<String, crate::model::Attributes>,
+    /// `[ui] default_language` (SPEC §12): one of `pages::i18n::LANGUAGES`.
+    pub default_language: &'static str,
 }
 
 /// An image file served at `/assets/logo`.
@@ -566,6 +577,23 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
             return err(format!("groups[{i}]: {:?} is declared twice", g.name));
         }
     }
+    let default_language = match raw.ui.default_language.as_deref() {
+        None => "en",
+        Some(l) => crate::pages::i18n::LANGUAGES
+            .iter()
+            .map(|(code, _)| *code)
+            .find(|code| *code == l)
+            .ok_or_else(|| {
+                let all: Vec<&str> = crate::pages::i18n::LANGUAGES
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect();
+                ConfigError(format!(
+                    "ui.default_language: {l:?} is not one of {}",
+                    all.join(", ")
+                ))
+            })?,
+    };
     let mail = if raw.mail.is_empty() {
         None
     } else {
@@ -594,6 +622,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         declared_clients,
         mail,
         declared_groups,
+        default_language,
     })
 }
 

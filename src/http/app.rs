@@ -260,8 +260,16 @@ impl App {
         scopes.sort();
         claims.sort();
         let doc = Bytes::from(
-            crate::oidc::discovery::metadata_with(&self.config.issuer, &scopes, &claims)
-                .to_string(),
+            crate::oidc::discovery::metadata_with(
+                &self.config.issuer,
+                &scopes,
+                &claims,
+                &crate::pages::i18n::LANGUAGES
+                    .iter()
+                    .map(|(code, _)| *code)
+                    .collect::<Vec<_>>(),
+            )
+            .to_string(),
         );
         match self.discovery.write() {
             Ok(mut d) => *d = (doc.clone(), now),

@@ -20,8 +20,34 @@ impl App {
         self.respond_labelled(req).await.0
     }
 
-    /// [`App::respond`], with the metrics label of the route that answered.
-    pub(super) async fn respond_labelled(self: &Arc<Self>, mut req: Req) -> (Resp, &'static str) {
+    /// [`App::respond`], with the metrics label of the route that answered, in the
+    /// request's language (SPEC §12): an application's `ui_locales`, the switcher's
+    /// `lang` (both remembered in a cookie for the pages that follow), the cookie, then
+    /// `Accept-Language`, then `[ui] default_language`.
+    pub(super) async fn respond_labelled(self: &Arc<Self>, req: Req) -> (Resp, &'static str) {
+        let q = req.query_params();
+        let asked = q.get_lenient("ui_locales").or(q.get_lenient("lang"));
+        let cookie = req.cookie(&self.cookie_name("lang"));
+        let lang = crate::pages::i18n::choose(
+            q.get_lenient("ui_locales"),
+            q.get_lenient("lang").or(cookie.as_deref()),
+            req.header(header::ACCEPT_LANGUAGE),
+            self.config.default_language,
+        );
+        // A language the request asked for by name is kept for the pages that follow
+        // (the sign-in page after the authorization request).
+        let remember = asked.is_some() && cookie.as_deref() != Some(lang);
+        let (resp, label) = crate::pages::LANG
+            .scope(lang, self.respond_routed(req))
+            .await;
+        if remember {
+            let c = self.set_cookie("lang", lang, Some(30 * 24 * 3600), "Lax");
+            return (response::with_header(resp, "set-cookie", &c), label);
+        }
+        (resp, label)
+    }
+
+    async fn respond_routed(self: &Arc<Self>, mut req: Req) -> (Resp, &'static str) {
         let now = req.now_ms.div_euclid(1000);
         let Some(entry) = routes::find(&req.path) else {
             let resp = self.finish(None, response::plain(StatusCode::NOT_FOUND, "not found"));

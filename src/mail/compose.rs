@@ -47,6 +47,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
+    crate::pages::i18n::install(&mut env, crate::pages::i18n::catalogue());
     for (name, source) in TEMPLATES {
         // The templates are part of the binary and tested below; a broken one is a bug
         // that the test suite catches, so this cannot fail at run time.
@@ -57,25 +58,28 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// The message `letter` for `username` at the instance `instance`, with `link` (empty
-/// for the test mail).
-pub fn compose(letter: Letter, instance: &str, username: &str, link: &str) -> Composed {
+/// The message `letter` in `lang` for `username` at the instance `instance`, with `link`
+/// (empty for the test mail).
+pub fn compose(letter: Letter, lang: &str, instance: &str, username: &str, link: &str) -> Composed {
     let (name, subject) = match letter {
-        Letter::Kind(MailKind::Reset) => ("reset", format!("Reset your {instance} password")),
-        Letter::Kind(MailKind::Invitation) => {
-            ("invitation", format!("You are invited to {instance}"))
+        Letter::Kind(MailKind::Reset) => ("reset", "Reset your {instance} password"),
+        Letter::Kind(MailKind::Invitation) => ("invitation", "You are invited to {instance}"),
+        Letter::Kind(MailKind::Verification) => {
+            ("verification", "Confirm your email address for {instance}")
         }
-        Letter::Kind(MailKind::Verification) => (
-            "verification",
-            format!("Confirm your email address for {instance}"),
-        ),
-        Letter::Test => ("test", format!("Test mail from {instance}")),
+        Letter::Test => ("test", "Test mail from {instance}"),
     };
+    let cat = crate::pages::i18n::catalogue();
+    let subject = crate::pages::i18n::fill(
+        cat.text(lang, subject),
+        &[("instance", instance.to_string())],
+    );
     let ctx = json!({
         "instance": instance,
         "username": username,
         "link": link,
         "subject": subject,
+        "lang": lang,
     });
     let env = environment();
     let render = |file: String| {
@@ -106,7 +110,7 @@ mod tests {
             Letter::Kind(MailKind::Invitation),
             Letter::Kind(MailKind::Verification),
         ] {
-            let m = compose(letter, evil, "alice", link);
+            let m = compose(letter, "en", evil, "alice", link);
             assert!(
                 m.subject.contains(evil),
                 "{letter:?}: subject is plain text"
@@ -128,7 +132,12 @@ mod tests {
             // the link (the link is on a line of its own).
             assert!(m.text.lines().any(|l| l.trim() == link), "{letter:?}");
         }
-        let t = compose(Letter::Test, "Latchkey", "", "");
+        let t = compose(Letter::Test, "en", "Latchkey", "", "");
         assert!(t.text.contains("Latchkey") && !t.html.is_empty());
+        // In German, subject and body.
+        let de = compose(Letter::Kind(MailKind::Reset), "de", "Acme", "alice", link);
+        assert!(de.subject.contains("Passwort"), "{}", de.subject);
+        assert!(de.text.contains("Hallo alice"), "{}", de.text);
+        assert!(de.html.contains("lang=\"de\""));
     }
 }

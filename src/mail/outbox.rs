@@ -30,9 +30,10 @@ pub fn next_step(attempts: u32, created_at: i64, now: i64, base: i64) -> Option<
     Some(now + doubled.min(MAX_WAIT))
 }
 
-/// A new mail for `user`, due at once.
+/// A new mail for `user`, due at once, in the language of the request that asks for it.
 pub fn new_mail(kind: MailKind, user: &User, now: i64) -> OutboxMail {
     OutboxMail {
+        lang: crate::pages::current_lang().to_string(),
         id: crate::clock::random_id(),
         kind,
         user_id: user.id.clone(),
@@ -132,7 +133,13 @@ pub fn deliver(
         Err(e) => return Outcome::Failed(MailError::new("storage", e.to_string())),
     };
     let link = format!("{issuer}{}?token={}.{secret}", link_path(m.kind), user.id);
-    let message = compose(Letter::Kind(m.kind), instance, &user.username, &link);
+    let message = compose(
+        Letter::Kind(m.kind),
+        &m.lang,
+        instance,
+        &user.username,
+        &link,
+    );
     match mailer.send(&m.to, &message) {
         Ok(answer) => Outcome::Sent(answer),
         Err(e) => Outcome::Failed(e),

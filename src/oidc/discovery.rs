@@ -35,11 +35,17 @@ const AUTH_METHODS: [&str; 5] = [
 
 /// The metadata document for `issuer` (no trailing slash).
 pub fn metadata(issuer: &str) -> Value {
-    metadata_with(issuer, &[], &[])
+    metadata_with(issuer, &[], &[], &["en"])
 }
 
-/// [`metadata`] with the clients' own scopes and custom claims (SPEC §14) listed too.
-pub fn metadata_with(issuer: &str, scopes: &[String], claims: &[String]) -> Value {
+/// [`metadata`] with the clients' own scopes and custom claims (SPEC §14) and the page
+/// languages (SPEC §12) listed too.
+pub fn metadata_with(
+    issuer: &str,
+    scopes: &[String],
+    claims: &[String],
+    ui_locales: &[&str],
+) -> Value {
     let scopes: Vec<&str> = scope::SUPPORTED
         .iter()
         .copied()
@@ -89,7 +95,7 @@ pub fn metadata_with(issuer: &str, scopes: &[String], claims: &[String]) -> Valu
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "display_values_supported": ["page", "popup"],
         "acr_values_supported": [crate::oidc::authorize::ACR_ONE_FACTOR, crate::oidc::authorize::ACR_TWO_FACTOR],
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": ui_locales,
     })
 }
 

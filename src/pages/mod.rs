@@ -1,7 +1,18 @@
 //! HTML pages rendered from the templates in `assets/templates/`, embedded in the binary.
 //! minijinja escapes every value in `.html` templates. No protocol decisions here.
 
+pub mod i18n;
 pub mod qr;
+
+tokio::task_local! {
+    /// The language of the request being answered (see [`i18n::choose`]).
+    pub static LANG: &'static str;
+}
+
+/// The language pages are rendered in now: the request's, else English.
+pub fn current_lang() -> &'static str {
+    LANG.try_with(|l| *l).unwrap_or("en")
+}
 
 use minijinja::Environment;
 use serde::Serialize;
@@ -61,6 +72,8 @@ pub struct Pages {
 struct WithInstance<'a, T: Serialize> {
     instance: &'a str,
     logo: bool,
+    lang: &'static str,
+    languages: Vec<serde_json::Value>,
     #[serde(flatten)]
     inner: &'a T,
 }
@@ -68,6 +81,7 @@ struct WithInstance<'a, T: Serialize> {
 impl Pages {
     pub fn new(instance_name: &str, logo: bool) -> Result<Pages, String> {
         let mut env = Environment::new();
+        i18n::install(&mut env, i18n::catalogue());
         for (name, src) in TEMPLATES {
             env.add_template(name, src)
                 .map_err(|e| format!("template {name}: {e}"))?;
@@ -85,6 +99,11 @@ impl Pages {
         let full = WithInstance {
             instance: &self.instance,
             logo: self.logo,
+            lang: current_lang(),
+            languages: i18n::LANGUAGES
+                .iter()
+                .map(|(code, name)| serde_json::json!({"code": code, "name": name}))
+                .collect(),
             inner: ctx,
         };
         match self.env.get_template(name).and_then(|t| t.render(&full)) {

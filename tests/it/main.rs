@@ -22,6 +22,7 @@ mod hostile;
 mod implicit;
 mod inprocess;
 mod keys;
+mod languages;
 mod lifecycle;
 mod logout;
 mod mail;
