@@ -66,7 +66,22 @@ pub struct Pages {
     env: Environment<'static>,
     instance: String,
     logo: bool,
+    catalogue: std::sync::Arc<i18n::Catalogue>,
 }
+
+/// Texts the code hands to every page under these names (titles, errors, notices,
+/// leads, messages, link texts): translated before rendering, so no call site needs to.
+const TRANSLATED: &[&str] = &[
+    "title",
+    "error",
+    "notice",
+    "lead",
+    "message",
+    "link_text",
+    "next_text",
+    "button",
+    "continue_label",
+];
 
 #[derive(Serialize)]
 struct WithInstance<'a, T: Serialize> {
@@ -81,7 +96,8 @@ struct WithInstance<'a, T: Serialize> {
 impl Pages {
     pub fn new(instance_name: &str, logo: bool) -> Result<Pages, String> {
         let mut env = Environment::new();
-        i18n::install(&mut env, i18n::catalogue());
+        let catalogue = i18n::catalogue();
+        i18n::install(&mut env, catalogue.clone());
         for (name, src) in TEMPLATES {
             env.add_template(name, src)
                 .map_err(|e| format!("template {name}: {e}"))?;
@@ -90,12 +106,34 @@ impl Pages {
             env,
             instance: instance_name.to_string(),
             logo,
+            catalogue,
         })
     }
 
     /// Renders a template with `ctx` (plus `instance`). A rendering failure is a bug in a
     /// template; it is logged and a minimal page is returned instead of a stack trace.
     pub fn render<T: Serialize>(&self, name: &str, ctx: &T) -> String {
+        let lang = current_lang();
+        let mut ctx = serde_json::to_value(ctx).unwrap_or(serde_json::Value::Null);
+        if lang != "en"
+            && let serde_json::Value::Object(o) = &mut ctx
+        {
+            let t = |s: &mut String| *s = self.catalogue.text(lang, s).to_string();
+            for key in TRANSLATED {
+                if let Some(serde_json::Value::String(s)) = o.get_mut(*key) {
+                    t(s);
+                }
+            }
+            // The labels of values shown once (client ID, secret, link).
+            if let Some(serde_json::Value::Array(items)) = o.get_mut("items") {
+                for item in items {
+                    if let Some(serde_json::Value::String(s)) = item.get_mut("label") {
+                        t(s);
+                    }
+                }
+            }
+        }
+        let ctx = &ctx;
         let full = WithInstance {
             instance: &self.instance,
             logo: self.logo,

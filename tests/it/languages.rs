@@ -104,6 +104,29 @@ async fn the_default_language_discovery_and_mails_follow() {
         "{}",
         mails[0]
     );
+    // Every page, not only the sign-in page: the account page in the default language,
+    // an error page and an administrator's page in the browser's.
+    let mut ada = server.browser();
+    let signed = ada.login("/login", "ada", PASSWORD).await;
+    assert_eq!(signed.location(), "/account");
+    let account = ada.get("/account").await;
+    assert!(
+        account.body.contains("<h1>Mijn account</h1>"),
+        "{}",
+        account.body
+    );
+    let bad_link = b
+        .get_with("/reset?token=nobody.nothing", &[("accept-language", "de")])
+        .await;
+    assert!(bad_link.body.contains("Link ungültig"), "{}", bad_link.body);
+    server.add_user("root", &["--group", "admin"]);
+    let mut root = server.browser();
+    root.login("/login", "root", PASSWORD).await;
+    let users = root
+        .get_with("/admin/users", &[("accept-language", "pl")])
+        .await;
+    assert!(users.body.contains("lang=\"pl\""), "{}", users.body);
+    assert!(users.body.contains("Dodaj użytkownika"), "{}", users.body);
     // A bad default is refused by name.
     let bad = Server::new("[ui]\ndefault_language = \"xx\"\n");
     let out = bad.cli(&["check-config"], None);
