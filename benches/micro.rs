@@ -41,6 +41,7 @@ fn user() -> User {
         email_check: None,
         reset_mailed: false,
         attributes: Default::default(),
+        source: None,
     }
 }
 

@@ -24,8 +24,39 @@ pub enum Cmd {
     Restore(Restore),
     CheckConfig(CheckConfig),
     Group(GroupCmd),
+    Ldap(LdapCmd),
     Mail(MailCmd),
     Version(Version),
+}
+
+#[derive(FromArgs)]
+/// The directory (SPEC §11).
+#[argh(subcommand, name = "ldap")]
+pub struct LdapCmd {
+    #[argh(subcommand)]
+    pub action: LdapAction,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum LdapAction {
+    Test(LdapTest),
+}
+
+#[derive(FromArgs)]
+/// Connect and bind as the service account, and find a person (their DN, attributes,
+/// groups); prints what it found or the exact failure (connection, TLS, bind, search).
+#[argh(subcommand, name = "test")]
+pub struct LdapTest {
+    /// a username to look up
+    #[argh(option)]
+    pub user: Option<String>,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]

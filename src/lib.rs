@@ -15,6 +15,7 @@ pub mod config;
 pub mod datadir;
 pub mod http;
 pub mod keys;
+pub mod ldap;
 pub mod mail;
 pub mod model;
 pub mod notify;
@@ -56,17 +57,19 @@ mod layering {
             "mail",
             &["clock", "config", "keys", "model", "pages", "store"],
         ),
+        ("ldap", &["config", "oidc"]),
         (
             "admin",
             &[
-                "clock", "config", "datadir", "keys", "mail", "model", "oidc", "output", "store",
+                "clock", "config", "datadir", "keys", "ldap", "mail", "model", "oidc", "output",
+                "store",
             ],
         ),
         (
             "http",
             &[
-                "admin", "clock", "config", "datadir", "keys", "mail", "model", "oidc", "outbound",
-                "pages", "signin", "store",
+                "admin", "clock", "config", "datadir", "keys", "ldap", "mail", "model", "oidc",
+                "outbound", "pages", "signin", "store",
             ],
         ),
     ];

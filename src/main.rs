@@ -58,6 +58,9 @@ fn main() -> ExitCode {
                 },
             ),
         },
+        Cmd::Ldap(l) => match l.action {
+            cli::LdapAction::Test(t) => ldap_test(t),
+        },
         Cmd::Mail(m) => match m.action {
             cli::MailAction::Test(t) => mail_test(t),
             cli::MailAction::Queue(q) => manage(q.config.as_deref(), q.json, Command::MailQueue),
@@ -502,6 +505,43 @@ fn print_result(json: bool, result: Result<serde_json::Value, AdminError>) -> Ex
             ExitCode::SUCCESS
         }
         Err(e) => fail(e.exit_code.clamp(1, 2) as u8, &e.message),
+    }
+}
+
+/// `latchkey ldap test [--user NAME]`: what the directory answers, or where it failed.
+fn ldap_test(t: cli::LdapTest) -> ExitCode {
+    let config = match config::load(t.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let Some(settings) = &config.ldap else {
+        return fail(2, "ldap: not configured (add an [ldap] section)");
+    };
+    let dir = match latchkey::ldap::Directory::new(settings) {
+        Ok(d) => d,
+        Err(e) => return fail(2, &e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("runtime: {e}")),
+    };
+    match runtime.block_on(dir.report(t.user.as_deref())) {
+        Ok(v) => {
+            if t.json {
+                println!("{v}");
+            } else {
+                print!("{}", output::human(&v));
+            }
+            if t.user.is_some() && v["user"].is_null() {
+                eprintln!("ldap: no such person (or one without a unique id)");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, &format!("ldap: {e}")),
     }
 }
 

@@ -60,6 +60,10 @@ pub struct User {
     /// Custom attributes (SPEC §14) that clients' claim rules may release.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+    /// Where the account comes from: `Some("ldap")` for the directory (SPEC §11), whose
+    /// password is checked there and never stored here; `None` for a local account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// What a queued mail is for. A mail in the outbox holds no secret: its link is made

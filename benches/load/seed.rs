@@ -94,6 +94,7 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             email_check: None,
             reset_mailed: false,
             attributes: Default::default(),
+            source: None,
         };
         store.create_user(&u).expect("create user");
     });

@@ -207,6 +207,7 @@ fn store_new_user(
         email_check: None,
         reset_mailed: false,
         attributes: Default::default(),
+        source: None,
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;
@@ -247,6 +248,7 @@ pub(super) fn user_json(u: &User) -> Value {
         "passkeys_only": u.passkeys_only,
         "email_verified": u.email_verified,
         "attributes": u.attributes,
+        "source": u.source.as_deref().unwrap_or("local"),
         "invited_until": u.invitation.as_ref().map(|(_, until, _)| *until),
         "created_at": u.created_at,
         "updated_at": u.updated_at,

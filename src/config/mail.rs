@@ -23,6 +23,10 @@ pub enum Security {
 pub struct Password(String);
 
 impl Password {
+    pub fn new(p: String) -> Password {
+        Password(p)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -161,7 +165,7 @@ pub fn settings(raw: RawMail) -> Result<MailSettings, String> {
 }
 
 /// The first line of a file only its owner can read (mode 0600 or 0400).
-fn read_secret_file(p: &std::path::Path) -> Result<String, String> {
+pub(super) fn read_secret_file(p: &std::path::Path) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = p.display();
     let meta = std::fs::metadata(p).map_err(|e| format!("mail.password_file: {shown}: {e}"))?;

@@ -25,6 +25,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+pub mod ldap;
 pub mod mail;
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
@@ -70,6 +71,8 @@ struct RawConfig {
     groups: Vec<RawGroup>,
     #[serde(default)]
     ui: RawUi,
+    #[serde(default)]
+    ldap: ldap::RawLdap,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +286,8 @@ pub struct Config {
     pub declared_groups: HashMap<String, crate::model::Attributes>,
     /// `[ui] default_language` (SPEC §12): one of `pages::i18n::LANGUAGES`.
     pub default_language: &'static str,
+    /// `[ldap]` (SPEC §11): directory users sign in with their directory password.
+    pub ldap: Option<ldap::LdapSettings>,
 }
 
 /// An image file served at `/assets/logo`.
@@ -324,6 +329,8 @@ pub struct Env {
     pub hostname: String,
     /// Whether `/var/lib/latchkey` can be used as the default data directory.
     pub var_lib_writable: bool,
+    /// `LATCHKEY_LDAP_BIND_PASSWORD` (instead of `[ldap] bind_password_file`).
+    pub ldap_bind_password: Option<String>,
 }
 
 impl Env {
@@ -342,6 +349,7 @@ impl Env {
             state_directory: var("STATE_DIRECTORY"),
             hostname,
             var_lib_writable: dir_writable(Path::new("/var/lib/latchkey")),
+            ldap_bind_password: var("LATCHKEY_LDAP_BIND_PASSWORD"),
         }
     }
 }
@@ -594,6 +602,11 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
                 ))
             })?,
     };
+    let ldap = if raw.ldap.is_empty() {
+        None
+    } else {
+        Some(ldap::settings(raw.ldap, env.ldap_bind_password.clone()).map_err(ConfigError)?)
+    };
     let mail = if raw.mail.is_empty() {
         None
     } else {
@@ -623,6 +636,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         mail,
         declared_groups,
         default_language,
+        ldap,
     })
 }
 

@@ -262,6 +262,7 @@ fn page(
             "passkeys_available": app.passkeys.available(),
             "email_verified": u.email_verified,
             "mail": app.mailer.is_some(),
+            "directory": u.source.is_some(),
             "fresh": fresh(app, s, now),
             "apps": apps,
             "sessions": sessions,
@@ -431,6 +432,10 @@ async fn start_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, n
 }
 
 async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if s.user.source.is_some() {
+        let m = "Your password is kept by your organisation's directory: change it there.";
+        return page(app, req, s, Some(m), StatusCode::CONFLICT, now);
+    }
     if let Err(r) = confirm_password(app, req, s, form, now).await {
         return r;
     }

@@ -68,6 +68,8 @@ pub struct App {
     pub outbound: Arc<crate::outbound::Outbound>,
     /// Refresh answers kept for clients with a grace period (issue 17).
     pub refresh_grace: Arc<super::grace::RefreshGrace>,
+    /// The directory of `[ldap]` (SPEC §11), `None` without one.
+    pub directory: Option<Arc<crate::ldap::Directory>>,
     /// The SMTP client of `[mail]` (`None` without mail: no page offers it).
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// Wakes the mail worker when a mail is queued.
@@ -88,6 +90,18 @@ fn mailer(config: &Config) -> Option<Arc<crate::mail::Mailer>> {
         Ok(m) => Some(Arc::new(m)),
         Err(e) => {
             tracing::error!(error = %e, "mail is off");
+            None
+        }
+    }
+}
+
+/// The directory of `[ldap]`; a set-up failure (unreadable trust anchors) is logged and
+/// directory sign-in stays off.
+fn directory(config: &Config) -> Option<Arc<crate::ldap::Directory>> {
+    match crate::ldap::Directory::new(config.ldap.as_ref()?) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            tracing::error!(error = %e, "directory sign-in is off");
             None
         }
     }
@@ -144,6 +158,7 @@ impl App {
             pendings: Arc::new(interaction::Expiring::new(signin::PENDING_TTL)),
             outbound: Arc::new(crate::outbound::Outbound::new()),
             mailer: mailer(&config),
+            directory: directory(&config),
             refresh_grace: Default::default(),
             mail_wake: Default::default(),
             mail_throttle: Arc::new(Throttle::for_mail(&config.login)),
@@ -169,6 +184,7 @@ impl App {
     /// stay as they are until a restart.
     pub fn reconfigured(&self, config: Config) -> Result<App, String> {
         let mailer = mailer(&config);
+        let directory = directory(&config);
         Ok(App {
             discovery: Default::default(),
             pages: Pages::new(&config.instance_name, config.logo.is_some())?,
@@ -198,6 +214,7 @@ impl App {
             cert_expiry: self.cert_expiry.clone(),
             outbound: self.outbound.clone(),
             mailer,
+            directory,
             refresh_grace: self.refresh_grace.clone(),
             mail_wake: self.mail_wake.clone(),
             mail_throttle: self.mail_throttle.clone(),

@@ -143,21 +143,38 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         raw.to_string()
     });
 
-    let ok = match check_password(app, user.as_ref(), Secret::new(password.expose().clone())).await
-    {
-        Ok(ok) => ok,
-        Err(Fail::Busy) => {
-            return render_login(
-                app,
-                req,
-                view(
-                    "The server is busy. Try again in a moment.",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                ),
-                now,
-            );
+    // SPEC §11: a name without a local account, or a directory account, is the
+    // directory's; its password is checked there. The directory being down never stops
+    // local accounts.
+    let from_directory = app.directory.is_some()
+        && user
+            .as_ref()
+            .is_none_or(|u| u.source.as_deref() == Some(super::directory::SOURCE));
+    let (ok, user) = if from_directory {
+        match super::directory::sign_in(app, &username, password.expose(), now).await {
+            Ok(Some(found)) => (true, Some(found)),
+            Ok(None) => (false, user),
+            Err(message) => {
+                let v = view(message, StatusCode::SERVICE_UNAVAILABLE);
+                return render_login(app, req, v, now);
+            }
         }
-        Err(f) => return app.fail_page(f),
+    } else {
+        match check_password(app, user.as_ref(), Secret::new(password.expose().clone())).await {
+            Ok(ok) => (ok, user),
+            Err(Fail::Busy) => {
+                return render_login(
+                    app,
+                    req,
+                    view(
+                        "The server is busy. Try again in a moment.",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    ),
+                    now,
+                );
+            }
+            Err(f) => return app.fail_page(f),
+        }
     };
     let Some(user) = user.clone().filter(|_| ok) else {
         app.throttle.failure(who, req.now_ms);
@@ -192,7 +209,10 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     } else {
         app.throttle.success(who);
     }
-    rehash_if_needed(app, &user, password).await;
+    // A directory password is never hashed or kept here.
+    if user.source.is_none() {
+        rehash_if_needed(app, &user, password).await;
+    }
 
     let target = Target {
         interaction: interaction.map(str::to_string),

@@ -106,8 +106,13 @@ pub(super) fn request_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let user = match named(app, &name) {
         // Not for accounts without a password yet (invited) or with passkeys only: their
         // way in is the invitation or their administrator.
+        // Directory accounts change their password in the directory.
         Ok(u) => u.filter(|u| {
-            !u.disabled && !u.email.is_empty() && !u.password_hash.is_empty() && !u.passkeys_only
+            !u.disabled
+                && !u.email.is_empty()
+                && !u.password_hash.is_empty()
+                && !u.passkeys_only
+                && u.source.is_none()
         }),
         Err(f) => return app.fail_page(f),
     };

@@ -9,6 +9,7 @@ mod app;
 mod authorize;
 mod browser;
 mod device;
+mod directory;
 mod errors;
 pub mod framing;
 mod grace;

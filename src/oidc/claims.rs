@@ -616,6 +616,7 @@ mod tests {
             email_check: None,
             reset_mailed: false,
             attributes: Default::default(),
+            source: None,
         }
     }
 

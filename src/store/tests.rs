@@ -32,6 +32,7 @@ fn user(id: &str, name: &str) -> User {
         email_check: None,
         reset_mailed: false,
         attributes: Default::default(),
+        source: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod cli;
 mod client_auth;
 mod clocked;
 mod crash;
+mod directory;
 mod errors;
 mod exhaustion;
 mod flows;
