@@ -57,7 +57,7 @@ mod layering {
             "mail",
             &["clock", "config", "keys", "model", "pages", "store"],
         ),
-        ("ldap", &["config", "oidc"]),
+        ("ldap", &["config", "model", "oidc"]),
         (
             "admin",
             &[

@@ -383,7 +383,16 @@ async fn check_current(
         app.audit_refused("login.throttled", Some(&s.user.username), req, refused);
         return Err(Ok((StatusCode::TOO_MANY_REQUESTS, refused.message())));
     }
-    match check_password(app, Some(&s.user), current).await {
+    // A directory account's password is the directory's.
+    let checked = if s.user.source.is_some() {
+        match super::directory::confirm(app, &s.user, current.expose()).await {
+            Ok(ok) => Ok(ok),
+            Err(message) => return Err(Ok((StatusCode::SERVICE_UNAVAILABLE, message.to_string()))),
+        }
+    } else {
+        check_password(app, Some(&s.user), current).await
+    };
+    match checked {
         Ok(true) => Ok(()),
         Ok(false) => {
             app.throttle.failure(who, req.now_ms);

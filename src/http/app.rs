@@ -70,6 +70,8 @@ pub struct App {
     pub refresh_grace: Arc<super::grace::RefreshGrace>,
     /// The directory of `[ldap]` (SPEC §11), `None` without one.
     pub directory: Option<Arc<crate::ldap::Directory>>,
+    /// Directory sign-ins under way (bounded: a slow directory holds only these).
+    pub directory_slots: Arc<tokio::sync::Semaphore>,
     /// The SMTP client of `[mail]` (`None` without mail: no page offers it).
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// Wakes the mail worker when a mail is queued.
@@ -159,6 +161,7 @@ impl App {
             outbound: Arc::new(crate::outbound::Outbound::new()),
             mailer: mailer(&config),
             directory: directory(&config),
+            directory_slots: Arc::new(tokio::sync::Semaphore::new(super::directory::SLOTS)),
             refresh_grace: Default::default(),
             mail_wake: Default::default(),
             mail_throttle: Arc::new(Throttle::for_mail(&config.login)),
@@ -215,6 +218,7 @@ impl App {
             outbound: self.outbound.clone(),
             mailer,
             directory,
+            directory_slots: self.directory_slots.clone(),
             refresh_grace: self.refresh_grace.clone(),
             mail_wake: self.mail_wake.clone(),
             mail_throttle: self.mail_throttle.clone(),

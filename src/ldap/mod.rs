@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, ldap_escape,
+};
 
 use crate::config::ldap::LdapSettings;
 
@@ -17,6 +19,12 @@ use crate::config::ldap::LdapSettings;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// LDAP result code 49: invalid credentials (RFC 4511 §4.1.9).
 const INVALID_CREDENTIALS: u32 = 49;
+/// LDAP result code 4: more entries than the size limit (here: not one person).
+const SIZE_LIMIT_EXCEEDED: u32 = 4;
+/// A group search returns at most this many groups.
+const MAX_GROUPS: i32 = 500;
+/// The group a directory may never grant: Latchkey's administrators are made here.
+const LOCAL_ONLY_GROUP: &str = "admin";
 
 /// A person as the directory has them.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +68,10 @@ pub fn id_from(text: Option<&str>, binary: Option<&[u8]>) -> Option<String> {
     if let Some(b) = binary.filter(|b| b.len() == 16) {
         return Some(URL_SAFE_NO_PAD.encode(b));
     }
+    // An objectGUID whose 16 bytes happen to be valid UTF-8 arrives as text.
+    if let Some(t) = text.filter(|t| t.len() == 16 && !t.contains('-')) {
+        return Some(URL_SAFE_NO_PAD.encode(t.as_bytes()));
+    }
     let hex: String = text?.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
@@ -87,7 +99,11 @@ impl Directory {
         let mut roots = rustls::RootCertStore::empty();
         match &s.ca_pem {
             Some(pem) => {
-                for cert in rustls_pemfile_certs(pem)? {
+                let certs = rustls_pemfile_certs(pem)?;
+                if certs.is_empty() {
+                    return Err("ldap.ca_file: no certificate in it".into());
+                }
+                for cert in certs {
                     roots.add(cert).map_err(|e| format!("ldap.ca_file: {e}"))?;
                 }
             }
@@ -113,13 +129,12 @@ impl Directory {
             .set_conn_timeout(TIMEOUT)
             .set_starttls(self.s.starttls)
             .set_config(self.tls.clone());
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.s.url)
+        let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.s.url)
             .await
             .map_err(|e| {
                 let text = e.to_string();
-                let stage = if text.to_lowercase().contains("tls")
-                    || text.to_lowercase().contains("certificate")
-                {
+                let lower = text.to_lowercase();
+                let stage = if lower.contains("tls") || lower.contains("certificate") {
                     "TLS"
                 } else {
                     "connection"
@@ -127,22 +142,23 @@ impl Directory {
                 err(stage, text)
             })?;
         ldap3::drive!(conn);
-        ldap.with_timeout(TIMEOUT);
         Ok(ldap)
     }
 
     /// Connects and binds as the service account.
     async fn service(&self) -> Result<Ldap, LdapError> {
         let mut ldap = self.connect().await?;
-        ldap.simple_bind(&self.s.bind_dn, self.s.bind_password.expose())
+        ldap.with_timeout(TIMEOUT)
+            .simple_bind(&self.s.bind_dn, self.s.bind_password.expose())
             .await
             .and_then(|r| r.success())
             .map_err(|e| err("bind", format!("as {}: {e}", self.s.bind_dn)))?;
         Ok(ldap)
     }
 
-    /// The person with this username, with their groups; `None` when the directory has
-    /// no such person (or one without a usable id).
+    /// The person with this username (without groups: see [`Directory::groups`]); `None`
+    /// when the directory has no such person, several, or one without a usable id or
+    /// username.
     pub async fn find(&self, username: &str) -> Result<Option<Person>, LdapError> {
         let mut ldap = self.service().await?;
         let a = &self.s.attributes;
@@ -156,61 +172,96 @@ impl Directory {
             &a.phone,
             &a.id,
         ];
-        let (entries, _) = ldap
+        // Two entries are enough to know it is not one person; every operation has a
+        // deadline (ldap3's applies to the next operation only).
+        let found = ldap
+            .with_timeout(TIMEOUT)
+            .with_search_options(SearchOptions::new().sizelimit(2).timelimit(10))
             .search(&self.s.user_base, Scope::Subtree, &filter, wanted.to_vec())
             .await
-            .and_then(|r| r.success())
             .map_err(|e| err("search", e))?;
+        let _ = ldap.unbind().await;
+        let (entries, result) = (found.0, found.1);
+        match result.rc {
+            0 => {}
+            SIZE_LIMIT_EXCEEDED => return Ok(None),
+            rc => {
+                return Err(err(
+                    "search",
+                    format!("the directory answered {rc}: {}", result.text),
+                ));
+            }
+        }
         // Exactly one match, or nobody: never guess between two.
         if entries.len() != 1 {
-            let _ = ldap.unbind().await;
             return Ok(None);
         }
         let Some(entry) = entries.into_iter().next().and_then(entry_of) else {
-            let _ = ldap.unbind().await;
             return Ok(None);
         };
-        let first = |name: &str| entry.attrs.get(name).and_then(|v| v.first()).cloned();
-        let id = id_from(
-            first(&a.id).as_deref(),
+        let first = |name: &str| {
             entry
-                .bin_attrs
-                .get(&a.id)
-                .and_then(|v| v.first())
-                .map(Vec::as_slice),
-        );
-        let Some(id) = id else {
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.first())
+                .cloned()
+        };
+        let binary = entry
+            .bin_attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&a.id))
+            .and_then(|(_, v)| v.first())
+            .map(Vec::as_slice);
+        let Some(id) = id_from(first(&a.id).as_deref(), binary) else {
             tracing::warn!(dn = %entry.dn, attribute = %a.id, "directory entry without a unique id: skipped");
-            let _ = ldap.unbind().await;
             return Ok(None);
         };
-        let groups = self.groups_of(&mut ldap, &entry.dn).await?;
-        let _ = ldap.unbind().await;
+        let Some(name) = first(&a.username).filter(|n| crate::model::valid_username(n)) else {
+            tracing::warn!(dn = %entry.dn, attribute = %a.username, "directory entry without a usable username: skipped");
+            return Ok(None);
+        };
+        let clip = |v: Option<String>| v.map(|t| t.chars().take(200).collect::<String>());
         Ok(Some(Person {
             id,
-            username: first(&a.username).unwrap_or_else(|| username.to_string()),
-            email: first(&a.email).unwrap_or_default(),
-            given_name: first(&a.given_name),
-            family_name: first(&a.family_name),
-            name: first(&a.name),
-            phone: first(&a.phone),
+            username: name,
+            email: first(&a.email)
+                .filter(|e| crate::model::valid_email(e))
+                .unwrap_or_default(),
+            given_name: clip(first(&a.given_name)),
+            family_name: clip(first(&a.family_name)),
+            name: clip(first(&a.name)),
+            phone: clip(first(&a.phone)),
             dn: entry.dn,
-            groups,
+            groups: vec![],
         }))
     }
 
-    async fn groups_of(&self, ldap: &mut Ldap, dn: &str) -> Result<Vec<String>, LdapError> {
+    /// The groups of the person `dn` (read once their password was checked). Names that
+    /// are not Latchkey group names, and `admin` (granted only here, never by a
+    /// directory), are left out.
+    pub async fn groups(&self, dn: &str) -> Result<Vec<String>, LdapError> {
+        let mut ldap = self.service().await?;
         let filter = filter_with(&self.s.group_filter, "dn", dn);
-        let (entries, _) = ldap
+        let found = ldap
+            .with_timeout(TIMEOUT)
+            .with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS).timelimit(10))
             .search(&self.s.group_base, Scope::Subtree, &filter, vec!["cn"])
             .await
-            .and_then(|r| r.success())
             .map_err(|e| err("search", format!("groups: {e}")))?;
-        let mut groups: Vec<String> = entries
+        let _ = ldap.unbind().await;
+        if !matches!(found.1.rc, 0 | SIZE_LIMIT_EXCEEDED) {
+            return Err(err(
+                "search",
+                format!("groups: the directory answered {}", found.1.rc),
+            ));
+        }
+        let mut groups: Vec<String> = found
+            .0
             .into_iter()
             .filter_map(entry_of)
             .filter_map(|e| e.attrs.get("cn").and_then(|v| v.first()).cloned())
-            .filter(|g| crate::oidc::registration::valid_group_name(g))
+            .filter(|g| crate::oidc::registration::valid_group_name(g) && g != LOCAL_ONLY_GROUP)
             .collect();
         groups.sort();
         groups.dedup();
@@ -220,11 +271,12 @@ impl Directory {
     /// Whether `password` is the person's: a bind as them. An empty password is never
     /// tried (RFC 4513 §5.1.2: it would be an unauthenticated bind, which succeeds).
     pub async fn check_password(&self, dn: &str, password: &str) -> Result<bool, LdapError> {
-        if password.is_empty() {
+        if password.is_empty() || dn.is_empty() {
             return Ok(false);
         }
         let mut ldap = self.connect().await?;
         let result = ldap
+            .with_timeout(TIMEOUT)
             .simple_bind(dn, password)
             .await
             .map_err(|e| err("bind", e))?;
@@ -240,7 +292,7 @@ impl Directory {
     }
 
     /// `latchkey ldap test`: the service account binds, and the person (if named) is
-    /// found, as a JSON report.
+    /// found, with their groups, as a JSON report.
     pub async fn report(&self, username: Option<&str>) -> Result<serde_json::Value, LdapError> {
         let mut ldap = self.service().await?;
         let _ = ldap.unbind().await;
@@ -248,11 +300,14 @@ impl Directory {
             serde_json::json!({"url": self.s.url, "bind": format!("ok as {}", self.s.bind_dn)});
         if let Some(name) = username {
             out["user"] = match self.find(name).await? {
-                Some(p) => serde_json::json!({
-                    "dn": p.dn, "id": p.id, "username": p.username, "email": p.email,
-                    "given_name": p.given_name, "family_name": p.family_name, "name": p.name,
-                    "phone": p.phone, "groups": p.groups,
-                }),
+                Some(p) => {
+                    let groups = self.groups(&p.dn).await?;
+                    serde_json::json!({
+                        "dn": p.dn, "id": p.id, "username": p.username, "email": p.email,
+                        "given_name": p.given_name, "family_name": p.family_name,
+                        "name": p.name, "phone": p.phone, "groups": groups,
+                    })
+                }
                 None => serde_json::Value::Null,
             };
         }

@@ -13,11 +13,12 @@ async fn directory_people_sign_in_with_their_directory_password_and_groups() {
     let mut slapd = Slapd::start(
         &dir.0,
         &format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}",
             person("dora", PASSWORD),
             person("eve", "another passphrase 456"),
             group("staff", &["dora"]),
-            group("ops", &["eve"])
+            group("ops", &["eve"]),
+            group("admin", &["dora"])
         ),
     );
     let server = Server::new(&ldap_config(&slapd, &dir.0)).start().await;
@@ -31,7 +32,11 @@ async fn directory_people_sign_in_with_their_directory_password_and_groups() {
         "uid=dora,ou=people,dc=example,dc=test"
     );
     assert_eq!(report["user"]["email"], "dora@example.test");
-    assert_eq!(report["user"]["groups"], serde_json::json!(["staff"]));
+    assert_eq!(
+        report["user"]["groups"],
+        serde_json::json!(["staff"]),
+        "admin is never mapped"
+    );
     let nobody = server.cli(&["ldap", "test", "--user", "nobody"], None);
     assert_eq!(nobody.code, 1, "{}", nobody.stdout);
 
@@ -81,6 +86,26 @@ async fn directory_people_sign_in_with_their_directory_password_and_groups() {
         )
         .await;
     assert_eq!(change.status, 409, "{}", change.body);
+
+    // A directory group named admin grants nothing here.
+    assert_eq!(b.get("/admin").await.status, 403);
+    // Her directory password confirms sensitive changes on the account page.
+    let account = b.get("/account").await;
+    let csrf = account.input("csrf").unwrap();
+    let wrong = b
+        .post_form(
+            "/account/2fa/remove",
+            &[("csrf", &csrf), ("current", "not it at all")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let right = b
+        .post_form(
+            "/account/2fa/remove",
+            &[("csrf", &csrf), ("current", PASSWORD)],
+        )
+        .await;
+    assert_eq!(right.status, 303, "{}", right.body);
 
     // A wrong password and a filter injection find nobody, and nothing is created.
     let mut x = server.browser();
