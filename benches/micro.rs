@@ -42,6 +42,7 @@ fn user() -> User {
         reset_mailed: false,
         attributes: Default::default(),
         source: None,
+        directory_disabled: false,
     }
 }
 

@@ -41,6 +41,21 @@ pub struct LdapCmd {
 #[argh(subcommand)]
 pub enum LdapAction {
     Test(LdapTest),
+    Sync(LdapSync),
+}
+
+#[derive(FromArgs)]
+/// Bring the directory's people and groups here now: created, updated, disabled when
+/// removed or disabled there (their sign-ins and tokens end). Carried out by the running
+/// server when there is one.
+#[argh(subcommand, name = "sync")]
+pub struct LdapSync {
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]

@@ -64,6 +64,10 @@ pub struct User {
     /// password is checked there and never stored here; `None` for a local account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Disabled by the directory (disabled or removed there), not by an administrator:
+    /// the directory enabling the person again enables the account (SPEC §11).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub directory_disabled: bool,
 }
 
 /// What a queued mail is for. A mail in the outbox holds no secret: its link is made

@@ -206,6 +206,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     ));
     let maintenance = maintenance(live.clone());
     mail_worker(live.clone());
+    tokio::spawn(directory_worker(live.clone()));
 
     let first = current(&live);
     let cfg = &first.app.config;
@@ -427,6 +428,45 @@ fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHand
             tracing::error!(error = %e, "could not start the maintenance thread");
             None
         }
+    }
+}
+
+/// How often the server checks that the directory answers (a bind as the service
+/// account), for `/healthz` and the metrics.
+const DIRECTORY_PROBE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// With `[ldap]` (SPEC §11): checks the directory every minute and syncs it at start and
+/// every `sync_interval_secs` (0: never on its own). The configuration in force is read
+/// at each turn, so a SIGHUP that adds, changes or removes `[ldap]` takes effect.
+async fn directory_worker(live: Current) {
+    let mut next_sync = 0;
+    loop {
+        let a = current(&live).app.clone();
+        if let (Some(dir), Some(s)) = (a.directory.clone(), a.config.ldap.as_ref()) {
+            let up = dir.probe().await;
+            if let Err(e) = &up {
+                tracing::warn!(error = %e, "the directory does not answer");
+            }
+            a.directory_health.saw(up.is_ok());
+            let now = crate::clock::now();
+            let every = i64::try_from(s.sync_interval_secs).unwrap_or(i64::MAX);
+            if up.is_ok() && every > 0 && now >= next_sync {
+                let r = crate::ldap::sync::run(&dir, a.store.clone(), now).await;
+                tracing::info!(
+                    people = r.people,
+                    created = r.created,
+                    updated = r.updated,
+                    disabled = r.disabled,
+                    enabled = r.enabled,
+                    problems = r.problems.len(),
+                    error = r.error.as_deref().unwrap_or(""),
+                    "directory synced"
+                );
+                next_sync = now.saturating_add(every);
+            }
+        }
+        drop(a);
+        tokio::time::sleep(DIRECTORY_PROBE).await;
     }
 }
 

@@ -95,6 +95,7 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
             reset_mailed: false,
             attributes: Default::default(),
             source: None,
+            directory_disabled: false,
         };
         store.create_user(&u).expect("create user");
     });

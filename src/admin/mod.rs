@@ -15,7 +15,7 @@ mod users;
 
 pub use backup::{backup_direct, restore};
 pub use clients::{ClientPatch, spec_of};
-pub use users::{NewUser, Profile, admin_exists, create_user, validate_profile};
+pub use users::{NewUser, Profile, admin_exists, create_user, validate_address, validate_profile};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -153,6 +153,9 @@ pub enum Command {
     MailQueue,
     /// Tries every waiting or failed mail again now.
     MailRetry,
+    /// Brings the directory's people here now (SPEC §11); asynchronous, so carried out
+    /// by [`sync_directory`], never by [`execute`].
+    LdapSync,
     /// Removes one mail from the outbox (its key, `<user id>:<kind>`).
     MailDrop {
         key: String,
@@ -258,6 +261,7 @@ impl Command {
                 "group.attribute"
             }
             Command::MailRetry => "mail.retry",
+            Command::LdapSync => "ldap.sync",
             Command::MailDrop { .. } => "mail.drop",
             Command::GroupAdd { .. } => "group.add",
             Command::GroupDelete { .. } => "group.delete",
@@ -292,6 +296,33 @@ impl Command {
                 | Command::Backup
                 | Command::Audit { .. }
         )
+    }
+}
+
+/// `latchkey ldap sync` and the admin pages' "Sync now": one directory sync, its report
+/// as JSON; a directory that cannot be read is an error (exit code 1) and changes nothing.
+pub async fn sync_directory(
+    store: std::sync::Arc<dyn Store>,
+    config: &Config,
+    now: i64,
+) -> Result<Value, AdminError> {
+    let Some(settings) = &config.ldap else {
+        return Err(AdminError {
+            message: "ldap: not configured (add an [ldap] section)".into(),
+            exit_code: 2,
+        });
+    };
+    let dir = crate::ldap::Directory::new(settings).map_err(|message| AdminError {
+        message,
+        exit_code: 2,
+    })?;
+    let r = crate::ldap::sync::run(&dir, store, now).await;
+    match &r.error {
+        Some(e) => Err(AdminError {
+            message: format!("ldap sync: {e}"),
+            exit_code: 1,
+        }),
+        None => Ok(serde_json::to_value(&r).unwrap_or_default()),
     }
 }
 
@@ -539,6 +570,9 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::MailQueue => mail::queue_json(store),
         Command::MailRetry => mail::retry_all(store, now),
+        Command::LdapSync => Err(AdminError::input(
+            "ldap sync: carried out by the server or `latchkey ldap sync`",
+        )),
         Command::MailDrop { key } => {
             if !store.delete_mail(&key, None)? {
                 return Err(AdminError::input(format!(

@@ -76,6 +76,12 @@ pub async fn serve(
                     return;
                 }
                 Err(e) => Reply::Error(e),
+                Ok(Command::LdapSync) => {
+                    match super::sync_directory(store, &config, crate::clock::now()).await {
+                        Ok(v) => Reply::Ok(v),
+                        Err(e) => Reply::Error(e),
+                    }
+                }
                 Ok(cmd) => {
                     let name = cmd.name();
                     let now = crate::clock::now();

@@ -92,23 +92,7 @@ pub fn validate_profile(new: NewUser) -> Result<Profile, AdminError> {
     check_text("given_name", &given_name, 100)?;
     check_text("family_name", &family_name, 100)?;
     check_text("phone", &phone, 32)?;
-    let a = new.address;
-    let address = Address {
-        street_address: clean(a.street_address),
-        locality: clean(a.locality),
-        region: clean(a.region),
-        postal_code: clean(a.postal_code),
-        country: clean(a.country),
-    };
-    for (f, v) in [
-        ("street_address", &address.street_address),
-        ("locality", &address.locality),
-        ("region", &address.region),
-        ("postal_code", &address.postal_code),
-        ("country", &address.country),
-    ] {
-        check_text(f, v, 200)?;
-    }
+    let address = validate_address(new.address)?;
     let mut groups: Vec<String> = Vec::new();
     for g in new.groups {
         if !valid_group_name(&g) {
@@ -126,9 +110,30 @@ pub fn validate_profile(new: NewUser) -> Result<Profile, AdminError> {
         given_name,
         family_name,
         phone,
-        address: (!address.is_empty()).then_some(address),
+        address,
         groups,
     })
+}
+
+/// Checks a postal address (trimmed; `None` when every field is empty).
+pub fn validate_address(a: Address) -> Result<Option<Address>, AdminError> {
+    let address = Address {
+        street_address: clean(a.street_address),
+        locality: clean(a.locality),
+        region: clean(a.region),
+        postal_code: clean(a.postal_code),
+        country: clean(a.country),
+    };
+    for (f, v) in [
+        ("street_address", &address.street_address),
+        ("locality", &address.locality),
+        ("region", &address.region),
+        ("postal_code", &address.postal_code),
+        ("country", &address.country),
+    ] {
+        check_text(f, v, 200)?;
+    }
+    Ok((!address.is_empty()).then_some(address))
 }
 
 /// Validates and stores a new user; the password is hashed with the configured argon2id
@@ -208,6 +213,7 @@ fn store_new_user(
         reset_mailed: false,
         attributes: Default::default(),
         source: None,
+        directory_disabled: false,
     };
     ensure_groups(store, &user.groups)?;
     store.create_user(&user)?;
@@ -272,6 +278,12 @@ pub(super) fn modify_user(
         let old = find_user(store, username)?;
         let mut new = old.clone();
         edit(&mut new)?;
+        if let Some(field) = crate::ldap::sync::ruled_change(&old, &new) {
+            return Err(AdminError::input(format!(
+                "{field}: {} comes from the directory; change it there",
+                old.username
+            )));
+        }
         if new == old || store.update_user_if(&old, &new)? {
             return Ok(new);
         }
@@ -290,6 +302,8 @@ pub(super) fn set_disabled(
 ) -> Result<Value, AdminError> {
     let u = modify_user(store, username, |u| {
         u.disabled = disabled;
+        // An administrator's word: a directory sync neither undoes nor repeats it.
+        u.directory_disabled = false;
         u.updated_at = now;
         Ok(())
     })?;

@@ -36,6 +36,11 @@ pub struct RawLdap {
     #[serde(default)]
     pub attributes: RawAttributes,
     pub preset: Option<String>,
+    pub sync_interval_secs: Option<u64>,
+    /// Directory people change their password here, in the directory (RFC 3062's
+    /// password modify operation; Active Directory's `unicodePwd`).
+    #[serde(default, alias = "password_change")]
+    pub ldap_password_change: bool,
 }
 
 impl RawLdap {
@@ -72,7 +77,20 @@ pub struct LdapSettings {
     /// With `{dn}`, replaced by the escaped DN of the user.
     pub group_filter: String,
     pub attributes: Attributes,
+    /// `openldap`, `active-directory`, `freeipa` or `lldap`.
+    pub preset: String,
+    /// Seconds between syncs; 0: only `latchkey ldap sync` and sign-ins bring records up
+    /// to date.
+    pub sync_interval_secs: u64,
+    /// Whether the account page changes a directory person's password in the directory.
+    pub password_change: bool,
 }
+
+/// Sync interval without `sync_interval_secs`: a person removed from the directory loses
+/// access here within a quarter of an hour.
+pub const DEFAULT_SYNC_SECS: u64 = 900;
+/// The shortest sync interval (a sync reads every person and their groups).
+const MIN_SYNC_SECS: u64 = 60;
 
 /// Defaults of a preset: user filter, group filter, attributes.
 fn preset(name: &str) -> Option<(&'static str, &'static str, Attributes)> {
@@ -180,6 +198,12 @@ pub fn settings(raw: RawLdap, env_password: Option<String>) -> Result<LdapSettin
     if !group_filter.contains("{dn}") {
         return Err("ldap.group_filter: must contain {dn}".into());
     }
+    let sync_interval_secs = raw.sync_interval_secs.unwrap_or(DEFAULT_SYNC_SECS);
+    if (1..MIN_SYNC_SECS).contains(&sync_interval_secs) {
+        return Err(format!(
+            "ldap.sync_interval_secs: at least {MIN_SYNC_SECS} (or 0: no periodic sync)"
+        ));
+    }
     let a = raw.attributes;
     let pick = |v: Option<String>, d: &str| v.unwrap_or_else(|| d.to_string());
     Ok(LdapSettings {
@@ -201,6 +225,9 @@ pub fn settings(raw: RawLdap, env_password: Option<String>) -> Result<LdapSettin
             phone: pick(a.phone, &defaults.phone),
             id: pick(a.id, &defaults.id),
         },
+        preset: preset_name.to_string(),
+        sync_interval_secs,
+        password_change: raw.ldap_password_change,
     })
 }
 
@@ -271,5 +298,21 @@ mod tests {
                 .starts_with("ldap.bind_password_file")
         );
         assert!(!format!("{:?}", settings(raw("ldaps://x"), pw()).unwrap()).contains("s3cret"));
+        // Sync every quarter of an hour unless told otherwise; never more often than a
+        // minute; 0 turns it off.
+        assert_eq!(
+            settings(raw("ldaps://x"), pw()).unwrap().sync_interval_secs,
+            900
+        );
+        let every = |n| RawLdap {
+            sync_interval_secs: Some(n),
+            ..raw("ldaps://x")
+        };
+        assert_eq!(settings(every(0), pw()).unwrap().sync_interval_secs, 0);
+        assert!(
+            settings(every(5), pw())
+                .unwrap_err()
+                .starts_with("ldap.sync_interval_secs")
+        );
     }
 }

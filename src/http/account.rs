@@ -263,6 +263,7 @@ fn page(
             "email_verified": u.email_verified,
             "mail": app.mailer.is_some(),
             "directory": u.source.is_some(),
+            "directory_password": directory_password(app),
             "fresh": fresh(app, s, now),
             "apps": apps,
             "sessions": sessions,
@@ -278,6 +279,9 @@ fn field(form: &Params, name: &str) -> Option<String> {
 }
 
 async fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    if s.user.source.is_some() {
+        return directory_profile(app, req, s, form, now);
+    }
     let new = crate::admin::NewUser {
         username: s.user.username.clone(),
         email: field(form, "email").unwrap_or_default(),
@@ -333,6 +337,51 @@ async fn profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i6
             return app.fail_page(f);
         }
         return back("verify-sent");
+    }
+    back("profile")
+}
+
+/// `POST /account/profile` for a directory person: names, email and phone come from the
+/// directory (shown read-only, a change refused); the address is theirs to keep here.
+fn directory_profile(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
+    let u = &s.user;
+    let ruled = [
+        ("email", Some(u.email.as_str())),
+        ("given_name", u.given_name.as_deref()),
+        ("family_name", u.family_name.as_deref()),
+        ("phone", u.phone.as_deref()),
+    ];
+    let changed = ruled.iter().any(|(name, have)| {
+        form.get_lenient(name)
+            .is_some_and(|v| v.trim() != have.unwrap_or("").trim())
+    });
+    if changed {
+        let m = "Your name, email address and phone number come from your organisation's directory: change them there.";
+        return page(app, req, s, Some(m), StatusCode::CONFLICT, now);
+    }
+    let address = Address {
+        street_address: field(form, "street_address"),
+        locality: field(form, "locality"),
+        region: field(form, "region"),
+        postal_code: field(form, "postal_code"),
+        country: field(form, "country"),
+    };
+    let address = match crate::admin::validate_address(address) {
+        Ok(a) => a,
+        Err(e) => return page(app, req, s, Some(&e.message), StatusCode::BAD_REQUEST, now),
+    };
+    let changed = signin::modify_user(app, &u.id, |u| {
+        if u.address == address {
+            return false;
+        }
+        u.address = address.clone();
+        u.updated_at = now;
+        true
+    });
+    match changed {
+        Ok(Some(_)) => audit_own(app, req, s, "account.profile_changed", None, "", now),
+        Ok(None) => {}
+        Err(f) => return app.fail_page(f),
     }
     back("profile")
 }
@@ -442,6 +491,9 @@ async fn start_passkey(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, n
 
 async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i64) -> Resp {
     if s.user.source.is_some() {
+        if directory_password(app) {
+            return password_in_directory(app, req, s, form, now).await;
+        }
         let m = "Your password is kept by your organisation's directory: change it there.";
         return page(app, req, s, Some(m), StatusCode::CONFLICT, now);
     }
@@ -458,6 +510,69 @@ async fn password(app: &Arc<App>, req: &Req, s: &SignedIn, form: &Params, now: i
         Err(PasswordError::Input(m)) => page(app, req, s, Some(&m), StatusCode::BAD_REQUEST, now),
         Err(PasswordError::Fail(f)) => app.fail_page(f),
     }
+}
+
+/// Whether directory people change their password here (`ldap_password_change`).
+fn directory_password(app: &App) -> bool {
+    app.directory.is_some() && app.config.ldap.as_ref().is_some_and(|l| l.password_change)
+}
+
+/// `POST /account/password` for a directory person with `ldap_password_change`: the
+/// current password checked (throttled, by binding as them), the new one set in the
+/// directory; then, as for a local password, other sign-ins end and tokens are revoked.
+async fn password_in_directory(
+    app: &Arc<App>,
+    req: &Req,
+    s: &SignedIn,
+    form: &Params,
+    now: i64,
+) -> Resp {
+    let new = Secret::new(form.get_lenient("password").unwrap_or("").to_string());
+    if form.get_lenient("password2").unwrap_or("") != new.expose() {
+        return page(
+            app,
+            req,
+            s,
+            Some("The two passwords differ."),
+            StatusCode::BAD_REQUEST,
+            now,
+        );
+    }
+    if let Err(m) = crate::keys::password::check_policy(new.expose(), &s.user.username) {
+        return page(app, req, s, Some(&m), StatusCode::BAD_REQUEST, now);
+    }
+    if let Err(r) = confirm_password(app, req, s, form, now).await {
+        return r;
+    }
+    let current = Secret::new(form.get_lenient("current").unwrap_or("").to_string());
+    match super::directory::change_password(app, &s.user, current.expose(), new.expose()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            let m = format!("The new password was not set: {why}.");
+            return page(app, req, s, Some(&m), StatusCode::BAD_REQUEST, now);
+        }
+        Err(m) => return page(app, req, s, Some(m), StatusCode::SERVICE_UNAVAILABLE, now),
+    }
+    // Browsers trusted to skip the second factor were trusted under the old password.
+    let ended = signin::modify_user(app, &s.user.id, |u| {
+        u.mfa.devices.clear();
+        true
+    })
+    .and_then(|_| Ok(app.store.delete_user_sessions_except(&s.user.id, &s.hash)?))
+    .and_then(|_| Ok(app.store.revoke_user_grants(&s.user.id)?));
+    if let Err(f) = ended {
+        return app.fail_page(f);
+    }
+    audit_own(
+        app,
+        req,
+        s,
+        "account.password_changed",
+        None,
+        "in the directory",
+        now,
+    );
+    back("password")
 }
 
 /// A passkeys-only account changes its codes (authenticator app, recovery codes) only

@@ -72,6 +72,8 @@ pub struct App {
     pub directory: Option<Arc<crate::ldap::Directory>>,
     /// Directory sign-ins under way (bounded: a slow directory holds only these).
     pub directory_slots: Arc<tokio::sync::Semaphore>,
+    /// Whether the directory answered last time it was asked.
+    pub directory_health: Arc<super::directory::Health>,
     /// The SMTP client of `[mail]` (`None` without mail: no page offers it).
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// Wakes the mail worker when a mail is queued.
@@ -162,6 +164,7 @@ impl App {
             mailer: mailer(&config),
             directory: directory(&config),
             directory_slots: Arc::new(tokio::sync::Semaphore::new(super::directory::SLOTS)),
+            directory_health: Default::default(),
             refresh_grace: Default::default(),
             mail_wake: Default::default(),
             mail_throttle: Arc::new(Throttle::for_mail(&config.login)),
@@ -219,6 +222,7 @@ impl App {
             mailer,
             directory,
             directory_slots: self.directory_slots.clone(),
+            directory_health: self.directory_health.clone(),
             refresh_grace: self.refresh_grace.clone(),
             mail_wake: self.mail_wake.clone(),
             mail_throttle: self.mail_throttle.clone(),

@@ -4,42 +4,99 @@
 //! to date. Second factors, passkeys and throttling then apply as to local accounts.
 
 use super::App;
-use crate::model::{Group, User};
+use crate::model::User;
 
-/// `User::source` of directory accounts.
-pub(super) const SOURCE: &str = "ldap";
+pub(super) use crate::ldap::sync::SOURCE;
+/// What is known of the directory's reachability, for `/healthz` and the metrics:
+/// updated by every sign-in that asks it and by the server's periodic probe.
+#[derive(Default)]
+pub struct Health {
+    /// 0: not asked yet; 1: answered; 2: did not answer.
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl Health {
+    pub fn saw(&self, up: bool) {
+        let v = if up { 1 } else { 2 };
+        self.state.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `None` until the directory was first asked.
+    pub fn up(&self) -> Option<bool> {
+        match self.state.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// A directory sign-in never takes longer than this.
 const SIGN_IN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Directory sign-ins at once.
 pub(super) const SLOTS: usize = 16;
+const UNREACHABLE: &str = "The directory cannot be reached. Try again in a moment.";
 
-/// Whether `password` is the directory password of `user` (a directory account): to
-/// confirm it on the account page.
-pub(super) async fn confirm(app: &App, user: &User, password: &str) -> Result<bool, &'static str> {
+/// Runs `work` against the directory for a page (`what` names it in the log): at most
+/// [`SLOTS`] at once and [`SIGN_IN_DEADLINE`] long, so a slow or absent directory holds
+/// only these; the page's sentence when it cannot answer.
+async fn ask<T>(
+    app: &App,
+    what: &'static str,
+    work: impl AsyncFnOnce(&crate::ldap::Directory) -> Result<T, crate::ldap::LdapError>,
+) -> Result<T, &'static str> {
     let Some(dir) = &app.directory else {
-        return Ok(false);
+        return Err(UNREACHABLE);
     };
     let Ok(_slot) = app.directory_slots.clone().try_acquire_owned() else {
         return Err("The directory is busy. Try again in a moment.");
     };
-    let unreachable = |e: crate::ldap::LdapError| {
-        tracing::warn!(error = %e, "the directory did not answer a password check");
-        "The directory cannot be reached. Try again in a moment."
-    };
-    let checked = async {
-        match dir.find(&user.username).await.map_err(unreachable)? {
-            Some(p) if p.id == user.id => dir
-                .check_password(&p.dn, password)
-                .await
-                .map_err(unreachable),
+    let outcome = tokio::time::timeout(SIGN_IN_DEADLINE, work(dir)).await;
+    app.directory_health.saw(matches!(outcome, Ok(Ok(_))));
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the directory did not answer {what}");
+            Err(UNREACHABLE)
+        }
+        Err(_) => {
+            tracing::warn!("the directory did not answer {what} in time");
+            Err(UNREACHABLE)
+        }
+    }
+}
+
+/// Whether `password` is the directory password of `user` (a directory account): to
+/// confirm it on the account page.
+pub(super) async fn confirm(app: &App, user: &User, password: &str) -> Result<bool, &'static str> {
+    if app.directory.is_none() {
+        return Ok(false);
+    }
+    ask(app, "a password check", async |dir| {
+        match dir.find(&user.username).await? {
+            Some(p) if p.id == user.id => dir.check_password(&p.dn, password).await,
             _ => Ok(false),
         }
-    };
-    tokio::time::timeout(SIGN_IN_DEADLINE, checked)
-        .await
-        .unwrap_or(Err(
-            "The directory cannot be reached. Try again in a moment.",
-        ))
+    })
+    .await
+}
+
+/// Changes `user`'s directory password from `old` to `new` (with `ldap_password_change`).
+/// `Ok(Err)` is the directory's refusal, in words for its owner; `Err` is what the page
+/// says when the directory cannot answer.
+pub(super) async fn change_password(
+    app: &App,
+    user: &User,
+    old: &str,
+    new: &str,
+) -> Result<Result<(), String>, &'static str> {
+    ask(app, "a password change", async |dir| {
+        match dir.find(&user.username).await? {
+            Some(p) if p.id == user.id => dir.change_password(&p.dn, old, new).await,
+            _ => Ok(Err("the directory no longer has this account".to_string())),
+        }
+    })
+    .await
 }
 
 /// The local record of the directory person `username` whose password is `password`;
@@ -51,116 +108,26 @@ pub(super) async fn sign_in(
     password: &str,
     now: i64,
 ) -> Result<Option<User>, &'static str> {
-    let Some(dir) = &app.directory else {
+    if app.directory.is_none() {
         return Ok(None);
-    };
-    // A slow or absent directory holds at most this many sign-ins, each for a bounded
-    // time; the others are told to try again.
-    let Ok(_slot) = app.directory_slots.clone().try_acquire_owned() else {
-        return Err("The directory is busy. Try again in a moment.");
-    };
-    let unreachable = |e: crate::ldap::LdapError| {
-        tracing::warn!(error = %e, "the directory did not answer a sign-in");
-        "The directory cannot be reached. Try again in a moment."
-    };
-    let checked = async {
-        let Some(mut person) = dir.find(username).await.map_err(unreachable)? else {
+    }
+    let found = ask(app, "a sign-in", async |dir| {
+        let Some(mut person) = dir.find(username).await? else {
             return Ok(None);
         };
-        if !dir
-            .check_password(&person.dn, password)
-            .await
-            .map_err(unreachable)?
-        {
+        if !dir.check_password(&person.dn, password).await? {
             return Ok(None);
         }
         // Groups only once the password is right.
-        person.groups = dir.groups(&person.dn).await.map_err(unreachable)?;
+        person.groups = dir.groups(&person.dn).await?;
         Ok(Some(person))
+    })
+    .await?;
+    let Some(person) = found else {
+        return Ok(None);
     };
-    let person = match tokio::time::timeout(SIGN_IN_DEADLINE, checked).await {
-        Ok(Ok(Some(p))) => p,
-        Ok(Ok(None)) => return Ok(None),
-        Ok(Err(message)) => return Err(message),
-        Err(_) => return Err("The directory cannot be reached. Try again in a moment."),
-    };
-    record(app, person, now).map_err(|e| {
+    crate::ldap::sync::record_sign_in(app.store.as_ref(), &person, now).map_err(|e| {
         tracing::warn!(error = %e, "a directory user could not be recorded");
         "This account cannot be used here. Ask your administrator."
     })
-}
-
-/// Creates or updates the local record of a directory person; `Ok(None)` when an
-/// administrator disabled it here.
-fn record(app: &App, p: crate::ldap::Person, now: i64) -> Result<Option<User>, String> {
-    let store = app.store.as_ref();
-    let known = store.groups().map_err(|e| e.to_string())?;
-    for g in &p.groups {
-        if !known.iter().any(|k| &k.name == g) {
-            store
-                .put_group(&Group {
-                    name: g.clone(),
-                    description: "From the directory".to_string(),
-                    attributes: Default::default(),
-                })
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    match store.user(&p.id).map_err(|e| e.to_string())? {
-        Some(u) if u.disabled => Ok(None),
-        Some(u) if u.source.as_deref() != Some(SOURCE) => Err(format!(
-            "a local account has the directory id of {}",
-            p.username
-        )),
-        Some(old) => {
-            let mut u = old.clone();
-            let moved = u.email != p.email;
-            u.username = p.username;
-            u.email = p.email;
-            u.email_verified = u.email_verified && !moved;
-            u.given_name = p.given_name;
-            u.family_name = p.family_name;
-            u.phone = p.phone;
-            // The directory decides the groups, except `admin`, which only an
-            // administrator here grants (or takes).
-            let admin = u.groups.iter().any(|g| g == crate::admin::ADMIN_GROUP);
-            u.groups = p.groups;
-            if admin {
-                u.groups.push(crate::admin::ADMIN_GROUP.to_string());
-            }
-            if u != old {
-                u.updated_at = now;
-                store.update_user(&u).map_err(|e| e.to_string())?;
-            }
-            Ok(Some(u))
-        }
-        None => {
-            // A local account of the same name is not merged with the directory's.
-            if store
-                .user_by_name(&p.username)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
-                return Err(format!(
-                    "a local account is named {} like a directory person",
-                    p.username
-                ));
-            }
-            let u = User {
-                id: p.id,
-                username: p.username,
-                email: p.email,
-                given_name: p.given_name,
-                family_name: p.family_name,
-                phone: p.phone,
-                groups: p.groups,
-                created_at: now,
-                updated_at: now,
-                source: Some(SOURCE.to_string()),
-                ..User::default()
-            };
-            store.create_user(&u).map_err(|e| e.to_string())?;
-            Ok(Some(u))
-        }
-    }
 }

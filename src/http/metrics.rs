@@ -45,6 +45,9 @@ pub struct Gauges {
     /// Mail in the outbox waiting for an attempt, and mail given up on.
     pub mail_waiting: u64,
     pub mail_given_up: u64,
+    /// With `[ldap]`: whether the directory answered last time it was asked, and the
+    /// last sync's report.
+    pub directory: Option<(Option<bool>, Option<crate::ldap::sync::Report>)>,
 }
 
 impl Metrics {
@@ -165,6 +168,32 @@ impl Metrics {
             "# HELP latchkey_mail_queued Mail in the outbox by state.\n# TYPE latchkey_mail_queued gauge\nlatchkey_mail_queued{{state=\"waiting\"}} {}\nlatchkey_mail_queued{{state=\"given_up\"}} {}",
             g.mail_waiting, g.mail_given_up
         );
+        if let Some((up, last)) = &g.directory {
+            if let Some(up) = up {
+                let _ = writeln!(
+                    out,
+                    "# HELP latchkey_directory_up Whether the directory answered when last asked.
+                     # TYPE latchkey_directory_up gauge
+latchkey_directory_up {}",
+                    u8::from(*up)
+                );
+            }
+            if let Some(r) = last {
+                let _ = writeln!(
+                    out,
+                    "# HELP latchkey_directory_sync_timestamp_seconds When the directory was last synced, by result.
+                     # TYPE latchkey_directory_sync_timestamp_seconds gauge
+                     latchkey_directory_sync_timestamp_seconds{{result=\"attempt\"}} {}
+                     latchkey_directory_sync_timestamp_seconds{{result=\"success\"}} {}
+                     # HELP latchkey_directory_people People listed by the directory at the last sync that worked.
+                     # TYPE latchkey_directory_people gauge
+latchkey_directory_people {}",
+                    r.at,
+                    r.last_ok_at.unwrap_or(0),
+                    r.people
+                );
+            }
+        }
         if let Some(t) = g.cert_expiry {
             let _ = writeln!(
                 out,
@@ -210,10 +239,24 @@ mod tests {
             cert_expiry: Some(1_900_000_000),
             mail_waiting: 1,
             mail_given_up: 0,
+            directory: Some((
+                Some(false),
+                Some(crate::ldap::sync::Report {
+                    at: 1_800_000_000,
+                    last_ok_at: Some(1_799_999_000),
+                    people: 12,
+                    ..Default::default()
+                }),
+            )),
         };
         let text = m.render(&g);
         assert!(text.contains("latchkey_mail_attempts_total{result=\"failed\"} 1"));
         assert!(text.contains("latchkey_mail_queued{state=\"waiting\"} 1"));
+        assert!(text.contains("latchkey_directory_up 0\n"));
+        assert!(text.contains(
+            "latchkey_directory_sync_timestamp_seconds{result=\"success\"} 1799999000\n"
+        ));
+        assert!(text.contains("latchkey_directory_people 12\n"));
         assert!(text.contains("latchkey_http_requests_total{endpoint=\"token\",status=\"200\"} 1"));
         assert!(text.contains("latchkey_http_requests_total{endpoint=\"other\",status=\"404\"} 1"));
         assert!(text.contains(

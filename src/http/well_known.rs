@@ -19,7 +19,21 @@ pub(super) fn jwks(app: &App) -> Resp {
 /// 200 when the store answers, 503 when it does not.
 pub(super) fn health(app: &App) -> Resp {
     match app.store.meta("schema_version") {
-        Ok(Some(_)) => response::json(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(Some(_)) => {
+            let mut body = json!({"status": "ok"});
+            // The directory being down stops directory sign-ins only: reported, and the
+            // service stays healthy.
+            if app.directory.is_some() {
+                let last = crate::ldap::sync::last(app.store.as_ref());
+                body["directory"] = json!({
+                    "reachable": app.directory_health.up(),
+                    "last_sync": last.as_ref().map(|r| r.at),
+                    "last_sync_ok": last.as_ref().map(|r| r.error.is_none()),
+                    "last_successful_sync": last.and_then(|r| r.last_ok_at),
+                });
+            }
+            response::json(StatusCode::OK, &body)
+        }
         _ => response::json(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"status": "unavailable", "store": "unreachable"}),
@@ -59,6 +73,12 @@ pub(super) fn metrics(app: &App, req: &super::Req, now: i64) -> Resp {
             .unwrap_or(0),
         key_ages,
         cert_expiry: (expiry > 0).then_some(expiry),
+        directory: app.directory.as_ref().map(|_| {
+            (
+                app.directory_health.up(),
+                crate::ldap::sync::last(app.store.as_ref()),
+            )
+        }),
     };
     let mut r = response::plain(StatusCode::OK, "");
     *r.body_mut() = http_body_util::Full::new(bytes::Bytes::from(app.metrics.render(&gauges)));

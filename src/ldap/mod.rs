@@ -2,18 +2,23 @@
 //! aws-lc-rs provider, the system's trust store or `ca_file`). Finds a person with the
 //! service account (the username escaped per RFC 4515), checks their password by binding
 //! as them (never stored, never logged), and reads their groups. Every call has a
-//! deadline; failures name the stage (connection, TLS, bind, search).
+//! deadline; failures name the stage (connection, TLS, bind, search). [`sync`] brings
+//! the local records up to date with the whole directory.
 
+pub mod sync;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ldap3::adapters::PagedResults;
 use ldap3::{
-    Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, ldap_escape,
+    Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry, SearchOptions, ldap_escape,
 };
 
-use crate::config::ldap::LdapSettings;
+use crate::config::ldap::{Attributes, LdapSettings};
 
 /// Connecting and each operation wait at most this long.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,7 +29,21 @@ const SIZE_LIMIT_EXCEEDED: u32 = 4;
 /// A group search returns at most this many groups.
 const MAX_GROUPS: i32 = 500;
 /// The group a directory may never grant: Latchkey's administrators are made here.
-const LOCAL_ONLY_GROUP: &str = "admin";
+pub const LOCAL_ONLY_GROUP: &str = "admin";
+/// A sync reads at most this many people (more is an error: narrow `user_filter`).
+pub const MAX_PEOPLE: usize = 50_000;
+/// People read per page of a sync's search (RFC 2696; Active Directory serves 1000).
+const PAGE: i32 = 500;
+/// A whole sync (every person and their groups) ends within this.
+const SYNC_DEADLINE: Duration = Duration::from_secs(600);
+/// The attributes that say an account is disabled or locked in the directory.
+const ACCOUNT_STATE: [&str; 3] = [
+    "userAccountControl",
+    "nsAccountLock",
+    "pwdAccountLockedTime",
+];
+/// Active Directory's `userAccountControl` bit ACCOUNTDISABLE.
+const AD_ACCOUNT_DISABLED: u64 = 0x2;
 
 /// A person as the directory has them.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +58,91 @@ pub struct Person {
     pub name: Option<String>,
     pub phone: Option<String>,
     pub groups: Vec<String>,
+    /// Disabled or locked there (AD `userAccountControl` bit 2, `nsAccountLock`,
+    /// `pwdAccountLockedTime`).
+    pub disabled: bool,
+}
+
+/// Whether an entry's account-state attributes say it may not sign in: Active
+/// Directory's ACCOUNTDISABLE bit, 389-DS/FreeIPA's `nsAccountLock: TRUE`, or an
+/// OpenLDAP password-policy lock (`pwdAccountLockedTime`, present only while locked).
+pub fn disabled_by(first: impl Fn(&str) -> Option<String>) -> bool {
+    let uac = first("userAccountControl")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .is_some_and(|v| (v as u64) & AD_ACCOUNT_DISABLED != 0);
+    let ns_lock = first("nsAccountLock").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    uac || ns_lock || first("pwdAccountLockedTime").is_some()
+}
+
+/// A directory entry as a person, or why it is skipped (no unique id, no usable
+/// username). Attribute names are matched without regard to case.
+pub fn person_of(entry: SearchEntry, a: &Attributes) -> Result<Person, String> {
+    let first = |name: &str| {
+        entry
+            .attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.first())
+            .cloned()
+    };
+    let binary = entry
+        .bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&a.id))
+        .and_then(|(_, v)| v.first())
+        .map(Vec::as_slice);
+    let Some(id) = id_from(first(&a.id).as_deref(), binary) else {
+        return Err(format!("no unique id in {}", a.id));
+    };
+    let Some(name) = first(&a.username).filter(|n| crate::model::valid_username(n)) else {
+        return Err(format!("no usable username in {}", a.username));
+    };
+    let clip = |v: Option<String>| v.map(|t| t.chars().take(200).collect::<String>());
+    Ok(Person {
+        id,
+        username: name,
+        email: first(&a.email)
+            .filter(|e| crate::model::valid_email(e))
+            .unwrap_or_default(),
+        given_name: clip(first(&a.given_name)),
+        family_name: clip(first(&a.family_name)),
+        name: clip(first(&a.name)),
+        phone: clip(first(&a.phone)),
+        disabled: disabled_by(first),
+        dn: entry.dn,
+        groups: vec![],
+    })
+}
+
+/// Group names from a group search's entries: their `cn`, sorted, once each; and the
+/// names left out: those Latchkey cannot use as group names (letters, digits, `-_.`; a
+/// space, as in "Domain Users", is not one) and `admin` (granted only here, never by a
+/// directory).
+pub fn group_names(entries: Vec<SearchEntry>) -> (Vec<String>, Vec<String>) {
+    let (mut kept, mut left): (Vec<String>, Vec<String>) = entries
+        .into_iter()
+        .filter_map(|e| {
+            e.attrs
+                .into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("cn"))
+                .and_then(|(_, v)| v.into_iter().next())
+        })
+        .partition(|g| crate::oidc::registration::valid_group_name(g) && g != LOCAL_ONLY_GROUP);
+    for v in [&mut kept, &mut left] {
+        v.sort();
+        v.dedup();
+    }
+    (kept, left)
+}
+
+/// The whole directory as a sync reads it.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub people: Vec<Person>,
+    /// Entries skipped (no unique id, no usable username, an id seen twice).
+    pub skipped: usize,
+    /// Group names not taken (see [`group_names`]).
+    pub groups_left_out: Vec<String>,
 }
 
 /// Why the directory did not answer.
@@ -161,23 +265,13 @@ impl Directory {
     /// username.
     pub async fn find(&self, username: &str) -> Result<Option<Person>, LdapError> {
         let mut ldap = self.service().await?;
-        let a = &self.s.attributes;
         let filter = filter_with(&self.s.user_filter, "username", username);
-        let wanted = [
-            &a.username,
-            &a.email,
-            &a.given_name,
-            &a.family_name,
-            &a.name,
-            &a.phone,
-            &a.id,
-        ];
         // Two entries are enough to know it is not one person; every operation has a
         // deadline (ldap3's applies to the next operation only).
         let found = ldap
             .with_timeout(TIMEOUT)
             .with_search_options(SearchOptions::new().sizelimit(2).timelimit(10))
-            .search(&self.s.user_base, Scope::Subtree, &filter, wanted.to_vec())
+            .search(&self.s.user_base, Scope::Subtree, &filter, self.wanted())
             .await
             .map_err(|e| err("search", e))?;
         let _ = ldap.unbind().await;
@@ -199,42 +293,179 @@ impl Directory {
         let Some(entry) = entries.into_iter().next().and_then(entry_of) else {
             return Ok(None);
         };
-        let first = |name: &str| {
-            entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.first())
-                .cloned()
-        };
-        let binary = entry
-            .bin_attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&a.id))
-            .and_then(|(_, v)| v.first())
-            .map(Vec::as_slice);
-        let Some(id) = id_from(first(&a.id).as_deref(), binary) else {
-            tracing::warn!(dn = %entry.dn, attribute = %a.id, "directory entry without a unique id: skipped");
-            return Ok(None);
-        };
-        let Some(name) = first(&a.username).filter(|n| crate::model::valid_username(n)) else {
-            tracing::warn!(dn = %entry.dn, attribute = %a.username, "directory entry without a usable username: skipped");
-            return Ok(None);
-        };
-        let clip = |v: Option<String>| v.map(|t| t.chars().take(200).collect::<String>());
-        Ok(Some(Person {
-            id,
-            username: name,
-            email: first(&a.email)
-                .filter(|e| crate::model::valid_email(e))
-                .unwrap_or_default(),
-            given_name: clip(first(&a.given_name)),
-            family_name: clip(first(&a.family_name)),
-            name: clip(first(&a.name)),
-            phone: clip(first(&a.phone)),
-            dn: entry.dn,
-            groups: vec![],
-        }))
+        let dn = entry.dn.clone();
+        match person_of(entry, &self.s.attributes) {
+            Ok(p) => Ok(Some(p)),
+            Err(why) => {
+                tracing::warn!(dn = %dn, "directory entry skipped: {why}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The attributes a person is read with.
+    fn wanted(&self) -> Vec<String> {
+        let a = &self.s.attributes;
+        let mut v: Vec<String> = [
+            &a.username,
+            &a.email,
+            &a.given_name,
+            &a.family_name,
+            &a.name,
+            &a.phone,
+            &a.id,
+        ]
+        .into_iter()
+        .cloned()
+        .collect();
+        v.extend(ACCOUNT_STATE.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// Every person of the directory with their groups, for a sync: all or an error
+    /// (a partial answer must never look like people removed). Entries without a
+    /// unique id or usable username are skipped with a warning and counted.
+    pub async fn people(&self) -> Result<Listing, LdapError> {
+        tokio::time::timeout(SYNC_DEADLINE, self.read_people())
+            .await
+            .unwrap_or_else(|_| {
+                Err(err(
+                    "search",
+                    format!("the sync took longer than {} s", SYNC_DEADLINE.as_secs()),
+                ))
+            })
+    }
+
+    async fn read_people(&self) -> Result<Listing, LdapError> {
+        let mut ldap = self.service().await?;
+        // `{username}` becomes a presence (or substring) match: every person.
+        let filter = self.s.user_filter.replace("{username}", "*");
+        let mut stream = ldap
+            .streaming_search_with(
+                PagedResults::<String, Vec<String>>::new(PAGE),
+                &self.s.user_base,
+                Scope::Subtree,
+                &filter,
+                self.wanted(),
+            )
+            .await
+            .map_err(|e| err("search", e))?;
+        let (mut people, mut skipped) = (Vec::new(), 0usize);
+        let mut ids: HashMap<String, ()> = HashMap::new();
+        loop {
+            let next = tokio::time::timeout(TIMEOUT, stream.next())
+                .await
+                .map_err(|_| err("search", "the directory stopped answering"))?
+                .map_err(|e| err("search", e))?;
+            let Some(entry) = next else { break };
+            let Some(entry) = entry_of(entry) else {
+                skipped += 1;
+                continue;
+            };
+            let dn = entry.dn.clone();
+            match person_of(entry, &self.s.attributes) {
+                Ok(p) if ids.insert(p.id.clone(), ()).is_none() => people.push(p),
+                Ok(p) => {
+                    tracing::warn!(dn = %dn, id = %p.id, "directory entry skipped: its id is another entry's");
+                    skipped += 1;
+                }
+                Err(why) => {
+                    tracing::warn!(dn = %dn, "directory entry skipped: {why}");
+                    skipped += 1;
+                }
+            }
+            if people.len() > MAX_PEOPLE {
+                let _ = stream.finish().await;
+                return Err(err(
+                    "search",
+                    format!("more than {MAX_PEOPLE} people: narrow ldap.user_filter"),
+                ));
+            }
+        }
+        let done = stream.finish().await;
+        if done.rc != 0 {
+            return Err(err(
+                "search",
+                format!("the directory answered {}: {}", done.rc, done.text),
+            ));
+        }
+        let mut left_out = std::collections::BTreeSet::new();
+        for p in &mut people {
+            let (kept, left) = self.groups_with(&mut ldap, &p.dn).await?;
+            p.groups = kept;
+            left_out.extend(left);
+        }
+        let _ = ldap.unbind().await;
+        Ok(Listing {
+            people,
+            skipped,
+            groups_left_out: left_out.into_iter().collect(),
+        })
+    }
+
+    /// Whether the service account can bind (the directory is up and the account works).
+    pub async fn probe(&self) -> Result<(), LdapError> {
+        let mut ldap = self.service().await?;
+        let _ = ldap.unbind().await;
+        Ok(())
+    }
+
+    /// Changes the password of the person `dn` from `old` to `new`, bound as them: RFC
+    /// 3062's password modify operation, or for Active Directory the removal of the old
+    /// `unicodePwd` and addition of the new (a user's own change, over TLS). `Ok(Err)`
+    /// carries the directory's refusal (a wrong old password, its password policy).
+    pub async fn change_password(
+        &self,
+        dn: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<Result<(), String>, LdapError> {
+        if old.is_empty() || new.is_empty() || dn.is_empty() {
+            return Ok(Err("a password is empty".into()));
+        }
+        let mut ldap = self.connect().await?;
+        let bound = ldap
+            .with_timeout(TIMEOUT)
+            .simple_bind(dn, old)
+            .await
+            .map_err(|e| err("bind", e))?;
+        match bound.rc {
+            0 => {}
+            INVALID_CREDENTIALS => return Ok(Err("the current password is wrong".into())),
+            rc => return Err(err("bind", format!("the directory answered {rc}"))),
+        }
+        let result = if self.s.preset == "active-directory" {
+            let quoted = |p: &str| -> Vec<u8> {
+                format!("\"{p}\"")
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes)
+                    .collect()
+            };
+            ldap.with_timeout(TIMEOUT)
+                .modify(
+                    dn,
+                    vec![
+                        Mod::Delete(b"unicodePwd".to_vec(), [quoted(old)].into()),
+                        Mod::Add(b"unicodePwd".to_vec(), [quoted(new)].into()),
+                    ],
+                )
+                .await
+        } else {
+            ldap.with_timeout(TIMEOUT)
+                .extended(ldap3::exop::PasswordModify {
+                    user_id: None,
+                    old_pass: Some(old),
+                    new_pass: Some(new),
+                })
+                .await
+                .map(|r| r.1)
+        }
+        .map_err(|e| err("password change", e))?;
+        let _ = ldap.unbind().await;
+        Ok(match result.rc {
+            0 => Ok(()),
+            rc => Err(refusal(rc, &result.text)),
+        })
     }
 
     /// The groups of the person `dn` (read once their password was checked). Names that
@@ -242,6 +473,18 @@ impl Directory {
     /// directory), are left out.
     pub async fn groups(&self, dn: &str) -> Result<Vec<String>, LdapError> {
         let mut ldap = self.service().await?;
+        let groups = self.groups_with(&mut ldap, dn).await;
+        let _ = ldap.unbind().await;
+        groups.map(|(kept, _)| kept)
+    }
+
+    /// [`Directory::groups`] on a connection bound as the service account, with the names
+    /// left out.
+    async fn groups_with(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+    ) -> Result<(Vec<String>, Vec<String>), LdapError> {
         let filter = filter_with(&self.s.group_filter, "dn", dn);
         let found = ldap
             .with_timeout(TIMEOUT)
@@ -249,23 +492,15 @@ impl Directory {
             .search(&self.s.group_base, Scope::Subtree, &filter, vec!["cn"])
             .await
             .map_err(|e| err("search", format!("groups: {e}")))?;
-        let _ = ldap.unbind().await;
         if !matches!(found.1.rc, 0 | SIZE_LIMIT_EXCEEDED) {
             return Err(err(
                 "search",
                 format!("groups: the directory answered {}", found.1.rc),
             ));
         }
-        let mut groups: Vec<String> = found
-            .0
-            .into_iter()
-            .filter_map(entry_of)
-            .filter_map(|e| e.attrs.get("cn").and_then(|v| v.first()).cloned())
-            .filter(|g| crate::oidc::registration::valid_group_name(g) && g != LOCAL_ONLY_GROUP)
-            .collect();
-        groups.sort();
-        groups.dedup();
-        Ok(groups)
+        Ok(group_names(
+            found.0.into_iter().filter_map(entry_of).collect(),
+        ))
     }
 
     /// Whether `password` is the person's: a bind as them. An empty password is never
@@ -315,6 +550,22 @@ impl Directory {
     }
 }
 
+/// What the directory's refusal of a new password tells its owner: the policy's reason
+/// when it gives one (a short, printable text), else the result code's meaning.
+fn refusal(rc: u32, text: &str) -> String {
+    let meaning = match rc {
+        19 => "the directory's password policy refused it",
+        50 => "the directory does not let you change it",
+        _ => "the directory refused it",
+    };
+    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.trim().is_empty() {
+        meaning.to_string()
+    } else {
+        format!("{meaning} ({})", text.trim())
+    }
+}
+
 /// A search result entry, parsed without letting a malformed answer panic the server.
 fn entry_of(e: ldap3::ResultEntry) -> Option<SearchEntry> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(e))).ok()
@@ -344,6 +595,124 @@ mod tests {
         );
         assert_eq!(id_from(Some("not-a-uuid"), None), None);
         assert_eq!(id_from(None, Some(&[1, 2, 3])), None);
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in pairs {
+            m.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        m
+    }
+
+    fn ad_attributes() -> Attributes {
+        let raw = crate::config::ldap::RawLdap {
+            url: Some("ldaps://dc1.corp.example.test".into()),
+            bind_dn: Some("CN=svc-latchkey,OU=Service,DC=corp,DC=example,DC=test".into()),
+            user_base: Some("DC=corp,DC=example,DC=test".into()),
+            preset: Some("active-directory".into()),
+            ..Default::default()
+        };
+        crate::config::ldap::settings(raw, Some("x".into()))
+            .unwrap()
+            .attributes
+    }
+
+    /// Entries shaped as Active Directory answers a search: attribute names spelt its way,
+    /// objectGUID as 16 raw bytes (not UTF-8, so ldap3 hands them over as binary), and
+    /// userAccountControl values from Microsoft's documentation (512 NORMAL_ACCOUNT, 514
+    /// and 66050 with ACCOUNTDISABLE, 66048 DONT_EXPIRE_PASSWORD).
+    #[test]
+    fn active_directory_entries_become_people() {
+        let guid: [u8; 16] = [
+            0x9a, 0x4c, 0xd3, 0xe1, 0x72, 0x0b, 0x5f, 0x4d, 0xb1, 0xfe, 0x88, 0x13, 0xc2, 0x07,
+            0xa0, 0xff,
+        ];
+        let entry = |uac: &str| SearchEntry {
+            dn: "CN=Dora Example,OU=Staff,DC=corp,DC=example,DC=test".into(),
+            attrs: attrs(&[
+                ("sAMAccountName", "dora"),
+                ("mail", "dora@corp.example.test"),
+                ("givenName", "Dora"),
+                ("sn", "Example"),
+                ("displayName", "Dora Example"),
+                ("userAccountControl", uac),
+                ("memberOf", "CN=Staff,OU=Groups,DC=corp,DC=example,DC=test"),
+            ]),
+            bin_attrs: [("objectGUID".to_string(), vec![guid.to_vec()])].into(),
+        };
+        let a = ad_attributes();
+        let p = person_of(entry("512"), &a).unwrap();
+        assert_eq!(p.id, URL_SAFE_NO_PAD.encode(guid));
+        assert_eq!(p.username, "dora");
+        assert_eq!(p.name.as_deref(), Some("Dora Example"));
+        assert!(!p.disabled);
+        assert!(!person_of(entry("66048"), &a).unwrap().disabled);
+        assert!(person_of(entry("514"), &a).unwrap().disabled);
+        assert!(person_of(entry("66050"), &a).unwrap().disabled);
+        // No objectGUID: skipped, with the reason.
+        let mut e = entry("512");
+        e.bin_attrs.clear();
+        assert!(person_of(e, &a).unwrap_err().contains("objectGUID"));
+        // Attribute names in another case still match.
+        let mut e = entry("512");
+        let v = e.attrs.remove("sAMAccountName").unwrap();
+        e.attrs.insert("samaccountname".into(), v);
+        assert_eq!(person_of(e, &a).unwrap().username, "dora");
+    }
+
+    #[test]
+    fn locks_of_389_ds_freeipa_and_openldap_disable() {
+        let get = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(disabled_by(get(&[("nsAccountLock", "TRUE")])));
+        assert!(!disabled_by(get(&[("nsAccountLock", "false")])));
+        assert!(disabled_by(get(&[(
+            "pwdAccountLockedTime",
+            "000001010000Z"
+        )])));
+        assert!(disabled_by(get(&[("userAccountControl", "2")])));
+        assert!(!disabled_by(get(&[("userAccountControl", "not a number")])));
+        assert!(!disabled_by(get(&[])));
+    }
+
+    /// Groups as Active Directory's in-chain search returns them (nested groups included
+    /// by the server), and the DN escaped in that filter.
+    #[test]
+    fn active_directory_groups_and_their_filter() {
+        let group = |cn: &str| SearchEntry {
+            dn: format!("CN={cn},OU=Groups,DC=corp,DC=example,DC=test"),
+            attrs: attrs(&[("cn", cn)]),
+            bin_attrs: HashMap::new(),
+        };
+        let (names, left) = group_names(vec![
+            group("Staff"),
+            group("VPN-Users"),
+            group("admin"),
+            group("Domain Users"),
+            group("Staff"),
+        ]);
+        assert_eq!(names, ["Staff", "VPN-Users"]);
+        assert_eq!(
+            left,
+            ["Domain Users", "admin"],
+            "admin never; unusable names left out"
+        );
+        let f = filter_with(
+            "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={dn}))",
+            "dn",
+            "CN=Smith\\, John (IT)*,OU=Staff,DC=corp",
+        );
+        assert_eq!(
+            f,
+            "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:=CN=Smith\\5c, John \\28IT\\29\\2a,OU=Staff,DC=corp))"
+        );
     }
 
     #[test]

@@ -617,6 +617,7 @@ mod tests {
             reset_mailed: false,
             attributes: Default::default(),
             source: None,
+            directory_disabled: false,
         }
     }
 

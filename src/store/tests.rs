@@ -33,6 +33,7 @@ fn user(id: &str, name: &str) -> User {
         reset_mailed: false,
         attributes: Default::default(),
         source: None,
+        directory_disabled: false,
     }
 }
 

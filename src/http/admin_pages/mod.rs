@@ -245,6 +245,7 @@ pub(super) async fn route(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             StatusCode::OK,
         ),
         ["users", "new"] if post => user_save(&c, None).await,
+        ["users", "sync"] if post => users::sync_now(&c).await,
         ["users", id] if get => match c.app.store.user(id) {
             Ok(Some(u)) => user_form(&c, Some(id), user_view(&u), None, StatusCode::OK),
             Ok(None) => not_found(&c),

@@ -26,15 +26,65 @@ pub(super) fn users(c: &Ctx<'_>) -> Resp {
         .take(500)
         .map(|u| {
             json!({"id": u.id, "username": u.username, "name": u.display_name(), "email": u.email,
-                   "groups": u.groups.join(", "), "disabled": u.disabled, "two_factor": u.mfa.enrolled()})
+                   "groups": u.groups.join(", "), "disabled": u.disabled, "two_factor": u.mfa.enrolled(),
+                   "directory": u.source.is_some()})
         })
         .collect();
+    let notice = match q.get_lenient("synced") {
+        Some("ok") => Some("The directory was synced."),
+        _ => None,
+    };
     c.page(
         "users",
         "admin_users.html",
-        json!({"title": "Users", "users": rows, "q": q.get_lenient("q").unwrap_or("")}),
+        json!({"title": "Users", "users": rows, "q": q.get_lenient("q").unwrap_or(""),
+               "directory": directory_view(c), "notice": notice}),
         StatusCode::OK,
     )
+}
+
+/// The directory's state for the users pages: reachable, and the last sync (`None`
+/// without `[ldap]`).
+pub(super) fn directory_view(c: &Ctx<'_>) -> Option<Value> {
+    c.app.directory.as_ref()?;
+    let last = crate::ldap::sync::last(c.app.store.as_ref());
+    let when = |t: i64| crate::http::account::when(t);
+    Some(json!({
+        "reachable": c.app.directory_health.up(),
+        "last_sync": last.as_ref().map(|r| when(r.at)),
+        "last_ok": last.as_ref().and_then(|r| r.last_ok_at).map(when),
+        "error": last.as_ref().and_then(|r| r.error.clone()),
+        "people": last.as_ref().map(|r| r.people),
+        "problems": last.map(|r| r.problems).unwrap_or_default(),
+    }))
+}
+
+/// `POST /admin/users/sync`: a directory sync now; its failure is shown on the page.
+pub(super) async fn sync_now(c: &Ctx<'_>) -> Resp {
+    let store = c.app.store.clone();
+    match crate::admin::sync_directory(store, &c.app.config, c.now).await {
+        Ok(_) => {
+            c.app.directory_health.saw(true);
+            c.app.audit(
+                "admin.ldap.sync",
+                Some(&c.s.user.username),
+                None,
+                Some(c.req.peer),
+                "",
+                c.now,
+            );
+            response::redirect("/admin/users?synced=ok")
+        }
+        Err(e) if e.exit_code == 1 => {
+            c.app.directory_health.saw(false);
+            c.app.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The directory could not be synced",
+                &e.message,
+            )
+        }
+        Err(e) => c.fail(e),
+    }
 }
 
 /// The user form's view of a stored user.
@@ -50,6 +100,8 @@ pub(super) fn user_view(u: &crate::model::User) -> Value {
         "invited_until": u.invitation.as_ref().map(|(_, until, _)| crate::http::account::when(*until)),
         "recovery_left": u.mfa.recovery_hashes.len(),
         "passkeys": crate::http::passkeys::listed(u),
+        "directory": u.source.is_some(),
+        "directory_disabled": u.directory_disabled,
     })
 }
 
@@ -81,7 +133,7 @@ pub(super) fn user_form(
         "admin_user.html",
         json!({"title": title, "action": action, "new": id.is_none(), "u": view,
                "groups": group_names(c), "error": error, "notice": notice,
-               "mail": c.app.mailer.is_some()}),
+               "mail": c.app.mailer.is_some(), "directory": directory_view(c)}),
         status,
     )
 }
@@ -152,6 +204,25 @@ pub(super) async fn user_save(c: &Ctx<'_>, id: Option<&str>) -> Resp {
     };
     if id.is_some() && existing.is_none() {
         return not_found(c);
+    }
+    // A directory account's profile and groups are the directory's (shown read-only):
+    // only `admin`, the address's verification and the attributes are decided here.
+    if let Some(u) = existing.as_ref().filter(|u| u.source.is_some()) {
+        let admin = new.groups.iter().any(|g| g == crate::admin::ADMIN_GROUP);
+        new.username = u.username.clone();
+        new.email = u.email.clone();
+        new.given_name = u.given_name.clone();
+        new.family_name = u.family_name.clone();
+        new.phone = u.phone.clone();
+        new.groups = u
+            .groups
+            .iter()
+            .filter(|g| *g != crate::admin::ADMIN_GROUP)
+            .cloned()
+            .collect();
+        if admin {
+            new.groups.push(crate::admin::ADMIN_GROUP.to_string());
+        }
     }
     // Giving or taking administrator rights is sensitive.
     let admin = |groups: &[String]| groups.iter().any(|g| g == crate::admin::ADMIN_GROUP);

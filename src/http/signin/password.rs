@@ -98,6 +98,11 @@ pub(in crate::http) async fn set_password(
     let Some(user) = app.store.user(user_id).map_err(Fail::from)? else {
         return Err(PasswordError::Input("The account no longer exists.".into()));
     };
+    if user.source.is_some() {
+        return Err(PasswordError::Input(
+            "Your password is kept by your organisation's directory: change it there.".into(),
+        ));
+    }
     if again != new.expose() {
         return Err(PasswordError::Input("The two passwords differ.".into()));
     }
