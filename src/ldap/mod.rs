@@ -275,7 +275,10 @@ impl Directory {
             .await
             .map_err(|e| err("search", e))?;
         let _ = ldap.unbind().await;
-        let (entries, result) = (found.0, found.1);
+        // Active Directory adds search references (its DNS and configuration
+        // partitions): they are not people.
+        let entries: Vec<_> = found.0.into_iter().filter(is_entry).collect();
+        let result = found.1;
         match result.rc {
             0 => {}
             SIZE_LIMIT_EXCEEDED => return Ok(None),
@@ -358,6 +361,9 @@ impl Directory {
                 .map_err(|_| err("search", "the directory stopped answering"))?
                 .map_err(|e| err("search", e))?;
             let Some(entry) = next else { break };
+            if !is_entry(&entry) {
+                continue;
+            }
             let Some(entry) = entry_of(entry) else {
                 skipped += 1;
                 continue;
@@ -499,7 +505,12 @@ impl Directory {
             ));
         }
         Ok(group_names(
-            found.0.into_iter().filter_map(entry_of).collect(),
+            found
+                .0
+                .into_iter()
+                .filter(is_entry)
+                .filter_map(entry_of)
+                .collect(),
         ))
     }
 
@@ -564,6 +575,11 @@ fn refusal(rc: u32, text: &str) -> String {
     } else {
         format!("{meaning} ({})", text.trim())
     }
+}
+
+/// Whether a search answer is an entry (not a search reference or intermediate message).
+fn is_entry(e: &ldap3::ResultEntry) -> bool {
+    !e.is_ref() && !e.is_intermediate()
 }
 
 /// A search result entry, parsed without letting a malformed answer panic the server.

@@ -104,6 +104,11 @@ async fn directory_people_sign_in_with_their_directory_password_and_groups() {
         )
         .await;
     assert_eq!(change.status, 409, "{}", change.body);
+    assert!(
+        change.body.contains("id=\"account-error\""),
+        "the page says why: {}",
+        change.body
+    );
 
     // Her name, address and phone are the directory's: shown read-only, a change refused;
     // her postal address is hers to keep here.
@@ -532,5 +537,153 @@ async fn directory_people_change_their_password_in_the_directory() {
         bind.status.success(),
         "{}",
         String::from_utf8_lossy(&bind.stderr)
+    );
+}
+
+/// Active Directory itself: a Samba domain controller provisioned by the test, over
+/// ldaps:// with a test CA, with the `active-directory` preset: objectGUID as the stable
+/// `sub`, nested groups through LDAP_MATCHING_RULE_IN_CHAIN, the search references AD
+/// adds to every search, a person disabled there (userAccountControl) losing access at
+/// the next sync, and a password changed in AD (unicodePwd) from the account page.
+#[tokio::test]
+async fn active_directory_through_samba() {
+    use crate::support::samba::{ADMIN_DN, ADMIN_PASSWORD, BASE, Samba};
+    if let Err(why) = Samba::possible() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs this test: {why}");
+        eprintln!("active_directory_through_samba skipped: {why}");
+        return;
+    }
+    let dir = TempDir::new();
+    let (ca, cert, key) = test_ca(&dir.0, "ad");
+    let samba = Samba::start(
+        &dir.0,
+        &cert,
+        &key,
+        &[
+            &["domain", "passwordsettings", "set", "--complexity=off"],
+            &[
+                "user",
+                "add",
+                "dora",
+                PASSWORD,
+                "--mail-address=dora@corp.example.test",
+                "--given-name=Dora",
+                "--surname=Example",
+            ],
+            &["user", "add", "eve", PASSWORD],
+            &["group", "add", "Staff"],
+            &["group", "add", "VPN-Users"],
+            &["group", "addmembers", "Staff", "dora"],
+            &["group", "addmembers", "VPN-Users", "Staff"],
+        ],
+    )
+    .await;
+    let secret = dir.0.join("ad-bind-password");
+    std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = Server::new(&format!(
+        "[ldap]\npreset = \"active-directory\"\nurl = \"ldaps://localhost:636\"\nca_file = \"{}\"\n\
+         bind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{BASE}\"\n\
+         sync_interval_secs = 0\nldap_password_change = true\n",
+        ca.display(),
+        secret.display()
+    ))
+    .start()
+    .await;
+
+    let found = server.cli(&["ldap", "test", "--user", "dora", "--json"], None);
+    assert_eq!(found.code, 0, "{} {}", found.stdout, found.stderr);
+    let report = found.json();
+    assert_eq!(
+        report["user"]["dn"],
+        format!("CN=Dora Example,CN=Users,{BASE}")
+    );
+    assert_eq!(
+        report["user"]["groups"],
+        serde_json::json!(["Staff", "VPN-Users"]),
+        "nested groups: {report}"
+    );
+    use base64::Engine as _;
+    let guid = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(report["user"]["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(guid.len(), 16, "objectGUID");
+
+    let (id, secret) = server.add_client(&["--skip-consent"]);
+    let mut b = server.browser();
+    let (verifier, challenge) = pkce();
+    let start = b
+        .get(&authorize_url(
+            &id,
+            &format!(
+                "&scope=openid%20groups&code_challenge={challenge}&code_challenge_method=S256"
+            ),
+        ))
+        .await;
+    let callback = b.drive_to_callback(start, "dora").await;
+    let tokens = b
+        .redeem(&callback, Some(&verifier), &basic(&id, &secret))
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let jwks = b.get("/api/v1/oauth/discovery/keys").await.json();
+    let (_, claims) = verify_jwt(tokens.json()["id_token"].as_str().unwrap(), &jwks);
+    assert_eq!(claims["groups"], serde_json::json!(["Staff", "VPN-Users"]));
+    assert_eq!(claims["sub"], report["user"]["id"]);
+
+    // A sync takes every person (AD's disabled built-in accounts are not created), then a
+    // person disabled in AD is disabled here.
+    let synced = server.cli(&["ldap", "sync", "--json"], None);
+    assert_eq!(synced.code, 0, "{} {}", synced.stdout, synced.stderr);
+    let names = names(&server);
+    assert!(names.contains(&"eve".to_string()), "{names:?}");
+    assert!(!names.contains(&"krbtgt".to_string()), "{names:?}");
+    samba.change(&["user", "disable", "eve"]);
+    let synced = server.cli(&["ldap", "sync", "--json"], None).json();
+    assert_eq!(synced["disabled"], 1, "{synced}");
+    let eve = server.cli(&["user", "show", "eve", "--json"], None).json();
+    assert_eq!(eve["disabled"], true, "{eve}");
+    assert_eq!(
+        server
+            .browser()
+            .login("/login", "eve", PASSWORD)
+            .await
+            .status,
+        401
+    );
+
+    // Dora changes her AD password from the account page.
+    let account = b.get("/account").await;
+    let csrf = account.input("csrf").unwrap();
+    let new = "N3w-Secret-Passphrase!";
+    let changed = b
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", PASSWORD),
+                ("password", new),
+                ("password2", new),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    assert_eq!(
+        server
+            .browser()
+            .login("/login", "dora", PASSWORD)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .browser()
+            .login("/login", "dora", new)
+            .await
+            .location(),
+        "/account"
     );
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod samba;
 pub mod slapd;
 pub mod smtp;
 pub mod webdriver;
