@@ -57,7 +57,7 @@ mod layering {
             "mail",
             &["clock", "config", "keys", "model", "pages", "store"],
         ),
-        ("ldap", &["config", "model", "oidc", "store"]),
+        ("ldap", &["clock", "config", "model", "oidc", "store"]),
         (
             "admin",
             &[

@@ -113,6 +113,9 @@ pub(super) async fn sign_in(
     }
     let found = ask(app, "a sign-in", async |dir| {
         let Some(mut person) = dir.find(username).await? else {
+            // A bind that fails all the same, so nobody tells from the time taken
+            // whether the directory has this name.
+            dir.pretend_password_check(password).await;
             return Ok(None);
         };
         if !dir.check_password(&person.dn, password).await? {

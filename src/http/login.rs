@@ -153,7 +153,12 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let (ok, user) = if from_directory {
         match super::directory::sign_in(app, &username, password.expose(), now).await {
             Ok(Some(found)) => (true, Some(found)),
-            Ok(None) => (false, user),
+            Ok(None) => {
+                // The work of a local account's wrong password too, so the answer's
+                // time does not tell a local name from a directory one or from nobody.
+                let _ = check_password(app, None, Secret::new(password.expose().clone())).await;
+                (false, user)
+            }
             Err(message) => {
                 let v = view(message, StatusCode::SERVICE_UNAVAILABLE);
                 return render_login(app, req, v, now);

@@ -537,6 +537,19 @@ impl Directory {
         }
     }
 
+    /// The bind of [`Directory::check_password`] for a name the directory does not have
+    /// (a random DN under `user_base`, which fails), so that a wrong name costs what a
+    /// wrong password does. Its answer is never used.
+    pub async fn pretend_password_check(&self, password: &str) {
+        let nobody = format!(
+            "{}={},{}",
+            self.s.attributes.username,
+            crate::clock::random_token(),
+            self.s.user_base
+        );
+        let _ = self.check_password(&nobody, password).await;
+    }
+
     /// `latchkey ldap test`: the service account binds, and the person (if named) is
     /// found, with their groups, as a JSON report.
     pub async fn report(&self, username: Option<&str>) -> Result<serde_json::Value, LdapError> {

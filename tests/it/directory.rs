@@ -166,6 +166,17 @@ async fn directory_people_sign_in_with_their_directory_password_and_groups() {
     );
     assert_eq!(pw.code, 2, "{}", pw.stderr);
 
+    // Her second factor, enrolled here, applies to her directory password too.
+    let (secret, _) = crate::people::enrol_with(&mut b, PASSWORD).await;
+    let mut two = server.browser();
+    assert_eq!(
+        two.login("/login", "dora", PASSWORD).await.location(),
+        "/login/2fa"
+    );
+    let code = latchkey::keys::totp::code_at(&secret, latchkey::clock::now() + 30).unwrap();
+    let signed = crate::people::code_step(&mut two, &code, false).await;
+    assert_eq!(signed.location(), "/account", "{}", signed.body);
+
     // A directory group named admin grants nothing here.
     assert_eq!(b.get("/admin").await.status, 403);
     // Her directory password confirms sensitive changes on the account page.

@@ -50,7 +50,7 @@ async fn password_step(b: &mut Browser, user: &str, password: &str) -> Resp {
 }
 
 /// Posts a code on the second-factor page.
-async fn code_step(b: &mut Browser, code: &str, trust: bool) -> Resp {
+pub(crate) async fn code_step(b: &mut Browser, code: &str, trust: bool) -> Resp {
     let page = b.get("/login/2fa").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let csrf = page.input("csrf").unwrap();
@@ -67,7 +67,7 @@ async fn enrol(b: &mut Browser) -> (String, Vec<String>) {
 }
 
 /// The same for a user whose password is `password`.
-async fn enrol_with(b: &mut Browser, password: &str) -> (String, Vec<String>) {
+pub(crate) async fn enrol_with(b: &mut Browser, password: &str) -> (String, Vec<String>) {
     let page = b.get("/account/2fa").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<svg"), "QR code inline");
