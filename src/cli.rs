@@ -50,6 +50,10 @@ pub enum LdapAction {
 /// server when there is one.
 #[argh(subcommand, name = "sync")]
 pub struct LdapSync {
+    /// apply removals even when they are many (more than 5 and a quarter of the
+    /// directory's accounts are held back otherwise, as a wrong base or filter looks so)
+    #[argh(switch)]
+    pub force: bool,
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,

@@ -57,7 +57,10 @@ mod layering {
             "mail",
             &["clock", "config", "keys", "model", "pages", "store"],
         ),
-        ("ldap", &["clock", "config", "model", "oidc", "store"]),
+        (
+            "ldap",
+            &["clock", "config", "model", "oidc", "panic", "store"],
+        ),
         (
             "admin",
             &[

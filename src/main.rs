@@ -60,7 +60,11 @@ fn main() -> ExitCode {
         },
         Cmd::Ldap(l) => match l.action {
             cli::LdapAction::Test(t) => ldap_test(t),
-            cli::LdapAction::Sync(s) => manage(s.config.as_deref(), s.json, Command::LdapSync),
+            cli::LdapAction::Sync(s) => manage(
+                s.config.as_deref(),
+                s.json,
+                Command::LdapSync { force: s.force },
+            ),
         },
         Cmd::Mail(m) => match m.action {
             cli::MailAction::Test(t) => mail_test(t),
@@ -664,13 +668,13 @@ fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, Ad
     };
     latchkey::datadir::ensure_data_dir(&config.data_dir).map_err(io)?;
     let store = latchkey::datadir::open_store(&config.data_dir).map_err(io)?;
-    if matches!(cmd, Command::LdapSync) {
+    if let Command::LdapSync { force } = cmd {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| io(format!("runtime: {e}")))?;
         let store: std::sync::Arc<dyn latchkey::store::Store> = std::sync::Arc::new(store);
-        return runtime.block_on(admin::sync_directory(store, config, clock::now()));
+        return runtime.block_on(admin::sync_directory(store, config, force, clock::now()));
     }
     admin::execute(&store, config, cmd, "cli", clock::now())
 }

@@ -441,6 +441,20 @@ const DIRECTORY_PROBE: std::time::Duration = std::time::Duration::from_secs(60);
 async fn directory_worker(live: Current) {
     let mut next_sync = 0;
     loop {
+        // Each turn in a task of its own: a panic in it (a malformed answer) ends the
+        // turn, not the worker.
+        let turn = tokio::spawn(directory_turn(live.clone(), next_sync)).await;
+        next_sync = turn.unwrap_or_else(|_| {
+            tracing::error!("the directory check failed; trying again in a minute");
+            next_sync
+        });
+        tokio::time::sleep(DIRECTORY_PROBE).await;
+    }
+}
+
+/// One turn of [`directory_worker`]; returns when the next sync is due.
+async fn directory_turn(live: Current, mut next_sync: i64) -> i64 {
+    {
         let a = current(&live).app.clone();
         if let (Some(dir), Some(s)) = (a.directory.clone(), a.config.ldap.as_ref()) {
             let up = dir.probe().await;
@@ -451,7 +465,7 @@ async fn directory_worker(live: Current) {
             let now = crate::clock::now();
             let every = i64::try_from(s.sync_interval_secs).unwrap_or(i64::MAX);
             if up.is_ok() && every > 0 && now >= next_sync {
-                let r = crate::ldap::sync::run(&dir, a.store.clone(), now).await;
+                let r = crate::ldap::sync::run(&dir, a.store.clone(), false, now).await;
                 tracing::info!(
                     people = r.people,
                     created = r.created,
@@ -465,9 +479,8 @@ async fn directory_worker(live: Current) {
                 next_sync = now.saturating_add(every);
             }
         }
-        drop(a);
-        tokio::time::sleep(DIRECTORY_PROBE).await;
     }
+    next_sync
 }
 
 /// Longest sleep of the mail worker between looks at the outbox.

@@ -154,8 +154,12 @@ pub enum Command {
     /// Tries every waiting or failed mail again now.
     MailRetry,
     /// Brings the directory's people here now (SPEC §11); asynchronous, so carried out
-    /// by [`sync_directory`], never by [`execute`].
-    LdapSync,
+    /// by [`sync_directory`], never by [`execute`]. `force` applies removals held back as
+    /// too many.
+    LdapSync {
+        #[serde(default)]
+        force: bool,
+    },
     /// Removes one mail from the outbox (its key, `<user id>:<kind>`).
     MailDrop {
         key: String,
@@ -261,7 +265,7 @@ impl Command {
                 "group.attribute"
             }
             Command::MailRetry => "mail.retry",
-            Command::LdapSync => "ldap.sync",
+            Command::LdapSync { .. } => "ldap.sync",
             Command::MailDrop { .. } => "mail.drop",
             Command::GroupAdd { .. } => "group.add",
             Command::GroupDelete { .. } => "group.delete",
@@ -304,6 +308,7 @@ impl Command {
 pub async fn sync_directory(
     store: std::sync::Arc<dyn Store>,
     config: &Config,
+    force: bool,
     now: i64,
 ) -> Result<Value, AdminError> {
     let Some(settings) = &config.ldap else {
@@ -316,7 +321,7 @@ pub async fn sync_directory(
         message,
         exit_code: 2,
     })?;
-    let r = crate::ldap::sync::run(&dir, store, now).await;
+    let r = crate::ldap::sync::run(&dir, store, force, now).await;
     match &r.error {
         Some(e) => Err(AdminError {
             message: format!("ldap sync: {e}"),
@@ -447,6 +452,26 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
             if let Some(a) = &attributes {
                 check_attributes(a)?;
             }
+            // A directory account: its profile is the directory's (not checked here, where
+            // its values may not fit local rules); only `admin`, the address's
+            // verification and the attributes are set.
+            let current = find_user(store, &username)?;
+            if current.source.is_some() {
+                let admin = user.groups.iter().any(|g| g == ADMIN_GROUP);
+                let u = modify_user(store, &username, |u| {
+                    u.groups.retain(|g| g != ADMIN_GROUP);
+                    if admin {
+                        u.groups.push(ADMIN_GROUP.to_string());
+                    }
+                    u.email_verified = verified;
+                    if let Some(a) = &attributes {
+                        u.attributes = a.clone();
+                    }
+                    u.updated_at = now;
+                    Ok(())
+                })?;
+                return Ok(user_json(&u));
+            }
             let p = validate_profile(user)?;
             ensure_groups(store, &p.groups)?;
             let u = modify_user(store, &username, |u| {
@@ -570,7 +595,7 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
         }
         Command::MailQueue => mail::queue_json(store),
         Command::MailRetry => mail::retry_all(store, now),
-        Command::LdapSync => Err(AdminError::input(
+        Command::LdapSync { .. } => Err(AdminError::input(
             "ldap sync: carried out by the server or `latchkey ldap sync`",
         )),
         Command::MailDrop { key } => {

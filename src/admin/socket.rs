@@ -76,8 +76,8 @@ pub async fn serve(
                     return;
                 }
                 Err(e) => Reply::Error(e),
-                Ok(Command::LdapSync) => {
-                    match super::sync_directory(store, &config, crate::clock::now()).await {
+                Ok(Command::LdapSync { force }) => {
+                    match super::sync_directory(store, &config, force, crate::clock::now()).await {
                         Ok(v) => Reply::Ok(v),
                         Err(e) => Reply::Error(e),
                     }

@@ -787,9 +787,22 @@ mod tests {
         std::fs::write(&logo, b"\x89PNG").unwrap();
         let uncommented =
             uncommented.replace("/etc/latchkey/logo.png", &logo.display().to_string());
+        // So are the directory's password and CA files.
+        let secret = std::env::temp_dir().join(format!("latchkey-ldap-{}", std::process::id()));
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let uncommented = uncommented
+            .replace("/etc/latchkey/ldap-password", &secret.display().to_string())
+            .replace("/etc/latchkey/corp-ca.pem", &logo.display().to_string());
         let parsed = parse(Some(&uncommented), &env());
         let _ = std::fs::remove_file(&logo);
-        assert_eq!(parsed.unwrap().logo.unwrap().content_type, "image/png");
+        let _ = std::fs::remove_file(&secret);
+        let parsed = parsed.unwrap();
+        assert_eq!(parsed.logo.unwrap().content_type, "image/png");
+        assert_eq!(parsed.ldap.unwrap().preset, "active-directory");
     }
 
     #[test]

@@ -146,7 +146,10 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     // SPEC §11: a name without a local account, or a directory account, is the
     // directory's; its password is checked there. The directory being down never stops
     // local accounts.
+    // Only names a directory person can have here are asked about (the directory may
+    // match other spellings of a name, each of which would have its own throttle).
     let from_directory = app.directory.is_some()
+        && crate::model::valid_username(&username)
         && user
             .as_ref()
             .is_none_or(|u| u.source.as_deref() == Some(super::directory::SOURCE));
@@ -160,6 +163,8 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
                 (false, user)
             }
             Err(message) => {
+                // Counted like a failure: an unreachable directory is no free oracle.
+                app.throttle.failure(who, req.now_ms);
                 let v = view(message, StatusCode::SERVICE_UNAVAILABLE);
                 return render_login(app, req, v, now);
             }

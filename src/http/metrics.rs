@@ -170,28 +170,26 @@ impl Metrics {
         );
         if let Some((up, last)) = &g.directory {
             if let Some(up) = up {
-                let _ = writeln!(
-                    out,
-                    "# HELP latchkey_directory_up Whether the directory answered when last asked.
-                     # TYPE latchkey_directory_up gauge
-latchkey_directory_up {}",
-                    u8::from(*up)
-                );
+                out.push_str("# HELP latchkey_directory_up Whether the directory answered when last asked.\n");
+                out.push_str("# TYPE latchkey_directory_up gauge\n");
+                let _ = writeln!(out, "latchkey_directory_up {}", u8::from(*up));
             }
             if let Some(r) = last {
+                out.push_str("# HELP latchkey_directory_sync_timestamp_seconds When the directory was last synced, by result.\n");
+                out.push_str("# TYPE latchkey_directory_sync_timestamp_seconds gauge\n");
                 let _ = writeln!(
                     out,
-                    "# HELP latchkey_directory_sync_timestamp_seconds When the directory was last synced, by result.
-                     # TYPE latchkey_directory_sync_timestamp_seconds gauge
-                     latchkey_directory_sync_timestamp_seconds{{result=\"attempt\"}} {}
-                     latchkey_directory_sync_timestamp_seconds{{result=\"success\"}} {}
-                     # HELP latchkey_directory_people People listed by the directory at the last sync that worked.
-                     # TYPE latchkey_directory_people gauge
-latchkey_directory_people {}",
-                    r.at,
-                    r.last_ok_at.unwrap_or(0),
-                    r.people
+                    "latchkey_directory_sync_timestamp_seconds{{result=\"attempt\"}} {}",
+                    r.at
                 );
+                let _ = writeln!(
+                    out,
+                    "latchkey_directory_sync_timestamp_seconds{{result=\"success\"}} {}",
+                    r.last_ok_at.unwrap_or(0)
+                );
+                out.push_str("# HELP latchkey_directory_people People listed by the directory at the last sync that worked.\n");
+                out.push_str("# TYPE latchkey_directory_people gauge\n");
+                let _ = writeln!(out, "latchkey_directory_people {}", r.people);
             }
         }
         if let Some(t) = g.cert_expiry {
@@ -257,6 +255,10 @@ mod tests {
             "latchkey_directory_sync_timestamp_seconds{result=\"success\"} 1799999000\n"
         ));
         assert!(text.contains("latchkey_directory_people 12\n"));
+        assert!(
+            text.lines().all(|l| !l.starts_with(' ') && !l.is_empty()),
+            "{text}"
+        );
         assert!(text.contains("latchkey_http_requests_total{endpoint=\"token\",status=\"200\"} 1"));
         assert!(text.contains("latchkey_http_requests_total{endpoint=\"other\",status=\"404\"} 1"));
         assert!(text.contains(

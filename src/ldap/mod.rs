@@ -34,14 +34,23 @@ pub const LOCAL_ONLY_GROUP: &str = "admin";
 pub const MAX_PEOPLE: usize = 50_000;
 /// People read per page of a sync's search (RFC 2696; Active Directory serves 1000).
 const PAGE: i32 = 500;
-/// A whole sync (every person and their groups) ends within this.
-const SYNC_DEADLINE: Duration = Duration::from_secs(600);
+/// Reading every person for a sync ends within this; reading their groups then has as
+/// long again.
+const SYNC_DEADLINE: Duration = Duration::from_secs(300);
 /// The attributes that say an account is disabled or locked in the directory.
-const ACCOUNT_STATE: [&str; 3] = [
+const ACCOUNT_STATE: [&str; 5] = [
     "userAccountControl",
+    "accountExpires",
     "nsAccountLock",
     "pwdAccountLockedTime",
+    "shadowExpire",
 ];
+/// OpenLDAP's password policy: an account locked by an administrator (other values of
+/// `pwdAccountLockedTime` are temporary lockouts after failed binds, which must not end
+/// anyone's access here: anybody can cause them).
+const LOCKED_FOR_GOOD: &str = "000001010000Z";
+/// Seconds from 1601-01-01 (Windows FILETIME's start) to 1970-01-01.
+const FILETIME_TO_UNIX: i64 = 11_644_473_600;
 /// Active Directory's `userAccountControl` bit ACCOUNTDISABLE.
 const AD_ACCOUNT_DISABLED: u64 = 0x2;
 
@@ -63,20 +72,29 @@ pub struct Person {
     pub disabled: bool,
 }
 
-/// Whether an entry's account-state attributes say it may not sign in: Active
-/// Directory's ACCOUNTDISABLE bit, 389-DS/FreeIPA's `nsAccountLock: TRUE`, or an
-/// OpenLDAP password-policy lock (`pwdAccountLockedTime`, present only while locked).
-pub fn disabled_by(first: impl Fn(&str) -> Option<String>) -> bool {
-    let uac = first("userAccountControl")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .is_some_and(|v| (v as u64) & AD_ACCOUNT_DISABLED != 0);
+/// Whether an entry's account-state attributes say, at `now`, that it may not sign in:
+/// Active Directory's ACCOUNTDISABLE bit or a past `accountExpires`, 389-DS/FreeIPA's
+/// `nsAccountLock: TRUE`, an OpenLDAP password-policy lock by an administrator
+/// (`pwdAccountLockedTime: 000001010000Z`), or a past `shadowExpire`.
+pub fn disabled_by(first: impl Fn(&str) -> Option<String>, now: i64) -> bool {
+    let number = |name: &str| first(name).and_then(|v| v.trim().parse::<i64>().ok());
+    let uac = number("userAccountControl").is_some_and(|v| (v as u64) & AD_ACCOUNT_DISABLED != 0);
+    // 100-nanosecond intervals since 1601; 0 and i64::MAX: never.
+    let expired = number("accountExpires")
+        .filter(|v| *v > 0 && *v != i64::MAX)
+        .is_some_and(|v| v / 10_000_000 - FILETIME_TO_UNIX <= now);
+    // Days since 1970; -1 (or absent): never.
+    let shadow = number("shadowExpire")
+        .filter(|d| *d >= 0)
+        .is_some_and(|d| d.saturating_mul(86_400) <= now);
     let ns_lock = first("nsAccountLock").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    uac || ns_lock || first("pwdAccountLockedTime").is_some()
+    let locked = first("pwdAccountLockedTime").is_some_and(|v| v.trim() == LOCKED_FOR_GOOD);
+    uac || expired || shadow || ns_lock || locked
 }
 
 /// A directory entry as a person, or why it is skipped (no unique id, no usable
 /// username). Attribute names are matched without regard to case.
-pub fn person_of(entry: SearchEntry, a: &Attributes) -> Result<Person, String> {
+pub fn person_of(entry: SearchEntry, a: &Attributes, now: i64) -> Result<Person, String> {
     let first = |name: &str| {
         entry
             .attrs
@@ -108,7 +126,7 @@ pub fn person_of(entry: SearchEntry, a: &Attributes) -> Result<Person, String> {
         family_name: clip(first(&a.family_name)),
         name: clip(first(&a.name)),
         phone: clip(first(&a.phone)),
-        disabled: disabled_by(first),
+        disabled: disabled_by(first, now),
         dn: entry.dn,
         groups: vec![],
     })
@@ -143,6 +161,8 @@ pub struct Listing {
     pub skipped: usize,
     /// Group names not taken (see [`group_names`]).
     pub groups_left_out: Vec<String>,
+    /// Why the groups could not be read (then every person's groups are empty).
+    pub groups_error: Option<String>,
 }
 
 /// Why the directory did not answer.
@@ -173,7 +193,7 @@ pub fn id_from(text: Option<&str>, binary: Option<&[u8]>) -> Option<String> {
         return Some(URL_SAFE_NO_PAD.encode(b));
     }
     // An objectGUID whose 16 bytes happen to be valid UTF-8 arrives as text.
-    if let Some(t) = text.filter(|t| t.len() == 16 && !t.contains('-')) {
+    if let Some(t) = text.filter(|t| t.len() == 16) {
         return Some(URL_SAFE_NO_PAD.encode(t.as_bytes()));
     }
     let hex: String = text?.chars().filter(|c| *c != '-').collect();
@@ -297,7 +317,7 @@ impl Directory {
             return Ok(None);
         };
         let dn = entry.dn.clone();
-        match person_of(entry, &self.s.attributes) {
+        match person_of(entry, &self.s.attributes, crate::clock::now()) {
             Ok(p) => Ok(Some(p)),
             Err(why) => {
                 tracing::warn!(dn = %dn, "directory entry skipped: {why}");
@@ -329,17 +349,54 @@ impl Directory {
     /// (a partial answer must never look like people removed). Entries without a
     /// unique id or usable username are skipped with a warning and counted.
     pub async fn people(&self) -> Result<Listing, LdapError> {
-        tokio::time::timeout(SYNC_DEADLINE, self.read_people())
-            .await
-            .unwrap_or_else(|_| {
-                Err(err(
-                    "search",
-                    format!("the sync took longer than {} s", SYNC_DEADLINE.as_secs()),
-                ))
-            })
+        let (mut ldap, mut people, skipped) =
+            tokio::time::timeout(SYNC_DEADLINE, self.list_people())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(err(
+                        "search",
+                        format!(
+                            "listing people took longer than {} s",
+                            SYNC_DEADLINE.as_secs()
+                        ),
+                    ))
+                })?;
+        // Groups: one search per person (Active Directory resolves nested groups only per
+        // person); if they cannot all be read in time, the people still count.
+        let mut left_out = std::collections::BTreeSet::new();
+        let read = tokio::time::timeout(SYNC_DEADLINE, async {
+            for p in &mut people {
+                let (kept, left) = self.groups_with(&mut ldap, &p.dn).await?;
+                p.groups = kept;
+                left_out.extend(left);
+            }
+            Ok::<(), LdapError>(())
+        })
+        .await;
+        let groups_error = match read {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "reading groups took longer than {} s",
+                SYNC_DEADLINE.as_secs()
+            )),
+        };
+        if groups_error.is_some() {
+            for p in &mut people {
+                p.groups.clear();
+            }
+        }
+        let _ = ldap.unbind().await;
+        Ok(Listing {
+            people,
+            skipped,
+            groups_left_out: left_out.into_iter().collect(),
+            groups_error,
+        })
     }
 
-    async fn read_people(&self) -> Result<Listing, LdapError> {
+    /// Every person (without groups) on a connection bound as the service account.
+    async fn list_people(&self) -> Result<(Ldap, Vec<Person>, usize), LdapError> {
         let mut ldap = self.service().await?;
         // `{username}` becomes a presence (or substring) match: every person.
         let filter = self.s.user_filter.replace("{username}", "*");
@@ -369,7 +426,7 @@ impl Directory {
                 continue;
             };
             let dn = entry.dn.clone();
-            match person_of(entry, &self.s.attributes) {
+            match person_of(entry, &self.s.attributes, crate::clock::now()) {
                 Ok(p) if ids.insert(p.id.clone(), ()).is_none() => people.push(p),
                 Ok(p) => {
                     tracing::warn!(dn = %dn, id = %p.id, "directory entry skipped: its id is another entry's");
@@ -395,18 +452,7 @@ impl Directory {
                 format!("the directory answered {}: {}", done.rc, done.text),
             ));
         }
-        let mut left_out = std::collections::BTreeSet::new();
-        for p in &mut people {
-            let (kept, left) = self.groups_with(&mut ldap, &p.dn).await?;
-            p.groups = kept;
-            left_out.extend(left);
-        }
-        let _ = ldap.unbind().await;
-        Ok(Listing {
-            people,
-            skipped,
-            groups_left_out: left_out.into_iter().collect(),
-        })
+        Ok((ldap, people, skipped))
     }
 
     /// Whether the service account can bind (the directory is up and the account works).
@@ -498,6 +544,9 @@ impl Directory {
             .search(&self.s.group_base, Scope::Subtree, &filter, vec!["cn"])
             .await
             .map_err(|e| err("search", format!("groups: {e}")))?;
+        if found.1.rc == SIZE_LIMIT_EXCEEDED {
+            tracing::warn!(dn = %dn, "more than {MAX_GROUPS} groups: only the first are taken");
+        }
         if !matches!(found.1.rc, 0 | SIZE_LIMIT_EXCEEDED) {
             return Err(err(
                 "search",
@@ -547,7 +596,13 @@ impl Directory {
             crate::clock::random_token(),
             self.s.user_base
         );
-        let _ = self.check_password(&nobody, password).await;
+        // As long as the typed password, never it: it is nobody's business there.
+        let decoy: String = crate::clock::random_token()
+            .chars()
+            .cycle()
+            .take(password.chars().count().clamp(1, 128))
+            .collect();
+        let _ = self.check_password(&nobody, &decoy).await;
     }
 
     /// `latchkey ldap test`: the service account binds, and the person (if named) is
@@ -597,7 +652,7 @@ fn is_entry(e: &ldap3::ResultEntry) -> bool {
 
 /// A search result entry, parsed without letting a malformed answer panic the server.
 fn entry_of(e: ldap3::ResultEntry) -> Option<SearchEntry> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(e))).ok()
+    crate::panic::contained(|| SearchEntry::construct(e))
 }
 
 /// The certificates of a PEM file.
@@ -624,6 +679,12 @@ mod tests {
         );
         assert_eq!(id_from(Some("not-a-uuid"), None), None);
         assert_eq!(id_from(None, Some(&[1, 2, 3])), None);
+    }
+
+    const NOW: i64 = 1_796_400_000;
+
+    fn leak_pairs(k: &'static str, v: &'static str) -> &'static [(&'static str, &'static str)] {
+        Box::leak(vec![(k, v)].into_boxed_slice())
     }
 
     fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
@@ -671,23 +732,23 @@ mod tests {
             bin_attrs: [("objectGUID".to_string(), vec![guid.to_vec()])].into(),
         };
         let a = ad_attributes();
-        let p = person_of(entry("512"), &a).unwrap();
+        let p = person_of(entry("512"), &a, NOW).unwrap();
         assert_eq!(p.id, URL_SAFE_NO_PAD.encode(guid));
         assert_eq!(p.username, "dora");
         assert_eq!(p.name.as_deref(), Some("Dora Example"));
         assert!(!p.disabled);
-        assert!(!person_of(entry("66048"), &a).unwrap().disabled);
-        assert!(person_of(entry("514"), &a).unwrap().disabled);
-        assert!(person_of(entry("66050"), &a).unwrap().disabled);
+        assert!(!person_of(entry("66048"), &a, NOW).unwrap().disabled);
+        assert!(person_of(entry("514"), &a, NOW).unwrap().disabled);
+        assert!(person_of(entry("66050"), &a, NOW).unwrap().disabled);
         // No objectGUID: skipped, with the reason.
         let mut e = entry("512");
         e.bin_attrs.clear();
-        assert!(person_of(e, &a).unwrap_err().contains("objectGUID"));
+        assert!(person_of(e, &a, NOW).unwrap_err().contains("objectGUID"));
         // Attribute names in another case still match.
         let mut e = entry("512");
         let v = e.attrs.remove("sAMAccountName").unwrap();
         e.attrs.insert("samaccountname".into(), v);
-        assert_eq!(person_of(e, &a).unwrap().username, "dora");
+        assert_eq!(person_of(e, &a, NOW).unwrap().username, "dora");
     }
 
     #[test]
@@ -700,15 +761,46 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        assert!(disabled_by(get(&[("nsAccountLock", "TRUE")])));
-        assert!(!disabled_by(get(&[("nsAccountLock", "false")])));
-        assert!(disabled_by(get(&[(
-            "pwdAccountLockedTime",
-            "000001010000Z"
-        )])));
-        assert!(disabled_by(get(&[("userAccountControl", "2")])));
-        assert!(!disabled_by(get(&[("userAccountControl", "not a number")])));
-        assert!(!disabled_by(get(&[])));
+        assert!(disabled_by(get(&[("nsAccountLock", "TRUE")]), NOW));
+        assert!(!disabled_by(get(&[("nsAccountLock", "false")]), NOW));
+        // Locked by an administrator; a lockout after failed binds (its time) is not a
+        // reason to end anyone's access here.
+        assert!(disabled_by(
+            get(&[("pwdAccountLockedTime", "000001010000Z")]),
+            NOW
+        ));
+        assert!(!disabled_by(
+            get(&[("pwdAccountLockedTime", "20261205101500Z")]),
+            NOW
+        ));
+        assert!(disabled_by(get(&[("userAccountControl", "2")]), NOW));
+        assert!(!disabled_by(
+            get(&[("userAccountControl", "not a number")]),
+            NOW
+        ));
+        assert!(!disabled_by(get(&[]), NOW));
+        // accountExpires: 100-nanosecond intervals since 1601.
+        let filetime = |unix: i64| ((unix + FILETIME_TO_UNIX) * 10_000_000).to_string();
+        let past = filetime(NOW - 60);
+        let future = filetime(NOW + 86_400);
+        let leak = |v: String| -> &'static str { Box::leak(v.into_boxed_str()) };
+        assert!(disabled_by(
+            get(leak_pairs("accountExpires", leak(past))),
+            NOW
+        ));
+        assert!(!disabled_by(
+            get(leak_pairs("accountExpires", leak(future))),
+            NOW
+        ));
+        assert!(!disabled_by(get(&[("accountExpires", "0")]), NOW));
+        assert!(!disabled_by(
+            get(&[("accountExpires", "9223372036854775807")]),
+            NOW
+        ));
+        // shadowExpire: days since 1970.
+        let day = leak((NOW / 86_400 - 1).to_string());
+        assert!(disabled_by(get(leak_pairs("shadowExpire", day)), NOW));
+        assert!(!disabled_by(get(&[("shadowExpire", "-1")]), NOW));
     }
 
     /// Groups as Active Directory's in-chain search returns them (nested groups included

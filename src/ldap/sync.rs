@@ -62,6 +62,14 @@ pub enum Change {
 /// The change the directory's `p` makes to `known` (the record with the person's id)
 /// given `named` (the record holding the person's username, if another one does).
 pub fn merge(p: &Person, known: Option<&User>, named: Option<&User>, now: i64) -> Change {
+    // Locked or disabled there ends access here first, whatever else is the matter with
+    // the record (a name clash must never keep someone in).
+    if let Some(old) = known.filter(|k| k.source.as_deref() == Some(SOURCE))
+        && p.disabled
+        && !old.disabled
+    {
+        return disabled(old, Gone::Disabled, now);
+    }
     if let Some(other) = named.filter(|o| known.is_none_or(|k| k.id != o.id)) {
         return Change::Conflict(if other.source.as_deref() == Some(SOURCE) {
             format!(
@@ -111,21 +119,7 @@ pub fn merge(p: &Person, known: Option<&User>, named: Option<&User>, now: i64) -
     if admin {
         u.groups.push(ADMIN_GROUP.to_string());
     }
-    if p.disabled {
-        if old.disabled {
-            return if &u == old {
-                Change::Same(u)
-            } else {
-                u.updated_at = now;
-                Change::Update(u)
-            };
-        }
-        u.disabled = true;
-        u.directory_disabled = true;
-        u.updated_at = now;
-        return Change::Disable(u, Gone::Disabled);
-    }
-    if old.disabled {
+    if old.disabled && !p.disabled {
         if !old.directory_disabled {
             return Change::Refused;
         }
@@ -139,6 +133,26 @@ pub fn merge(p: &Person, known: Option<&User>, named: Option<&User>, now: i64) -
     } else {
         u.updated_at = now;
         Change::Update(u)
+    }
+}
+
+/// `old` disabled by the directory (its profile left as it was: only access ends).
+fn disabled(old: &User, why: Gone, now: i64) -> Change {
+    let mut d = old.clone();
+    d.disabled = true;
+    d.directory_disabled = true;
+    d.updated_at = now;
+    Change::Disable(d, why)
+}
+
+/// The change for a directory account the directory no longer lists.
+pub fn gone(current: Option<&User>, now: i64) -> Change {
+    match current {
+        Some(u) if u.source.as_deref() == Some(SOURCE) && !u.disabled => {
+            disabled(u, Gone::Removed, now)
+        }
+        Some(u) => Change::Same(u.clone()),
+        None => Change::Ignored,
     }
 }
 
@@ -188,41 +202,58 @@ pub fn ruled_change(old: &User, new: &User) -> Option<&'static str> {
 pub struct Plan {
     pub changes: Vec<Change>,
     pub groups: Vec<String>,
-    /// A directory that lists nobody while accounts here came from it is taken for a
-    /// misconfiguration (a wrong base or filter), not as everyone leaving: nobody is
-    /// disabled for it, and this says so.
+    /// Removals held back: a directory that lists nobody while accounts here came from
+    /// it, or a run that would disable more than a quarter of the directory's accounts
+    /// (and more than [`MASS_DISABLE`]), is taken for a misconfiguration (a wrong base,
+    /// filter or permission), not as people leaving; this says so. `force` applies them.
     pub held_back: Option<String>,
 }
 
+/// More removals than this in one run (and more than a quarter) wait for `--force`.
+pub const MASS_DISABLE: usize = 5;
+
 /// The plan for the directory's complete list of `people` against every local record.
-pub fn plan(people: &[Person], users: &[User], known_groups: &[Group], now: i64) -> Plan {
+pub fn plan(
+    people: &[Person],
+    users: &[User],
+    known_groups: &[Group],
+    force: bool,
+    now: i64,
+) -> Plan {
     let by_id: HashMap<&str, &User> = users.iter().map(|u| (u.id.as_str(), u)).collect();
-    let by_name: HashMap<&str, &User> = users.iter().map(|u| (u.username.as_str(), u)).collect();
+    // Usernames are unique without regard to case, as the store keeps them.
+    let by_name: HashMap<String, &User> = users
+        .iter()
+        .map(|u| (u.username.to_lowercase(), u))
+        .collect();
     let mut out = Plan::default();
     let listed: HashSet<&str> = people.iter().map(|p| p.id.as_str()).collect();
     for p in people {
         let known = by_id.get(p.id.as_str()).copied();
-        let named = by_name.get(p.username.as_str()).copied();
+        let named = by_name.get(&p.username.to_lowercase()).copied();
         out.changes.push(merge(p, known, named, now));
     }
-    let gone: Vec<&User> = users
+    let ours = users
         .iter()
         .filter(|u| u.source.as_deref() == Some(SOURCE) && !u.disabled)
+        .count();
+    let gone_now: Vec<Change> = users
+        .iter()
         .filter(|u| !listed.contains(u.id.as_str()))
+        .map(|u| gone(Some(u), now))
+        .filter(|c| matches!(c, Change::Disable(..)))
         .collect();
-    if people.is_empty() && !gone.is_empty() {
+    let n = gone_now.len();
+    if people.is_empty() && n > 0 {
         out.held_back = Some(format!(
-            "the directory listed nobody: {} directory account(s) left as they are",
-            gone.len()
+            "the directory listed nobody: {n} directory account(s) left as they are"
+        ));
+    } else if !force && n > MASS_DISABLE && n * 4 > ours {
+        out.held_back = Some(format!(
+            "{n} of {ours} directory accounts are no longer listed: left as they are; if that is right, run `latchkey ldap sync --force`"
         ));
     } else {
-        for u in gone {
-            let mut d = u.clone();
-            d.disabled = true;
-            d.directory_disabled = true;
-            d.updated_at = now;
-            out.changes.push(Change::Disable(d, Gone::Removed));
-        }
+        out.changes.extend(gone_now);
     }
     out.groups = new_groups(people.iter(), known_groups);
     out
@@ -264,33 +295,57 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-/// Writes one change; returns what to count it as. A disabled person's sessions end and
-/// every token issued to them is revoked.
-pub fn apply_change(store: &dyn Store, c: &Change, now: i64) -> Result<(), String> {
+/// Writes what the directory says of the account `id` (`person`, or `None`: no longer
+/// listed) against the record as it is now: decided again on a fresh read and written
+/// only if the record did not change meanwhile (an administrator's change, a spent
+/// recovery code, a removed passkey are never overwritten). A disabled person's sessions
+/// end and every token issued to them is revoked. Returns the change made.
+pub fn settle(
+    store: &dyn Store,
+    id: &str,
+    person: Option<&Person>,
+    now: i64,
+) -> Result<Change, String> {
     let e = |e: crate::store::StoreError| e.to_string();
-    match c {
-        Change::Create(u) => store.create_user(u).map_err(e)?,
-        Change::Update(u) | Change::Enable(u) => store.update_user(u).map_err(e)?,
-        Change::Disable(u, why) => {
-            store.update_user(u).map_err(e)?;
-            store.delete_user_sessions(&u.id).map_err(e)?;
-            store.revoke_user_grants(&u.id).map_err(e)?;
-            audit(store, "user.disabled", &u.username, why.text(), now);
+    for _ in 0..16 {
+        let current = store.user(id).map_err(e)?;
+        let change = match person {
+            Some(p) => {
+                let named = store.user_by_name(&p.username).map_err(e)?;
+                merge(p, current.as_ref(), named.as_ref(), now)
+            }
+            None => gone(current.as_ref(), now),
+        };
+        let written = match (&change, &current) {
+            (Change::Create(u), None) => store.create_user(u).is_ok(),
+            (Change::Update(u) | Change::Enable(u) | Change::Disable(u, _), Some(old)) => {
+                store.update_user_if(old, u).map_err(e)?
+            }
+            (Change::Create(_), Some(_)) => false,
+            _ => true,
+        };
+        if !written {
+            continue;
         }
-        Change::Same(_) | Change::Refused | Change::Ignored | Change::Conflict(_) => {}
+        match &change {
+            Change::Disable(u, why) => {
+                store.delete_user_sessions(&u.id).map_err(e)?;
+                store.revoke_user_grants(&u.id).map_err(e)?;
+                audit(store, "user.disabled", &u.username, why.text(), now);
+            }
+            Change::Create(u) => audit(
+                store,
+                "user.created",
+                &u.username,
+                "from the directory",
+                now,
+            ),
+            Change::Enable(u) => audit(store, "user.enabled", &u.username, "by the directory", now),
+            _ => {}
+        }
+        return Ok(change);
     }
-    match c {
-        Change::Create(u) => audit(
-            store,
-            "user.created",
-            &u.username,
-            "from the directory",
-            now,
-        ),
-        Change::Enable(u) => audit(store, "user.enabled", &u.username, "by the directory", now),
-        _ => {}
-    }
-    Ok(())
+    Err("the record keeps changing".into())
 }
 
 /// Creates the directory's groups not yet known here.
@@ -321,34 +376,40 @@ fn audit(store: &dyn Store, kind: &str, username: &str, detail: &str, now: i64) 
     }
 }
 
-/// Carries out a plan; the report counts what was written.
-pub fn apply(store: &dyn Store, p: &Plan, people: usize, skipped: usize, now: i64) -> Report {
+/// Carries out a plan, each change settled against the record as it is when written;
+/// the report counts what was written.
+pub fn apply(store: &dyn Store, p: &Plan, people: &[Person], skipped: usize, now: i64) -> Report {
     let mut r = Report {
         at: now,
         last_ok_at: Some(now),
-        people,
+        people: people.len(),
         skipped,
         ..Report::default()
     };
     if let Err(e) = create_groups(store, &p.groups) {
         r.problems.push(format!("groups: {e}"));
     }
+    let by_id: HashMap<&str, &Person> = people.iter().map(|p| (p.id.as_str(), p)).collect();
     for c in &p.changes {
-        if let Change::Conflict(why) = c {
-            tracing::warn!("directory sync: {why}");
-            r.problems.push(why.clone());
-            continue;
-        }
-        if let Err(e) = apply_change(store, c, now) {
-            r.problems.push(format!("store: {e}"));
-            continue;
-        }
-        match c {
-            Change::Create(_) => r.created += 1,
-            Change::Update(_) => r.updated += 1,
-            Change::Disable(..) => r.disabled += 1,
-            Change::Enable(_) => r.enabled += 1,
-            _ => {}
+        let id = match c {
+            Change::Conflict(why) => {
+                tracing::warn!("directory sync: {why}");
+                r.problems.push(why.clone());
+                continue;
+            }
+            Change::Create(u) | Change::Update(u) | Change::Enable(u) | Change::Disable(u, _) => {
+                u.id.as_str()
+            }
+            Change::Same(_) | Change::Refused | Change::Ignored => continue,
+        };
+        match settle(store, id, by_id.get(id).copied(), now) {
+            Ok(Change::Create(_)) => r.created += 1,
+            Ok(Change::Update(_)) => r.updated += 1,
+            Ok(Change::Disable(..)) => r.disabled += 1,
+            Ok(Change::Enable(_)) => r.enabled += 1,
+            Ok(Change::Conflict(why)) => r.problems.push(why),
+            Ok(_) => {}
+            Err(e) => r.problems.push(format!("store: {e}")),
         }
     }
     if let Some(why) = &p.held_back {
@@ -395,9 +456,20 @@ pub fn remember(store: &dyn Store, mut r: Report) -> Report {
     r
 }
 
+/// One sync at a time in this process (the periodic one, `ldap sync`, "Sync now").
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One sync: read the whole directory, plan, apply, remember. A directory that cannot
-/// be read changes nothing (and the report says why).
-pub async fn run(dir: &Directory, store: std::sync::Arc<dyn Store>, now: i64) -> Report {
+/// be read changes nothing (and the report says why); groups that could not be read are
+/// left as they were while the rest (who is listed, who is disabled) still applies.
+/// `force` applies removals a plan held back as too many.
+pub async fn run(
+    dir: &Directory,
+    store: std::sync::Arc<dyn Store>,
+    force: bool,
+    now: i64,
+) -> Report {
+    let _one = ONE_AT_A_TIME.lock().await;
     let listing = match dir.people().await {
         Ok(found) => found,
         Err(e) => {
@@ -426,9 +498,17 @@ pub async fn run(dir: &Directory, store: std::sync::Arc<dyn Store>, now: i64) ->
                 return remember(s, failed);
             }
         };
-        let people = &listing.people;
-        let p = plan(people, &users, &groups, now);
-        let mut r = apply(s, &p, people.len(), listing.skipped, now);
+        let mut people = listing.people;
+        if let Some(why) = &listing.groups_error {
+            keep_groups(&mut people, &users);
+            tracing::warn!(error = %why, "directory groups not read; kept as they were");
+        }
+        let p = plan(&people, &users, &groups, force, now);
+        let mut r = apply(s, &p, &people, listing.skipped, now);
+        if let Some(why) = listing.groups_error {
+            r.problems
+                .push(format!("groups not read ({why}): kept as they were"));
+        }
         if !listing.groups_left_out.is_empty() {
             let names = listing.groups_left_out.join(", ");
             tracing::warn!(groups = %names, "directory groups left out (admin, or not a usable group name)");
@@ -445,19 +525,30 @@ pub async fn run(dir: &Directory, store: std::sync::Arc<dyn Store>, now: i64) ->
     })
 }
 
+/// Each person's groups as their record here has them (the directory's groups could not
+/// be read this time).
+fn keep_groups(people: &mut [Person], users: &[User]) {
+    let by_id: HashMap<&str, &User> = users.iter().map(|u| (u.id.as_str(), u)).collect();
+    for p in people {
+        p.groups = by_id
+            .get(p.id.as_str())
+            .map(|u| {
+                u.groups
+                    .iter()
+                    .filter(|g| *g != ADMIN_GROUP)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+}
+
 /// The record of the directory person `p` whose password was just checked, created or
 /// brought up to date; `Ok(None)` when they may not sign in (disabled there or here).
 pub fn record_sign_in(store: &dyn Store, p: &Person, now: i64) -> Result<Option<User>, String> {
-    let e = |e: crate::store::StoreError| e.to_string();
-    let known = store.user(&p.id).map_err(e)?;
-    let named = store.user_by_name(&p.username).map_err(e)?;
-    let change = merge(p, known.as_ref(), named.as_ref(), now);
-    create_groups(
-        store,
-        &new_groups(std::iter::once(p), &store.groups().map_err(e)?),
-    )?;
-    apply_change(store, &change, now)?;
-    Ok(match change {
+    let known = store.groups().map_err(|e| e.to_string())?;
+    create_groups(store, &new_groups(std::iter::once(p), &known))?;
+    Ok(match settle(store, &p.id, Some(p), now)? {
         Change::Create(u) | Change::Update(u) | Change::Enable(u) | Change::Same(u) => {
             (!u.disabled).then_some(u)
         }
@@ -621,6 +712,46 @@ mod tests {
     }
 
     #[test]
+    fn a_name_clash_never_keeps_a_disabled_person_in() {
+        let p = person("id-dora", "dora");
+        let old = made(&p);
+        let mut off = p.clone();
+        off.disabled = true;
+        off.username = "eve".into();
+        let eve = User {
+            id: "e".into(),
+            username: "eve".into(),
+            ..User::default()
+        };
+        let Change::Disable(d, Gone::Disabled) = merge(&off, Some(&old), Some(&eve), NOW) else {
+            panic!()
+        };
+        assert_eq!(d.username, "dora", "only access changes");
+    }
+
+    #[test]
+    fn many_removals_at_once_wait_for_force() {
+        let people: Vec<Person> = (0..20)
+            .map(|i| person(&format!("id-{i}"), &format!("p{i}")))
+            .collect();
+        let users: Vec<User> = people.iter().map(made).collect();
+        // The directory now lists 12 of 20: 8 removals, more than a quarter.
+        let p = plan(&people[..12], &users, &[], false, NOW);
+        assert!(p.held_back.as_deref().unwrap().contains("--force"));
+        assert!(!p.changes.iter().any(|c| matches!(c, Change::Disable(..))));
+        let forced = plan(&people[..12], &users, &[], true, NOW);
+        let n = forced
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Disable(..)))
+            .count();
+        assert_eq!(n, 8);
+        // A few at a time go through.
+        let p = plan(&people[..17], &users, &[], false, NOW);
+        assert!(p.held_back.is_none());
+    }
+
+    #[test]
     fn people_gone_from_the_directory_are_disabled_unless_it_lists_nobody() {
         let dora = person("id-dora", "dora");
         let eve = person("id-eve", "eve");
@@ -630,7 +761,7 @@ mod tests {
             ..User::default()
         };
         let users = vec![made(&dora), made(&eve), local];
-        let p = plan(std::slice::from_ref(&dora), &users, &[], NOW);
+        let p = plan(std::slice::from_ref(&dora), &users, &[], false, NOW);
         let disabled: Vec<(&str, Gone)> = p
             .changes
             .iter()
@@ -645,13 +776,13 @@ mod tests {
             "local accounts untouched"
         );
         assert_eq!(p.groups, ["staff"]);
-        let none = plan(&[], &users, &[], NOW);
+        let none = plan(&[], &users, &[], false, NOW);
         assert!(none.changes.is_empty());
         assert!(none.held_back.is_some());
         // Already disabled: nothing more to do.
         let mut users2 = users.clone();
         users2[1].disabled = true;
-        let p = plan(std::slice::from_ref(&dora), &users2, &[], NOW);
+        let p = plan(std::slice::from_ref(&dora), &users2, &[], false, NOW);
         assert!(!p.changes.iter().any(|c| matches!(c, Change::Disable(..))));
     }
 }

@@ -62,7 +62,7 @@ pub(super) fn directory_view(c: &Ctx<'_>) -> Option<Value> {
 /// `POST /admin/users/sync`: a directory sync now; its failure is shown on the page.
 pub(super) async fn sync_now(c: &Ctx<'_>) -> Resp {
     let store = c.app.store.clone();
-    match crate::admin::sync_directory(store, &c.app.config, c.now).await {
+    match crate::admin::sync_directory(store, &c.app.config, false, c.now).await {
         Ok(_) => {
             c.app.directory_health.saw(true);
             c.app.audit(
