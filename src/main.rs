@@ -43,6 +43,17 @@ fn main() -> ExitCode {
                     cfg.data_dir.display(),
                     cfg.declared_clients.len()
                 );
+                if let Some(l) = &cfg.ldap {
+                    println!(
+                        "directory: {} ({}), {}",
+                        l.url,
+                        l.preset,
+                        match l.sync_interval_secs {
+                            0 => "no periodic sync: people removed from the directory keep access here until `latchkey ldap sync`".to_string(),
+                            n => format!("synced every {n} s"),
+                        }
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, &e.to_string()),

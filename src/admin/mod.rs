@@ -673,7 +673,19 @@ fn run(store: &dyn Store, config: &Config, cmd: Command, now: i64) -> Result<Val
                     "group: the admin group cannot be deleted",
                 ));
             }
-            for u in store.users()? {
+            let users = store.users()?;
+            // Directory people's groups are the directory's: such a group is removed
+            // there (the next sync would bring it back), and nobody loses it half-way.
+            let from_directory = users
+                .iter()
+                .filter(|u| u.source.is_some() && u.groups.contains(&name))
+                .count();
+            if from_directory > 0 {
+                return Err(AdminError::input(format!(
+                    "group: {name} comes from the directory ({from_directory} directory account(s) are in it); remove it there"
+                )));
+            }
+            for u in users {
                 if u.groups.contains(&name) {
                     modify_user(store, &u.username, |u| {
                         u.groups.retain(|g| g != &name);

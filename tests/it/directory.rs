@@ -40,6 +40,13 @@ async fn directory_people_sign_in_with_their_directory_password_and_groups() {
         ),
     );
     let server = Server::new(&ldap_config(&slapd, &dir.0)).start().await;
+    let checked = server.cli(&["check-config"], None);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert!(
+        checked.stdout.contains("no periodic sync"),
+        "{}",
+        checked.stdout
+    );
 
     // What the directory answers, as an administrator checks it.
     let found = server.cli(&["ldap", "test", "--user", "dora", "--json"], None);
@@ -390,6 +397,16 @@ async fn sync_follows_the_directory_and_ends_access_of_people_gone_there() {
         .post_form("/admin/users/sync", &[("csrf", &csrf)])
         .await;
     assert_eq!(now.location(), "/admin/users?synced=ok", "{}", now.body);
+    // A group directory people are in is the directory's to remove.
+    let kept = admin
+        .post_form("/admin/groups/staff/delete", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(kept.status, 400, "{}", kept.body);
+    assert!(
+        kept.body.contains("comes from the directory"),
+        "{}",
+        kept.body
+    );
     let metrics = server.browser().get("/metrics").await.body;
     assert!(metrics.contains("latchkey_directory_up 1\n"), "{metrics}");
     assert!(
