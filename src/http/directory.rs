@@ -99,6 +99,32 @@ pub(super) async fn change_password(
     .await
 }
 
+/// Whether the directory still lists `user` (a directory account signing in with a
+/// passkey, which the directory never sees): their name still leads to their id there and
+/// they are not disabled there (then they are disabled here at once). A directory that
+/// cannot answer does not stop them, as it stops no signed-in session; the next sync
+/// decides then.
+pub(super) async fn still_listed(app: &App, user: &User, now: i64) -> bool {
+    if app.directory.is_none() {
+        return true;
+    }
+    match ask(app, "a passkey sign-in", async |dir| {
+        dir.find(&user.username).await
+    })
+    .await
+    {
+        Ok(Some(p)) if p.id == user.id && !p.disabled => true,
+        Ok(Some(p)) if p.id == user.id => {
+            if let Err(e) = crate::ldap::sync::settle(app.store.as_ref(), &p.id, Some(&p), now) {
+                tracing::warn!(error = %e, "a person disabled in the directory could not be disabled here");
+            }
+            false
+        }
+        Ok(_) => false,
+        Err(_) => true,
+    }
+}
+
 /// The local record of the directory person `username` whose password is `password`;
 /// `Ok(None)` for no such person, a wrong password or an account disabled here; `Err` is
 /// what the sign-in page says when the directory cannot answer.

@@ -234,7 +234,7 @@ pub(super) async fn login_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
 /// `POST /login/passkey`: the browser's answer to a passkey sign-in. A passkey that
 /// verified the user is two factors on its own (SPEC §10); the sign-in then goes on as
 /// after a second factor.
-pub(super) fn passkey_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
+pub(super) async fn passkey_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     let form = req.form();
     let interaction = form
         .get_lenient("interaction")
@@ -270,6 +270,26 @@ pub(super) fn passkey_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             return render_login(app, req, view(message, StatusCode::UNAUTHORIZED), now);
         }
     };
+    // A directory person removed or disabled there is not let in by a passkey the
+    // directory never sees, even before the next sync.
+    if verified.user.source.is_some()
+        && !super::directory::still_listed(app, &verified.user, now).await
+    {
+        app.throttle.failure(who, req.now_ms);
+        app.audit(
+            "login.failure",
+            Some(&verified.user.username),
+            None,
+            Some(req.peer),
+            "passkey: not in the directory",
+            now,
+        );
+        let v = view(
+            "Your organisation's directory does not confirm this account. Sign in with your password.",
+            StatusCode::UNAUTHORIZED,
+        );
+        return render_login(app, req, v, now);
+    }
     let target = Target {
         interaction: interaction.map(str::to_string),
         next: next.map(str::to_string),

@@ -116,7 +116,7 @@ impl App {
             R::SecondFactor => signin::code_submit(self, req, now),
             R::SecondFactorKey => passkeys::second_factor_start(self, req, now),
             R::Passkey if req.path.ends_with("/start") => passkeys::signin_start(self, req, now),
-            R::Passkey => login::passkey_submit(self, req, now),
+            R::Passkey => login::passkey_submit(self, req, now).await,
             R::NewPassword if get => signin::new_password_page(self, req, now),
             R::NewPassword => signin::new_password_submit(self, req, now).await,
             // With a token: the link of a reset mail or an administrator; without one:

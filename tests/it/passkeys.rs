@@ -809,3 +809,35 @@ async fn packed_attestation_is_verified_when_given() {
         .collect();
     assert_eq!(names, ["Packed key"]);
 }
+
+/// A directory person's passkey (issues 14 and 15): it signs them in while the directory
+/// lists them, and while the directory cannot be reached (as signed-in sessions go on);
+/// once they are removed there it no longer does, even before a sync.
+#[tokio::test]
+async fn a_directory_persons_passkey_follows_the_directory() {
+    use crate::support::slapd::{Slapd, ldap_config, person};
+    let dir = TempDir::new();
+    let mut slapd = Slapd::start(&dir.0, &person("dora", PASSWORD));
+    let server = Server::named("localhost", &ldap_config(&slapd, &dir.0))
+        .start()
+        .await;
+    let d = Driver::start(artifacts("passkey_directory")).await;
+    let authenticator = platform_authenticator(&d).await;
+    register(&d, &server, "dora").await;
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.ends_with("/account"), "{landed}");
+    sign_out(&d, &server).await;
+
+    slapd.stop();
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.ends_with("/account"), "directory down: {landed}");
+    sign_out(&d, &server).await;
+
+    slapd.run();
+    slapd.delete("uid=dora,ou=people,dc=example,dc=test");
+    let landed = passkey_sign_in(&d, &server, &authenticator).await;
+    assert!(landed.contains("/login/passkey"), "{landed}");
+    let page = d.text("main").await;
+    assert!(page.contains("directory does not confirm"), "{page}");
+    d.screenshot("passkey-directory-removed").await;
+}
