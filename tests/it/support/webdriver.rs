@@ -378,9 +378,25 @@ impl Driver {
         el.send_keys(text).await;
     }
 
-    /// Clicks the first element matching `css`.
+    /// Clicks the first element matching `css`. When the page replaces the element between
+    /// finding and clicking it (a script re-rendered it, or a passkey offered by autofill
+    /// submitted the form on its own), the click goes to the element found anew, or
+    /// nowhere if the page has moved on without one.
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await;
+        let mut el = self.find(css).await;
+        for _ in 0..3 {
+            match el.try_click().await {
+                Ok(_) => return,
+                Err(e) if e.error == "stale element reference" => match self.try_find(css).await {
+                    Some(again) => el = again,
+                    None => return,
+                },
+                Err(e) => self.session.fail(&format!("click on {css:?}"), e).await,
+            }
+        }
+        self.session
+            .fail(&format!("click on {css:?}"), "the element kept going stale")
+            .await
     }
 
     /// Polls until an element matches `css` and returns it; panics after `timeout`.
@@ -548,6 +564,17 @@ impl Element {
         let what = format!("{action} on {:?}", self.css);
         self.session
             .cmd(&what, method, &format!("/element/{}{path}", self.id), body)
+            .await
+    }
+
+    /// Like [`Element::click`], but returns the WebDriver error.
+    async fn try_click(&self) -> Result<Value, WdError> {
+        self.session
+            .try_cmd(
+                Method::POST,
+                &format!("/element/{}/click", self.id),
+                Some(json!({})),
+            )
             .await
     }
 
