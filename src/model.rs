@@ -556,6 +556,10 @@ pub struct Consent {
     pub user_id: String,
     pub client_id: String,
     pub scopes: Vec<String>,
+    /// The custom claims (SPEC §14: the client's claim rules, by name) released under
+    /// those scopes when the person agreed: a rule added later is asked about again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<String>,
     pub granted_at: i64,
 }
 

@@ -215,7 +215,10 @@ fn page(
                 .ok()
                 .flatten()
                 .map_or_else(|| c.client_id.clone(), |cl| cl.name);
-            let scopes: Vec<String> = c.scopes.iter().map(|s| scope::describe(s).into_owned()).collect();
+            let mut scopes: Vec<String> = c.scopes.iter().map(|s| scope::describe(s).into_owned()).collect();
+            if !c.claims.is_empty() {
+                scopes.push(format!("also {}", c.claims.join(", ")));
+            }
             json!({"client_id": c.client_id, "name": name, "scopes": scopes.join("; "), "since": when(c.granted_at)})
         })
         .collect();

@@ -381,6 +381,7 @@ pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
         .iter()
         .map(|s| scope::describe(s).into_owned())
         .collect();
+    let claims = crate::oidc::authorize::consent_claims(&granted, &ctx.client);
     let (csrf, cookie) = app.csrf_token(req);
     let body = app.pages.render(
         "consent.html",
@@ -391,6 +392,7 @@ pub(super) fn consent_page(app: &Arc<App>, req: &Req, now: i64) -> Resp {
             "client_name": ctx.client.name,
             "username": ctx.signed_in.user.username,
             "scopes": described,
+            "claims": claims,
         }),
     );
     with_cookie(response::html(StatusCode::OK, body), cookie)
@@ -426,15 +428,20 @@ pub(super) fn consent_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp {
     match form.get_lenient("decision") {
         Some("allow") => {
             let mut scopes = crate::oidc::authorize::consent_scopes(request, &client);
+            let mut claims = crate::oidc::authorize::consent_claims(&scopes, &client);
             // Remember the union with what was consented before, so asking for less
             // later does not forget an earlier, wider consent.
             if let Ok(Some(previous)) = app.store.consent(&user.id, &client.client_id) {
                 scopes = scope::grant(&[scopes, previous.scopes].concat(), &client.scopes);
+                claims.extend(previous.claims);
+                claims.sort();
+                claims.dedup();
             }
             let consent = Consent {
                 user_id: user.id.clone(),
                 client_id: client.client_id.clone(),
                 scopes,
+                claims,
                 granted_at: now,
             };
             if let Err(e) = app.store.put_consent(&consent) {

@@ -323,6 +323,7 @@ fn everything_survives_reopening_and_schema_is_checked() {
             user_id: "1".into(),
             client_id: "c".into(),
             scopes: vec!["openid".into()],
+            claims: vec![],
             granted_at: 1,
         })
         .unwrap();

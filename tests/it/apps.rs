@@ -481,3 +481,68 @@ async fn admin_pages_set_presets_claims_and_attributes() {
     assert_eq!(id_token["tier"], json!("gold"));
     assert_eq!(info["desk"], json!(12));
 }
+
+/// A custom claim is part of what a person agrees to: the consent page names it beside
+/// the scopes, a remembered consent lets the same request through silently, and a claim
+/// rule added later under the same scope is asked about before it is released.
+#[tokio::test]
+async fn a_new_custom_claim_is_asked_about_before_it_is_released() {
+    let server = Server::new("").start().await;
+    server.add_user("mia", &[]);
+    let set = server.cli(
+        &["user", "set-attribute", "mia", "department", "Finance"],
+        None,
+    );
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let department =
+        r#"{"name": "department", "scope": "profile", "user_attribute": "department"}"#;
+    let (id, _) = server.add_client(&[
+        "--scope", "openid", "--scope", "profile", "--claim", department,
+    ]);
+    let mut b = server.browser();
+    let start = b.get(&authorize_url(&id, "")).await;
+    let signed = b.login(&start.location(), "mia", PASSWORD).await;
+    let consent = until_consent_or_callback(&mut b, signed).await;
+    assert!(consent.starts_with("/consent"), "{consent}");
+    let page = b.get(&consent).await;
+    assert!(page.body.contains("id=\"consent-claims\""), "{}", page.body);
+    assert!(page.body.contains("department"), "{}", page.body);
+    let allowed = b.consent(&consent, "allow").await;
+    let back = until_consent_or_callback(&mut b, allowed).await;
+    assert!(back.starts_with(CALLBACK), "{back}");
+    // Remembered: straight back to the application.
+    let again = b.get(&authorize_url(&id, "")).await;
+    let back = until_consent_or_callback(&mut b, again).await;
+    assert!(back.starts_with(CALLBACK), "{back}");
+
+    // A new rule under the same scope: asked again, naming both.
+    let title = r#"{"name": "title", "scope": "profile", "user_attribute": "title"}"#;
+    let updated = server.cli(
+        &[
+            "client", "update", &id, "--claim", department, "--claim", title,
+        ],
+        None,
+    );
+    assert_eq!(updated.code, 0, "{}", updated.stderr);
+    let asked = b.get(&authorize_url(&id, "")).await;
+    let asked = until_consent_or_callback(&mut b, asked).await;
+    assert!(asked.starts_with("/consent"), "{asked}");
+    let page = b.get(&asked).await;
+    assert!(page.body.contains("department, title"), "{}", page.body);
+    let none = b.get(&authorize_url(&id, "&prompt=none")).await;
+    let none = until_consent_or_callback(&mut b, none).await;
+    assert!(none.contains("error=consent_required"), "{none}");
+}
+
+/// Follows the provider's own redirects from `resp` until the consent page or the
+/// application's callback; returns that location.
+async fn until_consent_or_callback(b: &mut Browser, mut resp: Resp) -> String {
+    for _ in 0..5 {
+        let loc = resp.location();
+        if loc.starts_with("/consent") || loc.starts_with(CALLBACK) {
+            return loc;
+        }
+        resp = b.get(&loc).await;
+    }
+    panic!("too many redirects: {}", resp.body);
+}

@@ -519,9 +519,10 @@ pub fn decide(req: &AuthRequest, client: &Client, ctx: &Context<'_>) -> Decision
 
     let scopes = scope::grant(&req.scopes, &client.scopes);
     let asked = consent_scopes(req, client);
-    let remembered = ctx
-        .consent
-        .is_some_and(|c| scope::is_subset(&asked, &c.scopes));
+    let released = consent_claims(&asked, client);
+    let remembered = ctx.consent.is_some_and(|c| {
+        scope::is_subset(&asked, &c.scopes) && released.iter().all(|n| c.claims.contains(n))
+    });
     let needs_consent =
         !ctx.consent_given && (req.prompt.consent || (!client.skip_consent && !remembered));
     if needs_consent {
@@ -544,6 +545,20 @@ pub fn consent_scopes(req: &AuthRequest, client: &Client) -> Vec<String> {
         wanted.extend(c.scopes());
     }
     scope::grant(&wanted, &client.scopes)
+}
+
+/// The custom claims (the client's claim rules, by name) that `scopes` release: what the
+/// consent page names besides the scopes, and what a remembered consent must cover.
+pub fn consent_claims(scopes: &[String], client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .claims
+        .iter()
+        .filter(|r| scope::contains(scopes, &r.scope))
+        .map(|r| r.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Where and how to deliver an authorization response.

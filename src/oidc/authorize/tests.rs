@@ -52,6 +52,7 @@ fn consent(scopes: &[&str]) -> Consent {
         user_id: "u1".into(),
         client_id: "rp".into(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        claims: vec![],
         granted_at: 0,
     }
 }
@@ -256,6 +257,48 @@ fn session_with_consent_issues_silently() {
             "{extra}"
         );
     }
+}
+
+/// A claim rule added under a scope already consented to is asked about before it is
+/// released; once consented, the same request issues silently again.
+#[test]
+fn a_new_custom_claim_asks_consent_again() {
+    let mut c = client();
+    c.claims = vec![crate::model::ClaimRule {
+        name: "department".into(),
+        scope: "email".into(),
+        user_attribute: Some("department".into()),
+        group_attribute: None,
+        groups: Default::default(),
+        places: vec![],
+    }];
+    let mut cons = consent(&["openid", "email"]);
+    fn ctx(cons: &Consent) -> Context<'_> {
+        Context {
+            now: NOW,
+            session: session(NOW - 100),
+            consent: Some(cons),
+            ..Context::default()
+        }
+    }
+    let r = parsed("").unwrap();
+    assert!(matches!(
+        decide(&r, &c, &ctx(&cons)),
+        Decision::Consent { .. }
+    ));
+    assert!(matches!(
+        decide(&parsed("&prompt=none").unwrap(), &c, &ctx(&cons)),
+        Decision::Error(_)
+    ));
+    cons.claims = consent_claims(&cons.scopes, &c);
+    assert_eq!(cons.claims, ["department"]);
+    assert!(matches!(
+        decide(&r, &c, &ctx(&cons)),
+        Decision::Issue { .. }
+    ));
+    // A rule under a scope not asked for changes nothing.
+    c.claims[0].scope = "profile".into();
+    assert!(consent_claims(&cons.scopes, &c).is_empty());
 }
 
 #[test]
