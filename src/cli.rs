@@ -22,6 +22,7 @@ pub enum Cmd {
     Audit(Audit),
     Backup(Backup),
     Restore(Restore),
+    Migrate(Migrate),
     CheckConfig(CheckConfig),
     Group(GroupCmd),
     Ldap(LdapCmd),
@@ -204,6 +205,32 @@ pub struct CheckConfig {
     /// configuration file
     #[argh(option)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Copy the redb database of the data directory into an empty PostgreSQL database
+/// (--to URL), or a PostgreSQL database into the data directory's redb file (--from URL).
+/// No server may be running on the redb file.
+#[argh(subcommand, name = "migrate")]
+pub struct Migrate {
+    /// the PostgreSQL database to copy into (postgres://user@host/db)
+    #[argh(option)]
+    pub to: Option<String>,
+    /// the PostgreSQL database to copy from
+    #[argh(option)]
+    pub from: Option<String>,
+    /// a file (0600) holding the database password
+    #[argh(option)]
+    pub password_file: Option<PathBuf>,
+    /// the CA certificate (PEM) that signed the database server's certificate
+    #[argh(option)]
+    pub ca_file: Option<PathBuf>,
+    /// configuration file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[derive(FromArgs)]

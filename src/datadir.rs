@@ -5,6 +5,12 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::config::store::Backend;
+use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
 
 /// The database file inside the data directory.
@@ -29,8 +35,18 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the store with an error that says what to do.
-pub fn open_store(data_dir: &Path) -> Result<RedbStore, String> {
+/// Opens the store `[store]` names, with an error that says what to do.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    match &config.store {
+        Backend::Redb => Ok(Arc::new(open_redb(&config.data_dir)?)),
+        Backend::Postgres { settings, shown } => PgStore::open(settings)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| format!("store.url: {shown}: {e}")),
+    }
+}
+
+/// Opens the redb file in the data directory, with an error that says what to do.
+pub fn open_redb(data_dir: &Path) -> Result<RedbStore, String> {
     let path = db_path(data_dir);
     let store = RedbStore::open(&path).map_err(|e| match e {
                 crate::store::StoreError::Locked => {

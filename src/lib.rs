@@ -48,9 +48,14 @@ mod layering {
         ("notify", &[]),
         ("keys", &["clock", "model"]),
         ("oidc", &["clock", "keys", "model"]),
-        ("config", &["clock", "keys", "model", "oidc", "pages"]),
+        (
+            "config",
+            &[
+                "clock", "keys", "model", "oidc", "outbound", "pages", "store",
+            ],
+        ),
         ("store", &["clock", "model", "panic"]),
-        ("datadir", &["store"]),
+        ("datadir", &["config", "store"]),
         ("signin", &["config", "keys", "model", "oidc"]),
         ("tls", &["clock", "config"]),
         (
@@ -59,7 +64,9 @@ mod layering {
         ),
         (
             "ldap",
-            &["clock", "config", "model", "oidc", "panic", "store"],
+            &[
+                "clock", "config", "model", "oidc", "outbound", "panic", "store",
+            ],
         ),
         (
             "admin",

@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::User(u) => user(u.action),
         Cmd::Backup(b) => backup(b),
         Cmd::Restore(r) => restore(r),
+        Cmd::Migrate(m) => migrate(m),
         Cmd::Client(c) => client(c.action),
         Cmd::Keys(k) => match k.action {
             KeysAction::List(l) => manage(l.config.as_deref(), l.json, Command::KeysList),
@@ -626,9 +627,9 @@ fn backup(b: cli::Backup) -> ExitCode {
                 message: m,
                 exit_code: 1,
             };
-            latchkey::datadir::open_store(&config.data_dir)
+            latchkey::datadir::open_store(&config)
                 .map_err(io)
-                .and_then(|store| admin::backup_direct(&store, &b.file))
+                .and_then(|store| admin::backup_direct(store.as_ref(), &b.file))
         }
         Err(admin::socket::CallError::Broken(e)) => return fail(1, &format!("backup failed: {e}")),
     };
@@ -640,6 +641,12 @@ fn restore(r: cli::Restore) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(2, &e.to_string()),
     };
+    if let config::store::Backend::Postgres { .. } = config.store {
+        return fail(
+            2,
+            "restore: the store is PostgreSQL; restore it with pg_restore or psql (docs/cluster.md)",
+        );
+    }
     if !r.file.is_file() {
         return fail(2, &format!("file: {} is not a file", r.file.display()));
     }
@@ -650,6 +657,68 @@ fn restore(r: cli::Restore) -> ExitCode {
         r.json,
         admin::restore(&config.data_dir, &r.file, clock::now()),
     )
+}
+
+/// `latchkey migrate`: redb file ⇄ PostgreSQL, into an empty target, checked by counts.
+fn migrate(m: cli::Migrate) -> ExitCode {
+    use latchkey::store::postgres::PgStore;
+    use latchkey::store::redb::RedbStore;
+    let config = match config::load(m.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let (url, to_postgres) = match (m.to, m.from) {
+        (Some(u), None) => (u, true),
+        (None, Some(u)) => (u, false),
+        _ => return fail(2, "migrate: give either --to URL or --from URL"),
+    };
+    let raw = config::store::RawStore {
+        backend: Some("postgres".into()),
+        url: Some(url),
+        password_file: m.password_file,
+        ca_file: m.ca_file,
+        pool_size: Some(2),
+    };
+    let settings = match config::store::settings(raw) {
+        Ok(config::store::Backend::Postgres { settings, .. }) => settings,
+        Ok(config::store::Backend::Redb) => return fail(2, "migrate: not a PostgreSQL URL"),
+        Err(e) => return fail(2, &e.replacen("store.", "", 1)),
+    };
+    if let Err(e) = latchkey::datadir::ensure_data_dir(&config.data_dir) {
+        return fail(1, &e);
+    }
+    let file = match latchkey::datadir::open_redb(&config.data_dir) {
+        Ok(f) => f,
+        Err(e) => return fail(1, &e),
+    };
+    let pg = match PgStore::open(&settings) {
+        Ok(p) => p,
+        Err(e) => return fail(1, &format!("PostgreSQL: {e}")),
+    };
+    let copied = if to_postgres {
+        latchkey::store::migrate::copy(&file, &pg)
+    } else {
+        latchkey::store::migrate::copy(&pg, &file)
+    };
+    let _: &RedbStore = &file;
+    match copied {
+        Ok(c) => {
+            let tables: serde_json::Map<String, serde_json::Value> = c
+                .tables
+                .iter()
+                .map(|(t, n)| (t.to_string(), serde_json::json!(n)))
+                .collect();
+            print_result(
+                m.json,
+                Ok(serde_json::json!({
+                    "copied": tables,
+                    "audit_events": c.audit_events,
+                    "to": if to_postgres { "postgres" } else { "redb" },
+                })),
+            )
+        }
+        Err(e) => fail(1, &format!("migrate: {e}")),
+    }
 }
 
 /// Runs a management command through the running server's admin socket, or on the
@@ -678,14 +747,13 @@ fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, Ad
         exit_code: 1,
     };
     latchkey::datadir::ensure_data_dir(&config.data_dir).map_err(io)?;
-    let store = latchkey::datadir::open_store(&config.data_dir).map_err(io)?;
+    let store = latchkey::datadir::open_store(config).map_err(io)?;
     if let Command::LdapSync { force } = cmd {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| io(format!("runtime: {e}")))?;
-        let store: std::sync::Arc<dyn latchkey::store::Store> = std::sync::Arc::new(store);
         return runtime.block_on(admin::sync_directory(store, config, force, clock::now()));
     }
-    admin::execute(&store, config, cmd, "cli", clock::now())
+    admin::execute(store.as_ref(), config, cmd, "cli", clock::now())
 }

@@ -137,3 +137,34 @@ where
     driver.abort();
     Ok((status, body))
 }
+
+/// A TLS client configuration for an outbound service (the directory, PostgreSQL) that
+/// trusts `ca_pem` (PEM certificates, the setting's `ca_file`) or else the operating
+/// system's store; `key` names the setting in errors. Certificates and host names are
+/// always checked: rustls has no way to skip either, and Latchkey asks for none.
+pub fn tls_client_config(ca_pem: Option<&[u8]>, key: &str) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{key}.ca_file: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("{key}.ca_file: no certificate in it"));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| format!("{key}.ca_file: {e}"))?;
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{key}: TLS set-up: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -20,7 +20,6 @@ use crate::http::App;
 use crate::keys::KeySet;
 use crate::model::{Alg, KeyState};
 use crate::store::prelude::*;
-use crate::store::redb::RedbStore;
 
 /// Security baseline §4.7.
 const MAX_CONNECTIONS: usize = 1024;
@@ -36,7 +35,7 @@ const SETUP_LINK_TTL: i64 = 3600;
 
 /// Everything start-up creates or loads before serving.
 pub struct Prepared {
-    pub store: Arc<RedbStore>,
+    pub store: Arc<dyn Store>,
     pub keys: KeySet,
     pub csrf_secret: Vec<u8>,
     pub dummy_hash: String,
@@ -47,7 +46,7 @@ pub struct Prepared {
 /// First start creates keys, secrets and the setup link; later starts load them.
 pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
     crate::datadir::ensure_data_dir(&config.data_dir)?;
-    let store = crate::datadir::open_store(&config.data_dir)?;
+    let store = crate::datadir::open_store(config)?;
     let err = |e: crate::store::StoreError| e.to_string();
 
     let mut records = store.keys().map_err(err)?;
@@ -90,7 +89,7 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
         }
     };
 
-    let setup_link = if crate::admin::admin_exists(&store).map_err(err)? {
+    let setup_link = if crate::admin::admin_exists(store.as_ref()).map_err(err)? {
         let _ = store.delete_meta(crate::admin::SETUP_TOKEN_KEY);
         None
     } else {
@@ -107,7 +106,7 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
     };
 
     Ok(Prepared {
-        store: Arc::new(store),
+        store,
         keys,
         csrf_secret,
         dummy_hash,
@@ -604,7 +603,7 @@ mod tests {
     #[test]
     fn housekeeping_drops_expired_retired_keys_and_rotates_on_schedule() {
         let dir = TempDir::new("housekeeping");
-        let store = RedbStore::open(&dir.path().join("db.redb")).unwrap();
+        let store = crate::store::redb::RedbStore::open(&dir.path().join("db.redb")).unwrap();
         let mut config = crate::config::parse(
             None,
             &crate::config::Env {

@@ -21,3 +21,6 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[path = "testutil_postgres.rs"]
+pub(crate) mod postgres;

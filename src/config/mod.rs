@@ -27,6 +27,7 @@ impl std::error::Error for ConfigError {}
 
 pub mod ldap;
 pub mod mail;
+pub mod store;
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -73,6 +74,8 @@ struct RawConfig {
     ui: RawUi,
     #[serde(default)]
     ldap: ldap::RawLdap,
+    #[serde(default)]
+    store: store::RawStore,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -288,6 +291,8 @@ pub struct Config {
     pub default_language: &'static str,
     /// `[ldap]` (SPEC §11): directory users sign in with their directory password.
     pub ldap: Option<ldap::LdapSettings>,
+    /// `[store]` (SPEC §13): where the records live.
+    pub store: store::Backend,
 }
 
 /// An image file served at `/assets/logo`.
@@ -602,6 +607,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
                 ))
             })?,
     };
+    let store = store::settings(raw.store).map_err(ConfigError)?;
     let ldap = if raw.ldap.is_empty() {
         None
     } else {
@@ -637,6 +643,7 @@ fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
         declared_groups,
         default_language,
         ldap,
+        store,
     })
 }
 

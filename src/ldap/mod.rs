@@ -220,28 +220,7 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(s: &LdapSettings) -> Result<Directory, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &s.ca_pem {
-            Some(pem) => {
-                let certs = rustls_pemfile_certs(pem)?;
-                if certs.is_empty() {
-                    return Err("ldap.ca_file: no certificate in it".into());
-                }
-                for cert in certs {
-                    roots.add(cert).map_err(|e| format!("ldap.ca_file: {e}"))?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-            }
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("ldap: TLS set-up: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::outbound::tls_client_config(s.ca_pem.as_deref(), "ldap")?;
         Ok(Directory {
             s: s.clone(),
             tls: Arc::new(tls),
@@ -656,15 +635,6 @@ fn entry_of(e: ldap3::ResultEntry) -> Option<SearchEntry> {
 }
 
 /// The certificates of a PEM file.
-fn rustls_pemfile_certs(
-    pem: &[u8],
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ldap.ca_file: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,23 @@
 //! between them instead of one each.
 
 mod commit;
+pub mod kv;
+pub mod migrate;
+pub mod postgres;
 pub mod redb;
+
+/// Runs storage work. When it may wait (for a flush, for a database), on a multi-threaded
+/// tokio runtime the worker thread is handed over first, so the other requests on that
+/// worker go on. A write that will not wait takes tens of microseconds, less than the
+/// hand-over costs, and runs in place.
+pub(crate) fn off_runtime<R>(may_wait: bool, f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if may_wait && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 use crate::model::{
     AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, OutboxMail,

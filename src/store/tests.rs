@@ -1,3 +1,5 @@
+use super::kv::Engine;
+use super::postgres::PgStore;
 use super::redb::RedbStore;
 use super::*;
 use crate::model::*;
@@ -78,9 +80,7 @@ fn rt(expires_at: i64) -> RefreshToken {
     }
 }
 
-#[test]
-fn users_round_trip_with_unique_case_insensitive_names() {
-    let (_d, s) = open();
+fn users_round_trip_with_unique_case_insensitive_names<S: Store + Engine>(s: &S) {
     s.create_user(&user("1", "Alice")).unwrap();
     assert!(matches!(
         s.create_user(&user("2", "alice")),
@@ -120,7 +120,7 @@ fn grant() -> Grant {
 
 /// Stores a code and redeems it, starting grant `g` (its access tokens expire at
 /// `expires`) with refresh token `rt_hash`.
-fn issue(s: &RedbStore, code_hash: &str, rt_hash: &str, expires: i64) {
+fn issue<S: Store>(s: &S, code_hash: &str, rt_hash: &str, expires: i64) {
     s.put_code(code_hash, &code(expires)).unwrap();
     let g = Grant {
         tokens_until: expires,
@@ -137,10 +137,8 @@ fn issue(s: &RedbStore, code_hash: &str, rt_hash: &str, expires: i64) {
     ));
 }
 
-#[test]
-fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
-    let (_d, s) = open();
-    issue(&s, "h1", "r1", 100);
+fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing<S: Store + Engine>(s: &S) {
+    issue(s, "h1", "r1", 100);
     assert!(s.refresh_token("r1").unwrap().is_some());
     let spent = s.code("h1").unwrap().unwrap();
     assert!(spent.used);
@@ -167,10 +165,8 @@ fn a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing() {
     assert_eq!(s.redeem_code("nope", &again).unwrap(), Consumed::Missing);
 }
 
-#[test]
-fn refresh_rotation_is_single_use() {
-    let (_d, s) = open();
-    issue(&s, "h", "r1", 100);
+fn refresh_rotation_is_single_use<S: Store + Engine>(s: &S) {
+    issue(s, "h", "r1", 100);
     let fresh = s
         .rotate_refresh_token("r1", "r2", &rt(100), 500, &["email".to_string()])
         .unwrap();
@@ -209,10 +205,8 @@ fn refresh_rotation_is_single_use() {
     assert!(s.grant("other").unwrap().unwrap().revoked);
 }
 
-#[test]
-fn revoking_a_users_grants_touches_no_one_else() {
-    let (_d, s) = open();
-    issue(&s, "h", "r", 100);
+fn revoking_a_users_grants_touches_no_one_else<S: Store + Engine>(s: &S) {
+    issue(s, "h", "r", 100);
     let other = Grant {
         grant_id: "g2".into(),
         user_id: "someone".into(),
@@ -234,9 +228,7 @@ fn revoking_a_users_grants_touches_no_one_else() {
     assert_eq!(s.revoke_user_grants("u").unwrap(), 0, "already revoked");
 }
 
-#[test]
-fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
-    let (_d, s) = open();
+fn logout_revokes_the_sessions_grants_but_not_offline_ones<S: Store + Engine>(s: &S) {
     let mk = |id: &str, session: &str, offline: bool, code: &str| {
         let g = Grant {
             grant_id: id.into(),
@@ -269,13 +261,11 @@ fn logout_revokes_the_sessions_grants_but_not_offline_ones() {
     assert!(!s.grant("elsewhere").unwrap().unwrap().revoked);
 }
 
-#[test]
-fn purge_removes_only_expired_records() {
-    let (_d, s) = open();
+fn purge_removes_only_expired_records<S: Store + Engine>(s: &S) {
     s.put_code("new", &code(10_000)).unwrap();
     // Grant g: code "old" (expires at 10, recognised as replayed until 310) and refresh
     // token "r" (expires at 10).
-    issue(&s, "old", "r", 10);
+    issue(s, "old", "r", 10);
     assert_eq!(s.purge_expired(200).unwrap(), 1, "the refresh token only");
     assert!(s.refresh_token("r").unwrap().is_none());
     assert!(
@@ -297,10 +287,8 @@ fn purge_removes_only_expired_records() {
     assert_eq!(s.purge_expired(20_000).unwrap(), 1, "the unused code");
 }
 
-#[test]
-fn a_rotated_refresh_token_keeps_its_grant_until_it_expires() {
-    let (_d, s) = open();
-    issue(&s, "c1", "r1", 10);
+fn a_rotated_refresh_token_keeps_its_grant_until_it_expires<S: Store + Engine>(s: &S) {
+    issue(s, "c1", "r1", 10);
     // The successor lives until 5,000; the grant's access tokens only until 600.
     s.rotate_refresh_token("r1", "r2", &rt(5_000), 600, &[])
         .unwrap();
@@ -357,9 +345,7 @@ fn a_second_open_reports_locked() {
     );
 }
 
-#[test]
-fn audit_is_newest_first() {
-    let (_d, s) = open();
+fn audit_is_newest_first<S: Store + Engine>(s: &S) {
     for t in 1..=5 {
         s.append_audit(&AuditEvent {
             time: t,
@@ -376,9 +362,7 @@ fn audit_is_newest_first() {
     assert_eq!(s.audit(0, 2, None).unwrap().len(), 2);
 }
 
-#[test]
-fn audit_retention_removes_only_older_events() {
-    let (_d, s) = open();
+fn audit_retention_removes_only_older_events<S: Store + Engine>(s: &S) {
     let event = |time| AuditEvent {
         time,
         kind: "k".into(),
@@ -407,9 +391,7 @@ fn audit_retention_removes_only_older_events() {
     assert_eq!(s.audit(0, 1_000, None).unwrap().len(), 50);
 }
 
-#[test]
-fn used_records_are_stored_slim_and_read_back() {
-    let (_d, s) = open();
+fn used_records_are_stored_slim_and_read_back<S: Store + Engine>(s: &S) {
     let spent = code(10).spent();
     let bytes = serde_json::to_vec(&spent).unwrap();
     assert!(bytes.len() < 120, "{}", String::from_utf8_lossy(&bytes));
@@ -419,15 +401,13 @@ fn used_records_are_stored_slim_and_read_back() {
     let bytes = serde_json::to_vec(&spent).unwrap();
     assert!(bytes.len() < 200, "{}", String::from_utf8_lossy(&bytes));
     let full = rt(10);
-    issue(&s, "c", "r1", 10);
+    issue(s, "c", "r1", 10);
     s.rotate_refresh_token("r1", "r2", &full, 10, &[]).unwrap();
     assert_eq!(s.refresh_token("r1").unwrap(), Some(rt(10).spent()));
     assert_eq!(s.refresh_token("r2").unwrap(), Some(full));
 }
 
-#[test]
-fn a_code_of_a_revoked_grant_yields_nothing() {
-    let (_d, s) = open();
+fn a_code_of_a_revoked_grant_yields_nothing<S: Store + Engine>(s: &S) {
     s.put_code("h", &code(100)).unwrap();
     s.revoke_grant("g", "c", "u", 1).unwrap();
     let g = grant();
@@ -442,9 +422,7 @@ fn a_code_of_a_revoked_grant_yields_nothing() {
     assert!(s.code("h").unwrap().unwrap().used, "the code is spent");
 }
 
-#[test]
-fn a_device_answer_is_never_undone_by_a_poll() {
-    let (_d, s) = open();
+fn a_device_answer_is_never_undone_by_a_poll<S: Store + Engine>(s: &S) {
     let d = DeviceGrant {
         client_id: "c".into(),
         scopes: vec![],
@@ -691,12 +669,10 @@ fn queued_audit_events_are_read_back_and_survive_closing() {
     assert_eq!(times, vec![2, 1]);
 }
 
-#[test]
-fn an_access_tokens_context_is_read_together() {
-    let (_d, s) = open();
+fn an_access_tokens_context_is_read_together<S: Store + Engine>(s: &S) {
     let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
     assert!(ctx.grant.is_none() && !ctx.revoked);
-    issue(&s, "h", "r", 100);
+    issue(s, "h", "r", 100);
     let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
     assert_eq!(ctx.grant.map(|g| g.revoked), Some(false));
     assert!(ctx.user.is_none(), "user u was never created");
@@ -718,12 +694,10 @@ fn an_access_tokens_context_is_read_together() {
     assert!(!s.access_token_context("k2", None, "c").unwrap().revoked);
 }
 
-#[test]
-fn revocation_list_entries_and_grants_live_as_long_as_their_tokens() {
-    let (_d, s) = open();
+fn revocation_list_entries_and_grants_live_as_long_as_their_tokens<S: Store + Engine>(s: &S) {
     s.revoke_access_token("k", 50).unwrap();
     // A grant with no code or refresh token left, whose access tokens live until 500.
-    issue(&s, "h", "r", 10);
+    issue(s, "h", "r", 10);
     s.rotate_refresh_token("r", "r2", &rt(10), 500, &[])
         .unwrap();
     s.purge_expired(49).unwrap();
@@ -747,9 +721,7 @@ fn revocation_list_entries_and_grants_live_as_long_as_their_tokens() {
     assert!(s.grant("g").unwrap().is_none());
 }
 
-#[test]
-fn purge_works_through_more_than_one_batch() {
-    let (_d, s) = open();
+fn purge_works_through_more_than_one_batch<S: Store + Engine>(s: &S) {
     for i in 0..2_500 {
         s.put_code(&format!("old-{i:05}"), &code(10)).unwrap();
     }
@@ -757,5 +729,162 @@ fn purge_works_through_more_than_one_batch() {
         s.put_code(&format!("new-{i}"), &code(1_000_000)).unwrap();
     }
     assert_eq!(s.purge_expired(1000).unwrap(), 2_500);
-    assert_eq!(s.count("codes").unwrap(), 10);
+    assert_eq!(
+        s.list::<AuthCode>(crate::store::kv::CODES).unwrap().len(),
+        10
+    );
+}
+
+/// Runs each test above on a fresh redb file and on a fresh PostgreSQL database: one
+/// behaviour, two backends.
+macro_rules! on_both_backends {
+    ($($name:ident,)*) => {
+        mod on_redb {
+            $(
+                #[test]
+                fn $name() {
+                    let (_d, s) = super::open();
+                    super::$name(&s);
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let s = super::open_postgres();
+                    super::$name(&s);
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends! {
+            users_round_trip_with_unique_case_insensitive_names,
+            a_code_is_redeemed_exactly_once_and_a_replay_stores_nothing,
+            refresh_rotation_is_single_use,
+            revoking_a_users_grants_touches_no_one_else,
+            logout_revokes_the_sessions_grants_but_not_offline_ones,
+            purge_removes_only_expired_records,
+            a_rotated_refresh_token_keeps_its_grant_until_it_expires,
+            audit_is_newest_first,
+            audit_retention_removes_only_older_events,
+            used_records_are_stored_slim_and_read_back,
+            a_code_of_a_revoked_grant_yields_nothing,
+            a_device_answer_is_never_undone_by_a_poll,
+            an_access_tokens_context_is_read_together,
+            revocation_list_entries_and_grants_live_as_long_as_their_tokens,
+            purge_works_through_more_than_one_batch,
+}
+
+/// A store on a new database of the test process's PostgreSQL server.
+fn open_postgres() -> PgStore {
+    postgres_node(&crate::testutil::postgres::server().database())
+}
+
+/// One more node on the database at `url`.
+fn postgres_node(url: &str) -> PgStore {
+    let settings = super::postgres::PgSettings {
+        config: url.parse().unwrap(),
+        tls: None,
+        pool_size: 8,
+    };
+    PgStore::open(&settings).unwrap()
+}
+
+/// Two nodes on one database, eight threads racing over them: a code is redeemed once, a
+/// refresh token rotated once, a username taken once, whichever node each request reaches.
+#[test]
+fn two_postgres_nodes_let_exactly_one_racer_win() {
+    let url = crate::testutil::postgres::server().database();
+    let nodes = [postgres_node(&url), postgres_node(&url)];
+    for round in 0..5 {
+        let hash = format!("code-{round}");
+        nodes[0].put_code(&hash, &code(10_000)).unwrap();
+        let won = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let (node, hash, won) = (&nodes[i % 2], &hash, &won);
+                scope.spawn(move || {
+                    let g = Grant {
+                        grant_id: format!("g-{round}-{i}"),
+                        ..grant()
+                    };
+                    let r = rt(10_000);
+                    let rt_hash = format!("r-{round}-{i}");
+                    let issued = Issued {
+                        grant: &g,
+                        refresh: Some((&rt_hash, &r)),
+                    };
+                    if let Consumed::Fresh(_) = node.redeem_code(hash, &issued).unwrap() {
+                        won.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(won.into_inner(), 1, "one redemption of {hash}");
+        let stored = (0..8)
+            .filter(|i| {
+                nodes[1]
+                    .refresh_token(&format!("r-{round}-{i}"))
+                    .unwrap()
+                    .is_some()
+            })
+            .count();
+        assert_eq!(stored, 1, "one refresh token issued for {hash}");
+    }
+    issue(&nodes[0], "c", "r0", 10_000);
+    let won = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let (node, won) = (&nodes[i % 2], &won);
+            scope.spawn(move || {
+                let next = format!("r0-next-{i}");
+                if let Consumed::Fresh(_) = node
+                    .rotate_refresh_token("r0", &next, &rt(10_000), 500, &[])
+                    .unwrap()
+                {
+                    won.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(won.into_inner(), 1, "one rotation");
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let (node, taken) = (&nodes[i % 2], &taken);
+            scope.spawn(
+                move || match node.create_user(&user(&format!("u{i}"), "Same")) {
+                    Ok(()) => {
+                        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("{e}"),
+                },
+            );
+        }
+    });
+    assert_eq!(taken.into_inner(), 1, "one user named Same");
+    assert_eq!(nodes[1].users().unwrap().len(), 1);
+}
+
+#[test]
+fn a_newer_postgres_schema_is_refused() {
+    let server = crate::testutil::postgres::server();
+    let url = server.database();
+    drop(postgres_node(&url));
+    let db = url.rsplit('/').next().unwrap();
+    server.psql(db, "UPDATE latchkey_schema SET version = version + 1");
+    let settings = super::postgres::PgSettings {
+        config: url.parse().unwrap(),
+        tls: None,
+        pool_size: 1,
+    };
+    match PgStore::open(&settings) {
+        Err(StoreError::Schema(m)) => assert!(m.contains("newer Latchkey"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
 }

@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod client_auth;
 mod clocked;
+mod cluster;
 mod crash;
 mod directory;
 mod errors;

@@ -22,7 +22,7 @@ impl AuditLog for RedbStore {
 
     fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>> {
         self.flush_audit(false)?;
-        self.read(|tx| {
+        self.read_tx(|tx| {
             let table = tx.open_table(AUDIT).map_err(backend)?;
             let mut out = Vec::new();
             for item in table.iter().map_err(backend)?.rev() {
@@ -50,7 +50,7 @@ impl AuditLog for RedbStore {
         // so a minute's worth of events never holds the writer at once.
         let mut n = 0;
         loop {
-            let removed = self.write(false, |tx| {
+            let removed = self.write_tx(false, |tx| {
                 let mut t = tx.open_table(AUDIT).map_err(backend)?;
                 let mut doomed = Vec::with_capacity(PURGE_BATCH);
                 for item in t.iter().map_err(backend)? {

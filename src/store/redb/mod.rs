@@ -1,17 +1,10 @@
-//! The redb backend: one file, tables of JSON values keyed by strings. The only module
-//! that imports redb. This file holds the engine (tables, the handle that reopens after
-//! I/O errors, group-committed writes, reads and helpers); each role of the store is
-//! implemented in a file of its own below it.
+//! The redb engine: one file, tables of JSON values keyed by strings. The only module
+//! that imports redb. This file holds the engine (the handle that reopens after I/O
+//! errors, group-committed writes, reads, schema migrations); the roles are written once
+//! over any engine in `store::kv`, the audit log and backups are in files of their own
+//! below.
 
 mod audit;
-mod codes;
-mod consents;
-mod directory;
-mod keys;
-mod outbox;
-mod registry;
-mod sessions;
-mod tokens;
 mod upkeep;
 
 use std::path::{Path, PathBuf};
@@ -19,68 +12,28 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableHandle, WriteTransaction,
+    TableDefinition, WriteTransaction,
 };
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::commit::GroupCommit;
-use super::{
-    AuditLog, Codes, Consents, Consumed, Directory, Issued, Outbox, Registry, Result,
-    SCHEMA_VERSION, Sessions, SigningKeys, StoreError, TokenContext, Tokens, Upkeep,
+use super::kv::{
+    ALL, CODE_REPLAY_WINDOW, CODES, Engine, GRANTS, META, PURGE_BATCH, PURGE_PAUSE, REFRESH_TOKENS,
+    REVOKED_ACCESS, Reader, Table, Writer, decode, encode, invalid, kept_until, refresh_end,
+    tx_put, tx_update_all,
 };
-use crate::model::{
-    AuditEvent, AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, OutboxMail,
-    RefreshToken, Session, User,
-};
+use super::{AuditLog, Result, SCHEMA_VERSION, StoreError};
+use crate::model::{AuditEvent, AuthCode, Grant, RefreshToken};
 
-type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+type Def = TableDefinition<'static, &'static str, &'static [u8]>;
 
-const USERS: Table = TableDefinition::new("users");
-const USERNAMES: Table = TableDefinition::new("usernames");
-const GROUPS: Table = TableDefinition::new("groups");
-const CLIENTS: Table = TableDefinition::new("clients");
-const CODES: Table = TableDefinition::new("codes");
-const SESSIONS: Table = TableDefinition::new("sessions");
-const CONSENTS: Table = TableDefinition::new("consents");
-const GRANTS: Table = TableDefinition::new("grants");
+/// The redb table of a keyed table.
+fn def(t: Table) -> Def {
+    TableDefinition::new(t)
+}
+
 /// Schema 2 kept a record per access token here; schema 3 drops the table.
-const LEGACY_ACCESS_TOKENS: Table = TableDefinition::new("access_tokens");
-/// Access tokens revoked one by one (RFC 7009): jti → when the token expires.
-const REVOKED_ACCESS: Table = TableDefinition::new("revoked_access_tokens");
-const REFRESH_TOKENS: Table = TableDefinition::new("refresh_tokens");
-const KEYS: Table = TableDefinition::new("keys");
-const META: Table = TableDefinition::new("meta");
-const DEVICES: Table = TableDefinition::new("device_codes");
-const USER_CODES: Table = TableDefinition::new("user_codes");
-const ASSERTIONS: Table = TableDefinition::new("assertion_jtis");
-/// Mail waiting to be sent, one per user and kind (added without a schema change: an
-/// older binary ignores it).
-const OUTBOX: Table = TableDefinition::new("outbox");
+const LEGACY_ACCESS_TOKENS: Table = "access_tokens";
 const AUDIT: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("audit");
-
-const ALL: [Table; 16] = [
-    USERS,
-    USERNAMES,
-    GROUPS,
-    CLIENTS,
-    CODES,
-    SESSIONS,
-    CONSENTS,
-    GRANTS,
-    REVOKED_ACCESS,
-    REFRESH_TOKENS,
-    KEYS,
-    META,
-    DEVICES,
-    USER_CODES,
-    ASSERTIONS,
-    OUTBOX,
-];
-
-/// Used codes stay this long past expiry so a late replay is still recognised and
-/// revokes the grant (OIDC conformance replays after 30 s).
-const CODE_REPLAY_WINDOW: i64 = 300;
 
 /// Maps a redb error. I/O failures (a full disk, a failing device) are `Unavailable`: the
 /// request may succeed later, and the handle that saw them is replaced (see `after`).
@@ -96,15 +49,6 @@ fn backend<E: Into<redb::Error>>(e: E) -> StoreError {
         }
         other => StoreError::Backend(other.to_string()),
     }
-}
-
-/// A stored value that does not decode, or a value that does not encode.
-fn invalid(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(invalid)
 }
 
 /// redb's page cache. Its default (1 GiB) would let a busy server grow far past what a
@@ -138,10 +82,6 @@ fn open_database(path: &Path) -> Result<Database> {
 /// While the handle is being replaced after an I/O error.
 fn reopening() -> StoreError {
     StoreError::Unavailable("the database is being reopened".into())
-}
-
-fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Backend(format!("undecodable record: {e}")))
 }
 
 /// Shortest time between two attempts to reopen the file after an I/O error.
@@ -267,19 +207,6 @@ impl Drop for DurableWrite<'_> {
     }
 }
 
-/// Runs storage work. When it may wait for a flush, on a multi-threaded tokio runtime
-/// the worker thread is handed over first, so the other requests on that worker go on.
-/// A write that will not wait takes tens of microseconds, less than the hand-over
-/// costs, and runs in place.
-fn blocking<R>(may_wait: bool, f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) if may_wait && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
 impl RedbStore {
     /// Opens (or creates) the database file, creating every table and checking the
     /// schema version.
@@ -291,22 +218,27 @@ impl RedbStore {
             db: RwLock::new(Some(Handle::new(db))),
             audit_queue: std::sync::Mutex::new(Vec::new()),
         };
-        store.write(true, |tx| {
+        store.write_tx(true, |tx| {
             for t in ALL {
-                tx.open_table(t).map_err(backend)?;
+                tx.open_table(def(t)).map_err(backend)?;
             }
             tx.open_table(AUDIT).map_err(backend)?;
-                        let mut meta = tx.open_table(META).map_err(backend)?;
-            let found = meta.get("schema_version").map_err(backend)?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            let w = Tx(tx);
+            let found = w
+                .get(META, "schema_version")?
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
             let version = match found {
                 None => SCHEMA_VERSION,
-                Some(v) => v.parse::<u32>().map_err(|_| StoreError::Schema(format!("unreadable schema version {v:?}")))?,
+                Some(v) => v
+                    .parse::<u32>()
+                    .map_err(|_| StoreError::Schema(format!("unreadable schema version {v:?}")))?,
             };
             if version > SCHEMA_VERSION {
                 // The transaction is dropped uncommitted: nothing in the newer file changes.
                 return Err(StoreError::Schema(format!(
-                    "the database was written by a newer Latchkey (schema {version}); this build reads up to \
-                     schema {SCHEMA_VERSION}: upgrade Latchkey, or restore a backup made by this version"
+                    "the database was written by a newer Latchkey (schema {version}); this \
+                     build reads up to schema {SCHEMA_VERSION}: upgrade Latchkey, or restore \
+                     a backup made by this version"
                 )));
             }
             // Migrations. 1 → 2 only adds tables, which the loop above has created.
@@ -316,18 +248,26 @@ impl RedbStore {
             // a client's own token stays good unless it was revoked, which the revocation
             // list takes over.
             if version < 3 {
-                migrate_revoked_access_tokens(tx)?;
-                tx.delete_table(LEGACY_ACCESS_TOKENS).map_err(backend)?;
+                migrate_revoked_access_tokens(&w)?;
+                tx.delete_table(def(LEGACY_ACCESS_TOKENS))
+                    .map_err(backend)?;
             }
             // 3 → 4: grants carry how long they are kept.
             if version < 4 {
-                migrate_grant_keep_until(tx)?;
+                migrate_grant_keep_until(&w)?;
             }
             if version < SCHEMA_VERSION {
-                tracing::info!(from = version, to = SCHEMA_VERSION, "database schema migrated");
+                tracing::info!(
+                    from = version,
+                    to = SCHEMA_VERSION,
+                    "database schema migrated"
+                );
             }
-            meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes()).map_err(backend)?;
-            Ok(())
+            w.put(
+                META,
+                "schema_version",
+                SCHEMA_VERSION.to_string().as_bytes(),
+            )
         })?;
         Ok(store)
     }
@@ -408,7 +348,11 @@ impl RedbStore {
     /// One write transaction. It commits without an fsync; a `durable` write then waits
     /// for the group commit, so it returns only once it is on disk (see `commit.rs`).
     #[track_caller]
-    fn write<R>(&self, durable: bool, f: impl FnOnce(&WriteTransaction) -> Result<R>) -> Result<R> {
+    fn write_tx<R>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&WriteTransaction) -> Result<R>,
+    ) -> Result<R> {
         use std::sync::atomic::Ordering::SeqCst;
         let caller = std::panic::Location::caller();
         let db = self.handle(false)?;
@@ -419,7 +363,7 @@ impl RedbStore {
             db.durable_writes.fetch_add(1, SeqCst);
         }
         let _done = durable.then(|| DurableWrite(&db.durable_writes));
-        blocking(may_wait, || {
+        super::off_runtime(may_wait, || {
             let run = || {
                 let mut clock = SlowWrite::start(caller);
                 let mut tx = db.begin_write().map_err(backend)?;
@@ -474,13 +418,13 @@ impl RedbStore {
         if empty {
             Ok(())
         } else {
-            self.write(durable, |_| Ok(()))
+            self.write_tx(durable, |_| Ok(()))
         }
     }
 
     /// A read transaction; tried once more on a fresh handle if this one had failed on I/O
     /// (reads never change anything, so the retry is harmless).
-    fn read<R>(&self, f: impl Fn(&ReadTransaction) -> Result<R>) -> Result<R> {
+    fn read_tx<R>(&self, f: impl Fn(&ReadTransaction) -> Result<R>) -> Result<R> {
         let run = || {
             let db = self.handle(true)?;
             let r = db.begin_read().map_err(backend).and_then(|tx| f(&tx));
@@ -492,70 +436,18 @@ impl RedbStore {
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>> {
-        self.read(|tx| {
-            let table = tx.open_table(t).map_err(backend)?;
-            let v = table.get(key).map_err(backend)?;
-            v.map(|g| decode(g.value())).transpose()
-        })
-    }
-
-    #[track_caller]
-    fn put<T: Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
-        let bytes = encode(v)?;
-        self.write(durable, |tx| {
-            tx.open_table(t)
-                .map_err(backend)?
-                .insert(key, bytes.as_slice())
-                .map_err(backend)?;
-            Ok(())
-        })
-    }
-
-    #[track_caller]
-    fn remove(&self, t: Table, key: &str, durable: bool) -> Result<bool> {
-        self.write(durable, |tx| {
-            Ok(tx
-                .open_table(t)
-                .map_err(backend)?
-                .remove(key)
-                .map_err(backend)?
-                .is_some())
-        })
-    }
-
-    fn list<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
-        self.read(|tx| {
-            let table = tx.open_table(t).map_err(backend)?;
-            let mut out = Vec::new();
-            for item in table.iter().map_err(backend)? {
-                let (_, v) = item.map_err(backend)?;
-                out.push(decode(v.value())?);
-            }
-            Ok(out)
-        })
-    }
-
-    /// Every record of a table with its key.
-    fn list_keyed<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>> {
-        self.read(|tx| {
-            let table = tx.open_table(t).map_err(backend)?;
-            let mut out = Vec::new();
-            for item in table.iter().map_err(backend)? {
-                let (k, v) = item.map_err(backend)?;
-                out.push((k.value().to_string(), decode(v.value())?));
-            }
-            Ok(out)
-        })
-    }
-
     /// Number of records in a table (for tests and metrics).
     pub fn count(&self, name: &str) -> Result<u64> {
         let t = ALL
             .into_iter()
-            .find(|t| t.name() == name)
+            .find(|t| *t == name)
             .ok_or_else(|| invalid("no such table"))?;
-        self.read(|tx| tx.open_table(t).map_err(backend)?.len().map_err(backend))
+        self.read_tx(|tx| {
+            tx.open_table(def(t))
+                .map_err(backend)?
+                .len()
+                .map_err(backend)
+        })
     }
 }
 
@@ -568,133 +460,131 @@ impl Drop for RedbStore {
     }
 }
 
-impl RedbStore {
-    /// Removes the records of `t` for which `doomed` holds: found in read snapshots (no
-    /// lock), at most `PURGE_BATCH` at a time, each batch removed in its own transaction
-    /// with every record checked again. Memory stays at one batch of keys.
-    fn purge<T: DeserializeOwned>(&self, t: Table, doomed: impl Fn(&T) -> bool) -> Result<usize> {
-        let mut n = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let (keys, last) = self.read(|tx| {
-                let table = tx.open_table(t).map_err(backend)?;
-                let mut range = match after.as_deref() {
-                    Some(a) => table.range(a..).map_err(backend)?,
-                    None => table.iter().map_err(backend)?,
-                };
-                let mut keys = Vec::new();
-                let mut last = None;
-                for item in range.by_ref() {
-                    let (k, v) = item.map_err(backend)?;
-                    let key = k.value();
-                    if after.as_deref() == Some(key) {
-                        continue;
-                    }
-                    last = Some(key.to_string());
-                    // An undecodable record is left for an operator to look at.
-                    if decode::<T>(v.value()).is_ok_and(|r| doomed(&r)) {
-                        keys.push(key.to_string());
-                        if keys.len() == PURGE_BATCH {
-                            break;
-                        }
-                    }
-                }
-                Ok((keys, last))
-            })?;
-            n += self.remove_batched(t, &keys, &doomed)?;
-            match last {
-                Some(l) if keys.len() == PURGE_BATCH => {
-                    after = Some(l);
-                    std::thread::sleep(PURGE_PAUSE);
-                }
-                _ => return Ok(n),
-            }
-        }
+impl Engine for RedbStore {
+    #[track_caller]
+    fn write<R>(&self, durable: bool, mut f: impl FnMut(&dyn Writer) -> Result<R>) -> Result<R> {
+        // redb has one writer at a time: a transaction never conflicts and runs once.
+        self.write_tx(durable, |tx| f(&Tx(tx)))
     }
 
-    fn remove_batched<T: DeserializeOwned>(
-        &self,
-        t: Table,
-        keys: &[String],
-        doomed: impl Fn(&T) -> bool,
-    ) -> Result<usize> {
-        let mut n = 0;
-        for (i, batch) in keys.chunks(PURGE_BATCH).enumerate() {
-            if i > 0 {
-                std::thread::sleep(PURGE_PAUSE);
-            }
-            n += self.write(false, |tx| {
-                let mut table = tx.open_table(t).map_err(backend)?;
-                let mut removed = 0;
-                for k in batch {
-                    let still = table
-                        .get(k.as_str())
-                        .map_err(backend)?
-                        .is_some_and(|v| decode::<T>(v.value()).is_ok_and(|r| doomed(&r)));
-                    if still {
-                        table.remove(k.as_str()).map_err(backend)?;
-                        removed += 1;
-                    }
-                }
-                Ok(removed)
-            })?;
-        }
-        Ok(n)
+    fn read<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
+        self.read_tx(|tx| f(&Snapshot(tx)))
     }
 
-    /// Marks every live grant matching `pick` revoked, in one durable transaction.
-    fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
-        self.write(true, |tx| tx_revoke_grants_where(tx, &pick))
+    fn backup(&self, path: &Path) -> Result<()> {
+        self.backup_file(path)
     }
 }
 
-/// Marks every live grant `pick` chooses revoked; returns how many.
-fn tx_revoke_grants_where(tx: &WriteTransaction, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
-    let mut live = Vec::new();
-    {
-        let table = tx.open_table(GRANTS).map_err(backend)?;
-        for item in table.iter().map_err(backend)? {
-            let (_, v) = item.map_err(backend)?;
-            if let Ok(g) = decode::<Grant>(v.value())
-                && !g.revoked
-                && pick(&g)
-            {
-                live.push(g);
-            }
+/// A write transaction as the roles see it.
+struct Tx<'a>(&'a WriteTransaction);
+
+/// A read transaction as the roles see it.
+struct Snapshot<'a>(&'a ReadTransaction);
+
+/// The value of `key` in `table`.
+fn get_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    let v = table.get(key).map_err(backend)?;
+    Ok(v.map(|g| g.value().to_vec()))
+}
+
+/// Calls `each` on the records of `table` after `after`, in key order, until it says stop.
+fn scan_table(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    after: Option<&str>,
+    each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let range = match after {
+        Some(a) => table.range(a..).map_err(backend)?,
+        None => table.range::<&str>(..).map_err(backend)?,
+    };
+    for item in range {
+        let (k, v) = item.map_err(backend)?;
+        if after == Some(k.value()) {
+            continue;
+        }
+        if !each(k.value(), v.value())? {
+            break;
         }
     }
-    for g in &mut live {
-        g.revoked = true;
-        tx_put(tx, GRANTS, &g.grant_id, &*g)?;
+    Ok(())
+}
+
+impl Reader for Tx<'_> {
+    fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        get_in(&self.0.open_table(def(t)).map_err(backend)?, key)
     }
-    Ok(live.len())
+
+    fn scan(
+        &self,
+        t: Table,
+        after: Option<&str>,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        scan_table(&self.0.open_table(def(t)).map_err(backend)?, after, each)
+    }
+}
+
+impl Writer for Tx<'_> {
+    fn put(&self, t: Table, key: &str, value: &[u8]) -> Result<()> {
+        self.0
+            .open_table(def(t))
+            .map_err(backend)?
+            .insert(key, value)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove(&self, t: Table, key: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .open_table(def(t))
+            .map_err(backend)?
+            .remove(key)
+            .map_err(backend)?
+            .is_some())
+    }
+}
+
+impl Reader for Snapshot<'_> {
+    fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        get_in(&self.0.open_table(def(t)).map_err(backend)?, key)
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        after: Option<&str>,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        scan_table(&self.0.open_table(def(t)).map_err(backend)?, after, each)
+    }
 }
 
 /// Schema 3 → 4: each grant learns how long it is kept (`keep_until`) from the codes and
 /// refresh tokens that refer to it, so the purge no longer needs to look at those.
-fn migrate_grant_keep_until(tx: &WriteTransaction) -> Result<()> {
+fn migrate_grant_keep_until(tx: &dyn Writer) -> Result<()> {
     let mut until = std::collections::HashMap::<String, i64>::new();
     let mut refer = |grant_id: String, t: i64| {
         let e = until.entry(grant_id).or_insert(t);
         *e = (*e).max(t);
     };
-    {
-        let codes = tx.open_table(CODES).map_err(backend)?;
-        for item in codes.iter().map_err(backend)? {
-            let (_, v) = item.map_err(backend)?;
-            if let Ok(c) = decode::<AuthCode>(v.value()) {
-                refer(c.grant_id, c.expires_at + CODE_REPLAY_WINDOW);
-            }
+    tx.scan(CODES, None, &mut |_, v| {
+        if let Ok(c) = decode::<AuthCode>(v) {
+            refer(c.grant_id, c.expires_at + CODE_REPLAY_WINDOW);
         }
-        let refresh = tx.open_table(REFRESH_TOKENS).map_err(backend)?;
-        for item in refresh.iter().map_err(backend)? {
-            let (_, v) = item.map_err(backend)?;
-            if let Ok(r) = decode::<RefreshToken>(v.value()) {
-                let end = refresh_end(&r);
-                refer(r.grant_id, end);
-            }
+        Ok(true)
+    })?;
+    tx.scan(REFRESH_TOKENS, None, &mut |_, v| {
+        if let Ok(r) = decode::<RefreshToken>(v) {
+            let end = refresh_end(&r);
+            refer(r.grant_id, end);
         }
-    }
+        Ok(true)
+    })?;
     tx_update_all::<Grant>(tx, GRANTS, |g| {
         let keep = kept_until(g, until.get(&g.grant_id).copied().unwrap_or(0));
         let changed = keep != g.keep_until;
@@ -706,7 +596,7 @@ fn migrate_grant_keep_until(tx: &WriteTransaction) -> Result<()> {
 
 /// Schema 2 → 3: the access tokens revoked one by one move to the revocation list (the
 /// purge drops those already expired).
-fn migrate_revoked_access_tokens(tx: &WriteTransaction) -> Result<()> {
+fn migrate_revoked_access_tokens(tx: &dyn Writer) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct Legacy {
         expires_at: i64,
@@ -714,122 +604,18 @@ fn migrate_revoked_access_tokens(tx: &WriteTransaction) -> Result<()> {
         revoked: bool,
     }
     let mut revoked = Vec::new();
-    {
-        let table = tx.open_table(LEGACY_ACCESS_TOKENS).map_err(backend)?;
-        for item in table.iter().map_err(backend)? {
-            let (k, v) = item.map_err(backend)?;
-            if let Ok(a) = decode::<Legacy>(v.value())
-                && a.revoked
-            {
-                revoked.push((k.value().to_string(), a.expires_at));
-            }
+    tx.scan(LEGACY_ACCESS_TOKENS, None, &mut |k, v| {
+        if let Ok(a) = decode::<Legacy>(v)
+            && a.revoked
+        {
+            revoked.push((k.to_string(), a.expires_at));
         }
-    }
+        Ok(true)
+    })?;
     for (jti, exp) in revoked {
         tx_put(tx, REVOKED_ACCESS, &jti, &exp)?;
     }
     Ok(())
-}
-
-/// Stores a grant with its first refresh token. The grant is kept (`keep_until`) at
-/// least until its access tokens and that refresh token expire, and until `also` (the
-/// replay window of the code or device code it came from): the purge then needs no
-/// look at what refers to it.
-fn put_issued(tx: &WriteTransaction, i: &Issued<'_>, also: i64) -> Result<()> {
-    let until = i.refresh.map_or(0, |(_, rt)| refresh_end(rt)).max(also);
-    let grant = Grant {
-        keep_until: kept_until(i.grant, until),
-        ..i.grant.clone()
-    };
-    tx_put(tx, GRANTS, &grant.grant_id, &grant)?;
-    if let Some((rt_hash, rt)) = i.refresh {
-        tx_put(tx, REFRESH_TOKENS, rt_hash, rt)?;
-    }
-    Ok(())
-}
-
-/// When a refresh token ends: its idle expiry, never past the family's absolute one.
-fn refresh_end(rt: &RefreshToken) -> i64 {
-    rt.expires_at.min(rt.absolute_expires_at)
-}
-
-/// How long `g` must be kept once something new that lasts until `until` refers to it.
-fn kept_until(g: &Grant, until: i64) -> i64 {
-    g.keep_until.max(g.tokens_until).max(until)
-}
-
-fn consent_key(user_id: &str, client_id: &str) -> String {
-    format!("{user_id}\u{0}{client_id}")
-}
-
-fn tx_get<T: DeserializeOwned>(tx: &WriteTransaction, t: Table, key: &str) -> Result<Option<T>> {
-    let table = tx.open_table(t).map_err(backend)?;
-    let v = table.get(key).map_err(backend)?;
-    v.map(|g| decode(g.value())).transpose()
-}
-
-fn tx_put<T: Serialize>(tx: &WriteTransaction, t: Table, key: &str, v: &T) -> Result<()> {
-    let bytes = encode(v)?;
-    tx.open_table(t)
-        .map_err(backend)?
-        .insert(key, bytes.as_slice())
-        .map_err(backend)?;
-    Ok(())
-}
-
-/// Rewrites every decodable record of a table that `edit` changes (returns `true` for);
-/// returns how many.
-fn tx_update_all<T: DeserializeOwned + Serialize>(
-    tx: &WriteTransaction,
-    t: Table,
-    mut edit: impl FnMut(&mut T) -> bool,
-) -> Result<usize> {
-    let mut changed = Vec::new();
-    {
-        let table = tx.open_table(t).map_err(backend)?;
-        for item in table.iter().map_err(backend)? {
-            let (k, v) = item.map_err(backend)?;
-            if let Ok(mut rec) = decode::<T>(v.value())
-                && edit(&mut rec)
-            {
-                changed.push((k.value().to_string(), rec));
-            }
-        }
-    }
-    for (k, rec) in &changed {
-        tx_put(tx, t, k, rec)?;
-    }
-    Ok(changed.len())
-}
-
-/// Records removed per transaction by the background purge: each holds the write lock
-/// and memory only briefly, however much has expired.
-const PURGE_BATCH: usize = 250;
-/// The purge's pause between two batches, so that requests waiting for the write lock
-/// go first (the purge runs on the maintenance thread, never on a request's).
-const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Removes every record of a table for which `drop` says so; returns how many.
-fn tx_retain<T: DeserializeOwned>(
-    tx: &WriteTransaction,
-    t: Table,
-    mut drop: impl FnMut(&str, &T) -> bool,
-) -> Result<usize> {
-    let mut table = tx.open_table(t).map_err(backend)?;
-    let mut doomed = Vec::new();
-    for item in table.iter().map_err(backend)? {
-        let (k, v) = item.map_err(backend)?;
-        // An undecodable record is left for an operator to look at, never silently removed.
-        if let Ok(rec) = decode::<T>(v.value())
-            && drop(k.value(), &rec)
-        {
-            doomed.push(k.value().to_string());
-        }
-    }
-    for k in &doomed {
-        table.remove(k.as_str()).map_err(backend)?;
-    }
-    Ok(doomed.len())
 }
 
 #[cfg(test)]

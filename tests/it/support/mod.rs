@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../src/testutil_postgres.rs"]
+pub mod postgres;
 pub mod samba;
 pub mod slapd;
 pub mod smtp;

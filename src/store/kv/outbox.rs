@@ -1,8 +1,8 @@
-//! [`Outbox`] on redb: queued mail, keyed `<user id>:<kind>`.
+//! [`Outbox`]: queued mail, keyed `<user id>:<kind>`.
 
 use super::*;
 
-impl Outbox for RedbStore {
+impl<E: Engine> Outbox for E {
     fn queue_mail(&self, m: &OutboxMail) -> Result<()> {
         self.put(OUTBOX, &m.key(), m, true)
     }
@@ -15,8 +15,7 @@ impl Outbox for RedbStore {
             if !same {
                 return Ok(false);
             }
-            let mut t = tx.open_table(OUTBOX).map_err(backend)?;
-            t.insert(key.as_str(), value.as_slice()).map_err(backend)?;
+            tx.put(OUTBOX, &key, &value)?;
             Ok(true)
         })
     }
@@ -30,8 +29,7 @@ impl Outbox for RedbStore {
             if !same {
                 return Ok(false);
             }
-            let mut t = tx.open_table(OUTBOX).map_err(backend)?;
-            t.remove(key).map_err(backend)?;
+            tx.remove(OUTBOX, key)?;
             Ok(true)
         })
     }

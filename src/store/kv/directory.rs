@@ -1,8 +1,8 @@
-//! [`Directory`] on redb: users and groups.
+//! [`Directory`]: users and groups.
 
 use super::*;
 
-impl Directory for RedbStore {
+impl<E: Engine> Directory for E {
     fn create_user(&self, u: &User) -> Result<()> {
         self.write(true, |tx| {
             let key = u.username.to_lowercase();
@@ -30,10 +30,7 @@ impl Directory for RedbStore {
                             u.username
                         )));
                     }
-                    tx.open_table(USERNAMES)
-                        .map_err(backend)?
-                        .remove(old_key.as_str())
-                        .map_err(backend)?;
+                    tx.remove(USERNAMES, &old_key)?;
                 }
             }
             tx_put(tx, USERNAMES, &new_key, &u.id)?;
@@ -57,10 +54,7 @@ impl Directory for RedbStore {
                         new.username
                     )));
                 }
-                tx.open_table(USERNAMES)
-                    .map_err(backend)?
-                    .remove(old_key.as_str())
-                    .map_err(backend)?;
+                tx.remove(USERNAMES, &old_key)?;
                 tx_put(tx, USERNAMES, &new_key, &new.id)?;
             }
             tx_put(tx, USERS, &new.id, new)?;
@@ -87,14 +81,12 @@ impl Directory for RedbStore {
 
     fn any_user(&self, pred: &dyn Fn(&User) -> bool) -> Result<bool> {
         self.read(|tx| {
-            let table = tx.open_table(USERS).map_err(backend)?;
-            for item in table.iter().map_err(backend)? {
-                let (_, v) = item.map_err(backend)?;
-                if pred(&decode::<User>(v.value())?) {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+            let mut found = false;
+            tx.scan(USERS, None, &mut |_, v| {
+                found = pred(&decode::<User>(v)?);
+                Ok(!found)
+            })?;
+            Ok(found)
         })
     }
 
@@ -103,14 +95,8 @@ impl Directory for RedbStore {
             let Some(u) = tx_get::<User>(tx, USERS, id)? else {
                 return Ok(false);
             };
-            tx.open_table(USERNAMES)
-                .map_err(backend)?
-                .remove(u.username.to_lowercase().as_str())
-                .map_err(backend)?;
-            tx.open_table(USERS)
-                .map_err(backend)?
-                .remove(id)
-                .map_err(backend)?;
+            tx.remove(USERNAMES, &u.username.to_lowercase())?;
+            tx.remove(USERS, id)?;
             tx_retain::<Session>(tx, SESSIONS, |_, s| s.user_id == id)?;
             tx_retain::<Consent>(tx, CONSENTS, |_, c| c.user_id == id)?;
             tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.user_id == id)?;

@@ -1,8 +1,8 @@
-//! [`Consents`] on redb: consents.
+//! [`Consents`]: consents.
 
 use super::*;
 
-impl Consents for RedbStore {
+impl<E: Engine> Consents for E {
     fn put_consent(&self, c: &Consent) -> Result<()> {
         self.put(CONSENTS, &consent_key(&c.user_id, &c.client_id), c, true)
     }

@@ -1,8 +1,8 @@
-//! [`Tokens`] on redb: grants, refresh tokens and the access-token revocation list.
+//! [`Tokens`]: grants, refresh tokens and the access-token revocation list.
 
 use super::*;
 
-impl Tokens for RedbStore {
+impl<E: Engine> Tokens for E {
     fn issue_tokens(&self, i: &Issued<'_>) -> Result<()> {
         self.write(i.refresh.is_some(), |tx| put_issued(tx, i, 0))
     }
@@ -39,19 +39,16 @@ impl Tokens for RedbStore {
             // A code issued but not redeemed yet has no grant record; a revoked one makes
             // its redemption fail instead of starting a grant after the revocation.
             let mut pending = Vec::new();
-            {
-                let table = tx.open_table(CODES).map_err(backend)?;
-                for item in table.iter().map_err(backend)? {
-                    let (_, v) = item.map_err(backend)?;
-                    if let Ok(c) = decode::<AuthCode>(v.value())
-                        && !c.used
-                        && c.user_id == user_id
-                        && c.client_id == client_id
-                    {
-                        pending.push(c);
-                    }
+            tx.scan(CODES, None, &mut |_, v| {
+                if let Ok(c) = decode::<AuthCode>(v)
+                    && !c.used
+                    && c.user_id == user_id
+                    && c.client_id == client_id
+                {
+                    pending.push(c);
                 }
-            }
+                Ok(true)
+            })?;
             for c in pending {
                 if tx_get::<Grant>(tx, GRANTS, &c.grant_id)?.is_none() {
                     let g = Grant {
@@ -86,11 +83,7 @@ impl Tokens for RedbStore {
         client_id: &str,
     ) -> Result<TokenContext> {
         self.read(|tx| {
-            let get = |t: Table, key: &str| -> Result<Option<Vec<u8>>> {
-                let table = tx.open_table(t).map_err(backend)?;
-                let v = table.get(key).map_err(backend)?;
-                Ok(v.map(|g| g.value().to_vec()))
-            };
+            let get = |t: Table, key: &str| tx.get(t, key);
             let revoked = get(REVOKED_ACCESS, jti)?.is_some();
             let grant: Option<Grant> = match grant_id {
                 Some(id) => get(GRANTS, id)?.map(|b| decode(&b)).transpose()?,

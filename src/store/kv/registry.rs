@@ -1,8 +1,8 @@
-//! [`Registry`] on redb: clients.
+//! [`Registry`]: clients.
 
 use super::*;
 
-impl Registry for RedbStore {
+impl<E: Engine> Registry for E {
     fn create_client(&self, c: &Client) -> Result<()> {
         self.write(true, |tx| {
             if tx_get::<Client>(tx, CLIENTS, &c.client_id)?.is_some() {
@@ -41,12 +41,7 @@ impl Registry for RedbStore {
 
     fn delete_client(&self, id: &str) -> Result<bool> {
         self.write(true, |tx| {
-            let existed = tx
-                .open_table(CLIENTS)
-                .map_err(backend)?
-                .remove(id)
-                .map_err(backend)?
-                .is_some();
+            let existed = tx.remove(CLIENTS, id)?;
             tx_retain::<Consent>(tx, CONSENTS, |_, c| c.client_id == id)?;
             tx_retain::<RefreshToken>(tx, REFRESH_TOKENS, |_, r| r.client_id == id)?;
             Ok(existed)

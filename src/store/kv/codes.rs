@@ -1,8 +1,8 @@
-//! [`Codes`] on redb: authorization codes, device authorizations and assertion ids.
+//! [`Codes`]: authorization codes, device authorizations and assertion ids.
 
 use super::*;
 
-impl Codes for RedbStore {
+impl<E: Engine> Codes for E {
     fn put_code(&self, hash: &str, code: &AuthCode) -> Result<()> {
         self.put(CODES, hash, code, false)
     }

@@ -1,8 +1,8 @@
-//! [`SigningKeys`] on redb: signing key records.
+//! [`SigningKeys`]: signing key records.
 
 use super::*;
 
-impl SigningKeys for RedbStore {
+impl<E: Engine> SigningKeys for E {
     fn put_key(&self, k: &KeyRecord) -> Result<()> {
         self.put(KEYS, &k.kid, k, true)
     }

@@ -1,8 +1,8 @@
-//! [`Sessions`] on redb: SSO sessions.
+//! [`Sessions`]: SSO sessions.
 
 use super::*;
 
-impl Sessions for RedbStore {
+impl<E: Engine> Sessions for E {
     fn put_session(&self, hash: &str, s: &Session) -> Result<()> {
         self.put(SESSIONS, hash, s, false)
     }
@@ -33,16 +33,10 @@ impl Sessions for RedbStore {
         edit: &dyn Fn(&mut Session),
     ) -> Result<Option<Session>> {
         self.write(true, |tx| {
-            let Some(mut s) = tx
-                .open_table(SESSIONS)
-                .map_err(backend)?
-                .remove(old_hash)
-                .map_err(backend)?
-                .map(|v| decode::<Session>(v.value()))
-                .transpose()?
-            else {
+            let Some(mut s) = tx_get::<Session>(tx, SESSIONS, old_hash)? else {
                 return Ok(None);
             };
+            tx.remove(SESSIONS, old_hash)?;
             edit(&mut s);
             tx_put(tx, SESSIONS, new_hash, &s)?;
             // Codes and grants exist only for applications the session took part in.

@@ -1,0 +1,422 @@
+//! The PostgreSQL engine (SPEC §13): the same tables as on redb (a key and a JSON value
+//! each, keys as bytes so their order is redb's), so several Latchkey nodes on one
+//! database keep every guarantee the roles in `store::kv` give on one file. Each write
+//! runs as a SERIALIZABLE transaction and is run again when PostgreSQL reports a conflict
+//! with a concurrent one (on this node or another): a code is redeemed once, a refresh
+//! token rotated once, a username taken once. Durable writes commit with PostgreSQL's
+//! `synchronous_commit` (its WAL writer flushes concurrent commits together, the group
+//! commit redb gets from `commit.rs`); the others, as on redb, commit without waiting
+//! for the flush. The only module that imports tokio-postgres.
+
+mod pool;
+mod tls;
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use self::pool::{Conn, DbError, Pool};
+use super::kv::{ALL, Engine, Reader, Table, Writer, decode, encode};
+use super::{AuditLog, Result, SCHEMA_VERSION, StoreError};
+use crate::model::AuditEvent;
+
+/// Version of the PostgreSQL layout (its own history, kept in `latchkey_schema`):
+/// 1 = the keyed tables of redb schema 4 and an audit table.
+pub const PG_SCHEMA_VERSION: i32 = 1;
+
+/// Conflicts with concurrent transactions a write goes through before giving up.
+const RETRIES: u32 = 30;
+/// Rows read per query by a scan.
+const SCAN_PAGE: i64 = 256;
+
+/// How to reach the database, from `[store]`.
+#[derive(Clone)]
+pub struct PgSettings {
+    pub config: tokio_postgres::Config,
+    /// `None`: plain TCP (only to this machine; see `config::store`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Connections this node keeps at most.
+    pub pool_size: usize,
+}
+
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// Runs storage work off the async runtime's worker thread (see `store::off_runtime`).
+fn off<R>(f: impl FnOnce() -> R) -> R {
+    super::off_runtime(true, f)
+}
+
+impl PgStore {
+    /// Connects, creates the schema on an empty database (once, whichever node starts
+    /// first) and refuses one written by a newer Latchkey.
+    pub fn open(s: &PgSettings) -> Result<PgStore> {
+        let pool = Pool::new(
+            s.config.clone(),
+            s.tls.clone().map(tls::Rustls),
+            s.pool_size,
+        )
+        .map_err(StoreError::Backend)?;
+        let store = PgStore { pool };
+        off(|| store.migrate())?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.with_conn(|c| {
+            c.batch(
+                "BEGIN; SELECT pg_advisory_xact_lock(7627311001); \
+                 CREATE TABLE IF NOT EXISTS latchkey_schema (version INTEGER NOT NULL)",
+            )?;
+            let found: Option<i32> = c
+                .query("SELECT version FROM latchkey_schema", &[])?
+                .first()
+                .map(|r| r.get(0));
+            match found {
+                Some(v) if v > PG_SCHEMA_VERSION => {
+                    c.batch("ROLLBACK")?;
+                    return Err(DbError {
+                        error: StoreError::Schema(format!(
+                            "the database was written by a newer Latchkey (PostgreSQL schema \
+                             {v}); this build reads up to schema {PG_SCHEMA_VERSION}: upgrade \
+                             Latchkey"
+                        )),
+                        retry: false,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let mut ddl = String::new();
+                    for t in ALL {
+                        ddl.push_str(&format!(
+                            "CREATE TABLE \"{t}\" (key BYTEA PRIMARY KEY, value BYTEA NOT NULL);"
+                        ));
+                    }
+                    ddl.push_str(
+                        "CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, time BIGINT NOT NULL, \
+                         value BYTEA NOT NULL); CREATE INDEX audit_time ON audit (time);",
+                    );
+                    ddl.push_str(&format!(
+                        "INSERT INTO latchkey_schema (version) VALUES ({PG_SCHEMA_VERSION});"
+                    ));
+                    c.batch(&ddl)?;
+                    tracing::info!(version = PG_SCHEMA_VERSION, "PostgreSQL schema created");
+                }
+            }
+            // The records' layout, as redb's file keeps it (`/healthz` reads it too).
+            let layout: Option<Vec<u8>> = c
+                .query(
+                    "SELECT value FROM \"meta\" WHERE key = $1",
+                    &[&"schema_version".as_bytes()],
+                )?
+                .first()
+                .map(|r| r.get(0));
+            let layout = layout.map(|v| String::from_utf8_lossy(&v).into_owned());
+            if let Some(v) = layout.as_deref().and_then(|v| v.parse::<u32>().ok())
+                && v > SCHEMA_VERSION
+            {
+                c.batch("ROLLBACK")?;
+                return Err(DbError {
+                    error: StoreError::Schema(format!(
+                        "the database was written by a newer Latchkey (records of schema {v}); \
+                         this build reads up to schema {SCHEMA_VERSION}: upgrade Latchkey"
+                    )),
+                    retry: false,
+                });
+            }
+            c.execute(
+                "INSERT INTO \"meta\" (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[
+                    &"schema_version".as_bytes(),
+                    &SCHEMA_VERSION.to_string().as_bytes(),
+                ],
+            )?;
+            c.batch("COMMIT")
+        })
+    }
+
+    /// Runs `f` on a pooled connection, returning it afterwards (a broken one is dropped).
+    fn with_conn<R>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> std::result::Result<R, DbError>,
+    ) -> Result<R> {
+        let mut c = self.pool.take()?;
+        let out = f(&mut c);
+        self.pool.give_back(c);
+        out.map_err(|e| e.error)
+    }
+
+    /// Number of records in a table (for tests and `migrate`).
+    pub fn count(&self, name: &str) -> Result<u64> {
+        let t = ALL
+            .into_iter()
+            .find(|t| *t == name)
+            .ok_or_else(|| StoreError::Backend("no such table".into()))?;
+        off(|| {
+            self.with_conn(|c| {
+                let rows = c.query(&format!("SELECT count(*) FROM \"{t}\""), &[])?;
+                Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
+            })
+        })
+    }
+
+    /// Forgets the idle connections, so the next request connects anew.
+    pub fn reconnect(&self) {
+        self.pool.clear();
+    }
+}
+
+/// A transaction as the roles see it.
+struct Tx<'a> {
+    conn: RefCell<&'a mut Conn>,
+    /// A statement failed with a conflict: the transaction is run again.
+    retry: Cell<bool>,
+}
+
+impl Tx<'_> {
+    fn call<T>(&self, f: impl FnOnce(&mut Conn) -> std::result::Result<T, DbError>) -> Result<T> {
+        let mut c = self.conn.borrow_mut();
+        f(&mut c).map_err(|e| {
+            if e.retry {
+                self.retry.set(true);
+            }
+            e.error
+        })
+    }
+}
+
+impl Reader for Tx<'_> {
+    fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        let sql = format!("SELECT value FROM \"{t}\" WHERE key = $1");
+        let rows = self.call(|c| c.query(&sql, &[&key.as_bytes()]))?;
+        Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        after: Option<&str>,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut from: Option<Vec<u8>> = after.map(|a| a.as_bytes().to_vec());
+        loop {
+            let rows = match &from {
+                Some(k) => {
+                    let sql = format!(
+                        "SELECT key, value FROM \"{t}\" WHERE key > $1 ORDER BY key LIMIT $2"
+                    );
+                    self.call(|c| c.query(&sql, &[k, &SCAN_PAGE]))?
+                }
+                None => {
+                    let sql = format!("SELECT key, value FROM \"{t}\" ORDER BY key LIMIT $1");
+                    self.call(|c| c.query(&sql, &[&SCAN_PAGE]))?
+                }
+            };
+            for r in &rows {
+                let k: &[u8] = r.get(0);
+                let v: &[u8] = r.get(1);
+                let key = std::str::from_utf8(k)
+                    .map_err(|_| StoreError::Backend(format!("{t}: a key is not UTF-8")))?;
+                if !each(key, v)? {
+                    return Ok(());
+                }
+            }
+            if (rows.len() as i64) < SCAN_PAGE {
+                return Ok(());
+            }
+            from = rows.last().map(|r| r.get::<_, Vec<u8>>(0));
+        }
+    }
+}
+
+impl Writer for Tx<'_> {
+    fn put(&self, t: Table, key: &str, value: &[u8]) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO \"{t}\" (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        );
+        self.call(|c| c.execute(&sql, &[&key.as_bytes(), &value]))?;
+        Ok(())
+    }
+
+    fn remove(&self, t: Table, key: &str) -> Result<bool> {
+        let sql = format!("DELETE FROM \"{t}\" WHERE key = $1");
+        Ok(self.call(|c| c.execute(&sql, &[&key.as_bytes()]))? > 0)
+    }
+}
+
+impl Engine for PgStore {
+    fn write<R>(&self, durable: bool, mut f: impl FnMut(&dyn Writer) -> Result<R>) -> Result<R> {
+        let begin = if durable {
+            "BEGIN ISOLATION LEVEL SERIALIZABLE"
+        } else {
+            "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL synchronous_commit TO OFF"
+        };
+        off(|| {
+            for attempt in 0..RETRIES {
+                if attempt > 0 {
+                    // Spread the contenders out a little, more each time.
+                    let jitter = u64::from(aws_lc_rs_jitter()) % (1 + u64::from(attempt) * 2);
+                    std::thread::sleep(std::time::Duration::from_millis(jitter));
+                }
+                let mut c = self.pool.take()?;
+                let (out, retry) = {
+                    let began = c.batch(begin);
+                    let tx = Tx {
+                        conn: RefCell::new(&mut c),
+                        retry: Cell::new(false),
+                    };
+                    let out = match began {
+                        Err(e) => Err(e.error),
+                        Ok(()) => match f(&tx) {
+                            Ok(v) => tx.call(|c| c.batch("COMMIT")).map(|()| v),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    (out, tx.retry.get())
+                };
+                if out.is_err() {
+                    // Harmless when the transaction already ended; a broken connection is
+                    // dropped by `give_back` anyway.
+                    let _ = c.batch("ROLLBACK");
+                }
+                self.pool.give_back(c);
+                match out {
+                    Err(_) if retry => continue,
+                    other => return other,
+                }
+            }
+            Err(StoreError::Unavailable(
+                "too many conflicting writes; try again".into(),
+            ))
+        })
+    }
+
+    fn read<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
+        off(|| {
+            let mut c = self.pool.take()?;
+            let out = match c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                Err(e) => Err(e.error),
+                Ok(()) => {
+                    let tx = Tx {
+                        conn: RefCell::new(&mut c),
+                        retry: Cell::new(false),
+                    };
+                    let out = f(&tx);
+                    let done = tx.call(|c| c.batch("COMMIT"));
+                    out.and_then(|v| done.map(|()| v))
+                }
+            };
+            if out.is_err() {
+                let _ = c.batch("ROLLBACK");
+            }
+            self.pool.give_back(c);
+            out
+        })
+    }
+
+    /// One statement, no transaction around it.
+    fn get<T: serde::de::DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>> {
+        let sql = format!("SELECT value FROM \"{t}\" WHERE key = $1");
+        let found = off(|| {
+            self.with_conn(|c| {
+                let rows = c.query(&sql, &[&key.as_bytes()])?;
+                Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
+            })
+        })?;
+        found.map(|v| decode(&v)).transpose()
+    }
+
+    fn backup(&self, _path: &std::path::Path) -> Result<()> {
+        Err(StoreError::Backend(
+            "the store is PostgreSQL: back it up with pg_dump (see docs/cluster.md); \
+             `latchkey backup` copies redb files only"
+                .into(),
+        ))
+    }
+}
+
+/// A few random bits for retry jitter.
+fn aws_lc_rs_jitter() -> u8 {
+    let mut b = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b[0]
+}
+
+impl AuditLog for PgStore {
+    /// Written at once, without waiting for the flush (as on redb, a crash may lose the
+    /// last few events).
+    fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        let bytes = encode(e)?;
+        off(|| {
+            self.with_conn(|c| {
+                c.batch("BEGIN; SET LOCAL synchronous_commit TO OFF")?;
+                let done = c
+                    .execute(
+                        "INSERT INTO audit (time, value) VALUES ($1, $2)",
+                        &[&e.time, &bytes],
+                    )
+                    .and_then(|_| c.batch("COMMIT"));
+                if done.is_err() {
+                    let _ = c.batch("ROLLBACK");
+                }
+                done
+            })
+        })
+    }
+
+    fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>> {
+        off(|| {
+            self.with_conn(|c| {
+                let mut out = Vec::new();
+                let mut before = i64::MAX;
+                loop {
+                    let rows = c.query(
+                        "SELECT id, value FROM audit WHERE time >= $1 AND id < $2 \
+                         ORDER BY id DESC LIMIT $3",
+                        &[&since, &before, &SCAN_PAGE],
+                    )?;
+                    for r in &rows {
+                        before = r.get(0);
+                        let e: AuditEvent =
+                            decode(r.get::<_, &[u8]>(1)).map_err(|error| DbError {
+                                error,
+                                retry: false,
+                            })?;
+                        if user.is_some_and(|u| e.user.as_deref() != Some(u)) {
+                            continue;
+                        }
+                        out.push(e);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
+                    if (rows.len() as i64) < SCAN_PAGE {
+                        return Ok(out);
+                    }
+                }
+            })
+        })
+    }
+
+    fn purge_audit(&self, before: i64) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            let removed = off(|| {
+                self.with_conn(|c| {
+                    c.execute(
+                        "DELETE FROM audit WHERE id IN \
+                         (SELECT id FROM audit WHERE time < $1 ORDER BY id LIMIT $2)",
+                        &[&before, &(super::kv::PURGE_BATCH as i64)],
+                    )
+                })
+            })? as usize;
+            n += removed;
+            if removed < super::kv::PURGE_BATCH {
+                return Ok(n);
+            }
+            std::thread::sleep(super::kv::PURGE_PAUSE);
+        }
+    }
+}
