@@ -56,7 +56,7 @@ mod layering {
         ),
         ("store", &["clock", "model", "panic"]),
         ("datadir", &["config", "store"]),
-        ("signin", &["config", "keys", "model", "oidc"]),
+        ("signin", &["config", "keys", "model", "oidc", "store"]),
         ("tls", &["clock", "config"]),
         (
             "mail",

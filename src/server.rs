@@ -61,6 +61,11 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
             records.push(rec);
         }
     }
+    // Nodes that start together on an empty shared store each add keys: every node uses
+    // all of them (the newest active one signs, the same on each node).
+    if store.shared() {
+        records = store.keys().map_err(err)?;
+    }
     let keys = KeySet::from_records(&records).map_err(|e| format!("signing keys: {e}"))?;
 
     let csrf_secret = match store
@@ -71,10 +76,15 @@ pub fn prepare(config: &Config, now: i64) -> Result<Prepared, String> {
         Some(s) if s.len() == 32 => s,
         _ => {
             let s = crate::clock::random_bytes::<32>().to_vec();
-            store
-                .put_meta("csrf_secret", &STANDARD.encode(&s))
+            // One secret for every node, whichever starts first.
+            let kept = store
+                .put_meta_if_absent("csrf_secret", &STANDARD.encode(&s))
                 .map_err(err)?;
-            s
+            STANDARD
+                .decode(kept)
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or("csrf_secret: unreadable in the store")?
         }
     };
 
@@ -162,6 +172,12 @@ fn reload(live: &Current, config_path: Option<&Path>) -> Result<(), String> {
 /// `--config` said, for reloading.
 pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
     let now = crate::clock::now();
+    let _ = NODE_DIR.set(
+        std::fs::canonicalize(&config.data_dir)
+            .unwrap_or_else(|_| config.data_dir.clone())
+            .display()
+            .to_string(),
+    );
     let prepared = prepare(&config, now)?;
     let tls = crate::tls::server_config(&config, now)?.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind(config.listen)
@@ -206,6 +222,9 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Res
     let maintenance = maintenance(live.clone());
     mail_worker(live.clone());
     tokio::spawn(directory_worker(live.clone()));
+    if store.shared() {
+        tokio::spawn(key_watcher(live.clone()));
+    }
 
     let first = current(&live);
     let cfg = &first.app.config;
@@ -404,6 +423,15 @@ fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHand
                 // Aggregated refusal events whose window has passed.
                 a.write_refusals(false);
                 let result = (|| {
+                    // On a shared store, one node at a time (the lease outlives a minute,
+                    // so the node that has it keeps it while it runs).
+                    if !a
+                        .store
+                        .lease("maintenance", node_id(), now, 150)
+                        .map_err(|e| e.to_string())?
+                    {
+                        return Ok(0);
+                    }
                     let mut removed = a.store.purge_expired(now).map_err(|e| e.to_string())?;
                     removed += a
                         .store
@@ -427,6 +455,53 @@ fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHand
             tracing::error!(error = %e, "could not start the maintenance thread");
             None
         }
+    }
+}
+
+/// This node, as the holder of leases on a shared store: its host name and data
+/// directory, so a node restarted takes its leases back at once and two nodes on one
+/// machine (with their own data directories) are two holders.
+pub fn node_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let dir = NODE_DIR.get().cloned().unwrap_or_default();
+        format!("{}:{}", host.trim(), crate::keys::log_tag(&dir))
+    })
+}
+
+/// The data directory `node_id` names (set when the server starts).
+static NODE_DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// How often a node on a shared store looks for signing keys another node changed.
+const KEY_WATCH: Duration = Duration::from_secs(5);
+
+/// On a shared store: reloads the signing keys when another node rotated, retired or
+/// removed one, so every node signs with the same key and publishes the same JWKS.
+async fn key_watcher(live: Current) {
+    let mut seen: Option<Vec<(String, String)>> = None;
+    loop {
+        tokio::time::sleep(KEY_WATCH).await;
+        let a = current(&live).app.clone();
+        let store = a.store.clone();
+        let Ok(Ok(records)) = tokio::task::spawn_blocking(move || store.keys()).await else {
+            continue;
+        };
+        let mut now_seen: Vec<(String, String)> = records
+            .iter()
+            .map(|k| (k.kid.clone(), format!("{:?}", k.state)))
+            .collect();
+        now_seen.sort();
+        // The first look reloads too: a change may have come between this node's start
+        // and its first look.
+        if seen.as_ref() != Some(&now_seen) {
+            match tokio::task::spawn_blocking(move || a.reload_keys()).await {
+                Ok(Ok(())) => tracing::debug!("signing keys reloaded from the shared store"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not reload the signing keys"),
+                Err(_) => {}
+            }
+        }
+        seen = Some(now_seen);
     }
 }
 
@@ -463,7 +538,13 @@ async fn directory_turn(live: Current, mut next_sync: i64) -> i64 {
             a.directory_health.saw(up.is_ok());
             let now = crate::clock::now();
             let every = i64::try_from(s.sync_interval_secs).unwrap_or(i64::MAX);
-            if up.is_ok() && every > 0 && now >= next_sync {
+            // One node at a time on a shared store, once per interval.
+            let mine = || {
+                a.store
+                    .lease("directory-sync", node_id(), now, every.min(86_400))
+                    .unwrap_or(false)
+            };
+            if up.is_ok() && every > 0 && now >= next_sync && mine() {
                 let r = crate::ldap::sync::run(&dir, a.store.clone(), false, now).await;
                 tracing::info!(
                     people = r.people,
@@ -497,6 +578,15 @@ fn mail_worker(live: Current) {
                 let a = current(&live).app.clone();
                 let wait = match &a.mailer {
                     None => MAIL_POLL,
+                    // On a shared store, one node sends (no mail twice).
+                    Some(_)
+                        if !a
+                            .store
+                            .lease("mail", node_id(), crate::clock::now(), 90)
+                            .unwrap_or(false) =>
+                    {
+                        MAIL_POLL
+                    }
                     // A bug in one pass must not stop mail for good.
                     Some(mailer) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         send_due_mail(&a, mailer)

@@ -5,7 +5,7 @@
 //! test process is gone. Each caller gets a database of its own. Uses std only, so the
 //! end-to-end tests include this file too.
 
-#![allow(unreachable_pub)]
+#![allow(unreachable_pub, dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,10 +59,16 @@ fn is_root() -> bool {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(false)
+    }
+
+    /// `durable`: fsync on, as a production server runs (the benchmarks); the tests run
+    /// without it.
+    fn start_with(durable: bool) -> Server {
         let bin = bin_dir();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("latchkey-pg-{}-{}", std::process::id(), port));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("a directory for PostgreSQL");
         let as_owner: Vec<String> = if is_root() {
             let ok = Command::new("chown")
                 .args(["postgres:postgres", &dir.display().to_string()])
@@ -103,7 +109,7 @@ impl Server {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        server.run_server(&data);
+        server.run_server(&data, durable);
         server
     }
 
@@ -121,13 +127,13 @@ impl Server {
 
     /// Starts the server under a watchdog shell that stops it (fast shutdown) and removes
     /// the directory once this process has exited.
-    fn run_server(&self, data: &Path) {
+    fn run_server(&self, data: &Path, durable: bool) {
         let log = self.dir.join("log");
         let ctl = self.bin.join("pg_ctl").display().to_string();
         let owner = self.as_owner.join(" ");
         let script = format!(
             "{owner} {ctl} -D {data} -l {log} -w -o \"-p {port} -k {dir} -c listen_addresses=127.0.0.1 \
-             -c max_connections=200 -c fsync=off\" start >/dev/null || exit 1; \
+             -c max_connections=200 -c fsync={fsync}\" start >/dev/null || exit 1; \
              ( while kill -0 {me} 2>/dev/null; do sleep 1; done; \
                {owner} {ctl} -D {data} -m fast stop >/dev/null 2>&1; rm -rf {dir} ) \
                </dev/null >/dev/null 2>&1 &",
@@ -136,6 +142,7 @@ impl Server {
             port = self.port,
             dir = self.dir.display(),
             me = std::process::id(),
+            fsync = if durable { "on" } else { "off" },
         );
         let ok = Command::new("sh")
             .arg("-c")
@@ -194,4 +201,52 @@ impl Server {
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(Server::start)
+}
+
+/// A server with fsync on, started on first use (for measurements).
+pub fn durable_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start_with(true))
+}
+
+impl Server {
+    /// The server's version, as `postgres --version` prints it.
+    pub fn version(&self) -> String {
+        Command::new(self.bin.join("postgres"))
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The server's processes' CPU time so far, in seconds (the postmaster and every
+    /// backend, read from /proc).
+    pub fn cpu_secs(&self) -> f64 {
+        let pid: u32 = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse().ok()))
+            .unwrap_or(0);
+        let tick = 100.0;
+        let mut total = 0.0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+                continue;
+            };
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let own: u32 = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let ppid: u32 = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if own == pid || ppid == pid {
+                let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                total += (t(11) + t(12)) / tick;
+            }
+        }
+        total
+    }
 }

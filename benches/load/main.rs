@@ -12,7 +12,9 @@
 //! (default 32: the code flow and refresh wait for a shared fsync, and with 16 connections
 //! the server sat idle for a quarter of the time while all of them waited),
 //! `LATCHKEY_LOAD_ONLY` comma-separated phases (`start`, `scenarios`,
-//! `restart`, `scale`, `soak`, and `sustained`, which runs only when named here),
+//! `restart`, `scale`, `soak`, and `sustained` and `postgres`, which run only when named
+//! here; `postgres` runs the grant scenarios on redb and on PostgreSQL, one after the
+//! other, with a PostgreSQL server it starts itself),
 //! `LATCHKEY_LOAD_BIG_USERS` (default 100000),
 //! `LATCHKEY_LOAD_SCENARIOS` (names or their beginnings, as `code,refresh`; `floor` picks
 //! `floor_static` and `floor_token1`),
@@ -25,6 +27,8 @@
 
 mod client;
 mod floor;
+#[path = "../../src/testutil_postgres.rs"]
+mod pg;
 mod scenario;
 mod seed;
 mod server;
@@ -233,6 +237,10 @@ fn main() {
         srv.stop();
     }
 
+    if s.asks("postgres") {
+        targets.extend(backends(&rt, &mut srv, &s, &hash));
+    }
+
     if s.wants("restart") || s.wants("scale") {
         println!(
             "\n== restart with {RESTART_USERS} users, {CLIENTS} clients, {RESTART_TOKENS} live refresh tokens =="
@@ -389,4 +397,93 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("machine: {cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+/// The grant scenarios on redb, then on PostgreSQL (one node; Debian's server started by
+/// the tool with fsync on, on loopback), same users and clients, same connections: each
+/// scenario's rate on both and their ratio, and the database server's own CPU per
+/// operation (Latchkey's is in the tables).
+fn backends(
+    rt: &tokio::runtime::Runtime,
+    srv: &mut Server,
+    s: &Settings,
+    hash: &str,
+) -> Vec<Target> {
+    let kinds = [
+        Kind::ClientCredentials,
+        Kind::CodeFlow,
+        Kind::Refresh,
+        Kind::Userinfo,
+        Kind::Introspection,
+    ];
+    let db = pg::durable_server();
+    let url = db.database();
+    let mut on_pg = Server::new(
+        "postgres",
+        &format!("{BASE_CONFIG}[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+    );
+    {
+        let settings = latchkey::store::postgres::PgSettings {
+            config: url.parse().expect("url"),
+            tls: None,
+            pool_size: 8,
+        };
+        let store = latchkey::store::postgres::PgStore::open(&settings).expect("PostgreSQL");
+        seed::users(&store, 0..SMALL_USERS, hash);
+        seed::clients(&store, 0..CLIENTS);
+    }
+    println!(
+        "\n== backends: redb, then PostgreSQL {} (fsync on), {SMALL_USERS} users, {} connections, {} s each ==",
+        db.version(),
+        s.conns,
+        s.secs
+    );
+    Outcome::header();
+    srv.start();
+    let on_redb = rt.block_on(scenario::run_all(srv, None, s, &kinds, SMALL_USERS));
+    srv.stop();
+    on_pg.start();
+    let mut on_postgres = Vec::new();
+    let mut db_cpu = Vec::new();
+    for k in kinds {
+        let before = (db.cpu_secs(), Instant::now());
+        on_postgres.extend(rt.block_on(scenario::run_all(&on_pg, None, s, &[k], SMALL_USERS)));
+        db_cpu.push((db.cpu_secs() - before.0) / before.1.elapsed().as_secs_f64());
+    }
+    on_pg.stop();
+    println!(
+        "\n{:<22} {:>10} {:>12} {:>9} {:>16} {:>16} {:>16}",
+        "scenario",
+        "redb op/s",
+        "postgres op/s",
+        "pg/redb",
+        "µs CPU/op redb",
+        "µs CPU/op pg",
+        "µs DB CPU/op"
+    );
+    let mut targets = Vec::new();
+    for ((r, p), cores) in on_redb.iter().zip(&on_postgres).zip(&db_cpu) {
+        let ratio = p.ops_per_sec() / r.ops_per_sec();
+        println!(
+            "{:<22} {:>10.0} {:>12.0} {:>9.2} {:>16.0} {:>16.0} {:>16.0}",
+            r.kind.name(),
+            r.ops_per_sec(),
+            p.ops_per_sec(),
+            ratio,
+            r.cpu_per_op() * 1e6,
+            p.cpu_per_op() * 1e6,
+            cores / p.ops_per_sec() * 1e6
+        );
+        if matches!(
+            r.kind,
+            Kind::CodeFlow | Kind::Refresh | Kind::ClientCredentials
+        ) {
+            targets.push(Target::at_least(
+                &format!("{} on PostgreSQL / on redb", r.kind.name()),
+                ratio,
+                0.5,
+            ));
+        }
+    }
+    targets
 }

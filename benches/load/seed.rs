@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use latchkey::model::{Client, Grant, RefreshToken, User};
 use latchkey::oidc::registration::{ClientSpec, build_client};
+use latchkey::store::Issued;
 use latchkey::store::prelude::*;
-use latchkey::store::{Issued, redb::RedbStore};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple 9";
 pub(crate) const CALLBACK: &str = "https://rp.example/cb";
@@ -68,7 +68,7 @@ fn parallel(range: std::ops::Range<usize>, f: impl Fn(usize) + Sync) {
     });
 }
 
-pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str) {
+pub(crate) fn users(store: &dyn Store, range: std::ops::Range<usize>, hash: &str) {
     let now = latchkey::clock::now();
     parallel(range, |i| {
         let name = user_name(i);
@@ -101,7 +101,7 @@ pub(crate) fn users(store: &RedbStore, range: std::ops::Range<usize>, hash: &str
     });
 }
 
-pub(crate) fn clients(store: &RedbStore, range: std::ops::Range<usize>) {
+pub(crate) fn clients(store: &dyn Store, range: std::ops::Range<usize>) {
     let now = latchkey::clock::now();
     parallel(range, |i| {
         let spec = ClientSpec {
@@ -123,7 +123,7 @@ pub(crate) fn clients(store: &RedbStore, range: std::ops::Range<usize>) {
 }
 
 /// `n` live refresh tokens spread over the first `users` users and client 0.
-pub(crate) fn refresh_tokens(store: &RedbStore, n: usize, users: &[User]) {
+pub(crate) fn refresh_tokens(store: &dyn Store, n: usize, users: &[User]) {
     let now = latchkey::clock::now();
     parallel(0..n, |i| {
         let user = &users[i % users.len()];

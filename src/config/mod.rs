@@ -801,15 +801,23 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        // And the database's CA (a certificate, parsed when the configuration is loaded).
+        let ca = std::env::temp_dir().join(format!("latchkey-db-ca-{}.pem", std::process::id()));
+        let cert = rcgen::generate_simple_self_signed(vec!["db.example.lan".into()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
         let uncommented = uncommented
             .replace("/etc/latchkey/ldap-password", &secret.display().to_string())
+            .replace("/etc/latchkey/db-password", &secret.display().to_string())
+            .replace("/etc/latchkey/db-ca.pem", &ca.display().to_string())
             .replace("/etc/latchkey/corp-ca.pem", &logo.display().to_string());
         let parsed = parse(Some(&uncommented), &env());
         let _ = std::fs::remove_file(&logo);
         let _ = std::fs::remove_file(&secret);
+        let _ = std::fs::remove_file(&ca);
         let parsed = parsed.unwrap();
         assert_eq!(parsed.logo.unwrap().content_type, "image/png");
         assert_eq!(parsed.ldap.unwrap().preset, "active-directory");
+        assert!(matches!(parsed.store, store::Backend::Postgres { .. }));
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! or answers the consent page, and sign-ins waiting for a second factor or a new password.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::oidc::authorize::AuthRequest;
 use crate::signin::throttle::Source;
+use crate::store::Store;
 
 /// Security baseline §4.3: the login/consent interaction lives 15 minutes.
 pub const TTL: i64 = 15 * 60;
@@ -54,17 +58,29 @@ struct Inner<T> {
     by_source: HashMap<Source, (usize, usize)>,
 }
 
-/// Records under random ids that expire `ttl` seconds after they were made.
+/// Records under random ids that expire `ttl` seconds after they were made. On a store
+/// that several nodes share, the records live there (under `<kind>/<id>`), so the next
+/// request of a sign-in may reach any node; this node's map then only counts what its
+/// requests made, for the budgets.
 pub struct Expiring<T> {
     inner: Mutex<Inner<T>>,
     ttl: i64,
+    shared: Option<(Arc<dyn Store>, &'static str)>,
+}
+
+/// A record as a shared store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept<T> {
+    made: i64,
+    value: T,
 }
 
 /// Why a record was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-impl<T: Clone> Expiring<T> {
+impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
+    /// Records in this process's memory.
     pub fn new(ttl: i64) -> Self {
         Expiring {
             inner: Mutex::new(Inner {
@@ -73,6 +89,55 @@ impl<T: Clone> Expiring<T> {
                 by_source: HashMap::new(),
             }),
             ttl,
+            shared: None,
+        }
+    }
+
+    /// Records in `store` when other nodes share it ([`crate::store::Ephemera::shared`]),
+    /// in memory otherwise; `kind` names them there.
+    pub fn in_store(ttl: i64, store: &Arc<dyn Store>, kind: &'static str) -> Self {
+        Expiring {
+            shared: store.shared().then(|| (store.clone(), kind)),
+            ..Expiring::new(ttl)
+        }
+    }
+
+    /// Puts a new record into the shared store, if there is one. A store that cannot take
+    /// it leaves the record to this node (the sign-in then works while it stays here).
+    fn share(&self, id: &str, made: i64, value: &T) {
+        if let Some((store, kind)) = &self.shared {
+            let kept = serde_json::to_vec(&Kept { made, value });
+            let put = kept.map_err(|e| e.to_string()).and_then(|v| {
+                store
+                    .put_ephemeral(&format!("{kind}/{id}"), &v, made + self.ttl)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = put {
+                tracing::warn!(kind, error = %e, "could not share a sign-in record with the other nodes");
+            }
+        }
+    }
+
+    /// The shared record: `Some(None)` when the store has none, `None` without a shared
+    /// store or when it cannot answer (then this node's own copy counts).
+    fn shared_get(&self, id: &str, now: i64, take: bool) -> Option<Option<(i64, T)>> {
+        let (store, kind) = self.shared.as_ref()?;
+        let key = format!("{kind}/{id}");
+        let found = if take {
+            store.take_ephemeral(&key, now)
+        } else {
+            store.ephemeral(&key, now)
+        };
+        match found {
+            Ok(v) => Some(
+                v.and_then(|b| serde_json::from_slice::<Kept<T>>(&b).ok())
+                    .filter(|k| now - k.made < self.ttl)
+                    .map(|k| (k.made, k.value)),
+            ),
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "the shared store did not answer; using this node's sign-in records");
+                None
+            }
         }
     }
 
@@ -98,6 +163,7 @@ impl<T: Clone> Expiring<T> {
         {
             let _ = m.remove(&oldest);
         }
+        self.share(&id, now, &value);
         m.insert(id.clone(), now, value, None, 0);
         id
     }
@@ -133,11 +199,15 @@ impl<T: Clone> Expiring<T> {
         }
         // Reserved records do not use up their address's share.
         let id = crate::clock::random_token();
+        self.share(&id, now, &value);
         m.insert(id.clone(), now, value, (!reserved).then_some(source), bytes);
         Ok(id)
     }
 
     pub fn get(&self, id: &str, now: i64) -> Option<T> {
+        if let Some(found) = self.shared_get(id, now, false) {
+            return found.map(|(_, v)| v);
+        }
         let m = self.lock();
         m.map
             .get(id)
@@ -146,22 +216,45 @@ impl<T: Clone> Expiring<T> {
     }
 
     /// When the record was made.
-    pub fn started(&self, id: &str) -> Option<i64> {
+    pub fn started(&self, id: &str, now: i64) -> Option<i64> {
+        if let Some(found) = self.shared_get(id, now, false) {
+            return found.map(|(made, _)| made);
+        }
         self.lock().map.get(id).map(|r| r.made)
     }
 
-    pub fn update(&self, id: &str, edit: impl FnOnce(&mut T)) {
+    pub fn update(&self, id: &str, edit: impl Fn(&mut T)) {
+        if let Some((store, kind)) = &self.shared {
+            let rewrite = |b: &[u8]| {
+                let mut k: Kept<T> = serde_json::from_slice(b).ok()?;
+                edit(&mut k.value);
+                serde_json::to_vec(&k).ok()
+            };
+            if let Err(e) = store.update_ephemeral(&format!("{kind}/{id}"), i64::MIN, &rewrite) {
+                tracing::warn!(kind, error = %e, "could not update a shared sign-in record");
+            }
+        }
         if let Some(r) = self.lock().map.get_mut(id) {
             edit(&mut r.value);
         }
     }
 
     pub fn finish(&self, id: &str) {
+        if let Some((store, kind)) = &self.shared
+            && let Err(e) = store.delete_ephemeral(&format!("{kind}/{id}"))
+        {
+            tracing::warn!(kind, error = %e, "could not end a shared sign-in record");
+        }
         let _ = self.lock().remove(id);
     }
 
-    /// Takes the record out: a second take of the same id finds nothing (single use).
+    /// Takes the record out: a second take of the same id finds nothing (single use),
+    /// on any node.
     pub fn take(&self, id: &str, now: i64) -> Option<T> {
+        if let Some(found) = self.shared_get(id, now, true) {
+            let _ = self.lock().remove(id);
+            return found.map(|(_, v)| v);
+        }
         self.lock()
             .remove(id)
             .filter(|r| now - r.made < self.ttl)
@@ -242,7 +335,7 @@ fn request_bytes(r: &AuthRequest) -> usize {
         + claims
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Interaction {
     pub request: AuthRequest,
     /// When the interaction began; a sign-in at or after it counts as fresh.
@@ -262,6 +355,11 @@ impl Default for Interactions {
 }
 
 impl Interactions {
+    /// Pending requests in `store` when other nodes share it, in memory otherwise.
+    pub fn in_store(store: &Arc<dyn Store>) -> Interactions {
+        Interactions(Expiring::in_store(TTL, store, "interaction"))
+    }
+
     /// Stores an interaction under a new random id, within [`INTERACTIONS`]; `reserved`
     /// for browsers that signed in here before.
     pub fn start(

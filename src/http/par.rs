@@ -1,6 +1,7 @@
 //! Pushed authorization requests (RFC 9126): a client posts its authorization request,
 //! authenticated, and gets a short-lived, single-use `request_uri` to send the browser
-//! with instead. Pending requests live in memory, bounded in number and lifetime.
+//! with instead. Pending requests live in memory, bounded in number and lifetime; on a
+//! store several nodes share, in the store too, so the browser may reach any node.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,9 +41,26 @@ struct Entry {
 #[derive(Default)]
 pub struct Pushed {
     map: Mutex<HashMap<String, Entry>>,
+    shared: Option<Arc<dyn crate::store::Store>>,
+}
+
+/// A pushed request as a shared store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    owner: String,
+    params: Vec<(String, String)>,
+    expires: i64,
 }
 
 impl Pushed {
+    /// Pending requests shared through `store` when other nodes use it too.
+    pub fn in_store(store: &Arc<dyn crate::store::Store>) -> Pushed {
+        Pushed {
+            map: Mutex::default(),
+            shared: store.shared().then(|| store.clone()),
+        }
+    }
+
     /// Stores a request; `None` when the store, or this client's or this address's share
     /// of it, is full. Nothing is evicted for a new request.
     fn put(&self, client_id: &str, params: Params, source: Source, now: i64) -> Option<String> {
@@ -72,6 +90,24 @@ impl Pushed {
         {
             return None;
         }
+        if let Some(store) = &self.shared {
+            let kept = Kept {
+                owner: client_id.to_string(),
+                params: params.0.clone(),
+                expires: now + TTL,
+            };
+            let put = serde_json::to_vec(&kept)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    store
+                        .put_ephemeral(&format!("par/{uri}"), &v, now + TTL)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = put {
+                tracing::warn!(error = %e, "a pushed request could not be shared; refused");
+                return None;
+            }
+        }
         m.insert(
             uri.clone(),
             Entry {
@@ -87,6 +123,28 @@ impl Pushed {
 
     /// The pushed parameters, once, for the client that pushed them, before they expire.
     pub fn take(&self, uri: &str, client_id: &str, now: i64) -> Option<Params> {
+        if let Some(store) = &self.shared {
+            let key = format!("par/{uri}");
+            let decode = |b: Vec<u8>| serde_json::from_slice::<Kept>(&b).ok();
+            // Another client naming this request_uri does not consume it.
+            let found = store.ephemeral(&key, now).ok().flatten().and_then(decode)?;
+            if found.owner != client_id {
+                return None;
+            }
+            let taken = store
+                .take_ephemeral(&key, now)
+                .ok()
+                .flatten()
+                .and_then(decode)?;
+            if let Ok(mut m) = self.map.lock() {
+                m.remove(uri);
+            }
+            let mut params = Params::default();
+            for (k, v) in &taken.params {
+                params.push(k, v);
+            }
+            return (taken.expires > now).then_some(params);
+        }
         let mut m = self.map.lock().ok()?;
         // Another client naming this request_uri does not consume it.
         if m.get(uri).is_none_or(|e| e.owner != client_id) {

@@ -45,8 +45,10 @@ const CEREMONIES: Budget = Budget {
 /// Bytes one ceremony is counted as.
 const CEREMONY_BYTES: usize = 1_024;
 
-/// A ceremony under way.
-#[derive(Clone)]
+/// A ceremony under way. On a store several nodes share it is kept there (serialised:
+/// webauthn-rs's `danger-allow-state-serialisation`, safe here because the state never
+/// leaves the server), so a ceremony started on one node finishes on another.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum Ceremony {
     /// Adding a passkey or security key for the signed-in user in the session with this
     /// hash.
@@ -66,7 +68,7 @@ pub(super) enum Ceremony {
 }
 
 /// The state of a registration, by what is registered.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum Registration {
     Passkey(PasskeyRegistration),
     SecurityKey(SecurityKeyRegistration),
@@ -83,10 +85,14 @@ pub struct Passkeys {
 
 impl Passkeys {
     /// WebAuthn with the issuer's host as the RP ID and its origin as the only origin.
-    pub fn new(issuer: &str, instance_name: &str) -> Passkeys {
+    pub fn new(
+        issuer: &str,
+        instance_name: &str,
+        store: &Arc<dyn crate::store::Store>,
+    ) -> Passkeys {
         Passkeys {
             webauthn: relying_party(issuer, instance_name),
-            ceremonies: Arc::new(Expiring::new(CEREMONY_TTL)),
+            ceremonies: Arc::new(Expiring::in_store(CEREMONY_TTL, store, "passkey")),
         }
     }
 

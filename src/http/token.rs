@@ -396,7 +396,8 @@ async fn refresh(
     let plan = match grant::decide_refresh(&facts, &app.config.lifetimes, now) {
         Ok(p) => p,
         Err(Refusal::Replay(r)) => {
-            if let Some(answer) = again(app, req, client, &hash, stands(), now).await {
+            if let Some(answer) = again(app, req, client, request.token, &hash, stands(), now).await
+            {
                 return Ok(answer);
             }
             return Err(refused(app, req, Refusal::Replay(r), now));
@@ -418,7 +419,7 @@ async fn refresh(
         Consumed::Replayed(r) => {
             // Another request rotated it a moment ago (a client refreshing from two
             // processes): its answer, once kept.
-            if let Some(answer) = again(app, req, client, &hash, true, now).await {
+            if let Some(answer) = again(app, req, client, request.token, &hash, true, now).await {
                 return Ok(answer);
             }
             return Err(refused(
@@ -439,6 +440,7 @@ async fn refresh(
     let grant_id = successor.grant_id.clone();
     let response = signed.response();
     app.refresh_grace.keep(
+        request.token,
         &hash,
         &client.client_id,
         &grant_id,
@@ -457,6 +459,7 @@ async fn again(
     app: &App,
     req: &Req,
     client: &Client,
+    used: &str,
     hash: &str,
     stands: bool,
     now: i64,
@@ -465,7 +468,7 @@ async fn again(
         return None;
     }
     for i in 0..20 {
-        if let Some((_, answer)) = app.refresh_grace.again(hash, &client.client_id, now) {
+        if let Some((_, answer)) = app.refresh_grace.again(used, hash, &client.client_id, now) {
             app.audit(
                 "token.refresh_again",
                 None,

@@ -60,6 +60,55 @@ pub fn token_hash(token: &str) -> String {
     hex(&sha256(token.as_bytes()))
 }
 
+/// The AES-256-GCM key that [`seal_for_token`] derives from a random token (HKDF-SHA256):
+/// only someone who presents the token again can open what was sealed for it, and the
+/// store keeps only the token's hash.
+fn token_key(token: &str) -> Option<aws_lc_rs::aead::LessSafeKey> {
+    use aws_lc_rs::{aead, hkdf};
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey sealed for a token");
+    let prk = salt.extract(token.as_bytes());
+    let okm = prk.expand(&[b"aes-256-gcm"], &aead::AES_256_GCM).ok()?;
+    let mut key = [0u8; 32];
+    okm.fill(&mut key).ok()?;
+    let k = aead::UnboundKey::new(&aead::AES_256_GCM, &key).ok();
+    zeroize::Zeroize::zeroize(&mut key);
+    Some(aead::LessSafeKey::new(k?))
+}
+
+/// Encrypts `plain` under a key derived from `token` (a fresh random nonce first).
+pub fn seal_for_token(token: &str, plain: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::aead;
+    let key = token_key(token)?;
+    let nonce_bytes = crate::clock::random_bytes::<12>();
+    let mut out = plain.to_vec();
+    key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(nonce_bytes),
+        aead::Aad::empty(),
+        &mut out,
+    )
+    .ok()?;
+    let mut sealed = nonce_bytes.to_vec();
+    sealed.extend_from_slice(&out);
+    Some(sealed)
+}
+
+/// Decrypts what [`seal_for_token`] made for `token`; `None` for any other token or a
+/// changed byte.
+pub fn open_for_token(token: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::aead;
+    if sealed.len() < 12 {
+        return None;
+    }
+    let key = token_key(token)?;
+    let (nonce, body) = sealed.split_at(12);
+    let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut body = body.to_vec();
+    let plain = key
+        .open_in_place(nonce, aead::Aad::empty(), &mut body)
+        .ok()?;
+    Some(plain.to_vec())
+}
+
 /// A short, non-reversible tag of a secret for log lines (first 8 hex digits of SHA-256).
 pub fn log_tag(secret: &str) -> String {
     token_hash(secret)[..8].to_string()
@@ -162,6 +211,28 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_sealed_for_a_token_opens_only_with_it() {
+        let sealed = seal_for_token("token-a", b"the answer").unwrap();
+        assert_eq!(open_for_token("token-a", &sealed).unwrap(), b"the answer");
+        assert!(
+            open_for_token("token-b", &sealed).is_none(),
+            "another token"
+        );
+        let mut changed = sealed.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        assert!(
+            open_for_token("token-a", &changed).is_none(),
+            "a changed byte"
+        );
+        assert!(open_for_token("token-a", &sealed[..5]).is_none());
+        assert_ne!(
+            seal_for_token("token-a", b"the answer").unwrap(),
+            sealed,
+            "a fresh nonce each time"
+        );
+    }
 
     #[test]
     fn secret_debug_hides_the_value() {

@@ -18,7 +18,7 @@ pub const PENDING_TTL: i64 = 10 * 60;
 pub const MAX_CODE_ATTEMPTS: u32 = 5;
 
 /// Where a finished sign-in continues.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// A pending authorization request.
     pub interaction: Option<String>,
@@ -53,7 +53,7 @@ pub fn safe_next(next: &str) -> bool {
 }
 
 /// The step a pending sign-in waits at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Stage {
     NewPassword,
     SecondFactor,
@@ -70,7 +70,7 @@ impl Stage {
 }
 
 /// A sign-in between its steps.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
     pub user_id: String,
     pub stage: Stage,
@@ -84,7 +84,7 @@ pub struct Pending {
 }
 
 /// Which second factors a waiting sign-in takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Accepts {
     /// Whatever the user has: an authenticator app's code, a recovery code, a security key.
     #[default]

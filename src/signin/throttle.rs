@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::LoginLimits;
 
@@ -52,7 +52,7 @@ impl Schedule {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Entry {
     failures: u32,
     last: i64,
@@ -202,26 +202,39 @@ impl Refused {
     }
 }
 
-/// A refusal from `table` for `key` when it must still wait at `now`.
-fn refusal<K: Hash + Eq + Clone>(table: &Table<K>, key: &K, now: i64) -> Result<(), Refused> {
-    let wait = table.wait(key, now);
-    if wait == 0 {
-        return Ok(());
-    }
-    Err(Refused {
-        wait_secs: secs(wait),
-    })
-}
-
 struct Tables {
     keys: Table<String>,
     addrs: Table<Source>,
     known: Table<String>,
 }
 
-/// Failure counters for one kind of secret (passwords, second-factor codes, ...).
+/// Failure counters for one kind of secret (passwords, second-factor codes, ...). On a
+/// store several nodes share, the counters are kept there too (under
+/// `throttle/<kind>/...`), and a check takes the larger of this node's and the shared
+/// count: spreading guesses over nodes gains nothing.
 pub struct Throttle {
     state: Mutex<Tables>,
+    shared: Option<(Arc<dyn crate::store::Store>, &'static str)>,
+}
+
+/// How a table's key is named in the shared store.
+trait Shared {
+    fn shared_key(&self) -> String;
+}
+
+impl Shared for String {
+    fn shared_key(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Shared for Source {
+    fn shared_key(&self) -> String {
+        match self {
+            Source::V4(a) => format!("v4:{a}"),
+            Source::V6Net(n) => format!("v6:{n}"),
+        }
+    }
 }
 
 fn secs(ms: i64) -> i64 {
@@ -272,7 +285,92 @@ impl Throttle {
                 addrs: Table::new(addr, max),
                 known: Table::new(known, max),
             }),
+            shared: None,
         }
+    }
+
+    /// Keeps the counters in `store` too when other nodes share it; `kind` names them.
+    pub fn shared_through(
+        mut self,
+        store: &Arc<dyn crate::store::Store>,
+        kind: &'static str,
+    ) -> Throttle {
+        self.shared = store.shared().then(|| (store.clone(), kind));
+        self
+    }
+
+    /// The shared count's wait for `key` of `table` (ms); 0 without a shared store or when
+    /// it cannot answer (this node's own count still holds).
+    fn shared_wait(&self, table: &str, key: &impl Shared, s: &Schedule, now: i64) -> i64 {
+        let Some((store, kind)) = &self.shared else {
+            return 0;
+        };
+        let found = store.ephemeral(
+            &format!("throttle/{kind}/{table}/{}", key.shared_key()),
+            now / SECOND,
+        );
+        match found {
+            Ok(Some(b)) => {
+                serde_json::from_slice::<Entry>(&b).map_or(0, |e| (e.until(s) - now).max(0))
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared throttle did not answer; this node's counts hold");
+                0
+            }
+        }
+    }
+
+    fn shared_failure(&self, table: &str, key: &impl Shared, s: &Schedule, now: i64) {
+        let Some((store, kind)) = &self.shared else {
+            return;
+        };
+        let make = |old: Option<&[u8]>| {
+            let mut e = old
+                .and_then(|b| serde_json::from_slice::<Entry>(b).ok())
+                .unwrap_or(Entry {
+                    failures: 0,
+                    last: now,
+                });
+            if now - e.until(s) > s.forget {
+                e.failures = 0;
+            }
+            e.failures = e.failures.saturating_add(1);
+            e.last = now;
+            serde_json::to_vec(&e).unwrap_or_default()
+        };
+        // Kept as long as the local entry would be: until its delay ends and is forgotten.
+        let until = now.saturating_add(s.cap).saturating_add(s.forget) / SECOND + 1;
+        let key = format!("throttle/{kind}/{table}/{}", key.shared_key());
+        if let Err(e) = store.merge_ephemeral(&key, now / SECOND, until, &make) {
+            tracing::warn!(error = %e, "could not count a failure in the shared throttle");
+        }
+    }
+
+    fn shared_clear(&self, table: &str, key: &impl Shared) {
+        if let Some((store, kind)) = &self.shared {
+            let _ =
+                store.delete_ephemeral(&format!("throttle/{kind}/{table}/{}", key.shared_key()));
+        }
+    }
+
+    /// `refusal` with the shared count taken into account.
+    fn refused<K: Hash + Eq + Clone + Shared>(
+        &self,
+        table: &Table<K>,
+        name: &str,
+        key: &K,
+        now: i64,
+    ) -> Result<(), Refused> {
+        let wait = table
+            .wait(key, now)
+            .max(self.shared_wait(name, key, &table.schedule, now));
+        if wait == 0 {
+            return Ok(());
+        }
+        Err(Refused {
+            wait_secs: secs(wait),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -285,16 +383,23 @@ impl Throttle {
     pub fn check(&self, who: Who<'_>, now: i64) -> Result<(), Refused> {
         let t = self.lock();
         match who {
-            Who::Known(id) => refusal(&t.known, &id.to_string(), now),
-            Who::Address(addr) => refusal(&t.addrs, &Source::from(addr), now),
-            Who::Account(key) => refusal(&t.keys, &key.to_lowercase(), now),
+            Who::Known(id) => self.refused(&t.known, "known", &id.to_string(), now),
+            Who::Address(addr) => self.refused(&t.addrs, "addr", &Source::from(addr), now),
+            Who::Account(key) => self.refused(&t.keys, "key", &key.to_lowercase(), now),
             Who::Anonymous { key, addr } => {
                 let (key, src) = (key.to_lowercase(), Source::from(addr));
-                let addr_wait = secs(t.addrs.wait(&src, now));
-                refusal(&t.keys, &key, now).map_err(|r| Refused {
-                    wait_secs: r.wait_secs.max(addr_wait),
-                })?;
-                refusal(&t.addrs, &src, now)
+                let addr_wait = match self.refused(&t.addrs, "addr", &src, now) {
+                    Ok(()) => 0,
+                    Err(r) => r.wait_secs,
+                };
+                self.refused(&t.keys, "key", &key, now)
+                    .map_err(|r| Refused {
+                        wait_secs: r.wait_secs.max(addr_wait),
+                    })?;
+                match addr_wait {
+                    0 => Ok(()),
+                    w => Err(Refused { wait_secs: w }),
+                }
             }
         }
     }
@@ -302,13 +407,25 @@ impl Throttle {
     /// Records a failed attempt at `now` (ms).
     pub fn failure(&self, who: Who<'_>, now: i64) {
         let mut t = self.lock();
+        let (keys, addrs, known) = (t.keys.schedule, t.addrs.schedule, t.known.schedule);
         match who {
-            Who::Known(id) => t.known.failure(&id.to_string(), now),
-            Who::Address(addr) => t.addrs.failure(&Source::from(addr), now),
-            Who::Account(key) => t.keys.failure(&key.to_lowercase(), now),
+            Who::Known(id) => {
+                t.known.failure(&id.to_string(), now);
+                self.shared_failure("known", &id.to_string(), &known, now);
+            }
+            Who::Address(addr) => {
+                t.addrs.failure(&Source::from(addr), now);
+                self.shared_failure("addr", &Source::from(addr), &addrs, now);
+            }
+            Who::Account(key) => {
+                t.keys.failure(&key.to_lowercase(), now);
+                self.shared_failure("key", &key.to_lowercase(), &keys, now);
+            }
             Who::Anonymous { key, addr } => {
                 t.keys.failure(&key.to_lowercase(), now);
                 t.addrs.failure(&Source::from(addr), now);
+                self.shared_failure("key", &key.to_lowercase(), &keys, now);
+                self.shared_failure("addr", &Source::from(addr), &addrs, now);
             }
         }
     }
@@ -318,9 +435,15 @@ impl Throttle {
     pub fn success(&self, who: Who<'_>) {
         let mut t = self.lock();
         match who {
-            Who::Known(id) => t.known.clear(&id.to_string()),
+            Who::Known(id) => {
+                t.known.clear(&id.to_string());
+                self.shared_clear("known", &id.to_string());
+            }
             Who::Address(_) => {}
-            Who::Anonymous { key, .. } | Who::Account(key) => t.keys.clear(&key.to_lowercase()),
+            Who::Anonymous { key, .. } | Who::Account(key) => {
+                t.keys.clear(&key.to_lowercase());
+                self.shared_clear("key", &key.to_lowercase());
+            }
         }
     }
 
@@ -545,6 +668,41 @@ impl ClientThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two nodes on one PostgreSQL database: guesses spread over both count as one run.
+    #[test]
+    fn spreading_guesses_over_nodes_gains_nothing() {
+        let url = crate::testutil::postgres::server().database();
+        let node = || -> Arc<dyn crate::store::Store> {
+            let settings = crate::store::postgres::PgSettings {
+                config: url.parse().unwrap(),
+                tls: None,
+                pool_size: 2,
+            };
+            Arc::new(crate::store::postgres::PgStore::open(&settings).unwrap())
+        };
+        let limits = crate::config::LoginLimits {
+            ip_max_failures: 1000,
+            ip_window: 3600,
+            ip_block: 900,
+        };
+        let a = Throttle::new(&limits).shared_through(&node(), "password");
+        let b = Throttle::new(&limits).shared_through(&node(), "password");
+        let who = Who::Account("alice");
+        let now = 1_000_000_000;
+        for i in 0..4 {
+            let t = if i % 2 == 0 { &a } else { &b };
+            assert!(t.check(who, now).is_ok(), "guess {i}");
+            t.failure(who, now);
+        }
+        assert!(a.check(who, now).is_err(), "four failures over two nodes");
+        assert!(b.check(who, now).is_err());
+        b.success(who);
+        assert!(
+            a.check(who, now).is_ok(),
+            "a success on one node clears both"
+        );
+    }
 
     const S: i64 = SECOND;
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));

@@ -346,6 +346,16 @@ pub trait Upkeep: Send + Sync {
 
     fn delete_meta(&self, key: &str) -> Result<bool>;
 
+    /// Stores `value` under `key` unless a value is there already; returns the value the
+    /// store holds afterwards (so nodes starting together agree on one).
+    fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + secs`: `true` when this
+    /// holder has it, `false` while another holder's lease runs. Periodic work that must
+    /// run on one node at a time (purges, key rotation, mail, directory sync) runs only
+    /// under its lease; a node that dies loses its leases when they run out.
+    fn lease(&self, name: &str, holder: &str, now: i64, secs: i64) -> Result<bool>;
+
     /// Removes expired codes, sessions and tokens, and grants no code or token refers to
     /// any more; persists pending non-durable commits.
     fn purge_expired(&self, now: i64) -> Result<usize>;
@@ -370,6 +380,39 @@ pub trait Outbox: Send + Sync {
     fn outbox(&self) -> Result<Vec<OutboxMail>>;
 }
 
+/// Short-lived records of work in progress (a sign-in between its pages, a pushed
+/// authorization request, a passkey ceremony), kept in the store only when other nodes
+/// share it ([`Ephemera::shared`]); on one node they stay in memory. Each expires by
+/// itself; none is durable (a crash costs a user one more sign-in at worst).
+pub trait Ephemera: Send + Sync {
+    /// Whether other processes see this store (PostgreSQL), so what one node keeps in
+    /// memory must live here instead.
+    fn shared(&self) -> bool;
+    fn put_ephemeral(&self, key: &str, value: &[u8], expires_at: i64) -> Result<()>;
+    /// The record, unless it expired by `now`.
+    fn ephemeral(&self, key: &str, now: i64) -> Result<Option<Vec<u8>>>;
+    /// Takes the record out: whichever node takes it first gets it, the others nothing.
+    fn take_ephemeral(&self, key: &str, now: i64) -> Result<Option<Vec<u8>>>;
+    /// Rewrites the record with what `edit` makes of it; `false` when there is none.
+    fn update_ephemeral(
+        &self,
+        key: &str,
+        now: i64,
+        edit: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<bool>;
+    fn delete_ephemeral(&self, key: &str) -> Result<bool>;
+    /// Writes what `make` makes of the record (`None` when there is none, or it expired),
+    /// to expire at `expires_at`; returns what was written. One transaction: concurrent
+    /// merges on several nodes all count.
+    fn merge_ephemeral(
+        &self,
+        key: &str,
+        now: i64,
+        expires_at: i64,
+        make: &dyn Fn(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<Vec<u8>>;
+}
+
 /// The whole store, as the server uses it: every role. A backend implements the roles;
 /// this trait follows.
 pub trait Store:
@@ -383,6 +426,7 @@ pub trait Store:
     + AuditLog
     + Outbox
     + Upkeep
+    + Ephemera
 {
 }
 
@@ -397,14 +441,15 @@ impl<T> Store for T where
         + AuditLog
         + Outbox
         + Upkeep
+        + Ephemera
 {
 }
 
 /// Every role trait, for code that calls store methods on a concrete backend.
 pub mod prelude {
     pub use super::{
-        AuditLog, Codes, Consents, Directory, Outbox, Registry, Sessions, SigningKeys, Store,
-        Tokens, Upkeep,
+        AuditLog, Codes, Consents, Directory, Ephemera, Outbox, Registry, Sessions, SigningKeys,
+        Store, Tokens, Upkeep,
     };
 }
 

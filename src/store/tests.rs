@@ -735,6 +735,69 @@ fn purge_works_through_more_than_one_batch<S: Store + Engine>(s: &S) {
     );
 }
 
+fn short_lived_records_expire_and_are_taken_once<S: Store + Engine>(s: &S) {
+    s.put_ephemeral("k/1", b"one", 100).unwrap();
+    assert_eq!(
+        s.ephemeral("k/1", 99).unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(s.ephemeral("k/1", 100).unwrap(), None, "expired");
+    assert!(
+        s.update_ephemeral("k/1", 50, &|v| Some([v, b"+"].concat()))
+            .unwrap()
+    );
+    assert_eq!(
+        s.ephemeral("k/1", 50).unwrap().as_deref(),
+        Some(&b"one+"[..])
+    );
+    assert_eq!(
+        s.take_ephemeral("k/1", 50).unwrap().as_deref(),
+        Some(&b"one+"[..])
+    );
+    assert_eq!(s.take_ephemeral("k/1", 50).unwrap(), None, "single use");
+    assert!(!s.update_ephemeral("k/1", 50, &|_| Some(vec![])).unwrap());
+    let count = |old: Option<&[u8]>| vec![old.map_or(0, |b| b[0]) + 1];
+    for _ in 0..3 {
+        s.merge_ephemeral("k/n", 10, 100, &count).unwrap();
+    }
+    assert_eq!(s.ephemeral("k/n", 10).unwrap(), Some(vec![3]));
+    assert_eq!(
+        s.merge_ephemeral("k/n", 200, 300, &count).unwrap(),
+        vec![1],
+        "an expired record starts again"
+    );
+    s.put_ephemeral("k/old", b"x", 10).unwrap();
+    s.purge_expired(500).unwrap();
+    assert!(s.take_ephemeral("k/old", 0).unwrap().is_none(), "purged");
+    assert!(!s.delete_ephemeral("k/n").unwrap(), "purged too");
+    s.put_ephemeral("k/m", b"y", 10_000).unwrap();
+    assert!(s.delete_ephemeral("k/m").unwrap());
+    assert!(s.ephemeral("k/m", 0).unwrap().is_none());
+}
+
+fn a_lease_has_one_holder_until_it_runs_out<S: Store + Engine>(s: &S) {
+    assert_eq!(s.put_meta_if_absent("secret", "first").unwrap(), "first");
+    assert_eq!(s.put_meta_if_absent("secret", "second").unwrap(), "first");
+    assert!(s.lease("work", "a", 100, 60).unwrap());
+    if !Engine::shared(s) {
+        assert!(
+            s.lease("work", "b", 130, 60).unwrap(),
+            "nobody else opens a redb file: this process holds every lease"
+        );
+        return;
+    }
+    assert!(!s.lease("work", "b", 130, 60).unwrap(), "a holds it");
+    assert!(s.lease("work", "a", 150, 60).unwrap(), "renewed");
+    assert!(!s.lease("work", "b", 200, 60).unwrap());
+    assert!(s.lease("work", "b", 211, 60).unwrap(), "ran out");
+    assert!(
+        s.lease("other", "a", 211, 60).unwrap(),
+        "leases are separate"
+    );
+    assert_eq!(s.put_meta_if_absent("secret", "first").unwrap(), "first");
+    assert_eq!(s.put_meta_if_absent("secret", "second").unwrap(), "first");
+}
+
 /// Runs each test above on a fresh redb file and on a fresh PostgreSQL database: one
 /// behaviour, two backends.
 macro_rules! on_both_backends {
@@ -776,6 +839,8 @@ on_both_backends! {
             an_access_tokens_context_is_read_together,
             revocation_list_entries_and_grants_live_as_long_as_their_tokens,
             purge_works_through_more_than_one_batch,
+    short_lived_records_expire_and_are_taken_once,
+    a_lease_has_one_holder_until_it_runs_out,
 }
 
 /// A store on a new database of the test process's PostgreSQL server.

@@ -170,3 +170,197 @@ async fn migrate_to_postgres_and_back_keeps_everything() {
         "the rotation made on PostgreSQL came back too"
     );
 }
+
+/// The jar of `from` becomes the jar of `to`: one browser whose requests reach another
+/// node.
+fn hop(from: &Browser, to: &mut Browser) {
+    to.cookies = from.cookies.clone();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_whose_every_request_reaches_the_other_node() {
+    let url = postgres::server().database();
+    let a = Server::new(&on(&url)).start().await;
+    let b = Server::new(&on(&url)).start().await;
+    a.add_user("dana", &[]);
+    let (client_id, secret) = a.add_client(&[]);
+    let auth = basic(&client_id, &secret);
+    let (mut on_a, mut on_b) = (a.browser(), b.browser());
+    let (verifier, challenge) = pkce();
+
+    // /authorize on A, the sign-in page on B, the password posted to A.
+    let start = on_a
+        .get(&authorize_url(
+            &client_id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    let login = start.location();
+    assert!(login.starts_with("/login"), "{login}");
+    hop(&on_a, &mut on_b);
+    let page = on_b.get(&login).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Test App"),
+        "B knows the request A started"
+    );
+    let csrf = page.input("csrf").unwrap();
+    let interaction = page.input("interaction").unwrap();
+    hop(&on_b, &mut on_a);
+    let mut resp = on_a
+        .post_form(
+            "/login",
+            &[
+                ("username", "dana"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+                ("interaction", &interaction),
+            ],
+        )
+        .await;
+    // Every later step on the other node than the one before.
+    let mut on_b_next = true;
+    let callback = loop {
+        assert!(
+            matches!(resp.status, 302 | 303),
+            "{}: {}",
+            resp.status,
+            resp.body
+        );
+        let loc = resp.location();
+        if loc.starts_with(CALLBACK) {
+            break loc;
+        }
+        let (from, to) = if on_b_next {
+            (&on_a, &mut on_b)
+        } else {
+            (&on_b, &mut on_a)
+        };
+        hop(from, to);
+        on_b_next = !on_b_next;
+        resp = if loc.starts_with("/consent") {
+            // The consent page on one node, the answer on the other.
+            let page = to.get(&loc).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            let csrf = page.input("csrf").unwrap();
+            let interaction = page.input("interaction").unwrap();
+            let (back, other) = if on_b_next {
+                (&mut on_b, &on_a)
+            } else {
+                (&mut on_a, &on_b)
+            };
+            hop(other, back);
+            back.post_form(
+                "/consent",
+                &[
+                    ("csrf", &csrf),
+                    ("interaction", &interaction),
+                    ("decision", "allow"),
+                ],
+            )
+            .await
+        } else {
+            to.get(&loc).await
+        };
+    };
+    let tokens = on_b.redeem(&callback, Some(&verifier), &auth).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_pushed_to_one_node_is_used_at_the_other_once() {
+    let url = postgres::server().database();
+    let a = Server::new(&on(&url)).start().await;
+    let b = Server::new(&on(&url)).start().await;
+    let (client_id, secret) = a.add_client(&[]);
+    let auth = basic(&client_id, &secret);
+    let mut on_a = a.browser();
+    let pushed = on_a
+        .post_form_with(
+            "/api/v1/oauth/par",
+            &[
+                ("response_type", "code"),
+                ("client_id", &client_id),
+                ("redirect_uri", CALLBACK),
+                ("scope", "openid"),
+                ("state", "s1"),
+            ],
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let uri = pushed.json()["request_uri"].as_str().unwrap().to_string();
+    let mut on_b = b.browser();
+    let use_it = format!(
+        "/api/v1/oauth/authorize?client_id={client_id}&request_uri={}",
+        enc(&uri)
+    );
+    let first = on_b.get(&use_it).await;
+    assert!(matches!(first.status, 302 | 303), "{}", first.body);
+    assert!(
+        first.location().starts_with("/login"),
+        "{}",
+        first.location()
+    );
+    let again = on_a.get(&use_it).await;
+    assert!(
+        !matches!(again.status, 302 | 303),
+        "single use across nodes"
+    );
+    assert!(
+        again.body.contains("expired or was already used"),
+        "{}",
+        again.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_on_one_node_is_published_and_used_by_the_other() {
+    let url = postgres::server().database();
+    let a = Server::new(&on(&url)).start().await;
+    let b = Server::new(&on(&url)).start().await;
+    let out = a.cli(&["keys", "rotate", "--alg", "RS256", "--json"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let kid = out.json()["rotated"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut on_b = b.browser();
+    let mut seen = false;
+    for _ in 0..40 {
+        let jwks = on_b.get("/api/v1/oauth/discovery/keys").await.json();
+        if jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid.as_str())
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(seen, "B publishes the key A made");
+    // And signs with it.
+    b.add_user("erin", &[]);
+    let (client_id, secret) = b.add_client(&[]);
+    let tokens = on_b
+        .sign_in_for_tokens(&client_id, &basic(&client_id, &secret), "erin")
+        .await
+        .json();
+    let header = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    use base64::Engine as _;
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], kid.as_str());
+}

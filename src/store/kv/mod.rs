@@ -9,6 +9,7 @@
 mod codes;
 mod consents;
 mod directory;
+mod ephemera;
 mod keys;
 mod outbox;
 mod registry;
@@ -51,9 +52,12 @@ pub const USER_CODES: Table = "user_codes";
 pub const ASSERTIONS: Table = "assertion_jtis";
 /// Mail waiting to be sent, one per user and kind.
 pub const OUTBOX: Table = "outbox";
+/// Short-lived records of work in progress ([`super::Ephemera`]): the expiry (8 bytes,
+/// big-endian seconds) followed by the record.
+pub const EPHEMERAL: Table = "ephemeral";
 
 /// Every keyed table (the audit log is the engine's own).
-pub const ALL: [Table; 16] = [
+pub const ALL: [Table; 17] = [
     USERS,
     USERNAMES,
     GROUPS,
@@ -70,6 +74,7 @@ pub const ALL: [Table; 16] = [
     USER_CODES,
     ASSERTIONS,
     OUTBOX,
+    EPHEMERAL,
 ];
 
 /// Used codes stay this long past expiry so a late replay is still recognised and
@@ -113,6 +118,11 @@ pub trait Engine: Send + Sync {
 
     /// Runs `f` on one consistent snapshot.
     fn read<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R>;
+
+    /// Whether other processes share this database (see [`super::Ephemera::shared`]).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Copies the database to `path` (see [`Upkeep::backup_to`]).
     fn backup(&self, path: &std::path::Path) -> Result<()>;
@@ -191,6 +201,23 @@ pub trait Engine: Send + Sync {
         }
     }
 
+    /// Like [`Engine::purge`], for records that are not JSON.
+    fn purge_raw(&self, t: Table, doomed: impl Fn(&[u8]) -> bool) -> Result<usize> {
+        self.write(false, |tx| {
+            let mut keys = Vec::new();
+            tx.scan(t, None, &mut |k, v| {
+                if doomed(v) {
+                    keys.push(k.to_string());
+                }
+                Ok(true)
+            })?;
+            for k in &keys {
+                tx.remove(t, k)?;
+            }
+            Ok(keys.len())
+        })
+    }
+
     /// Marks every live grant matching `pick` revoked, in one durable transaction.
     fn revoke_grants_where(&self, pick: impl Fn(&Grant) -> bool) -> Result<usize> {
         self.write(true, |tx| tx_revoke_grants_where(tx, &pick))
@@ -212,6 +239,40 @@ impl<E: Engine> Upkeep for E {
 
     fn delete_meta(&self, key: &str) -> Result<bool> {
         self.remove(META, key, true)
+    }
+
+    fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String> {
+        self.write(true, |tx| match tx.get(META, key)? {
+            Some(v) => Ok(String::from_utf8_lossy(&v).into_owned()),
+            None => {
+                tx.put(META, key, value.as_bytes())?;
+                Ok(value.to_string())
+            }
+        })
+    }
+
+    fn lease(&self, name: &str, holder: &str, now: i64, secs: i64) -> Result<bool> {
+        // A store nobody else opens (redb locks its file): this process holds every lease.
+        if !Engine::shared(self) {
+            return Ok(true);
+        }
+        let key = format!("lease:{name}");
+        self.write(true, |tx| {
+            let current = tx
+                .get(META, &key)?
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
+            let held_by_other = current
+                .as_deref()
+                .and_then(|c| c.split_once(' '))
+                .is_some_and(|(until, who)| {
+                    who != holder && until.parse::<i64>().is_ok_and(|u| u > now)
+                });
+            if held_by_other {
+                return Ok(false);
+            }
+            tx.put(META, &key, format!("{} {holder}", now + secs).as_bytes())?;
+            Ok(true)
+        })
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {
@@ -243,6 +304,7 @@ impl<E: Engine> Upkeep for E {
         // and `tokens_until`, which every write that adds such a reference raises. So the
         // purge decides from the grant alone, a batch at a time.
         n += self.purge(GRANTS, |g: &Grant| g.keep_until.max(g.tokens_until) < now)?;
+        n += self.purge_raw(EPHEMERAL, |v| ephemeral_expiry(v) < now)?;
         // One durable commit persists the batches and every earlier non-durable commit.
         self.write(true, |_| Ok(()))?;
         Ok(n)
@@ -352,6 +414,13 @@ pub fn refresh_end(rt: &RefreshToken) -> i64 {
 /// How long `g` must be kept once something new that lasts until `until` refers to it.
 pub fn kept_until(g: &Grant, until: i64) -> i64 {
     g.keep_until.max(g.tokens_until).max(until)
+}
+
+/// When an [`EPHEMERAL`] record expires.
+pub fn ephemeral_expiry(v: &[u8]) -> i64 {
+    v.get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(i64::MIN, i64::from_be_bytes)
 }
 
 pub fn consent_key(user_id: &str, client_id: &str) -> String {

@@ -84,7 +84,18 @@ impl PgStore {
                         retry: false,
                     });
                 }
-                Some(_) => {}
+                Some(_) => {
+                    // Tables added since (without a layout change: older builds ignore
+                    // them).
+                    let mut ddl = String::new();
+                    for t in ALL {
+                        ddl.push_str(&format!(
+                            "CREATE TABLE IF NOT EXISTS \"{t}\" \
+                             (key BYTEA PRIMARY KEY, value BYTEA NOT NULL);"
+                        ));
+                    }
+                    c.batch(&ddl)?;
+                }
                 None => {
                     let mut ddl = String::new();
                     for t in ALL {
@@ -326,6 +337,10 @@ impl Engine for PgStore {
             })
         })?;
         found.map(|v| decode(&v)).transpose()
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn backup(&self, _path: &std::path::Path) -> Result<()> {
