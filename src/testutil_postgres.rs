@@ -18,6 +18,7 @@ pub struct Server {
     /// Runs commands as the server's owner (`runuser -u postgres --` as root).
     as_owner: Vec<String>,
     bin: PathBuf,
+    durable: bool,
 }
 
 /// The newest installed server's binaries, e.g. `/usr/lib/postgresql/15/bin`.
@@ -87,6 +88,7 @@ impl Server {
             dir: dir.clone(),
             as_owner,
             bin,
+            durable,
         };
         let data = dir.join("data");
         let out = server
@@ -109,8 +111,79 @@ impl Server {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        server.run_server(&data, durable);
+        server.run_server(&data);
         server
+    }
+
+    /// The server's command-line settings.
+    fn options(&self) -> String {
+        format!(
+            "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync={fsync}",
+            port = self.port,
+            dir = self.dir.display(),
+            fsync = if self.durable { "on" } else { "off" },
+        )
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let data = self.dir.join("data");
+        let out = self
+            .owner_cmd("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(args)
+            .output()
+            .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast shutdown: connections are cut).
+    pub fn stop(&self) {
+        self.ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn start_again(&self) {
+        let log = self.dir.join("log").display().to_string();
+        let options = self.options();
+        self.ctl(&["-l", &log, "-w", "-o", &options, "start"]);
+    }
+
+    /// Serves TLS with this certificate chain and key (PEM) from now on; plain
+    /// connections stay allowed.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let cert = self.dir.join("server.crt");
+        let key = self.dir.join("server.key");
+        std::fs::write(&cert, cert_pem).expect("server.crt");
+        std::fs::write(&key, key_pem).expect("server.key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        if !self.as_owner.is_empty() {
+            for f in [&cert, &key] {
+                let ok = Command::new("chown")
+                    .args(["postgres:postgres", &f.display().to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "chown {}", f.display());
+            }
+        }
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+        );
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+        );
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
     }
 
     fn owner_cmd(&self, program: &str) -> Command {
@@ -127,22 +200,20 @@ impl Server {
 
     /// Starts the server under a watchdog shell that stops it (fast shutdown) and removes
     /// the directory once this process has exited.
-    fn run_server(&self, data: &Path, durable: bool) {
+    fn run_server(&self, data: &Path) {
         let log = self.dir.join("log");
         let ctl = self.bin.join("pg_ctl").display().to_string();
         let owner = self.as_owner.join(" ");
         let script = format!(
-            "{owner} {ctl} -D {data} -l {log} -w -o \"-p {port} -k {dir} -c listen_addresses=127.0.0.1 \
-             -c max_connections=200 -c fsync={fsync}\" start >/dev/null || exit 1; \
+            "{owner} {ctl} -D {data} -l {log} -w -o \"{options}\" start >/dev/null || exit 1; \
              ( while kill -0 {me} 2>/dev/null; do sleep 1; done; \
                {owner} {ctl} -D {data} -m fast stop >/dev/null 2>&1; rm -rf {dir} ) \
                </dev/null >/dev/null 2>&1 &",
             data = data.display(),
             log = log.display(),
-            port = self.port,
             dir = self.dir.display(),
             me = std::process::id(),
-            fsync = if durable { "on" } else { "off" },
+            options = self.options(),
         );
         let ok = Command::new("sh")
             .arg("-c")
@@ -201,6 +272,12 @@ impl Server {
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(Server::start)
+}
+
+/// A server of the caller's own, which it may stop, start and reconfigure; stopped when
+/// this process exits.
+pub fn private() -> Server {
+    Server::start()
 }
 
 /// A server with fsync on, started on first use (for measurements).

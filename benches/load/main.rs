@@ -420,7 +420,10 @@ fn backends(
     let url = db.database();
     let mut on_pg = Server::new(
         "postgres",
-        &format!("{BASE_CONFIG}[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        &format!(
+            "{BASE_CONFIG}{}[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n",
+            seed::declared_client_config()
+        ),
     );
     {
         let settings = latchkey::store::postgres::PgSettings {

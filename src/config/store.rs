@@ -261,4 +261,53 @@ mod tests {
             Backend::Redb => panic!(),
         }
     }
+
+    /// `sslmode=verify-full` with `ca_file` against a real PostgreSQL serving TLS with a
+    /// certificate from a test CA: accepted; the same server under another CA: refused,
+    /// and nothing falls back to plain text.
+    #[test]
+    fn verify_full_with_a_ca_file_against_a_real_server() {
+        let db = crate::testutil::postgres::private();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        db.enable_tls(&leaf.pem(), &leaf_key.serialize_pem());
+        let dir = crate::testutil::TempDir::new("pg-ca");
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.pem()).unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let bad = dir.path().join("other.pem");
+        std::fs::write(&bad, other_params.self_signed(&other_key).unwrap().pem()).unwrap();
+        let url = db.database().replace("127.0.0.1", "localhost") + "?sslmode=verify-full";
+        let open = |ca: &std::path::Path| {
+            let backend = settings(RawStore {
+                backend: Some("postgres".into()),
+                url: Some(url.clone()),
+                ca_file: Some(ca.to_path_buf()),
+                pool_size: Some(1),
+                ..RawStore::default()
+            })
+            .unwrap();
+            let Backend::Postgres { settings, .. } = backend else {
+                panic!("not postgres")
+            };
+            assert!(settings.tls.is_some());
+            crate::store::postgres::PgStore::open(&settings)
+        };
+        let store = open(&good).expect("TLS with the right CA");
+        assert_eq!(store.count("users").unwrap(), 0);
+        let refused = open(&bad).err().expect("another CA is refused");
+        assert!(
+            matches!(refused, crate::store::StoreError::Unavailable(ref m) if m.contains("certificate")),
+            "{refused}"
+        );
+    }
 }

@@ -34,10 +34,31 @@ pub(super) fn health(app: &App) -> Resp {
             }
             response::json(StatusCode::OK, &body)
         }
-        _ => response::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "unavailable", "store": "unreachable"}),
-        ),
+        other => {
+            // Why, in a word an operator can act on; the details (host names, paths) go
+            // to the log, not to whoever asks.
+            let reason = match &other {
+                Err(crate::store::StoreError::Unavailable(_)) => "the database does not answer",
+                Err(_) => "the database reports an error",
+                Ok(_) => "the database has no schema",
+            };
+            if let Err(e) = &other {
+                tracing::warn!(error = %e, "health check: the store is unavailable");
+            }
+            let backend = match app.config.store {
+                crate::config::store::Backend::Redb => "redb",
+                crate::config::store::Backend::Postgres { .. } => "postgres",
+            };
+            response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "unavailable",
+                    "store": "unreachable",
+                    "backend": backend,
+                    "reason": reason,
+                }),
+            )
+        }
     }
 }
 

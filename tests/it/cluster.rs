@@ -106,6 +106,11 @@ async fn a_node_whose_database_is_unreachable_answers_503_and_recovers() {
         discovery.status, 200,
         "what needs no database keeps answering"
     );
+    let health = b.get("/healthz").await;
+    assert_eq!(health.status, 503);
+    let health = health.json();
+    assert_eq!(health["backend"], "postgres");
+    assert_eq!(health["reason"], "the database does not answer", "{health}");
     postgres::server().psql(
         "postgres",
         &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
@@ -117,6 +122,7 @@ async fn a_node_whose_database_is_unreachable_answers_503_and_recovers() {
         "the node reconnected by itself: {}",
         again.body
     );
+    assert_eq!(b.get("/healthz").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,4 +369,121 @@ async fn a_key_rotated_on_one_node_is_published_and_used_by_the_other() {
     )
     .unwrap();
     assert_eq!(header["kid"], kid.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_stopped_and_started_again() {
+    let db = postgres::private();
+    let url = db.database();
+    let server = Server::new(&on(&url)).start().await;
+    server.add_user("fay", &[]);
+    let (client_id, secret) = server.add_client(&[]);
+    let auth = basic(&client_id, &secret);
+    let mut b = server.browser();
+    let tokens = b.sign_in_for_tokens(&client_id, &auth, "fay").await.json();
+    let rt = tokens["refresh_token"].as_str().unwrap().to_string();
+    db.stop();
+    let refused = b.refresh(&rt, &auth).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "temporarily_unavailable");
+    assert_eq!(b.get("/healthz").await.status, 503);
+    let jwks = b.get("/api/v1/oauth/discovery/keys").await;
+    assert_eq!(jwks.status, 200, "keys in memory are still published");
+    db.start_again();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let again = b.refresh(&rt, &auth).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(b.get("/healthz").await.status, 200);
+}
+
+/// Eight requests for one code, half to each node at once: one gets tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redemptions_and_refreshes_on_two_nodes_have_one_winner() {
+    let url = postgres::server().database();
+    let a = Server::new(&on(&url)).start().await;
+    let b = Server::new(&on(&url)).start().await;
+    a.add_user("gil", &[]);
+    let (client_id, secret) = a.add_client(&[]);
+    let auth = basic(&client_id, &secret);
+    let mut on_a = a.browser();
+    let (verifier, challenge) = pkce();
+    let start = on_a
+        .get(&authorize_url(
+            &client_id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    let callback = on_a.drive_to_callback(start, "gil").await;
+    let race = |requests: Vec<Browser>, form: Vec<(String, String)>| {
+        let auth = auth.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for mut browser in requests {
+                let form = form.clone();
+                let auth = auth.clone();
+                tasks.push(tokio::spawn(async move {
+                    let pairs: Vec<(&str, &str)> =
+                        form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    browser
+                        .post_form_with("/api/v1/oauth/token", &pairs, &[("authorization", &auth)])
+                        .await
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        }
+    };
+    let browsers = |n: usize| -> Vec<Browser> {
+        (0..n)
+            .map(|i| if i % 2 == 0 { a.browser() } else { b.browser() })
+            .collect()
+    };
+    let code = params_of(&callback)["code"].clone();
+    let answers = race(
+        browsers(8),
+        vec![
+            ("grant_type".into(), "authorization_code".into()),
+            ("code".into(), code),
+            ("redirect_uri".into(), CALLBACK.into()),
+            ("code_verifier".into(), verifier.clone()),
+        ],
+    )
+    .await;
+    let won: Vec<_> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    // The replays revoked what the winner got (RFC 6749 §4.1.2): a new sign-in for the
+    // refresh race.
+    let again = on_a
+        .get(&authorize_url(
+            &client_id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    let callback = on_a.drive_to_callback(again, "gil").await;
+    let tokens = on_a.redeem(&callback, Some(&verifier), &auth).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let rt = tokens.json()["refresh_token"].as_str().unwrap().to_string();
+    let answers = race(
+        browsers(8),
+        vec![
+            ("grant_type".into(), "refresh_token".into()),
+            ("refresh_token".into(), rt),
+        ],
+    )
+    .await;
+    let won = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        won,
+        1,
+        "{:?}",
+        answers.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
 }

@@ -226,11 +226,29 @@ async fn complete(b: &mut Browser, mut r: Resp, user: &str) -> Option<String> {
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill() {
+    crash_rounds("", 20).await;
+}
+
+/// The same against a node on PostgreSQL (SPEC §13): the node is killed, the database
+/// keeps running, and the restarted node finds every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_on_postgres() {
+    let url = postgres::server().database();
+    crash_rounds(
+        &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        8,
+    )
+    .await;
+}
+
+/// `LATCHKEY_CRASH_ROUNDS` kills (default `default_rounds`) of a server configured with
+/// `extra`, then every acknowledged write checked.
+async fn crash_rounds(extra: &str, default_rounds: usize) {
     let rounds: usize = std::env::var("LATCHKEY_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(20);
-    let mut server = Server::new("").start().await;
+        .unwrap_or(default_rounds);
+    let mut server = Server::new(extra).start().await;
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut kills = 0;
     for round in 0..rounds {
