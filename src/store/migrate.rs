@@ -67,7 +67,7 @@ pub fn copy(from: &(impl Engine + AuditLog), to: &(impl Engine + AuditLog)) -> R
     for t in ALL {
         let rows = records(from, t)?;
         for chunk in rows.chunks(BATCH) {
-            to.write(false, |tx| {
+            to.write(true, |tx| {
                 for (k, v) in chunk {
                     tx.put(t, k, v)?;
                 }

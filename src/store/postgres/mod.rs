@@ -40,7 +40,20 @@ pub struct PgSettings {
 
 pub struct PgStore {
     pool: Pool,
+    /// Audit events waiting to be written (time, encoded event), with when the first was
+    /// queued: written together when 64 wait, when the first has waited a second (checked
+    /// at each write), when the log is read and when the store closes. As on redb, a
+    /// crash may lose the last few.
+    audit_queue: std::sync::Mutex<AuditQueue>,
 }
+
+/// Queued audit events (time, encoded event) and when the first was queued.
+type AuditQueue = (Vec<(i64, Vec<u8>)>, Option<std::time::Instant>);
+
+/// Audit events written in one statement at most.
+const AUDIT_BATCH: usize = 64;
+/// The longest an audit event waits for others before a write takes it along.
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs storage work off the async runtime's worker thread (see `store::off_runtime`).
 fn off<R>(f: impl FnOnce() -> R) -> R {
@@ -51,13 +64,18 @@ impl PgStore {
     /// Connects, creates the schema on an empty database (once, whichever node starts
     /// first) and refuses one written by a newer Latchkey.
     pub fn open(s: &PgSettings) -> Result<PgStore> {
-        let pool = Pool::new(
-            s.config.clone(),
-            s.tls.clone().map(tls::Rustls),
-            s.pool_size,
-        )
-        .map_err(StoreError::Backend)?;
-        let store = PgStore { pool };
+        // Commits do not wait for the WAL flush unless a durable write asks for it
+        // (`SET LOCAL synchronous_commit TO ON`): the non-durable single statements then
+        // run without a transaction around them.
+        let mut config = s.config.clone();
+        let options = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{options} -c synchronous_commit=off").trim());
+        let pool = Pool::new(config, s.tls.clone().map(tls::Rustls), s.pool_size)
+            .map_err(StoreError::Backend)?;
+        let store = PgStore {
+            pool,
+            audit_queue: std::sync::Mutex::default(),
+        };
         off(|| store.migrate())?;
         Ok(store)
     }
@@ -172,6 +190,45 @@ impl PgStore {
         })
     }
 
+    /// Writes the queued audit events (one statement, without waiting for the flush).
+    fn flush_audit(&self) -> Result<()> {
+        let (events, _) = std::mem::take(
+            &mut *self
+                .audit_queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (times, values): (Vec<i64>, Vec<Vec<u8>>) = events.into_iter().unzip();
+        off(|| {
+            self.with_conn(|c| {
+                c.begin_with_next("BEGIN");
+                let done = c
+                    .execute(
+                        "INSERT INTO audit (time, value) \
+                         SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                        &[&times, &values],
+                    )
+                    .and_then(|_| c.end(true));
+                if done.is_err() {
+                    c.rollback();
+                }
+                done
+            })
+        })
+    }
+
+    /// Whether queued audit events have waited long enough to go with the next write.
+    fn audit_due(&self) -> bool {
+        self.audit_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .is_some_and(|t| t.elapsed() >= AUDIT_WAIT)
+    }
+
     /// Forgets the idle connections, so the next request connects anew.
     pub fn reconnect(&self) {
         self.pool.clear();
@@ -247,8 +304,8 @@ impl Writer for Tx<'_> {
             "INSERT INTO \"{t}\" (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         );
-        self.call(|c| c.execute(&sql, &[&key.as_bytes(), &value]))?;
-        Ok(())
+        // Its answer comes with the next statement's or the COMMIT's.
+        self.call(|c| c.execute_later(&sql, vec![key.as_bytes().to_vec(), value.to_vec()]))
     }
 
     fn remove(&self, t: Table, key: &str) -> Result<bool> {
@@ -260,9 +317,9 @@ impl Writer for Tx<'_> {
 impl Engine for PgStore {
     fn write<R>(&self, durable: bool, mut f: impl FnMut(&dyn Writer) -> Result<R>) -> Result<R> {
         let begin = if durable {
-            "BEGIN ISOLATION LEVEL SERIALIZABLE"
+            "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL synchronous_commit TO ON"
         } else {
-            "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL synchronous_commit TO OFF"
+            "BEGIN ISOLATION LEVEL SERIALIZABLE"
         };
         off(|| {
             for attempt in 0..RETRIES {
@@ -272,30 +329,33 @@ impl Engine for PgStore {
                     std::thread::sleep(std::time::Duration::from_millis(jitter));
                 }
                 let mut c = self.pool.take()?;
+                c.begin_with_next(begin);
                 let (out, retry) = {
-                    let began = c.batch(begin);
                     let tx = Tx {
                         conn: RefCell::new(&mut c),
                         retry: Cell::new(false),
                     };
-                    let out = match began {
-                        Err(e) => Err(e.error),
-                        Ok(()) => match f(&tx) {
-                            Ok(v) => tx.call(|c| c.batch("COMMIT")).map(|()| v),
-                            Err(e) => Err(e),
-                        },
-                    };
+                    // A durable write that wrote nothing has nothing to wait for (unlike a
+                    // redb flush, it persists no earlier commit: those reach the disk with
+                    // PostgreSQL's WAL writer within a fraction of a second).
+                    let out = f(&tx).and_then(|v| tx.call(|c| c.end(true)).map(|()| v));
                     (out, tx.retry.get())
                 };
                 if out.is_err() {
-                    // Harmless when the transaction already ended; a broken connection is
-                    // dropped by `give_back` anyway.
-                    let _ = c.batch("ROLLBACK");
+                    // A broken connection is dropped by `give_back` anyway.
+                    c.rollback();
                 }
                 self.pool.give_back(c);
                 match out {
                     Err(_) if retry => continue,
-                    other => return other,
+                    other => {
+                        if other.is_ok() && self.audit_due() {
+                            if let Err(e) = self.flush_audit() {
+                                tracing::warn!(error = %e, "could not write audit events");
+                            }
+                        }
+                        return other;
+                    }
                 }
             }
             Err(StoreError::Unavailable(
@@ -307,24 +367,36 @@ impl Engine for PgStore {
     fn read<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
         off(|| {
             let mut c = self.pool.take()?;
-            let out = match c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-                Err(e) => Err(e.error),
-                Ok(()) => {
-                    let tx = Tx {
-                        conn: RefCell::new(&mut c),
-                        retry: Cell::new(false),
-                    };
-                    let out = f(&tx);
-                    let done = tx.call(|c| c.batch("COMMIT"));
-                    out.and_then(|v| done.map(|()| v))
-                }
+            c.begin_with_next("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            let out = {
+                let tx = Tx {
+                    conn: RefCell::new(&mut c),
+                    retry: Cell::new(false),
+                };
+                let out = f(&tx);
+                let done = tx.call(|c| c.end(false));
+                out.and_then(|v| done.map(|()| v))
             };
             if out.is_err() {
-                let _ = c.batch("ROLLBACK");
+                c.rollback();
             }
             self.pool.give_back(c);
             out
         })
+    }
+
+    /// A non-durable record (a new code or session, under a fresh random key) is one
+    /// statement without a transaction around it: one round trip.
+    fn put<T: serde::Serialize>(&self, t: Table, key: &str, v: &T, durable: bool) -> Result<()> {
+        let bytes = encode(v)?;
+        if durable {
+            return self.write(true, |tx| tx.put(t, key, &bytes));
+        }
+        let sql = format!(
+            "INSERT INTO \"{t}\" (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        );
+        off(|| self.with_conn(|c| c.execute(&sql, &[&key.as_bytes(), &bytes]).map(|_| ())))
     }
 
     /// One statement, no transaction around it.
@@ -360,28 +432,23 @@ fn aws_lc_rs_jitter() -> u8 {
 }
 
 impl AuditLog for PgStore {
-    /// Written at once, without waiting for the flush (as on redb, a crash may lose the
-    /// last few events).
+    /// Queued (see `PgStore::audit_queue`).
     fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         let bytes = encode(e)?;
-        off(|| {
-            self.with_conn(|c| {
-                c.batch("BEGIN; SET LOCAL synchronous_commit TO OFF")?;
-                let done = c
-                    .execute(
-                        "INSERT INTO audit (time, value) VALUES ($1, $2)",
-                        &[&e.time, &bytes],
-                    )
-                    .and_then(|_| c.batch("COMMIT"));
-                if done.is_err() {
-                    let _ = c.batch("ROLLBACK");
-                }
-                done
-            })
-        })
+        let full = {
+            let mut q = self
+                .audit_queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.0.push((e.time, bytes));
+            q.1.get_or_insert_with(std::time::Instant::now);
+            q.0.len() >= AUDIT_BATCH
+        };
+        if full { self.flush_audit() } else { Ok(()) }
     }
 
     fn audit(&self, since: i64, limit: usize, user: Option<&str>) -> Result<Vec<AuditEvent>> {
+        self.flush_audit()?;
         off(|| {
             self.with_conn(|c| {
                 let mut out = Vec::new();
@@ -416,6 +483,7 @@ impl AuditLog for PgStore {
     }
 
     fn purge_audit(&self, before: i64) -> Result<usize> {
+        self.flush_audit()?;
         let mut n = 0;
         loop {
             let removed = off(|| {
@@ -432,6 +500,15 @@ impl AuditLog for PgStore {
                 return Ok(n);
             }
             std::thread::sleep(super::kv::PURGE_PAUSE);
+        }
+    }
+}
+
+impl Drop for PgStore {
+    /// A management command's audit event must not leave with the process.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_audit() {
+            tracing::warn!(error = %e, "could not write the last audit events");
         }
     }
 }

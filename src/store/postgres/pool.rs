@@ -98,12 +98,23 @@ fn timed_out() -> DbError {
     }
 }
 
+/// A statement sent whose answer is collected later (see [`Conn::execute_later`]).
+type Later =
+    std::pin::Pin<Box<dyn Future<Output = std::result::Result<u64, tokio_postgres::Error>> + Send>>;
+
 /// One connection and its prepared statements.
 pub(super) struct Conn {
-    client: Client,
+    client: Arc<Client>,
+    /// Statements sent, in order, whose answers have not been read yet.
+    later: Vec<Later>,
     statements: HashMap<String, Statement>,
     /// Set after a timeout or a connection failure: the connection is not reused.
     broken: std::cell::Cell<bool>,
+    /// A BEGIN not sent yet: it goes out with the transaction's first statement, in the
+    /// same round trip (tokio-postgres pipelines requests made together).
+    begin: Option<&'static str>,
+    /// Whether a transaction was opened since [`Conn::begin_with_next`].
+    opened: bool,
 }
 
 impl Conn {
@@ -111,6 +122,8 @@ impl Conn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
+        // Answers are read in order: those of statements sent earlier first.
+        self.collect_later()?;
         let s = self.run(|c| c.prepare(sql))?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
@@ -139,13 +152,80 @@ impl Conn {
         }
     }
 
+    /// Reads the answers of the statements sent earlier, in order; the first failure.
+    fn collect_later(&mut self) -> std::result::Result<(), DbError> {
+        let mut first = Ok(());
+        for fut in std::mem::take(&mut self.later) {
+            let r = self.run(|_| fut).map(|_| ());
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Sends a statement whose only answer that matters is success, without waiting for
+    /// it: the next statement or the COMMIT goes in the same round trip, and a failure
+    /// (a conflict) is reported then, failing the transaction. Only inside a transaction
+    /// already opened (so nothing can overtake it).
+    pub(super) fn execute_later(
+        &mut self,
+        sql: &str,
+        params: Vec<Vec<u8>>,
+    ) -> std::result::Result<(), DbError> {
+        if self.begin.is_some() {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            return self.execute(sql, &refs).map(|_| ());
+        }
+        let s = self.statement(sql)?;
+        let client = self.client.clone();
+        let mut fut: Later = Box::pin(async move {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            client.execute(&s, &refs).await
+        });
+        // Polled once, the request is queued to the connection.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(_)) => Ok(()),
+            Poll::Ready(Err(e)) => Err(db_error(e)),
+            Poll::Pending => {
+                self.later.push(fut);
+                Ok(())
+            }
+        }
+    }
+
     pub(super) fn query(
         &mut self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> std::result::Result<Vec<Row>, DbError> {
         let s = self.statement(sql)?;
-        self.run(|c| async move { c.query(&s, params).await })
+        if !self.later.is_empty() {
+            // This statement goes out now, behind those sent earlier; their answers
+            // come first.
+            let client = self.client.clone();
+            let mut q = Box::pin(async move { client.query(&s, params).await });
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let ready = q.as_mut().poll(&mut cx);
+            self.collect_later()?;
+            return match ready {
+                Poll::Ready(r) => r.map_err(db_error),
+                Poll::Pending => self.run(|_| q),
+            };
+        }
+        match self.begin.take() {
+            None => self.run(|c| async move { c.query(&s, params).await }),
+            Some(begin) => {
+                self.opened = true;
+                self.run(|c| async move {
+                    let (began, rows) = tokio::join!(c.batch_execute(begin), c.query(&s, params));
+                    began.and(rows)
+                })
+            }
+        }
     }
 
     pub(super) fn execute(
@@ -154,11 +234,71 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> std::result::Result<u64, DbError> {
         let s = self.statement(sql)?;
-        self.run(|c| async move { c.execute(&s, params).await })
+        self.collect_later()?;
+        match self.begin.take() {
+            None => self.run(|c| async move { c.execute(&s, params).await }),
+            Some(begin) => {
+                self.opened = true;
+                self.run(|c| async move {
+                    let (began, n) = tokio::join!(c.batch_execute(begin), c.execute(&s, params));
+                    began.and(n)
+                })
+            }
+        }
+    }
+
+    /// Opens a transaction with `begin` together with the next statement.
+    pub(super) fn begin_with_next(&mut self, begin: &'static str) {
+        self.begin = Some(begin);
+        self.opened = false;
+    }
+
+    /// Ends the transaction [`Conn::begin_with_next`] started, if a statement opened it:
+    /// `COMMIT` and its answer (`wait`), or a `COMMIT` sent without waiting for the answer
+    /// (a read-only transaction, which has nothing to make durable; the connection answers
+    /// it before the next request).
+    pub(super) fn end(&mut self, wait: bool) -> std::result::Result<(), DbError> {
+        self.begin = None;
+        if !std::mem::take(&mut self.opened) {
+            return Ok(());
+        }
+        if wait {
+            if self.later.is_empty() {
+                return self.batch("COMMIT");
+            }
+            let client = self.client.clone();
+            let mut commit = Box::pin(async move { client.batch_execute("COMMIT").await });
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let ready = commit.as_mut().poll(&mut cx);
+            self.collect_later()?;
+            return match ready {
+                Poll::Ready(r) => r.map_err(db_error),
+                Poll::Pending => self.run(|_| commit),
+            };
+        }
+        self.collect_later()?;
+        // Polled once, the request is queued to the connection; its answer is dropped.
+        let mut commit = std::pin::pin!(self.client.batch_execute("COMMIT"));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Err(e)) = commit.as_mut().poll(&mut cx) {
+            return Err(db_error(e));
+        }
+        Ok(())
+    }
+
+    /// Undoes the transaction, if one was opened.
+    pub(super) fn rollback(&mut self) {
+        self.begin = None;
+        // Their answers are read (and dropped) before the ROLLBACK's.
+        let _ = self.collect_later();
+        if std::mem::take(&mut self.opened) {
+            let _ = self.batch("ROLLBACK");
+        }
     }
 
     /// Runs statements without parameters (BEGIN, COMMIT, schema changes).
     pub(super) fn batch(&mut self, sql: &str) -> std::result::Result<(), DbError> {
+        self.collect_later()?;
         self.run(|c| c.batch_execute(sql))
     }
 }
@@ -302,9 +442,12 @@ impl Pool {
         });
         match wait(task, DEADLINE + Duration::from_secs(1)) {
             Some(Ok(Ok(client))) => Ok(Conn {
-                client,
+                client: Arc::new(client),
+                later: Vec::new(),
                 statements: HashMap::new(),
                 broken: std::cell::Cell::new(false),
+                begin: None,
+                opened: false,
             }),
             Some(Ok(Err(e))) => Err(format!("PostgreSQL: {}", describe(&e))),
             Some(Err(e)) => Err(format!("PostgreSQL: {e}")),
