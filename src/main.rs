@@ -695,6 +695,21 @@ fn migrate(m: cli::Migrate) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(1, &format!("PostgreSQL: {e}")),
     };
+    // A copy from a database nodes still use could pair an old record with newer ones:
+    // the nodes must be stopped (their maintenance lease, renewed every minute, says).
+    if !to_postgres
+        && let Ok(Some(lease)) = latchkey::store::Upkeep::meta(&pg, "lease:maintenance")
+        && lease
+            .split_once(' ')
+            .and_then(|(until, _)| until.parse::<i64>().ok())
+            .is_some_and(|until| until > clock::now())
+    {
+        return fail(
+            1,
+            "migrate: Latchkey nodes are using this database (their maintenance lease is \
+             live); stop them first (a stopped node's lease runs out within 150 seconds)",
+        );
+    }
     let copied = if to_postgres {
         latchkey::store::migrate::copy(&file, &pg)
     } else {

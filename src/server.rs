@@ -172,12 +172,6 @@ fn reload(live: &Current, config_path: Option<&Path>) -> Result<(), String> {
 /// `--config` said, for reloading.
 pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
     let now = crate::clock::now();
-    let _ = NODE_DIR.set(
-        std::fs::canonicalize(&config.data_dir)
-            .unwrap_or_else(|_| config.data_dir.clone())
-            .display()
-            .to_string(),
-    );
     let prepared = prepare(&config, now)?;
     let tls = crate::tls::server_config(&config, now)?.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind(config.listen)
@@ -458,20 +452,16 @@ fn maintenance(live: Current) -> Option<(mpsc::Sender<()>, std::thread::JoinHand
     }
 }
 
-/// This node, as the holder of leases on a shared store: its host name and data
-/// directory, so a node restarted takes its leases back at once and two nodes on one
-/// machine (with their own data directories) are two holders.
+/// This process, as the holder of leases on a shared store: its host name (for people
+/// reading `meta`) and a random part, so two processes are never one holder (containers
+/// share host names and paths). A restarted node waits for its old leases to run out.
 pub fn node_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let dir = NODE_DIR.get().cloned().unwrap_or_default();
-        format!("{}:{}", host.trim(), crate::keys::log_tag(&dir))
+        format!("{}:{}", host.trim(), crate::clock::random_id())
     })
 }
-
-/// The data directory `node_id` names (set when the server starts).
-static NODE_DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// How often a node on a shared store looks for signing keys another node changed.
 const KEY_WATCH: Duration = Duration::from_secs(5);
@@ -496,12 +486,15 @@ async fn key_watcher(live: Current) {
         // and its first look.
         if seen.as_ref() != Some(&now_seen) {
             match tokio::task::spawn_blocking(move || a.reload_keys()).await {
-                Ok(Ok(())) => tracing::debug!("signing keys reloaded from the shared store"),
+                Ok(Ok(())) => {
+                    tracing::debug!("signing keys reloaded from the shared store");
+                    seen = Some(now_seen);
+                }
+                // Tried again at the next look.
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not reload the signing keys"),
                 Err(_) => {}
             }
         }
-        seen = Some(now_seen);
     }
 }
 

@@ -88,22 +88,39 @@ fn postgres(raw: RawStore) -> Result<Backend, String> {
     }
     let mut sslmode = None;
     let mut kept = Vec::new();
-    let mut socket_host = None;
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "sslmode" => sslmode = Some(v.into_owned()),
             "sslrootcert" => return Err("store.url: give the CA as store.ca_file".into()),
-            "host" => {
-                socket_host = Some(v.to_string());
-                kept.push((k.into_owned(), v.into_owned()));
+            "password" | "passfile" => {
+                return Err(
+                    "store.url: put the password in store.password_file, not in the URL (it \
+                     would show in process lists and logs)"
+                        .into(),
+                );
             }
             _ => kept.push((k.into_owned(), v.into_owned())),
         }
     }
-    let host = socket_host
-        .or_else(|| url.host_str().map(str::to_string))
-        .ok_or("store.url: names no host")?;
-    let local = is_local(&host);
+    url.query_pairs_mut().clear().extend_pairs(&kept);
+    let mut clean = url.to_string();
+    if kept.is_empty() {
+        clean = clean.trim_end_matches('?').to_string();
+    }
+    let mut config: tokio_postgres::Config =
+        clean.parse().map_err(|e| format!("store.url: {e}"))?;
+    // Every address the driver may connect to, as it reads them (the URL's host, each
+    // `host=`, each `hostaddr=`): plain text only when all of them are this machine.
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => return Err("store.url: names no host".into()),
+    };
+    let local = config.get_hosts().iter().all(|h| match h {
+        Host::Tcp(h) => is_local(h),
+        Host::Unix(_) => true,
+    }) && config.get_hostaddrs().iter().all(|a| a.is_loopback());
     let tls = match sslmode.as_deref() {
         None => !local,
         Some("disable") if local => false,
@@ -123,13 +140,6 @@ fn postgres(raw: RawStore) -> Result<Backend, String> {
         }
         Some(other) => return Err(format!("store.url: unknown sslmode {other:?}")),
     };
-    url.query_pairs_mut().clear().extend_pairs(&kept);
-    let mut clean = url.to_string();
-    if kept.is_empty() {
-        clean = clean.trim_end_matches('?').to_string();
-    }
-    let mut config: tokio_postgres::Config =
-        clean.parse().map_err(|e| format!("store.url: {e}"))?;
     if config.get_user().is_none() {
         return Err("store.url: names no user (postgres://latchkey@host/db)".into());
     }
@@ -234,6 +244,36 @@ mod tests {
             pg("postgres://latchkey@db.example.lan/x?sslmode=disable")
                 .unwrap_err()
                 .contains("only to this machine")
+        );
+    }
+
+    #[test]
+    fn plain_text_only_when_every_address_is_this_machine() {
+        for url in [
+            "postgres://u@db.remote/x?host=/run/postgresql",
+            "postgres://u@localhost/x?host=db.remote",
+            "postgres://u@localhost/x?hostaddr=203.0.113.5",
+        ] {
+            assert!(uses_tls(&pg(url).unwrap()), "{url}");
+            assert!(
+                pg(&format!("{url}&sslmode=disable"))
+                    .unwrap_err()
+                    .contains("only to this machine"),
+                "{url}"
+            );
+        }
+        assert!(!uses_tls(
+            &pg("postgres://u@localhost/x?host=/run/postgresql").unwrap()
+        ));
+        assert!(
+            pg("postgres://u@db/x?password=secret")
+                .unwrap_err()
+                .contains("password_file")
+        );
+        assert!(
+            pg("postgres://u@db/x?passfile=/root/.pgpass")
+                .unwrap_err()
+                .contains("password_file")
         );
     }
 

@@ -102,27 +102,36 @@ impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
         }
     }
 
-    /// Puts a new record into the shared store, if there is one. A store that cannot take
-    /// it leaves the record to this node (the sign-in then works while it stays here).
-    fn share(&self, id: &str, made: i64, value: &T) {
+    /// Where the shared store keeps record `id`: under the id's hash, as sessions and
+    /// codes are (a reader of the database learns no usable id).
+    fn key(kind: &str, id: &str) -> String {
+        format!("{kind}/{}", crate::keys::token_hash(id))
+    }
+
+    /// Puts a new record into the shared store, if there is one; `false` when the store
+    /// could not take it (the record is then unusable: nodes read only the store).
+    fn share(&self, id: &str, made: i64, value: &T) -> bool {
         if let Some((store, kind)) = &self.shared {
             let kept = serde_json::to_vec(&Kept { made, value });
             let put = kept.map_err(|e| e.to_string()).and_then(|v| {
                 store
-                    .put_ephemeral(&format!("{kind}/{id}"), &v, made + self.ttl)
+                    .put_ephemeral(&Self::key(kind, id), &v, made + self.ttl)
                     .map_err(|e| e.to_string())
             });
             if let Err(e) = put {
                 tracing::warn!(kind, error = %e, "could not share a sign-in record with the other nodes");
+                return false;
             }
         }
+        true
     }
 
-    /// The shared record: `Some(None)` when the store has none, `None` without a shared
-    /// store or when it cannot answer (then this node's own copy counts).
+    /// The shared record: `Some(None)` when the store has none or cannot answer (never
+    /// this node's copy instead: another node may have used it up), `None` without a
+    /// shared store.
     fn shared_get(&self, id: &str, now: i64, take: bool) -> Option<Option<(i64, T)>> {
         let (store, kind) = self.shared.as_ref()?;
-        let key = format!("{kind}/{id}");
+        let key = Self::key(kind, id);
         let found = if take {
             store.take_ephemeral(&key, now)
         } else {
@@ -135,8 +144,8 @@ impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
                     .map(|k| (k.made, k.value)),
             ),
             Err(e) => {
-                tracing::warn!(kind, error = %e, "the shared store did not answer; using this node's sign-in records");
-                None
+                tracing::warn!(kind, error = %e, "the shared store did not answer for a sign-in record");
+                Some(None)
             }
         }
     }
@@ -163,8 +172,9 @@ impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
         {
             let _ = m.remove(&oldest);
         }
+        m.insert(id.clone(), now, value.clone(), None, 0);
+        drop(m);
         self.share(&id, now, &value);
-        m.insert(id.clone(), now, value, None, 0);
         id
     }
 
@@ -199,8 +209,19 @@ impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
         }
         // Reserved records do not use up their address's share.
         let id = crate::clock::random_token();
-        self.share(&id, now, &value);
-        m.insert(id.clone(), now, value, (!reserved).then_some(source), bytes);
+        m.insert(
+            id.clone(),
+            now,
+            value.clone(),
+            (!reserved).then_some(source),
+            bytes,
+        );
+        drop(m);
+        // The database round trip after the lock is released.
+        if !self.share(&id, now, &value) {
+            let _ = self.lock().remove(&id);
+            return Err(Full);
+        }
         Ok(id)
     }
 
@@ -230,7 +251,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
                 edit(&mut k.value);
                 serde_json::to_vec(&k).ok()
             };
-            if let Err(e) = store.update_ephemeral(&format!("{kind}/{id}"), i64::MIN, &rewrite) {
+            if let Err(e) = store.update_ephemeral(&Self::key(kind, id), i64::MIN, &rewrite) {
                 tracing::warn!(kind, error = %e, "could not update a shared sign-in record");
             }
         }
@@ -241,7 +262,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Expiring<T> {
 
     pub fn finish(&self, id: &str) {
         if let Some((store, kind)) = &self.shared
-            && let Err(e) = store.delete_ephemeral(&format!("{kind}/{id}"))
+            && let Err(e) = store.delete_ephemeral(&Self::key(kind, id))
         {
             tracing::warn!(kind, error = %e, "could not end a shared sign-in record");
         }

@@ -100,7 +100,11 @@ impl Pushed {
                 .map_err(|e| e.to_string())
                 .and_then(|v| {
                     store
-                        .put_ephemeral(&format!("par/{uri}"), &v, now + TTL)
+                        .put_ephemeral(
+                            &format!("par/{}", crate::keys::token_hash(&uri)),
+                            &v,
+                            now + TTL,
+                        )
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = put {
@@ -124,7 +128,7 @@ impl Pushed {
     /// The pushed parameters, once, for the client that pushed them, before they expire.
     pub fn take(&self, uri: &str, client_id: &str, now: i64) -> Option<Params> {
         if let Some(store) = &self.shared {
-            let key = format!("par/{uri}");
+            let key = format!("par/{}", crate::keys::token_hash(uri));
             let decode = |b: Vec<u8>| serde_json::from_slice::<Kept>(&b).ok();
             // Another client naming this request_uri does not consume it.
             let found = store.ephemeral(&key, now).ok().flatten().and_then(decode)?;

@@ -43,7 +43,9 @@ pub(super) fn health(app: &App) -> Resp {
                 Ok(_) => "the database has no schema",
             };
             if let Err(e) = &other {
-                tracing::warn!(error = %e, "health check: the store is unavailable");
+                // Every probe while the store is down: not a warning each time (the
+                // failing requests themselves are logged).
+                tracing::debug!(error = %e, "health check: the store is unavailable");
             }
             let backend = match app.config.store {
                 crate::config::store::Backend::Redb => "redb",

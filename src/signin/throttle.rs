@@ -354,76 +354,76 @@ impl Throttle {
         }
     }
 
-    /// `refusal` with the shared count taken into account.
-    fn refused<K: Hash + Eq + Clone + Shared>(
-        &self,
-        table: &Table<K>,
-        name: &str,
-        key: &K,
-        now: i64,
-    ) -> Result<(), Refused> {
-        let wait = table
-            .wait(key, now)
-            .max(self.shared_wait(name, key, &table.schedule, now));
-        if wait == 0 {
-            return Ok(());
-        }
-        Err(Refused {
-            wait_secs: secs(wait),
-        })
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         // A panic while holding the lock cannot leave a counter half-written that
         // matters more than refusing every sign-in would.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How long `key` of the table `pick` chooses must still wait (ms): this node's count
+    /// (read under the lock) or the shared one (read after it), whichever is longer.
+    fn wait_in<K: Hash + Eq + Clone + Shared>(
+        &self,
+        pick: impl Fn(&Tables) -> &Table<K>,
+        name: &str,
+        key: &K,
+        now: i64,
+    ) -> i64 {
+        let (local, schedule) = {
+            let t = self.lock();
+            let table = pick(&t);
+            (table.wait(key, now), table.schedule)
+        };
+        local.max(self.shared_wait(name, key, &schedule, now))
+    }
+
     /// Whether `who` may attempt at `now` (ms).
     pub fn check(&self, who: Who<'_>, now: i64) -> Result<(), Refused> {
-        let t = self.lock();
+        let refuse = |wait: i64| match wait {
+            0 => Ok(()),
+            w => Err(Refused { wait_secs: secs(w) }),
+        };
         match who {
-            Who::Known(id) => self.refused(&t.known, "known", &id.to_string(), now),
-            Who::Address(addr) => self.refused(&t.addrs, "addr", &Source::from(addr), now),
-            Who::Account(key) => self.refused(&t.keys, "key", &key.to_lowercase(), now),
+            Who::Known(id) => refuse(self.wait_in(|t| &t.known, "known", &id.to_string(), now)),
+            Who::Address(addr) => {
+                refuse(self.wait_in(|t| &t.addrs, "addr", &Source::from(addr), now))
+            }
+            Who::Account(key) => refuse(self.wait_in(|t| &t.keys, "key", &key.to_lowercase(), now)),
             Who::Anonymous { key, addr } => {
-                let (key, src) = (key.to_lowercase(), Source::from(addr));
-                let addr_wait = match self.refused(&t.addrs, "addr", &src, now) {
-                    Ok(()) => 0,
-                    Err(r) => r.wait_secs,
-                };
-                self.refused(&t.keys, "key", &key, now)
-                    .map_err(|r| Refused {
-                        wait_secs: r.wait_secs.max(addr_wait),
-                    })?;
-                match addr_wait {
-                    0 => Ok(()),
-                    w => Err(Refused { wait_secs: w }),
+                let key_wait = self.wait_in(|t| &t.keys, "key", &key.to_lowercase(), now);
+                let addr_wait = self.wait_in(|t| &t.addrs, "addr", &Source::from(addr), now);
+                if key_wait > 0 {
+                    return Err(Refused {
+                        wait_secs: secs(key_wait).max(secs(addr_wait)),
+                    });
                 }
+                refuse(addr_wait)
             }
         }
     }
 
     /// Records a failed attempt at `now` (ms).
     pub fn failure(&self, who: Who<'_>, now: i64) {
-        let mut t = self.lock();
-        let (keys, addrs, known) = (t.keys.schedule, t.addrs.schedule, t.known.schedule);
+        // This node's counts under the lock; the shared ones after it is released (a
+        // database round trip must not hold every sign-in of the node).
+        let (keys, addrs, known) = {
+            let mut t = self.lock();
+            match who {
+                Who::Known(id) => t.known.failure(&id.to_string(), now),
+                Who::Address(addr) => t.addrs.failure(&Source::from(addr), now),
+                Who::Account(key) => t.keys.failure(&key.to_lowercase(), now),
+                Who::Anonymous { key, addr } => {
+                    t.keys.failure(&key.to_lowercase(), now);
+                    t.addrs.failure(&Source::from(addr), now);
+                }
+            }
+            (t.keys.schedule, t.addrs.schedule, t.known.schedule)
+        };
         match who {
-            Who::Known(id) => {
-                t.known.failure(&id.to_string(), now);
-                self.shared_failure("known", &id.to_string(), &known, now);
-            }
-            Who::Address(addr) => {
-                t.addrs.failure(&Source::from(addr), now);
-                self.shared_failure("addr", &Source::from(addr), &addrs, now);
-            }
-            Who::Account(key) => {
-                t.keys.failure(&key.to_lowercase(), now);
-                self.shared_failure("key", &key.to_lowercase(), &keys, now);
-            }
+            Who::Known(id) => self.shared_failure("known", &id.to_string(), &known, now),
+            Who::Address(addr) => self.shared_failure("addr", &Source::from(addr), &addrs, now),
+            Who::Account(key) => self.shared_failure("key", &key.to_lowercase(), &keys, now),
             Who::Anonymous { key, addr } => {
-                t.keys.failure(&key.to_lowercase(), now);
-                t.addrs.failure(&Source::from(addr), now);
                 self.shared_failure("key", &key.to_lowercase(), &keys, now);
                 self.shared_failure("addr", &Source::from(addr), &addrs, now);
             }
@@ -433,16 +433,19 @@ impl Throttle {
     /// A success clears the account's (or the known browser's) counter; the address
     /// keeps its count, so one good password does not buy an attacker new guesses.
     pub fn success(&self, who: Who<'_>) {
-        let mut t = self.lock();
-        match who {
-            Who::Known(id) => {
-                t.known.clear(&id.to_string());
-                self.shared_clear("known", &id.to_string());
+        {
+            let mut t = self.lock();
+            match who {
+                Who::Known(id) => t.known.clear(&id.to_string()),
+                Who::Address(_) => {}
+                Who::Anonymous { key, .. } | Who::Account(key) => t.keys.clear(&key.to_lowercase()),
             }
+        }
+        match who {
+            Who::Known(id) => self.shared_clear("known", &id.to_string()),
             Who::Address(_) => {}
             Who::Anonymous { key, .. } | Who::Account(key) => {
-                t.keys.clear(&key.to_lowercase());
-                self.shared_clear("key", &key.to_lowercase());
+                self.shared_clear("key", &key.to_lowercase())
             }
         }
     }

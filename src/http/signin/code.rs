@@ -152,7 +152,11 @@ pub(in crate::http) fn code_submit(app: &Arc<App>, req: &Req, now: i64) -> Resp 
                 app.pendings.finish(&id);
                 return restart(app, "Too many wrong codes. Please sign in again.");
             }
-            app.pendings.update(&id, |p| p.attempts = attempts);
+            // Counted up where the record lives, so wrong codes sent to several nodes at
+            // once all count.
+            app.pendings.update(&id, |p| {
+                p.attempts = p.attempts.saturating_add(1).max(attempts)
+            });
             let message = if by_key {
                 "That security key could not be checked. Try again."
             } else if not_taken {

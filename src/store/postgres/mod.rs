@@ -201,8 +201,8 @@ impl PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        let (times, values): (Vec<i64>, Vec<Vec<u8>>) = events.into_iter().unzip();
-        off(|| {
+        let (times, values): (Vec<i64>, Vec<Vec<u8>>) = events.iter().cloned().unzip();
+        let written = off(|| {
             self.with_conn(|c| {
                 c.begin_with_next("BEGIN");
                 let done = c
@@ -217,7 +217,22 @@ impl PgStore {
                 }
                 done
             })
-        })
+        });
+        if written.is_err() {
+            // Back in front of the queue, to be written with the next try (at most a few
+            // thousand are kept: past that the oldest go, as a crash would lose them).
+            let mut q = self
+                .audit_queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut back = events;
+            back.append(&mut q.0);
+            let excess = back.len().saturating_sub(AUDIT_BATCH * 64);
+            back.drain(..excess);
+            q.0 = back;
+            q.1.get_or_insert_with(std::time::Instant::now);
+        }
+        written
     }
 
     /// Whether queued audit events have waited long enough to go with the next write.

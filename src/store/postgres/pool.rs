@@ -115,6 +115,15 @@ pub(super) struct Conn {
     begin: Option<&'static str>,
     /// Whether a transaction was opened since [`Conn::begin_with_next`].
     opened: bool,
+    /// The pool's count of open connections, lowered when this one is dropped (also when
+    /// a panic drops it on its way back).
+    alive: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Conn {
@@ -286,9 +295,14 @@ impl Conn {
         Ok(())
     }
 
-    /// Undoes the transaction, if one was opened.
+    /// Undoes the transaction, if one was opened. A broken connection is not waited on:
+    /// `give_back` drops it.
     pub(super) fn rollback(&mut self) {
         self.begin = None;
+        if self.broken.get() {
+            self.later.clear();
+            return;
+        }
         // Their answers are read (and dropped) before the ROLLBACK's.
         let _ = self.collect_later();
         if std::mem::take(&mut self.opened) {
@@ -305,7 +319,8 @@ impl Conn {
 
 struct State {
     idle: Vec<Conn>,
-    open: usize,
+    /// Connection attempts under way.
+    connecting: usize,
     last_failure: Option<(Instant, String)>,
 }
 
@@ -317,6 +332,8 @@ pub(super) struct Pool {
     state: Mutex<State>,
     freed: Condvar,
     size: usize,
+    /// Connections open (see `Conn::alive`).
+    alive: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Pool {
@@ -337,11 +354,12 @@ impl Pool {
             runtime: Some(runtime),
             state: Mutex::new(State {
                 idle: Vec::new(),
-                open: 0,
+                connecting: 0,
                 last_failure: None,
             }),
             freed: Condvar::new(),
             size: size.max(1),
+            alive: Arc::default(),
         })
     }
 
@@ -352,7 +370,6 @@ impl Pool {
         loop {
             if let Some(c) = state.idle.pop() {
                 if c.client.is_closed() {
-                    state.open -= 1;
                     continue;
                 }
                 return Ok(c);
@@ -362,18 +379,19 @@ impl Pool {
             {
                 return Err(StoreError::Unavailable(why.clone()));
             }
-            if state.open < self.size {
-                state.open += 1;
+            let open = self.alive.load(std::sync::atomic::Ordering::SeqCst);
+            if state.connecting + open < self.size {
+                state.connecting += 1;
                 drop(state);
                 let made = self.connect();
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.connecting -= 1;
                 return match made {
                     Ok(c) => {
                         state.last_failure = None;
                         Ok(c)
                     }
                     Err(why) => {
-                        state.open -= 1;
                         state.last_failure = Some((Instant::now(), why.clone()));
                         self.freed.notify_all();
                         Err(StoreError::Unavailable(why))
@@ -396,8 +414,9 @@ impl Pool {
 
     pub(super) fn give_back(&self, c: Conn) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if c.broken.get() || c.client.is_closed() {
-            state.open -= 1;
+        if c.broken.get() || c.client.is_closed() || !c.later.is_empty() || c.opened {
+            // Dropped: its slot is free again.
+            drop(c);
         } else {
             state.idle.push(c);
         }
@@ -407,9 +426,7 @@ impl Pool {
     /// Forgets idle connections (after the database was restarted, say).
     pub(super) fn clear(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = state.idle.len();
         state.idle.clear();
-        state.open -= n;
     }
 
     fn connect(&self) -> std::result::Result<Conn, String> {
@@ -448,6 +465,10 @@ impl Pool {
                 broken: std::cell::Cell::new(false),
                 begin: None,
                 opened: false,
+                alive: {
+                    self.alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    self.alive.clone()
+                },
             }),
             Some(Ok(Err(e))) => Err(format!("PostgreSQL: {}", describe(&e))),
             Some(Err(e)) => Err(format!("PostgreSQL: {e}")),
