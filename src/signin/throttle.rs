@@ -87,7 +87,9 @@ impl<K: Hash + Eq + Clone> Table<K> {
             .map_or(0, |e| (e.until(&self.schedule) - now).max(0))
     }
 
-    fn failure(&mut self, key: &K, now: i64) {
+    /// Counts a failure; `false` when the table is full of entries still delaying
+    /// someone and `key` went unrecorded.
+    fn failure(&mut self, key: &K, now: i64) -> bool {
         let s = self.schedule;
         if let Some(e) = self.map.get_mut(key) {
             if now - e.until(&s) > s.forget {
@@ -95,12 +97,12 @@ impl<K: Hash + Eq + Clone> Table<K> {
             }
             e.failures = e.failures.saturating_add(1);
             e.last = now;
-            return;
+            return true;
         }
         if self.map.len() >= self.max && !self.make_room(now) {
             // Every entry is still delaying someone: this key goes unrecorded rather
             // than freeing a delay an attacker earned.
-            return;
+            return false;
         }
         self.map.insert(
             key.clone(),
@@ -109,6 +111,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                 last: now,
             },
         );
+        true
     }
 
     /// Frees one place: forgotten entries first (all of them), else the entry whose delay
@@ -406,27 +409,40 @@ impl Throttle {
     pub fn failure(&self, who: Who<'_>, now: i64) {
         // This node's counts under the lock; the shared ones after it is released (a
         // database round trip must not hold every sign-in of the node).
-        let (keys, addrs, known) = {
+        // What this node recorded is shared too: the shared rows stay within what the
+        // nodes' own tables (at most `MAX_ENTRIES` each) hold.
+        let (key_kept, addr_kept, keys, addrs, known) = {
             let mut t = self.lock();
-            match who {
-                Who::Known(id) => t.known.failure(&id.to_string(), now),
-                Who::Address(addr) => t.addrs.failure(&Source::from(addr), now),
-                Who::Account(key) => t.keys.failure(&key.to_lowercase(), now),
-                Who::Anonymous { key, addr } => {
-                    t.keys.failure(&key.to_lowercase(), now);
-                    t.addrs.failure(&Source::from(addr), now);
-                }
-            }
-            (t.keys.schedule, t.addrs.schedule, t.known.schedule)
+            let (k, a) = match who {
+                Who::Known(id) => (t.known.failure(&id.to_string(), now), false),
+                Who::Address(addr) => (false, t.addrs.failure(&Source::from(addr), now)),
+                Who::Account(key) => (t.keys.failure(&key.to_lowercase(), now), false),
+                Who::Anonymous { key, addr } => (
+                    t.keys.failure(&key.to_lowercase(), now),
+                    t.addrs.failure(&Source::from(addr), now),
+                ),
+            };
+            (k, a, t.keys.schedule, t.addrs.schedule, t.known.schedule)
         };
         match who {
-            Who::Known(id) => self.shared_failure("known", &id.to_string(), &known, now),
-            Who::Address(addr) => self.shared_failure("addr", &Source::from(addr), &addrs, now),
-            Who::Account(key) => self.shared_failure("key", &key.to_lowercase(), &keys, now),
-            Who::Anonymous { key, addr } => {
-                self.shared_failure("key", &key.to_lowercase(), &keys, now);
-                self.shared_failure("addr", &Source::from(addr), &addrs, now);
+            Who::Known(id) if key_kept => {
+                self.shared_failure("known", &id.to_string(), &known, now)
             }
+            Who::Address(addr) if addr_kept => {
+                self.shared_failure("addr", &Source::from(addr), &addrs, now)
+            }
+            Who::Account(key) if key_kept => {
+                self.shared_failure("key", &key.to_lowercase(), &keys, now)
+            }
+            Who::Anonymous { key, addr } => {
+                if key_kept {
+                    self.shared_failure("key", &key.to_lowercase(), &keys, now);
+                }
+                if addr_kept {
+                    self.shared_failure("addr", &Source::from(addr), &addrs, now);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -3,6 +3,14 @@
 
 use crate::support::*;
 
+/// Two nodes on a new database of the test server.
+async fn two_nodes() -> (Server, Server) {
+    let url = postgres::server().database();
+    let a = Server::new(&on(&url)).start().await;
+    let b = Server::new(&on(&url)).start().await;
+    (a, b)
+}
+
 /// `[store]` for the database at `url`.
 fn on(url: &str) -> String {
     format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n")
@@ -10,9 +18,7 @@ fn on(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_database_sign_in_on_one_and_redeem_on_the_other() {
-    let url = postgres::server().database();
-    let a = Server::new(&on(&url)).start().await;
-    let b = Server::new(&on(&url)).start().await;
+    let (a, b) = two_nodes().await;
     // Written through node A's admin socket, read by node B.
     a.add_user("alice", &[]);
     let (client_id, secret) = a.add_client(&[]);
@@ -185,9 +191,7 @@ fn hop(from: &Browser, to: &mut Browser) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_whose_every_request_reaches_the_other_node() {
-    let url = postgres::server().database();
-    let a = Server::new(&on(&url)).start().await;
-    let b = Server::new(&on(&url)).start().await;
+    let (a, b) = two_nodes().await;
     a.add_user("dana", &[]);
     let (client_id, secret) = a.add_client(&[]);
     let auth = basic(&client_id, &secret);
@@ -275,9 +279,7 @@ async fn a_sign_in_whose_every_request_reaches_the_other_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_pushed_to_one_node_is_used_at_the_other_once() {
-    let url = postgres::server().database();
-    let a = Server::new(&on(&url)).start().await;
-    let b = Server::new(&on(&url)).start().await;
+    let (a, b) = two_nodes().await;
     let (client_id, secret) = a.add_client(&[]);
     let auth = basic(&client_id, &secret);
     let mut on_a = a.browser();
@@ -322,9 +324,7 @@ async fn a_request_pushed_to_one_node_is_used_at_the_other_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotated_on_one_node_is_published_and_used_by_the_other() {
-    let url = postgres::server().database();
-    let a = Server::new(&on(&url)).start().await;
-    let b = Server::new(&on(&url)).start().await;
+    let (a, b) = two_nodes().await;
     let out = a.cli(&["keys", "rotate", "--alg", "RS256", "--json"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let kid = out.json()["rotated"][0]["kid"]
@@ -399,9 +399,7 @@ async fn the_database_stopped_and_started_again() {
 /// Eight requests for one code, half to each node at once: one gets tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_redemptions_and_refreshes_on_two_nodes_have_one_winner() {
-    let url = postgres::server().database();
-    let a = Server::new(&on(&url)).start().await;
-    let b = Server::new(&on(&url)).start().await;
+    let (a, b) = two_nodes().await;
     a.add_user("gil", &[]);
     let (client_id, secret) = a.add_client(&[]);
     let auth = basic(&client_id, &secret);
