@@ -208,6 +208,23 @@ impl Driver {
                 "webdriver: {bin} is missing; install it with `apt-get install chromium chromium-driver`"
             );
         }
+        // A port found free may be taken before chromedriver binds it (another test's
+        // server): chromedriver then exits at once, and a new port is tried.
+        for attempt in 1.. {
+            match Driver::try_start(&artifact_dir).await {
+                Ok(driver) => return driver,
+                Err(log) if attempt < 3 => {
+                    eprintln!("webdriver: chromedriver exited early, trying another port:\n{log}")
+                }
+                Err(log) => panic!("webdriver: chromedriver exited early three times:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// One attempt of [`Driver::start`]; chromedriver's output when it exited early.
+    async fn try_start(artifact_dir: &Path) -> Result<Driver, String> {
+        let artifact_dir = artifact_dir.to_path_buf();
         let port = free_port();
         let profile_dir = fresh_profile_dir();
         let log_path = artifact_dir.join("chromedriver.log");
@@ -236,20 +253,21 @@ impl Driver {
             artifact_dir,
             screenshots: AtomicU32::new(0),
         };
-        driver.wait_ready(&log_path).await;
+        driver.wait_ready(&log_path).await?;
         driver.session.id = driver.new_session().await;
-        driver
+        Ok(driver)
     }
 
-    async fn wait_ready(&mut self, log_path: &Path) {
+    /// Waits for chromedriver to answer; its output when it exited instead.
+    async fn wait_ready(&mut self, log_path: &Path) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.chromedriver.try_wait() {
                 let log = std::fs::read_to_string(log_path).unwrap_or_default();
-                panic!("webdriver: chromedriver exited early ({status}); its output:\n{log}");
+                return Err(format!("({status}) {log}"));
             }
             match request(self.session.port, Method::GET, "/status", None).await {
-                Ok(v) if v["ready"] == true => return,
+                Ok(v) if v["ready"] == true => return Ok(()),
                 _ if Instant::now() >= deadline => {
                     panic!(
                         "webdriver: chromedriver not ready within {READY_TIMEOUT:?}; see {}",
