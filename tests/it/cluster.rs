@@ -11,6 +11,19 @@ async fn two_nodes() -> (Server, Server) {
     (a, b)
 }
 
+/// `/authorize` for `client_id` with a PKCE challenge, signed in as `user` and driven to
+/// the callback: the verifier and the callback URL.
+async fn code_with_pkce(b: &mut Browser, client_id: &str, user: &str) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let start = b
+        .get(&authorize_url(
+            client_id,
+            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+        ))
+        .await;
+    (verifier, b.drive_to_callback(start, user).await)
+}
+
 /// `[store]` for the database at `url`.
 fn on(url: &str) -> String {
     format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n")
@@ -26,14 +39,7 @@ async fn two_nodes_on_one_database_sign_in_on_one_and_redeem_on_the_other() {
     assert_eq!(b.cli(&["user", "show", "alice", "--json"], None).code, 0);
 
     let mut on_a = a.browser();
-    let (verifier, challenge) = pkce();
-    let start = on_a
-        .get(&authorize_url(
-            &client_id,
-            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
-        ))
-        .await;
-    let callback = on_a.drive_to_callback(start, "alice").await;
+    let (verifier, callback) = code_with_pkce(&mut on_a, &client_id, "alice").await;
 
     // The code issued by A is redeemed at B, once.
     let mut on_b = b.browser();
@@ -404,14 +410,7 @@ async fn concurrent_redemptions_and_refreshes_on_two_nodes_have_one_winner() {
     let (client_id, secret) = a.add_client(&[]);
     let auth = basic(&client_id, &secret);
     let mut on_a = a.browser();
-    let (verifier, challenge) = pkce();
-    let start = on_a
-        .get(&authorize_url(
-            &client_id,
-            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
-        ))
-        .await;
-    let callback = on_a.drive_to_callback(start, "gil").await;
+    let (verifier, callback) = code_with_pkce(&mut on_a, &client_id, "gil").await;
     let race = |requests: Vec<Browser>, form: Vec<(String, String)>| {
         let auth = auth.clone();
         async move {
@@ -459,13 +458,7 @@ async fn concurrent_redemptions_and_refreshes_on_two_nodes_have_one_winner() {
     );
     // The replays revoked what the winner got (RFC 6749 §4.1.2): a new sign-in for the
     // refresh race.
-    let again = on_a
-        .get(&authorize_url(
-            &client_id,
-            &format!("&code_challenge={challenge}&code_challenge_method=S256"),
-        ))
-        .await;
-    let callback = on_a.drive_to_callback(again, "gil").await;
+    let (verifier, callback) = code_with_pkce(&mut on_a, &client_id, "gil").await;
     let tokens = on_a.redeem(&callback, Some(&verifier), &auth).await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     let rt = tokens.json()["refresh_token"].as_str().unwrap().to_string();

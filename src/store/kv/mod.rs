@@ -162,6 +162,12 @@ pub trait Engine: Send + Sync {
     /// most `PURGE_BATCH` at a time, each batch removed in its own transaction with every
     /// record checked again. Memory stays at one batch of keys.
     fn purge<T: DeserializeOwned>(&self, t: Table, doomed: impl Fn(&T) -> bool) -> Result<usize> {
+        // An undecodable record is left for an operator to look at.
+        self.purge_raw(t, |v| decode::<T>(v).is_ok_and(|r| doomed(&r)))
+    }
+
+    /// [`Engine::purge`] on the stored bytes (for records that are not JSON).
+    fn purge_raw(&self, t: Table, doomed: impl Fn(&[u8]) -> bool) -> Result<usize> {
         let mut n = 0;
         let mut after: Option<String> = None;
         loop {
@@ -170,8 +176,7 @@ pub trait Engine: Send + Sync {
                 let mut last = None;
                 tx.scan(t, after.as_deref(), &mut |k, v| {
                     last = Some(k.to_string());
-                    // An undecodable record is left for an operator to look at.
-                    if decode::<T>(v).is_ok_and(|r| doomed(&r)) {
+                    if doomed(v) {
                         keys.push(k.to_string());
                     }
                     Ok(keys.len() < PURGE_BATCH)
@@ -181,10 +186,7 @@ pub trait Engine: Send + Sync {
             n += self.write(false, |tx| {
                 let mut removed = 0;
                 for k in &keys {
-                    let still = tx
-                        .get(t, k)?
-                        .is_some_and(|v| decode::<T>(&v).is_ok_and(|r| doomed(&r)));
-                    if still {
+                    if tx.get(t, k)?.is_some_and(|v| doomed(&v)) {
                         tx.remove(t, k)?;
                         removed += 1;
                     }
@@ -199,23 +201,6 @@ pub trait Engine: Send + Sync {
                 _ => return Ok(n),
             }
         }
-    }
-
-    /// Like [`Engine::purge`], for records that are not JSON.
-    fn purge_raw(&self, t: Table, doomed: impl Fn(&[u8]) -> bool) -> Result<usize> {
-        self.write(false, |tx| {
-            let mut keys = Vec::new();
-            tx.scan(t, None, &mut |k, v| {
-                if doomed(v) {
-                    keys.push(k.to_string());
-                }
-                Ok(true)
-            })?;
-            for k in &keys {
-                tx.remove(t, k)?;
-            }
-            Ok(keys.len())
-        })
     }
 
     /// Marks every live grant matching `pick` revoked, in one durable transaction.

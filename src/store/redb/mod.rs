@@ -513,20 +513,28 @@ fn scan_table(
     Ok(())
 }
 
-impl Reader for Tx<'_> {
-    fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
-        get_in(&self.0.open_table(def(t)).map_err(backend)?, key)
-    }
+/// Reads through a write or a read transaction alike.
+macro_rules! reader {
+    ($t:ident) => {
+        impl Reader for $t<'_> {
+            fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
+                get_in(&self.0.open_table(def(t)).map_err(backend)?, key)
+            }
 
-    fn scan(
-        &self,
-        t: Table,
-        after: Option<&str>,
-        each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        scan_table(&self.0.open_table(def(t)).map_err(backend)?, after, each)
-    }
+            fn scan(
+                &self,
+                t: Table,
+                after: Option<&str>,
+                each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
+            ) -> Result<()> {
+                scan_table(&self.0.open_table(def(t)).map_err(backend)?, after, each)
+            }
+        }
+    };
 }
+
+reader!(Tx);
+reader!(Snapshot);
 
 impl Writer for Tx<'_> {
     fn put(&self, t: Table, key: &str, value: &[u8]) -> Result<()> {
@@ -546,21 +554,6 @@ impl Writer for Tx<'_> {
             .remove(key)
             .map_err(backend)?
             .is_some())
-    }
-}
-
-impl Reader for Snapshot<'_> {
-    fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
-        get_in(&self.0.open_table(def(t)).map_err(backend)?, key)
-    }
-
-    fn scan(
-        &self,
-        t: Table,
-        after: Option<&str>,
-        each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        scan_table(&self.0.open_table(def(t)).map_err(backend)?, after, each)
     }
 }
 
