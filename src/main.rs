@@ -764,7 +764,11 @@ fn direct(config: &config::Config, cmd: Command) -> Result<serde_json::Value, Ad
     latchkey::datadir::ensure_data_dir(&config.data_dir).map_err(io)?;
     let store = latchkey::datadir::open_store(config).map_err(io)?;
     if let Command::LdapSync { force } = cmd {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // Multi-threaded, as the server's: its blocking threads call the store directly
+        // (PostgreSQL's connections enter runtimes of their own, which a thread of a
+        // single-threaded runtime cannot).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| io(format!("runtime: {e}")))?;

@@ -550,6 +550,13 @@ pub struct Session {
     pub ip: String,
 }
 
+impl Session {
+    /// Whether the session has not expired at `now`.
+    pub fn alive(&self, now: i64) -> bool {
+        self.expires_at > now
+    }
+}
+
 /// Remembered consent for (user, client).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Consent {

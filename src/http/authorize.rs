@@ -137,7 +137,10 @@ fn try_proceed(
     interaction: Option<(String, Interaction)>,
     now: i64,
 ) -> Result<Resp, EndpointError> {
-    let signed_in = app.signed_in(req, now)?;
+    let (signed_in, consent) = match app.signed_in_with_consent(req, now, &client.client_id)? {
+        Some((s, consent)) => (Some(s), consent),
+        None => (None, None),
+    };
     let hint_subject = match &request.id_token_hint {
         None => None,
         Some(hint) => match hint_subject(app, hint) {
@@ -149,10 +152,6 @@ fn try_proceed(
                 .into());
             }
         },
-    };
-    let consent = match &signed_in {
-        Some(s) => app.store.consent(&s.user.id, &client.client_id)?,
-        None => None,
     };
     let ctx = Context {
         now,

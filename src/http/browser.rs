@@ -2,7 +2,7 @@
 
 use hyper::StatusCode;
 
-use crate::model::{Session, User};
+use crate::model::{Consent, Session, User};
 use crate::oidc::params::Params;
 use crate::store::StoreError;
 
@@ -61,22 +61,44 @@ impl App {
 
     /// The valid SSO session of this browser, if any.
     pub fn signed_in(&self, req: &Req, now: i64) -> Result<Option<SignedIn>, StoreError> {
+        Ok(self.session_of(req, now, None)?.map(|(s, _)| s))
+    }
+
+    /// [`App::signed_in`], with the user's consent for `client_id` read alongside.
+    pub fn signed_in_with_consent(
+        &self,
+        req: &Req,
+        now: i64,
+        client_id: &str,
+    ) -> Result<Option<(SignedIn, Option<Consent>)>, StoreError> {
+        self.session_of(req, now, Some(client_id))
+    }
+
+    fn session_of(
+        &self,
+        req: &Req,
+        now: i64,
+        consent_for: Option<&str>,
+    ) -> Result<Option<(SignedIn, Option<Consent>)>, StoreError> {
         let Some(raw) = req.cookie(&self.cookie_name("session")) else {
             return Ok(None);
         };
         let hash = crate::keys::token_hash(&raw);
-        let Some(session) = self.store.session(&hash)? else {
+        let Some(found) = self.store.session_context(&hash, consent_for)? else {
             return Ok(None);
         };
-        if session.expires_at <= now {
+        if !found.session.alive(now) {
             return Ok(None);
         }
-        match self.store.user(&session.user_id)? {
-            Some(user) if !user.disabled => Ok(Some(SignedIn {
-                hash,
-                session,
-                user,
-            })),
+        match found.user {
+            Some(user) if !user.disabled => Ok(Some((
+                SignedIn {
+                    hash,
+                    session: found.session,
+                    user,
+                },
+                found.consent,
+            ))),
             _ => Ok(None),
         }
     }

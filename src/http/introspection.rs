@@ -233,7 +233,7 @@ fn refresh_active(
     let session_alive = app
         .store
         .session(&rt.session_hash)?
-        .is_some_and(|s| s.expires_at > now);
+        .is_some_and(|s| s.alive(now));
     if crate::oidc::grant::check_refresh(rt, client, session_alive, now).is_err() {
         return Ok(None);
     }

@@ -303,11 +303,6 @@ fn tallied_audit(app: &App, req: &Req, plan: &Plan<'_>, grant_type: &'static str
     app.metrics.event("token.issued", grant_type);
 }
 
-/// The SSO session under `hash` exists and has not expired.
-fn session_alive(app: &App, hash: &str, now: i64) -> Result<bool, Fail> {
-    Ok(app.store.session(hash)?.is_some_and(|s| s.expires_at > now))
-}
-
 fn authorization_code(
     app: &App,
     req: &Req,
@@ -317,13 +312,13 @@ fn authorization_code(
 ) -> Result<TokenResponse, EndpointError> {
     let request = grant::code_request(form)?;
     let hash = crate::keys::token_hash(request.code);
-    let code = app.store.code(&hash)?;
-    let (user, session_alive) = match &code {
+    let (code, user, session_alive) = match app.store.code_context(&hash)? {
         Some(c) => (
-            app.store.user(&c.user_id)?,
-            session_alive(app, &c.session_hash, now)?,
+            Some(c.code),
+            c.user,
+            c.session.is_some_and(|s| s.alive(now)),
         ),
-        None => (None, false),
+        None => (None, None, false),
     };
     let facts = grant::CodeFacts {
         client,
@@ -358,19 +353,14 @@ async fn refresh(
 ) -> Result<TokenResponse, EndpointError> {
     let request = grant::refresh_request(form)?;
     let hash = crate::keys::token_hash(request.token);
-    let token = app.store.refresh_token(&hash)?;
-    let grant = match &token {
-        Some(t) => app.store.grant(&t.grant_id)?,
-        None => None,
-    };
-    // The grant follows its session when a sign-in again moves it to a new cookie.
-    let session_alive = match &grant {
-        Some(g) => session_alive(app, &g.session_hash, now)?,
-        None => false,
-    };
-    let user = match &token {
-        Some(t) => app.store.user(&t.user_id)?,
-        None => None,
+    let (token, grant, user, session_alive) = match app.store.refresh_context(&hash)? {
+        Some(c) => (
+            Some(c.token),
+            c.grant,
+            c.user,
+            c.session.is_some_and(|s| s.alive(now)),
+        ),
+        None => (None, None, None, false),
     };
     let facts = grant::RefreshFacts {
         client,

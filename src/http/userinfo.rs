@@ -67,9 +67,7 @@ fn claims_for(app: &App, token: &str, now: i64) -> Result<Value, OidcError> {
     // Claims asked for individually, as the grant keeps them: narrowed to the client's
     // scopes when the grant started and again at each refresh.
     // The client as it is now decides which groups it sees.
-    let client = app
-        .client(&live.client_id)
-        .map_err(|_| OidcError::new(ErrorCode::TemporarilyUnavailable, "try again"))?;
+    let client = live.client;
     let filter = client
         .as_ref()
         .map_or(&[][..], |c| c.groups_filter.as_slice());
@@ -95,6 +93,8 @@ pub(super) struct LiveAccessToken {
     pub user: Option<User>,
     /// Claims asked for individually for UserInfo (kept with the grant).
     pub userinfo_claims: Vec<String>,
+    /// The client as it is now (declared or stored).
+    pub client: Option<crate::model::Client>,
 }
 
 /// Checks one of our RFC 9068 access tokens: signature by a current or retired key,
@@ -143,14 +143,20 @@ pub(super) fn live_access_token(
     let store_err = |e: crate::store::StoreError| super::response::Fail::Store(e).to_oidc();
     let ctx = app
         .store
-        .access_token_context(&jti, grant_id, &client_id)
+        .access_token_context(&jti, grant_id, &client_id, &sub)
         .map_err(store_err)?;
+    let client = app
+        .config
+        .declared_clients
+        .get(&client_id)
+        .cloned()
+        .or(ctx.client);
     let facts = grant::AccessFacts {
         client_id: &client_id,
         sub: &sub,
         grant_id,
         revoked: ctx.revoked,
-        client_exists: ctx.client_stored || app.config.declared_clients.contains_key(&client_id),
+        client_exists: client.is_some(),
         grant: ctx.grant.as_ref(),
         user: ctx.user.as_ref(),
     };
@@ -165,5 +171,6 @@ pub(super) fn live_access_token(
         scopes,
         user,
         userinfo_claims,
+        client,
     })
 }

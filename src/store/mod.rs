@@ -115,10 +115,43 @@ pub struct TokenContext {
     pub revoked: bool,
     /// The grant the token names (`None` when it has none or it is gone).
     pub grant: Option<Grant>,
-    /// The grant's user (`None` without a grant and for users that no longer exist).
+    /// The grant's user (`None` without a grant, for users that no longer exist, and
+    /// when the token's subject is not the grant's user).
     pub user: Option<User>,
-    /// Whether the client is in the store (declared clients live in the configuration).
-    pub client_stored: bool,
+    /// The client as stored (declared clients live in the configuration).
+    pub client: Option<Client>,
+}
+
+/// What [`Codes::code_context`] returns.
+#[derive(Debug, Clone)]
+pub struct CodeContext {
+    pub code: AuthCode,
+    /// `None` for a user that no longer exists.
+    pub user: Option<User>,
+    /// `None` for a session that has ended.
+    pub session: Option<Session>,
+}
+
+/// What [`Tokens::refresh_context`] returns.
+#[derive(Debug, Clone)]
+pub struct RefreshContext {
+    pub token: RefreshToken,
+    /// `None` for a grant that is gone.
+    pub grant: Option<Grant>,
+    /// `None` for a user that no longer exists.
+    pub user: Option<User>,
+    /// The grant's session; `None` when it has ended.
+    pub session: Option<Session>,
+}
+
+/// What [`Sessions::session_context`] returns.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    pub session: Session,
+    /// `None` for a user that no longer exists.
+    pub user: Option<User>,
+    /// The user's consent for the client asked about, if any.
+    pub consent: Option<Consent>,
 }
 
 /// A grant with its first refresh token, stored in one transaction.
@@ -181,6 +214,9 @@ pub trait Codes: Send + Sync {
 
     fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
 
+    /// A code with the user and the session it names, read in one snapshot.
+    fn code_context(&self, hash: &str) -> Result<Option<CodeContext>>;
+
     /// Redeems a code: in one transaction marks it used and stores the grant with its
     /// first tokens (durably when a refresh token is included). A code already used
     /// returns [`Consumed::Replayed`] and stores nothing; a code whose grant was revoked
@@ -220,6 +256,14 @@ pub trait Sessions: Send + Sync {
     fn put_session(&self, hash: &str, s: &Session) -> Result<()>;
 
     fn session(&self, hash: &str) -> Result<Option<Session>>;
+
+    /// A session with its user and, for `consent_for` (a client id), the user's consent,
+    /// read in one snapshot.
+    fn session_context(
+        &self,
+        hash: &str,
+        consent_for: Option<&str>,
+    ) -> Result<Option<SessionContext>>;
 
     fn delete_session(&self, hash: &str) -> Result<bool>;
 
@@ -288,17 +332,22 @@ pub trait Tokens: Send + Sync {
     /// have expired anyway), durably.
     fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<()>;
 
-    /// What decides whether the access token `jti` of `client_id`, naming `grant_id`, is
-    /// still good, read in one snapshot (userinfo and introspection run this on every
-    /// call).
+    /// What decides whether the access token `jti` of `client_id` for subject `sub`,
+    /// naming `grant_id`, is still good, read in one snapshot and, on PostgreSQL, one
+    /// round trip (userinfo and introspection run this on every call).
     fn access_token_context(
         &self,
         jti: &str,
         grant_id: Option<&str>,
         client_id: &str,
+        sub: &str,
     ) -> Result<TokenContext>;
 
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
+
+    /// A refresh token with its grant, user and the grant's session, read in one
+    /// snapshot.
+    fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>>;
 
     /// Marks `old` used and stores its successor, atomically and durably; keeps the
     /// grant at least until `tokens_until` (the new access token's expiry) and sets the

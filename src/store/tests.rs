@@ -508,12 +508,12 @@ fn schema_2_access_token_revocations_survive_the_migration() {
     }
     let s = RedbStore::open(&path).unwrap();
     assert!(
-        s.access_token_context("old-revoked", None, "c")
+        s.access_token_context("old-revoked", None, "c", "c")
             .unwrap()
             .revoked
     );
     assert!(
-        !s.access_token_context("old-live", None, "c")
+        !s.access_token_context("old-live", None, "c", "c")
             .unwrap()
             .revoked
     );
@@ -521,7 +521,7 @@ fn schema_2_access_token_revocations_survive_the_migration() {
     // The old table is gone, and a second open changes nothing.
     let s = RedbStore::open(&path).unwrap();
     assert!(
-        s.access_token_context("old-revoked", None, "c")
+        s.access_token_context("old-revoked", None, "c", "c")
             .unwrap()
             .revoked
     );
@@ -670,28 +670,133 @@ fn queued_audit_events_are_read_back_and_survive_closing() {
 }
 
 fn an_access_tokens_context_is_read_together<S: Store + Engine>(s: &S) {
-    let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
+    let ctx = s.access_token_context("g.j", Some("g"), "c", "u").unwrap();
     assert!(ctx.grant.is_none() && !ctx.revoked);
     issue(s, "h", "r", 100);
-    let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
+    let ctx = s.access_token_context("g.j", Some("g"), "c", "u").unwrap();
     assert_eq!(ctx.grant.map(|g| g.revoked), Some(false));
     assert!(ctx.user.is_none(), "user u was never created");
-    assert!(!ctx.client_stored, "client c was never created");
+    assert!(ctx.client.is_none(), "client c was never created");
     s.create_user(&user("u", "alice")).unwrap();
+    s.create_user(&user("v", "bob")).unwrap();
+    let client: Client = serde_json::from_value(serde_json::json!({
+        "client_id": "c", "name": "RP", "redirect_uris": ["https://rp/cb"],
+        "scopes": ["openid"], "grant_types": ["authorization_code"],
+        "response_types": ["code"], "token_endpoint_auth_method": "none", "created_at": 0,
+    }))
+    .unwrap();
+    s.create_client(&client).unwrap();
     s.revoke_grant("g", "c", "u", 1).unwrap();
-    let ctx = s.access_token_context("g.j", Some("g"), "c").unwrap();
+    let ctx = s.access_token_context("g.j", Some("g"), "c", "u").unwrap();
     assert_eq!(ctx.user.map(|u| u.username), Some("alice".to_string()));
     assert_eq!(ctx.grant.map(|g| g.revoked), Some(true));
+    assert_eq!(ctx.client.map(|c| c.name), Some("RP".to_string()));
+    // A subject other than the grant's user finds no user.
+    let ctx = s.access_token_context("g.j", Some("g"), "c", "v").unwrap();
+    assert!(ctx.user.is_none() && ctx.grant.is_some());
     // A client's own token: no grant, and the revocation list alone.
     assert!(
-        s.access_token_context("k", None, "c")
+        s.access_token_context("k", None, "c", "c")
             .unwrap()
             .grant
             .is_none()
     );
     s.revoke_access_token("k", 50).unwrap();
-    assert!(s.access_token_context("k", None, "c").unwrap().revoked);
-    assert!(!s.access_token_context("k2", None, "c").unwrap().revoked);
+    assert!(s.access_token_context("k", None, "c", "c").unwrap().revoked);
+    assert!(
+        !s.access_token_context("k2", None, "c", "c")
+            .unwrap()
+            .revoked
+    );
+}
+
+fn the_contexts_of_codes_sessions_and_refresh_tokens_are_read_together<S: Store + Engine>(s: &S) {
+    assert!(s.code_context("nope").unwrap().is_none());
+    assert!(s.session_context("h", Some("c")).unwrap().is_none());
+    s.put_code("k", &code(100)).unwrap();
+    let ctx = s.code_context("k").unwrap().unwrap();
+    assert_eq!(ctx.code.grant_id, "g");
+    assert!(ctx.user.is_none() && ctx.session.is_none());
+    s.create_user(&user("u", "alice")).unwrap();
+    let session = Session {
+        user_id: "u".into(),
+        sid: "s".into(),
+        auth_time: 1,
+        amr: vec!["pwd".into()],
+        acr: "1".into(),
+        created_at: 1,
+        last_seen: 1,
+        expires_at: 100,
+        clients: vec![],
+        reauth_at: 0,
+        label: String::new(),
+        ip: String::new(),
+    };
+    s.put_session("h", &session).unwrap();
+    let ctx = s.code_context("k").unwrap().unwrap();
+    assert_eq!(ctx.user.map(|u| u.username).as_deref(), Some("alice"));
+    assert_eq!(ctx.session.map(|s| s.sid).as_deref(), Some("s"));
+
+    let ctx = s.session_context("h", Some("c")).unwrap().unwrap();
+    assert_eq!(ctx.session.sid, "s");
+    assert_eq!(ctx.user.map(|u| u.id).as_deref(), Some("u"));
+    assert!(ctx.consent.is_none());
+    let consent = Consent {
+        user_id: "u".into(),
+        client_id: "c".into(),
+        scopes: vec!["openid".into()],
+        claims: vec![],
+        granted_at: 1,
+    };
+    s.put_consent(&consent).unwrap();
+    let with = s.session_context("h", Some("c")).unwrap().unwrap();
+    assert_eq!(with.consent, Some(consent));
+    let other = s.session_context("h", Some("d")).unwrap().unwrap();
+    assert!(other.consent.is_none(), "another client's consent");
+    let without = s.session_context("h", None).unwrap().unwrap();
+    assert!(without.consent.is_none() && without.user.is_some());
+    // The code's redemption starts grant g (session h) with refresh token r.
+    issue(s, "k2", "r", 100);
+    let ctx = s.refresh_context("r").unwrap().unwrap();
+    assert_eq!(ctx.token.grant_id, "g");
+    assert_eq!(ctx.grant.map(|g| g.session_hash).as_deref(), Some("h"));
+    assert_eq!(ctx.user.map(|u| u.id).as_deref(), Some("u"));
+    assert_eq!(ctx.session.map(|s| s.sid).as_deref(), Some("s"));
+    assert!(s.refresh_context("nope").unwrap().is_none());
+
+    s.delete_session("h").unwrap();
+    assert!(s.code_context("k").unwrap().unwrap().session.is_none());
+    assert!(s.refresh_context("r").unwrap().unwrap().session.is_none());
+}
+
+fn records_read_together_come_in_order_after_earlier_writes<S: Store + Engine>(s: &S) {
+    use super::kv::META;
+    let got = s
+        .write(false, |tx| {
+            tx.put(META, "a", b"1")?;
+            tx.put(META, "b", b"2")?;
+            tx.get_many(&[(META, "b"), (META, "missing"), (META, "a")])
+        })
+        .unwrap();
+    assert_eq!(got, vec![Some(b"2".to_vec()), None, Some(b"1".to_vec())]);
+    let got = s
+        .get_many(&[(META, "a"), (META, "a"), (META, "b")])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(b"1".to_vec()),
+            Some(b"1".to_vec()),
+            Some(b"2".to_vec())
+        ]
+    );
+    assert!(s.get_many(&[]).unwrap().is_empty());
+    // The connection is left in a usable state: a later write and read see each other.
+    s.write(true, |tx| tx.put(META, "a", b"3")).unwrap();
+    assert_eq!(
+        s.get_many(&[(META, "a")]).unwrap(),
+        vec![Some(b"3".to_vec())]
+    );
 }
 
 fn revocation_list_entries_and_grants_live_as_long_as_their_tokens<S: Store + Engine>(s: &S) {
@@ -701,15 +806,15 @@ fn revocation_list_entries_and_grants_live_as_long_as_their_tokens<S: Store + En
     s.rotate_refresh_token("r", "r2", &rt(10), 500, &[])
         .unwrap();
     s.purge_expired(49).unwrap();
-    assert!(s.access_token_context("k", None, "c").unwrap().revoked);
+    assert!(s.access_token_context("k", None, "c", "c").unwrap().revoked);
     s.purge_expired(169).unwrap();
     assert!(
-        s.access_token_context("k", None, "c").unwrap().revoked,
+        s.access_token_context("k", None, "c", "c").unwrap().revoked,
         "kept two minutes past expiry, against a clock stepped back"
     );
     s.purge_expired(171).unwrap();
     assert!(
-        !s.access_token_context("k", None, "c").unwrap().revoked,
+        !s.access_token_context("k", None, "c", "c").unwrap().revoked,
         "expired: gone"
     );
     assert!(s.refresh_token("r2").unwrap().is_none());
@@ -837,6 +942,8 @@ on_both_backends! {
             a_code_of_a_revoked_grant_yields_nothing,
             a_device_answer_is_never_undone_by_a_poll,
             an_access_tokens_context_is_read_together,
+            the_contexts_of_codes_sessions_and_refresh_tokens_are_read_together,
+            records_read_together_come_in_order_after_earlier_writes,
             revocation_list_entries_and_grants_live_as_long_as_their_tokens,
             purge_works_through_more_than_one_batch,
     short_lived_records_expire_and_are_taken_once,
@@ -952,4 +1059,37 @@ fn a_newer_postgres_schema_is_refused() {
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
+}
+
+/// A connection the server closed while it sat idle in the pool is noticed when taken out
+/// and replaced, so the next request does not fail; and the store works from inside a
+/// single-threaded runtime too (as command-line tools and tests call it), where its
+/// connections' own runtimes cannot be entered directly.
+#[test]
+fn postgres_connections_closed_while_idle_are_replaced() {
+    use super::kv::META;
+    let server = crate::testutil::postgres::server();
+    let url = server.database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let s = postgres_node(&url);
+    s.write(false, |tx| tx.put(META, "k", b"v")).unwrap();
+    let found = vec![Some(b"v".to_vec())];
+    assert_eq!(s.get_many(&[(META, "k")]).unwrap(), found);
+    server.psql(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(s.get_many(&[(META, "k")]).unwrap(), found);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inside = rt.block_on(async {
+        s.write(true, |tx| tx.put(META, "k", b"w"))?;
+        s.get_many(&[(META, "k")])
+    });
+    assert_eq!(inside.unwrap(), vec![Some(b"w".to_vec())]);
 }

@@ -11,12 +11,31 @@ impl<E: Engine> Codes for E {
         self.get(CODES, hash)
     }
 
+    fn code_context(&self, hash: &str) -> Result<Option<CodeContext>> {
+        self.read(|tx| {
+            let Some(code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
+                return Ok(None);
+            };
+            let mut found =
+                Found::new(tx.get_many(&[(USERS, &code.user_id), (SESSIONS, &code.session_hash)])?);
+            Ok(Some(CodeContext {
+                user: found.take()?,
+                session: found.take()?,
+                code,
+            }))
+        })
+    }
+
     fn redeem_code(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<AuthCode>> {
         // Durable: a used code must never come back (crash, or a reopen after an I/O error).
         self.write(true, |tx| {
-            let Some(mut code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
+            // The grant the code would start, read in the same round trip.
+            let mut found =
+                Found::new(tx.get_many(&[(CODES, hash), (GRANTS, i.grant.grant_id.as_str())])?);
+            let Some(mut code) = found.take::<AuthCode>()? else {
                 return Ok(Consumed::Missing);
             };
+            let before = found.take::<Grant>()?;
             if code.used {
                 return Ok(Consumed::Replayed(code));
             }
@@ -25,7 +44,6 @@ impl<E: Engine> Codes for E {
             tx_put(tx, CODES, hash, &code.spent())?;
             // A grant revoked meanwhile (logout ended its front-channel tokens) stays
             // revoked: the code is spent and yields nothing.
-            let before = tx_get::<Grant>(tx, GRANTS, &i.grant.grant_id)?;
             if before.as_ref().is_some_and(|g| g.revoked) {
                 return Ok(Consumed::Missing);
             }

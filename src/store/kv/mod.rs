@@ -20,8 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Codes, Consents, Consumed, Directory, Issued, Outbox, Registry, Result, Sessions, SigningKeys,
-    StoreError, TokenContext, Tokens, Upkeep,
+    CodeContext, Codes, Consents, Consumed, Directory, Issued, Outbox, RefreshContext, Registry,
+    Result, SessionContext, Sessions, SigningKeys, StoreError, TokenContext, Tokens, Upkeep,
 };
 use crate::model::{
     AuthCode, Client, Consent, DeviceGrant, Grant, Group, KeyRecord, OutboxMail, RefreshToken,
@@ -91,6 +91,11 @@ pub const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2)
 /// What a transaction reads.
 pub trait Reader {
     fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Several records that do not depend on each other, in order: one round trip on an
+    /// engine across the network.
+    fn get_many(&self, keys: &[(Table, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|(t, k)| self.get(t, k)).collect()
+    }
     /// Calls `each` with the records of `t` in key order (bytewise), starting after
     /// `after`, until it returns `false`.
     fn scan(
@@ -129,6 +134,11 @@ pub trait Engine: Send + Sync {
 
     fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>> {
         self.read(|tx| tx.get(t, key)?.map(|v| decode(&v)).transpose())
+    }
+
+    /// [`Reader::get_many`] on one snapshot.
+    fn get_many(&self, keys: &[(Table, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.read(|tx| tx.get_many(keys))
     }
 
     #[track_caller]
@@ -313,7 +323,21 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(|e| StoreError::Backend(format!("undecodable record: {e}")))
 }
 
-pub fn tx_get<T: DeserializeOwned>(tx: &dyn Writer, t: Table, key: &str) -> Result<Option<T>> {
+/// The records [`Reader::get_many`] found, decoded one by one in the order asked for.
+pub struct Found(std::vec::IntoIter<Option<Vec<u8>>>);
+
+impl Found {
+    pub fn new(records: Vec<Option<Vec<u8>>>) -> Found {
+        Found(records.into_iter())
+    }
+
+    /// The next record asked for, if it was there.
+    pub fn take<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        self.0.next().flatten().map(|v| decode(&v)).transpose()
+    }
+}
+
+pub fn tx_get<T: DeserializeOwned>(tx: &dyn Reader, t: Table, key: &str) -> Result<Option<T>> {
     tx.get(t, key)?.map(|v| decode(&v)).transpose()
 }
 

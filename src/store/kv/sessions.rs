@@ -11,6 +11,27 @@ impl<E: Engine> Sessions for E {
         self.get(SESSIONS, hash)
     }
 
+    fn session_context(
+        &self,
+        hash: &str,
+        consent_for: Option<&str>,
+    ) -> Result<Option<SessionContext>> {
+        self.read(|tx| {
+            let Some(session) = tx_get::<Session>(tx, SESSIONS, hash)? else {
+                return Ok(None);
+            };
+            let consent = consent_for.map(|c| consent_key(&session.user_id, c));
+            let mut keys = vec![(USERS, session.user_id.as_str())];
+            keys.extend(consent.as_deref().map(|k| (CONSENTS, k)));
+            let mut found = Found::new(tx.get_many(&keys)?);
+            Ok(Some(SessionContext {
+                user: found.take()?,
+                consent: found.take()?,
+                session,
+            }))
+        })
+    }
+
     fn delete_session(&self, hash: &str) -> Result<bool> {
         self.remove(SESSIONS, hash, true)
     }

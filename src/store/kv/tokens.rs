@@ -81,32 +81,56 @@ impl<E: Engine> Tokens for E {
         jti: &str,
         grant_id: Option<&str>,
         client_id: &str,
+        sub: &str,
     ) -> Result<TokenContext> {
-        self.read(|tx| {
-            let get = |t: Table, key: &str| tx.get(t, key);
-            let revoked = get(REVOKED_ACCESS, jti)?.is_some();
-            let grant: Option<Grant> = match grant_id {
-                Some(id) => get(GRANTS, id)?.map(|b| decode(&b)).transpose()?,
-                None => None,
-            };
-            let user = match &grant {
-                Some(g) if !g.user_id.is_empty() => {
-                    get(USERS, &g.user_id)?.map(|b| decode(&b)).transpose()?
-                }
-                _ => None,
-            };
-            let client_stored = get(CLIENTS, client_id)?.is_some();
-            Ok(TokenContext {
-                revoked,
-                grant,
-                user,
-                client_stored,
-            })
+        // Independent of each other: the user is read by the token's subject, which a
+        // grant must name anyway.
+        let mut keys = vec![(REVOKED_ACCESS, jti), (CLIENTS, client_id)];
+        if let Some(id) = grant_id {
+            keys.extend([(GRANTS, id), (USERS, sub)]);
+        }
+        let mut found = Found::new(self.get_many(&keys)?);
+        let revoked = found.take::<serde::de::IgnoredAny>()?.is_some();
+        let client: Option<Client> = found.take()?;
+        let grant: Option<Grant> = found.take()?;
+        let user = found
+            .take::<User>()?
+            .filter(|u| grant.as_ref().is_some_and(|g| g.user_id == u.id));
+        Ok(TokenContext {
+            revoked,
+            grant,
+            user,
+            client,
         })
     }
 
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>> {
         self.get(REFRESH_TOKENS, hash)
+    }
+
+    fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>> {
+        self.read(|tx| {
+            let Some(token) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, hash)? else {
+                return Ok(None);
+            };
+            let mut found = Found::new(tx.get_many(&[
+                (GRANTS, token.grant_id.as_str()),
+                (USERS, token.user_id.as_str()),
+            ])?);
+            let grant: Option<Grant> = found.take()?;
+            let user = found.take()?;
+            // The grant follows its session when a sign-in again moves it to a new cookie.
+            let session = match &grant {
+                Some(g) => tx_get(tx, SESSIONS, &g.session_hash)?,
+                None => None,
+            };
+            Ok(Some(RefreshContext {
+                token,
+                grant,
+                user,
+                session,
+            }))
+        })
     }
 
     fn rotate_refresh_token(
@@ -118,7 +142,10 @@ impl<E: Engine> Tokens for E {
         userinfo_claims: &[String],
     ) -> Result<Consumed<RefreshToken>> {
         self.write(true, |tx| {
-            let Some(mut old) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, old_hash)? else {
+            let mut found = Found::new(
+                tx.get_many(&[(REFRESH_TOKENS, old_hash), (GRANTS, new.grant_id.as_str())])?,
+            );
+            let Some(mut old) = found.take::<RefreshToken>()? else {
                 return Ok(Consumed::Missing);
             };
             if old.used {
@@ -127,8 +154,7 @@ impl<E: Engine> Tokens for E {
             // A grant revoked since the caller looked (logout, revocation, a password
             // change) yields nothing: no successor, and the caller's new access token is
             // refused wherever it is checked.
-            let Some(mut g) = tx_get::<Grant>(tx, GRANTS, &new.grant_id)?.filter(|g| !g.revoked)
-            else {
+            let Some(mut g) = found.take::<Grant>()?.filter(|g| !g.revoked) else {
                 return Ok(Consumed::Missing);
             };
             old.used = true;

@@ -56,6 +56,8 @@ const AUDIT_BATCH: usize = 64;
 const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs storage work off the async runtime's worker thread (see `store::off_runtime`).
+/// Every use of the pool goes through here: its connections are driven by runtimes of
+/// their own, which a worker thread cannot enter.
 fn off<R>(f: impl FnOnce() -> R) -> R {
     super::off_runtime(true, f)
 }
@@ -70,8 +72,7 @@ impl PgStore {
         let mut config = s.config.clone();
         let options = config.get_options().unwrap_or_default().to_string();
         config.options(format!("{options} -c synchronous_commit=off").trim());
-        let pool = Pool::new(config, s.tls.clone().map(tls::Rustls), s.pool_size)
-            .map_err(StoreError::Backend)?;
+        let pool = Pool::new(config, s.tls.clone().map(tls::Rustls), s.pool_size);
         let store = PgStore {
             pool,
             audit_queue: std::sync::Mutex::default(),
@@ -276,6 +277,17 @@ impl Reader for Tx<'_> {
         Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
     }
 
+    /// One statement (see [`select_many`]).
+    fn get_many(&self, keys: &[(Table, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sql, keys_sent) = select_many(keys);
+        let params = as_params(&keys_sent);
+        let rows = self.call(|c| c.query(&sql, &params))?;
+        Ok(by_index(keys.len(), &rows))
+    }
+
     fn scan(
         &self,
         t: Table,
@@ -382,7 +394,7 @@ impl Engine for PgStore {
     fn read<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
         off(|| {
             let mut c = self.pool.take()?;
-            c.begin_with_next("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            c.begin_with_next(READ_SNAPSHOT);
             let out = {
                 let tx = Tx {
                     conn: RefCell::new(&mut c),
@@ -426,6 +438,17 @@ impl Engine for PgStore {
         found.map(|v| decode(&v)).transpose()
     }
 
+    /// One statement, which reads one snapshot by itself: no transaction around it.
+    fn get_many(&self, keys: &[(Table, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sql, keys_sent) = select_many(keys);
+        let params = as_params(&keys_sent);
+        let rows = off(|| self.with_conn(|c| c.query(&sql, &params)))?;
+        Ok(by_index(keys.len(), &rows))
+    }
+
     fn shared(&self) -> bool {
         true
     }
@@ -437,6 +460,44 @@ impl Engine for PgStore {
                 .into(),
         ))
     }
+}
+
+/// How a read-only snapshot begins.
+const READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// One statement reading every record of `keys` (`(index, value)` for each found), with
+/// its parameters: a single statement is one snapshot, and one round trip.
+fn select_many<'k>(keys: &[(Table, &'k str)]) -> (String, Vec<&'k [u8]>) {
+    let sql = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| {
+            format!(
+                "SELECT {i}::int4, value FROM \"{t}\" WHERE key = ${}",
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    (sql, keys.iter().map(|(_, k)| k.as_bytes()).collect())
+}
+
+fn as_params<'a>(keys: &'a [&[u8]]) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+    keys.iter()
+        .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// The values [`select_many`] found, in the order of its keys.
+fn by_index(n: usize, rows: &[tokio_postgres::Row]) -> Vec<Option<Vec<u8>>> {
+    let mut out = vec![None; n];
+    for r in rows {
+        let i: i32 = r.get(0);
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Some(r.get::<_, Vec<u8>>(1));
+        }
+    }
+    out
 }
 
 /// A few random bits for retry jitter.

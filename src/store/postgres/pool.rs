@@ -1,13 +1,15 @@
-//! Connections to PostgreSQL: tokio-postgres clients whose connections run on a small
-//! runtime of the store's own, kept in a pool of at most `size`, each with its prepared
-//! statements. The store's roles are synchronous (as on redb): a caller waits for a query
-//! on its own thread ([`wait`]), never inside another runtime, so the store works the same
-//! from the server's workers, blocking threads and command-line tools.
+//! Connections to PostgreSQL: tokio-postgres clients kept in a pool of at most `size`,
+//! each with its prepared statements and a single-threaded runtime of its own on which
+//! the thread using it drives its socket ([`Driver`]). The store's roles are synchronous
+//! (as on redb): a caller waits for its answers on its own thread, never inside another
+//! runtime, so the store works the same from the server's workers, blocking threads and
+//! command-line tools.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
@@ -27,32 +29,132 @@ const RETRY_CONNECT: Duration = Duration::from_millis(500);
 /// How long a request waits for a connection when all are busy.
 const CHECKOUT_WAIT: Duration = Duration::from_secs(10);
 
-/// Runs `fut` to completion on this thread, waiting at most `deadline`. The futures of a
-/// tokio-postgres client only wait on channels to the connection task (which runs on the
-/// pool's runtime), so any thread may drive them.
-pub(super) fn wait<F: Future>(fut: F, deadline: Duration) -> Option<F::Output> {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
+/// The answer of one request to the connection.
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
+/// A connection's socket work (tokio-postgres's `Connection`, with or without TLS).
+type Socket = Pin<Box<dyn Future<Output = PgResult<()>> + Send>>;
+
+/// Drives one connection on the thread that waits for its answers: a single-threaded
+/// runtime of the connection's own runs the socket work and the request together, so a
+/// round trip costs the caller one wake-up (its own `epoll_wait` returning) and no
+/// hand-over to another thread, as with the synchronous `postgres` crate.
+struct Driver {
+    /// Dropped with `shutdown_background`, never blocking.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// `None` once the connection has ended: the client's requests then fail as closed.
+    socket: Option<Socket>,
+}
+
+impl Driver {
+    fn new() -> std::result::Result<Driver, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("PostgreSQL runtime: {e}"))?;
+        Ok(Driver {
+            runtime: Some(runtime),
+            socket: None,
+        })
     }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    let end = Instant::now() + deadline;
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return Some(v);
+
+    /// Runs `fut` to completion, driving the socket meanwhile, for at most `deadline`.
+    /// `None`: the deadline passed.
+    fn drive<F: Future + Send>(&mut self, fut: F, deadline: Duration) -> Option<F::Output>
+    where
+        F::Output: Send,
+    {
+        self.on_free_thread(move |d| {
+            let runtime = d.runtime.as_ref()?;
+            let socket = &mut d.socket;
+            runtime.block_on(async {
+                let mut fut = std::pin::pin!(fut);
+                let work = std::future::poll_fn(|cx| {
+                    // The request first (it queues itself to the connection), then the
+                    // socket (which sends it and reads answers), then the request again.
+                    if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                        return Poll::Ready(v);
+                    }
+                    poll_socket(socket, cx);
+                    fut.as_mut().poll(cx)
+                });
+                tokio::time::timeout(deadline, work).await.ok()
+            })
+        })
+    }
+
+    /// Gives the socket a turn without waiting: sends what is queued, reads what has
+    /// arrived, and notices a connection the server has closed.
+    fn turn(&mut self) {
+        self.on_free_thread(|d| {
+            let Some(runtime) = d.runtime.as_ref() else {
+                return;
+            };
+            let socket = &mut d.socket;
+            runtime.block_on(async {
+                // The runtime looks at the socket's readiness before the next poll.
+                tokio::task::yield_now().await;
+                std::future::poll_fn(|cx| {
+                    poll_socket(socket, cx);
+                    Poll::Ready(())
+                })
+                .await;
+            });
+        });
+    }
+
+    /// Runs `f` on this thread, or on a thread of its own when this one is inside a
+    /// runtime already (which cannot be entered twice): only the single-threaded
+    /// runtimes of command-line tools call the store so; the server's calls leave its
+    /// runtime through `block_in_place`.
+    fn on_free_thread<R: Send>(&mut self, f: impl FnOnce(&mut Driver) -> R + Send) -> R {
+        let inside = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !inside {
+            return f(self);
         }
-        let now = Instant::now();
-        if now >= end {
-            return None;
+        std::thread::scope(|s| {
+            s.spawn(|| f(self))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    fn ended(&self) -> bool {
+        self.socket.is_none()
+    }
+}
+
+/// One turn of the connection's socket work; an ended connection is dropped.
+fn poll_socket(socket: &mut Option<Socket>, cx: &mut Context<'_>) {
+    let Some(s) = socket.as_mut() else {
+        return;
+    };
+    if let Poll::Ready(r) = s.as_mut().poll(cx) {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
         }
-        std::thread::park_timeout(end - now);
+        *socket = None;
+    }
+}
+
+impl Drop for Driver {
+    /// The connection's client is gone by now (`Conn` drops it first): one last turn of
+    /// the socket sends the server a Terminate instead of dropping the connection on it.
+    fn drop(&mut self) {
+        if self.socket.is_some() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Perhaps a runtime's worker, where no runtime can be entered.
+                std::thread::scope(|s| {
+                    let _ = s.spawn(|| self.turn()).join();
+                });
+            } else {
+                self.turn();
+            }
+        }
+        self.socket = None;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -103,6 +205,8 @@ type Later =
     std::pin::Pin<Box<dyn Future<Output = std::result::Result<u64, tokio_postgres::Error>> + Send>>;
 
 /// One connection and its prepared statements.
+///
+/// Fields are dropped in order: everything holding the client before the driver.
 pub(super) struct Conn {
     client: Arc<Client>,
     /// Statements sent, in order, whose answers have not been read yet.
@@ -118,6 +222,7 @@ pub(super) struct Conn {
     /// The pool's count of open connections, lowered when this one is dropped (also when
     /// a panic drops it on its way back).
     alive: Arc<std::sync::atomic::AtomicUsize>,
+    driver: Driver,
 }
 
 impl Drop for Conn {
@@ -133,19 +238,25 @@ impl Conn {
         }
         // Answers are read in order: those of statements sent earlier first.
         self.collect_later()?;
-        let s = self.run(|c| c.prepare(sql))?;
+        let client = self.client.clone();
+        let s = self.run(async move { client.prepare(sql).await })?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
 
-    fn run<'c, T, F>(
-        &'c self,
-        call: impl FnOnce(&'c Client) -> F,
-    ) -> std::result::Result<T, DbError>
-    where
-        F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + 'c,
-    {
-        match wait(call(&self.client), DEADLINE) {
+    /// Waits for a request's answer, driving the connection meanwhile.
+    fn run<T: Send>(
+        &mut self,
+        request: impl Future<Output = PgResult<T>> + Send,
+    ) -> std::result::Result<T, DbError> {
+        if self.broken.get() {
+            // Its requests after a timeout or a failure would each wait out the deadline.
+            return Err(DbError {
+                error: StoreError::Unavailable("the PostgreSQL connection failed".into()),
+                retry: false,
+            });
+        }
+        match self.driver.drive(request, DEADLINE) {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => {
                 let e = db_error(e);
@@ -165,7 +276,7 @@ impl Conn {
     fn collect_later(&mut self) -> std::result::Result<(), DbError> {
         let mut first = Ok(());
         for fut in std::mem::take(&mut self.later) {
-            let r = self.run(|_| fut).map(|_| ());
+            let r = self.run(fut).map(|_| ());
             if first.is_ok() {
                 first = r;
             }
@@ -222,14 +333,15 @@ impl Conn {
             self.collect_later()?;
             return match ready {
                 Poll::Ready(r) => r.map_err(db_error),
-                Poll::Pending => self.run(|_| q),
+                Poll::Pending => self.run(q),
             };
         }
+        let c = self.client.clone();
         match self.begin.take() {
-            None => self.run(|c| async move { c.query(&s, params).await }),
+            None => self.run(async move { c.query(&s, params).await }),
             Some(begin) => {
                 self.opened = true;
-                self.run(|c| async move {
+                self.run(async move {
                     let (began, rows) = tokio::join!(c.batch_execute(begin), c.query(&s, params));
                     began.and(rows)
                 })
@@ -244,11 +356,12 @@ impl Conn {
     ) -> std::result::Result<u64, DbError> {
         let s = self.statement(sql)?;
         self.collect_later()?;
+        let c = self.client.clone();
         match self.begin.take() {
-            None => self.run(|c| async move { c.execute(&s, params).await }),
+            None => self.run(async move { c.execute(&s, params).await }),
             Some(begin) => {
                 self.opened = true;
-                self.run(|c| async move {
+                self.run(async move {
                     let (began, n) = tokio::join!(c.batch_execute(begin), c.execute(&s, params));
                     began.and(n)
                 })
@@ -264,8 +377,8 @@ impl Conn {
 
     /// Ends the transaction [`Conn::begin_with_next`] started, if a statement opened it:
     /// `COMMIT` and its answer (`wait`), or a `COMMIT` sent without waiting for the answer
-    /// (a read-only transaction, which has nothing to make durable; the connection answers
-    /// it before the next request).
+    /// (a read-only transaction, which has nothing to make durable; the answer is read
+    /// with the connection's next request).
     pub(super) fn end(&mut self, wait: bool) -> std::result::Result<(), DbError> {
         self.begin = None;
         if !std::mem::take(&mut self.opened) {
@@ -282,7 +395,7 @@ impl Conn {
             self.collect_later()?;
             return match ready {
                 Poll::Ready(r) => r.map_err(db_error),
-                Poll::Pending => self.run(|_| commit),
+                Poll::Pending => self.run(commit),
             };
         }
         self.collect_later()?;
@@ -292,6 +405,8 @@ impl Conn {
         if let Poll::Ready(Err(e)) = commit.as_mut().poll(&mut cx) {
             return Err(db_error(e));
         }
+        // Sent now, so the transaction does not stay open while the connection is idle.
+        self.driver.turn();
         Ok(())
     }
 
@@ -313,7 +428,13 @@ impl Conn {
     /// Runs statements without parameters (BEGIN, COMMIT, schema changes).
     pub(super) fn batch(&mut self, sql: &str) -> std::result::Result<(), DbError> {
         self.collect_later()?;
-        self.run(|c| c.batch_execute(sql))
+        let c = self.client.clone();
+        self.run(async move { c.batch_execute(sql).await })
+    }
+
+    /// Whether the connection has ended (the server closed it, or it failed).
+    fn is_closed(&self) -> bool {
+        self.driver.ended() || self.client.is_closed()
     }
 }
 
@@ -324,11 +445,11 @@ struct State {
     last_failure: Option<(Instant, String)>,
 }
 
+/// Its connections are driven by the threads that use them: every call comes through
+/// `off` (see `postgres::off`), never from a runtime's worker directly.
 pub(super) struct Pool {
     config: tokio_postgres::Config,
     tls: Option<Rustls>,
-    /// Drives the connections. Dropped with `shutdown_background`, never blocking.
-    runtime: Option<tokio::runtime::Runtime>,
     state: Mutex<State>,
     freed: Condvar,
     size: usize,
@@ -337,21 +458,10 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(
-        config: tokio_postgres::Config,
-        tls: Option<Rustls>,
-        size: usize,
-    ) -> std::result::Result<Pool, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("latchkey-pg")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("PostgreSQL runtime: {e}"))?;
-        Ok(Pool {
+    pub(super) fn new(config: tokio_postgres::Config, tls: Option<Rustls>, size: usize) -> Pool {
+        Pool {
             config,
             tls,
-            runtime: Some(runtime),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 connecting: 0,
@@ -360,7 +470,7 @@ impl Pool {
             freed: Condvar::new(),
             size: size.max(1),
             alive: Arc::default(),
-        })
+        }
     }
 
     /// A connection for one transaction; returned with [`Pool::give_back`].
@@ -368,11 +478,17 @@ impl Pool {
         let deadline = Instant::now() + CHECKOUT_WAIT;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(c) = state.idle.pop() {
-                if c.client.is_closed() {
-                    continue;
+            if let Some(mut c) = state.idle.pop() {
+                drop(state);
+                // Reads what arrived while it was idle: the answer to a read-only
+                // COMMIT, or the end of a connection the server has closed.
+                c.driver.turn();
+                if !c.is_closed() {
+                    return Ok(c);
                 }
-                return Ok(c);
+                drop(c);
+                state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                continue;
             }
             if let Some((at, why)) = &state.last_failure
                 && at.elapsed() < RETRY_CONNECT
@@ -413,65 +529,66 @@ impl Pool {
     }
 
     pub(super) fn give_back(&self, c: Conn) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if c.broken.get() || c.client.is_closed() || !c.later.is_empty() || c.opened {
-            // Dropped: its slot is free again.
-            drop(c);
+        let unusable = c.broken.get() || c.is_closed() || !c.later.is_empty() || c.opened;
+        // Dropped outside the lock (its runtime shuts down): its slot is free again.
+        let dropped = if unusable {
+            Some(c)
         } else {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.idle.push(c);
-        }
+            None
+        };
+        drop(dropped);
         self.freed.notify_one();
     }
 
     /// Forgets idle connections (after the database was restarted, say).
     pub(super) fn clear(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.idle.clear();
+        let idle = std::mem::take(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .idle,
+        );
+        drop(idle);
     }
 
     fn connect(&self) -> std::result::Result<Conn, String> {
-        let Some(rt) = &self.runtime else {
-            return Err("the store is closing".into());
-        };
+        let mut driver = Driver::new()?;
         let config = self.config.clone();
         let tls = self.tls.clone();
-        let task = rt.spawn(async move {
-            match tls {
-                Some(tls) => {
-                    let (client, conn) = config.connect(tls).await?;
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::warn!(error = %e, "PostgreSQL connection ended");
-                        }
-                    });
-                    Ok::<_, tokio_postgres::Error>(client)
+        let made = driver.drive(
+            async move {
+                match tls {
+                    Some(tls) => {
+                        let (client, conn) = config.connect(tls).await?;
+                        Ok::<_, tokio_postgres::Error>((client, Box::pin(conn) as Socket))
+                    }
+                    None => {
+                        let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+                        Ok((client, Box::pin(conn) as Socket))
+                    }
                 }
-                None => {
-                    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::warn!(error = %e, "PostgreSQL connection ended");
-                        }
-                    });
-                    Ok(client)
-                }
+            },
+            DEADLINE + Duration::from_secs(1),
+        );
+        match made {
+            Some(Ok((client, socket))) => {
+                driver.socket = Some(socket);
+                self.alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(Conn {
+                    client: Arc::new(client),
+                    driver,
+                    later: Vec::new(),
+                    statements: HashMap::new(),
+                    broken: std::cell::Cell::new(false),
+                    begin: None,
+                    opened: false,
+                    alive: self.alive.clone(),
+                })
             }
-        });
-        match wait(task, DEADLINE + Duration::from_secs(1)) {
-            Some(Ok(Ok(client))) => Ok(Conn {
-                client: Arc::new(client),
-                later: Vec::new(),
-                statements: HashMap::new(),
-                broken: std::cell::Cell::new(false),
-                begin: None,
-                opened: false,
-                alive: {
-                    self.alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    self.alive.clone()
-                },
-            }),
-            Some(Ok(Err(e))) => Err(format!("PostgreSQL: {}", describe(&e))),
-            Some(Err(e)) => Err(format!("PostgreSQL: {e}")),
+            Some(Err(e)) => Err(format!("PostgreSQL: {}", describe(&e))),
             None => Err("PostgreSQL: the connection attempt timed out".into()),
         }
     }
@@ -484,18 +601,5 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     match e.source() {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .idle
-            .clear();
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
