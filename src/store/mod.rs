@@ -214,7 +214,8 @@ pub trait Codes: Send + Sync {
 
     fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
 
-    /// A code with the user and the session it names, read in one snapshot.
+    /// A code with the user and the session it names, read together (on PostgreSQL
+    /// without a transaction: redeeming the code checks it again).
     fn code_context(&self, hash: &str) -> Result<Option<CodeContext>>;
 
     /// Redeems a code: in one transaction marks it used and stores the grant with its
@@ -258,7 +259,7 @@ pub trait Sessions: Send + Sync {
     fn session(&self, hash: &str) -> Result<Option<Session>>;
 
     /// A session with its user and, for `consent_for` (a client id), the user's consent,
-    /// read in one snapshot.
+    /// read together (on PostgreSQL without a transaction).
     fn session_context(
         &self,
         hash: &str,
@@ -345,8 +346,8 @@ pub trait Tokens: Send + Sync {
 
     fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>>;
 
-    /// A refresh token with its grant, user and the grant's session, read in one
-    /// snapshot.
+    /// A refresh token with its grant, user and the grant's session, read together (on
+    /// PostgreSQL without a transaction: the rotation checks the token and grant again).
     fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>>;
 
     /// Marks `old` used and stores its successor, atomically and durably; keeps the

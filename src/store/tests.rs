@@ -799,6 +799,55 @@ fn records_read_together_come_in_order_after_earlier_writes<S: Store + Engine>(s
     );
 }
 
+fn puts_in_one_transaction_land_together_and_are_seen_by_it<S: Store + Engine>(s: &S) {
+    use super::kv::{META, USERNAMES};
+    s.write(false, |tx| {
+        tx.put(META, "x", b"1")?;
+        tx.put(USERNAMES, "x", b"a")?;
+        tx.put(META, "x", b"2")?;
+        tx.put(META, "y", b"3")
+    })
+    .unwrap();
+    let got = s
+        .get_many(&[(META, "x"), (USERNAMES, "x"), (META, "y")])
+        .unwrap();
+    let v = |b: &[u8]| Some(b.to_vec());
+    assert_eq!(
+        got,
+        vec![v(b"2"), v(b"a"), v(b"3")],
+        "the last value put wins"
+    );
+    let (removed, seen) = s
+        .write(false, |tx| {
+            tx.put(META, "z", b"4")?;
+            let removed = tx.remove(META, "z")?;
+            tx.put(META, "w", b"5")?;
+            let mut seen = Vec::new();
+            tx.scan(META, None, &mut |k, v| {
+                seen.push((k.to_string(), v.to_vec()));
+                Ok(true)
+            })?;
+            Ok((removed, seen))
+        })
+        .unwrap();
+    assert!(
+        removed,
+        "a record put earlier in the transaction is removed"
+    );
+    assert!(seen.contains(&("w".to_string(), b"5".to_vec())));
+    assert!(!seen.iter().any(|(k, _)| k == "z"));
+    // A transaction that fails leaves nothing of what it put.
+    let failed = s.write(false, |tx| -> Result<()> {
+        tx.put(META, "v", b"6")?;
+        Err(StoreError::Conflict("no".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        s.get_many(&[(META, "v"), (META, "z")]).unwrap(),
+        vec![None, None]
+    );
+}
+
 fn revocation_list_entries_and_grants_live_as_long_as_their_tokens<S: Store + Engine>(s: &S) {
     s.revoke_access_token("k", 50).unwrap();
     // A grant with no code or refresh token left, whose access tokens live until 500.
@@ -944,6 +993,7 @@ on_both_backends! {
             an_access_tokens_context_is_read_together,
             the_contexts_of_codes_sessions_and_refresh_tokens_are_read_together,
             records_read_together_come_in_order_after_earlier_writes,
+            puts_in_one_transaction_land_together_and_are_seen_by_it,
             revocation_list_entries_and_grants_live_as_long_as_their_tokens,
             purge_works_through_more_than_one_batch,
     short_lived_records_expire_and_are_taken_once,

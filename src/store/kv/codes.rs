@@ -12,7 +12,7 @@ impl<E: Engine> Codes for E {
     }
 
     fn code_context(&self, hash: &str) -> Result<Option<CodeContext>> {
-        self.read(|tx| {
+        self.read_latest(|tx| {
             let Some(code) = tx_get::<AuthCode>(tx, CODES, hash)? else {
                 return Ok(None);
             };

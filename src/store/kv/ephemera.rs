@@ -26,7 +26,7 @@ impl<E: Engine> Ephemera for E {
     }
 
     fn ephemeral(&self, key: &str, now: i64) -> Result<Option<Vec<u8>>> {
-        self.read(|tx| Ok(tx.get(EPHEMERAL, key)?.and_then(|v| live(&v, now))))
+        self.read_latest(|tx| Ok(tx.get(EPHEMERAL, key)?.and_then(|v| live(&v, now))))
     }
 
     fn take_ephemeral(&self, key: &str, now: i64) -> Result<Option<Vec<u8>>> {

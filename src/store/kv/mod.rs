@@ -124,6 +124,15 @@ pub trait Engine: Send + Sync {
     /// Runs `f` on one consistent snapshot.
     fn read<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R>;
 
+    /// Runs `f` with reads that each see the latest committed records, with no snapshot
+    /// across them (on PostgreSQL no transaction around them, which saves two statements
+    /// and a round trip). For reads that follow links the earlier ones found, where what
+    /// changed in between is what a request arriving a moment later would see; a write
+    /// that depends on them checks again in its own transaction.
+    fn read_latest<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
+        self.read(f)
+    }
+
     /// Whether other processes share this database (see [`super::Ephemera::shared`]).
     fn shared(&self) -> bool {
         false

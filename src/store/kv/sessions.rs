@@ -16,7 +16,7 @@ impl<E: Engine> Sessions for E {
         hash: &str,
         consent_for: Option<&str>,
     ) -> Result<Option<SessionContext>> {
-        self.read(|tx| {
+        self.read_latest(|tx| {
             let Some(session) = tx_get::<Session>(tx, SESSIONS, hash)? else {
                 return Ok(None);
             };

@@ -109,7 +109,7 @@ impl<E: Engine> Tokens for E {
     }
 
     fn refresh_context(&self, hash: &str) -> Result<Option<RefreshContext>> {
-        self.read(|tx| {
+        self.read_latest(|tx| {
             let Some(token) = tx_get::<RefreshToken>(tx, REFRESH_TOKENS, hash)? else {
                 return Ok(None);
             };

@@ -12,6 +12,7 @@ mod pool;
 mod tls;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use self::pool::{Conn, DbError, Pool};
@@ -256,9 +257,61 @@ struct Tx<'a> {
     conn: RefCell<&'a mut Conn>,
     /// A statement failed with a conflict: the transaction is run again.
     retry: Cell<bool>,
+    /// Records put and not sent yet (see [`Tx::flush`]).
+    puts: RefCell<Vec<(Table, String, Vec<u8>)>>,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    fn on(conn: &'a mut Conn) -> Tx<'a> {
+        Tx {
+            conn: RefCell::new(conn),
+            retry: Cell::new(false),
+            puts: RefCell::default(),
+        }
+    }
+
+    /// Sends the records put since the last statement, whatever their tables, as one
+    /// statement (its answer comes with the next statement's or the COMMIT's): called
+    /// before anything that reads or removes, and before the COMMIT.
+    fn flush(&self) -> Result<()> {
+        let puts = std::mem::take(&mut *self.puts.borrow_mut());
+        if puts.is_empty() {
+            return Ok(());
+        }
+        // By table, in table order (fewer different statements); a key put twice keeps
+        // its last value (one statement cannot change a row twice).
+        let mut by_table: BTreeMap<Table, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+        for (t, k, v) in puts {
+            by_table.entry(t).or_default().insert(k, v);
+        }
+        let mut inserts = Vec::new();
+        let mut params: Vec<Vec<Vec<u8>>> = Vec::new();
+        for (t, rows) in by_table {
+            let n = params.len();
+            inserts.push(format!(
+                "INSERT INTO \"{t}\" (key, value) \
+                 SELECT * FROM unnest(${}::bytea[], ${}::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                n + 1,
+                n + 2
+            ));
+            let (keys, values) = rows.into_iter().map(|(k, v)| (k.into_bytes(), v)).unzip();
+            params.extend([keys, values]);
+        }
+        let last = inserts.pop().unwrap_or_default();
+        let sql = if inserts.is_empty() {
+            last
+        } else {
+            let before: Vec<String> = inserts
+                .iter()
+                .enumerate()
+                .map(|(i, q)| format!("p{i} AS ({q})"))
+                .collect();
+            format!("WITH {} {last}", before.join(", "))
+        };
+        self.call(|c| c.execute_later(&sql, params))
+    }
+
     fn call<T>(&self, f: impl FnOnce(&mut Conn) -> std::result::Result<T, DbError>) -> Result<T> {
         let mut c = self.conn.borrow_mut();
         f(&mut c).map_err(|e| {
@@ -272,6 +325,7 @@ impl Tx<'_> {
 
 impl Reader for Tx<'_> {
     fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        self.flush()?;
         let sql = format!("SELECT value FROM \"{t}\" WHERE key = $1");
         let rows = self.call(|c| c.query(&sql, &[&key.as_bytes()]))?;
         Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
@@ -282,6 +336,7 @@ impl Reader for Tx<'_> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        self.flush()?;
         let (sql, keys_sent) = select_many(keys);
         let params = as_params(&keys_sent);
         let rows = self.call(|c| c.query(&sql, &params))?;
@@ -294,6 +349,7 @@ impl Reader for Tx<'_> {
         after: Option<&str>,
         each: &mut dyn FnMut(&str, &[u8]) -> Result<bool>,
     ) -> Result<()> {
+        self.flush()?;
         let mut from: Option<Vec<u8>> = after.map(|a| a.as_bytes().to_vec());
         loop {
             let rows = match &from {
@@ -326,16 +382,16 @@ impl Reader for Tx<'_> {
 }
 
 impl Writer for Tx<'_> {
+    /// Sent with the transaction's next statement (see [`Tx::flush`]).
     fn put(&self, t: Table, key: &str, value: &[u8]) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO \"{t}\" (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        );
-        // Its answer comes with the next statement's or the COMMIT's.
-        self.call(|c| c.execute_later(&sql, vec![key.as_bytes().to_vec(), value.to_vec()]))
+        self.puts
+            .borrow_mut()
+            .push((t, key.to_string(), value.to_vec()));
+        Ok(())
     }
 
     fn remove(&self, t: Table, key: &str) -> Result<bool> {
+        self.flush()?;
         let sql = format!("DELETE FROM \"{t}\" WHERE key = $1");
         Ok(self.call(|c| c.execute(&sql, &[&key.as_bytes()]))? > 0)
     }
@@ -358,14 +414,13 @@ impl Engine for PgStore {
                 let mut c = self.pool.take()?;
                 c.begin_with_next(begin);
                 let (out, retry) = {
-                    let tx = Tx {
-                        conn: RefCell::new(&mut c),
-                        retry: Cell::new(false),
-                    };
+                    let tx = Tx::on(&mut c);
                     // A durable write that wrote nothing has nothing to wait for (unlike a
                     // redb flush, it persists no earlier commit: those reach the disk with
                     // PostgreSQL's WAL writer within a fraction of a second).
-                    let out = f(&tx).and_then(|v| tx.call(|c| c.end(true)).map(|()| v));
+                    let out = f(&tx)
+                        .and_then(|v| tx.flush().map(|()| v))
+                        .and_then(|v| tx.call(|c| c.end(true)).map(|()| v));
                     (out, tx.retry.get())
                 };
                 if out.is_err() {
@@ -396,10 +451,7 @@ impl Engine for PgStore {
             let mut c = self.pool.take()?;
             c.begin_with_next(READ_SNAPSHOT);
             let out = {
-                let tx = Tx {
-                    conn: RefCell::new(&mut c),
-                    retry: Cell::new(false),
-                };
+                let tx = Tx::on(&mut c);
                 let out = f(&tx);
                 let done = tx.call(|c| c.end(false));
                 out.and_then(|v| done.map(|()| v))
@@ -407,6 +459,16 @@ impl Engine for PgStore {
             if out.is_err() {
                 c.rollback();
             }
+            self.pool.give_back(c);
+            out
+        })
+    }
+
+    /// Each statement on its own, on one connection.
+    fn read_latest<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
+        off(|| {
+            let mut c = self.pool.take()?;
+            let out = f(&Tx::on(&mut c));
             self.pool.give_back(c);
             out
         })

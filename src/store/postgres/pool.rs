@@ -288,10 +288,10 @@ impl Conn {
     /// it: the next statement or the COMMIT goes in the same round trip, and a failure
     /// (a conflict) is reported then, failing the transaction. Only inside a transaction
     /// already opened (so nothing can overtake it).
-    pub(super) fn execute_later(
+    pub(super) fn execute_later<P: ToSql + Sync + Send + 'static>(
         &mut self,
         sql: &str,
-        params: Vec<Vec<u8>>,
+        params: Vec<P>,
     ) -> std::result::Result<(), DbError> {
         if self.begin.is_some() {
             let refs: Vec<&(dyn ToSql + Sync)> =
