@@ -215,13 +215,15 @@ pub trait Codes: Send + Sync {
     fn code(&self, hash: &str) -> Result<Option<AuthCode>>;
 
     /// A code with the user and the session it names, read together (on PostgreSQL
-    /// without a transaction: redeeming the code checks it again).
+    /// without a transaction: the redemption checks the code, its grant, session and
+    /// user again).
     fn code_context(&self, hash: &str) -> Result<Option<CodeContext>>;
 
     /// Redeems a code: in one transaction marks it used and stores the grant with its
     /// first tokens (durably when a refresh token is included). A code already used
-    /// returns [`Consumed::Replayed`] and stores nothing; a code whose grant was revoked
-    /// meanwhile is spent and returns [`Consumed::Missing`].
+    /// returns [`Consumed::Replayed`] and stores nothing; a code whose grant was revoked,
+    /// whose session ended (without offline access) or whose user was disabled meanwhile
+    /// is spent and returns [`Consumed::Missing`].
     fn redeem_code(&self, hash: &str, issued: &Issued<'_>) -> Result<Consumed<AuthCode>>;
 
     /// Stores a new device authorization; fails with Conflict if its user code is taken.

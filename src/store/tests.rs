@@ -59,6 +59,24 @@ fn code(expires_at: i64) -> AuthCode {
     }
 }
 
+/// A session of user `u`, alive past every purge of these tests.
+fn session() -> Session {
+    Session {
+        user_id: "u".into(),
+        sid: "s".into(),
+        auth_time: 1,
+        amr: vec!["pwd".into()],
+        acr: "1".into(),
+        created_at: 1,
+        last_seen: 1,
+        expires_at: 1_000_000,
+        clients: vec![],
+        reauth_at: 0,
+        label: String::new(),
+        ip: String::new(),
+    }
+}
+
 fn rt(expires_at: i64) -> RefreshToken {
     RefreshToken {
         grant_id: "g".into(),
@@ -121,6 +139,7 @@ fn grant() -> Grant {
 /// Stores a code and redeems it, starting grant `g` (its access tokens expire at
 /// `expires`) with refresh token `rt_hash`.
 fn issue<S: Store>(s: &S, code_hash: &str, rt_hash: &str, expires: i64) {
+    s.put_session("h", &session()).unwrap();
     s.put_code(code_hash, &code(expires)).unwrap();
     let g = Grant {
         tokens_until: expires,
@@ -236,6 +255,7 @@ fn logout_revokes_the_sessions_grants_but_not_offline_ones<S: Store + Engine>(s:
             offline,
             ..grant()
         };
+        s.put_session(session, &self::session()).unwrap();
         // The grant takes its session from the code, as the token endpoint builds it.
         let c = AuthCode {
             session_hash: session.into(),
@@ -420,6 +440,61 @@ fn a_code_of_a_revoked_grant_yields_nothing<S: Store + Engine>(s: &S) {
     assert!(s.grant("g").unwrap().unwrap().revoked);
     assert!(s.refresh_token("r").unwrap().is_none());
     assert!(s.code("h").unwrap().unwrap().used, "the code is spent");
+}
+
+fn a_code_whose_session_ended_or_user_was_disabled_meanwhile_yields_nothing<S: Store + Engine>(
+    s: &S,
+) {
+    let r = rt(100);
+    let redeem = |hash: &str, g: &Grant| {
+        s.put_code(hash, &code(100)).unwrap();
+        let issued = Issued {
+            grant: g,
+            refresh: Some((hash, &r)),
+        };
+        s.redeem_code(hash, &issued).unwrap()
+    };
+    let grant_named = |id: &str| Grant {
+        grant_id: id.into(),
+        ..grant()
+    };
+    // Logged out (session h gone) after the token endpoint read the code.
+    assert_eq!(redeem("c1", &grant_named("g1")), Consumed::Missing);
+    assert!(s.code("c1").unwrap().unwrap().used, "the code is spent");
+    assert!(s.grant("g1").unwrap().is_none());
+    // With offline access the code outlives its session.
+    let offline = Grant {
+        offline: true,
+        ..grant_named("g2")
+    };
+    assert!(matches!(redeem("c2", &offline), Consumed::Fresh(_)));
+    // A session moved by a sign-in again meanwhile: the code follows it (codes exist
+    // for the clients the session took part in).
+    let with_client = Session {
+        clients: vec!["c".into()],
+        ..session()
+    };
+    s.put_session("h", &with_client).unwrap();
+    s.create_user(&user("u", "alice")).unwrap();
+    s.put_code("c3", &code(100)).unwrap();
+    s.move_session("h", "h-new", &|_| {}).unwrap().unwrap();
+    let g3 = grant_named("g3");
+    let issued = Issued {
+        grant: &g3,
+        refresh: Some(("c3", &r)),
+    };
+    let got = s.redeem_code("c3", &issued).unwrap();
+    assert!(matches!(got, Consumed::Fresh(_)), "{got:?}");
+    assert_eq!(s.grant("g3").unwrap().unwrap().session_hash, "h-new");
+    // The user disabled meanwhile.
+    s.put_session("h", &session()).unwrap();
+    let disabled = User {
+        disabled: true,
+        ..user("u", "alice")
+    };
+    s.update_user(&disabled).unwrap();
+    assert_eq!(redeem("c4", &grant_named("g4")), Consumed::Missing);
+    assert!(s.grant("g4").unwrap().is_none());
 }
 
 fn a_device_answer_is_never_undone_by_a_poll<S: Store + Engine>(s: &S) {
@@ -718,21 +793,7 @@ fn the_contexts_of_codes_sessions_and_refresh_tokens_are_read_together<S: Store 
     assert_eq!(ctx.code.grant_id, "g");
     assert!(ctx.user.is_none() && ctx.session.is_none());
     s.create_user(&user("u", "alice")).unwrap();
-    let session = Session {
-        user_id: "u".into(),
-        sid: "s".into(),
-        auth_time: 1,
-        amr: vec!["pwd".into()],
-        acr: "1".into(),
-        created_at: 1,
-        last_seen: 1,
-        expires_at: 100,
-        clients: vec![],
-        reauth_at: 0,
-        label: String::new(),
-        ip: String::new(),
-    };
-    s.put_session("h", &session).unwrap();
+    s.put_session("h", &session()).unwrap();
     let ctx = s.code_context("k").unwrap().unwrap();
     assert_eq!(ctx.user.map(|u| u.username).as_deref(), Some("alice"));
     assert_eq!(ctx.session.map(|s| s.sid).as_deref(), Some("s"));
@@ -989,6 +1050,7 @@ on_both_backends! {
             audit_retention_removes_only_older_events,
             used_records_are_stored_slim_and_read_back,
             a_code_of_a_revoked_grant_yields_nothing,
+            a_code_whose_session_ended_or_user_was_disabled_meanwhile_yields_nothing,
             a_device_answer_is_never_undone_by_a_poll,
             an_access_tokens_context_is_read_together,
             the_contexts_of_codes_sessions_and_refresh_tokens_are_read_together,
@@ -1023,6 +1085,7 @@ fn two_postgres_nodes_let_exactly_one_racer_win() {
     let nodes = [postgres_node(&url), postgres_node(&url)];
     for round in 0..5 {
         let hash = format!("code-{round}");
+        nodes[0].put_session("h", &session()).unwrap();
         nodes[0].put_code(&hash, &code(10_000)).unwrap();
         let won = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {

@@ -29,22 +29,39 @@ impl<E: Engine> Codes for E {
     fn redeem_code(&self, hash: &str, i: &Issued<'_>) -> Result<Consumed<AuthCode>> {
         // Durable: a used code must never come back (crash, or a reopen after an I/O error).
         self.write(true, |tx| {
-            // The grant the code would start, read in the same round trip.
-            let mut found =
-                Found::new(tx.get_many(&[(CODES, hash), (GRANTS, i.grant.grant_id.as_str())])?);
+            // The grant the code would start, its session and its user (as the caller
+            // found them), read in the same round trip.
+            let mut found = Found::new(tx.get_many(&[
+                (CODES, hash),
+                (GRANTS, i.grant.grant_id.as_str()),
+                (SESSIONS, i.grant.session_hash.as_str()),
+                (USERS, i.grant.user_id.as_str()),
+            ])?);
             let Some(mut code) = found.take::<AuthCode>()? else {
                 return Ok(Consumed::Missing);
             };
             let before = found.take::<Grant>()?;
+            let mut session = found.take::<Session>()?;
+            let user = found.take::<User>()?;
             if code.used {
                 return Ok(Consumed::Replayed(code));
             }
             code.used = true;
             // Kept until purged only to recognise a replay: the slim form.
             tx_put(tx, CODES, hash, &code.spent())?;
-            // A grant revoked meanwhile (logout ended its front-channel tokens) stays
-            // revoked: the code is spent and yields nothing.
-            if before.as_ref().is_some_and(|g| g.revoked) {
+            if code.session_hash != i.grant.session_hash {
+                // Moved by a sign-in again since the caller read the code.
+                session = tx_get(tx, SESSIONS, &code.session_hash)?;
+            }
+            // What ended since the caller decided leaves the code spent and yielding
+            // nothing: a grant revoked meanwhile (logout ended its front-channel tokens),
+            // the session ended by a logout or the user's deletion (unless offline access
+            // was granted: a deleted user's tokens are refused wherever they are checked),
+            // the user disabled.
+            let revoked = before.as_ref().is_some_and(|g| g.revoked);
+            let ended = session.is_none() && !i.grant.offline;
+            let unusable = user.is_some_and(|u| u.disabled || u.id != code.user_id);
+            if revoked || ended || unusable {
                 return Ok(Consumed::Missing);
             }
             // The session as it is now: a sign-in again may have moved it since the

@@ -127,8 +127,9 @@ pub trait Engine: Send + Sync {
     /// Runs `f` with reads that each see the latest committed records, with no snapshot
     /// across them (on PostgreSQL no transaction around them, which saves two statements
     /// and a round trip). For reads that follow links the earlier ones found, where what
-    /// changed in between is what a request arriving a moment later would see; a write
-    /// that depends on them checks again in its own transaction.
+    /// changed in between is what a request arriving a moment later would see; the write
+    /// that acts on them (a redemption, a rotation) checks what decides again in its own
+    /// transaction.
     fn read_latest<R>(&self, f: impl Fn(&dyn Reader) -> Result<R>) -> Result<R> {
         self.read(f)
     }
