@@ -336,17 +336,7 @@ impl Conn {
                 Poll::Pending => self.run(q),
             };
         }
-        let c = self.client.clone();
-        match self.begin.take() {
-            None => self.run(async move { c.query(&s, params).await }),
-            Some(begin) => {
-                self.opened = true;
-                self.run(async move {
-                    let (began, rows) = tokio::join!(c.batch_execute(begin), c.query(&s, params));
-                    began.and(rows)
-                })
-            }
-        }
+        self.run_opening(|c| async move { c.query(&s, params).await })
     }
 
     pub(super) fn execute(
@@ -356,14 +346,29 @@ impl Conn {
     ) -> std::result::Result<u64, DbError> {
         let s = self.statement(sql)?;
         self.collect_later()?;
+        self.run_opening(|c| async move { c.execute(&s, params).await })
+    }
+
+    /// [`Conn::run`] for the request `make` makes, sent in one round trip after the
+    /// transaction's BEGIN when that is still to be sent.
+    fn run_opening<T: Send, F>(
+        &mut self,
+        make: impl FnOnce(Arc<Client>) -> F,
+    ) -> std::result::Result<T, DbError>
+    where
+        F: Future<Output = PgResult<T>> + Send,
+    {
         let c = self.client.clone();
         match self.begin.take() {
-            None => self.run(async move { c.execute(&s, params).await }),
+            None => self.run(make(c)),
             Some(begin) => {
                 self.opened = true;
+                let b = c.clone();
+                // Nothing is sent before the first poll, which reaches the BEGIN first.
+                let request = make(c);
                 self.run(async move {
-                    let (began, n) = tokio::join!(c.batch_execute(begin), c.execute(&s, params));
-                    began.and(n)
+                    let (began, out) = tokio::join!(b.batch_execute(begin), request);
+                    began.and(out)
                 })
             }
         }
