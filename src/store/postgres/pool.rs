@@ -272,6 +272,24 @@ impl Conn {
         }
     }
 
+    /// [`Conn::run`] for a request sent now, behind the statements sent earlier (in the
+    /// same round trip): their answers are read first.
+    fn run_behind_later<T: Send>(
+        &mut self,
+        request: impl Future<Output = PgResult<T>> + Send,
+    ) -> std::result::Result<T, DbError> {
+        let mut request = Box::pin(request);
+        // Polled once, the request is queued to the connection.
+        let ready = request
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        self.collect_later()?;
+        match ready {
+            Poll::Ready(r) => r.map_err(db_error),
+            Poll::Pending => self.run(request),
+        }
+    }
+
     /// Reads the answers of the statements sent earlier, in order; the first failure.
     fn collect_later(&mut self) -> std::result::Result<(), DbError> {
         let mut first = Ok(());
@@ -324,17 +342,8 @@ impl Conn {
     ) -> std::result::Result<Vec<Row>, DbError> {
         let s = self.statement(sql)?;
         if !self.later.is_empty() {
-            // This statement goes out now, behind those sent earlier; their answers
-            // come first.
             let client = self.client.clone();
-            let mut q = Box::pin(async move { client.query(&s, params).await });
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            let ready = q.as_mut().poll(&mut cx);
-            self.collect_later()?;
-            return match ready {
-                Poll::Ready(r) => r.map_err(db_error),
-                Poll::Pending => self.run(q),
-            };
+            return self.run_behind_later(async move { client.query(&s, params).await });
         }
         self.run_opening(|c| async move { c.query(&s, params).await })
     }
@@ -394,14 +403,7 @@ impl Conn {
                 return self.batch("COMMIT");
             }
             let client = self.client.clone();
-            let mut commit = Box::pin(async move { client.batch_execute("COMMIT").await });
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            let ready = commit.as_mut().poll(&mut cx);
-            self.collect_later()?;
-            return match ready {
-                Poll::Ready(r) => r.map_err(db_error),
-                Poll::Pending => self.run(commit),
-            };
+            return self.run_behind_later(async move { client.batch_execute("COMMIT").await });
         }
         self.collect_later()?;
         // Polled once, the request is queued to the connection; its answer is dropped.
